@@ -1,0 +1,295 @@
+//! One proxied connection: a client, its upstream, and the two directions
+//! between them.
+//!
+//! Life of a connection:
+//! 1. accepted; a non-blocking connect to the first upstream address starts;
+//! 2. connecting: only the upstream is watched (for writable); a failure or
+//!    the connect timeout moves on to the next address, and after the last one
+//!    the client is closed;
+//! 3. relaying: client->upstream and upstream->client run independently
+//!    (`relay::Direction`), so one side's FIN half-closes only its direction;
+//! 4. closed when both directions are done, on a read error (a reset), or
+//!    after the idle timeout.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::log::event;
+use crate::relay::{BufferPool, Direction, Endpoint, Failure};
+use crate::sys::Stream;
+
+impl Endpoint for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        Stream::read(self, buf)
+    }
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Stream::write(self, buf)
+    }
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        Stream::shutdown_write(self)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Upstream,
+}
+
+impl Side {
+    fn name(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Upstream => "upstream",
+        }
+    }
+}
+
+/// Why a connection ended: the `reason=` of its close line.
+#[derive(Debug)]
+pub enum Reason {
+    /// Both directions finished; this side sent its FIN first.
+    Closed(Side),
+    /// A read or write on this side failed (a reset, mostly).
+    Error(Side, io::Error),
+    ConnectFailed(io::Error),
+    ConnectTimeout,
+    IdleTimeout,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Closed(side) => write!(f, "{}-closed", side.name()),
+            Reason::Error(side, e) => write!(f, "{}-error error=\"{e}\"", side.name()),
+            Reason::ConnectFailed(e) => write!(f, "connect-failed error=\"{e}\""),
+            Reason::ConnectTimeout => f.write_str("connect-timeout"),
+            Reason::IdleTimeout => f.write_str("idle-timeout"),
+        }
+    }
+}
+
+/// Where connections go: the resolved upstream addresses, tried in order.
+pub struct Upstreams {
+    pub addrs: Vec<SocketAddr>,
+    pub connect_timeout: Duration,
+}
+
+/// What a connection borrows from the proxy on every call.
+pub struct Context<'a> {
+    pub upstreams: &'a Upstreams,
+    pub pool: &'a mut BufferPool,
+    pub now: Instant,
+}
+
+enum Phase {
+    /// Trying `upstreams[attempt]`, until `deadline`.
+    Connecting { attempt: usize, deadline: Instant },
+    Relaying,
+}
+
+pub struct Conn {
+    id: u64,
+    client: Stream,
+    client_addr: SocketAddr,
+    upstream: Stream,
+    upstream_addr: SocketAddr,
+    phase: Phase,
+    to_upstream: Direction,
+    to_client: Direction,
+    /// The first side to send FIN, for the close reason.
+    first_fin: Option<Side>,
+    /// A write failure ends one direction only; kept for the close line.
+    write_error: Option<(Side, io::Error)>,
+    opened: Instant,
+    last_active: Instant,
+}
+
+/// What the interest of a connection is, per socket: (read, write).
+pub struct Interest {
+    pub client: (bool, bool),
+    pub upstream: (bool, bool),
+}
+
+impl Conn {
+    /// Start connecting upstream for a newly accepted client. Addresses that
+    /// fail at once are skipped; if all do, the client is handed back with
+    /// the last error, to be closed.
+    pub fn start(
+        id: u64,
+        client: Stream,
+        client_addr: SocketAddr,
+        cx: &Context<'_>,
+    ) -> Result<Conn, (Stream, io::Error)> {
+        match connect_from(0, cx) {
+            Ok((attempt, upstream)) => Ok(Conn {
+                id,
+                client,
+                client_addr,
+                upstream,
+                upstream_addr: cx.upstreams.addrs[attempt],
+                phase: Phase::Connecting { attempt, deadline: cx.now + cx.upstreams.connect_timeout },
+                to_upstream: Direction::new(),
+                to_client: Direction::new(),
+                first_fin: None,
+                write_error: None,
+                opened: cx.now,
+                last_active: cx.now,
+            }),
+            Err(e) => Err((client, e)),
+        }
+    }
+
+    pub fn client(&self) -> &Stream {
+        &self.client
+    }
+
+    pub fn upstream(&self) -> &Stream {
+        &self.upstream
+    }
+
+    pub fn interest(&self) -> Interest {
+        match self.phase {
+            // Nothing is read from the client until there is somewhere to send it.
+            Phase::Connecting { .. } => Interest { client: (false, false), upstream: (false, true) },
+            Phase::Relaying => Interest {
+                client: (self.to_upstream.wants_read(), self.to_client.wants_write()),
+                upstream: (self.to_client.wants_read(), self.to_upstream.wants_write()),
+            },
+        }
+    }
+
+    /// When this connection next needs attention without any I/O.
+    pub fn deadline(&self, idle_timeout: Option<Duration>) -> Option<Instant> {
+        match self.phase {
+            Phase::Connecting { deadline, .. } => Some(deadline),
+            Phase::Relaying => idle_timeout.map(|t| self.last_active + t),
+        }
+    }
+
+    /// A socket of this connection is ready. `Err` means it is over.
+    pub fn on_ready(&mut self, side: Side, readable: bool, writable: bool, cx: &mut Context<'_>) -> Result<(), Reason> {
+        if let Phase::Connecting { attempt, .. } = self.phase {
+            if side == Side::Upstream && (readable || writable) {
+                match self.upstream.finish_connect() {
+                    Ok(()) => self.connected(cx)?,
+                    Err(e) => self.next_upstream(attempt + 1, e, cx)?,
+                }
+            }
+            return Ok(());
+        }
+        // Client readable or upstream writable: client->upstream can move.
+        // Upstream readable or client writable: upstream->client can move.
+        let (up, down) = match side {
+            Side::Client => (readable, writable),
+            Side::Upstream => (writable, readable),
+        };
+        if up {
+            self.pump(Side::Client, cx)?;
+        }
+        if down {
+            self.pump(Side::Upstream, cx)?;
+        }
+        self.finished()
+    }
+
+    /// The deadline passed: a connect attempt timed out, or the connection idled.
+    pub fn on_timeout(&mut self, cx: &mut Context<'_>) -> Result<(), Reason> {
+        match self.phase {
+            Phase::Connecting { attempt, .. } => {
+                let e = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
+                self.next_upstream(attempt + 1, e, cx)
+            }
+            Phase::Relaying => Err(Reason::IdleTimeout),
+        }
+    }
+
+    fn connected(&mut self, cx: &mut Context<'_>) -> Result<(), Reason> {
+        self.phase = Phase::Relaying;
+        self.last_active = cx.now;
+        event!("open #{} client={} upstream={}", self.id, self.client_addr, self.upstream_addr);
+        // A client usually speaks first (an HTTP request is already waiting).
+        self.pump(Side::Client, cx)?;
+        self.finished()
+    }
+
+    /// Give up on the current upstream address and try the following ones.
+    fn next_upstream(&mut self, from: usize, last: io::Error, cx: &mut Context<'_>) -> Result<(), Reason> {
+        let timed_out = last.kind() == io::ErrorKind::TimedOut;
+        event!("#{} upstream={} failed: {last}", self.id, self.upstream_addr);
+        if from >= cx.upstreams.addrs.len() {
+            return Err(if timed_out { Reason::ConnectTimeout } else { Reason::ConnectFailed(last) });
+        }
+        match connect_from(from, cx) {
+            Ok((attempt, upstream)) => {
+                self.upstream = upstream;
+                self.upstream_addr = cx.upstreams.addrs[attempt];
+                self.phase = Phase::Connecting { attempt, deadline: cx.now + cx.upstreams.connect_timeout };
+                Ok(())
+            }
+            Err(e) => Err(Reason::ConnectFailed(e)),
+        }
+    }
+
+    /// Run the direction whose bytes come from `from`.
+    fn pump(&mut self, from: Side, cx: &mut Context<'_>) -> Result<(), Reason> {
+        let (dir, src, dst) = match from {
+            Side::Client => (&mut self.to_upstream, &mut self.client, &mut self.upstream),
+            Side::Upstream => (&mut self.to_client, &mut self.upstream, &mut self.client),
+        };
+        let to = if from == Side::Client { Side::Upstream } else { Side::Client };
+        let was_open = dir.state() == crate::relay::State::Open;
+        match dir.pump(src, dst, cx.pool) {
+            Ok(true) => self.last_active = cx.now,
+            Ok(false) => {}
+            // A reset (or other read error) aborts both directions.
+            Err(Failure::Read(e)) => return Err(Reason::Error(from, e)),
+            // The destination is gone; the other direction may still finish.
+            Err(Failure::Write(e)) => {
+                self.write_error.get_or_insert((to, e));
+            }
+        }
+        if was_open && dir.state() != crate::relay::State::Open && self.first_fin.is_none() {
+            self.first_fin = Some(from);
+        }
+        Ok(())
+    }
+
+    fn finished(&mut self) -> Result<(), Reason> {
+        if !(self.to_upstream.is_done() && self.to_client.is_done()) {
+            return Ok(());
+        }
+        Err(match self.write_error.take() {
+            Some((side, e)) => Reason::Error(side, e),
+            None => Reason::Closed(self.first_fin.unwrap_or(Side::Client)),
+        })
+    }
+
+    /// The close line: who, where, how much, how long, and why.
+    pub fn log_close(&self, reason: &Reason, now: Instant) {
+        event!(
+            "close #{} client={} upstream={} to_upstream={} to_client={} duration={:.3}s reason={reason}",
+            self.id,
+            self.client_addr,
+            self.upstream_addr,
+            self.to_upstream.bytes,
+            self.to_client.bytes,
+            now.duration_since(self.opened).as_secs_f64(),
+        );
+    }
+}
+
+/// Start a connect to the first address from `from` on that does not fail at
+/// once. Returns its index and the (usually still connecting) stream.
+fn connect_from(from: usize, cx: &Context<'_>) -> io::Result<(usize, Stream)> {
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "no upstream address");
+    for (i, addr) in cx.upstreams.addrs.iter().enumerate().skip(from) {
+        match Stream::connect(*addr) {
+            Ok(stream) => return Ok((i, stream)),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}

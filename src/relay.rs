@@ -1,0 +1,367 @@
+//! One direction of a proxied connection: bytes from a source socket, through
+//! one bounded buffer, to a destination socket. A connection has two.
+//!
+//! ```text
+//!   Open ──(source EOF)──> Draining ──(buffer empty, FIN sent)──> Done
+//!     └─────────────────(write error: peer gone)────────────────────┘
+//! ```
+//!
+//! The state machine knows nothing of sockets or polling: it sees its two ends
+//! through [`Endpoint`], so it is unit-tested here with in-memory ends. What a
+//! direction wants from the poller is derived from its state (read while the
+//! buffer has room and the source is open; write while bytes are pending), so
+//! a full buffer stops reading: that is the backpressure.
+//!
+//! A buffer is taken from a [`BufferPool`] only while it holds bytes, so an
+//! idle connection costs no buffer memory at all.
+
+use std::io;
+
+use crate::sys::would_block;
+
+/// What a direction needs from each socket. `sys::Stream` is one.
+pub trait Endpoint {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize>;
+    fn shutdown_write(&mut self) -> io::Result<()>;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Reading from the source, writing to the destination.
+    Open,
+    /// The source sent FIN; flushing what is buffered, then passing the FIN on.
+    Draining,
+    /// Finished: FIN passed on, or the destination failed.
+    Done,
+}
+
+/// Why `pump` gave up. A read error (usually a reset) aborts the whole
+/// connection; a write error only means the destination is gone.
+#[derive(Debug)]
+pub enum Failure {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+/// Reusable buffers of one size, so that a read that finds nothing, or a
+/// connection that idles, does not cost an allocation. Keeps at most
+/// `max_idle` spare buffers.
+pub struct BufferPool {
+    size: usize,
+    max_idle: usize,
+    free: Vec<Box<[u8]>>,
+}
+
+impl BufferPool {
+    pub fn new(size: usize, max_idle: usize) -> BufferPool {
+        BufferPool { size, max_idle, free: Vec::new() }
+    }
+
+    fn take(&mut self) -> Box<[u8]> {
+        self.free.pop().unwrap_or_else(|| vec![0; self.size].into_boxed_slice())
+    }
+
+    fn give(&mut self, buf: Box<[u8]>) {
+        if self.free.len() < self.max_idle {
+            self.free.push(buf);
+        }
+    }
+}
+
+/// How many read-then-write rounds one `pump` may do, so that one busy
+/// connection cannot starve the others in the same wake-up.
+const ROUNDS: usize = 8;
+
+pub struct Direction {
+    buf: Option<Box<[u8]>>,
+    /// Pending bytes are `buf[start..end]`.
+    start: usize,
+    end: usize,
+    state: State,
+    /// Bytes written to the destination so far.
+    pub bytes: u64,
+}
+
+impl Default for Direction {
+    fn default() -> Self {
+        Direction::new()
+    }
+}
+
+impl Direction {
+    pub fn new() -> Direction {
+        Direction { buf: None, start: 0, end: 0, state: State::Open, bytes: 0 }
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    fn pending(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Interest in the source: open, and room in the buffer (a buffer that
+    /// is not held yet has room).
+    pub fn wants_read(&self) -> bool {
+        self.state == State::Open && self.buf.as_ref().is_none_or(|b| self.end < b.len())
+    }
+
+    /// Interest in the destination: bytes waiting for it.
+    pub fn wants_write(&self) -> bool {
+        self.state != State::Done && self.pending() > 0
+    }
+
+    /// Move as many bytes as the sockets allow right now, and pass an EOF on
+    /// once everything before it is written. Returns whether any byte moved or
+    /// the state changed (activity, for the idle timer).
+    pub fn pump(
+        &mut self,
+        src: &mut impl Endpoint,
+        dst: &mut impl Endpoint,
+        pool: &mut BufferPool,
+    ) -> Result<bool, Failure> {
+        let before = (self.bytes, self.state);
+        let result = self.pump_rounds(src, dst, pool);
+        if let Err(Failure::Write(_)) = result {
+            // The destination is gone: what is buffered for it is lost.
+            self.state = State::Done;
+            self.start = 0;
+            self.end = 0;
+        }
+        // Hand back an empty buffer: idle directions hold no memory.
+        if self.pending() == 0 {
+            self.start = 0;
+            self.end = 0;
+            if let Some(buf) = self.buf.take() {
+                pool.give(buf);
+            }
+        }
+        result.map(|()| (self.bytes, self.state) != before)
+    }
+
+    fn pump_rounds(
+        &mut self,
+        src: &mut impl Endpoint,
+        dst: &mut impl Endpoint,
+        pool: &mut BufferPool,
+    ) -> Result<(), Failure> {
+        for _ in 0..ROUNDS {
+            if self.flush(dst)? > 0 || self.state != State::Open {
+                break; // destination full, or nothing more to read
+            }
+            // The buffer is empty here: read a fresh load from its start.
+            let buf = self.buf.get_or_insert_with(|| pool.take());
+            match src.read(buf) {
+                Ok(0) => self.state = State::Draining,
+                Ok(n) => {
+                    self.start = 0;
+                    self.end = n;
+                }
+                Err(e) if would_block(&e) => break,
+                Err(e) => return Err(Failure::Read(e)),
+            }
+        }
+        // Write what the last round read, so it does not wait for a wake-up.
+        if self.flush(dst)? == 0 && self.state == State::Draining {
+            // Everything before the FIN is written: pass the FIN on. A failed
+            // shutdown means the peer is gone; the direction is done either way.
+            let _ = dst.shutdown_write();
+            self.state = State::Done;
+        }
+        Ok(())
+    }
+
+    /// Write pending bytes until done or the destination would block.
+    /// Returns how many bytes are still pending.
+    fn flush(&mut self, dst: &mut impl Endpoint) -> Result<usize, Failure> {
+        while self.pending() > 0 {
+            let buf = match &self.buf {
+                Some(b) => &b[self.start..self.end],
+                None => break,
+            };
+            match dst.write(buf) {
+                Ok(0) => return Err(Failure::Write(io::ErrorKind::WriteZero.into())),
+                Ok(n) => {
+                    self.start += n;
+                    self.bytes += n as u64;
+                }
+                Err(e) if would_block(&e) => break,
+                Err(e) => return Err(Failure::Write(e)),
+            }
+        }
+        Ok(self.pending())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    /// An in-memory end: `input` is what read() returns (None = would block),
+    /// `room` is how many bytes write() accepts before it would block.
+    #[derive(Default)]
+    struct Fake {
+        input: VecDeque<Option<Vec<u8>>>,
+        eof: bool,
+        read_error: bool,
+        written: Vec<u8>,
+        room: usize,
+        write_error: bool,
+        shut: bool,
+    }
+
+    impl Endpoint for Fake {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.read_error {
+                return Err(io::ErrorKind::ConnectionReset.into());
+            }
+            match self.input.pop_front() {
+                Some(Some(mut chunk)) => {
+                    let n = chunk.len().min(buf.len());
+                    buf[..n].copy_from_slice(&chunk[..n]);
+                    if n < chunk.len() {
+                        self.input.push_front(Some(chunk.split_off(n)));
+                    }
+                    Ok(n)
+                }
+                Some(None) => Err(io::ErrorKind::WouldBlock.into()),
+                None if self.eof => Ok(0),
+                None => Err(io::ErrorKind::WouldBlock.into()),
+            }
+        }
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.write_error {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+            let n = buf.len().min(self.room);
+            if n == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.room -= n;
+            self.written.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn shutdown_write(&mut self) -> io::Result<()> {
+            self.shut = true;
+            Ok(())
+        }
+    }
+
+    fn source(chunks: &[&[u8]], eof: bool) -> Fake {
+        Fake { input: chunks.iter().map(|c| Some(c.to_vec())).collect(), eof, ..Fake::default() }
+    }
+
+    fn sink(room: usize) -> Fake {
+        Fake { room, ..Fake::default() }
+    }
+
+    #[test]
+    fn relays_every_chunk_in_order() {
+        let (mut src, mut dst, mut pool) = (source(&[b"hello ", b"world"], false), sink(1 << 20), BufferPool::new(4, 8));
+        let mut d = Direction::new();
+        assert!(d.pump(&mut src, &mut dst, &mut pool).unwrap());
+        assert_eq!(dst.written, b"hello world");
+        assert_eq!(d.bytes, 11);
+        assert_eq!(d.state(), State::Open);
+        assert!(d.wants_read() && !d.wants_write());
+    }
+
+    #[test]
+    fn eof_is_passed_on_only_after_buffered_bytes() {
+        let (mut src, mut dst, mut pool) = (source(&[b"abcdef"], true), sink(3), BufferPool::new(16, 8));
+        let mut d = Direction::new();
+        d.pump(&mut src, &mut dst, &mut pool).unwrap();
+        assert_eq!(dst.written, b"abc");
+        assert!(!dst.shut, "FIN must wait for the pending bytes");
+        assert!(d.wants_write() && !d.wants_read(), "full destination: stop reading, wait to write");
+
+        dst.room = 100;
+        d.pump(&mut src, &mut dst, &mut pool).unwrap();
+        assert_eq!(dst.written, b"abcdef");
+        assert!(dst.shut);
+        assert!(d.is_done());
+    }
+
+    #[test]
+    fn eof_seen_in_the_last_round_is_still_passed_on() {
+        // ROUNDS reads: ROUNDS-1 chunks, then EOF on the very last one.
+        let chunks: Vec<Vec<u8>> = (0..ROUNDS - 1).map(|_| vec![9u8; 4]).collect();
+        let refs: Vec<&[u8]> = chunks.iter().map(|c| c.as_slice()).collect();
+        let (mut src, mut dst, mut pool) = (source(&refs, true), sink(1 << 20), BufferPool::new(4, 8));
+        let mut d = Direction::new();
+        d.pump(&mut src, &mut dst, &mut pool).unwrap();
+        assert_eq!(dst.written.len(), 4 * (ROUNDS - 1));
+        assert!(dst.shut && d.is_done(), "a drained EOF must not wait for an event that never comes");
+    }
+
+    #[test]
+    fn full_destination_stops_reading_and_keeps_the_bytes() {
+        let big = vec![7u8; 100];
+        let (mut src, mut dst, mut pool) = (source(&[&big, &big], false), sink(10), BufferPool::new(32, 8));
+        let mut d = Direction::new();
+        d.pump(&mut src, &mut dst, &mut pool).unwrap();
+        assert_eq!(dst.written.len(), 10);
+        assert!(!d.wants_read(), "no room: no read interest");
+        assert!(d.wants_write());
+        dst.room = 1000;
+        while d.pump(&mut src, &mut dst, &mut pool).unwrap() {}
+        assert_eq!(dst.written.len(), 200);
+    }
+
+    #[test]
+    fn write_error_ends_only_this_direction() {
+        let (mut src, mut dst, mut pool) = (source(&[b"data"], false), sink(10), BufferPool::new(16, 8));
+        dst.write_error = true;
+        let mut d = Direction::new();
+        assert!(matches!(d.pump(&mut src, &mut dst, &mut pool), Err(Failure::Write(_))));
+        assert!(d.is_done());
+        assert!(!d.wants_read() && !d.wants_write());
+    }
+
+    #[test]
+    fn read_error_is_reported_as_a_read_failure() {
+        let (mut src, mut dst, mut pool) = (source(&[], false), sink(10), BufferPool::new(16, 8));
+        src.read_error = true;
+        let mut d = Direction::new();
+        assert!(matches!(d.pump(&mut src, &mut dst, &mut pool), Err(Failure::Read(_))));
+    }
+
+    #[test]
+    fn idle_direction_gives_its_buffer_back() {
+        let (mut src, mut dst, mut pool) = (source(&[b"x"], false), sink(10), BufferPool::new(16, 8));
+        let mut d = Direction::new();
+        d.pump(&mut src, &mut dst, &mut pool).unwrap();
+        assert!(d.buf.is_none());
+        assert_eq!(pool.free.len(), 1, "buffer returned to the pool");
+        // Nothing to read: pump borrows and returns the same buffer.
+        assert!(!d.pump(&mut src, &mut dst, &mut pool).unwrap());
+        assert_eq!(pool.free.len(), 1);
+    }
+
+    #[test]
+    fn pool_keeps_at_most_max_idle_buffers() {
+        let mut pool = BufferPool::new(8, 2);
+        let bufs: Vec<_> = (0..5).map(|_| pool.take()).collect();
+        bufs.into_iter().for_each(|b| pool.give(b));
+        assert_eq!(pool.free.len(), 2);
+    }
+
+    #[test]
+    fn one_pump_is_bounded_so_others_get_a_turn() {
+        let chunks: Vec<Vec<u8>> = (0..50).map(|_| vec![1u8; 4]).collect();
+        let refs: Vec<&[u8]> = chunks.iter().map(|c| c.as_slice()).collect();
+        let (mut src, mut dst, mut pool) = (source(&refs, false), sink(1 << 20), BufferPool::new(4, 8));
+        let mut d = Direction::new();
+        d.pump(&mut src, &mut dst, &mut pool).unwrap();
+        assert_eq!(dst.written.len(), 4 * ROUNDS);
+        while d.pump(&mut src, &mut dst, &mut pool).unwrap() {}
+        assert_eq!(dst.written.len(), 200);
+    }
+}

@@ -1,0 +1,64 @@
+//! The platform layer: the only place that talks to the host.
+//!
+//! Every backend provides the same few items, with the same meaning. The relay
+//! core (`relay`, `conn`, `proxy`) uses nothing else, never says `cfg`, and so
+//! reads the same on every runtime.
+//!
+//! ```text
+//! Handle                       what a poller watches (an fd number)
+//! Listener::bind(addr, backlog) -> io::Result<Listener>   non-blocking, SO_REUSEADDR
+//!         .accept()            -> io::Result<(Stream, SocketAddr)>
+//!                                 WouldBlock when the backlog is empty; the stream is
+//!                                 non-blocking and the address is the real peer
+//!         .local_addr(), .handle()
+//! Stream::connect(addr)        -> io::Result<Stream>
+//!                                 non-blocking: returns at once, usually still in
+//!                                 progress; wait for writable, then finish_connect()
+//!       .finish_connect()      -> io::Result<()>   the connect's outcome (SO_ERROR)
+//!       .read(buf) / .write(buf)  never block: WouldBlock when not ready;
+//!                                 read() == 0 is the peer's FIN; a write to a reset
+//!                                 peer is an error, never a signal
+//!       .shutdown_write()         send FIN, keep reading
+//!       .handle()
+//!       (drop)                    closes the socket
+//! Poller::new(), .clear(), .add(handle, token, read, write),
+//!       .wait(timeout)         -> io::Result<()>   timeout is always finite
+//!       .events()              -> iterator of Event { token, readable, writable }
+//!                                 hang-ups and errors come back as both readable
+//!                                 and writable, so the next read or write reports them
+//! resolve(host, port)          -> io::Result<Vec<SocketAddr>>   blocking
+//! init()                       once at start (raise the fd limit, where there is one)
+//! RUNTIME                      a short name for the startup line
+//! ```
+//!
+//! Interest is given afresh for every wait (`clear`, then `add` per socket), as
+//! `poll(2)` and WASI `poll_oneoff` both take it: the core derives it from buffer
+//! state on each pass, so nothing is subscribed that cannot make progress.
+
+use std::io;
+
+#[cfg(all(target_os = "wasi", target_env = "p1"))]
+#[path = "wasmedge.rs"]
+mod backend;
+
+#[cfg(any(unix, all(target_os = "wasi", target_env = "p2")))]
+#[path = "posix.rs"]
+mod backend;
+
+#[cfg(not(any(unix, target_os = "wasi")))]
+compile_error!("wasiter runs on Linux (native), wasm32-wasip1 (WasmEdge) and wasm32-wasip2 (wasmtime)");
+
+pub use backend::{init, resolve, Listener, Poller, Stream, RUNTIME};
+
+/// One readiness report from `Poller::wait`.
+#[derive(Clone, Copy, Debug)]
+pub struct Event {
+    pub token: usize,
+    pub readable: bool,
+    pub writable: bool,
+}
+
+/// True for errors that only mean "not now": try again after the next wait.
+pub fn would_block(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted)
+}

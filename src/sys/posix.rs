@@ -1,0 +1,173 @@
+//! Native Linux and wasm32-wasip2 (wasmtime): std::net, socket2, and `poll()`.
+//!
+//! On wasip2, wasi-libc implements sockets and `poll()` over WASI 0.2
+//! (wasi:sockets, wasi:io/poll), so the same code serves both. Two traps there:
+//! `fcntl(F_SETFL)` on a socket fails (so socket2's `set_nonblocking` does too:
+//! std's, which uses `ioctl(FIONBIO)`, works), and `poll()` with nothing to
+//! watch and no timeout traps (the core always passes a finite timeout).
+#![allow(unsafe_code)]
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
+
+use socket2::{Domain, SockRef, Socket, Type};
+
+use super::Event;
+
+pub type Handle = RawFd;
+
+#[cfg(unix)]
+pub const RUNTIME: &str = "native";
+#[cfg(not(unix))]
+pub const RUNTIME: &str = "wasip2";
+
+/// Raise the soft fd limit to the hard one, as HAProxy and nginx do: each
+/// proxied connection holds two descriptors.
+pub fn init() {
+    #[cfg(unix)]
+    unsafe {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+fn is_in_progress(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EINPROGRESS)
+}
+
+pub fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+    Ok((host, port).to_socket_addrs()?.collect())
+}
+
+fn new_socket(addr: &SocketAddr) -> io::Result<Socket> {
+    Socket::new(Domain::for_address(*addr), Type::STREAM, None)
+}
+
+pub struct Listener(TcpListener);
+
+impl Listener {
+    pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<Listener> {
+        let sock = new_socket(&addr)?;
+        sock.set_reuse_address(true)?;
+        sock.bind(&addr.into())?;
+        sock.listen(backlog.min(i32::MAX as u32) as i32)?;
+        let listener = TcpListener::from(sock);
+        listener.set_nonblocking(true)?;
+        Ok(Listener(listener))
+    }
+
+    pub fn accept(&self) -> io::Result<(Stream, SocketAddr)> {
+        let (stream, peer) = self.0.accept()?;
+        stream.set_nonblocking(true)?;
+        // A proxy must not add Nagle delays to small writes it relays.
+        let _ = stream.set_nodelay(true);
+        Ok((Stream(stream), peer))
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+
+    pub fn handle(&self) -> Handle {
+        self.0.as_raw_fd()
+    }
+}
+
+pub struct Stream(TcpStream);
+
+impl Stream {
+    pub fn connect(addr: SocketAddr) -> io::Result<Stream> {
+        let stream = TcpStream::from(new_socket(&addr)?);
+        stream.set_nonblocking(true)?;
+        let _ = stream.set_nodelay(true);
+        match SockRef::from(&stream).connect(&addr.into()) {
+            Ok(()) => Ok(Stream(stream)),
+            Err(e) if is_in_progress(&e) => Ok(Stream(stream)),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn finish_connect(&self) -> io::Result<()> {
+        match self.0.take_error()? {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        (&self.0).read(buf)
+    }
+
+    /// std's write is `send(MSG_NOSIGNAL)` on Linux: a reset peer gives EPIPE.
+    pub fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        (&self.0).write(buf)
+    }
+
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        self.0.shutdown(Shutdown::Write)
+    }
+
+    pub fn handle(&self) -> Handle {
+        self.0.as_raw_fd()
+    }
+}
+
+/// `poll()` over an interest list rebuilt for every wait.
+pub struct Poller {
+    fds: Vec<libc::pollfd>,
+    tokens: Vec<usize>,
+}
+
+impl Poller {
+    pub fn new() -> Poller {
+        Poller { fds: Vec::new(), tokens: Vec::new() }
+    }
+
+    pub fn clear(&mut self) {
+        self.fds.clear();
+        self.tokens.clear();
+    }
+
+    pub fn add(&mut self, handle: Handle, token: usize, read: bool, write: bool) {
+        let mut events = 0;
+        if read {
+            events |= libc::POLLIN;
+        }
+        if write {
+            events |= libc::POLLOUT;
+        }
+        self.fds.push(libc::pollfd { fd: handle, events, revents: 0 });
+        self.tokens.push(token);
+    }
+
+    pub fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        // Round up so a 0.4 ms deadline does not become a busy 0 ms poll.
+        let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+        let n = unsafe { libc::poll(self.fds.as_mut_ptr(), self.fds.len() as _, ms) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(());
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    pub fn events(&self) -> impl Iterator<Item = Event> + '_ {
+        let trouble = libc::POLLHUP | libc::POLLERR | libc::POLLNVAL;
+        self.fds.iter().zip(&self.tokens).filter(|(p, _)| p.revents != 0).map(move |(p, &token)| {
+            let bad = p.revents & trouble != 0;
+            Event {
+                token,
+                readable: bad || p.revents & libc::POLLIN != 0,
+                writable: bad || p.revents & libc::POLLOUT != 0,
+            }
+        })
+    }
+}

@@ -1,0 +1,283 @@
+//! wasm32-wasip1 on WasmEdge: its socket host functions and `poll_oneoff`.
+//!
+//! The crate `wasmedge_wasi_socket` 0.5.5 does most calls. Three are made here
+//! directly, because the crate gets them wrong for a proxy:
+//! - `sock_getpeeraddr`: the crate hands the host a pointer to an immutable
+//!   buffer, so release builds log every client as 0.0.0.0;
+//! - `sock_connect`: the crate rejects IPv6;
+//! - `sock_accept`: the crate's accept costs four host calls, this one two.
+//!
+//! Never write to a socket with `fd_write` (std's `write`): WasmEdge uses
+//! `writev` without MSG_NOSIGNAL there, and a reset peer kills the whole
+//! runtime with SIGPIPE. `sock_send` is used for every write.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::time::Duration;
+
+use wasmedge_wasi_socket::socket::{
+    AddressFamily, Socket, SocketOptLevel, SocketOptName, SocketType, WasiAddrinfo,
+};
+
+use super::Event;
+
+/// WASI fd numbers on WasmEdge are random 31-bit values: a key, not an index.
+pub type Handle = u32;
+
+pub const RUNTIME: &str = "wasmedge";
+
+/// WASI errno EINPROGRESS (not the host's 115).
+const EINPROGRESS: i32 = 26;
+
+pub fn init() {}
+
+fn is_in_progress(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(EINPROGRESS)
+}
+
+/// The host's `struct { buf, buf_len }` for an address.
+#[repr(C)]
+struct WasiAddress {
+    buf: *mut u8,
+    size: usize,
+}
+
+mod host {
+    use super::WasiAddress;
+    #[link(wasm_import_module = "wasi_snapshot_preview1")]
+    extern "C" {
+        pub fn sock_accept(fd: u32, new_fd: *mut u32) -> u32;
+        pub fn sock_connect(fd: u32, addr: *mut WasiAddress, port: u32) -> u32;
+        pub fn sock_getpeeraddr(
+            fd: u32,
+            addr: *mut WasiAddress,
+            addr_type: *mut u32,
+            port: *mut u32,
+        ) -> u32;
+    }
+}
+
+fn check(ret: u32) -> io::Result<()> {
+    match ret {
+        0 => Ok(()),
+        e => Err(io::Error::from_raw_os_error(e as i32)),
+    }
+}
+
+fn family(addr: &SocketAddr) -> AddressFamily {
+    match addr {
+        SocketAddr::V4(_) => AddressFamily::Inet4,
+        SocketAddr::V6(_) => AddressFamily::Inet6,
+    }
+}
+
+/// One host call, where `Socket::set_nonblocking` makes two (get, then set).
+fn set_nonblocking(fd: u32) -> io::Result<()> {
+    unsafe { wasi::fd_fdstat_set_flags(fd, wasi::FDFLAGS_NONBLOCK) }
+        .map_err(|e| io::Error::from_raw_os_error(e.raw() as i32))
+}
+
+fn peer_addr(fd: u32) -> io::Result<SocketAddr> {
+    let mut buf = [0u8; 16];
+    let mut addr = WasiAddress { buf: buf.as_mut_ptr(), size: buf.len() };
+    let (mut kind, mut port) = (0u32, 0u32);
+    check(unsafe { host::sock_getpeeraddr(fd, &mut addr, &mut kind, &mut port) })?;
+    let ip = match kind {
+        4 => IpAddr::V4(Ipv4Addr::new(buf[0], buf[1], buf[2], buf[3])),
+        6 => IpAddr::V6(Ipv6Addr::from(buf)),
+        _ => return Err(io::Error::from(io::ErrorKind::Unsupported)),
+    };
+    Ok(SocketAddr::new(ip, port as u16))
+}
+
+/// Names go to the host's getaddrinfo (blocking). IPv4 results only for now:
+/// the crate's result layout for IPv6 is not checked yet. Passing the port as
+/// the service avoids a lookup in /etc/services, absent in slim containers.
+pub fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let hints = WasiAddrinfo::default();
+    let (mut sockaddrs, mut bufs, mut names) = (Vec::new(), Vec::new(), Vec::new());
+    let infos = WasiAddrinfo::get_addrinfo(
+        host,
+        &port.to_string(),
+        &hints,
+        16,
+        &mut sockaddrs,
+        &mut bufs,
+        &mut names,
+    )?;
+    let mut out = Vec::new();
+    for (info, b) in infos.iter().zip(&bufs) {
+        // sockaddr_in without its family: port (2 bytes), then the address.
+        if info.ai_addrlen > 0 && matches!(info.ai_family, AddressFamily::Inet4) {
+            out.push(SocketAddr::new(Ipv4Addr::new(b[2], b[3], b[4], b[5]).into(), port));
+        }
+    }
+    if out.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::NotFound, "no IPv4 address"));
+    }
+    Ok(out)
+}
+
+pub struct Listener(Socket);
+
+impl Listener {
+    pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<Listener> {
+        let sock = Socket::new(family(&addr), SocketType::Stream)?;
+        sock.setsockopt(SocketOptLevel::SolSocket, SocketOptName::SoReuseaddr, 1i32)?;
+        sock.bind(&addr)?;
+        sock.listen(backlog.min(i32::MAX as u32) as i32)?;
+        set_nonblocking(sock.as_raw_fd() as u32)?;
+        Ok(Listener(sock))
+    }
+
+    pub fn accept(&self) -> io::Result<(Stream, SocketAddr)> {
+        let mut fd = 0u32;
+        check(unsafe { host::sock_accept(self.handle(), &mut fd) })?;
+        // Own the fd first, so every early return below closes it.
+        let stream = Stream(unsafe { Socket::from_raw_fd(fd as i32) });
+        set_nonblocking(fd)?; // sock_accept's fd inherits nothing
+        let peer = peer_addr(fd)?; // fails if the peer already reset: transient
+        Ok((stream, peer))
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.get_local()
+    }
+
+    pub fn handle(&self) -> Handle {
+        self.0.as_raw_fd() as u32
+    }
+}
+
+pub struct Stream(Socket);
+
+impl Stream {
+    pub fn connect(addr: SocketAddr) -> io::Result<Stream> {
+        let sock = Socket::new(family(&addr), SocketType::Stream)?;
+        let fd = sock.as_raw_fd() as u32;
+        set_nonblocking(fd)?;
+        let mut ip = match addr.ip() {
+            IpAddr::V4(v4) => v4.octets().to_vec(),
+            IpAddr::V6(v6) => v6.octets().to_vec(),
+        };
+        let mut wa = WasiAddress { buf: ip.as_mut_ptr(), size: ip.len() };
+        match check(unsafe { host::sock_connect(fd, &mut wa, addr.port() as u32) }) {
+            Ok(()) => Ok(Stream(sock)),
+            Err(e) if is_in_progress(&e) => Ok(Stream(sock)),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn finish_connect(&self) -> io::Result<()> {
+        self.0.take_error()
+    }
+
+    pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.recv(buf)
+    }
+
+    /// `sock_send` uses MSG_NOSIGNAL: a reset peer is EPIPE, not a signal.
+    pub fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.0.send(buf)
+    }
+
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        self.0.shutdown(Shutdown::Write)
+    }
+
+    pub fn handle(&self) -> Handle {
+        self.0.as_raw_fd() as u32
+    }
+}
+
+/// Bit 0 of a subscription's userdata: 0 = read, 1 = write.
+const WRITE_BIT: u64 = 1;
+const TIMER: u64 = u64::MAX;
+
+/// `poll_oneoff` with buffers kept between calls (the crate's `poll` allocates
+/// three vectors per call and uses wall-clock deadlines).
+pub struct Poller {
+    subs: Vec<wasi::Subscription>,
+    out: Vec<wasi::Event>,
+    ready: Vec<Event>,
+}
+
+impl Poller {
+    pub fn new() -> Poller {
+        Poller { subs: Vec::new(), out: Vec::new(), ready: Vec::new() }
+    }
+
+    pub fn clear(&mut self) {
+        self.subs.clear();
+    }
+
+    fn push(&mut self, userdata: u64, tag: wasi::Eventtype, fd: u32) {
+        let rw = wasi::SubscriptionFdReadwrite { file_descriptor: fd };
+        let u = if tag == wasi::EVENTTYPE_FD_READ {
+            wasi::SubscriptionUU { fd_read: rw }
+        } else {
+            wasi::SubscriptionUU { fd_write: rw }
+        };
+        self.subs.push(wasi::Subscription { userdata, u: wasi::SubscriptionU { tag: tag.raw(), u } });
+    }
+
+    pub fn add(&mut self, handle: Handle, token: usize, read: bool, write: bool) {
+        let key = (token as u64) << 1;
+        if read {
+            self.push(key, wasi::EVENTTYPE_FD_READ, handle);
+        }
+        if write {
+            self.push(key | WRITE_BIT, wasi::EVENTTYPE_FD_WRITE, handle);
+        }
+    }
+
+    /// Always includes a timer: with no subscriptions poll_oneoff returns at
+    /// once (a spin), and a subscription the host fails to register is only
+    /// reported when something else wakes the call.
+    pub fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        let clock = wasi::SubscriptionClock {
+            id: wasi::CLOCKID_MONOTONIC,
+            timeout: timeout.as_nanos().min(u64::MAX as u128) as u64,
+            precision: 0,
+            flags: 0, // relative
+        };
+        self.subs.push(wasi::Subscription {
+            userdata: TIMER,
+            u: wasi::SubscriptionU {
+                tag: wasi::EVENTTYPE_CLOCK.raw(),
+                u: wasi::SubscriptionUU { clock },
+            },
+        });
+        let empty = wasi::Event {
+            userdata: 0,
+            error: wasi::ERRNO_SUCCESS,
+            type_: wasi::EVENTTYPE_CLOCK,
+            fd_readwrite: wasi::EventFdReadwrite { nbytes: 0, flags: 0 },
+        };
+        self.out.resize(self.subs.len(), empty);
+        let n = unsafe { wasi::poll_oneoff(self.subs.as_ptr(), self.out.as_mut_ptr(), self.subs.len()) }
+            .map_err(|e| io::Error::from_raw_os_error(e.raw() as i32))?;
+        self.ready.clear();
+        for ev in &self.out[..n.min(self.out.len())] {
+            if ev.userdata == TIMER {
+                continue;
+            }
+            let token = (ev.userdata >> 1) as usize;
+            // An error or hang-up is reported through whichever I/O call comes next.
+            let trouble = ev.error != wasi::ERRNO_SUCCESS
+                || ev.fd_readwrite.flags & wasi::EVENTRWFLAGS_FD_READWRITE_HANGUP != 0;
+            let write = ev.userdata & WRITE_BIT != 0;
+            self.ready.push(Event { token, readable: trouble || !write, writable: trouble || write });
+        }
+        Ok(())
+    }
+
+    pub fn events(&self) -> impl Iterator<Item = Event> + '_ {
+        self.ready.iter().copied()
+    }
+}
