@@ -233,16 +233,15 @@ fn parse_remote(s: &str) -> Option<Remote> {
             v6.parse::<std::net::Ipv6Addr>().ok()?;
             v6
         }
-        None => host,
+        // A name or an IPv4 address: letters, digits, dots, dashes.
+        None if !host.is_empty()
+            && host.len() <= 253
+            && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')) =>
+        {
+            host
+        }
+        None => return None,
     };
-    let name_ok = |h: &str| {
-        !h.is_empty()
-            && h.len() <= 253
-            && h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-    };
-    if !(host.contains(':') || name_ok(host)) {
-        return None;
-    }
     Some(Remote { host: host.to_string(), port })
 }
 

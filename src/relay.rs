@@ -9,7 +9,7 @@
 //! The state machine knows nothing of sockets or polling: it sees its two ends
 //! through [`Endpoint`], so it is unit-tested here with in-memory ends. What a
 //! direction wants from the poller is derived from its state (read while the
-//! buffer has room and the source is open; write while bytes are pending), so
+//! buffer is empty and the source is open; write while bytes are pending), so
 //! a full buffer stops reading: that is the backpressure.
 //!
 //! A buffer is taken from a [`BufferPool`] only while it holds bytes, so an
@@ -106,10 +106,11 @@ impl Direction {
         self.end - self.start
     }
 
-    /// Interest in the source: open, and room in the buffer (a buffer that
-    /// is not held yet has room).
+    /// Interest in the source: open, and the buffer empty. `pump` reads only
+    /// into an empty buffer (one read, then write it all), so asking for read
+    /// readiness while bytes wait would wake the loop for nothing.
     pub fn wants_read(&self) -> bool {
-        self.state == State::Open && self.buf.as_ref().is_none_or(|b| self.end < b.len())
+        self.state == State::Open && self.pending() == 0
     }
 
     /// Interest in the destination: bytes waiting for it.
