@@ -1,0 +1,387 @@
+//! Shared helpers for the black-box suite: start wasiter under a runtime,
+//! start real peers on loopback, and wait for things with a deadline.
+#![allow(dead_code)]
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Long enough for a slow, loaded 2-core machine; a hang fails, it never waits forever.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Runtime {
+    Native,
+    Wasmtime,
+    WasmEdge,
+    WasmEdgeAot,
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn artifact(path: &str) -> PathBuf {
+    let p = root().join(path);
+    assert!(p.exists(), "{} is missing: run scripts/build first", p.display());
+    p
+}
+
+impl Runtime {
+    /// The command that runs wasiter with these environment variables and flags.
+    pub fn command(self, env: &[(&str, String)], args: &[&str]) -> Command {
+        let mut cmd = match self {
+            Runtime::Native => Command::new(env!("CARGO_BIN_EXE_wasiter")),
+            Runtime::Wasmtime => {
+                let mut c = Command::new("wasmtime");
+                c.args(["run", "-S", "inherit-network", "-S", "allow-ip-name-lookup"]);
+                c
+            }
+            Runtime::WasmEdge => Command::new("wasmedge"),
+            Runtime::WasmEdgeAot => {
+                let mut c = Command::new("wasmedge");
+                c.arg("--run-mode=aot");
+                c
+            }
+        };
+        cmd.env_clear();
+        if let Ok(path) = std::env::var("PATH") {
+            cmd.env("PATH", path);
+        }
+        match self {
+            Runtime::Native => {
+                for (k, v) in env {
+                    cmd.env(k, v);
+                }
+            }
+            _ => {
+                for (k, v) in env {
+                    cmd.arg("--env").arg(format!("{k}={v}"));
+                }
+                cmd.arg(match self {
+                    Runtime::Wasmtime => artifact("target/wasm32-wasip2/release/wasiter.wasm"),
+                    Runtime::WasmEdge => artifact("target/wasm32-wasip1/release/wasiter.wasm"),
+                    _ => artifact("target/wasm32-wasip1/release/wasiter.aot.wasm"),
+                });
+            }
+        }
+        cmd.args(args);
+        cmd
+    }
+
+    /// Run to completion (for configuration errors, --help and such).
+    pub fn run(self, env: &[(&str, String)], args: &[&str]) -> (ExitStatus, String, String) {
+        let out = self.command(env, args).stdin(Stdio::null()).output().expect("runtime starts");
+        (out.status, String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// A running wasiter, killed on drop. Its stderr is collected line by line.
+pub struct Proxy {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proxy {
+    /// Start with LOCAL=127.0.0.1:0 and the given REMOTE, plus more env and flags.
+    pub fn start(rt: Runtime, remote: &str, env: &[(&str, &str)], args: &[&str]) -> Proxy {
+        let mut all = vec![("LOCAL", "127.0.0.1:0".to_string()), ("REMOTE", remote.to_string())];
+        all.extend(env.iter().map(|(k, v)| (*k, v.to_string())));
+        let mut child = rt
+            .command(&all, args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("runtime starts");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let sink = log.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut proxy = Proxy { child, addr: "0.0.0.0:0".parse().unwrap(), log };
+        let start = proxy.wait_for_log("start line", |l| l.contains(" start listen="));
+        let addr = start.split_whitespace().find_map(|w| w.strip_prefix("listen=")).expect("listen= in start line");
+        proxy.addr = addr.parse().expect("listen address parses");
+        proxy
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr).expect("connect to the proxy");
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        s.set_write_timeout(Some(PATIENCE)).unwrap();
+        s
+    }
+
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Wait until a log line matches; panics with the whole log after PATIENCE.
+    pub fn wait_for_log(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(l) = self.log().into_iter().find(|l| pred(l)) {
+                return l;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                thread::sleep(Duration::from_millis(100)); // let the reader catch the last lines
+                panic!("wasiter exited ({status}) before logging {what}; log:\n{}", self.log().join("\n"));
+            }
+            assert!(Instant::now() < deadline, "no {what} in the log within {PATIENCE:?}; log:\n{}", self.log().join("\n"));
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The proxy is still running (nothing a peer did made it exit).
+    pub fn assert_alive(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("wasiter exited with {status}; log:\n{}", self.log().join("\n"));
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A thread-per-connection server on 127.0.0.1:0 running `serve` for each
+/// client; counts the connections it accepted.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub accepted: Arc<AtomicUsize>,
+}
+
+impl Server {
+    pub fn start(serve: impl Fn(TcpStream) + Send + Sync + 'static) -> Server {
+        Self::on(TcpListener::bind("127.0.0.1:0").unwrap(), serve)
+    }
+
+    pub fn on(listener: TcpListener, serve: impl Fn(TcpStream) + Send + Sync + 'static) -> Server {
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        let serve = Arc::new(serve);
+        thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                count.fetch_add(1, Ordering::SeqCst);
+                let serve = serve.clone();
+                stream.set_read_timeout(Some(PATIENCE)).unwrap();
+                thread::spawn(move || serve(stream));
+            }
+        });
+        Server { addr, accepted }
+    }
+
+    pub fn remote(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Echo every byte back; on EOF, pass the FIN back too.
+    pub fn echo() -> Server {
+        Server::start(|mut s| {
+            let mut buf = [0u8; 16384];
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if s.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = s.shutdown(Shutdown::Write);
+        })
+    }
+}
+
+/// Deterministic bytes that make truncation, reordering and duplication visible.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Send `data` while reading the reply concurrently (as a real client does);
+/// half-close after sending; return everything read until EOF.
+pub fn exchange(stream: TcpStream, data: Vec<u8>) -> Vec<u8> {
+    let mut writer = stream.try_clone().unwrap();
+    let sender = thread::spawn(move || {
+        writer.write_all(&data).expect("send through the proxy");
+        writer.shutdown(Shutdown::Write).expect("half-close");
+    });
+    let mut got = Vec::new();
+    let mut reader = stream;
+    reader.read_to_end(&mut got).expect("read until the proxy passes EOF on");
+    sender.join().unwrap();
+    got
+}
+
+/// Read exactly `n` bytes or fail with what was read.
+pub fn read_exact_n(s: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
+    s.read_exact(&mut buf).unwrap_or_else(|e| panic!("reading {n} bytes: {e}"));
+    buf
+}
+
+/// Make close() send RST instead of FIN (SO_LINGER with a zero timeout).
+pub fn set_linger_zero(s: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let l = libc::linger { l_onoff: 1, l_linger: 0 };
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &l as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "SO_LINGER");
+}
+
+/// A port nothing listens on (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Wait until a TCP port accepts connections.
+pub fn wait_port(port: u16) {
+    let deadline = Instant::now() + PATIENCE;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!("wasiter-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A background program (nginx, redis-server), killed on drop.
+pub struct Daemon {
+    child: Child,
+    pub port: u16,
+    _dir: TempDir,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_daemon(mut cmd: Command, port: u16, dir: TempDir, what: &str) -> Daemon {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what} must be installed (.ci/run installs it): {e}"));
+    let d = Daemon { child, port, _dir: dir };
+    wait_port(port);
+    d
+}
+
+/// nginx serving `files` (name, bytes) from a fresh root on 127.0.0.1.
+pub fn nginx(files: &[(&str, &[u8])]) -> Daemon {
+    let dir = TempDir::new("nginx");
+    let root = dir.path().join("www");
+    std::fs::create_dir_all(&root).unwrap();
+    for (name, data) in files {
+        std::fs::write(root.join(name), data).unwrap();
+    }
+    let port = free_port();
+    let d = dir.path().display();
+    let conf = format!(
+        "worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log;
+         events {{ worker_connections 256; }}
+         http {{ access_log off; client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp;
+                 fastcgi_temp_path {d}/tmp; uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;
+                 server {{ listen 127.0.0.1:{port}; root {root}; }} }}",
+        root = root.display()
+    );
+    std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+    let mut cmd = Command::new(nginx_bin());
+    cmd.arg("-c").arg(dir.path().join("nginx.conf")).args(["-g", "daemon off;"]);
+    cmd.arg("-p").arg(dir.path());
+    spawn_daemon(cmd, port, dir, "nginx")
+}
+
+fn nginx_bin() -> &'static str {
+    if Path::new("/usr/sbin/nginx").exists() {
+        "/usr/sbin/nginx"
+    } else {
+        "nginx"
+    }
+}
+
+/// redis-server on 127.0.0.1, no persistence.
+pub fn redis() -> Daemon {
+    let dir = TempDir::new("redis");
+    let port = free_port();
+    let mut cmd = Command::new("redis-server");
+    cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"]);
+    cmd.arg("--dir").arg(dir.path());
+    spawn_daemon(cmd, port, dir, "redis-server")
+}
+
+/// Poll `cond` until true or PATIENCE runs out.
+pub fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// True once the peer has closed: a read returns EOF or an error.
+pub fn is_closed(s: &mut TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    matches!(s.read(&mut b), Ok(0) | Err(_))
+}
+
+pub fn io_err_is_timeout(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+}
