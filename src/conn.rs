@@ -293,3 +293,18 @@ fn connect_from(from: usize, cx: &Context<'_>) -> io::Result<(usize, Stream)> {
     }
     Err(last)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README promises a small fixed part per connection beyond its
+    /// buffers (which exist only while they hold bytes): keep it true.
+    #[test]
+    fn fixed_memory_per_connection_is_small() {
+        // A slab slot is the Conn plus a tag word.
+        let per_conn = std::mem::size_of::<Conn>() + std::mem::size_of::<usize>();
+        println!("fixed bytes per connection: {per_conn}");
+        assert!(per_conn <= 320, "{per_conn} bytes");
+    }
+}

@@ -1,0 +1,45 @@
+# wasiter images.
+#
+# Default (last stage): a FROM-scratch image holding only wasiter.wasm, for
+# Docker+Wasm with the WasmEdge containerd shim:
+#   docker buildx build --platform wasi/wasm -t wasiter .
+#   docker run --runtime=io.containerd.wasmedge.v1 --platform=wasi/wasm \
+#     -p 8080:8080 -e LOCAL=0.0.0.0:8080 -e REMOTE=backend:80 wasiter
+#
+# With the wasmedge CLI inside an ordinary Linux image (no Wasm shim needed),
+# AOT-compiled at build time:
+#   docker build --target wasmedge -t wasiter:wasmedge \
+#     --build-arg WASMEDGE_IMAGE=wasmedge/slim-runtime:0.17.1 .
+#   docker run -p 8080:8080 -e LOCAL=0.0.0.0:8080 -e REMOTE=backend:80 wasiter:wasmedge
+#
+# Settings are environment variables: LOCAL, REMOTE, WASITER_CONNECT_TIMEOUT,
+# WASITER_IDLE_TIMEOUT, WASITER_MAX_CONNS, WASITER_BUFFER_SIZE, WASITER_QUIET
+# (see README.md). LOCAL defaults to 0.0.0.0:8080 here; REMOTE must be given.
+
+ARG RUST_IMAGE=rust:1.95-slim
+ARG WASMEDGE_IMAGE=wasmedge/slim-runtime:0.17.1
+
+FROM --platform=$BUILDPLATFORM ${RUST_IMAGE} AS build
+RUN rustup target add wasm32-wasip1
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY .cargo .cargo
+COPY src src
+RUN cargo build --release --locked --target wasm32-wasip1
+
+# An image with the wasmedge CLI: compile ahead of time, run with --run-mode=aot
+# (WasmEdge 0.17 interprets even an AOT file unless told otherwise).
+FROM ${WASMEDGE_IMAGE} AS wasmedge
+COPY --from=build /src/target/wasm32-wasip1/release/wasiter.wasm /wasiter.wasm
+RUN wasmedge compile /wasiter.wasm /wasiter.aot.wasm
+ENV LOCAL=0.0.0.0:8080
+EXPOSE 8080
+COPY scripts/docker-entrypoint /usr/local/bin/wasiter
+ENTRYPOINT ["/usr/local/bin/wasiter"]
+
+# The default: just the module, for the containerd WasmEdge shim.
+FROM scratch AS wasm
+COPY --from=build /src/target/wasm32-wasip1/release/wasiter.wasm /wasiter.wasm
+ENV LOCAL=0.0.0.0:8080
+EXPOSE 8080
+ENTRYPOINT ["/wasiter.wasm"]
