@@ -6,6 +6,8 @@
 //! to the other side. Only `sys` talks to the host (WasmEdge's socket calls,
 //! or std::net and poll() natively and on wasip2).
 #![deny(unsafe_code)]
+// Nothing on the network may stop the proxy: no unwrap/expect/panic outside tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod config;
 mod conn;

@@ -6,6 +6,7 @@
 //! `native::*` and `wasmtime::*` run by default. `wasmedge::*` and
 //! `wasmedge_aot::*` are ignored unless asked for: `scripts/test` runs them
 //! when `wasmedge` is on PATH and says SKIPPED loudly when it is not.
+#![cfg(unix)]
 
 mod harness;
 
@@ -351,7 +352,8 @@ fn upstream_name_is_resolved(rt: Runtime) {
 
 fn malformed_configuration_is_one_line_and_exit_2(rt: Runtime) {
     let s = |v: &str| v.to_string();
-    let cases: Vec<(Vec<(&str, String)>, Vec<&str>, &str)> = vec![
+    type Case<'a> = (Vec<(&'a str, String)>, Vec<&'a str>, &'a str); // env, flags, error text
+    let cases: Vec<Case> = vec![
         (vec![("REMOTE", s("127.0.0.1:80"))], vec![], "LOCAL is not set"),
         (vec![("LOCAL", s("127.0.0.1:0"))], vec![], "REMOTE is not set"),
         (vec![("LOCAL", s("8080")), ("REMOTE", s("127.0.0.1:80"))], vec![], "LOCAL: \"8080\" is not valid; expected IP:PORT"),
