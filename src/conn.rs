@@ -297,6 +297,85 @@ fn connect_from(from: usize, cx: &Context<'_>) -> io::Result<(usize, Stream)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::{Listener, Poller};
+    use std::net::TcpListener;
+
+    /// Drive one connection through the real platform layer until it has
+    /// connected (Ok) or given up (Err), firing its timeout when due.
+    fn until_connected(conn: &mut Conn, upstreams: &Upstreams) -> Result<SocketAddr, String> {
+        let (mut pool, mut poller) = (BufferPool::new(1024, 1), Poller::new());
+        let give_up = Instant::now() + Duration::from_secs(10);
+        while matches!(conn.phase, Phase::Connecting { .. }) {
+            let now = Instant::now();
+            assert!(now < give_up, "still connecting");
+            let mut cx = Context { upstreams, pool: &mut pool, now };
+            if conn.deadline(None).is_some_and(|d| d <= now) {
+                conn.on_timeout(&mut cx).map_err(|r| r.to_string())?;
+                continue;
+            }
+            poller.clear();
+            poller.add(conn.upstream().handle(), 1, false, true);
+            poller.wait(Duration::from_millis(50)).unwrap();
+            if poller.events().next().is_some() {
+                conn.on_ready(Side::Upstream, false, true, &mut cx).map_err(|r| r.to_string())?;
+            }
+        }
+        Ok(conn.upstream_addr)
+    }
+
+    fn start(upstreams: &Upstreams) -> (Conn, Listener) {
+        // A real client socket, accepted from a real listener.
+        let front = Listener::bind("127.0.0.1:0".parse().unwrap(), 8).unwrap();
+        let _client = std::net::TcpStream::connect(front.local_addr().unwrap()).unwrap();
+        let (stream, addr) = loop {
+            match front.accept() {
+                Ok(pair) => break pair,
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        };
+        let mut pool = BufferPool::new(1024, 1);
+        let cx = Context { upstreams, pool: &mut pool, now: Instant::now() };
+        let conn = Conn::start(1, stream, addr, &cx).map_err(|(_, e)| e).unwrap();
+        (conn, front)
+    }
+
+    fn dead_addr() -> SocketAddr {
+        TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap() // closed again: refuses
+    }
+
+    #[test]
+    fn refused_address_moves_on_to_the_next() {
+        let live = TcpListener::bind("127.0.0.1:0").unwrap();
+        let ups = Upstreams { addrs: vec![dead_addr(), live.local_addr().unwrap()], connect_timeout: Duration::from_secs(5) };
+        let (mut conn, _front) = start(&ups);
+        assert_eq!(until_connected(&mut conn, &ups), Ok(ups.addrs[1]));
+        live.set_nonblocking(false).unwrap();
+        live.accept().expect("the live upstream got the connection");
+    }
+
+    #[test]
+    fn every_address_refused_is_connect_failed() {
+        let ups = Upstreams { addrs: vec![dead_addr(), dead_addr()], connect_timeout: Duration::from_secs(5) };
+        let (mut conn, _front) = start(&ups);
+        let err = until_connected(&mut conn, &ups).unwrap_err();
+        assert!(err.starts_with("connect-failed"), "{err}");
+    }
+
+    #[test]
+    fn silent_address_times_out_and_the_next_is_tried() {
+        // A listener whose accept queue is full drops SYNs: connects hang.
+        let full = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        full.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into()).unwrap();
+        full.listen(0).unwrap();
+        let silent = full.local_addr().unwrap().as_socket().unwrap();
+        let _fillers: Vec<_> = (0..8).map(|_| std::net::TcpStream::connect_timeout(&silent, Duration::from_millis(100))).collect();
+        let live = TcpListener::bind("127.0.0.1:0").unwrap();
+        let ups = Upstreams { addrs: vec![silent, live.local_addr().unwrap()], connect_timeout: Duration::from_millis(300) };
+        let (mut conn, _front) = start(&ups);
+        let t = Instant::now();
+        assert_eq!(until_connected(&mut conn, &ups), Ok(ups.addrs[1]));
+        assert!(t.elapsed() >= Duration::from_millis(250), "the silent address had its full timeout");
+    }
 
     /// The README promises a small fixed part per connection beyond its
     /// buffers (which exist only while they hold bytes): keep it true.

@@ -329,6 +329,7 @@ fn connection_limit_holds_back_extra_clients(rt: Runtime) {
 fn log_names_the_real_client_address(rt: Runtime) {
     let echo = Server::echo();
     let mut proxy = Proxy::start(rt, &echo.remote(), &[], &[]);
+    assert_eq!(proxy.addr.ip().to_string(), "127.0.0.1", "start line names the real listen address");
     let c = proxy.connect();
     let me = c.local_addr().unwrap();
     let want = format!("client={me} ");

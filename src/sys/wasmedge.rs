@@ -2,8 +2,8 @@
 //!
 //! The crate `wasmedge_wasi_socket` 0.5.5 does most calls. Three are made here
 //! directly, because the crate gets them wrong for a proxy:
-//! - `sock_getpeeraddr`: the crate hands the host a pointer to an immutable
-//!   buffer, so release builds log every client as 0.0.0.0;
+//! - `sock_getpeeraddr`/`sock_getlocaladdr`: the crate hands the host a pointer
+//!   to an immutable buffer, so release builds log every address as 0.0.0.0;
 //! - `sock_connect`: the crate rejects IPv6;
 //! - `sock_accept`: the crate's accept costs four host calls, this one two.
 //!
@@ -56,6 +56,12 @@ mod host {
             addr_type: *mut u32,
             port: *mut u32,
         ) -> u32;
+        pub fn sock_getlocaladdr(
+            fd: u32,
+            addr: *mut WasiAddress,
+            addr_type: *mut u32,
+            port: *mut u32,
+        ) -> u32;
     }
 }
 
@@ -79,11 +85,16 @@ fn set_nonblocking(fd: u32) -> io::Result<()> {
         .map_err(|e| io::Error::from_raw_os_error(e.raw() as i32))
 }
 
-fn peer_addr(fd: u32) -> io::Result<SocketAddr> {
+/// The peer's or the local address, read into a buffer the host may write
+/// (the crate's immutable one reads back as 0.0.0.0 in release builds).
+fn socket_addr(
+    fd: u32,
+    call: unsafe extern "C" fn(u32, *mut WasiAddress, *mut u32, *mut u32) -> u32,
+) -> io::Result<SocketAddr> {
     let mut buf = [0u8; 16];
     let mut addr = WasiAddress { buf: buf.as_mut_ptr(), size: buf.len() };
     let (mut kind, mut port) = (0u32, 0u32);
-    check(unsafe { host::sock_getpeeraddr(fd, &mut addr, &mut kind, &mut port) })?;
+    check(unsafe { call(fd, &mut addr, &mut kind, &mut port) })?;
     let ip = match kind {
         4 => IpAddr::V4(Ipv4Addr::new(buf[0], buf[1], buf[2], buf[3])),
         6 => IpAddr::V6(Ipv6Addr::from(buf)),
@@ -141,12 +152,12 @@ impl Listener {
         // Own the fd first, so every early return below closes it.
         let stream = Stream(unsafe { Socket::from_raw_fd(fd as i32) });
         set_nonblocking(fd)?; // sock_accept's fd inherits nothing
-        let peer = peer_addr(fd)?; // fails if the peer already reset: transient
+        let peer = socket_addr(fd, host::sock_getpeeraddr)?; // fails if the peer already reset: transient
         Ok((stream, peer))
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0.get_local()
+        socket_addr(self.handle(), host::sock_getlocaladdr)
     }
 
     pub fn handle(&self) -> Handle {
