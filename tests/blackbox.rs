@@ -48,6 +48,7 @@ every_runtime!(
     refused_upstream_closes_the_client_and_recovers,
     client_reset_mid_transfer_ends_only_that_pair,
     upstream_reset_mid_transfer_closes_the_client,
+    upstream_closing_while_the_client_sends_is_survived,
     idle_timeout_closes_a_silent_pair,
     connect_timeout_closes_the_client,
     connection_limit_holds_back_extra_clients,
@@ -259,6 +260,36 @@ fn upstream_reset_mid_transfer_closes_the_client(rt: Runtime) {
     let _ = c.read_to_end(&mut got); // ends with EOF or a reset, never hangs
     assert!(got.len() <= 100_000);
     proxy.wait_for_log("upstream-error close", |l| l.contains("reason=upstream-error"));
+    proxy.assert_alive();
+}
+
+fn upstream_closing_while_the_client_sends_is_survived(rt: Runtime) {
+    // The upstream reads a greeting and closes (FIN). The client keeps
+    // sending: the proxy's next write draws an RST, and the write after that
+    // fails with EPIPE. Written with fd_write on WasmEdge, that is a SIGPIPE
+    // that kills the whole runtime; it must only end this pair.
+    let server = Server::start(|mut s| {
+        let mut hello = [0u8; 5];
+        let _ = s.read_exact(&mut hello);
+    });
+    let mut proxy = Proxy::start(rt, &server.remote(), &[], &[]);
+    let mut c = proxy.connect();
+    c.write_all(b"hello").unwrap();
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).unwrap(); // the upstream's FIN, passed on
+    assert!(rest.is_empty());
+    for _ in 0..20 {
+        if c.write_all(&[b'x'; 1000]).is_err() {
+            break; // the proxy has closed us: fine
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    proxy.wait_for_log("upstream-error close", |l| l.contains("reason=upstream-error"));
+    thread::sleep(Duration::from_millis(100));
+    proxy.assert_alive();
+    let mut c2 = proxy.connect(); // and it still serves
+    c2.write_all(b"hello").unwrap();
+    proxy.wait_for_log("a second connection", |l| l.contains(" open #2 "));
     proxy.assert_alive();
 }
 
