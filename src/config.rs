@@ -8,6 +8,8 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use crate::log::{Format, Level};
+
 pub const HELP: &str = "\
 wasiter: a TCP proxy for WebAssembly runtimes and Linux
 
@@ -30,8 +32,23 @@ SETTINGS (flag, environment variable, default):
         At this many connections the listener stops accepting until one closes.
     --buffer-size SIZE     WASITER_BUFFER_SIZE      64KiB
         Buffer per direction, held only while it has bytes in it.
+    --log-level LEVEL      WASITER_LOG_LEVEL        info
+        error, warn, info (adds a line per connection opened and closed) or debug.
+    --log-format FORMAT    WASITER_LOG_FORMAT       text
+        text (key=value) or json (one JSON object per line).
     -q, --quiet            WASITER_QUIET            off
-        No per-connection log lines (start-up and errors are still logged).
+        Same as --log-level warn: no per-connection lines (the start line stays).
+    --dump MODE            WASITER_DUMP             off
+        Log the bytes relayed, as socat -v/-x does: off, text or hex.
+    --dump-limit SIZE      WASITER_DUMP_LIMIT       64KiB
+        At most this many dumped bytes per connection.
+    --metrics ADDR         WASITER_METRICS          off
+        Serve Prometheus metrics at http://ADDR/metrics. IP:PORT, or a bare
+        PORT for 127.0.0.1:PORT.
+    --summary-interval DUR WASITER_SUMMARY_INTERVAL 0 (off)
+        Log a one-line summary (connections, bytes, rates) this often.
+    --trace                WASITER_TRACE            off
+        Log every socket call and poll wake-up: watch WASI sockets at work.
     -h, --help             this text
     -V, --version          the version
 
@@ -54,7 +71,26 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     pub max_conns: usize,
     pub buffer_size: usize,
-    pub quiet: bool,
+    pub log_level: Level,
+    pub log_format: Format,
+    pub dump: Dump,
+    pub metrics: Option<SocketAddr>,
+    pub summary_interval: Option<Duration>,
+    pub trace: bool,
+}
+
+/// Traffic dump: which form, and the cap per connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dump {
+    pub mode: DumpMode,
+    pub limit: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DumpMode {
+    Off,
+    Text,
+    Hex,
 }
 
 /// An upstream as the user wrote it: resolved later, by the platform.
@@ -122,6 +158,25 @@ const BUFFER_SIZE: Setting = Setting {
     expected: "a size from 1KiB to 16MiB, e.g. 16384, 16k or 64KiB",
 };
 const QUIET: Setting = Setting { flag: "--quiet", env: "WASITER_QUIET", expected: "1/0, true/false or yes/no" };
+const TRACE: Setting = Setting { flag: "--trace", env: "WASITER_TRACE", expected: "1/0, true/false or yes/no" };
+const LOG_LEVEL: Setting = Setting { flag: "--log-level", env: "WASITER_LOG_LEVEL", expected: "error, warn, info or debug" };
+const LOG_FORMAT: Setting = Setting { flag: "--log-format", env: "WASITER_LOG_FORMAT", expected: "text or json" };
+const DUMP: Setting = Setting { flag: "--dump", env: "WASITER_DUMP", expected: "off, text or hex" };
+const DUMP_LIMIT: Setting = Setting {
+    flag: "--dump-limit",
+    env: "WASITER_DUMP_LIMIT",
+    expected: "a size up to 16MiB, e.g. 4096, 64k or 1MiB",
+};
+const METRICS: Setting = Setting {
+    flag: "--metrics",
+    env: "WASITER_METRICS",
+    expected: "IP:PORT or PORT (for 127.0.0.1:PORT), e.g. 127.0.0.1:9090, or off",
+};
+const SUMMARY_INTERVAL: Setting = Setting {
+    flag: "--summary-interval",
+    env: "WASITER_SUMMARY_INTERVAL",
+    expected: "a duration, e.g. 10s or 1m (0 turns it off)",
+};
 
 /// A raw value and where it came from, for the error message.
 struct Given {
@@ -168,7 +223,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Opt
 
     let mut parser = lexopt::Parser::from_args(args);
     let mut flags: Vec<(&'static str, String)> = Vec::new();
-    let mut quiet_flag = false;
+    let (mut quiet_flag, mut trace_flag) = (false, false);
     loop {
         let arg = match parser.next() {
             Ok(Some(arg)) => arg,
@@ -182,6 +237,16 @@ pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Opt
                 quiet_flag = true;
                 continue;
             }
+            Long("trace") => {
+                trace_flag = true;
+                continue;
+            }
+            Long("log-level") => &LOG_LEVEL,
+            Long("log-format") => &LOG_FORMAT,
+            Long("dump") => &DUMP,
+            Long("dump-limit") => &DUMP_LIMIT,
+            Long("metrics") => &METRICS,
+            Long("summary-interval") => &SUMMARY_INTERVAL,
             Long("local") => &LOCAL,
             Long("remote") => &REMOTE,
             Long("connect-timeout") => &CONNECT_TIMEOUT,
@@ -211,8 +276,47 @@ pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Opt
     let buffer_size =
         BUFFER_SIZE.parse(&flags, &env, 64 * 1024, |s| parse_size(s).filter(|n| (1024..=16 << 20).contains(n)))?;
     let quiet = quiet_flag || QUIET.parse(&flags, &env, false, parse_bool)?;
+    let mut log_level = LOG_LEVEL.parse(&flags, &env, Level::Info, Level::parse)?;
+    if quiet {
+        log_level = log_level.min(Level::Warn);
+    }
+    let log_format = LOG_FORMAT.parse(&flags, &env, Format::Text, |s| match s.to_ascii_lowercase().as_str() {
+        "text" => Some(Format::Text),
+        "json" => Some(Format::Json),
+        _ => None,
+    })?;
+    let mode = DUMP.parse(&flags, &env, DumpMode::Off, |s| match s.to_ascii_lowercase().as_str() {
+        "off" | "0" | "" => Some(DumpMode::Off),
+        "text" => Some(DumpMode::Text),
+        "hex" => Some(DumpMode::Hex),
+        _ => None,
+    })?;
+    let limit = DUMP_LIMIT.parse(&flags, &env, 64 * 1024, |s| parse_size(s).filter(|n| *n <= 16 << 20))?;
+    let metrics = METRICS.parse(&flags, &env, None, |s| match s {
+        "off" | "" => Some(None),
+        _ => match s.parse::<u16>() {
+            Ok(port) => Some(Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))),
+            Err(_) => s.parse().ok().map(Some),
+        },
+    })?;
+    let summary_interval =
+        SUMMARY_INTERVAL.parse(&flags, &env, None, |s| parse_duration(s).map(|d| Some(d).filter(|d| !d.is_zero())))?;
+    let trace = trace_flag || TRACE.parse(&flags, &env, false, parse_bool)?;
 
-    Ok(Command::Run(Config { local, remote, connect_timeout, idle_timeout, max_conns, buffer_size, quiet }))
+    Ok(Command::Run(Config {
+        local,
+        remote,
+        connect_timeout,
+        idle_timeout,
+        max_conns,
+        buffer_size,
+        log_level,
+        log_format,
+        dump: Dump { mode, limit },
+        metrics,
+        summary_interval,
+        trace,
+    }))
 }
 
 /// `IP:PORT`, `[IPv6]:PORT`, or `:PORT` for every IPv4 address.
@@ -301,7 +405,8 @@ mod tests {
         assert_eq!(c.remote, Remote { host: "backend".into(), port: 80 });
         assert_eq!(c.connect_timeout, Duration::from_secs(5));
         assert_eq!(c.idle_timeout, Some(Duration::from_secs(600)));
-        assert_eq!((c.max_conns, c.buffer_size, c.quiet), (10_000, 65536, false));
+        assert_eq!((c.max_conns, c.buffer_size, c.log_level), (10_000, 65536, Level::Info));
+        assert_eq!((c.log_format, c.dump.mode, c.metrics, c.summary_interval, c.trace), (Format::Text, DumpMode::Off, None, None, false));
     }
 
     #[test]
@@ -309,7 +414,7 @@ mod tests {
         let c = run(&["--local", "127.0.0.1:9000", "--remote=10.0.0.1:6379", "-q"], &BASE).unwrap();
         assert_eq!(c.local, "127.0.0.1:9000".parse().unwrap());
         assert_eq!(c.remote.to_string(), "10.0.0.1:6379");
-        assert!(c.quiet);
+        assert_eq!(c.log_level, Level::Warn, "--quiet is --log-level warn");
     }
 
     #[test]
@@ -324,9 +429,25 @@ mod tests {
         assert_eq!(c.remote.to_string(), "[::1]:443");
         assert_eq!(c.connect_timeout, Duration::from_millis(250));
         assert_eq!(c.idle_timeout, None);
-        assert_eq!((c.max_conns, c.buffer_size, c.quiet), (3, 16384, true));
+        assert_eq!((c.max_conns, c.buffer_size, c.log_level), (3, 16384, Level::Warn));
         assert_eq!(run(&["--idle-timeout", "1m 30s"], &BASE).unwrap().idle_timeout, Some(Duration::from_secs(90)));
         assert_eq!(run(&["--buffer-size", "1MiB"], &BASE).unwrap().buffer_size, 1 << 20);
+    }
+
+    #[test]
+    fn observability_settings_parse() {
+        let c = run(
+            &["--log-format", "json", "--dump", "hex", "--dump-limit", "1k", "--metrics", "9090", "--trace"],
+            &[("LOCAL", ":1"), ("REMOTE", "a:1"), ("WASITER_LOG_LEVEL", "debug"), ("WASITER_SUMMARY_INTERVAL", "10s")],
+        )
+        .unwrap();
+        assert_eq!((c.log_level, c.log_format), (Level::Debug, Format::Json));
+        assert_eq!(c.dump, Dump { mode: DumpMode::Hex, limit: 1024 });
+        assert_eq!(c.metrics, Some("127.0.0.1:9090".parse().unwrap()), "a bare port is loopback");
+        assert_eq!((c.summary_interval, c.trace), (Some(Duration::from_secs(10)), true));
+        let c = run(&["--metrics", "0.0.0.0:9100"], &BASE).unwrap();
+        assert_eq!(c.metrics, Some("0.0.0.0:9100".parse().unwrap()), "told otherwise");
+        assert_eq!(run(&["--metrics", "off"], &BASE).unwrap().metrics, None);
     }
 
     #[test]
@@ -356,6 +477,11 @@ mod tests {
             (&["--max-conns", "0"], &BASE, "--max-conns: \"0\" is not valid; expected a whole number"),
             (&["--buffer-size", "10"], &BASE, "--buffer-size: \"10\" is not valid; expected a size"),
             (&["--buffer-size", "64q"], &BASE, "--buffer-size: \"64q\""),
+            (&["--log-level", "loud"], &BASE, "--log-level: \"loud\" is not valid; expected error, warn, info or debug"),
+            (&["--log-format", "xml"], &BASE, "--log-format: \"xml\""),
+            (&["--dump", "raw"], &BASE, "--dump: \"raw\""),
+            (&["--metrics", "localhost:9090"], &BASE, "--metrics: \"localhost:9090\""),
+            (&["--summary-interval", "often"], &BASE, "--summary-interval: \"often\""),
         ];
         for (args, env, want) in cases {
             let e = err(args, env);

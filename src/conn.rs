@@ -16,8 +16,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::log::event;
-use crate::relay::{BufferPool, Direction, Endpoint, Failure};
+use crate::config::{Dump, DumpMode};
+use crate::log::{Level, Record};
+use crate::metrics::Stats;
+use crate::relay::{BufferPool, Direction, Endpoint, Failure, State};
 use crate::sys::Stream;
 
 impl Endpoint for Stream {
@@ -38,15 +40,6 @@ pub enum Side {
     Upstream,
 }
 
-impl Side {
-    fn name(self) -> &'static str {
-        match self {
-            Side::Client => "client",
-            Side::Upstream => "upstream",
-        }
-    }
-}
-
 /// Why a connection ended: the `reason=` of its close line.
 #[derive(Debug)]
 pub enum Reason {
@@ -59,14 +52,33 @@ pub enum Reason {
     IdleTimeout,
 }
 
+impl Reason {
+    /// The `reason=` value; one of `metrics::REASONS`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Reason::Closed(Side::Client) => "client-closed",
+            Reason::Closed(Side::Upstream) => "upstream-closed",
+            Reason::Error(Side::Client, _) => "client-error",
+            Reason::Error(Side::Upstream, _) => "upstream-error",
+            Reason::ConnectFailed(_) => "connect-failed",
+            Reason::ConnectTimeout => "connect-timeout",
+            Reason::IdleTimeout => "idle-timeout",
+        }
+    }
+
+    fn error(&self) -> Option<&io::Error> {
+        match self {
+            Reason::Error(_, e) | Reason::ConnectFailed(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Reason::Closed(side) => write!(f, "{}-closed", side.name()),
-            Reason::Error(side, e) => write!(f, "{}-error error=\"{e}\"", side.name()),
-            Reason::ConnectFailed(e) => write!(f, "connect-failed error=\"{e}\""),
-            Reason::ConnectTimeout => f.write_str("connect-timeout"),
-            Reason::IdleTimeout => f.write_str("idle-timeout"),
+        match self.error() {
+            Some(e) => write!(f, "{}: {e}", self.name()),
+            None => f.write_str(self.name()),
         }
     }
 }
@@ -81,6 +93,9 @@ pub struct Upstreams {
 pub struct Context<'a> {
     pub upstreams: &'a Upstreams,
     pub pool: &'a mut BufferPool,
+    pub stats: &'a mut Stats,
+    pub route: &'a str,
+    pub dump: Dump,
     pub now: Instant,
 }
 
@@ -103,6 +118,8 @@ pub struct Conn {
     first_fin: Option<Side>,
     /// A write failure ends one direction only; kept for the close line.
     write_error: Option<(Side, io::Error)>,
+    /// Bytes shown by the traffic dump so far (capped by `Dump::limit`).
+    dumped: usize,
     opened: Instant,
     last_active: Instant,
 }
@@ -121,7 +138,7 @@ impl Conn {
         id: u64,
         client: Stream,
         client_addr: SocketAddr,
-        cx: &Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Result<Conn, (Stream, io::Error)> {
         match connect_from(0, cx) {
             Ok((attempt, upstream)) => Ok(Conn {
@@ -135,6 +152,7 @@ impl Conn {
                 to_client: Direction::new(),
                 first_fin: None,
                 write_error: None,
+                dumped: 0,
                 opened: cx.now,
                 last_active: cx.now,
             }),
@@ -173,7 +191,9 @@ impl Conn {
     pub fn on_ready(&mut self, side: Side, readable: bool, writable: bool, cx: &mut Context<'_>) -> Result<(), Reason> {
         if let Phase::Connecting { attempt, .. } = self.phase {
             if side == Side::Upstream && (readable || writable) {
-                match self.upstream.finish_connect() {
+                let result = self.upstream.finish_connect();
+                cx.stats.upstream_result(attempt, result.is_ok());
+                match result {
                     Ok(()) => self.connected(cx)?,
                     Err(e) => self.next_upstream(attempt + 1, e, cx)?,
                 }
@@ -199,6 +219,7 @@ impl Conn {
     pub fn on_timeout(&mut self, cx: &mut Context<'_>) -> Result<(), Reason> {
         match self.phase {
             Phase::Connecting { attempt, .. } => {
+                cx.stats.upstream_result(attempt, false);
                 let e = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
                 self.next_upstream(attempt + 1, e, cx)
             }
@@ -209,7 +230,12 @@ impl Conn {
     fn connected(&mut self, cx: &mut Context<'_>) -> Result<(), Reason> {
         self.phase = Phase::Relaying;
         self.last_active = cx.now;
-        event!("open #{} client={} upstream={}", self.id, self.client_addr, self.upstream_addr);
+        Record::new(Level::Info, "open")
+            .num("conn", self.id)
+            .str("route", cx.route)
+            .str("client", self.client_addr)
+            .str("upstream", self.upstream_addr)
+            .emit();
         // A client usually speaks first (an HTTP request is already waiting).
         self.pump(Side::Client, cx)?;
         self.finished()
@@ -218,7 +244,11 @@ impl Conn {
     /// Give up on the current upstream address and try the following ones.
     fn next_upstream(&mut self, from: usize, last: io::Error, cx: &mut Context<'_>) -> Result<(), Reason> {
         let timed_out = last.kind() == io::ErrorKind::TimedOut;
-        event!("#{} upstream={} failed: {last}", self.id, self.upstream_addr);
+        Record::new(Level::Debug, "connect-failed")
+            .num("conn", self.id)
+            .str("upstream", self.upstream_addr)
+            .str("error", &last)
+            .emit();
         if from >= cx.upstreams.addrs.len() {
             return Err(if timed_out { Reason::ConnectTimeout } else { Reason::ConnectFailed(last) });
         }
@@ -240,8 +270,9 @@ impl Conn {
             Side::Upstream => (&mut self.to_client, &mut self.upstream, &mut self.client),
         };
         let to = if from == Side::Client { Side::Upstream } else { Side::Client };
-        let was_open = dir.state() == crate::relay::State::Open;
-        match dir.pump(src, dst, cx.pool) {
+        let was_open = dir.state() == State::Open;
+        let (dump, id, dumped) = (cx.dump, self.id, &mut self.dumped);
+        match dir.pump(src, dst, cx.pool, |bytes| dump_bytes(dump, id, to, dumped, bytes)) {
             Ok(true) => self.last_active = cx.now,
             Ok(false) => {}
             // A reset (or other read error) aborts both directions.
@@ -251,10 +282,15 @@ impl Conn {
                 self.write_error.get_or_insert((to, e));
             }
         }
-        if was_open && dir.state() != crate::relay::State::Open && self.first_fin.is_none() {
+        if was_open && dir.state() != State::Open && self.first_fin.is_none() {
             self.first_fin = Some(from);
         }
         Ok(())
+    }
+
+    /// Bytes moved so far: (to the upstream, to the client).
+    pub fn bytes(&self) -> (u64, u64) {
+        (self.to_upstream.bytes, self.to_client.bytes)
     }
 
     fn finished(&mut self) -> Result<(), Reason> {
@@ -268,33 +304,72 @@ impl Conn {
     }
 
     /// The close line: who, where, how much, how long, and why.
-    pub fn log_close(&self, reason: &Reason, now: Instant) {
-        event!(
-            "close #{} client={} upstream={} to_upstream={} to_client={} duration={:.3}s reason={reason}",
-            self.id,
-            self.client_addr,
-            self.upstream_addr,
-            self.to_upstream.bytes,
-            self.to_client.bytes,
-            now.duration_since(self.opened).as_secs_f64(),
-        );
+    pub fn log_close(&self, reason: &Reason, route: &str, now: Instant) {
+        let mut r = Record::new(Level::Info, "close")
+            .num("conn", self.id)
+            .str("route", route)
+            .str("client", self.client_addr)
+            .str("upstream", self.upstream_addr)
+            .num("to_upstream", self.to_upstream.bytes)
+            .num("to_client", self.to_client.bytes)
+            .str("duration", format_args!("{:.3}s", now.duration_since(self.opened).as_secs_f64()))
+            .str("reason", reason.name());
+        if let Some(e) = reason.error() {
+            r = r.str("error", e);
+        }
+        r.emit();
+    }
+}
+
+/// The traffic dump (`--dump`): one line per chunk read, as text with C-style
+/// escapes or as hex, until the connection's limit; then one `truncated` line.
+fn dump_bytes(dump: Dump, conn: u64, to: Side, dumped: &mut usize, bytes: &[u8]) {
+    if dump.mode == DumpMode::Off || *dumped > dump.limit {
+        return;
+    }
+    let take = bytes.len().min(dump.limit - *dumped);
+    let dir = if to == Side::Upstream { "to_upstream" } else { "to_client" };
+    if take > 0 {
+        let shown = &bytes[..take];
+        let r = Record::new(Level::Info, "dump").num("conn", conn).str("dir", dir).num("len", take as u64);
+        if r.is_on() {
+            match dump.mode {
+                DumpMode::Hex => {
+                    let mut hex = String::with_capacity(take * 3);
+                    for (i, b) in shown.iter().enumerate() {
+                        let sep = if i == 0 { "" } else { " " };
+                        hex.push_str(&format!("{sep}{b:02x}"));
+                    }
+                    r.str("hex", hex).emit();
+                }
+                _ => r.escaped("data", shown.escape_ascii()).emit(),
+            }
+        }
+    }
+    *dumped += take;
+    if take < bytes.len() {
+        Record::new(Level::Info, "dump").num("conn", conn).str("dir", dir).str("truncated", format_args!("limit {} bytes reached", dump.limit)).emit();
+        *dumped = dump.limit + 1; // say it once
     }
 }
 
 /// Start a connect to the first address from `from` on that does not fail at
 /// once. Returns its index and the (usually still connecting) stream.
-fn connect_from(from: usize, cx: &Context<'_>) -> io::Result<(usize, Stream)> {
+fn connect_from(from: usize, cx: &mut Context<'_>) -> io::Result<(usize, Stream)> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, "no upstream address");
     for (i, addr) in cx.upstreams.addrs.iter().enumerate().skip(from) {
         match Stream::connect(*addr) {
             Ok(stream) => return Ok((i, stream)),
-            Err(e) => last = e,
+            Err(e) => {
+                cx.stats.upstream_result(i, false);
+                last = e;
+            }
         }
     }
     Err(last)
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))] // drives real sockets on the Linux host
 mod tests {
     use super::*;
     use crate::sys::{Listener, Poller};
@@ -304,11 +379,12 @@ mod tests {
     /// connected (Ok) or given up (Err), firing its timeout when due.
     fn until_connected(conn: &mut Conn, upstreams: &Upstreams) -> Result<SocketAddr, String> {
         let (mut pool, mut poller) = (BufferPool::new(1024, 1), Poller::new());
+        let mut stats = Stats::new("test".into(), &upstreams.addrs);
         let give_up = Instant::now() + Duration::from_secs(10);
         while matches!(conn.phase, Phase::Connecting { .. }) {
             let now = Instant::now();
             assert!(now < give_up, "still connecting");
-            let mut cx = Context { upstreams, pool: &mut pool, now };
+            let mut cx = context(upstreams, &mut pool, &mut stats, now);
             if conn.deadline(None).is_some_and(|d| d <= now) {
                 conn.on_timeout(&mut cx).map_err(|r| r.to_string())?;
                 continue;
@@ -333,10 +409,14 @@ mod tests {
                 Err(_) => std::thread::sleep(Duration::from_millis(5)),
             }
         };
-        let mut pool = BufferPool::new(1024, 1);
-        let cx = Context { upstreams, pool: &mut pool, now: Instant::now() };
-        let conn = Conn::start(1, stream, addr, &cx).map_err(|(_, e)| e).unwrap();
+        let (mut pool, mut stats) = (BufferPool::new(1024, 1), Stats::new("test".into(), &upstreams.addrs));
+        let mut cx = context(upstreams, &mut pool, &mut stats, Instant::now());
+        let conn = Conn::start(1, stream, addr, &mut cx).map_err(|(_, e)| e).unwrap();
         (conn, front)
+    }
+
+    fn context<'a>(upstreams: &'a Upstreams, pool: &'a mut BufferPool, stats: &'a mut Stats, now: Instant) -> Context<'a> {
+        Context { upstreams, pool, stats, route: "test", dump: Dump { mode: DumpMode::Off, limit: 0 }, now }
     }
 
     fn dead_addr() -> SocketAddr {

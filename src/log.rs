@@ -1,36 +1,252 @@
-//! Log lines on stderr: an RFC 3339 timestamp, then `key=value` pairs.
+//! Log records on stderr, one per line: text (`ts level event key=value ...`)
+//! or JSON lines (`{"ts":..,"level":..,"event":..,"key":value}`).
 //!
-//! Writes ignore errors on purpose: a closed stderr must not stop the proxy.
+//! A record is built only when its level is enabled, so a disabled debug or
+//! trace line costs one atomic load. Write errors are ignored on purpose: a
+//! closed stderr must not stop the proxy.
 
-use std::fmt;
+use std::fmt::{self, Display, Write as _};
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::SystemTime;
 
-static QUIET: AtomicBool = AtomicBool::new(false);
-
-/// Quiet drops per-connection lines; start-up lines and errors stay.
-pub fn set_quiet(quiet: bool) {
-    QUIET.store(quiet, Ordering::Relaxed);
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Error = 0,
+    Warn = 1,
+    Info = 2,
+    Debug = 3,
 }
 
-pub fn quiet() -> bool {
-    QUIET.load(Ordering::Relaxed)
+impl Level {
+    pub fn parse(s: &str) -> Option<Level> {
+        match s.to_ascii_lowercase().as_str() {
+            "error" => Some(Level::Error),
+            "warn" | "warning" => Some(Level::Warn),
+            "info" => Some(Level::Info),
+            "debug" => Some(Level::Debug),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Level::Error => "error",
+            Level::Warn => "warn",
+            Level::Info => "info",
+            Level::Debug => "debug",
+        }
+    }
 }
 
-pub fn line(args: fmt::Arguments<'_>) {
-    let now = humantime::format_rfc3339_millis(SystemTime::now());
-    let _ = writeln!(std::io::stderr().lock(), "{now} {args}");
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
 }
 
-/// Always printed.
-macro_rules! notice {
-    ($($arg:tt)*) => { $crate::log::line(format_args!($($arg)*)) };
+static LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
+static JSON: AtomicBool = AtomicBool::new(false);
+static TRACE: AtomicBool = AtomicBool::new(false);
+
+pub fn configure(level: Level, format: Format, trace: bool) {
+    LEVEL.store(level as u8, Ordering::Relaxed);
+    JSON.store(format == Format::Json, Ordering::Relaxed);
+    TRACE.store(trace, Ordering::Relaxed);
 }
 
-/// Per-connection events: dropped by --quiet.
-macro_rules! event {
-    ($($arg:tt)*) => { if !$crate::log::quiet() { $crate::log::line(format_args!($($arg)*)) } };
+pub fn enabled(level: Level) -> bool {
+    level as u8 <= LEVEL.load(Ordering::Relaxed)
 }
 
-pub(crate) use {event, notice};
+/// Trace mode: every socket call and poll wake-up (see `sys`).
+pub fn tracing() -> bool {
+    TRACE.load(Ordering::Relaxed)
+}
+
+enum Value {
+    Num(u64),
+    Text(String),
+    /// Already escaped (the traffic dump): quoted as it is in text lines.
+    Escaped(String),
+}
+
+/// One log line under construction. Does nothing if its level is off.
+pub struct Record {
+    on: bool,
+    level: Level,
+    event: &'static str,
+    fields: Vec<(&'static str, Value)>,
+}
+
+impl Record {
+    pub fn new(level: Level, event: &'static str) -> Record {
+        Record { on: enabled(level), level, event, fields: Vec::new() }
+    }
+
+    /// Printed whatever the level (the start line: where we listen).
+    pub fn always(event: &'static str) -> Record {
+        Record { on: true, ..Record::new(Level::Info, event) }
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.on
+    }
+
+    pub fn num(mut self, key: &'static str, v: u64) -> Record {
+        if self.on {
+            self.fields.push((key, Value::Num(v)));
+        }
+        self
+    }
+
+    pub fn str(mut self, key: &'static str, v: impl Display) -> Record {
+        if self.on {
+            self.fields.push((key, Value::Text(v.to_string())));
+        }
+        self
+    }
+
+    /// Text that is already escaped (only printable ASCII, `\"` for quotes).
+    pub fn escaped(mut self, key: &'static str, v: impl Display) -> Record {
+        if self.on {
+            self.fields.push((key, Value::Escaped(v.to_string())));
+        }
+        self
+    }
+
+    pub fn emit(self) {
+        if !self.on {
+            return;
+        }
+        let ts = humantime::format_rfc3339_millis(SystemTime::now());
+        let line = if JSON.load(Ordering::Relaxed) { self.json(ts) } else { self.text(ts) };
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+
+    fn text(&self, ts: impl Display) -> String {
+        let mut out = format!("{ts} {} {}", self.level.name(), self.event);
+        for (k, v) in &self.fields {
+            match v {
+                Value::Num(n) => {
+                    let _ = write!(out, " {k}={n}");
+                }
+                Value::Text(s) if !s.is_empty() && !s.contains([' ', '"', '=', '\\']) && !s.contains(char::is_control) => {
+                    let _ = write!(out, " {k}={s}");
+                }
+                Value::Text(s) => {
+                    let _ = write!(out, " {k}=\"{}\"", s.escape_debug());
+                }
+                Value::Escaped(s) => {
+                    let _ = write!(out, " {k}=\"{s}\"");
+                }
+            }
+        }
+        out.push('\n');
+        out
+    }
+
+    fn json(&self, ts: impl Display) -> String {
+        let mut out = String::with_capacity(128);
+        out.push_str("{\"ts\":");
+        json_string(&mut out, &ts.to_string());
+        out.push_str(",\"level\":");
+        json_string(&mut out, self.level.name());
+        out.push_str(",\"event\":");
+        json_string(&mut out, self.event);
+        for (k, v) in &self.fields {
+            out.push(',');
+            json_string(&mut out, k);
+            out.push(':');
+            match v {
+                Value::Num(n) => {
+                    let _ = write!(out, "{n}");
+                }
+                Value::Text(s) | Value::Escaped(s) => json_string(&mut out, s),
+            }
+        }
+        out.push_str("}\n");
+        out
+    }
+}
+
+/// A JSON string literal (RFC 8259: quote, backslash and control characters escaped).
+fn json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// A trace line: `trace call="sock_recv(fd=5, 65536)" result=512`.
+pub fn trace_line(call: fmt::Arguments<'_>, result: fmt::Arguments<'_>) {
+    Record::always("trace").str("call", call).str("result", result).emit();
+}
+
+/// How a traced call ended: its value, EAGAIN, or the error.
+pub fn outcome<T: fmt::Debug>(r: &std::io::Result<T>) -> String {
+    match r {
+        Ok(v) => format!("{v:?}"),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => "EAGAIN".to_string(),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+/// Trace a host call from `sys` when trace mode is on; free otherwise:
+/// `trace!(result, "sock_recv(fd={}, {})", fd, len)`.
+macro_rules! trace {
+    ($result:expr, $($call:tt)*) => {
+        if $crate::log::tracing() {
+            $crate::log::trace_line(format_args!($($call)*), format_args!("{}", $crate::log::outcome(&$result)));
+        }
+    };
+}
+pub(crate) use trace;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_quotes_only_what_needs_it() {
+        let r = Record { on: true, level: Level::Info, event: "close", fields: vec![] }
+            .num("conn", 7)
+            .str("client", "127.0.0.1:5")
+            .str("error", "Connection reset by peer (os error 104)")
+            .str("odd", "a\"b\\c\n");
+        assert_eq!(
+            r.text("T"),
+            "T info close conn=7 client=127.0.0.1:5 error=\"Connection reset by peer (os error 104)\" odd=\"a\\\"b\\\\c\\n\"\n"
+        );
+    }
+
+    #[test]
+    fn json_escapes_quotes_backslashes_and_control_characters() {
+        let r = Record { on: true, level: Level::Warn, event: "x", fields: vec![] }.num("n", 1).str("s", "q\"b\\\u{1}\n");
+        assert_eq!(r.json("T"), "{\"ts\":\"T\",\"level\":\"warn\",\"event\":\"x\",\"n\":1,\"s\":\"q\\\"b\\\\\\u0001\\n\"}\n");
+    }
+
+    #[test]
+    fn disabled_records_collect_nothing() {
+        let r = Record { on: false, level: Level::Debug, event: "x", fields: vec![] }.num("n", 1).str("s", "v");
+        assert!(r.fields.is_empty());
+    }
+
+    #[test]
+    fn levels_parse_and_order() {
+        assert_eq!(Level::parse("WARN"), Some(Level::Warn));
+        assert_eq!(Level::parse("loud"), None);
+        assert!(Level::Error < Level::Debug);
+    }
+}

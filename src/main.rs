@@ -12,6 +12,7 @@
 mod config;
 mod conn;
 mod log;
+mod metrics;
 mod proxy;
 mod relay;
 mod sys;
@@ -19,7 +20,7 @@ mod sys;
 use std::process::ExitCode;
 
 use config::Command;
-use log::notice;
+use log::Record;
 
 fn main() -> ExitCode {
     let cfg = match config::parse(std::env::args_os().skip(1), |k| std::env::var(k).ok()) {
@@ -37,7 +38,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    log::set_quiet(cfg.quiet);
+    log::configure(cfg.log_level, cfg.log_format, cfg.trace);
     sys::init();
 
     let upstreams = match sys::resolve(&cfg.remote.host, cfg.remote.port) {
@@ -49,19 +50,29 @@ fn main() -> ExitCode {
         Ok(l) => l,
         Err(e) => return fail(format_args!("LOCAL: cannot listen on {}: {e}", cfg.local)),
     };
+    let metrics = match cfg.metrics.map(|addr| (addr, sys::Listener::bind(addr, 64))) {
+        None => None,
+        Some((_, Ok(l))) => Some(l),
+        Some((addr, Err(e))) => return fail(format_args!("WASITER_METRICS: cannot listen on {addr}: {e}")),
+    };
     let local = listener.local_addr().unwrap_or(cfg.local);
     let resolved: Vec<String> = upstreams.iter().map(|a| a.to_string()).collect();
-    notice!(
-        "start listen={local} remote={} upstreams={} runtime={} version={} max_conns={} buffer={}",
-        cfg.remote,
-        resolved.join(","),
-        sys::RUNTIME,
-        env!("CARGO_PKG_VERSION"),
-        cfg.max_conns,
-        cfg.buffer_size,
-    );
+    let metrics_addr = match &metrics {
+        Some(l) => l.local_addr().map(|a| format!("http://{a}/metrics")).unwrap_or_default(),
+        None => "off".to_string(),
+    };
+    Record::always("start")
+        .str("listen", local)
+        .str("remote", &cfg.remote)
+        .str("upstreams", resolved.join(","))
+        .str("metrics", metrics_addr)
+        .str("runtime", sys::RUNTIME)
+        .str("version", env!("CARGO_PKG_VERSION"))
+        .num("max_conns", cfg.max_conns as u64)
+        .num("buffer", cfg.buffer_size as u64)
+        .emit();
 
-    let mut proxy = proxy::Proxy::new(&cfg, listener, upstreams);
+    let mut proxy = proxy::Proxy::new(&cfg, listener, upstreams, metrics);
     match proxy.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(format_args!("event loop failed: {e}")),

@@ -3,11 +3,11 @@
 //! Each pass:
 //! 1. derive interest from state: the listener while below the connection
 //!    limit, and for every connection what its directions can use now;
-//!    collect the nearest deadline (connect or idle timeout);
-//! 2. handle connections whose deadline passed;
+//!    collect the nearest deadline (connect, idle or scrape timeout, summary);
+//! 2. handle whatever is past its deadline;
 //! 3. wait (never longer than `MAX_WAIT`, never forever);
-//! 4. hand each ready socket to its connection; accept last, so a slot freed
-//!    in this pass is not reused under a stale event.
+//! 4. hand each ready socket to its owner; accept last, so a slot freed in
+//!    this pass is not reused under a stale event.
 
 use std::io;
 use std::net::SocketAddr;
@@ -15,14 +15,17 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use crate::config::Config;
+use crate::config::{Config, Dump};
 use crate::conn::{Conn, Context, Reason, Side, Upstreams};
-use crate::log::{event, notice};
+use crate::log::{Level, Record};
+use crate::metrics::{Scrape, Stats};
 use crate::relay::BufferPool;
 use crate::sys::{self, Event, Listener, Poller};
 
-/// The listener's token; connection tokens are `key * 2 + side`.
+/// Tokens: connections are `key * 2 + side`; scrapes are `SCRAPE | key`.
 const LISTENER: usize = usize::MAX;
+const METRICS: usize = usize::MAX - 1;
+const SCRAPE: usize = 1 << (usize::BITS - 2);
 /// An upper bound on one wait, so the loop always wakes to check its timers.
 const MAX_WAIT: Duration = Duration::from_secs(1);
 /// Accepts per wake-up: a flood of new clients must not starve the others.
@@ -33,17 +36,52 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// Spare buffers kept for reuse (memory held by an idle proxy: this many
 /// times the buffer size).
 const SPARE_BUFFERS: usize = 64;
+/// Metrics requests served at once; more wait in the backlog.
+const MAX_SCRAPES: usize = 16;
+
+/// The periodic summary line (`--summary-interval`).
+struct Summary {
+    every: Duration,
+    next: Instant,
+    /// Byte counters at the last summary, for the rates.
+    last: (u64, u64),
+}
+
+/// What every connection borrows, kept apart from the connection table so
+/// both can be borrowed at once.
+struct Shared {
+    route: String,
+    upstreams: Upstreams,
+    pool: BufferPool,
+    stats: Stats,
+    dump: Dump,
+}
+
+impl Shared {
+    fn context(&mut self, now: Instant) -> Context<'_> {
+        Context {
+            upstreams: &self.upstreams,
+            pool: &mut self.pool,
+            stats: &mut self.stats,
+            route: &self.route,
+            dump: self.dump,
+            now,
+        }
+    }
+}
 
 pub struct Proxy {
     listener: Listener,
-    upstreams: Upstreams,
+    shared: Shared,
     conns: Slab<Conn>,
     poller: Poller,
-    pool: BufferPool,
     idle_timeout: Option<Duration>,
     max_conns: usize,
     next_id: u64,
     accept_paused_until: Option<Instant>,
+    metrics: Option<Listener>,
+    scrapes: Slab<Scrape>,
+    summary: Option<Summary>,
     /// Reused between passes so the loop does not allocate.
     ready: Vec<Event>,
     expired: Vec<usize>,
@@ -58,17 +96,27 @@ fn from_token(token: usize) -> (usize, Side) {
 }
 
 impl Proxy {
-    pub fn new(cfg: &Config, listener: Listener, upstreams: Vec<SocketAddr>) -> Proxy {
+    pub fn new(cfg: &Config, listener: Listener, upstreams: Vec<SocketAddr>, metrics: Option<Listener>) -> Proxy {
+        let route = cfg.local.to_string();
+        let now = Instant::now();
         Proxy {
             listener,
-            upstreams: Upstreams { addrs: upstreams, connect_timeout: cfg.connect_timeout },
+            shared: Shared {
+                stats: Stats::new(route.clone(), &upstreams),
+                route,
+                upstreams: Upstreams { addrs: upstreams, connect_timeout: cfg.connect_timeout },
+                pool: BufferPool::new(cfg.buffer_size, SPARE_BUFFERS),
+                dump: cfg.dump,
+            },
             conns: Slab::new(),
             poller: Poller::new(),
-            pool: BufferPool::new(cfg.buffer_size, SPARE_BUFFERS),
             idle_timeout: cfg.idle_timeout,
             max_conns: cfg.max_conns,
             next_id: 1,
             accept_paused_until: None,
+            metrics,
+            scrapes: Slab::new(),
+            summary: cfg.summary_interval.map(|every| Summary { every, next: now + every, last: (0, 0) }),
             ready: Vec::new(),
             expired: Vec::new(),
         }
@@ -77,6 +125,7 @@ impl Proxy {
     /// Runs until the poller itself fails (not for anything a peer does).
     pub fn run(&mut self) -> io::Result<()> {
         loop {
+            self.shared.stats.iterations += 1;
             let now = Instant::now();
             let wake_at = self.register(now);
             if !self.expired.is_empty() {
@@ -87,20 +136,30 @@ impl Proxy {
 
             self.ready.clear();
             self.ready.extend(self.poller.events());
+            if !self.ready.is_empty() {
+                self.shared.stats.wakeups += 1;
+            }
             let now = Instant::now();
-            let mut accept = false;
+            let (mut accept, mut scrape) = (false, false);
             for i in 0..self.ready.len() {
                 let ev = self.ready[i];
-                if ev.token == LISTENER {
-                    accept = true;
-                } else {
-                    let (key, side) = from_token(ev.token);
-                    self.dispatch(key, now, |conn, cx| conn.on_ready(side, ev.readable, ev.writable, cx));
+                match ev.token {
+                    LISTENER => accept = true,
+                    METRICS => scrape = true,
+                    t if t & SCRAPE != 0 => self.serve_scrape(t & !SCRAPE, now),
+                    t => {
+                        let (key, side) = from_token(t);
+                        self.dispatch(key, now, |conn, cx| conn.on_ready(side, ev.readable, ev.writable, cx));
+                    }
                 }
             }
             if accept {
                 self.accept(now);
             }
+            if scrape {
+                self.accept_scrapes(now);
+            }
+            self.summarize(now);
         }
     }
 
@@ -121,6 +180,9 @@ impl Proxy {
         if self.accept_paused_until.is_none() && self.conns.len() < self.max_conns {
             self.poller.add(self.listener.handle(), LISTENER, true, false);
         }
+        if let Some(summary) = &self.summary {
+            wake_at = wake_at.min(summary.next);
+        }
 
         for (key, conn) in &self.conns {
             if let Some(deadline) = conn.deadline(self.idle_timeout) {
@@ -140,6 +202,19 @@ impl Proxy {
                 self.poller.add(conn.upstream().handle(), token(key, Side::Upstream), r, w);
             }
         }
+
+        if let Some(metrics) = &self.metrics {
+            if self.scrapes.len() < MAX_SCRAPES {
+                self.poller.add(metrics.handle(), METRICS, true, false);
+            }
+        }
+        // A scraper that stalls is simply dropped at its deadline.
+        self.scrapes.retain(|_, s| s.deadline > now);
+        for (key, s) in &self.scrapes {
+            let (r, w) = s.interest();
+            self.poller.add(s.stream().handle(), SCRAPE | key, r, w);
+            wake_at = wake_at.min(s.deadline);
+        }
         wake_at
     }
 
@@ -151,12 +226,18 @@ impl Proxy {
         }
     }
 
-    /// Run `f` on connection `key`; if it reports the end, log and close it.
+    /// Run `f` on connection `key`, count the bytes it moved; if it reports
+    /// the end, log, count and close it.
     fn dispatch(&mut self, key: usize, now: Instant, f: impl FnOnce(&mut Conn, &mut Context<'_>) -> Result<(), Reason>) {
         let Some(conn) = self.conns.get_mut(key) else { return };
-        let mut cx = Context { upstreams: &self.upstreams, pool: &mut self.pool, now };
-        if let Err(reason) = f(conn, &mut cx) {
-            conn.log_close(&reason, now);
+        let before = conn.bytes();
+        let result = f(conn, &mut self.shared.context(now));
+        let after = conn.bytes();
+        self.shared.stats.to_upstream += after.0 - before.0;
+        self.shared.stats.to_client += after.1 - before.1;
+        if let Err(reason) = result {
+            conn.log_close(&reason, &self.shared.route, now);
+            self.shared.stats.closed(reason.name());
             self.conns.remove(key); // dropping it closes both sockets
         }
     }
@@ -166,6 +247,7 @@ impl Proxy {
     fn accept(&mut self, now: Instant) {
         for _ in 0..ACCEPT_BATCH {
             if self.conns.len() >= self.max_conns {
+                Record::new(Level::Debug, "limit").num("max_conns", self.max_conns as u64).str("action", "pausing accepts").emit();
                 return; // the listener is left out of the interest until a slot frees
             }
             let (client, client_addr) = match self.listener.accept() {
@@ -174,22 +256,82 @@ impl Proxy {
                 // The client gave up before we got to it: nothing to pause for.
                 Err(e) if transient_accept_error(&e) => continue,
                 Err(e) => {
-                    notice!("accept failed: {e}; pausing accepts for {}ms", ACCEPT_PAUSE.as_millis());
+                    Record::new(Level::Warn, "accept-failed")
+                        .str("error", e)
+                        .str("action", format_args!("pausing accepts for {}ms", ACCEPT_PAUSE.as_millis()))
+                        .emit();
                     self.accept_paused_until = Some(now + ACCEPT_PAUSE);
                     return;
                 }
             };
             let id = self.next_id;
             self.next_id += 1;
-            let cx = Context { upstreams: &self.upstreams, pool: &mut self.pool, now };
-            match Conn::start(id, client, client_addr, &cx) {
+            self.shared.stats.connections += 1;
+            match Conn::start(id, client, client_addr, &mut self.shared.context(now)) {
                 Ok(conn) => {
                     self.conns.insert(conn);
                 }
                 Err((_client, e)) => {
-                    event!("close #{id} client={client_addr} to_upstream=0 to_client=0 duration=0.000s reason=connect-failed error=\"{e}\"");
+                    self.shared.stats.closed("connect-failed");
+                    Record::new(Level::Info, "close")
+                        .num("conn", id)
+                        .str("route", &self.shared.route)
+                        .str("client", client_addr)
+                        .num("to_upstream", 0)
+                        .num("to_client", 0)
+                        .str("duration", "0.000s")
+                        .str("reason", "connect-failed")
+                        .str("error", e)
+                        .emit();
                 }
             }
+        }
+    }
+
+    fn accept_scrapes(&mut self, now: Instant) {
+        let Some(metrics) = &self.metrics else { return };
+        while self.scrapes.len() < MAX_SCRAPES {
+            match metrics.accept() {
+                Ok((stream, _)) => {
+                    self.scrapes.insert(Scrape::new(stream, now));
+                }
+                Err(e) if sys::would_block(&e) || transient_accept_error(&e) => return,
+                Err(e) => {
+                    Record::new(Level::Warn, "accept-failed").str("listener", "metrics").str("error", e).emit();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn serve_scrape(&mut self, key: usize, now: Instant) {
+        let active = self.conns.len();
+        if let Some(scrape) = self.scrapes.get_mut(key) {
+            if !scrape.on_ready(&self.shared.stats, active) || scrape.deadline <= now {
+                self.scrapes.remove(key);
+            }
+        }
+    }
+
+    /// The periodic one-line summary, when it is due.
+    fn summarize(&mut self, now: Instant) {
+        let Some(summary) = &mut self.summary else { return };
+        if now < summary.next {
+            return;
+        }
+        let secs = summary.every.as_secs_f64();
+        let (up, down) = (self.shared.stats.to_upstream, self.shared.stats.to_client);
+        Record::new(Level::Info, "summary")
+            .num("active", self.conns.len() as u64)
+            .num("connections", self.shared.stats.connections)
+            .num("to_upstream", up)
+            .num("to_client", down)
+            .num("to_upstream_per_s", ((up - summary.last.0) as f64 / secs) as u64)
+            .num("to_client_per_s", ((down - summary.last.1) as f64 / secs) as u64)
+            .emit();
+        summary.last = (up, down);
+        while summary.next <= now {
+            summary.next += summary.every;
         }
     }
 }

@@ -119,16 +119,18 @@ impl Direction {
     }
 
     /// Move as many bytes as the sockets allow right now, and pass an EOF on
-    /// once everything before it is written. Returns whether any byte moved or
-    /// the state changed (activity, for the idle timer).
+    /// once everything before it is written. `on_read` sees every chunk as it
+    /// is read (the traffic dump). Returns whether any byte moved or the state
+    /// changed (activity, for the idle timer).
     pub fn pump(
         &mut self,
         src: &mut impl Endpoint,
         dst: &mut impl Endpoint,
         pool: &mut BufferPool,
+        on_read: impl FnMut(&[u8]),
     ) -> Result<bool, Failure> {
         let before = (self.bytes, self.state);
-        let result = self.pump_rounds(src, dst, pool);
+        let result = self.pump_rounds(src, dst, pool, on_read);
         if let Err(Failure::Write(_)) = result {
             // The destination is gone: what is buffered for it is lost.
             self.state = State::Done;
@@ -151,6 +153,7 @@ impl Direction {
         src: &mut impl Endpoint,
         dst: &mut impl Endpoint,
         pool: &mut BufferPool,
+        mut on_read: impl FnMut(&[u8]),
     ) -> Result<(), Failure> {
         for _ in 0..ROUNDS {
             if self.flush(dst)? > 0 || self.state != State::Open {
@@ -161,6 +164,7 @@ impl Direction {
             match src.read(buf) {
                 Ok(0) => self.state = State::Draining,
                 Ok(n) => {
+                    on_read(&buf[..n.min(buf.len())]);
                     self.start = 0;
                     self.end = n;
                 }
@@ -267,7 +271,7 @@ mod tests {
     fn relays_every_chunk_in_order() {
         let (mut src, mut dst, mut pool) = (source(&[b"hello ", b"world"], false), sink(1 << 20), BufferPool::new(4, 8));
         let mut d = Direction::new();
-        assert!(d.pump(&mut src, &mut dst, &mut pool).unwrap());
+        assert!(d.pump(&mut src, &mut dst, &mut pool, |_| {}).unwrap());
         assert_eq!(dst.written, b"hello world");
         assert_eq!(d.bytes, 11);
         assert_eq!(d.state(), State::Open);
@@ -278,13 +282,13 @@ mod tests {
     fn eof_is_passed_on_only_after_buffered_bytes() {
         let (mut src, mut dst, mut pool) = (source(&[b"abcdef"], true), sink(3), BufferPool::new(16, 8));
         let mut d = Direction::new();
-        d.pump(&mut src, &mut dst, &mut pool).unwrap();
+        d.pump(&mut src, &mut dst, &mut pool, |_| {}).unwrap();
         assert_eq!(dst.written, b"abc");
         assert!(!dst.shut, "FIN must wait for the pending bytes");
         assert!(d.wants_write() && !d.wants_read(), "full destination: stop reading, wait to write");
 
         dst.room = 100;
-        d.pump(&mut src, &mut dst, &mut pool).unwrap();
+        d.pump(&mut src, &mut dst, &mut pool, |_| {}).unwrap();
         assert_eq!(dst.written, b"abcdef");
         assert!(dst.shut);
         assert!(d.is_done());
@@ -297,7 +301,7 @@ mod tests {
         let refs: Vec<&[u8]> = chunks.iter().map(|c| c.as_slice()).collect();
         let (mut src, mut dst, mut pool) = (source(&refs, true), sink(1 << 20), BufferPool::new(4, 8));
         let mut d = Direction::new();
-        d.pump(&mut src, &mut dst, &mut pool).unwrap();
+        d.pump(&mut src, &mut dst, &mut pool, |_| {}).unwrap();
         assert_eq!(dst.written.len(), 4 * (ROUNDS - 1));
         assert!(dst.shut && d.is_done(), "a drained EOF must not wait for an event that never comes");
     }
@@ -307,12 +311,12 @@ mod tests {
         let big = vec![7u8; 100];
         let (mut src, mut dst, mut pool) = (source(&[&big, &big], false), sink(10), BufferPool::new(32, 8));
         let mut d = Direction::new();
-        d.pump(&mut src, &mut dst, &mut pool).unwrap();
+        d.pump(&mut src, &mut dst, &mut pool, |_| {}).unwrap();
         assert_eq!(dst.written.len(), 10);
         assert!(!d.wants_read(), "no room: no read interest");
         assert!(d.wants_write());
         dst.room = 1000;
-        while d.pump(&mut src, &mut dst, &mut pool).unwrap() {}
+        while d.pump(&mut src, &mut dst, &mut pool, |_| {}).unwrap() {}
         assert_eq!(dst.written.len(), 200);
     }
 
@@ -321,7 +325,7 @@ mod tests {
         let (mut src, mut dst, mut pool) = (source(&[b"data"], false), sink(10), BufferPool::new(16, 8));
         dst.write_error = true;
         let mut d = Direction::new();
-        assert!(matches!(d.pump(&mut src, &mut dst, &mut pool), Err(Failure::Write(_))));
+        assert!(matches!(d.pump(&mut src, &mut dst, &mut pool, |_| {}), Err(Failure::Write(_))));
         assert!(d.is_done());
         assert!(!d.wants_read() && !d.wants_write());
     }
@@ -331,18 +335,18 @@ mod tests {
         let (mut src, mut dst, mut pool) = (source(&[], false), sink(10), BufferPool::new(16, 8));
         src.read_error = true;
         let mut d = Direction::new();
-        assert!(matches!(d.pump(&mut src, &mut dst, &mut pool), Err(Failure::Read(_))));
+        assert!(matches!(d.pump(&mut src, &mut dst, &mut pool, |_| {}), Err(Failure::Read(_))));
     }
 
     #[test]
     fn idle_direction_gives_its_buffer_back() {
         let (mut src, mut dst, mut pool) = (source(&[b"x"], false), sink(10), BufferPool::new(16, 8));
         let mut d = Direction::new();
-        d.pump(&mut src, &mut dst, &mut pool).unwrap();
+        d.pump(&mut src, &mut dst, &mut pool, |_| {}).unwrap();
         assert!(d.buf.is_none());
         assert_eq!(pool.free.len(), 1, "buffer returned to the pool");
         // Nothing to read: pump borrows and returns the same buffer.
-        assert!(!d.pump(&mut src, &mut dst, &mut pool).unwrap());
+        assert!(!d.pump(&mut src, &mut dst, &mut pool, |_| {}).unwrap());
         assert_eq!(pool.free.len(), 1);
     }
 
@@ -360,9 +364,9 @@ mod tests {
         let refs: Vec<&[u8]> = chunks.iter().map(|c| c.as_slice()).collect();
         let (mut src, mut dst, mut pool) = (source(&refs, false), sink(1 << 20), BufferPool::new(4, 8));
         let mut d = Direction::new();
-        d.pump(&mut src, &mut dst, &mut pool).unwrap();
+        d.pump(&mut src, &mut dst, &mut pool, |_| {}).unwrap();
         assert_eq!(dst.written.len(), 4 * ROUNDS);
-        while d.pump(&mut src, &mut dst, &mut pool).unwrap() {}
+        while d.pump(&mut src, &mut dst, &mut pool, |_| {}).unwrap() {}
         assert_eq!(dst.written.len(), 200);
     }
 }

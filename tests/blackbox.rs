@@ -289,7 +289,7 @@ fn upstream_closing_while_the_client_sends_is_survived(rt: Runtime) {
     proxy.assert_alive();
     let mut c2 = proxy.connect(); // and it still serves
     c2.write_all(b"hello").unwrap();
-    proxy.wait_for_log("a second connection", |l| l.contains(" open #2 "));
+    proxy.wait_for_log("a second connection", |l| l.contains(" open conn=2 "));
     proxy.assert_alive();
 }
 
@@ -364,11 +364,11 @@ fn log_names_the_real_client_address(rt: Runtime) {
     let c = proxy.connect();
     let me = c.local_addr().unwrap();
     let want = format!("client={me} ");
-    let open = proxy.wait_for_log("open line", |l| l.contains(" open #"));
+    let open = proxy.wait_for_log("open line", |l| l.contains(" open conn="));
     assert!(open.contains(&want), "open line {open:?} should name {me}");
     assert!(open.contains(&format!("upstream={}", echo.addr)), "{open}");
     drop(c);
-    let close = proxy.wait_for_log("close line", |l| l.contains(" close #"));
+    let close = proxy.wait_for_log("close line", |l| l.contains(" close conn="));
     assert!(close.contains(&want) && close.contains("reason=client-closed"), "{close}");
     assert!(close.contains("to_upstream=0 to_client=0 duration="), "{close}");
 }

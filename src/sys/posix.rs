@@ -15,6 +15,7 @@ use std::time::Duration;
 use socket2::{Domain, SockRef, Socket, Type};
 
 use super::Event;
+use crate::log::{trace, tracing, trace_line};
 
 pub type Handle = RawFd;
 
@@ -62,7 +63,9 @@ impl Listener {
     }
 
     pub fn accept(&self) -> io::Result<(Stream, SocketAddr)> {
-        let (stream, peer) = self.0.accept()?;
+        let r = self.0.accept();
+        trace!(r.as_ref().map(|(s, peer)| (s.as_raw_fd(), *peer)).map_err(clone_err), "accept(fd={})", self.handle());
+        let (stream, peer) = r?;
         stream.set_nonblocking(true)?;
         // A proxy must not add Nagle delays to small writes it relays.
         let _ = stream.set_nodelay(true);
@@ -80,12 +83,28 @@ impl Listener {
 
 pub struct Stream(TcpStream);
 
+impl Drop for Stream {
+    fn drop(&mut self) {
+        trace!(io::Result::Ok(()), "close(fd={})", self.handle());
+    }
+}
+
+/// io::Error is not Clone; a trace only needs what it says.
+fn clone_err(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
+    }
+}
+
 impl Stream {
     pub fn connect(addr: SocketAddr) -> io::Result<Stream> {
         let stream = TcpStream::from(new_socket(&addr)?);
         stream.set_nonblocking(true)?;
         let _ = stream.set_nodelay(true);
-        match SockRef::from(&stream).connect(&addr.into()) {
+        let r = SockRef::from(&stream).connect(&addr.into());
+        trace!(r.as_ref().map_err(clone_err), "connect(fd={}, {addr})", stream.as_raw_fd());
+        match r {
             Ok(()) => Ok(Stream(stream)),
             Err(e) if is_in_progress(&e) => Ok(Stream(stream)),
             Err(e) => Err(e),
@@ -93,23 +112,31 @@ impl Stream {
     }
 
     pub fn finish_connect(&self) -> io::Result<()> {
-        match self.0.take_error()? {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        let r = match self.0.take_error() {
+            Ok(Some(e)) | Err(e) => Err(e),
+            Ok(None) => Ok(()),
+        };
+        trace!(r.as_ref().map_err(clone_err), "getsockopt(fd={}, SO_ERROR)", self.handle());
+        r
     }
 
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        (&self.0).read(buf)
+        let r = (&self.0).read(buf);
+        trace!(r.as_ref().map_err(clone_err), "recv(fd={}, {})", self.handle(), buf.len());
+        r
     }
 
     /// std's write is `send(MSG_NOSIGNAL)` on Linux: a reset peer gives EPIPE.
     pub fn write(&self, buf: &[u8]) -> io::Result<usize> {
-        (&self.0).write(buf)
+        let r = (&self.0).write(buf);
+        trace!(r.as_ref().map_err(clone_err), "send(fd={}, {})", self.handle(), buf.len());
+        r
     }
 
     pub fn shutdown_write(&self) -> io::Result<()> {
-        self.0.shutdown(Shutdown::Write)
+        let r = self.0.shutdown(Shutdown::Write);
+        trace!(r.as_ref().map_err(clone_err), "shutdown(fd={}, SHUT_WR)", self.handle());
+        r
     }
 
     pub fn handle(&self) -> Handle {
@@ -149,6 +176,17 @@ impl Poller {
         // Round up so a 0.4 ms deadline does not become a busy 0 ms poll.
         let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
         let n = unsafe { libc::poll(self.fds.as_mut_ptr(), self.fds.len() as _, ms) };
+        if tracing() {
+            let show = |p: &libc::pollfd, ev: libc::c_short| {
+                let r = if ev & libc::POLLIN != 0 { "r" } else { "" };
+                let w = if ev & libc::POLLOUT != 0 { "w" } else { "" };
+                let x = if ev & (libc::POLLHUP | libc::POLLERR) != 0 { "!" } else { "" };
+                format!("fd{}:{r}{w}{x}", p.fd)
+            };
+            let asked: Vec<String> = self.fds.iter().map(|p| show(p, p.events)).collect();
+            let got: Vec<String> = self.fds.iter().filter(|p| p.revents != 0).map(|p| show(p, p.revents)).collect();
+            trace_line(format_args!("poll([{}], {ms}ms)", asked.join(" ")), format_args!("{n} ready [{}]", got.join(" ")));
+        }
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {

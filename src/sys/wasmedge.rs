@@ -22,6 +22,7 @@ use wasmedge_wasi_socket::socket::{
 };
 
 use super::Event;
+use crate::log::{trace, trace_line, tracing};
 
 /// WASI fd numbers on WasmEdge are random 31-bit values: a key, not an index.
 pub type Handle = u32;
@@ -62,6 +63,14 @@ mod host {
             addr_type: *mut u32,
             port: *mut u32,
         ) -> u32;
+    }
+}
+
+/// io::Error is not Clone; a trace only needs what it says.
+fn clone_err(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
     }
 }
 
@@ -148,12 +157,15 @@ impl Listener {
 
     pub fn accept(&self) -> io::Result<(Stream, SocketAddr)> {
         let mut fd = 0u32;
-        check(unsafe { host::sock_accept(self.handle(), &mut fd) })?;
+        let r = check(unsafe { host::sock_accept(self.handle(), &mut fd) }).map(|()| fd);
+        trace!(r.as_ref().map_err(clone_err), "sock_accept(fd={})", self.handle());
+        r?;
         // Own the fd first, so every early return below closes it.
         let stream = Stream(unsafe { Socket::from_raw_fd(fd as i32) });
         set_nonblocking(fd)?; // sock_accept's fd inherits nothing
-        let peer = socket_addr(fd, host::sock_getpeeraddr)?; // fails if the peer already reset: transient
-        Ok((stream, peer))
+        let peer = socket_addr(fd, host::sock_getpeeraddr); // fails if the peer already reset: transient
+        trace!(peer.as_ref().map_err(clone_err), "sock_getpeeraddr(fd={fd})");
+        Ok((stream, peer?))
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -167,6 +179,13 @@ impl Listener {
 
 pub struct Stream(Socket);
 
+impl Drop for Stream {
+    fn drop(&mut self) {
+        // The crate's Socket then calls sock_shutdown(SHUT_RDWR) and fd_close.
+        trace!(io::Result::Ok(()), "sock_shutdown+fd_close(fd={})", self.handle());
+    }
+}
+
 impl Stream {
     pub fn connect(addr: SocketAddr) -> io::Result<Stream> {
         let sock = Socket::new(family(&addr), SocketType::Stream)?;
@@ -177,7 +196,9 @@ impl Stream {
             IpAddr::V6(v6) => v6.octets().to_vec(),
         };
         let mut wa = WasiAddress { buf: ip.as_mut_ptr(), size: ip.len() };
-        match check(unsafe { host::sock_connect(fd, &mut wa, addr.port() as u32) }) {
+        let r = check(unsafe { host::sock_connect(fd, &mut wa, addr.port() as u32) });
+        trace!(r.as_ref().map_err(clone_err), "sock_connect(fd={fd}, {addr})");
+        match r {
             Ok(()) => Ok(Stream(sock)),
             Err(e) if is_in_progress(&e) => Ok(Stream(sock)),
             Err(e) => Err(e),
@@ -185,20 +206,28 @@ impl Stream {
     }
 
     pub fn finish_connect(&self) -> io::Result<()> {
-        self.0.take_error()
+        let r = self.0.take_error();
+        trace!(r.as_ref().map_err(clone_err), "sock_getsockopt(fd={}, SO_ERROR)", self.handle());
+        r
     }
 
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.recv(buf)
+        let r = self.0.recv(buf);
+        trace!(r.as_ref().map_err(clone_err), "sock_recv(fd={}, {})", self.handle(), buf.len());
+        r
     }
 
     /// `sock_send` uses MSG_NOSIGNAL: a reset peer is EPIPE, not a signal.
     pub fn write(&self, buf: &[u8]) -> io::Result<usize> {
-        self.0.send(buf)
+        let r = self.0.send(buf);
+        trace!(r.as_ref().map_err(clone_err), "sock_send(fd={}, {})", self.handle(), buf.len());
+        r
     }
 
     pub fn shutdown_write(&self) -> io::Result<()> {
-        self.0.shutdown(Shutdown::Write)
+        let r = self.0.shutdown(Shutdown::Write);
+        trace!(r.as_ref().map_err(clone_err), "sock_shutdown(fd={}, SHUT_WR)", self.handle());
+        r
     }
 
     pub fn handle(&self) -> Handle {
@@ -273,6 +302,24 @@ impl Poller {
         self.out.resize(self.subs.len(), empty);
         let n = unsafe { wasi::poll_oneoff(self.subs.as_ptr(), self.out.as_mut_ptr(), self.subs.len()) }
             .map_err(|e| io::Error::from_raw_os_error(e.raw() as i32))?;
+        if tracing() {
+            let show = |s: &wasi::Subscription| match s.userdata {
+                TIMER => format!("timer:{}ms", timeout.as_millis()),
+                u => {
+                    let fd = unsafe { s.u.u.fd_read.file_descriptor };
+                    format!("fd{fd}:{}", if u & WRITE_BIT != 0 { "w" } else { "r" })
+                }
+            };
+            let asked: Vec<String> = self.subs.iter().map(show).collect();
+            let got: Vec<String> = self.out[..n.min(self.out.len())]
+                .iter()
+                .map(|e| match self.subs.iter().find(|s| s.userdata == e.userdata) {
+                    Some(s) => show(s),
+                    None => "?".to_string(),
+                })
+                .collect();
+            trace_line(format_args!("poll_oneoff([{}])", asked.join(" ")), format_args!("{n} events [{}]", got.join(" ")));
+        }
         self.ready.clear();
         for ev in &self.out[..n.min(self.out.len())] {
             if ev.userdata == TIMER {
