@@ -57,6 +57,14 @@ every_runtime!(
     malformed_configuration_is_one_line_and_exit_2,
     unresolvable_remote_is_a_clear_error,
     help_and_version_answer,
+    every_close_reason_is_logged_in_text_and_json,
+    log_level_filters_per_connection_lines,
+    dump_shows_the_exact_bytes_both_ways,
+    dump_is_capped_per_connection,
+    metrics_count_what_happened,
+    metrics_are_off_by_default,
+    trace_names_the_socket_calls,
+    summary_reports_totals,
 );
 
 fn http_download_of_8_mib_arrives_intact(rt: Runtime) {
@@ -424,4 +432,318 @@ fn help_and_version_answer(rt: Runtime) {
     let (status, out, _) = rt.run(&[], &["--version"]);
     assert!(status.success());
     assert_eq!(out.trim(), format!("wasiter {}", env!("CARGO_PKG_VERSION")));
+}
+
+// ---- observability -------------------------------------------------------
+
+/// The close record of the first connection, parsed from text or JSON.
+fn first_close(proxy: &mut Proxy) -> std::collections::HashMap<String, String> {
+    let line = proxy.wait_for_log("close record", |l| {
+        let r = record(l);
+        r.get("event").map(String::as_str) == Some("close")
+    });
+    record(&line)
+}
+
+/// Make one connection end for `reason`, under a proxy logging in `format`.
+fn provoke(rt: Runtime, format: &str, reason: &str) -> std::collections::HashMap<String, String> {
+    let fmt = [("WASITER_LOG_FORMAT", format)];
+    let with = |extra: (&'static str, &'static str)| [fmt[0], extra];
+    match reason {
+        "client-closed" => {
+            let echo = Server::echo();
+            let mut p = Proxy::start(rt, &echo.remote(), &fmt, &[]);
+            assert_eq!(exchange(p.connect(), b"bye".to_vec()), b"bye");
+            first_close(&mut p)
+        }
+        "upstream-closed" => {
+            let server = Server::start(|mut s| {
+                let _ = s.write_all(b"hello and goodbye");
+            });
+            let mut p = Proxy::start(rt, &server.remote(), &fmt, &[]);
+            let mut c = p.connect();
+            let mut got = Vec::new();
+            c.read_to_end(&mut got).unwrap();
+            drop(c);
+            first_close(&mut p)
+        }
+        "client-error" => {
+            let server = Server::start(|mut s| while s.write_all(&[7u8; 16384]).is_ok() {});
+            let mut p = Proxy::start(rt, &server.remote(), &fmt, &[]);
+            let mut c = p.connect();
+            read_exact_n(&mut c, 50_000);
+            set_linger_zero(&c);
+            drop(c);
+            first_close(&mut p)
+        }
+        "upstream-error" => {
+            let server = Server::start(|mut s| {
+                let mut hi = [0u8; 2];
+                let _ = s.read_exact(&mut hi);
+                set_linger_zero(&s);
+            });
+            let mut p = Proxy::start(rt, &server.remote(), &fmt, &[]);
+            let mut c = p.connect();
+            c.write_all(b"hi").unwrap();
+            let _ = c.read_to_end(&mut Vec::new());
+            first_close(&mut p)
+        }
+        "connect-failed" => {
+            let mut p = Proxy::start(rt, &format!("127.0.0.1:{}", free_port()), &fmt, &[]);
+            let mut c = p.connect();
+            assert!(is_closed(&mut c));
+            first_close(&mut p)
+        }
+        "connect-timeout" => {
+            let full = socket2_listener_backlog_zero();
+            let addr = full.local_addr().unwrap();
+            let _fillers: Vec<_> = (0..8).map(|_| TcpStream::connect_timeout(&addr, Duration::from_millis(100))).collect();
+            let mut p = Proxy::start(rt, &addr.to_string(), &with(("WASITER_CONNECT_TIMEOUT", "300ms")), &[]);
+            let mut c = p.connect();
+            assert!(is_closed(&mut c));
+            first_close(&mut p)
+        }
+        "idle-timeout" => {
+            let echo = Server::echo();
+            let mut p = Proxy::start(rt, &echo.remote(), &with(("WASITER_IDLE_TIMEOUT", "1s")), &[]);
+            let mut c = p.connect();
+            assert!(is_closed(&mut c));
+            first_close(&mut p)
+        }
+        other => panic!("no scenario for {other}"),
+    }
+}
+
+fn every_close_reason_is_logged_in_text_and_json(rt: Runtime) {
+    let reasons =
+        ["client-closed", "upstream-closed", "client-error", "upstream-error", "connect-failed", "connect-timeout", "idle-timeout"];
+    for format in ["text", "json"] {
+        for reason in reasons {
+            let r = provoke(rt, format, reason);
+            assert_eq!(r["reason"], reason, "{format}: {r:?}");
+            assert_eq!(r["level"], "info");
+            for field in ["ts", "conn", "route", "client", "to_upstream", "to_client", "duration"] {
+                assert!(r.contains_key(field), "{format} {reason}: no {field} in {r:?}");
+            }
+            assert!(r["ts"].ends_with('Z') && r["ts"].contains('T'), "RFC 3339: {}", r["ts"]);
+            assert!(r["client"].starts_with("127.0.0.1:"), "{r:?}");
+            if reason.ends_with("-error") || reason == "connect-failed" {
+                assert!(!r.get("error").map_or(true, String::is_empty), "{reason} carries its error: {r:?}");
+            }
+            if format == "json" {
+                assert!(r["conn"].parse::<u64>().is_ok(), "conn is a JSON number: {r:?}");
+            }
+        }
+    }
+}
+
+fn log_level_filters_per_connection_lines(rt: Runtime) {
+    let echo = Server::echo();
+    let mut quiet = Proxy::start(rt, &echo.remote(), &[("WASITER_LOG_LEVEL", "warn")], &[]);
+    assert_eq!(exchange(quiet.connect(), b"x".to_vec()), b"x");
+    thread::sleep(Duration::from_millis(300));
+    let log = quiet.log();
+    assert!(log.iter().any(|l| l.contains(" start ")), "the start line stays");
+    assert!(!log.iter().any(|l| l.contains(" open ") || l.contains(" close ")), "no connection lines at warn: {log:?}");
+
+    let mut debug = Proxy::start(rt, &format!("127.0.0.1:{}", free_port()), &[("WASITER_LOG_LEVEL", "debug")], &[]);
+    let mut c = debug.connect();
+    assert!(is_closed(&mut c));
+    debug.wait_for_log("debug line for the failed attempt", |l| l.contains(" debug connect-failed "));
+}
+
+fn dump_shows_the_exact_bytes_both_ways(rt: Runtime) {
+    let sent: Vec<u8> = b"GET / HTTP/1.1\r\n\x00\x01\"q\"\xff".to_vec();
+    let server = Server::start(|mut s| {
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        s.write_all(b"OK:").unwrap();
+        s.write_all(&got).unwrap();
+    });
+    for mode in ["text", "hex"] {
+        for format in ["text", "json"] {
+            let mut p = Proxy::start(rt, &server.remote(), &[("WASITER_DUMP", mode), ("WASITER_LOG_FORMAT", format)], &[]);
+            let reply = exchange(p.connect(), sent.clone());
+            let mut want_back = b"OK:".to_vec();
+            want_back.extend_from_slice(&sent);
+            assert_eq!(reply, want_back);
+            first_close(&mut p); // everything is logged by now
+            let dumps: Vec<_> = p.log().iter().map(|l| record(l)).filter(|r| r["event"] == "dump").collect();
+            let shown = |dir: &str| -> Vec<u8> {
+                let mut all = Vec::new();
+                for r in dumps.iter().filter(|r| r["dir"] == dir) {
+                    let bytes = if mode == "hex" {
+                        r["hex"].split(' ').map(|h| u8::from_str_radix(h, 16).unwrap()).collect::<Vec<u8>>()
+                    } else {
+                        unescape(&r["data"])
+                    };
+                    assert_eq!(bytes.len().to_string(), r["len"]);
+                    all.extend(bytes);
+                }
+                all
+            };
+            assert_eq!(shown("to_upstream"), sent, "{mode}/{format} dump of what the client sent");
+            assert_eq!(shown("to_client"), want_back, "{mode}/{format} dump of the answer");
+        }
+    }
+}
+
+/// Undo `<[u8]>::escape_ascii`: \n \r \t \\ \' \" and \xNN.
+fn unescape(s: &str) -> Vec<u8> {
+    let (b, mut out, mut i) = (s.as_bytes(), Vec::new(), 0);
+    while i < b.len() {
+        if b[i] != b'\\' {
+            out.push(b[i]);
+            i += 1;
+            continue;
+        }
+        match b[i + 1] {
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b't' => out.push(b'\t'),
+            b'x' => {
+                out.push(u8::from_str_radix(&s[i + 2..i + 4], 16).unwrap());
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 2;
+    }
+    out
+}
+
+fn dump_is_capped_per_connection(rt: Runtime) {
+    let echo = Server::echo();
+    let mut p = Proxy::start(rt, &echo.remote(), &[("WASITER_DUMP", "hex"), ("WASITER_DUMP_LIMIT", "100")], &[]);
+    let data = pattern(50_000, 9);
+    assert!(exchange(p.connect(), data.clone()) == data);
+    first_close(&mut p);
+    let dumps: Vec<_> = p.log().iter().map(|l| record(l)).filter(|r| r["event"] == "dump").collect();
+    let dumped: usize = dumps.iter().filter_map(|r| r.get("len")).map(|n| n.parse::<usize>().unwrap()).sum();
+    assert_eq!(dumped, 100, "at most --dump-limit bytes per connection");
+    assert_eq!(dumps.iter().filter(|r| r.contains_key("truncated")).count(), 1, "one truncation notice");
+}
+
+/// Scrape, lint with promtool, and parse with Prometheus' own Python parser.
+fn scrape(url: &str) -> Vec<(String, std::collections::HashMap<String, String>, f64)> {
+    let out = Command::new("curl").args(["-sS", "--fail", "--max-time", "10", url]).output().expect("curl");
+    assert!(out.status.success(), "scrape failed: {}", String::from_utf8_lossy(&out.stderr));
+    let mut lint = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool must be installed (scripts/setup --peers)");
+    lint.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+    let lint = lint.wait_with_output().unwrap();
+    assert!(
+        lint.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&lint.stdout),
+        String::from_utf8_lossy(&lint.stderr)
+    );
+    let parse = "import sys, json\nfrom prometheus_client.parser import text_string_to_metric_families as f\n\
+                 print(json.dumps([[s.name, s.labels, s.value] for m in f(sys.stdin.read()) for s in m.samples]))";
+    let mut py = Command::new("python3")
+        .args(["-c", parse])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    py.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+    let parsed = py.wait_with_output().unwrap();
+    assert!(parsed.status.success(), "prometheus_client could not parse:\n{}", String::from_utf8_lossy(&out.stdout));
+    let v: Vec<(String, std::collections::HashMap<String, String>, f64)> = serde_json::from_slice(&parsed.stdout).unwrap();
+    v
+}
+
+fn sample(samples: &[(String, std::collections::HashMap<String, String>, f64)], name: &str, label: Option<(&str, &str)>) -> f64 {
+    samples
+        .iter()
+        .find(|(n, l, _)| n == name && label.is_none_or(|(k, v)| l.get(k).map(String::as_str) == Some(v)))
+        .unwrap_or_else(|| panic!("no sample {name} {label:?}"))
+        .2
+}
+
+fn metrics_count_what_happened(rt: Runtime) {
+    let echo = Server::echo();
+    let mut p = Proxy::start(rt, &echo.remote(), &[("WASITER_METRICS", "127.0.0.1:0")], &["--quiet"]);
+    let url = p.metrics.clone().expect("metrics URL in the start line");
+    assert!(url.starts_with("http://127.0.0.1:") && url.ends_with("/metrics"), "{url}");
+    let per = 1000;
+    for i in 0..100 {
+        let data = pattern(per, i);
+        assert!(exchange(p.connect(), data.clone()) == data);
+    }
+    let mut samples = scrape(&url);
+    let deadline = Instant::now() + PATIENCE;
+    while sample(&samples, "wasiter_connections_active", None) != 0.0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50)); // the last close may still be in flight
+        samples = scrape(&url);
+    }
+    let n = |name: &str, label: Option<(&str, &str)>| sample(&samples, name, label);
+    assert_eq!(n("wasiter_connections_total", None), 100.0);
+    assert_eq!(n("wasiter_connections_active", None), 0.0);
+    assert_eq!(n("wasiter_bytes_total", Some(("direction", "to_upstream"))), (100 * per) as f64);
+    assert_eq!(n("wasiter_bytes_total", Some(("direction", "to_client"))), (100 * per) as f64);
+    assert_eq!(n("wasiter_closes_total", Some(("reason", "client-closed"))), 100.0);
+    assert_eq!(n("wasiter_closes_total", Some(("reason", "idle-timeout"))), 0.0);
+    let upstream = echo.addr.to_string();
+    assert_eq!(n("wasiter_upstream_connects_total", Some(("upstream", &upstream))), 100.0);
+    assert_eq!(n("wasiter_upstream_connect_failures_total", Some(("upstream", &upstream))), 0.0);
+    assert_eq!(n("wasiter_upstream_up", Some(("upstream", &upstream))), 1.0);
+    assert!(n("wasiter_loop_iterations_total", None) >= n("wasiter_poll_wakeups_total", None));
+    assert!(n("wasiter_poll_wakeups_total", None) >= 100.0);
+    p.assert_alive();
+
+    // A failed upstream shows as down, with its failure counted.
+    let dead = format!("127.0.0.1:{}", free_port());
+    let p2 = Proxy::start(rt, &dead, &[("WASITER_METRICS", "127.0.0.1:0")], &["--quiet"]);
+    let mut c = p2.connect();
+    assert!(is_closed(&mut c));
+    let url2 = p2.metrics.clone().unwrap();
+    eventually("failure counted", || sample(&scrape(&url2), "wasiter_closes_total", Some(("reason", "connect-failed"))) == 1.0);
+    let s2 = scrape(&url2);
+    assert_eq!(sample(&s2, "wasiter_upstream_up", Some(("upstream", &dead))), 0.0);
+    assert_eq!(sample(&s2, "wasiter_upstream_connect_failures_total", Some(("upstream", &dead))), 1.0);
+}
+
+fn metrics_are_off_by_default(rt: Runtime) {
+    let echo = Server::echo();
+    let p = Proxy::start(rt, &echo.remote(), &[], &[]);
+    assert_eq!(p.metrics, None, "no metrics listener unless asked for");
+    let start = p.log().into_iter().find(|l| l.contains(" start ")).unwrap();
+    assert!(start.contains(" metrics=off "), "{start}");
+}
+
+fn trace_names_the_socket_calls(rt: Runtime) {
+    let echo = Server::echo();
+    let mut p = Proxy::start(rt, &echo.remote(), &[], &["--trace"]);
+    assert_eq!(exchange(p.connect(), b"traced".to_vec()), b"traced");
+    first_close(&mut p);
+    let calls: Vec<String> =
+        p.log().iter().map(|l| record(l)).filter(|r| r["event"] == "trace").map(|r| r["call"].clone()).collect();
+    let wasmedge = matches!(rt, Runtime::WasmEdge | Runtime::WasmEdgeAot);
+    let expected: &[&str] = if wasmedge {
+        &["poll_oneoff(", "sock_accept(", "sock_getpeeraddr(", "sock_connect(", "sock_getsockopt(", "sock_recv(", "sock_send(", "sock_shutdown("]
+    } else {
+        &["poll(", "accept(", "connect(", "getsockopt(", "recv(", "send(", "shutdown(", "close("]
+    };
+    for call in expected {
+        assert!(calls.iter().any(|c| c.starts_with(call)), "no {call} in the trace: {calls:?}");
+    }
+}
+
+fn summary_reports_totals(rt: Runtime) {
+    let echo = Server::echo();
+    let mut p = Proxy::start(rt, &echo.remote(), &[("WASITER_SUMMARY_INTERVAL", "500ms")], &[]);
+    for _ in 0..3 {
+        assert_eq!(exchange(p.connect(), vec![1u8; 10]), vec![1u8; 10]);
+    }
+    let line = p.wait_for_log("summary after 3 closed connections", |l| {
+        l.contains(" summary ") && l.contains(" active=0 ") && l.contains(" connections=3 ")
+    });
+    let r = record(&line);
+    assert_eq!((r["to_upstream"].as_str(), r["to_client"].as_str()), ("30", "30"), "{line}");
 }

@@ -2,6 +2,7 @@
 //! start real peers on loopback, and wait for things with a deadline.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -85,6 +86,8 @@ impl Runtime {
 pub struct Proxy {
     child: Child,
     pub addr: SocketAddr,
+    /// The metrics URL from the start line, when --metrics is on.
+    pub metrics: Option<String>,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -108,10 +111,11 @@ impl Proxy {
                 sink.lock().unwrap().push(line);
             }
         });
-        let mut proxy = Proxy { child, addr: "0.0.0.0:0".parse().unwrap(), log };
-        let start = proxy.wait_for_log("start line", |l| l.contains(" start listen="));
-        let addr = start.split_whitespace().find_map(|w| w.strip_prefix("listen=")).expect("listen= in start line");
-        proxy.addr = addr.parse().expect("listen address parses");
+        let mut proxy = Proxy { child, addr: "0.0.0.0:0".parse().unwrap(), metrics: None, log };
+        let start = proxy.wait_for_log("start line", |l| l.contains(" start listen=") || l.contains("\"event\":\"start\""));
+        let start = record(&start);
+        proxy.addr = start["listen"].parse().expect("listen address parses");
+        proxy.metrics = Some(start["metrics"].clone()).filter(|m| m != "off");
         proxy
     }
 
@@ -155,6 +159,55 @@ impl Drop for Proxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A log line, text or JSON, as field -> value (numbers as their digits).
+/// Text lines are `ts level event key=value ...`, values quoted when needed.
+pub fn record(line: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    if line.starts_with('{') {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        for (k, v) in v.as_object().expect("a JSON object") {
+            let s = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            out.insert(k.clone(), s);
+        }
+        return out;
+    }
+    let mut rest = line;
+    for key in ["ts", "level", "event"] {
+        let (word, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+        out.insert(key.to_string(), word.to_string());
+        rest = tail;
+    }
+    while !rest.is_empty() {
+        let (key, tail) = rest.split_once('=').unwrap_or_else(|| panic!("key=value expected in: {line}"));
+        let (value, tail) = if let Some(quoted) = tail.strip_prefix('"') {
+            let mut value = String::new();
+            let mut chars = quoted.char_indices();
+            let end = loop {
+                match chars.next() {
+                    Some((i, '"')) => break i,
+                    Some((_, '\\')) => {
+                        let (_, c) = chars.next().expect("escape");
+                        value.push('\\');
+                        value.push(c);
+                    }
+                    Some((_, c)) => value.push(c),
+                    None => panic!("unterminated quote in: {line}"),
+                }
+            };
+            (value, quoted[end + 1..].trim_start())
+        } else {
+            let (v, t) = tail.split_once(' ').unwrap_or((tail, ""));
+            (v.to_string(), t)
+        };
+        out.insert(key.to_string(), value);
+        rest = tail;
+    }
+    out
 }
 
 /// A thread-per-connection server on 127.0.0.1:0 running `serve` for each
