@@ -539,7 +539,7 @@ fn every_close_reason_is_logged_in_text_and_json(rt: Runtime) {
 
 fn log_level_filters_per_connection_lines(rt: Runtime) {
     let echo = Server::echo();
-    let mut quiet = Proxy::start(rt, &echo.remote(), &[("WASITER_LOG_LEVEL", "warn")], &[]);
+    let quiet = Proxy::start(rt, &echo.remote(), &[("WASITER_LOG_LEVEL", "warn")], &[]);
     assert_eq!(exchange(quiet.connect(), b"x".to_vec()), b"x");
     thread::sleep(Duration::from_millis(300));
     let log = quiet.log();
