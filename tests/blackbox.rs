@@ -528,7 +528,7 @@ fn every_close_reason_is_logged_in_text_and_json(rt: Runtime) {
             assert!(r["ts"].ends_with('Z') && r["ts"].contains('T'), "RFC 3339: {}", r["ts"]);
             assert!(r["client"].starts_with("127.0.0.1:"), "{r:?}");
             if reason.ends_with("-error") || reason == "connect-failed" {
-                assert!(!r.get("error").map_or(true, String::is_empty), "{reason} carries its error: {r:?}");
+                assert!(r.get("error").is_some_and(|e| !e.is_empty()), "{reason} carries its error: {r:?}");
             }
             if format == "json" {
                 assert!(r["conn"].parse::<u64>().is_ok(), "conn is a JSON number: {r:?}");
