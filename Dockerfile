@@ -12,9 +12,10 @@
 #     --build-arg WASMEDGE_IMAGE=wasmedge/slim-runtime:0.17.1 .
 #   docker run -p 8080:8080 -e LOCAL=0.0.0.0:8080 -e REMOTE=backend:80 wasiter:wasmedge
 #
-# Settings are environment variables: LOCAL, REMOTE, WASITER_CONNECT_TIMEOUT,
-# WASITER_IDLE_TIMEOUT, WASITER_MAX_CONNS, WASITER_BUFFER_SIZE, WASITER_QUIET
+# Settings are environment variables: LOCAL, REMOTE and the WASITER_* ones
 # (see README.md). LOCAL defaults to 0.0.0.0:8080 here; REMOTE must be given.
+# With --metrics, give an address other containers can reach, e.g.
+# -e WASITER_METRICS=0.0.0.0:9090 (a bare port means loopback only).
 
 ARG RUST_IMAGE=rust:1.95-slim
 ARG WASMEDGE_IMAGE=wasmedge/slim-runtime:0.17.1
