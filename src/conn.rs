@@ -139,8 +139,8 @@ impl Conn {
         client: Stream,
         client_addr: SocketAddr,
         cx: &mut Context<'_>,
-    ) -> Result<Conn, (Stream, io::Error)> {
-        match connect_from(0, cx) {
+    ) -> Result<Conn, (Stream, SocketAddr, io::Error)> {
+        match connect_from(id, 0, cx) {
             Ok((attempt, upstream)) => Ok(Conn {
                 id,
                 client,
@@ -156,7 +156,7 @@ impl Conn {
                 opened: cx.now,
                 last_active: cx.now,
             }),
-            Err(e) => Err((client, e)),
+            Err((addr, e)) => Err((client, addr, e)),
         }
     }
 
@@ -244,22 +244,21 @@ impl Conn {
     /// Give up on the current upstream address and try the following ones.
     fn next_upstream(&mut self, from: usize, last: io::Error, cx: &mut Context<'_>) -> Result<(), Reason> {
         let timed_out = last.kind() == io::ErrorKind::TimedOut;
-        Record::new(Level::Debug, "connect-failed")
-            .num("conn", self.id)
-            .str("upstream", self.upstream_addr)
-            .str("error", &last)
-            .emit();
+        log_attempt_failed(self.id, self.upstream_addr, &last);
         if from >= cx.upstreams.addrs.len() {
             return Err(if timed_out { Reason::ConnectTimeout } else { Reason::ConnectFailed(last) });
         }
-        match connect_from(from, cx) {
+        match connect_from(self.id, from, cx) {
             Ok((attempt, upstream)) => {
                 self.upstream = upstream;
                 self.upstream_addr = cx.upstreams.addrs[attempt];
                 self.phase = Phase::Connecting { attempt, deadline: cx.now + cx.upstreams.connect_timeout };
                 Ok(())
             }
-            Err(e) => Err(Reason::ConnectFailed(e)),
+            Err((addr, e)) => {
+                self.upstream_addr = addr;
+                Err(Reason::ConnectFailed(e))
+            }
         }
     }
 
@@ -353,20 +352,28 @@ fn dump_bytes(dump: Dump, conn: u64, to: Side, dumped: &mut usize, bytes: &[u8])
     }
 }
 
+/// One upstream address failed (at once, later, or by timing out).
+fn log_attempt_failed(conn: u64, upstream: SocketAddr, e: &io::Error) {
+    Record::new(Level::Debug, "connect-failed").num("conn", conn).str("upstream", upstream).str("error", e).emit();
+}
+
 /// Start a connect to the first address from `from` on that does not fail at
-/// once. Returns its index and the (usually still connecting) stream.
-fn connect_from(from: usize, cx: &mut Context<'_>) -> io::Result<(usize, Stream)> {
-    let mut last = io::Error::new(io::ErrorKind::NotFound, "no upstream address");
+/// once. Returns its index and the (usually still connecting) stream, or the
+/// last address tried and its error.
+fn connect_from(conn: u64, from: usize, cx: &mut Context<'_>) -> Result<(usize, Stream), (SocketAddr, io::Error)> {
+    let mut last = None;
     for (i, addr) in cx.upstreams.addrs.iter().enumerate().skip(from) {
         match Stream::connect(*addr) {
             Ok(stream) => return Ok((i, stream)),
             Err(e) => {
                 cx.stats.upstream_result(i, false);
-                last = e;
+                log_attempt_failed(conn, *addr, &e);
+                last = Some((*addr, e));
             }
         }
     }
-    Err(last)
+    // `from` is always a valid index when called, so `last` is set.
+    Err(last.unwrap_or_else(|| (SocketAddr::from(([0, 0, 0, 0], 0)), io::ErrorKind::NotFound.into())))
 }
 
 #[cfg(all(test, unix))] // drives real sockets on the Linux host
@@ -411,7 +418,7 @@ mod tests {
         };
         let (mut pool, mut stats) = (BufferPool::new(1024, 1), Stats::new("test".into(), &upstreams.addrs));
         let mut cx = context(upstreams, &mut pool, &mut stats, Instant::now());
-        let conn = Conn::start(1, stream, addr, &mut cx).map_err(|(_, e)| e).unwrap();
+        let conn = Conn::start(1, stream, addr, &mut cx).map_err(|(_, _, e)| e).unwrap();
         (conn, front)
     }
 

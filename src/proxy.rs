@@ -97,7 +97,8 @@ fn from_token(token: usize) -> (usize, Side) {
 
 impl Proxy {
     pub fn new(cfg: &Config, listener: Listener, upstreams: Vec<SocketAddr>, metrics: Option<Listener>) -> Proxy {
-        let route = cfg.local.to_string();
+        // The route is named by the address it really listens on (LOCAL may say port 0).
+        let route = listener.local_addr().unwrap_or(cfg.local).to_string();
         let now = Instant::now();
         Proxy {
             listener,
@@ -271,12 +272,13 @@ impl Proxy {
                 Ok(conn) => {
                     self.conns.insert(conn);
                 }
-                Err((_client, e)) => {
+                Err((_client, upstream, e)) => {
                     self.shared.stats.closed("connect-failed");
                     Record::new(Level::Info, "close")
                         .num("conn", id)
                         .str("route", &self.shared.route)
                         .str("client", client_addr)
+                        .str("upstream", upstream)
                         .num("to_upstream", 0)
                         .num("to_client", 0)
                         .str("duration", "0.000s")

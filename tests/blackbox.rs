@@ -522,11 +522,12 @@ fn every_close_reason_is_logged_in_text_and_json(rt: Runtime) {
             let r = provoke(rt, format, reason);
             assert_eq!(r["reason"], reason, "{format}: {r:?}");
             assert_eq!(r["level"], "info");
-            for field in ["ts", "conn", "route", "client", "to_upstream", "to_client", "duration"] {
+            for field in ["ts", "conn", "route", "client", "upstream", "to_upstream", "to_client", "duration"] {
                 assert!(r.contains_key(field), "{format} {reason}: no {field} in {r:?}");
             }
             assert!(r["ts"].ends_with('Z') && r["ts"].contains('T'), "RFC 3339: {}", r["ts"]);
             assert!(r["client"].starts_with("127.0.0.1:"), "{r:?}");
+            assert!(r["route"].starts_with("127.0.0.1:") && !r["route"].ends_with(":0"), "the real listen address: {r:?}");
             if reason.ends_with("-error") || reason == "connect-failed" {
                 assert!(r.get("error").is_some_and(|e| !e.is_empty()), "{reason} carries its error: {r:?}");
             }
