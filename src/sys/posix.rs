@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use socket2::{Domain, SockRef, Socket, Type};
 
-use super::Event;
+use super::{clone_err, Event};
 use crate::log::{trace, tracing, trace_line};
 
 pub type Handle = RawFd;
@@ -86,14 +86,6 @@ pub struct Stream(TcpStream);
 impl Drop for Stream {
     fn drop(&mut self) {
         trace!(io::Result::Ok(()), "close(fd={})", self.handle());
-    }
-}
-
-/// io::Error is not Clone; a trace only needs what it says.
-fn clone_err(e: &io::Error) -> io::Error {
-    match e.raw_os_error() {
-        Some(code) => io::Error::from_raw_os_error(code),
-        None => io::Error::new(e.kind(), e.to_string()),
     }
 }
 

@@ -21,7 +21,7 @@ use wasmedge_wasi_socket::socket::{
     AddressFamily, Socket, SocketOptLevel, SocketOptName, SocketType, WasiAddrinfo,
 };
 
-use super::Event;
+use super::{clone_err, Event};
 use crate::log::{trace, trace_line, tracing};
 
 /// WASI fd numbers on WasmEdge are random 31-bit values: a key, not an index.
@@ -63,14 +63,6 @@ mod host {
             addr_type: *mut u32,
             port: *mut u32,
         ) -> u32;
-    }
-}
-
-/// io::Error is not Clone; a trace only needs what it says.
-fn clone_err(e: &io::Error) -> io::Error {
-    match e.raw_os_error() {
-        Some(code) => io::Error::from_raw_os_error(code),
-        None => io::Error::new(e.kind(), e.to_string()),
     }
 }
 
