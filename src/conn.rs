@@ -66,6 +66,13 @@ impl Reason {
         }
     }
 
+    /// Ended by a fault or a timeout rather than by both sides finishing:
+    /// the sockets are reset, not closed gracefully, so that nothing waits
+    /// in FIN_WAIT_2 or CLOSE_WAIT for a peer that may never answer.
+    pub fn is_abort(&self) -> bool {
+        matches!(self, Reason::Error(..) | Reason::IdleTimeout)
+    }
+
     fn error(&self) -> Option<&io::Error> {
         match self {
             Reason::Error(_, e) | Reason::ConnectFailed(e) => Some(e),
@@ -285,6 +292,12 @@ impl Conn {
             self.first_fin = Some(from);
         }
         Ok(())
+    }
+
+    /// Reset both sockets when they are dropped (see `Reason::is_abort`).
+    pub fn abort(&self) {
+        self.client.abort();
+        self.upstream.abort();
     }
 
     /// Bytes moved so far: (to the upstream, to the client).

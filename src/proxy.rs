@@ -239,6 +239,9 @@ impl Proxy {
         if let Err(reason) = result {
             conn.log_close(&reason, &self.shared.route, now);
             self.shared.stats.closed(reason.name());
+            if reason.is_abort() {
+                conn.abort();
+            }
             self.conns.remove(key); // dropping it closes both sockets
         }
     }

@@ -65,6 +65,8 @@ every_runtime!(
     metrics_are_off_by_default,
     trace_names_the_socket_calls,
     summary_reports_totals,
+    upstream_that_never_answers_is_bounded_by_the_idle_timeout,
+    half_closed_pair_that_never_finishes_leaves_no_socket_behind,
 );
 
 fn http_download_of_8_mib_arrives_intact(rt: Runtime) {
@@ -747,4 +749,56 @@ fn summary_reports_totals(rt: Runtime) {
     });
     let r = record(&line);
     assert_eq!((r["to_upstream"].as_str(), r["to_client"].as_str()), ("30", "30"), "{line}");
+}
+
+// ---- faults --------------------------------------------------------------
+
+fn upstream_that_never_answers_is_bounded_by_the_idle_timeout(rt: Runtime) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let server = Server::start(move |mut s| {
+        let mut got = Vec::new();
+        let r = s.read_to_end(&mut got); // never answers; ends when the proxy gives up
+        let _ = tx.lock().unwrap().send((got.len(), r.is_ok()));
+    });
+    let mut p = Proxy::start(rt, &server.remote(), &[("WASITER_IDLE_TIMEOUT", "1s")], &[]);
+    let mut c = p.connect();
+    c.write_all(b"anyone there?").unwrap();
+    let t = Instant::now();
+    assert!(is_closed(&mut c), "client closed when the idle timeout fires");
+    assert!(t.elapsed() >= Duration::from_millis(800), "not before the timeout: {:?}", t.elapsed());
+    let (len, _) = rx.recv_timeout(PATIENCE).expect("upstream connection ended too");
+    assert_eq!(len, 13);
+    p.wait_for_log("idle-timeout close", |l| l.contains("reason=idle-timeout"));
+}
+
+/// TCP states of sockets on these ports, from `ss`.
+fn tcp_states(ports: &[u16]) -> Vec<String> {
+    let out = Command::new("ss").args(["-tanH"]).output().expect("ss (iproute2) must be installed");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| ports.iter().any(|p| l.contains(&format!(":{p} "))))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+fn half_closed_pair_that_never_finishes_leaves_no_socket_behind(rt: Runtime) {
+    // The upstream reads the request to its end and then neither answers nor closes.
+    let hold = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = hold.clone();
+    let server = Server::start(move |mut s| {
+        let _ = s.read_to_end(&mut Vec::new());
+        keep.lock().unwrap().push(s); // held open: the other side "never closes"
+    });
+    let mut p = Proxy::start(rt, &server.remote(), &[("WASITER_IDLE_TIMEOUT", "1s")], &[]);
+    let mut c = p.connect();
+    c.write_all(b"request").unwrap();
+    c.shutdown(Shutdown::Write).unwrap(); // half-closed: waits for an answer that never comes
+    assert!(is_closed(&mut c), "the idle timeout ends the pair");
+    p.wait_for_log("idle-timeout close", |l| l.contains("reason=idle-timeout"));
+    let ports = [p.addr.port(), server.addr.port()];
+    eventually("no FIN-WAIT-2 or CLOSE-WAIT left on the proxy's ports", || {
+        !tcp_states(&ports).iter().any(|l| l.starts_with("FIN-WAIT-2") || l.starts_with("CLOSE-WAIT"))
+    });
+    drop(hold);
 }

@@ -19,6 +19,7 @@
 //!                                 read() == 0 is the peer's FIN; a write to a reset
 //!                                 peer is an error, never a signal
 //!       .shutdown_write()         send FIN, keep reading
+//!       .abort()                  make the coming close send RST (best effort)
 //!       .handle()
 //!       (drop)                    closes the socket
 //! Poller::new(), .clear(), .add(handle, token, read, write),

@@ -131,6 +131,13 @@ impl Stream {
         r
     }
 
+    /// Make the coming close send RST (SO_LINGER 0), so that an aborted pair
+    /// leaves nothing in FIN_WAIT_2 or CLOSE_WAIT. Best effort.
+    pub fn abort(&self) {
+        let r = SockRef::from(&self.0).set_linger(Some(Duration::ZERO));
+        trace!(r.as_ref().map_err(clone_err), "setsockopt(fd={}, SO_LINGER, 0)", self.handle());
+    }
+
     pub fn handle(&self) -> Handle {
         self.0.as_raw_fd()
     }

@@ -222,6 +222,18 @@ impl Stream {
         r
     }
 
+    /// Make the coming close send RST (SO_LINGER 0), so that an aborted pair
+    /// leaves nothing in FIN_WAIT_2 or CLOSE_WAIT. Best effort.
+    pub fn abort(&self) {
+        #[repr(C)]
+        struct Linger {
+            on: i32,
+            seconds: i32,
+        }
+        let r = self.0.setsockopt(SocketOptLevel::SolSocket, SocketOptName::SoLinger, Linger { on: 1, seconds: 0 });
+        trace!(r.as_ref().map_err(clone_err), "sock_setsockopt(fd={}, SO_LINGER, 0)", self.handle());
+    }
+
     pub fn handle(&self) -> Handle {
         self.0.as_raw_fd() as u32
     }
