@@ -250,6 +250,9 @@ impl Proxy {
     /// used up, or the connection limit is reached.
     fn accept(&mut self, now: Instant) {
         for _ in 0..ACCEPT_BATCH {
+            if self.accept_paused_until.is_some() {
+                return;
+            }
             if self.conns.len() >= self.max_conns {
                 Record::new(Level::Debug, "limit").num("max_conns", self.max_conns as u64).str("action", "pausing accepts").emit();
                 return; // the listener is left out of the interest until a slot frees
@@ -260,11 +263,7 @@ impl Proxy {
                 // The client gave up before we got to it: nothing to pause for.
                 Err(e) if transient_accept_error(&e) => continue,
                 Err(e) => {
-                    Record::new(Level::Warn, "accept-failed")
-                        .str("error", e)
-                        .str("action", format_args!("pausing accepts for {}ms", ACCEPT_PAUSE.as_millis()))
-                        .emit();
-                    self.accept_paused_until = Some(now + ACCEPT_PAUSE);
+                    self.pause_accepting(&e, now);
                     return;
                 }
             };
@@ -276,6 +275,11 @@ impl Proxy {
                     self.conns.insert(conn);
                 }
                 Err((_client, upstream, e)) => {
+                    // No descriptor for the upstream socket: let the next
+                    // clients wait in the backlog instead of being dropped too.
+                    if sys::out_of_descriptors(&e) {
+                        self.pause_accepting(&e, now);
+                    }
                     self.shared.stats.closed("connect-failed");
                     Record::new(Level::Info, "close")
                         .num("conn", id)
@@ -291,6 +295,16 @@ impl Proxy {
                 }
             }
         }
+    }
+
+    /// Stop accepting for `ACCEPT_PAUSE`: the listener stays readable while
+    /// the failure lasts (EMFILE, mostly), and the loop must not spin on it.
+    fn pause_accepting(&mut self, e: &io::Error, now: Instant) {
+        Record::new(Level::Warn, "accept-paused")
+            .str("error", e)
+            .num("for_ms", ACCEPT_PAUSE.as_millis() as u64)
+            .emit();
+        self.accept_paused_until = Some(now + ACCEPT_PAUSE);
     }
 
     fn accept_scrapes(&mut self, now: Instant) {

@@ -28,6 +28,7 @@
 //!                                 hang-ups and errors come back as both readable
 //!                                 and writable, so the next read or write reports them
 //! resolve(host, port)          -> io::Result<Vec<SocketAddr>>   blocking
+//! out_of_descriptors(&error)   EMFILE/ENFILE, in the platform's numbering
 //! init()                       once at start (raise the fd limit, where there is one)
 //! RUNTIME                      a short name for the startup line
 //! ```
@@ -49,7 +50,7 @@ mod backend;
 #[cfg(not(any(unix, target_os = "wasi")))]
 compile_error!("wasiter runs on Linux (native), wasm32-wasip1 (WasmEdge) and wasm32-wasip2 (wasmtime)");
 
-pub use backend::{init, resolve, Listener, Poller, Stream, RUNTIME};
+pub use backend::{init, out_of_descriptors, resolve, Listener, Poller, Stream, RUNTIME};
 
 /// One readiness report from `Poller::wait`.
 #[derive(Clone, Copy, Debug)]

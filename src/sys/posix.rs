@@ -41,6 +41,19 @@ fn is_in_progress(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::EINPROGRESS)
 }
 
+/// EMFILE or ENFILE: no descriptor left for a new socket.
+pub fn out_of_descriptors(e: &io::Error) -> bool {
+    match e.raw_os_error() {
+        Some(libc::EMFILE) | Some(libc::ENFILE) => true,
+        // wasmtime 49 reports the host's EMFILE at socket creation as ENOTSUP
+        // (seen under `prlimit --nofile`); pausing on a truly unsupported
+        // socket would cost nothing, as every client would fail anyway.
+        #[cfg(not(unix))]
+        Some(libc::ENOTSUP) => true,
+        _ => false,
+    }
+}
+
 pub fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
     Ok((host, port).to_socket_addrs()?.collect())
 }

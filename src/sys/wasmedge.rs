@@ -38,6 +38,12 @@ fn is_in_progress(e: &io::Error) -> bool {
     e.raw_os_error() == Some(EINPROGRESS)
 }
 
+/// WASI's EMFILE or ENFILE: no descriptor left for a new socket.
+pub fn out_of_descriptors(e: &io::Error) -> bool {
+    let code = e.raw_os_error();
+    code == Some(wasi::ERRNO_MFILE.raw() as i32) || code == Some(wasi::ERRNO_NFILE.raw() as i32)
+}
+
 /// The host's `struct { buf, buf_len }` for an address.
 #[repr(C)]
 struct WasiAddress {

@@ -94,10 +94,27 @@ pub struct Proxy {
 impl Proxy {
     /// Start with LOCAL=127.0.0.1:0 and the given REMOTE, plus more env and flags.
     pub fn start(rt: Runtime, remote: &str, env: &[(&str, &str)], args: &[&str]) -> Proxy {
+        Self::start_limited(rt, remote, env, args, None)
+    }
+
+    /// The same, with the process's open-file limit set (soft and hard) to `nofile`.
+    pub fn start_limited(rt: Runtime, remote: &str, env: &[(&str, &str)], args: &[&str], nofile: Option<u32>) -> Proxy {
         let mut all = vec![("LOCAL", "127.0.0.1:0".to_string()), ("REMOTE", remote.to_string())];
         all.extend(env.iter().map(|(k, v)| (*k, v.to_string())));
-        let mut child = rt
-            .command(&all, args)
+        let mut cmd = rt.command(&all, args);
+        if let Some(n) = nofile {
+            // prlimit sets the limit and execs the command: same pid, measurable.
+            let mut limited = Command::new("prlimit");
+            limited.arg(format!("--nofile={n}:{n}")).arg(cmd.get_program()).args(cmd.get_args());
+            limited.env_clear();
+            for (k, v) in cmd.get_envs() {
+                if let Some(v) = v {
+                    limited.env(k, v);
+                }
+            }
+            cmd = limited;
+        }
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -144,6 +161,32 @@ impl Proxy {
             assert!(Instant::now() < deadline, "no {what} in the log within {PATIENCE:?}; log:\n{}", self.log().join("\n"));
             thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// CPU time the process has used so far, from /proc (utime + stime).
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).expect("/proc/PID/stat");
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+        let f: Vec<u64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
+        let ticks = f[11] + f[12]; // utime, stime (fields 14 and 15)
+        Duration::from_millis(ticks * 1000 / 100) // CLK_TCK is 100 on Linux
+    }
+
+    /// Resident memory of the process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("/proc/PID/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS")
+    }
+
+    /// Open file descriptors of the process.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).expect("/proc/PID/fd").count()
     }
 
     /// The proxy is still running (nothing a peer did made it exit).
