@@ -148,12 +148,12 @@ impl Conn {
         cx: &mut Context<'_>,
     ) -> Result<Conn, (Stream, SocketAddr, io::Error)> {
         match connect_from(id, 0, cx) {
-            Ok((attempt, upstream)) => Ok(Conn {
+            Ok((attempt, upstream_addr, upstream)) => Ok(Conn {
                 id,
                 client,
                 client_addr,
                 upstream,
-                upstream_addr: cx.upstreams.addrs[attempt],
+                upstream_addr,
                 phase: Phase::Connecting { attempt, deadline: cx.now + cx.upstreams.connect_timeout },
                 to_upstream: Direction::new(),
                 to_client: Direction::new(),
@@ -256,9 +256,9 @@ impl Conn {
             return Err(if timed_out { Reason::ConnectTimeout } else { Reason::ConnectFailed(last) });
         }
         match connect_from(self.id, from, cx) {
-            Ok((attempt, upstream)) => {
+            Ok((attempt, addr, upstream)) => {
                 self.upstream = upstream;
-                self.upstream_addr = cx.upstreams.addrs[attempt];
+                self.upstream_addr = addr;
                 self.phase = Phase::Connecting { attempt, deadline: cx.now + cx.upstreams.connect_timeout };
                 Ok(())
             }
@@ -342,7 +342,7 @@ fn dump_bytes(dump: Dump, conn: u64, to: Side, dumped: &mut usize, bytes: &[u8])
     let take = bytes.len().min(dump.limit - *dumped);
     let dir = if to == Side::Upstream { "to_upstream" } else { "to_client" };
     if take > 0 {
-        let shown = &bytes[..take];
+        let shown = bytes.get(..take).unwrap_or(bytes);
         let r = Record::new(Level::Info, "dump").num("conn", conn).str("dir", dir).num("len", take as u64);
         if r.is_on() {
             match dump.mode {
@@ -371,13 +371,13 @@ fn log_attempt_failed(conn: u64, upstream: SocketAddr, e: &io::Error) {
 }
 
 /// Start a connect to the first address from `from` on that does not fail at
-/// once. Returns its index and the (usually still connecting) stream, or the
-/// last address tried and its error.
-fn connect_from(conn: u64, from: usize, cx: &mut Context<'_>) -> Result<(usize, Stream), (SocketAddr, io::Error)> {
+/// once. Returns its index, address and the (usually still connecting)
+/// stream, or the last address tried and its error.
+fn connect_from(conn: u64, from: usize, cx: &mut Context<'_>) -> Result<(usize, SocketAddr, Stream), (SocketAddr, io::Error)> {
     let mut last = None;
     for (i, addr) in cx.upstreams.addrs.iter().enumerate().skip(from) {
         match Stream::connect(*addr) {
-            Ok(stream) => return Ok((i, stream)),
+            Ok(stream) => return Ok((i, *addr, stream)),
             Err(e) => {
                 cx.stats.upstream_result(i, false);
                 log_attempt_failed(conn, *addr, &e);

@@ -1,26 +1,12 @@
-//! wasiter: a TCP proxy for WebAssembly runtimes and Linux.
-//!
-//! How a byte travels: `proxy` waits on every socket at once through the
-//! platform's `sys::Poller`; a ready socket goes to its `conn::Conn`, which
-//! runs one of its two `relay::Direction`s: read into a bounded buffer, write
-//! to the other side. Only `sys` talks to the host (WasmEdge's socket calls,
-//! or std::net and poll() natively and on wasip2).
+//! The `wasiter` command: read the settings, resolve, bind, run the loop.
 #![deny(unsafe_code)]
-// Nothing on the network may stop the proxy: no unwrap/expect/panic outside tests.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
-
-mod config;
-mod conn;
-mod log;
-mod metrics;
-mod proxy;
-mod relay;
-mod sys;
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::ExitCode;
 
-use config::Command;
-use log::Record;
+use wasiter::config::{self, Command};
+use wasiter::log::{self, Record};
+use wasiter::{proxy, sys};
 
 fn main() -> ExitCode {
     let cfg = match config::parse(std::env::args_os().skip(1), |k| std::env::var(k).ok()) {

@@ -55,8 +55,8 @@ impl Stats {
     }
 
     pub fn closed(&mut self, reason: &str) {
-        if let Some(i) = REASONS.iter().position(|r| *r == reason) {
-            self.closes[i] += 1;
+        if let Some(count) = REASONS.iter().position(|r| *r == reason).and_then(|i| self.closes.get_mut(i)) {
+            *count += 1;
         }
     }
 
@@ -156,7 +156,7 @@ impl Scrape {
             loop {
                 match self.stream.read(&mut buf) {
                     Ok(0) => return false, // gave up before asking
-                    Ok(n) => self.request.extend_from_slice(&buf[..n]),
+                    Ok(n) => self.request.extend_from_slice(buf.get(..n).unwrap_or_default()),
                     Err(e) if would_block(&e) => break,
                     Err(_) => return false,
                 }
@@ -170,7 +170,7 @@ impl Scrape {
             }
         }
         while self.sent < self.response.len() {
-            match self.stream.write(&self.response[self.sent..]) {
+            match self.stream.write(self.response.get(self.sent..).unwrap_or_default()) {
                 Ok(0) => return false,
                 Ok(n) => self.sent += n,
                 Err(e) if would_block(&e) => return true,
@@ -183,7 +183,7 @@ impl Scrape {
 }
 
 /// The answer to a request head, or None while the head is incomplete.
-fn respond(request: &[u8], stats: &Stats, active: usize) -> Option<Vec<u8>> {
+pub fn respond(request: &[u8], stats: &Stats, active: usize) -> Option<Vec<u8>> {
     let complete = request.windows(4).any(|w| w == b"\r\n\r\n") || request.windows(2).any(|w| w == b"\n\n");
     if !complete && request.len() <= MAX_REQUEST {
         return None;

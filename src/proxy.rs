@@ -142,8 +142,8 @@ impl Proxy {
             }
             let now = Instant::now();
             let (mut accept, mut scrape) = (false, false);
-            for i in 0..self.ready.len() {
-                let ev = self.ready[i];
+            let ready = std::mem::take(&mut self.ready);
+            for &ev in &ready {
                 match ev.token {
                     LISTENER => accept = true,
                     METRICS => scrape = true,
@@ -154,6 +154,7 @@ impl Proxy {
                     }
                 }
             }
+            self.ready = ready; // keep its capacity for the next pass
             if accept {
                 self.accept(now);
             }
@@ -221,10 +222,11 @@ impl Proxy {
 
     /// Step 2: connect and idle timeouts.
     fn expire(&mut self, now: Instant) {
-        for i in 0..self.expired.len() {
-            let key = self.expired[i];
+        let expired = std::mem::take(&mut self.expired);
+        for &key in &expired {
             self.dispatch(key, now, |conn, cx| conn.on_timeout(cx));
         }
+        self.expired = expired;
     }
 
     /// Run `f` on connection `key`, count the bytes it moved; if it reports

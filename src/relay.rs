@@ -164,7 +164,7 @@ impl Direction {
             match src.read(buf) {
                 Ok(0) => self.state = State::Draining,
                 Ok(n) => {
-                    on_read(&buf[..n.min(buf.len())]);
+                    on_read(buf.get(..n).unwrap_or_default());
                     self.start = 0;
                     self.end = n;
                 }
@@ -187,7 +187,7 @@ impl Direction {
     fn flush(&mut self, dst: &mut impl Endpoint) -> Result<usize, Failure> {
         while self.pending() > 0 {
             let buf = match &self.buf {
-                Some(b) => &b[self.start..self.end],
+                Some(b) => b.get(self.start..self.end).unwrap_or_default(),
                 None => break,
             };
             match dst.write(buf) {

@@ -157,6 +157,7 @@ impl Stream {
 }
 
 /// `poll()` over an interest list rebuilt for every wait.
+#[derive(Default)]
 pub struct Poller {
     fds: Vec<libc::pollfd>,
     tokens: Vec<usize>,
@@ -164,7 +165,7 @@ pub struct Poller {
 
 impl Poller {
     pub fn new() -> Poller {
-        Poller { fds: Vec::new(), tokens: Vec::new() }
+        Poller::default()
     }
 
     pub fn clear(&mut self) {

@@ -251,6 +251,7 @@ const TIMER: u64 = u64::MAX;
 
 /// `poll_oneoff` with buffers kept between calls (the crate's `poll` allocates
 /// three vectors per call and uses wall-clock deadlines).
+#[derive(Default)]
 pub struct Poller {
     subs: Vec<wasi::Subscription>,
     out: Vec<wasi::Event>,
@@ -259,7 +260,7 @@ pub struct Poller {
 
 impl Poller {
     pub fn new() -> Poller {
-        Poller { subs: Vec::new(), out: Vec::new(), ready: Vec::new() }
+        Poller::default()
     }
 
     pub fn clear(&mut self) {
@@ -321,8 +322,10 @@ impl Poller {
                 }
             };
             let asked: Vec<String> = self.subs.iter().map(show).collect();
-            let got: Vec<String> = self.out[..n.min(self.out.len())]
+            let got: Vec<String> = self
+                .out
                 .iter()
+                .take(n)
                 .map(|e| match self.subs.iter().find(|s| s.userdata == e.userdata) {
                     Some(s) => show(s),
                     None => "?".to_string(),
@@ -331,7 +334,7 @@ impl Poller {
             trace_line(format_args!("poll_oneoff([{}])", asked.join(" ")), format_args!("{n} events [{}]", got.join(" ")));
         }
         self.ready.clear();
-        for ev in &self.out[..n.min(self.out.len())] {
+        for ev in self.out.iter().take(n) {
             if ev.userdata == TIMER {
                 continue;
             }
