@@ -188,11 +188,19 @@ pub fn respond(request: &[u8], stats: &Stats, active: usize) -> Option<Vec<u8>> 
     if !complete && request.len() <= MAX_REQUEST {
         return None;
     }
+    // The request line: METHOD SP TARGET SP HTTP/x.y, and nothing else.
     let line = request.split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
     let mut parts = line.split(|b| *b == b' ');
-    let (method, path) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let (method, path, version, extra) = (parts.next(), parts.next(), parts.next(), parts.next());
+    let (method, path) = match (method, path, version, extra) {
+        (Some(m), Some(p), Some(v), None) if v.starts_with(b"HTTP/") => (m, p),
+        _ => (&b""[..], &b""[..]), // malformed: answered with 400 below
+    };
     let (status, body) = if request.len() > MAX_REQUEST {
         ("431 Request Header Fields Too Large", String::new())
+    } else if method.is_empty() {
+        ("400 Bad Request", String::new())
     } else if method != b"GET" && method != b"HEAD" {
         ("405 Method Not Allowed", String::new())
     } else if path == b"/metrics" || path.starts_with(b"/metrics?") {
@@ -250,6 +258,10 @@ mod tests {
         assert!(answer(b"GET / HTTP/1.0\r\n\r\n").unwrap().starts_with("HTTP/1.1 404"));
         assert!(answer(b"POST /metrics HTTP/1.1\r\n\r\n").unwrap().starts_with("HTTP/1.1 405"));
         assert!(answer(&[b'a'; MAX_REQUEST + 1]).unwrap().starts_with("HTTP/1.1 431"));
+        // Found by fuzzing: a bare "HEAD" line was taken for a HEAD request.
+        assert!(answer(b"HEAD\n /metrics HTTP/1.1\r\n\r\n").unwrap().starts_with("HTTP/1.1 400"));
+        assert!(answer(b"GET /metrics\r\n\r\n").unwrap().starts_with("HTTP/1.1 400"), "no version");
+        assert!(answer(b"GET /metrics HTTP/1.1 x\r\n\r\n").unwrap().starts_with("HTTP/1.1 400"), "extra part");
         let head = answer(b"HEAD /metrics HTTP/1.1\r\n\r\n").unwrap();
         assert!(head.ends_with("\r\n\r\n"), "HEAD has no body");
     }
