@@ -109,7 +109,8 @@ pub struct Context<'a> {
 enum Phase {
     /// Trying `upstreams[attempt]`, until `deadline`.
     Connecting { attempt: usize, deadline: Instant },
-    Relaying,
+    /// Connected to `upstreams[upstream]`.
+    Relaying { upstream: usize },
 }
 
 pub struct Conn {
@@ -179,7 +180,7 @@ impl Conn {
         match self.phase {
             // Nothing is read from the client until there is somewhere to send it.
             Phase::Connecting { .. } => Interest { client: (false, false), upstream: (false, true) },
-            Phase::Relaying => Interest {
+            Phase::Relaying { .. } => Interest {
                 client: (self.to_upstream.wants_read(), self.to_client.wants_write()),
                 upstream: (self.to_client.wants_read(), self.to_upstream.wants_write()),
             },
@@ -190,7 +191,7 @@ impl Conn {
     pub fn deadline(&self, idle_timeout: Option<Duration>) -> Option<Instant> {
         match self.phase {
             Phase::Connecting { deadline, .. } => Some(deadline),
-            Phase::Relaying => idle_timeout.map(|t| self.last_active + t),
+            Phase::Relaying { .. } => idle_timeout.map(|t| self.last_active + t),
         }
     }
 
@@ -201,7 +202,7 @@ impl Conn {
                 let result = self.upstream.finish_connect();
                 cx.stats.upstream_result(attempt, result.is_ok());
                 match result {
-                    Ok(()) => self.connected(cx)?,
+                    Ok(()) => self.connected(attempt, cx)?,
                     Err(e) => self.next_upstream(attempt + 1, e, cx)?,
                 }
             }
@@ -230,12 +231,12 @@ impl Conn {
                 let e = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
                 self.next_upstream(attempt + 1, e, cx)
             }
-            Phase::Relaying => Err(Reason::IdleTimeout),
+            Phase::Relaying { .. } => Err(Reason::IdleTimeout),
         }
     }
 
-    fn connected(&mut self, cx: &mut Context<'_>) -> Result<(), Reason> {
-        self.phase = Phase::Relaying;
+    fn connected(&mut self, upstream: usize, cx: &mut Context<'_>) -> Result<(), Reason> {
+        self.phase = Phase::Relaying { upstream };
         self.last_active = cx.now;
         Record::new(Level::Info, "open")
             .num("conn", self.id)
@@ -298,6 +299,14 @@ impl Conn {
     pub fn abort(&self) {
         self.client.abort();
         self.upstream.abort();
+    }
+
+    /// The index of the upstream address this connection relays to, once connected.
+    pub fn relaying_to(&self) -> Option<usize> {
+        match self.phase {
+            Phase::Relaying { upstream } => Some(upstream),
+            Phase::Connecting { .. } => None,
+        }
     }
 
     /// Bytes moved so far: (to the upstream, to the client).

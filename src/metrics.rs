@@ -25,6 +25,8 @@ struct UpstreamStats {
     addr: SocketAddr,
     connects: u64,
     failures: u64,
+    /// Relaying connections to it now.
+    active: u64,
     /// Did the last connect to it succeed (true until one fails).
     up: bool,
 }
@@ -48,7 +50,7 @@ impl Stats {
             to_upstream: 0,
             to_client: 0,
             closes: [0; REASONS.len()],
-            upstreams: upstreams.iter().map(|&addr| UpstreamStats { addr, connects: 0, failures: 0, up: true }).collect(),
+            upstreams: upstreams.iter().map(|&addr| UpstreamStats { addr, connects: 0, failures: 0, active: 0, up: true }).collect(),
             iterations: 0,
             wakeups: 0,
         }
@@ -64,10 +66,18 @@ impl Stats {
         if let Some(u) = self.upstreams.get_mut(index) {
             if ok {
                 u.connects += 1;
+                u.active += 1;
             } else {
                 u.failures += 1;
             }
             u.up = ok;
+        }
+    }
+
+    /// A connection relaying to upstream `index` has closed.
+    pub fn upstream_closed(&mut self, index: usize) {
+        if let Some(u) = self.upstreams.get_mut(index) {
+            u.active = u.active.saturating_sub(1);
         }
     }
 
@@ -110,6 +120,7 @@ impl Stats {
             "Failed or timed-out connects, by upstream address.",
             &per(&|u| u.failures),
         );
+        w("wasiter_upstream_connections_active", "gauge", "Connections relaying to this upstream address now.", &per(&|u| u.active));
         w("wasiter_upstream_up", "gauge", "1 unless the last connect to this upstream address failed.", &per(&|u| u.up as u64));
         w("wasiter_loop_iterations_total", "counter", "Passes of the event loop.", &[(String::new(), self.iterations)]);
         w("wasiter_poll_wakeups_total", "counter", "Waits that returned at least one ready socket.", &[(String::new(), self.wakeups)]);

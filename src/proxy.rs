@@ -241,6 +241,9 @@ impl Proxy {
         if let Err(reason) = result {
             conn.log_close(&reason, &self.shared.route, now);
             self.shared.stats.closed(reason.name());
+            if let Some(upstream) = conn.relaying_to() {
+                self.shared.stats.upstream_closed(upstream);
+            }
             if reason.is_abort() {
                 conn.abort();
             }

@@ -677,6 +677,14 @@ fn metrics_count_what_happened(rt: Runtime) {
     let mut p = Proxy::start(rt, &echo.remote(), &[("WASITER_METRICS", "127.0.0.1:0")], &["--quiet"]);
     let url = p.metrics.clone().expect("metrics URL in the start line");
     assert!(url.starts_with("http://127.0.0.1:") && url.ends_with("/metrics"), "{url}");
+    // While one connection is open, it shows per route and per upstream.
+    let held = p.connect();
+    eventually("one active connection", || {
+        let s = scrape(&url);
+        sample(&s, "wasiter_connections_active", None) == 1.0
+            && sample(&s, "wasiter_upstream_connections_active", Some(("upstream", &echo.addr.to_string()))) == 1.0
+    });
+    drop(held);
     let per = 1000;
     for i in 0..100 {
         let data = pattern(per, i);
@@ -689,14 +697,15 @@ fn metrics_count_what_happened(rt: Runtime) {
         samples = scrape(&url);
     }
     let n = |name: &str, label: Option<(&str, &str)>| sample(&samples, name, label);
-    assert_eq!(n("wasiter_connections_total", None), 100.0);
+    assert_eq!(n("wasiter_connections_total", None), 101.0, "100 and the one held open first");
     assert_eq!(n("wasiter_connections_active", None), 0.0);
     assert_eq!(n("wasiter_bytes_total", Some(("direction", "to_upstream"))), (100 * per) as f64);
     assert_eq!(n("wasiter_bytes_total", Some(("direction", "to_client"))), (100 * per) as f64);
-    assert_eq!(n("wasiter_closes_total", Some(("reason", "client-closed"))), 100.0);
+    assert_eq!(n("wasiter_closes_total", Some(("reason", "client-closed"))), 101.0);
     assert_eq!(n("wasiter_closes_total", Some(("reason", "idle-timeout"))), 0.0);
     let upstream = echo.addr.to_string();
-    assert_eq!(n("wasiter_upstream_connects_total", Some(("upstream", &upstream))), 100.0);
+    assert_eq!(n("wasiter_upstream_connects_total", Some(("upstream", &upstream))), 101.0);
+    assert_eq!(n("wasiter_upstream_connections_active", Some(("upstream", &upstream))), 0.0);
     assert_eq!(n("wasiter_upstream_connect_failures_total", Some(("upstream", &upstream))), 0.0);
     assert_eq!(n("wasiter_upstream_up", Some(("upstream", &upstream))), 1.0);
     assert!(n("wasiter_loop_iterations_total", None) >= n("wasiter_poll_wakeups_total", None));
