@@ -70,6 +70,7 @@ every_runtime!(
     running_out_of_descriptors_does_not_spin_and_recovers,
     slow_peers_keep_memory_flat_and_others_unaffected,
     soak_of_short_connections_and_a_bulk_stream_returns_to_baseline,
+    ipv6_listen_and_upstream_addresses_work,
 );
 
 fn http_download_of_8_mib_arrives_intact(rt: Runtime) {
@@ -952,4 +953,21 @@ fn soak_of_short_connections_and_a_bulk_stream_returns_to_baseline(rt: Runtime) 
     eventually("descriptors back to baseline", || p.open_fds() <= fds0);
     let rss = p.rss_kib();
     assert!(rss <= rss0 + 8192, "RSS {rss} KiB after the soak vs {rss0} KiB before");
+}
+
+fn ipv6_listen_and_upstream_addresses_work(rt: Runtime) {
+    let echo = Server::on(TcpListener::bind("[::1]:0").expect("IPv6 loopback"), |mut s| {
+        let peer = s.peer_addr().unwrap();
+        let _ = s.write_all(format!("hello {}", peer.ip()).as_bytes());
+    });
+    let mut p = Proxy::start(rt, &format!("[::1]:{}", echo.addr.port()), &[("LOCAL", "[::1]:0")], &[]);
+    assert_eq!(p.addr.ip().to_string(), "::1", "listening on IPv6");
+    let mut c = TcpStream::connect(p.addr).unwrap();
+    c.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut got = String::new();
+    c.read_to_string(&mut got).unwrap();
+    assert_eq!(got, "hello ::1", "relayed from an IPv6 upstream, which saw the proxy on ::1");
+    drop(c); // the upstream's FIN came through; now ours
+    let close = first_close(&mut p);
+    assert!(close["client"].starts_with("[::1]:") && close["upstream"] == echo.addr.to_string(), "{close:?}");
 }

@@ -99,8 +99,10 @@ impl Proxy {
 
     /// The same, with the process's open-file limit set (soft and hard) to `nofile`.
     pub fn start_limited(rt: Runtime, remote: &str, env: &[(&str, &str)], args: &[&str], nofile: Option<u32>) -> Proxy {
-        let mut all = vec![("LOCAL", "127.0.0.1:0".to_string()), ("REMOTE", remote.to_string())];
-        all.extend(env.iter().map(|(k, v)| (*k, v.to_string())));
+        // LOCAL is 127.0.0.1:0 unless the test gives its own.
+        let local = env.iter().find(|(k, _)| *k == "LOCAL").map_or("127.0.0.1:0", |(_, v)| *v);
+        let mut all = vec![("LOCAL", local.to_string()), ("REMOTE", remote.to_string())];
+        all.extend(env.iter().filter(|(k, _)| *k != "LOCAL").map(|(k, v)| (*k, v.to_string())));
         let mut cmd = rt.command(&all, args);
         if let Some(n) = nofile {
             // prlimit sets the limit and execs the command: same pid, measurable.
