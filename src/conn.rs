@@ -326,20 +326,36 @@ impl Conn {
 
     /// The close line: who, where, how much, how long, and why.
     pub fn log_close(&self, reason: &Reason, route: &str, now: Instant) {
-        let mut r = Record::new(Level::Info, "close")
-            .num("conn", self.id)
-            .str("route", route)
-            .str("client", self.client_addr)
-            .str("upstream", self.upstream_addr)
-            .num("to_upstream", self.to_upstream.bytes)
-            .num("to_client", self.to_client.bytes)
-            .str("duration", format_args!("{:.3}s", now.duration_since(self.opened).as_secs_f64()))
-            .str("reason", reason.name());
-        if let Some(e) = reason.error() {
-            r = r.str("error", e);
-        }
-        r.emit();
+        let bytes = (self.to_upstream.bytes, self.to_client.bytes);
+        let duration = now.duration_since(self.opened);
+        log_close(self.id, route, self.client_addr, self.upstream_addr, bytes, duration, reason);
     }
+}
+
+/// The one place a close record is written, whether the connection got as
+/// far as a `Conn` or failed at its first connect.
+pub fn log_close(
+    id: u64,
+    route: &str,
+    client: SocketAddr,
+    upstream: SocketAddr,
+    (to_upstream, to_client): (u64, u64),
+    duration: Duration,
+    reason: &Reason,
+) {
+    let mut r = Record::new(Level::Info, "close")
+        .num("conn", id)
+        .str("route", route)
+        .str("client", client)
+        .str("upstream", upstream)
+        .num("to_upstream", to_upstream)
+        .num("to_client", to_client)
+        .str("duration", format_args!("{:.3}s", duration.as_secs_f64()))
+        .str("reason", reason.name());
+    if let Some(e) = reason.error() {
+        r = r.str("error", e);
+    }
+    r.emit();
 }
 
 /// The traffic dump (`--dump`): one line per chunk read, as text with C-style

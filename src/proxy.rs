@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 
 use crate::config::{Config, Dump};
-use crate::conn::{Conn, Context, Reason, Side, Upstreams};
+use crate::conn::{self, Conn, Context, Reason, Side, Upstreams};
 use crate::log::{Level, Record};
 use crate::metrics::{Scrape, Stats};
 use crate::relay::BufferPool;
@@ -285,18 +285,9 @@ impl Proxy {
                     if sys::out_of_descriptors(&e) {
                         self.pause_accepting(&e, now);
                     }
-                    self.shared.stats.closed("connect-failed");
-                    Record::new(Level::Info, "close")
-                        .num("conn", id)
-                        .str("route", &self.shared.route)
-                        .str("client", client_addr)
-                        .str("upstream", upstream)
-                        .num("to_upstream", 0)
-                        .num("to_client", 0)
-                        .str("duration", "0.000s")
-                        .str("reason", "connect-failed")
-                        .str("error", e)
-                        .emit();
+                    let reason = Reason::ConnectFailed(e);
+                    self.shared.stats.closed(reason.name());
+                    conn::log_close(id, &self.shared.route, client_addr, upstream, (0, 0), Duration::ZERO, &reason);
                 }
             }
         }
