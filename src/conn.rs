@@ -11,7 +11,7 @@
 //! 4. closed when both directions are done, on a read error (a reset), or
 //!    after the idle timeout.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -375,7 +375,7 @@ fn dump_bytes(dump: Dump, conn: u64, to: Side, dumped: &mut usize, bytes: &[u8])
                     let mut hex = String::with_capacity(take * 3);
                     for (i, b) in shown.iter().enumerate() {
                         let sep = if i == 0 { "" } else { " " };
-                        hex.push_str(&format!("{sep}{b:02x}"));
+                        let _ = write!(hex, "{sep}{b:02x}");
                     }
                     r.str("hex", hex).emit();
                 }
