@@ -6,9 +6,12 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
 use std::time::Duration;
 
 use crate::log::{Format, Level};
+use crate::route::{parse_local, parse_route, parse_target, RouteSpec, ROUTE_FORM};
+pub use crate::route::Remote;
 
 pub const HELP: &str = "\
 wasiter: a TCP proxy for WebAssembly runtimes and Linux
@@ -16,15 +19,42 @@ wasiter: a TCP proxy for WebAssembly runtimes and Linux
 USAGE:
     wasmedge --env LOCAL=0.0.0.0:8080 --env REMOTE=backend:80 wasiter.wasm
     wasiter --local 0.0.0.0:8080 --remote backend:80
+    wasiter --route 0.0.0.0:8080=web1:80,web2:80;policy=round-robin --route :6379=cache:6379
+
+ROUTES (at least one: LOCAL with REMOTE, or --route, or a routes file):
+    --local ADDR           LOCAL
+        Listen address, IP:PORT: 0.0.0.0:8080, [::]:8080, or :8080 for all IPv4.
+    --remote TARGET        REMOTE
+        Where LOCAL's clients go: HOST:PORT[,HOST:PORT...][;OPTION...]. A host
+        is a name or an IP (IPv6 in brackets); a name's every address is used.
+    --route ROUTE          WASITER_ROUTES           (repeatable; the variable
+        holds routes separated by spaces)
+        LISTEN=TARGET, e.g. 0.0.0.0:8080=web1:80,web2:80;policy=round-robin
+    --routes-file PATH     WASITER_ROUTES_FILE
+        One ROUTE per line; '#' starts a comment. (WasmEdge: --dir the folder.)
+  OPTIONs, after the upstreams, each after a ';':
+        policy=failover|round-robin|least-conn   how an upstream is picked
+                                                 (default failover: in order)
+        allow=CIDR,...  deny=CIDR,...            who may connect (deny wins;
+                                                 an allow list admits only itself)
+        send-proxy=v1|v2                         PROXY protocol to the upstream
+        accept-proxy                             expect a PROXY header (v1 or v2)
+                                                 from the client (a load balancer)
 
 SETTINGS (flag, environment variable, default):
-    --local ADDR           LOCAL                    (required)
-        Listen address, IP:PORT: 0.0.0.0:8080, [::]:8080, or :8080 for all IPv4.
-    --remote HOST:PORT     REMOTE                   (required)
-        Upstream: a name or an IP (IPv6 in brackets). A name is resolved once
-        at start; every address it returns is tried in turn.
     --connect-timeout DUR  WASITER_CONNECT_TIMEOUT  5s
-        How long one upstream connect may take before the next address.
+        How long one upstream connect may take before the next upstream.
+    --fail-threshold N     WASITER_FAIL_THRESHOLD   3
+        After this many failed connects in a row, an upstream is skipped...
+    --cooldown DUR         WASITER_COOLDOWN         10s
+        ...for this long, then tried again.
+    --health-check DUR     WASITER_HEALTH_CHECK     0 (off)
+        Also test every upstream with a TCP connect this often.
+    --resolve-interval DUR WASITER_RESOLVE_INTERVAL 30s
+        Resolve upstream names again this often (0: only at start). A failed
+        lookup keeps the last addresses. It blocks the loop while it runs.
+    --proxy-header-timeout DUR WASITER_PROXY_HEADER_TIMEOUT 5s
+        With accept-proxy, how long a client may take to send its header.
     --idle-timeout DUR     WASITER_IDLE_TIMEOUT     10m
         Close a connection after this long with no byte in either direction;
         0 turns it off.
@@ -58,16 +88,20 @@ Flags also take the form --name=value.";
 /// What the command line asked for.
 #[derive(Debug)]
 pub enum Command {
-    Run(Config),
+    Run(Box<Config>),
     Help,
     Version,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
-    pub local: SocketAddr,
-    pub remote: Remote,
+    pub routes: Vec<RouteSpec>,
     pub connect_timeout: Duration,
+    pub fail_threshold: u32,
+    pub cooldown: Duration,
+    pub health_check: Option<Duration>,
+    pub resolve_interval: Option<Duration>,
+    pub proxy_header_timeout: Duration,
     pub idle_timeout: Option<Duration>,
     pub max_conns: usize,
     pub buffer_size: usize,
@@ -91,23 +125,6 @@ pub enum DumpMode {
     Off,
     Text,
     Hex,
-}
-
-/// An upstream as the user wrote it: resolved later, by the platform.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Remote {
-    pub host: String,
-    pub port: u16,
-}
-
-impl fmt::Display for Remote {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
-    }
 }
 
 /// A one-line, user-facing reason the configuration was rejected.
@@ -135,7 +152,30 @@ const LOCAL: Setting = Setting {
 const REMOTE: Setting = Setting {
     flag: "--remote",
     env: "REMOTE",
-    expected: "HOST:PORT with a port from 1 to 65535, e.g. backend:80, 127.0.0.1:6379 or [::1]:80",
+    expected: "HOST:PORT[,HOST:PORT...][;OPTION...] with ports from 1 to 65535, e.g. backend:80, 127.0.0.1:6379 or [::1]:80",
+};
+const ROUTE: Setting = Setting { flag: "--route", env: "WASITER_ROUTES", expected: ROUTE_FORM };
+const ROUTES_FILE: Setting = Setting { flag: "--routes-file", env: "WASITER_ROUTES_FILE", expected: "a readable file with one route per line" };
+const FAIL_THRESHOLD: Setting = Setting {
+    flag: "--fail-threshold",
+    env: "WASITER_FAIL_THRESHOLD",
+    expected: "a whole number from 1 to 1000",
+};
+const COOLDOWN: Setting = Setting { flag: "--cooldown", env: "WASITER_COOLDOWN", expected: "a duration above 0, e.g. 500ms, 10s or 1m" };
+const HEALTH_CHECK: Setting = Setting {
+    flag: "--health-check",
+    env: "WASITER_HEALTH_CHECK",
+    expected: "a duration, e.g. 2s or 1m (0 turns it off)",
+};
+const RESOLVE_INTERVAL: Setting = Setting {
+    flag: "--resolve-interval",
+    env: "WASITER_RESOLVE_INTERVAL",
+    expected: "a duration, e.g. 30s or 5m (0: resolve only at start)",
+};
+const PROXY_HEADER_TIMEOUT: Setting = Setting {
+    flag: "--proxy-header-timeout",
+    env: "WASITER_PROXY_HEADER_TIMEOUT",
+    expected: "a duration above 0, e.g. 500ms, 5s or 1m",
 };
 const CONNECT_TIMEOUT: Setting = Setting {
     flag: "--connect-timeout",
@@ -194,6 +234,12 @@ impl Setting {
         ConfigError(format!("{} is not set; set it or pass {}, as {}", self.env, self.flag, self.expected))
     }
 
+    /// A value that has the right form but says something wrong.
+    fn invalid(&self, given: &Given, why: &str) -> ConfigError {
+        let name = if given.from_flag { self.flag } else { self.env };
+        ConfigError(format!("{name}: {:?} is not valid: {why}; expected {}", given.value, self.expected))
+    }
+
     /// The flag's value if given, else the environment's.
     fn pick(&self, flags: &[(&'static str, String)], env: &impl Fn(&str) -> Option<String>) -> Option<Given> {
         let flag = flags.iter().rev().find(|(f, _)| *f == self.flag);
@@ -248,6 +294,13 @@ pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Opt
             Long("metrics") => &METRICS,
             Long("summary-interval") => &SUMMARY_INTERVAL,
             Long("local") => &LOCAL,
+            Long("route") => &ROUTE,
+            Long("routes-file") => &ROUTES_FILE,
+            Long("fail-threshold") => &FAIL_THRESHOLD,
+            Long("cooldown") => &COOLDOWN,
+            Long("health-check") => &HEALTH_CHECK,
+            Long("resolve-interval") => &RESOLVE_INTERVAL,
+            Long("proxy-header-timeout") => &PROXY_HEADER_TIMEOUT,
             Long("remote") => &REMOTE,
             Long("connect-timeout") => &CONNECT_TIMEOUT,
             Long("idle-timeout") => &IDLE_TIMEOUT,
@@ -264,12 +317,16 @@ pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Opt
         flags.push((setting.flag, value));
     }
 
-    let local = LOCAL.pick(&flags, &env).ok_or_else(|| LOCAL.missing())?;
-    let local = parse_local(local.value.trim()).ok_or_else(|| LOCAL.error(&local))?;
-    let remote = REMOTE.pick(&flags, &env).ok_or_else(|| REMOTE.missing())?;
-    let remote = parse_remote(remote.value.trim()).ok_or_else(|| REMOTE.error(&remote))?;
+    let routes = routes(&flags, &env)?;
     let connect_timeout =
         CONNECT_TIMEOUT.parse(&flags, &env, Duration::from_secs(5), |s| parse_duration(s).filter(|d| !d.is_zero()))?;
+    let fail_threshold = FAIL_THRESHOLD.parse(&flags, &env, 3, |s| s.parse().ok().filter(|n| (1..=1000).contains(n)))?;
+    let cooldown = COOLDOWN.parse(&flags, &env, Duration::from_secs(10), |s| parse_duration(s).filter(|d| !d.is_zero()))?;
+    let off_if_zero = |s: &str| parse_duration(s).map(|d| Some(d).filter(|d| !d.is_zero()));
+    let health_check = HEALTH_CHECK.parse(&flags, &env, None, off_if_zero)?;
+    let resolve_interval = RESOLVE_INTERVAL.parse(&flags, &env, Some(Duration::from_secs(30)), off_if_zero)?;
+    let proxy_header_timeout =
+        PROXY_HEADER_TIMEOUT.parse(&flags, &env, Duration::from_secs(5), |s| parse_duration(s).filter(|d| !d.is_zero()))?;
     let idle_timeout =
         IDLE_TIMEOUT.parse(&flags, &env, Some(Duration::from_secs(600)), |s| parse_duration(s).map(|d| Some(d).filter(|d| !d.is_zero())))?;
     let max_conns = MAX_CONNS.parse(&flags, &env, 10_000, |s| s.parse().ok().filter(|n| (1..=1_000_000).contains(n)))?;
@@ -303,10 +360,14 @@ pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Opt
         SUMMARY_INTERVAL.parse(&flags, &env, None, |s| parse_duration(s).map(|d| Some(d).filter(|d| !d.is_zero())))?;
     let trace = trace_flag || TRACE.parse(&flags, &env, false, parse_bool)?;
 
-    Ok(Command::Run(Config {
-        local,
-        remote,
+    Ok(Command::Run(Box::new(Config {
+        routes,
         connect_timeout,
+        fail_threshold,
+        cooldown,
+        health_check,
+        resolve_interval,
+        proxy_header_timeout,
         idle_timeout,
         max_conns,
         buffer_size,
@@ -316,37 +377,61 @@ pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Opt
         metrics,
         summary_interval,
         trace,
-    }))
+    })))
 }
 
-/// `IP:PORT`, `[IPv6]:PORT`, or `:PORT` for every IPv4 address.
-fn parse_local(s: &str) -> Option<SocketAddr> {
-    if let Some(port) = s.strip_prefix(':') {
-        return Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port.parse().ok()?));
+/// Every route, from LOCAL+REMOTE, --route / WASITER_ROUTES and the routes
+/// file, in that order. Two routes may not listen on the same address.
+fn routes(flags: &[(&'static str, String)], env: &impl Fn(&str) -> Option<String>) -> Result<Vec<RouteSpec>, ConfigError> {
+    let mut routes = Vec::new();
+    match (LOCAL.pick(flags, env), REMOTE.pick(flags, env)) {
+        (Some(local), Some(remote)) => {
+            let listen = parse_local(local.value.trim()).ok_or_else(|| LOCAL.error(&local))?;
+            let mut route = parse_target(listen, remote.value.trim()).map_err(|why| REMOTE.invalid(&remote, &why))?;
+            route.origin = if remote.from_flag { REMOTE.flag } else { REMOTE.env }.to_string();
+            routes.push(route);
+        }
+        (Some(_), None) => return Err(REMOTE.missing()),
+        (None, Some(_)) => return Err(LOCAL.missing()),
+        (None, None) => {}
     }
-    s.parse().ok()
-}
-
-/// `HOST:PORT` where HOST is a name, an IPv4 address or a bracketed IPv6 one.
-fn parse_remote(s: &str) -> Option<Remote> {
-    let (host, port) = s.rsplit_once(':')?;
-    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
-    let host = match host.strip_prefix('[') {
-        Some(inner) => {
-            let v6 = inner.strip_suffix(']')?;
-            v6.parse::<std::net::Ipv6Addr>().ok()?;
-            v6
-        }
-        // A name or an IPv4 address: letters, digits, dots, dashes.
-        None if !host.is_empty()
-            && host.len() <= 253
-            && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')) =>
-        {
-            host
-        }
-        None => return None,
+    // Every --route flag counts (they add up); without one, the variable.
+    let given: Vec<Given> = match flags.iter().filter(|(f, _)| *f == ROUTE.flag).map(|(_, v)| v.clone()).collect::<Vec<_>>() {
+        from_flags if !from_flags.is_empty() => from_flags.into_iter().map(|value| Given { value, from_flag: true }).collect(),
+        _ => env(ROUTE.env)
+            .map(|v| v.split_whitespace().map(|r| Given { value: r.to_string(), from_flag: false }).collect())
+            .unwrap_or_default(),
     };
-    Some(Remote { host: host.to_string(), port })
+    for g in &given {
+        let mut route = parse_route(g.value.trim()).map_err(|why| ROUTE.invalid(g, &why))?;
+        route.origin = if g.from_flag { ROUTE.flag } else { ROUTE.env }.to_string();
+        routes.push(route);
+    }
+    if let Some(file) = ROUTES_FILE.pick(flags, env) {
+        let text = std::fs::read_to_string(file.value.trim()).map_err(|e| ROUTES_FILE.invalid(&file, &e.to_string()))?;
+        for (n, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or_default().trim();
+            if !line.is_empty() {
+                let origin = format!("{}, line {}", file.value.trim(), n + 1);
+                let mut route =
+                    parse_route(line).map_err(|why| ConfigError(format!("{origin}: {line:?} is not valid: {why}; expected {ROUTE_FORM}")))?;
+                route.origin = origin;
+                routes.push(route);
+            }
+        }
+    }
+    if routes.is_empty() {
+        return Err(ConfigError(format!(
+            "LOCAL is not set; set LOCAL and REMOTE (or pass --local and --remote), or give routes with --route, WASITER_ROUTES or --routes-file, as {ROUTE_FORM}"
+        )));
+    }
+    for (i, r) in routes.iter().enumerate() {
+        // Port 0 asks the system for a free port: never a clash.
+        if r.listen.port() != 0 && routes.iter().skip(i + 1).any(|o| o.listen == r.listen) {
+            return Err(ConfigError(format!("two routes listen on {}; give each route its own address", r.listen)));
+        }
+    }
+    Ok(routes)
 }
 
 /// `500ms`, `10s`, `5m`, `1h`, `1m 30s`, or plain seconds.
@@ -387,7 +472,7 @@ mod tests {
     fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         match parse(args.iter().map(OsString::from), |k| env.get(k).cloned())? {
-            Command::Run(c) => Ok(c),
+            Command::Run(c) => Ok(*c),
             other => panic!("expected a run, got {other:?}"),
         }
     }
@@ -401,9 +486,13 @@ mod tests {
     #[test]
     fn env_alone_is_enough_and_defaults_apply() {
         let c = run(&[], &BASE).unwrap();
-        assert_eq!(c.local, "0.0.0.0:8080".parse().unwrap());
-        assert_eq!(c.remote, Remote { host: "backend".into(), port: 80 });
+        assert_eq!(c.routes.len(), 1);
+        assert_eq!(c.routes[0].listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(c.routes[0].upstreams, vec![Remote { host: "backend".into(), port: 80 }]);
         assert_eq!(c.connect_timeout, Duration::from_secs(5));
+        assert_eq!((c.fail_threshold, c.cooldown), (3, Duration::from_secs(10)));
+        assert_eq!((c.health_check, c.resolve_interval), (None, Some(Duration::from_secs(30))));
+        assert_eq!(c.proxy_header_timeout, Duration::from_secs(5));
         assert_eq!(c.idle_timeout, Some(Duration::from_secs(600)));
         assert_eq!((c.max_conns, c.buffer_size, c.log_level), (10_000, 65536, Level::Info));
         assert_eq!((c.log_format, c.dump.mode, c.metrics, c.summary_interval, c.trace), (Format::Text, DumpMode::Off, None, None, false));
@@ -412,8 +501,8 @@ mod tests {
     #[test]
     fn flags_win_over_env() {
         let c = run(&["--local", "127.0.0.1:9000", "--remote=10.0.0.1:6379", "-q"], &BASE).unwrap();
-        assert_eq!(c.local, "127.0.0.1:9000".parse().unwrap());
-        assert_eq!(c.remote.to_string(), "10.0.0.1:6379");
+        assert_eq!(c.routes[0].listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(c.routes[0].upstreams[0].to_string(), "10.0.0.1:6379");
         assert_eq!(c.log_level, Level::Warn, "--quiet is --log-level warn");
     }
 
@@ -424,9 +513,9 @@ mod tests {
             &[("LOCAL", ":9"), ("REMOTE", "[::1]:443"), ("WASITER_QUIET", "yes")],
         )
         .unwrap();
-        assert_eq!(c.local, "0.0.0.0:9".parse().unwrap());
-        assert_eq!(c.remote, Remote { host: "::1".into(), port: 443 });
-        assert_eq!(c.remote.to_string(), "[::1]:443");
+        assert_eq!(c.routes[0].listen, "0.0.0.0:9".parse().unwrap());
+        assert_eq!(c.routes[0].upstreams, vec![Remote { host: "::1".into(), port: 443 }]);
+        assert_eq!(c.routes[0].upstreams[0].to_string(), "[::1]:443");
         assert_eq!(c.connect_timeout, Duration::from_millis(250));
         assert_eq!(c.idle_timeout, None);
         assert_eq!((c.max_conns, c.buffer_size, c.log_level), (3, 16384, Level::Warn));
@@ -451,6 +540,28 @@ mod tests {
     }
 
     #[test]
+    fn routes_add_up_from_every_source() {
+        let dir = std::env::temp_dir().join(format!("wasiter-routes-{}", std::process::id()));
+        std::fs::write(&dir, "# the file\n127.0.0.1:7001=f:1 # trailing\n\n[::1]:7002=g:2;policy=rr\n").unwrap();
+        let c = run(
+            &["--route", ":7003=a:1,b:2;policy=least-conn", "--route=:7004=c:3", "--routes-file", dir.to_str().unwrap()],
+            &[("LOCAL", ":7000"), ("REMOTE", "x:1,y:2;send-proxy=v1"), ("WASITER_ROUTES", ":7999=ignored:1")],
+        )
+        .unwrap();
+        let listens: Vec<String> = c.routes.iter().map(|r| r.listen.to_string()).collect();
+        assert_eq!(listens, ["0.0.0.0:7000", "0.0.0.0:7003", "0.0.0.0:7004", "127.0.0.1:7001", "[::1]:7002"], "flags replace the variable");
+        assert_eq!(c.routes[0].upstreams.len(), 2);
+        assert_eq!(c.routes[0].send_proxy, Some(crate::route::ProxyVersion::V1));
+        assert_eq!(c.routes[1].policy, crate::route::Policy::LeastConn);
+        let c = run(&[], &[("WASITER_ROUTES", " :7001=a:1\n :7002=b:2 ")]).unwrap();
+        assert_eq!(c.routes.len(), 2, "the variable holds routes separated by white space");
+        std::fs::write(&dir, "ok:1\n").unwrap();
+        let e = err(&["--routes-file", dir.to_str().unwrap()], &[]);
+        assert!(e.contains(", line 1: \"ok:1\" is not valid: no '='"), "{e}");
+        let _ = std::fs::remove_file(&dir);
+    }
+
+    #[test]
     fn missing_settings_name_the_variable() {
         let e = err(&[], &[("REMOTE", "a:1")]);
         assert!(e.starts_with("LOCAL is not set"), "{e}");
@@ -464,7 +575,7 @@ mod tests {
         let cases: &[Case] = &[
             (&[], &[("LOCAL", "8080"), ("REMOTE", "a:1")], "LOCAL: \"8080\" is not valid; expected IP:PORT"),
             (&[], &[("LOCAL", "localhost:80"), ("REMOTE", "a:1")], "LOCAL: \"localhost:80\""),
-            (&[], &[("LOCAL", ":1"), ("REMOTE", "backend")], "REMOTE: \"backend\" is not valid; expected HOST:PORT"),
+            (&[], &[("LOCAL", ":1"), ("REMOTE", "backend")], "REMOTE: \"backend\" is not valid: bad upstream \"backend\"; expected HOST:PORT"),
             (&[], &[("LOCAL", ":1"), ("REMOTE", "backend:0")], "REMOTE: \"backend:0\""),
             (&[], &[("LOCAL", ":1"), ("REMOTE", "backend:99999")], "REMOTE: \"backend:99999\""),
             (&[], &[("LOCAL", ":1"), ("REMOTE", "::1:80")], "REMOTE: \"::1:80\""),
@@ -482,6 +593,17 @@ mod tests {
             (&["--dump", "raw"], &BASE, "--dump: \"raw\""),
             (&["--metrics", "localhost:9090"], &BASE, "--metrics: \"localhost:9090\""),
             (&["--summary-interval", "often"], &BASE, "--summary-interval: \"often\""),
+            (&["--route", ":80="], &[], "--route: \":80=\" is not valid: no upstream (an empty pool); expected LISTEN="),
+            (&["--route", ":80=a:1;allow=10.0.0.0/33"], &[], "--route: \":80=a:1;allow=10.0.0.0/33\" is not valid: bad CIDR"),
+            (&[], &[("WASITER_ROUTES", ":80=a:1 :81")], "WASITER_ROUTES: \":81\" is not valid: no '='"),
+            (&[], &[("LOCAL", ":1"), ("REMOTE", "a:1;deny=x")], "REMOTE: \"a:1;deny=x\" is not valid: bad CIDR \"x\""),
+            (&["--route", ":80=a:1", "--route", "0.0.0.0:80=b:1"], &[], "two routes listen on 0.0.0.0:80"),
+            (&["--fail-threshold", "0"], &BASE, "--fail-threshold: \"0\""),
+            (&["--cooldown", "0"], &BASE, "--cooldown: \"0\""),
+            (&["--health-check", "often"], &BASE, "--health-check: \"often\""),
+            (&["--resolve-interval", "x"], &BASE, "--resolve-interval: \"x\""),
+            (&["--proxy-header-timeout", "0"], &BASE, "--proxy-header-timeout: \"0\""),
+            (&["--routes-file", "/nonexistent/routes"], &[], "--routes-file: \"/nonexistent/routes\" is not valid: No such file"),
         ];
         for (args, env, want) in cases {
             let e = err(args, env);

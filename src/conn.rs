@@ -2,10 +2,12 @@
 //! between them.
 //!
 //! Life of a connection:
-//! 1. accepted; a non-blocking connect to the first upstream address starts;
+//! 1. accepted (after the route's access check, and its PROXY header when it
+//!    expects one); a non-blocking connect to the upstream that the route's
+//!    pool picks starts;
 //! 2. connecting: only the upstream is watched (for writable); a failure or
-//!    the connect timeout moves on to the next address, and after the last one
-//!    the client is closed;
+//!    the connect timeout counts against that upstream and moves on to the
+//!    next one the pool offers; when none is left, the client is closed;
 //! 3. relaying: client->upstream and upstream->client run independently
 //!    (`relay::Direction`), so one side's FIN half-closes only its direction;
 //! 4. closed when both directions are done, on a read error (a reset), or
@@ -19,8 +21,9 @@ use std::time::{Duration, Instant};
 use crate::config::{Dump, DumpMode};
 use crate::log::{Level, Record};
 use crate::metrics::Stats;
+use crate::pool::Pool;
 use crate::relay::{BufferPool, Direction, Endpoint, Failure, State};
-use crate::sys::Stream;
+use crate::sys::{self, Stream};
 
 impl Endpoint for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -50,6 +53,12 @@ pub enum Reason {
     ConnectFailed(io::Error),
     ConnectTimeout,
     IdleTimeout,
+    /// The route's allow/deny lists refused the client.
+    Denied,
+    /// Every upstream of the route is in its cool-down: nothing to try.
+    NoUpstream(usize),
+    /// accept-proxy: the client's PROXY header was malformed or missing.
+    BadProxyHeader(String),
 }
 
 impl Reason {
@@ -63,6 +72,9 @@ impl Reason {
             Reason::ConnectFailed(_) => "connect-failed",
             Reason::ConnectTimeout => "connect-timeout",
             Reason::IdleTimeout => "idle-timeout",
+            Reason::Denied => "denied",
+            Reason::NoUpstream(_) => "no-upstream",
+            Reason::BadProxyHeader(_) => "bad-proxy-header",
         }
     }
 
@@ -73,9 +85,12 @@ impl Reason {
         matches!(self, Reason::Error(..) | Reason::IdleTimeout)
     }
 
-    fn error(&self) -> Option<&io::Error> {
+    /// The `error=` of the close line, if any.
+    fn error(&self) -> Option<String> {
         match self {
-            Reason::Error(_, e) | Reason::ConnectFailed(e) => Some(e),
+            Reason::Error(_, e) | Reason::ConnectFailed(e) => Some(e.to_string()),
+            Reason::NoUpstream(n) => Some(format!("all {n} upstream addresses are down (cooling down after failures)")),
+            Reason::BadProxyHeader(why) => Some(why.clone()),
             _ => None,
         }
     }
@@ -90,31 +105,32 @@ impl fmt::Display for Reason {
     }
 }
 
-/// Where connections go: the resolved upstream addresses, tried in order.
-pub struct Upstreams {
-    pub addrs: Vec<SocketAddr>,
-    pub connect_timeout: Duration,
-}
-
-/// What a connection borrows from the proxy on every call.
+/// What a connection borrows from the proxy on every call: its route's
+/// name, pool and counters, and what all routes share.
 pub struct Context<'a> {
-    pub upstreams: &'a Upstreams,
-    pub pool: &'a mut BufferPool,
-    pub stats: &'a mut Stats,
     pub route: &'a str,
+    pub upstreams: &'a mut Pool,
+    pub stats: &'a mut Stats,
+    pub buffers: &'a mut BufferPool,
+    pub connect_timeout: Duration,
     pub dump: Dump,
     pub now: Instant,
 }
 
 enum Phase {
-    /// Trying `upstreams[attempt]`, until `deadline`.
-    Connecting { attempt: usize, deadline: Instant },
-    /// Connected to `upstreams[upstream]`.
-    Relaying { upstream: usize },
+    /// Trying `upstream_addr` until `deadline`.
+    Connecting { deadline: Instant },
+    /// Connected to `upstream_addr`.
+    Relaying,
 }
 
 pub struct Conn {
     id: u64,
+    /// Index of its route in the proxy.
+    pub route: usize,
+    /// Pool servers tried so far (a bit per index), and how many attempts.
+    tried: u64,
+    attempts: u32,
     client: Stream,
     client_addr: SocketAddr,
     upstream: Stream,
@@ -139,32 +155,44 @@ pub struct Interest {
 }
 
 impl Conn {
-    /// Start connecting upstream for a newly accepted client. Addresses that
-    /// fail at once are skipped; if all do, the client is handed back with
-    /// the last error, to be closed.
+    /// Start connecting upstream for a newly accepted client. `early` is
+    /// sent upstream before anything the client sends (a PROXY header, and
+    /// bytes read with an incoming one). If no upstream can be tried, the
+    /// client is handed back with the reason, to be closed.
     pub fn start(
         id: u64,
+        route: usize,
         client: Stream,
         client_addr: SocketAddr,
+        early: &[u8],
         cx: &mut Context<'_>,
-    ) -> Result<Conn, (Stream, SocketAddr, io::Error)> {
-        match connect_from(id, 0, cx) {
-            Ok((attempt, upstream_addr, upstream)) => Ok(Conn {
-                id,
-                client,
-                client_addr,
-                upstream,
-                upstream_addr,
-                phase: Phase::Connecting { attempt, deadline: cx.now + cx.upstreams.connect_timeout },
-                to_upstream: Direction::new(),
-                to_client: Direction::new(),
-                first_fin: None,
-                write_error: None,
-                dumped: 0,
-                opened: cx.now,
-                last_active: cx.now,
-            }),
-            Err((addr, e)) => Err((client, addr, e)),
+    ) -> Result<Conn, (Stream, Option<SocketAddr>, Reason)> {
+        let mut tried = 0;
+        let mut attempts = 0;
+        match connect_next(id, &mut tried, &mut attempts, None, cx) {
+            Ok((upstream_addr, upstream)) => {
+                let mut to_upstream = Direction::new();
+                to_upstream.preload(early, cx.buffers);
+                Ok(Conn {
+                    id,
+                    route,
+                    tried,
+                    attempts,
+                    client,
+                    client_addr,
+                    upstream,
+                    upstream_addr,
+                    phase: Phase::Connecting { deadline: cx.now + cx.connect_timeout },
+                    to_upstream,
+                    to_client: Direction::new(),
+                    first_fin: None,
+                    write_error: None,
+                    dumped: 0,
+                    opened: cx.now,
+                    last_active: cx.now,
+                })
+            }
+            Err((addr, reason)) => Err((client, addr, reason)),
         }
     }
 
@@ -180,7 +208,7 @@ impl Conn {
         match self.phase {
             // Nothing is read from the client until there is somewhere to send it.
             Phase::Connecting { .. } => Interest { client: (false, false), upstream: (false, true) },
-            Phase::Relaying { .. } => Interest {
+            Phase::Relaying => Interest {
                 client: (self.to_upstream.wants_read(), self.to_client.wants_write()),
                 upstream: (self.to_client.wants_read(), self.to_upstream.wants_write()),
             },
@@ -190,20 +218,20 @@ impl Conn {
     /// When this connection next needs attention without any I/O.
     pub fn deadline(&self, idle_timeout: Option<Duration>) -> Option<Instant> {
         match self.phase {
-            Phase::Connecting { deadline, .. } => Some(deadline),
-            Phase::Relaying { .. } => idle_timeout.map(|t| self.last_active + t),
+            Phase::Connecting { deadline } => Some(deadline),
+            Phase::Relaying => idle_timeout.map(|t| self.last_active + t),
         }
     }
 
     /// A socket of this connection is ready. `Err` means it is over.
     pub fn on_ready(&mut self, side: Side, readable: bool, writable: bool, cx: &mut Context<'_>) -> Result<(), Reason> {
-        if let Phase::Connecting { attempt, .. } = self.phase {
+        if let Phase::Connecting { .. } = self.phase {
             if side == Side::Upstream && (readable || writable) {
                 let result = self.upstream.finish_connect();
-                cx.stats.upstream_result(attempt, result.is_ok());
+                cx.upstreams.record(cx.route, self.upstream_addr, result.is_ok(), cx.now, true);
                 match result {
-                    Ok(()) => self.connected(attempt, cx)?,
-                    Err(e) => self.next_upstream(attempt + 1, e, cx)?,
+                    Ok(()) => self.connected(cx)?,
+                    Err(e) => self.next_upstream(e, cx)?,
                 }
             }
             return Ok(());
@@ -226,17 +254,17 @@ impl Conn {
     /// The deadline passed: a connect attempt timed out, or the connection idled.
     pub fn on_timeout(&mut self, cx: &mut Context<'_>) -> Result<(), Reason> {
         match self.phase {
-            Phase::Connecting { attempt, .. } => {
-                cx.stats.upstream_result(attempt, false);
+            Phase::Connecting { .. } => {
+                cx.upstreams.record(cx.route, self.upstream_addr, false, cx.now, false);
                 let e = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
-                self.next_upstream(attempt + 1, e, cx)
+                self.next_upstream(e, cx)
             }
-            Phase::Relaying { .. } => Err(Reason::IdleTimeout),
+            Phase::Relaying => Err(Reason::IdleTimeout),
         }
     }
 
-    fn connected(&mut self, upstream: usize, cx: &mut Context<'_>) -> Result<(), Reason> {
-        self.phase = Phase::Relaying { upstream };
+    fn connected(&mut self, cx: &mut Context<'_>) -> Result<(), Reason> {
+        self.phase = Phase::Relaying;
         self.last_active = cx.now;
         Record::new(Level::Info, "open")
             .num("conn", self.id)
@@ -244,28 +272,27 @@ impl Conn {
             .str("client", self.client_addr)
             .str("upstream", self.upstream_addr)
             .emit();
-        // A client usually speaks first (an HTTP request is already waiting).
+        // A client usually speaks first (an HTTP request is already waiting),
+        // and a PROXY header is already buffered.
         self.pump(Side::Client, cx)?;
         self.finished()
     }
 
-    /// Give up on the current upstream address and try the following ones.
-    fn next_upstream(&mut self, from: usize, last: io::Error, cx: &mut Context<'_>) -> Result<(), Reason> {
-        let timed_out = last.kind() == io::ErrorKind::TimedOut;
+    /// Give up on the current upstream and try the next one the pool offers.
+    fn next_upstream(&mut self, last: io::Error, cx: &mut Context<'_>) -> Result<(), Reason> {
         log_attempt_failed(self.id, self.upstream_addr, &last);
-        if from >= cx.upstreams.addrs.len() {
-            return Err(if timed_out { Reason::ConnectTimeout } else { Reason::ConnectFailed(last) });
-        }
-        match connect_from(self.id, from, cx) {
-            Ok((attempt, addr, upstream)) => {
+        match connect_next(self.id, &mut self.tried, &mut self.attempts, Some(last), cx) {
+            Ok((addr, upstream)) => {
                 self.upstream = upstream;
                 self.upstream_addr = addr;
-                self.phase = Phase::Connecting { attempt, deadline: cx.now + cx.upstreams.connect_timeout };
+                self.phase = Phase::Connecting { deadline: cx.now + cx.connect_timeout };
                 Ok(())
             }
-            Err((addr, e)) => {
-                self.upstream_addr = addr;
-                Err(Reason::ConnectFailed(e))
+            Err((addr, reason)) => {
+                if let Some(addr) = addr {
+                    self.upstream_addr = addr;
+                }
+                Err(reason)
             }
         }
     }
@@ -279,7 +306,7 @@ impl Conn {
         let to = if from == Side::Client { Side::Upstream } else { Side::Client };
         let was_open = dir.state() == State::Open;
         let (dump, id, dumped) = (cx.dump, self.id, &mut self.dumped);
-        match dir.pump(src, dst, cx.pool, |bytes| dump_bytes(dump, id, to, dumped, bytes)) {
+        match dir.pump(src, dst, cx.buffers, |bytes| dump_bytes(dump, id, to, dumped, bytes)) {
             Ok(true) => self.last_active = cx.now,
             Ok(false) => {}
             // A reset (or other read error) aborts both directions.
@@ -301,10 +328,10 @@ impl Conn {
         self.upstream.abort();
     }
 
-    /// The index of the upstream address this connection relays to, once connected.
-    pub fn relaying_to(&self) -> Option<usize> {
+    /// The upstream this connection relays to, once connected.
+    pub fn relaying_to(&self) -> Option<SocketAddr> {
         match self.phase {
-            Phase::Relaying { upstream } => Some(upstream),
+            Phase::Relaying => Some(self.upstream_addr),
             Phase::Connecting { .. } => None,
         }
     }
@@ -328,7 +355,7 @@ impl Conn {
     pub fn log_close(&self, reason: &Reason, route: &str, now: Instant) {
         let bytes = (self.to_upstream.bytes, self.to_client.bytes);
         let duration = now.duration_since(self.opened);
-        log_close(self.id, route, self.client_addr, self.upstream_addr, bytes, duration, reason);
+        log_close(self.id, route, self.client_addr, Some(self.upstream_addr), bytes, duration, reason);
     }
 }
 
@@ -338,7 +365,7 @@ pub fn log_close(
     id: u64,
     route: &str,
     client: SocketAddr,
-    upstream: SocketAddr,
+    upstream: Option<SocketAddr>,
     (to_upstream, to_client): (u64, u64),
     duration: Duration,
     reason: &Reason,
@@ -347,7 +374,7 @@ pub fn log_close(
         .num("conn", id)
         .str("route", route)
         .str("client", client)
-        .str("upstream", upstream)
+        .str("upstream", format_args!("{}", Upstream(upstream)))
         .num("to_upstream", to_upstream)
         .num("to_client", to_client)
         .str("duration", format_args!("{:.3}s", duration.as_secs_f64()))
@@ -356,6 +383,18 @@ pub fn log_close(
         r = r.str("error", e);
     }
     r.emit();
+}
+
+/// An upstream address, or `-` for a client that never got one (denied).
+struct Upstream(Option<SocketAddr>);
+
+impl fmt::Display for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(a) => write!(f, "{a}"),
+            None => f.write_str("-"),
+        }
+    }
 }
 
 /// The traffic dump (`--dump`): one line per chunk read, as text with C-style
@@ -395,41 +434,76 @@ fn log_attempt_failed(conn: u64, upstream: SocketAddr, e: &io::Error) {
     Record::new(Level::Debug, "connect-failed").num("conn", conn).str("upstream", upstream).str("error", e).emit();
 }
 
-/// Start a connect to the first address from `from` on that does not fail at
-/// once. Returns its index, address and the (usually still connecting)
-/// stream, or the last address tried and its error.
-fn connect_from(conn: u64, from: usize, cx: &mut Context<'_>) -> Result<(usize, SocketAddr, Stream), (SocketAddr, io::Error)> {
-    let mut last = None;
-    for (i, addr) in cx.upstreams.addrs.iter().enumerate().skip(from) {
-        match Stream::connect(*addr) {
-            Ok(stream) => return Ok((i, *addr, stream)),
+/// Start a connect to the next upstream the pool offers that does not fail
+/// at once. Returns its address and the (usually still connecting) stream;
+/// or, when nothing is left to try, the last address tried and why: the
+/// last failure (`last`, or one here), or `NoUpstream` if every server was
+/// in its cool-down before any was tried.
+fn connect_next(
+    conn: u64,
+    tried: &mut u64,
+    attempts: &mut u32,
+    mut last: Option<io::Error>,
+    cx: &mut Context<'_>,
+) -> Result<(SocketAddr, Stream), (Option<SocketAddr>, Reason)> {
+    let mut last_addr = None;
+    while (*attempts as usize) < cx.upstreams.servers.len() {
+        let Some((index, addr)) = cx.upstreams.pick(cx.now, *tried) else { break };
+        *attempts += 1;
+        if index < 64 {
+            *tried |= 1 << index;
+        }
+        match Stream::connect(addr) {
+            Ok(stream) => return Ok((addr, stream)),
+            // Our own shortage, not the upstream's fault: no strike against
+            // it, and no point trying others (the caller pauses accepting).
+            Err(e) if sys::out_of_descriptors(&e) => return Err((Some(addr), Reason::ConnectFailed(e))),
             Err(e) => {
-                cx.stats.upstream_result(i, false);
-                log_attempt_failed(conn, *addr, &e);
-                last = Some((*addr, e));
+                cx.upstreams.record(cx.route, addr, false, cx.now, false);
+                log_attempt_failed(conn, addr, &e);
+                last_addr = Some(addr);
+                last = Some(e);
             }
         }
     }
-    // `from` is always a valid index when called, so `last` is set.
-    Err(last.unwrap_or_else(|| (SocketAddr::from(([0, 0, 0, 0], 0)), io::ErrorKind::NotFound.into())))
+    let reason = match last {
+        Some(e) if e.kind() == io::ErrorKind::TimedOut => Reason::ConnectTimeout,
+        Some(e) => Reason::ConnectFailed(e),
+        None => Reason::NoUpstream(cx.upstreams.servers.len()),
+    };
+    Err((last_addr, reason))
 }
 
 #[cfg(all(test, unix))] // drives real sockets on the Linux host
 mod tests {
     use super::*;
+    use crate::pool::Health;
+    use crate::route::{Policy, Remote};
     use crate::sys::{Listener, Poller};
     use std::net::TcpListener;
 
+    /// What the tests vary: the upstream addresses (in order) and the connect timeout.
+    struct Upstreams {
+        addrs: Vec<SocketAddr>,
+        connect_timeout: Duration,
+    }
+
+    fn pool(ups: &Upstreams) -> Pool {
+        let remotes = ups.addrs.iter().map(|a| Remote { host: a.ip().to_string(), port: a.port() }).collect();
+        let resolved = ups.addrs.iter().map(|a| vec![*a]).collect();
+        Pool::new(remotes, resolved, Policy::Failover, Health { threshold: 3, cooldown: Duration::from_secs(10) })
+    }
+
     /// Drive one connection through the real platform layer until it has
     /// connected (Ok) or given up (Err), firing its timeout when due.
-    fn until_connected(conn: &mut Conn, upstreams: &Upstreams) -> Result<SocketAddr, String> {
+    fn until_connected(conn: &mut Conn, upstreams: &Upstreams, up: &mut Pool) -> Result<SocketAddr, String> {
         let (mut pool, mut poller) = (BufferPool::new(1024, 1), Poller::new());
-        let mut stats = Stats::new("test".into(), &upstreams.addrs);
+        let mut stats = Stats::default();
         let give_up = Instant::now() + Duration::from_secs(10);
         while matches!(conn.phase, Phase::Connecting { .. }) {
             let now = Instant::now();
             assert!(now < give_up, "still connecting");
-            let mut cx = context(upstreams, &mut pool, &mut stats, now);
+            let mut cx = context(upstreams, up, &mut pool, &mut stats, now);
             if conn.deadline(None).is_some_and(|d| d <= now) {
                 conn.on_timeout(&mut cx).map_err(|r| r.to_string())?;
                 continue;
@@ -444,7 +518,7 @@ mod tests {
         Ok(conn.upstream_addr)
     }
 
-    fn start(upstreams: &Upstreams) -> (Conn, Listener) {
+    fn start(upstreams: &Upstreams, up: &mut Pool) -> (Conn, Listener) {
         // A real client socket, accepted from a real listener.
         let front = Listener::bind("127.0.0.1:0".parse().unwrap(), 8).unwrap();
         let _client = std::net::TcpStream::connect(front.local_addr().unwrap()).unwrap();
@@ -454,14 +528,21 @@ mod tests {
                 Err(_) => std::thread::sleep(Duration::from_millis(5)),
             }
         };
-        let (mut pool, mut stats) = (BufferPool::new(1024, 1), Stats::new("test".into(), &upstreams.addrs));
-        let mut cx = context(upstreams, &mut pool, &mut stats, Instant::now());
-        let conn = Conn::start(1, stream, addr, &mut cx).map_err(|(_, _, e)| e).unwrap();
+        let (mut pool, mut stats) = (BufferPool::new(1024, 1), Stats::default());
+        let mut cx = context(upstreams, up, &mut pool, &mut stats, Instant::now());
+        let conn = Conn::start(1, 0, stream, addr, b"", &mut cx).map_err(|(_, _, e)| e.to_string()).unwrap();
         (conn, front)
     }
 
-    fn context<'a>(upstreams: &'a Upstreams, pool: &'a mut BufferPool, stats: &'a mut Stats, now: Instant) -> Context<'a> {
-        Context { upstreams, pool, stats, route: "test", dump: Dump { mode: DumpMode::Off, limit: 0 }, now }
+    fn context<'a>(
+        ups: &Upstreams,
+        upstreams: &'a mut Pool,
+        buffers: &'a mut BufferPool,
+        stats: &'a mut Stats,
+        now: Instant,
+    ) -> Context<'a> {
+        let dump = Dump { mode: DumpMode::Off, limit: 0 };
+        Context { route: "test", upstreams, stats, buffers, connect_timeout: ups.connect_timeout, dump, now }
     }
 
     fn dead_addr() -> SocketAddr {
@@ -472,8 +553,9 @@ mod tests {
     fn refused_address_moves_on_to_the_next() {
         let live = TcpListener::bind("127.0.0.1:0").unwrap();
         let ups = Upstreams { addrs: vec![dead_addr(), live.local_addr().unwrap()], connect_timeout: Duration::from_secs(5) };
-        let (mut conn, _front) = start(&ups);
-        assert_eq!(until_connected(&mut conn, &ups), Ok(ups.addrs[1]));
+        let mut up = pool(&ups);
+        let (mut conn, _front) = start(&ups, &mut up);
+        assert_eq!(until_connected(&mut conn, &ups, &mut up), Ok(ups.addrs[1]));
         live.set_nonblocking(false).unwrap();
         live.accept().expect("the live upstream got the connection");
     }
@@ -481,8 +563,9 @@ mod tests {
     #[test]
     fn every_address_refused_is_connect_failed() {
         let ups = Upstreams { addrs: vec![dead_addr(), dead_addr()], connect_timeout: Duration::from_secs(5) };
-        let (mut conn, _front) = start(&ups);
-        let err = until_connected(&mut conn, &ups).unwrap_err();
+        let mut up = pool(&ups);
+        let (mut conn, _front) = start(&ups, &mut up);
+        let err = until_connected(&mut conn, &ups, &mut up).unwrap_err();
         assert!(err.starts_with("connect-failed"), "{err}");
     }
 
@@ -496,9 +579,10 @@ mod tests {
         let _fillers: Vec<_> = (0..8).map(|_| std::net::TcpStream::connect_timeout(&silent, Duration::from_millis(100))).collect();
         let live = TcpListener::bind("127.0.0.1:0").unwrap();
         let ups = Upstreams { addrs: vec![silent, live.local_addr().unwrap()], connect_timeout: Duration::from_millis(300) };
-        let (mut conn, _front) = start(&ups);
+        let mut up = pool(&ups);
+        let (mut conn, _front) = start(&ups, &mut up);
         let t = Instant::now();
-        assert_eq!(until_connected(&mut conn, &ups), Ok(ups.addrs[1]));
+        assert_eq!(until_connected(&mut conn, &ups, &mut up), Ok(ups.addrs[1]));
         assert!(t.elapsed() >= Duration::from_millis(250), "the silent address had its full timeout");
     }
 

@@ -1,9 +1,11 @@
 //! wasiter: a TCP proxy for WebAssembly runtimes and Linux.
 //!
-//! How a byte travels: `proxy` waits on every socket at once through the
-//! platform's `sys::Poller`; a ready socket goes to its `conn::Conn`, which
-//! runs one of its two `relay::Direction`s: read into a bounded buffer, write
-//! to the other side. Only `sys` talks to the host (WasmEdge's socket calls,
+//! How a byte travels: `proxy` waits on every socket of every route at once
+//! through the platform's `sys::Poller`; a new client is checked against its
+//! `route` (allow/deny, an optional `proxy_header`), its route's `pool` picks
+//! an upstream, and a ready socket goes to its `conn::Conn`, which runs one of
+//! its two `relay::Direction`s: read into a bounded buffer, write to the
+//! other side. `health` does the scheduled work (checks, re-resolution). Only `sys` talks to the host (WasmEdge's socket calls,
 //! or std::net and poll() natively and on wasip2). `main.rs` only starts it.
 #![deny(unsafe_code)]
 // Nothing on the network may stop the proxy: no unwrap/expect/panic outside tests.
@@ -11,8 +13,12 @@
 
 pub mod config;
 mod conn;
+mod health;
 pub mod log;
 pub mod metrics;
+pub mod pool;
 pub mod proxy;
+pub mod proxy_header;
 mod relay;
+pub mod route;
 pub mod sys;

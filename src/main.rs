@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use wasiter::config::{self, Command};
 use wasiter::log::{self, Record};
+use wasiter::pool::Health;
 use wasiter::{proxy, sys};
 
 fn main() -> ExitCode {
@@ -27,38 +28,59 @@ fn main() -> ExitCode {
     log::configure(cfg.log_level, cfg.log_format, cfg.trace);
     sys::init();
 
-    let upstreams = match sys::resolve(&cfg.remote.host, cfg.remote.port) {
-        Ok(addrs) if !addrs.is_empty() => addrs,
-        Ok(_) => return fail(format_args!("REMOTE: {:?} resolved to no address", cfg.remote.to_string())),
-        Err(e) => return fail(format_args!("REMOTE: cannot resolve {:?}: {e}", cfg.remote.to_string())),
-    };
-    let listener = match sys::Listener::bind(cfg.local, 1024) {
-        Ok(l) => l,
-        Err(e) => return fail(format_args!("LOCAL: cannot listen on {}: {e}", cfg.local)),
-    };
+    // Every route: resolve its upstreams, then bind. Any failure stops the
+    // start with a line naming the route.
+    let health = Health { threshold: cfg.fail_threshold, cooldown: cfg.cooldown };
+    let mut routes = Vec::new();
+    for spec in &cfg.routes {
+        let mut resolved = Vec::new();
+        for remote in &spec.upstreams {
+            match sys::resolve(&remote.host, remote.port) {
+                Ok(addrs) if !addrs.is_empty() => resolved.push(addrs),
+                Ok(_) => return fail(format_args!("{}: {:?} resolved to no address", spec.origin, remote.to_string())),
+                Err(e) => return fail(format_args!("{}: cannot resolve {:?}: {e}", spec.origin, remote.to_string())),
+            }
+        }
+        let listener = match sys::Listener::bind(spec.listen, 1024) {
+            Ok(l) => l,
+            Err(e) => {
+                // The LOCAL/REMOTE route listens where LOCAL says.
+                let what = match spec.origin.as_str() {
+                    "REMOTE" => "LOCAL",
+                    "--remote" => "--local",
+                    other => other,
+                };
+                return fail(format_args!("{what}: cannot listen on {}: {e}", spec.listen));
+            }
+        };
+        routes.push(proxy::Route::new(spec, listener, resolved, health));
+    }
     let metrics = match cfg.metrics.map(|addr| (addr, sys::Listener::bind(addr, 64))) {
         None => None,
         Some((_, Ok(l))) => Some(l),
         Some((addr, Err(e))) => return fail(format_args!("WASITER_METRICS: cannot listen on {addr}: {e}")),
     };
-    let local = listener.local_addr().unwrap_or(cfg.local);
-    let resolved: Vec<String> = upstreams.iter().map(|a| a.to_string()).collect();
     let metrics_addr = match &metrics {
         Some(l) => l.local_addr().map(|a| format!("http://{a}/metrics")).unwrap_or_default(),
         None => "off".to_string(),
     };
-    Record::always("start")
-        .str("listen", local)
-        .str("remote", &cfg.remote)
-        .str("upstreams", resolved.join(","))
-        .str("metrics", metrics_addr)
-        .str("runtime", sys::RUNTIME)
-        .str("version", env!("CARGO_PKG_VERSION"))
-        .num("max_conns", cfg.max_conns as u64)
-        .num("buffer", cfg.buffer_size as u64)
-        .emit();
+    // One start line per route, each naming its real listen address.
+    for (route, spec) in routes.iter().zip(&cfg.routes) {
+        let remote: Vec<String> = spec.upstreams.iter().map(|u| u.to_string()).collect();
+        Record::always("start")
+            .str("listen", route.name())
+            .str("remote", remote.join(","))
+            .str("upstreams", route.upstream_list())
+            .str("policy", format_args!("{:?}", spec.policy).to_string().to_lowercase())
+            .str("metrics", &metrics_addr)
+            .str("runtime", sys::RUNTIME)
+            .str("version", env!("CARGO_PKG_VERSION"))
+            .num("max_conns", cfg.max_conns as u64)
+            .num("buffer", cfg.buffer_size as u64)
+            .emit();
+    }
 
-    let mut proxy = proxy::Proxy::new(&cfg, listener, upstreams, metrics);
+    let mut proxy = proxy::Proxy::new(&cfg, routes, metrics);
     match proxy.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(format_args!("event loop failed: {e}")),

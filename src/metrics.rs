@@ -5,13 +5,13 @@
 //! (version 0.0.4), anything else with 404 or 405, then close.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::pool::{Pool, Server};
 use crate::sys::{would_block, Stream};
 
 /// Every `reason=` a close line can carry; `closes_total` has one series each.
-pub const REASONS: [&str; 7] = [
+pub const REASONS: [&str; 10] = [
     "client-closed",
     "upstream-closed",
     "client-error",
@@ -19,113 +19,89 @@ pub const REASONS: [&str; 7] = [
     "connect-failed",
     "connect-timeout",
     "idle-timeout",
+    "denied",
+    "no-upstream",
+    "bad-proxy-header",
 ];
 
-struct UpstreamStats {
-    addr: SocketAddr,
-    connects: u64,
-    failures: u64,
-    /// Relaying connections to it now.
-    active: u64,
-    /// Did the last connect to it succeed (true until one fails).
-    up: bool,
-}
-
+/// One route's counters. Per-upstream figures live in its `Pool`.
+#[derive(Default)]
 pub struct Stats {
-    route: String,
     pub connections: u64,
+    /// Client connections open now (relaying, connecting or awaiting a header).
+    pub active: u64,
     pub to_upstream: u64,
     pub to_client: u64,
     closes: [u64; REASONS.len()],
-    upstreams: Vec<UpstreamStats>,
-    pub iterations: u64,
-    pub wakeups: u64,
 }
 
 impl Stats {
-    pub fn new(route: String, upstreams: &[SocketAddr]) -> Stats {
-        Stats {
-            route,
-            connections: 0,
-            to_upstream: 0,
-            to_client: 0,
-            closes: [0; REASONS.len()],
-            upstreams: upstreams.iter().map(|&addr| UpstreamStats { addr, connects: 0, failures: 0, active: 0, up: true }).collect(),
-            iterations: 0,
-            wakeups: 0,
-        }
-    }
-
     pub fn closed(&mut self, reason: &str) {
         if let Some(count) = REASONS.iter().position(|r| *r == reason).and_then(|i| self.closes.get_mut(i)) {
             *count += 1;
         }
     }
+}
 
-    pub fn upstream_result(&mut self, index: usize, ok: bool) {
-        if let Some(u) = self.upstreams.get_mut(index) {
-            if ok {
-                u.connects += 1;
-                u.active += 1;
-            } else {
-                u.failures += 1;
-            }
-            u.up = ok;
+/// What one route shows: its name (listen address), counters and pool.
+pub struct RouteView<'a> {
+    pub name: &'a str,
+    pub stats: &'a Stats,
+    pub pool: &'a Pool,
+}
+
+/// The Prometheus text exposition format, every route in each family.
+pub fn render(routes: &[RouteView<'_>], iterations: u64, wakeups: u64, now: Instant) -> String {
+    let mut out = String::with_capacity(2048);
+    // One family at a time: HELP and TYPE, then its samples.
+    let mut w = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
+        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
+        for (labels, v) in samples {
+            let _ = writeln!(out, "{name}{labels} {v}");
         }
+    };
+    let per_route = |f: &dyn Fn(&Stats) -> u64| -> Vec<(String, u64)> {
+        routes.iter().map(|r| (format!("{{route=\"{}\"}}", label(r.name)), f(r.stats))).collect()
+    };
+    w("wasiter_connections_total", "counter", "Client connections accepted.", &per_route(&|s| s.connections));
+    w("wasiter_connections_active", "gauge", "Client connections open now.", &per_route(&|s| s.active));
+    let mut bytes = Vec::new();
+    for r in routes {
+        let route = label(r.name);
+        bytes.push((format!("{{route=\"{route}\",direction=\"to_upstream\"}}"), r.stats.to_upstream));
+        bytes.push((format!("{{route=\"{route}\",direction=\"to_client\"}}"), r.stats.to_client));
     }
-
-    /// A connection relaying to upstream `index` has closed.
-    pub fn upstream_closed(&mut self, index: usize) {
-        if let Some(u) = self.upstreams.get_mut(index) {
-            u.active = u.active.saturating_sub(1);
-        }
-    }
-
-    /// The Prometheus text exposition format.
-    pub fn render(&self, active: usize) -> String {
-        let route = label(&self.route);
-        let mut out = String::with_capacity(2048);
-        // One family at a time: HELP and TYPE, then its samples.
-        let mut w = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
-            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
-            for (labels, v) in samples {
-                let _ = writeln!(out, "{name}{labels} {v}");
-            }
-        };
-        let r = format!("{{route=\"{route}\"}}");
-        w("wasiter_connections_total", "counter", "Client connections accepted.", &[(r.clone(), self.connections)]);
-        w("wasiter_connections_active", "gauge", "Client connections open now.", &[(r.clone(), active as u64)]);
-        w(
-            "wasiter_bytes_total",
-            "counter",
-            "Bytes relayed, by direction.",
-            &[
-                (format!("{{route=\"{route}\",direction=\"to_upstream\"}}"), self.to_upstream),
-                (format!("{{route=\"{route}\",direction=\"to_client\"}}"), self.to_client),
-            ],
-        );
-        let closes: Vec<_> =
-            REASONS.iter().zip(self.closes).map(|(why, n)| (format!("{{route=\"{route}\",reason=\"{why}\"}}"), n)).collect();
-        w("wasiter_closes_total", "counter", "Connections closed, by reason.", &closes);
-        let per = |f: &dyn Fn(&UpstreamStats) -> u64| -> Vec<(String, u64)> {
-            self.upstreams
-                .iter()
-                .map(|u| (format!("{{route=\"{route}\",upstream=\"{}\"}}", label(&u.addr.to_string())), f(u)))
-                .collect()
-        };
-        w("wasiter_upstream_connects_total", "counter", "Successful connects, by upstream address.", &per(&|u| u.connects));
-        w(
-            "wasiter_upstream_connect_failures_total",
-            "counter",
-            "Failed or timed-out connects, by upstream address.",
-            &per(&|u| u.failures),
-        );
-        w("wasiter_upstream_connections_active", "gauge", "Connections relaying to this upstream address now.", &per(&|u| u.active));
-        w("wasiter_upstream_up", "gauge", "1 unless the last connect to this upstream address failed.", &per(&|u| u.up as u64));
-        w("wasiter_loop_iterations_total", "counter", "Passes of the event loop.", &[(String::new(), self.iterations)]);
-        w("wasiter_poll_wakeups_total", "counter", "Waits that returned at least one ready socket.", &[(String::new(), self.wakeups)]);
-        out
-    }
+    w("wasiter_bytes_total", "counter", "Bytes relayed, by direction.", &bytes);
+    let closes: Vec<_> = routes
+        .iter()
+        .flat_map(|r| {
+            let route = label(r.name);
+            REASONS.iter().zip(r.stats.closes).map(move |(why, n)| (format!("{{route=\"{route}\",reason=\"{why}\"}}"), n))
+        })
+        .collect();
+    w("wasiter_closes_total", "counter", "Connections closed, by reason.", &closes);
+    let per = |f: &dyn Fn(&Server) -> u64| -> Vec<(String, u64)> {
+        routes
+            .iter()
+            .flat_map(|r| {
+                r.pool.servers.iter().map(|s| {
+                    (format!("{{route=\"{}\",upstream=\"{}\"}}", label(r.name), label(&s.addr.to_string())), f(s))
+                })
+            })
+            .collect()
+    };
+    w("wasiter_upstream_connects_total", "counter", "Successful connects, by upstream address.", &per(&|s| s.connects));
+    w("wasiter_upstream_connect_failures_total", "counter", "Failed or timed-out connects, by upstream address.", &per(&|s| s.failures));
+    w("wasiter_upstream_connections_active", "gauge", "Connections relaying to this upstream address now.", &per(&|s| s.active));
+    w(
+        "wasiter_upstream_up",
+        "gauge",
+        "0 while this upstream address is skipped after failed connects (its cool-down), else 1.",
+        &per(&|s| s.is_up(now) as u64),
+    );
+    w("wasiter_loop_iterations_total", "counter", "Passes of the event loop.", &[(String::new(), iterations)]);
+    w("wasiter_poll_wakeups_total", "counter", "Waits that returned at least one ready socket.", &[(String::new(), wakeups)]);
+    out
 }
 
 /// A label value: backslash, quote and newline escaped.
@@ -161,7 +137,8 @@ impl Scrape {
     }
 
     /// Make progress; `false` when the exchange is over and it can be closed.
-    pub fn on_ready(&mut self, stats: &Stats, active: usize) -> bool {
+    /// `body` renders the metrics, only when a well-formed GET asks for them.
+    pub fn on_ready(&mut self, body: impl FnOnce() -> String) -> bool {
         if self.response.is_empty() {
             let mut buf = [0u8; 1024];
             loop {
@@ -175,7 +152,7 @@ impl Scrape {
                     break;
                 }
             }
-            match respond(&self.request, stats, active) {
+            match respond(&self.request, body) {
                 Some(response) => self.response = response,
                 None => return true, // the head is not complete yet
             }
@@ -194,7 +171,7 @@ impl Scrape {
 }
 
 /// The answer to a request head, or None while the head is incomplete.
-pub fn respond(request: &[u8], stats: &Stats, active: usize) -> Option<Vec<u8>> {
+pub fn respond(request: &[u8], body: impl FnOnce() -> String) -> Option<Vec<u8>> {
     let complete = request.windows(4).any(|w| w == b"\r\n\r\n") || request.windows(2).any(|w| w == b"\n\n");
     if !complete && request.len() <= MAX_REQUEST {
         return None;
@@ -215,7 +192,7 @@ pub fn respond(request: &[u8], stats: &Stats, active: usize) -> Option<Vec<u8>> 
     } else if method != b"GET" && method != b"HEAD" {
         ("405 Method Not Allowed", String::new())
     } else if path == b"/metrics" || path.starts_with(b"/metrics?") {
-        ("200 OK", stats.render(active))
+        ("200 OK", body())
     } else {
         ("404 Not Found", "metrics are at /metrics\n".to_string())
     };
@@ -233,37 +210,52 @@ pub fn respond(request: &[u8], stats: &Stats, active: usize) -> Option<Vec<u8>> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pool::Health;
+    use crate::route::{Policy, Remote};
 
-    fn stats() -> Stats {
-        let mut s = Stats::new("0.0.0.0:8080".into(), &["127.0.0.1:80".parse().unwrap()]);
-        s.connections = 3;
-        s.to_upstream = 10;
+    fn pool() -> Pool {
+        let remote = Remote { host: "127.0.0.1".into(), port: 80 };
+        let health = Health { threshold: 1, cooldown: Duration::from_secs(10) };
+        Pool::new(vec![remote], vec![vec!["127.0.0.1:80".parse().unwrap()]], Policy::Failover, health)
+    }
+
+    fn render_two(now: Instant) -> String {
+        let mut s = Stats { connections: 3, active: 2, to_upstream: 10, ..Stats::default() };
         s.closed("client-closed");
-        s.upstream_result(0, false);
-        s
+        s.closed("denied");
+        let mut p = pool();
+        p.record("r", "127.0.0.1:80".parse().unwrap(), false, now, false);
+        let other = Stats::default();
+        let p2 = pool();
+        let routes = [RouteView { name: "0.0.0.0:8080", stats: &s, pool: &p }, RouteView { name: "[::1]:9", stats: &other, pool: &p2 }];
+        render(&routes, 7, 5, now)
     }
 
     #[test]
-    fn render_has_every_family_with_its_samples() {
-        let text = stats().render(2);
+    fn render_has_every_family_with_every_route() {
+        let text = render_two(Instant::now());
         for line in [
             "wasiter_connections_total{route=\"0.0.0.0:8080\"} 3",
+            "wasiter_connections_total{route=\"[::1]:9\"} 0",
             "wasiter_connections_active{route=\"0.0.0.0:8080\"} 2",
             "wasiter_bytes_total{route=\"0.0.0.0:8080\",direction=\"to_upstream\"} 10",
             "wasiter_closes_total{route=\"0.0.0.0:8080\",reason=\"client-closed\"} 1",
+            "wasiter_closes_total{route=\"0.0.0.0:8080\",reason=\"denied\"} 1",
             "wasiter_closes_total{route=\"0.0.0.0:8080\",reason=\"idle-timeout\"} 0",
             "wasiter_upstream_connect_failures_total{route=\"0.0.0.0:8080\",upstream=\"127.0.0.1:80\"} 1",
             "wasiter_upstream_up{route=\"0.0.0.0:8080\",upstream=\"127.0.0.1:80\"} 0",
+            "wasiter_upstream_up{route=\"[::1]:9\",upstream=\"127.0.0.1:80\"} 1",
+            "wasiter_loop_iterations_total 7",
             "# TYPE wasiter_poll_wakeups_total counter",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
         }
+        assert_eq!(text.matches("# TYPE wasiter_connections_total").count(), 1, "a family is written once");
     }
 
     #[test]
     fn requests_get_the_right_answer() {
-        let s = stats();
-        let answer = |req: &[u8]| respond(req, &s, 0).map(|r| String::from_utf8(r).unwrap());
+        let answer = |req: &[u8]| respond(req, || "body".to_string()).map(|r| String::from_utf8(r).unwrap());
         assert_eq!(answer(b"GET /metrics HTTP/1.1\r\nHost: x\r\n"), None, "head not complete yet");
         assert!(answer(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap().starts_with("HTTP/1.1 200 OK\r\n"));
         assert!(answer(b"GET / HTTP/1.0\r\n\r\n").unwrap().starts_with("HTTP/1.1 404"));

@@ -1,12 +1,15 @@
-//! The readiness loop: one thread, one `Poller`, every socket.
+//! The readiness loop: one thread, one `Poller`, every socket of every route.
 //!
 //! Each pass:
-//! 1. derive interest from state: the listener while below the connection
-//!    limit, and for every connection what its directions can use now;
-//!    collect the nearest deadline (connect, idle or scrape timeout, summary);
-//! 2. handle whatever is past its deadline;
-//! 3. wait (never longer than `MAX_WAIT`, never forever);
-//! 4. hand each ready socket to its owner; accept last, so a slot freed in
+//! 1. scheduled work, when due: DNS re-resolution and health-check connects
+//!    (`health`), and dropping whatever is past its deadline that has no
+//!    connection yet (a PROXY header not sent, a check not answered);
+//! 2. derive interest from state: each route's listener while below the
+//!    connection limit, and for every connection what its directions can use
+//!    now; collect the nearest deadline;
+//! 3. handle connections past their deadline (connect or idle timeout);
+//! 4. wait (never longer than `MAX_WAIT`, never forever);
+//! 5. hand each ready socket to its owner; accept last, so a slot freed in
 //!    this pass is not reused under a stale event.
 
 use std::io;
@@ -16,19 +19,28 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 
 use crate::config::{Config, Dump};
-use crate::conn::{self, Conn, Context, Reason, Side, Upstreams};
+use crate::conn::{self, Conn, Context, Reason, Side};
+use crate::health::{self, Check};
 use crate::log::{Level, Record};
-use crate::metrics::{Scrape, Stats};
+use crate::metrics::{self, RouteView, Scrape, Stats};
+use crate::pool::{Health, Pool};
+use crate::proxy_header::{self, Received};
 use crate::relay::BufferPool;
-use crate::sys::{self, Event, Listener, Poller};
+use crate::route::{Acl, ProxyVersion, RouteSpec};
+use crate::sys::{self, Event, Listener, Poller, Stream};
 
-/// Tokens: connections are `key * 2 + side`; scrapes are `SCRAPE | key`.
-const LISTENER: usize = usize::MAX;
-const METRICS: usize = usize::MAX - 1;
-const SCRAPE: usize = 1 << (usize::BITS - 2);
+/// A token is a kind in its top bits and an index below them. Connections
+/// use `key * 2 + side`; the others their slab key or route index.
+const KIND_SHIFT: u32 = usize::BITS - 4;
+const CONN: usize = 0;
+const LISTENER: usize = 1;
+const METRICS: usize = 2;
+const SCRAPE: usize = 3;
+const PENDING: usize = 4;
+const CHECK: usize = 5;
 /// An upper bound on one wait, so the loop always wakes to check its timers.
 const MAX_WAIT: Duration = Duration::from_secs(1);
-/// Accepts per wake-up: a flood of new clients must not starve the others.
+/// Accepts per listener per wake-up: a flood of new clients must not starve the others.
 const ACCEPT_BATCH: usize = 64;
 /// After an accept error such as EMFILE (no descriptors left), stop accepting
 /// for this long instead of spinning on a listener that stays readable.
@@ -39,6 +51,18 @@ const SPARE_BUFFERS: usize = 64;
 /// Metrics requests served at once; more wait in the backlog.
 const MAX_SCRAPES: usize = 16;
 
+fn tok(kind: usize, index: usize) -> usize {
+    (kind << KIND_SHIFT) | index
+}
+
+fn split(token: usize) -> (usize, usize) {
+    (token >> KIND_SHIFT, token & ((1 << KIND_SHIFT) - 1))
+}
+
+fn conn_token(key: usize, side: Side) -> usize {
+    tok(CONN, key * 2 + (side == Side::Upstream) as usize)
+}
+
 /// The periodic summary line (`--summary-interval`).
 struct Summary {
     every: Duration,
@@ -47,87 +71,145 @@ struct Summary {
     last: (u64, u64),
 }
 
-/// What every connection borrows, kept apart from the connection table so
-/// both can be borrowed at once.
-struct Shared {
-    route: String,
-    upstreams: Upstreams,
-    pool: BufferPool,
+/// One route at run time: its listener, pool, rules and counters.
+pub struct Route {
+    name: String,
+    listener: Listener,
+    pool: Pool,
     stats: Stats,
-    dump: Dump,
+    acl: Acl,
+    send_proxy: Option<ProxyVersion>,
+    accept_proxy: bool,
 }
 
-impl Shared {
-    fn context(&mut self, now: Instant) -> Context<'_> {
-        Context {
-            upstreams: &self.upstreams,
-            pool: &mut self.pool,
-            stats: &mut self.stats,
-            route: &self.route,
-            dump: self.dump,
-            now,
+impl Route {
+    /// `resolved[i]` holds the addresses of `spec.upstreams[i]`.
+    pub fn new(spec: &RouteSpec, listener: Listener, resolved: Vec<Vec<SocketAddr>>, health: Health) -> Route {
+        // A route is named by the address it really listens on (it may say port 0).
+        let name = listener.local_addr().unwrap_or(spec.listen).to_string();
+        Route {
+            name,
+            listener,
+            pool: Pool::new(spec.upstreams.clone(), resolved, spec.policy, health),
+            stats: Stats::default(),
+            acl: spec.acl.clone(),
+            send_proxy: spec.send_proxy,
+            accept_proxy: spec.accept_proxy,
         }
     }
 }
 
+impl Route {
+    /// The address it listens on, as a string: its name in logs and metrics.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Every upstream address, comma-separated, for the start line.
+    pub fn upstream_list(&self) -> String {
+        let addrs: Vec<String> = self.pool.servers.iter().map(|s| s.addr.to_string()).collect();
+        addrs.join(",")
+    }
+}
+
+/// A client of an `accept-proxy` route whose PROXY header is still arriving.
+struct Pending {
+    id: u64,
+    route: usize,
+    client: Stream,
+    peer: SocketAddr,
+    reader: proxy_header::Reader,
+    deadline: Instant,
+}
+
+/// What every connection borrows, kept apart from the connection table so
+/// both can be borrowed at once.
+struct Shared {
+    routes: Vec<Route>,
+    buffers: BufferPool,
+    connect_timeout: Duration,
+    dump: Dump,
+}
+
+impl Shared {
+    fn context(&mut self, route: usize, now: Instant) -> Option<Context<'_>> {
+        let r = self.routes.get_mut(route)?;
+        Some(Context {
+            route: &r.name,
+            upstreams: &mut r.pool,
+            stats: &mut r.stats,
+            buffers: &mut self.buffers,
+            connect_timeout: self.connect_timeout,
+            dump: self.dump,
+            now,
+        })
+    }
+}
+
 pub struct Proxy {
-    listener: Listener,
     shared: Shared,
     conns: Slab<Conn>,
+    pending: Slab<Pending>,
+    checks: Slab<Check>,
     poller: Poller,
     idle_timeout: Option<Duration>,
+    header_timeout: Duration,
     max_conns: usize,
     next_id: u64,
     accept_paused_until: Option<Instant>,
     metrics: Option<Listener>,
     scrapes: Slab<Scrape>,
     summary: Option<Summary>,
+    /// Scheduled work: (interval, next time).
+    health_check: Option<(Duration, Instant)>,
+    resolve: Option<(Duration, Instant)>,
+    iterations: u64,
+    wakeups: u64,
     /// Reused between passes so the loop does not allocate.
     ready: Vec<Event>,
     expired: Vec<usize>,
-}
-
-fn token(key: usize, side: Side) -> usize {
-    key * 2 + (side == Side::Upstream) as usize
-}
-
-fn from_token(token: usize) -> (usize, Side) {
-    (token / 2, if token % 2 == 1 { Side::Upstream } else { Side::Client })
+    listeners_ready: Vec<usize>,
 }
 
 impl Proxy {
-    pub fn new(cfg: &Config, listener: Listener, upstreams: Vec<SocketAddr>, metrics: Option<Listener>) -> Proxy {
-        // The route is named by the address it really listens on (LOCAL may say port 0).
-        let route = listener.local_addr().unwrap_or(cfg.local).to_string();
+    pub fn new(cfg: &Config, routes: Vec<Route>, metrics: Option<Listener>) -> Proxy {
         let now = Instant::now();
         Proxy {
-            listener,
             shared: Shared {
-                stats: Stats::new(route.clone(), &upstreams),
-                route,
-                upstreams: Upstreams { addrs: upstreams, connect_timeout: cfg.connect_timeout },
-                pool: BufferPool::new(cfg.buffer_size, SPARE_BUFFERS),
+                routes,
+                buffers: BufferPool::new(cfg.buffer_size, SPARE_BUFFERS),
+                connect_timeout: cfg.connect_timeout,
                 dump: cfg.dump,
             },
             conns: Slab::new(),
+            pending: Slab::new(),
+            checks: Slab::new(),
             poller: Poller::new(),
             idle_timeout: cfg.idle_timeout,
+            header_timeout: cfg.proxy_header_timeout,
             max_conns: cfg.max_conns,
             next_id: 1,
             accept_paused_until: None,
             metrics,
             scrapes: Slab::new(),
             summary: cfg.summary_interval.map(|every| Summary { every, next: now + every, last: (0, 0) }),
+            // The first checks run at once: a dead upstream is known before the first client.
+            health_check: cfg.health_check.map(|every| (every, now)),
+            resolve: cfg.resolve_interval.map(|every| (every, now + every)),
+            iterations: 0,
+            wakeups: 0,
             ready: Vec::new(),
             expired: Vec::new(),
+            listeners_ready: Vec::new(),
         }
     }
 
     /// Runs until the poller itself fails (not for anything a peer does).
     pub fn run(&mut self) -> io::Result<()> {
         loop {
-            self.shared.stats.iterations += 1;
+            self.iterations += 1;
             let now = Instant::now();
+            self.scheduled(now);
             let wake_at = self.register(now);
             if !self.expired.is_empty() {
                 self.expire(now);
@@ -138,25 +220,32 @@ impl Proxy {
             self.ready.clear();
             self.ready.extend(self.poller.events());
             if !self.ready.is_empty() {
-                self.shared.stats.wakeups += 1;
+                self.wakeups += 1;
             }
             let now = Instant::now();
-            let (mut accept, mut scrape) = (false, false);
+            let mut scrape = false;
+            self.listeners_ready.clear();
             let ready = std::mem::take(&mut self.ready);
             for &ev in &ready {
-                match ev.token {
-                    LISTENER => accept = true,
-                    METRICS => scrape = true,
-                    t if t & SCRAPE != 0 => self.serve_scrape(t & !SCRAPE, now),
-                    t => {
-                        let (key, side) = from_token(t);
+                let (kind, index) = split(ev.token);
+                match kind {
+                    CONN => {
+                        let (key, side) = (index / 2, if index % 2 == 1 { Side::Upstream } else { Side::Client });
                         self.dispatch(key, now, |conn, cx| conn.on_ready(side, ev.readable, ev.writable, cx));
                     }
+                    LISTENER => self.listeners_ready.push(index),
+                    METRICS => scrape = true,
+                    SCRAPE => self.serve_scrape(index, now),
+                    PENDING => self.on_header(index, now),
+                    CHECK => self.on_check(index, now),
+                    _ => {}
                 }
             }
             self.ready = ready; // keep its capacity for the next pass
-            if accept {
-                self.accept(now);
+            for i in 0..self.listeners_ready.len() {
+                if let Some(&route) = self.listeners_ready.get(i) {
+                    self.accept(route, now);
+                }
             }
             if scrape {
                 self.accept_scrapes(now);
@@ -165,7 +254,55 @@ impl Proxy {
         }
     }
 
-    /// Step 1: interest and deadlines. Returns when to wake at the latest;
+    fn active(&self) -> usize {
+        self.conns.len() + self.pending.len()
+    }
+
+    /// Step 1: re-resolution and health checks when due; drop headers and
+    /// checks that ran out of time.
+    fn scheduled(&mut self, now: Instant) {
+        if let Some((every, next)) = &mut self.resolve {
+            if *next <= now {
+                for r in &mut self.shared.routes {
+                    health::re_resolve(&r.name, &mut r.pool);
+                }
+                *next = Instant::now() + *every;
+            }
+        }
+        if let Some((every, next)) = &mut self.health_check {
+            if *next <= now {
+                *next = now + *every;
+                let in_flight: Vec<(usize, SocketAddr)> = self.checks.iter().map(|(_, c)| (c.route, c.addr)).collect();
+                for (i, r) in self.shared.routes.iter_mut().enumerate() {
+                    for check in health::start_checks(i, &r.name, &mut r.pool, &in_flight, self.shared.connect_timeout, now) {
+                        self.checks.insert(check);
+                    }
+                }
+            }
+        }
+        let routes = &mut self.shared.routes;
+        self.checks.retain(|_, c| {
+            if c.deadline > now {
+                return true;
+            }
+            if let Some(r) = routes.get_mut(c.route) {
+                health::log_check_failed(&r.name, c.addr, "timed out");
+                r.pool.record(&r.name, c.addr, false, now, false);
+            }
+            false
+        });
+        self.pending.retain(|_, p| {
+            if p.deadline > now {
+                return true;
+            }
+            if let Some(r) = routes.get_mut(p.route) {
+                close_early(r, p.id, p.peer, Reason::BadProxyHeader("no PROXY header in time".into()));
+            }
+            false
+        });
+    }
+
+    /// Step 2: interest and deadlines. Returns when to wake at the latest;
     /// fills `expired` with connections whose deadline has passed.
     fn register(&mut self, now: Instant) -> Instant {
         self.poller.clear();
@@ -179,11 +316,13 @@ impl Proxy {
                 wake_at = wake_at.min(until);
             }
         }
-        if self.accept_paused_until.is_none() && self.conns.len() < self.max_conns {
-            self.poller.add(self.listener.handle(), LISTENER, true, false);
+        if self.accept_paused_until.is_none() && self.active() < self.max_conns {
+            for (i, r) in self.shared.routes.iter().enumerate() {
+                self.poller.add(r.listener.handle(), tok(LISTENER, i), true, false);
+            }
         }
-        if let Some(summary) = &self.summary {
-            wake_at = wake_at.min(summary.next);
+        for next in [self.summary.as_ref().map(|s| s.next), self.health_check.map(|h| h.1), self.resolve.map(|r| r.1)].into_iter().flatten() {
+            wake_at = wake_at.min(next);
         }
 
         for (key, conn) in &self.conns {
@@ -197,30 +336,38 @@ impl Proxy {
             let want = conn.interest();
             if want.client != (false, false) {
                 let (r, w) = want.client;
-                self.poller.add(conn.client().handle(), token(key, Side::Client), r, w);
+                self.poller.add(conn.client().handle(), conn_token(key, Side::Client), r, w);
             }
             if want.upstream != (false, false) {
                 let (r, w) = want.upstream;
-                self.poller.add(conn.upstream().handle(), token(key, Side::Upstream), r, w);
+                self.poller.add(conn.upstream().handle(), conn_token(key, Side::Upstream), r, w);
             }
+        }
+        for (key, p) in &self.pending {
+            self.poller.add(p.client.handle(), tok(PENDING, key), true, false);
+            wake_at = wake_at.min(p.deadline);
+        }
+        for (key, c) in &self.checks {
+            self.poller.add(c.stream.handle(), tok(CHECK, key), false, true);
+            wake_at = wake_at.min(c.deadline);
         }
 
         if let Some(metrics) = &self.metrics {
             if self.scrapes.len() < MAX_SCRAPES {
-                self.poller.add(metrics.handle(), METRICS, true, false);
+                self.poller.add(metrics.handle(), tok(METRICS, 0), true, false);
             }
         }
         // A scraper that stalls is simply dropped at its deadline.
         self.scrapes.retain(|_, s| s.deadline > now);
         for (key, s) in &self.scrapes {
             let (r, w) = s.interest();
-            self.poller.add(s.stream().handle(), SCRAPE | key, r, w);
+            self.poller.add(s.stream().handle(), tok(SCRAPE, key), r, w);
             wake_at = wake_at.min(s.deadline);
         }
         wake_at
     }
 
-    /// Step 2: connect and idle timeouts.
+    /// Step 3: connect and idle timeouts.
     fn expire(&mut self, now: Instant) {
         let expired = std::mem::take(&mut self.expired);
         for &key in &expired {
@@ -233,16 +380,18 @@ impl Proxy {
     /// the end, log, count and close it.
     fn dispatch(&mut self, key: usize, now: Instant, f: impl FnOnce(&mut Conn, &mut Context<'_>) -> Result<(), Reason>) {
         let Some(conn) = self.conns.get_mut(key) else { return };
+        let Some(mut cx) = self.shared.context(conn.route, now) else { return };
         let before = conn.bytes();
-        let result = f(conn, &mut self.shared.context(now));
+        let result = f(conn, &mut cx);
         let after = conn.bytes();
-        self.shared.stats.to_upstream += after.0 - before.0;
-        self.shared.stats.to_client += after.1 - before.1;
+        cx.stats.to_upstream += after.0 - before.0;
+        cx.stats.to_client += after.1 - before.1;
         if let Err(reason) = result {
-            conn.log_close(&reason, &self.shared.route, now);
-            self.shared.stats.closed(reason.name());
+            conn.log_close(&reason, cx.route, now);
+            cx.stats.closed(reason.name());
+            cx.stats.active = cx.stats.active.saturating_sub(1);
             if let Some(upstream) = conn.relaying_to() {
-                self.shared.stats.upstream_closed(upstream);
+                cx.upstreams.closed(upstream);
             }
             if reason.is_abort() {
                 conn.abort();
@@ -251,18 +400,19 @@ impl Proxy {
         }
     }
 
-    /// Step 4: take new clients until the backlog is empty, the batch is
-    /// used up, or the connection limit is reached.
-    fn accept(&mut self, now: Instant) {
+    /// Step 5: take new clients of `route` until its backlog is empty, the
+    /// batch is used up, or the connection limit is reached.
+    fn accept(&mut self, route: usize, now: Instant) {
         for _ in 0..ACCEPT_BATCH {
             if self.accept_paused_until.is_some() {
                 return;
             }
-            if self.conns.len() >= self.max_conns {
+            if self.active() >= self.max_conns {
                 Record::new(Level::Debug, "limit").num("max_conns", self.max_conns as u64).str("action", "pausing accepts").emit();
-                return; // the listener is left out of the interest until a slot frees
+                return; // the listeners are left out of the interest until a slot frees
             }
-            let (client, client_addr) = match self.listener.accept() {
+            let Some(r) = self.shared.routes.get_mut(route) else { return };
+            let (client, peer) = match r.listener.accept() {
                 Ok(pair) => pair,
                 Err(e) if sys::would_block(&e) => return,
                 // The client gave up before we got to it: nothing to pause for.
@@ -274,22 +424,98 @@ impl Proxy {
             };
             let id = self.next_id;
             self.next_id += 1;
-            self.shared.stats.connections += 1;
-            match Conn::start(id, client, client_addr, &mut self.shared.context(now)) {
-                Ok(conn) => {
-                    self.conns.insert(conn);
-                }
-                Err((_client, upstream, e)) => {
-                    // No descriptor for the upstream socket: let the next
-                    // clients wait in the backlog instead of being dropped too.
-                    if sys::out_of_descriptors(&e) {
-                        self.pause_accepting(&e, now);
+            r.stats.connections += 1;
+            r.stats.active += 1;
+            if r.accept_proxy {
+                let reader = proxy_header::Reader::default();
+                self.pending.insert(Pending { id, route, client, peer, reader, deadline: now + self.header_timeout });
+            } else {
+                self.admit(route, id, client, peer, None, now);
+            }
+        }
+    }
+
+    /// A client is here (and has sent its PROXY header, if its route wants
+    /// one): check it against the route's lists and start its upstream connect.
+    fn admit(&mut self, route: usize, id: u64, client: Stream, peer: SocketAddr, header: Option<Received>, now: Instant) {
+        let Some(r) = self.shared.routes.get_mut(route) else { return };
+        let (from, to, rest) = match header {
+            Some(Received { addrs: Some((from, to)), rest }) => (from, Some(to), rest),
+            Some(Received { addrs: None, rest }) => (peer, None, rest),
+            None => (peer, None, Vec::new()),
+        };
+        if !r.acl.permits(from.ip()) {
+            close_early(r, id, from, Reason::Denied);
+            return; // dropping `client` closes it: no upstream ever saw it
+        }
+        let mut early = match r.send_proxy {
+            Some(v) => proxy_header::encode(v, from, to.or_else(|| client.local_addr().ok()).unwrap_or(peer)),
+            None => Vec::new(),
+        };
+        early.extend_from_slice(&rest);
+        let Some(mut cx) = self.shared.context(route, now) else { return };
+        match Conn::start(id, route, client, from, &early, &mut cx) {
+            Ok(conn) => {
+                self.conns.insert(conn);
+            }
+            Err((_client, upstream, reason)) => {
+                cx.stats.closed(reason.name());
+                cx.stats.active = cx.stats.active.saturating_sub(1);
+                conn::log_close(id, cx.route, from, upstream, (0, 0), Duration::ZERO, &reason);
+                // No descriptor for the upstream socket: let the next
+                // clients wait in the backlog instead of being dropped too.
+                if let Reason::ConnectFailed(e) = &reason {
+                    if sys::out_of_descriptors(e) {
+                        self.pause_accepting(e, now);
                     }
-                    let reason = Reason::ConnectFailed(e);
-                    self.shared.stats.closed(reason.name());
-                    conn::log_close(id, &self.shared.route, client_addr, upstream, (0, 0), Duration::ZERO, &reason);
                 }
             }
+        }
+    }
+
+    /// An accept-proxy client sent something: read at most the rest of its
+    /// header; once complete, admit it.
+    fn on_header(&mut self, key: usize, now: Instant) {
+        let Some(p) = self.pending.get_mut(key) else { return };
+        let mut buf = [0u8; 512];
+        let outcome = loop {
+            let want = p.reader.want().min(buf.len());
+            let Some(chunk) = buf.get_mut(..want) else { break Err("header buffer".to_string()) };
+            match p.client.read(chunk) {
+                Ok(0) => break Err("the client closed before its PROXY header ended".to_string()),
+                Ok(n) => match p.reader.push(chunk.get(..n).unwrap_or_default()) {
+                    Ok(Some(received)) => break Ok(Some(received)),
+                    Ok(None) => continue,
+                    Err(why) => break Err(why),
+                },
+                Err(e) if sys::would_block(&e) => break Ok(None),
+                Err(e) => break Err(e.to_string()),
+            }
+        };
+        match outcome {
+            Ok(None) => {}
+            Ok(Some(received)) => {
+                let p = self.pending.remove(key);
+                self.admit(p.route, p.id, p.client, p.peer, Some(received), now);
+            }
+            Err(why) => {
+                let p = self.pending.remove(key);
+                if let Some(r) = self.shared.routes.get_mut(p.route) {
+                    close_early(r, p.id, p.peer, Reason::BadProxyHeader(why));
+                }
+            }
+        }
+    }
+
+    /// A health-check connect finished: its outcome goes to the pool.
+    fn on_check(&mut self, key: usize, now: Instant) {
+        let Some(check) = self.checks.try_remove(key) else { return };
+        let result = check.stream.finish_connect();
+        if let Some(r) = self.shared.routes.get_mut(check.route) {
+            if let Err(e) = &result {
+                health::log_check_failed(&r.name, check.addr, &e.to_string());
+            }
+            r.pool.record(&r.name, check.addr, result.is_ok(), now, false);
         }
     }
 
@@ -320,9 +546,13 @@ impl Proxy {
     }
 
     fn serve_scrape(&mut self, key: usize, now: Instant) {
-        let active = self.conns.len();
+        let (routes, iterations, wakeups) = (&self.shared.routes, self.iterations, self.wakeups);
+        let body = || {
+            let views: Vec<RouteView<'_>> = routes.iter().map(|r| RouteView { name: &r.name, stats: &r.stats, pool: &r.pool }).collect();
+            metrics::render(&views, iterations, wakeups, now)
+        };
         if let Some(scrape) = self.scrapes.get_mut(key) {
-            if !scrape.on_ready(&self.shared.stats, active) || scrape.deadline <= now {
+            if !scrape.on_ready(body) || scrape.deadline <= now {
                 self.scrapes.remove(key);
             }
         }
@@ -335,10 +565,11 @@ impl Proxy {
             return;
         }
         let secs = summary.every.as_secs_f64();
-        let (up, down) = (self.shared.stats.to_upstream, self.shared.stats.to_client);
+        let routes = &self.shared.routes;
+        let (up, down) = (routes.iter().map(|r| r.stats.to_upstream).sum(), routes.iter().map(|r| r.stats.to_client).sum());
         Record::new(Level::Info, "summary")
-            .num("active", self.conns.len() as u64)
-            .num("connections", self.shared.stats.connections)
+            .num("active", (self.conns.len() + self.pending.len()) as u64)
+            .num("connections", routes.iter().map(|r| r.stats.connections).sum())
             .num("to_upstream", up)
             .num("to_client", down)
             .num("to_upstream_per_s", ((up - summary.last.0) as f64 / secs) as u64)
@@ -349,6 +580,14 @@ impl Proxy {
             summary.next += summary.every;
         }
     }
+}
+
+/// Close a client that never got an upstream connection (denied, or its
+/// PROXY header was bad or missing): count it and log it.
+fn close_early(r: &mut Route, id: u64, client: SocketAddr, reason: Reason) {
+    r.stats.closed(reason.name());
+    r.stats.active = r.stats.active.saturating_sub(1);
+    conn::log_close(id, &r.name, client, None, (0, 0), Duration::ZERO, &reason);
 }
 
 fn transient_accept_error(e: &io::Error) -> bool {

@@ -98,6 +98,21 @@ impl Direction {
         self.state
     }
 
+    /// Queue bytes to go out before anything read from the source (a PROXY
+    /// header). They must fit one buffer; they are small (a header is at
+    /// most a few hundred bytes, the buffer at least 1 KiB).
+    pub fn preload(&mut self, bytes: &[u8], pool: &mut BufferPool) {
+        if bytes.is_empty() {
+            return;
+        }
+        let buf = self.buf.get_or_insert_with(|| pool.take());
+        let n = bytes.len().min(buf.len().saturating_sub(self.end));
+        if let (Some(dst), Some(src)) = (buf.get_mut(self.end..self.end + n), bytes.get(..n)) {
+            dst.copy_from_slice(src);
+            self.end += n;
+        }
+    }
+
     pub fn is_done(&self) -> bool {
         self.state == State::Done
     }
@@ -276,6 +291,17 @@ mod tests {
         assert_eq!(d.bytes, 11);
         assert_eq!(d.state(), State::Open);
         assert!(d.wants_read() && !d.wants_write());
+    }
+
+    #[test]
+    fn preloaded_bytes_go_first() {
+        let (mut src, mut dst, mut pool) = (source(&[b"GET /"], false), sink(1 << 20), BufferPool::new(64, 8));
+        let mut d = Direction::new();
+        d.preload(b"PROXY UNKNOWN\r\n", &mut pool);
+        assert!(d.wants_write() && !d.wants_read(), "the header waits for the destination");
+        d.pump(&mut src, &mut dst, &mut pool, |_| {}).unwrap();
+        assert_eq!(dst.written, b"PROXY UNKNOWN\r\nGET /");
+        assert_eq!(d.bytes, 20, "the header counts as bytes sent upstream");
     }
 
     #[test]

@@ -403,7 +403,7 @@ fn malformed_configuration_is_one_line_and_exit_2(rt: Runtime) {
         (vec![("REMOTE", s("127.0.0.1:80"))], vec![], "LOCAL is not set"),
         (vec![("LOCAL", s("127.0.0.1:0"))], vec![], "REMOTE is not set"),
         (vec![("LOCAL", s("8080")), ("REMOTE", s("127.0.0.1:80"))], vec![], "LOCAL: \"8080\" is not valid; expected IP:PORT"),
-        (vec![("LOCAL", s("127.0.0.1:0")), ("REMOTE", s("backend"))], vec![], "REMOTE: \"backend\" is not valid; expected HOST:PORT"),
+        (vec![("LOCAL", s("127.0.0.1:0")), ("REMOTE", s("backend"))], vec![], "REMOTE: \"backend\" is not valid: bad upstream \"backend\"; expected HOST:PORT"),
         (vec![("LOCAL", s("127.0.0.1:0")), ("REMOTE", s("backend:70000"))], vec![], "REMOTE: \"backend:70000\""),
         (vec![("LOCAL", s("127.0.0.1:0")), ("REMOTE", s("a:1"))], vec!["--idle-timeout", "soon"], "--idle-timeout: \"soon\""),
         (vec![("LOCAL", s("127.0.0.1:0")), ("REMOTE", s("a:1")), ("WASITER_MAX_CONNS", s("-3"))], vec![], "WASITER_MAX_CONNS: \"-3\""),
@@ -715,7 +715,7 @@ fn metrics_count_what_happened(rt: Runtime) {
 
     // A failed upstream shows as down, with its failure counted.
     let dead = format!("127.0.0.1:{}", free_port());
-    let p2 = Proxy::start(rt, &dead, &[("WASITER_METRICS", "127.0.0.1:0")], &["--quiet"]);
+    let p2 = Proxy::start(rt, &dead, &[("WASITER_METRICS", "127.0.0.1:0")], &["--quiet", "--fail-threshold", "1"]);
     let mut c = p2.connect();
     assert!(is_closed(&mut c));
     let url2 = p2.metrics.clone().unwrap();

@@ -20,6 +20,7 @@
 //!                                 peer is an error, never a signal
 //!       .shutdown_write()         send FIN, keep reading
 //!       .abort()                  make the coming close send RST (best effort)
+//!       .local_addr()          -> io::Result<SocketAddr>   where it arrived
 //!       .handle()
 //!       (drop)                    closes the socket
 //! Poller::new(), .clear(), .add(handle, token, read, write),

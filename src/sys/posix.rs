@@ -151,6 +151,11 @@ impl Stream {
         trace!(r.as_ref().map_err(clone_err), "setsockopt(fd={}, SO_LINGER, 0)", self.handle());
     }
 
+    /// The address this connection arrived at (for a PROXY header).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+
     pub fn handle(&self) -> Handle {
         self.0.as_raw_fd()
     }

@@ -240,6 +240,12 @@ impl Stream {
         trace!(r.as_ref().map_err(clone_err), "sock_setsockopt(fd={}, SO_LINGER, 0)", self.handle());
     }
 
+    /// The address this connection arrived at (for a PROXY header). Our own
+    /// sock_getlocaladdr: the crate's local_addr() loses the IP in release builds.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        socket_addr(self.handle(), host::sock_getlocaladdr)
+    }
+
     pub fn handle(&self) -> Handle {
         self.0.as_raw_fd() as u32
     }

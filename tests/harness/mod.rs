@@ -138,6 +138,51 @@ impl Proxy {
         proxy
     }
 
+    /// Start with no LOCAL/REMOTE: the routes come from `args` (--route) or
+    /// `env`. Waits for one start line per route; `addrs` are their listen
+    /// addresses, in the order given.
+    pub fn start_routes(rt: Runtime, routes: usize, env: &[(&str, &str)], args: &[&str]) -> (Proxy, Vec<SocketAddr>) {
+        let all: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        let mut child = rt
+            .command(&all, args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("runtime starts");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let sink = log.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut proxy = Proxy { child, addr: "0.0.0.0:0".parse().unwrap(), metrics: None, log };
+        let is_start = |l: &str| l.contains(" start listen=") || l.contains("\"event\":\"start\"");
+        proxy.wait_for_log("start lines", |_| true);
+        eventually_log(&mut proxy, routes, is_start);
+        let addrs: Vec<SocketAddr> =
+            proxy.log().iter().filter(|l| is_start(l)).map(|l| record(l)["listen"].parse().expect("listen address parses")).collect();
+        assert_eq!(addrs.len(), routes, "one start line per route; log:\n{}", proxy.log().join("\n"));
+        proxy.addr = addrs[0];
+        let first = proxy.log().into_iter().find(|l| is_start(l)).unwrap();
+        proxy.metrics = Some(record(&first)["metrics"].clone()).filter(|m| m != "off");
+        (proxy, addrs)
+    }
+
+    /// Connect to `addr` from the loopback source address `from` (e.g.
+    /// 127.0.0.2: a different client as far as the proxy can tell).
+    pub fn connect_from(from: &str, addr: SocketAddr) -> TcpStream {
+        let sock = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None).unwrap();
+        sock.bind(&format!("{from}:0").parse::<SocketAddr>().unwrap().into()).expect("bind the client's source address");
+        sock.connect(&addr.into()).expect("connect to the proxy");
+        let s: TcpStream = sock.into();
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        s.set_write_timeout(Some(PATIENCE)).unwrap();
+        s
+    }
+
     pub fn connect(&self) -> TcpStream {
         let s = TcpStream::connect(self.addr).expect("connect to the proxy");
         s.set_read_timeout(Some(PATIENCE)).unwrap();
@@ -463,6 +508,51 @@ pub fn redis() -> Daemon {
     cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"]);
     cmd.arg("--dir").arg(dir.path());
     spawn_daemon(cmd, port, dir, "redis-server")
+}
+
+/// Wait until `n` log lines match `pred`.
+fn eventually_log(proxy: &mut Proxy, n: usize, pred: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while proxy.log().iter().filter(|l| pred(l)).count() < n {
+        proxy.assert_alive();
+        assert!(Instant::now() < deadline, "fewer than {n} matching lines; log:\n{}", proxy.log().join("\n"));
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// HAProxy as a PROXY-protocol-aware HTTP server: it takes a PROXY header
+/// (v1 or v2, `accept-proxy`) on every connection and answers every request
+/// with the client address the header gave it: `src=IP:PORT`.
+pub fn haproxy_proxy_aware() -> Daemon {
+    haproxy(|port| {
+        format!(
+            "defaults\n  mode http\n  timeout connect 5s\n  timeout client 20s\n  timeout server 20s\n\
+             frontend fe\n  bind 127.0.0.1:{port} accept-proxy\n\
+             \x20 http-request return status 200 content-type text/plain lf-string \"src=%[src]:%[src_port]\\n\"\n"
+        )
+    })
+}
+
+/// HAProxy in TCP mode in front of `backend`, sending it a PROXY header
+/// (`send-proxy` or `send-proxy-v2`): a load balancer before wasiter.
+pub fn haproxy_sending(backend: SocketAddr, send: &str) -> Daemon {
+    haproxy(|port| {
+        format!(
+            "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 20s\n  timeout server 20s\n\
+             listen lb\n  bind 127.0.0.1:{port}\n  server s1 {backend} {send}\n"
+        )
+    })
+}
+
+fn haproxy(conf: impl Fn(u16) -> String) -> Daemon {
+    let dir = TempDir::new("haproxy");
+    let port = free_port();
+    let path = dir.path().join("haproxy.cfg");
+    std::fs::write(&path, conf(port)).unwrap();
+    let bin = if Path::new("/usr/sbin/haproxy").exists() { "/usr/sbin/haproxy" } else { "haproxy" };
+    let mut cmd = Command::new(bin);
+    cmd.arg("-db").arg("-f").arg(&path);
+    spawn_daemon(cmd, port, dir, "haproxy")
 }
 
 /// Poll `cond` until true or PATIENCE runs out.

@@ -1,0 +1,248 @@
+//! A route as the user writes it: where to listen, where to send, and how.
+//!
+//! ```text
+//! LISTEN=UPSTREAM[,UPSTREAM...][;OPTION...]
+//!   0.0.0.0:8080=web1:80,web2:80;policy=round-robin;allow=10.0.0.0/8;send-proxy=v2
+//! ```
+//! `REMOTE` takes the right-hand side (`UPSTREAM,...;OPTION...`) for the route
+//! that `LOCAL` listens on. Options:
+//! - `policy=failover|round-robin|least-conn` (default failover: in order)
+//! - `allow=CIDR,...` and `deny=CIDR,...` (an address alone is /32 or /128)
+//! - `send-proxy=v1|v2`: a PROXY protocol header to the upstream first
+//! - `accept-proxy`: expect a PROXY header (v1 or v2) from the client first
+//!
+//! Parsing here is pure: names are resolved later, by the platform.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use ipnet::IpNet;
+
+/// An upstream as the user wrote it: resolved later, by the platform.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Remote {
+    pub host: String,
+    pub port: u16,
+}
+
+impl Remote {
+    /// A literal IP needs no resolving (and no re-resolving).
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.host.parse().ok()
+    }
+}
+
+impl fmt::Display for Remote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// How a pool picks an upstream for a new connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    /// The first healthy upstream in the order given.
+    Failover,
+    /// Each healthy upstream in turn.
+    RoundRobin,
+    /// The healthy upstream with the fewest open connections.
+    LeastConn,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyVersion {
+    V1,
+    V2,
+}
+
+/// Who may connect: deny wins; a non-empty allow list admits only its ranges.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Acl {
+    pub allow: Vec<IpNet>,
+    pub deny: Vec<IpNet>,
+}
+
+impl Acl {
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d.
+        let ip = ip.to_canonical();
+        let hit = |list: &[IpNet]| list.iter().any(|net| net.contains(&ip));
+        !hit(&self.deny) && (self.allow.is_empty() || hit(&self.allow))
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.allow.is_empty() && self.deny.is_empty()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// Where it was given (REMOTE, --route, a file and line), for messages.
+    pub origin: String,
+    pub listen: SocketAddr,
+    pub upstreams: Vec<Remote>,
+    pub policy: Policy,
+    pub acl: Acl,
+    pub send_proxy: Option<ProxyVersion>,
+    pub accept_proxy: bool,
+}
+
+pub const ROUTE_FORM: &str =
+    "LISTEN=HOST:PORT[,HOST:PORT...][;policy=failover|round-robin|least-conn][;allow=CIDR,...][;deny=CIDR,...][;send-proxy=v1|v2][;accept-proxy], e.g. 0.0.0.0:8080=web1:80,web2:80;policy=round-robin";
+
+/// `LISTEN=UPSTREAMS;OPTIONS`. The error says what part was wrong.
+pub fn parse_route(s: &str) -> Result<RouteSpec, String> {
+    let (listen, rest) = s.split_once('=').ok_or("no '=' between the listen address and the upstreams")?;
+    let listen = parse_local(listen.trim()).ok_or_else(|| format!("bad listen address {:?}", listen.trim()))?;
+    parse_target(listen, rest)
+}
+
+/// The right-hand side of a route: `UPSTREAM,...;OPTION...` (also `REMOTE`).
+pub fn parse_target(listen: SocketAddr, s: &str) -> Result<RouteSpec, String> {
+    let mut parts = s.split(';');
+    let upstreams = parts.next().unwrap_or_default().trim();
+    if upstreams.is_empty() {
+        return Err("no upstream (an empty pool)".into());
+    }
+    let upstreams = upstreams
+        .split(',')
+        .map(|u| parse_remote(u.trim()).ok_or_else(|| format!("bad upstream {:?}", u.trim())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut route =
+        RouteSpec { origin: String::new(), listen, upstreams, policy: Policy::Failover, acl: Acl::default(), send_proxy: None, accept_proxy: false };
+    for option in parts.map(str::trim).filter(|o| !o.is_empty()) {
+        let (key, value) = option.split_once('=').unwrap_or((option, ""));
+        let value = value.trim();
+        match key.trim() {
+            "policy" => {
+                route.policy = match value {
+                    "failover" | "first" => Policy::Failover,
+                    "round-robin" | "roundrobin" | "rr" => Policy::RoundRobin,
+                    "least-conn" | "leastconn" => Policy::LeastConn,
+                    _ => return Err(format!("bad policy {value:?} (failover, round-robin or least-conn)")),
+                }
+            }
+            "allow" => route.acl.allow.extend(parse_cidrs(value)?),
+            "deny" => route.acl.deny.extend(parse_cidrs(value)?),
+            "send-proxy" => {
+                route.send_proxy = Some(match value {
+                    "v1" | "1" => ProxyVersion::V1,
+                    "v2" | "2" => ProxyVersion::V2,
+                    _ => return Err(format!("bad send-proxy {value:?} (v1 or v2)")),
+                })
+            }
+            "accept-proxy" => {
+                route.accept_proxy = match value {
+                    "" | "yes" | "true" | "1" | "on" => true,
+                    "no" | "false" | "0" | "off" => false,
+                    _ => return Err(format!("bad accept-proxy {value:?} (yes or no)")),
+                }
+            }
+            other => return Err(format!("unknown option {other:?}")),
+        }
+    }
+    Ok(route)
+}
+
+/// `10.0.0.0/8,::1,fd00::/8`: a bare address is one host.
+fn parse_cidrs(s: &str) -> Result<Vec<IpNet>, String> {
+    if s.is_empty() {
+        return Err("an empty address list".into());
+    }
+    s.split(',')
+        .map(str::trim)
+        .map(|c| {
+            c.parse::<IpNet>()
+                .or_else(|_| c.parse::<IpAddr>().map(IpNet::from))
+                .map(|n| n.trunc())
+                .map_err(|_| format!("bad CIDR {c:?} (an address or ADDRESS/PREFIX, e.g. 10.0.0.0/8 or fd00::/8)"))
+        })
+        .collect()
+}
+
+/// `IP:PORT`, `[IPv6]:PORT`, or `:PORT` for every IPv4 address.
+pub fn parse_local(s: &str) -> Option<SocketAddr> {
+    if let Some(port) = s.strip_prefix(':') {
+        return Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port.parse().ok()?));
+    }
+    s.parse().ok()
+}
+
+/// `HOST:PORT` where HOST is a name, an IPv4 address or a bracketed IPv6 one.
+pub fn parse_remote(s: &str) -> Option<Remote> {
+    let (host, port) = s.rsplit_once(':')?;
+    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+    let host = match host.strip_prefix('[') {
+        Some(inner) => {
+            let v6 = inner.strip_suffix(']')?;
+            v6.parse::<std::net::Ipv6Addr>().ok()?;
+            v6
+        }
+        // A name or an IPv4 address: letters, digits, dots, dashes.
+        None if !host.is_empty()
+            && host.len() <= 253
+            && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')) =>
+        {
+            host
+        }
+        None => return None,
+    };
+    Some(Remote { host: host.to_string(), port })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_route_parses() {
+        let r = parse_route("[::]:8080=web1:80, [::1]:81 ;policy=least-conn;allow=10.0.0.0/8,::1;deny=10.1.2.3;send-proxy=v2;accept-proxy")
+            .unwrap();
+        assert_eq!(r.listen, "[::]:8080".parse().unwrap());
+        assert_eq!(r.upstreams, vec![Remote { host: "web1".into(), port: 80 }, Remote { host: "::1".into(), port: 81 }]);
+        assert_eq!((r.policy, r.send_proxy, r.accept_proxy), (Policy::LeastConn, Some(ProxyVersion::V2), true));
+        assert_eq!(r.acl.allow, vec!["10.0.0.0/8".parse::<IpNet>().unwrap(), "::1/128".parse().unwrap()]);
+        assert_eq!(r.acl.deny, vec!["10.1.2.3/32".parse::<IpNet>().unwrap()]);
+        let plain = parse_route(":9=a:1").unwrap();
+        assert_eq!((plain.policy, plain.send_proxy, plain.accept_proxy, plain.acl.is_open()), (Policy::Failover, None, false, true));
+    }
+
+    #[test]
+    fn the_acl_denies_first_then_admits_only_the_allowed() {
+        let acl = Acl { allow: parse_cidrs("127.0.0.0/8,::1").unwrap(), deny: parse_cidrs("127.0.0.2").unwrap() };
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(acl.permits(ip("127.0.0.1")));
+        assert!(!acl.permits(ip("127.0.0.2")), "denied, though inside an allowed range");
+        assert!(!acl.permits(ip("10.0.0.1")), "not in the allow list");
+        assert!(acl.permits(ip("::1")));
+        assert!(acl.permits(ip("::ffff:127.0.0.1")), "IPv4-mapped is IPv4");
+        assert!(!acl.permits(ip("::ffff:127.0.0.2")));
+        let deny_only = Acl { allow: vec![], deny: parse_cidrs("192.168.0.0/16").unwrap() };
+        assert!(deny_only.permits(ip("10.0.0.1")) && !deny_only.permits(ip("192.168.3.4")));
+        assert_eq!(parse_cidrs("10.9.8.7/8").unwrap(), vec!["10.0.0.0/8".parse::<IpNet>().unwrap()], "host bits dropped");
+    }
+
+    #[test]
+    fn bad_routes_say_what_is_wrong() {
+        for (spec, want) in [
+            ("0.0.0.0:80", "no '='"),
+            ("nowhere=a:1", "bad listen address \"nowhere\""),
+            (":80=", "no upstream (an empty pool)"),
+            (":80=;policy=rr", "no upstream"),
+            (":80=a:1,b", "bad upstream \"b\""),
+            (":80=a:1;allow=10.0.0.0/33", "bad CIDR \"10.0.0.0/33\""),
+            (":80=a:1;deny=10.0.0.x", "bad CIDR \"10.0.0.x\""),
+            (":80=a:1;allow=", "an empty address list"),
+            (":80=a:1;policy=random", "bad policy \"random\""),
+            (":80=a:1;send-proxy=v3", "bad send-proxy \"v3\""),
+            (":80=a:1;color=blue", "unknown option \"color\""),
+        ] {
+            let e = parse_route(spec).expect_err(spec);
+            assert!(e.starts_with(want), "{spec}: got {e:?}, want {want:?}");
+        }
+    }
+}
