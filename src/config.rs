@@ -19,7 +19,7 @@ wasiter: a TCP proxy for WebAssembly runtimes and Linux
 USAGE:
     wasmedge --env LOCAL=0.0.0.0:8080 --env REMOTE=backend:80 wasiter.wasm
     wasiter --local 0.0.0.0:8080 --remote backend:80
-    wasiter --route 0.0.0.0:8080=web1:80,web2:80;policy=round-robin --route :6379=cache:6379
+    wasiter --route '0.0.0.0:8080=web1:80,web2:80;policy=round-robin' --route :6379=cache:6379
 
 ROUTES (at least one: LOCAL with REMOTE, or --route, or a routes file):
     --local ADDR           LOCAL

@@ -71,7 +71,7 @@ fn main() -> ExitCode {
             .str("listen", route.name())
             .str("remote", remote.join(","))
             .str("upstreams", route.upstream_list())
-            .str("policy", format_args!("{:?}", spec.policy).to_string().to_lowercase())
+            .str("policy", spec.policy.name())
             .str("metrics", &metrics_addr)
             .str("runtime", sys::RUNTIME)
             .str("version", env!("CARGO_PKG_VERSION"))

@@ -53,6 +53,17 @@ pub enum Policy {
     LeastConn,
 }
 
+impl Policy {
+    /// As written in a route.
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Failover => "failover",
+            Policy::RoundRobin => "round-robin",
+            Policy::LeastConn => "least-conn",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProxyVersion {
     V1,

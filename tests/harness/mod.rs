@@ -160,7 +160,6 @@ impl Proxy {
         });
         let mut proxy = Proxy { child, addr: "0.0.0.0:0".parse().unwrap(), metrics: None, log };
         let is_start = |l: &str| l.contains(" start listen=") || l.contains("\"event\":\"start\"");
-        proxy.wait_for_log("start lines", |_| true);
         eventually_log(&mut proxy, routes, is_start);
         let addrs: Vec<SocketAddr> =
             proxy.log().iter().filter(|l| is_start(l)).map(|l| record(l)["listen"].parse().expect("listen address parses")).collect();
