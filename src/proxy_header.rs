@@ -54,6 +54,11 @@ fn same_family(a: SocketAddr, b: SocketAddr) -> (SocketAddr, SocketAddr) {
     }
 }
 
+/// The crate's messages quote "\r\n" literally: keep a reason on one line.
+fn one_line(e: &impl std::fmt::Display) -> String {
+    e.to_string().escape_debug().to_string()
+}
+
 /// The length field of a v2 header (bytes 14 and 15, big-endian).
 fn v2_len(b: &[u8]) -> usize {
     match b.get(14..16) {
@@ -110,7 +115,7 @@ impl Reader {
             if b.len() < total {
                 return Ok(None);
             }
-            let header = v2::Header::try_from(b.get(..total).unwrap_or_default()).map_err(|e| format!("bad v2 header: {e}"))?;
+            let header = v2::Header::try_from(b.get(..total).unwrap_or_default()).map_err(|e| format!("bad v2 header: {}", one_line(&e)))?;
             let addrs = match (header.command, header.addresses) {
                 (v2::Command::Local, _) => None,
                 (_, v2::Addresses::IPv4(a)) => Some((
@@ -130,7 +135,7 @@ impl Reader {
                 return if b.len() >= V1_MAX { Err(format!("no CRLF in the first {V1_MAX} bytes")) } else { Ok(None) };
             };
             let line = b.get(..end).unwrap_or_default();
-            let header = ppp::v1::Header::try_from(line).map_err(|e| format!("bad v1 header: {e}"))?;
+            let header = ppp::v1::Header::try_from(line).map_err(|e| format!("bad v1 header: {}", one_line(&e)))?;
             let addrs = match header.addresses {
                 ppp::v1::Addresses::Tcp4(a) => Some((
                     SocketAddr::new(a.source_address.into(), a.source_port),
@@ -222,5 +227,8 @@ mod tests {
         long.extend_from_slice(&[0x21, 0x11, 0xff, 0xff]);
         assert!(read_all(&long).unwrap_err().contains("at most"));
         assert_eq!(read_all(b"PROXY TCP4 1.2.3.4 5.6").unwrap(), None, "incomplete: wait");
+        // Found by fuzzing: the crate's message has a real CR LF in it.
+        let e = read_all(b"PROXY TCP4 192.0.2.7 10.0.0.1 5555 808\r0\nGET / HTTP/1.1\r\n").unwrap_err();
+        assert!(e.starts_with("bad v1 header") && !e.contains('\n') && !e.contains('\r'), "{e:?}");
     }
 }
