@@ -126,6 +126,8 @@ enum Phase {
 
 pub struct Conn {
     id: u64,
+    /// In the loop's list of busy connections (see `proxy::Proxy::register`).
+    pub busy: bool,
     /// Index of its route in the proxy.
     pub route: usize,
     /// Pool servers tried so far (a bit per index), and how many attempts.
@@ -175,6 +177,7 @@ impl Conn {
                 to_upstream.preload(early, cx.buffers);
                 Ok(Conn {
                     id,
+                    busy: false,
                     route,
                     tried,
                     attempts,
@@ -213,6 +216,20 @@ impl Conn {
                 upstream: (self.to_client.wants_read(), self.to_upstream.wants_write()),
             },
         }
+    }
+
+    /// Quiet since `since`: relaying, nothing buffered either way, no byte
+    /// moved. Such a connection waits only for a peer to speak, and the loop
+    /// may watch it less often (see `proxy::Proxy::register`).
+    pub fn quiet_since(&self, since: Instant) -> bool {
+        matches!(self.phase, Phase::Relaying)
+            && self.last_active <= since
+            && !self.to_upstream.wants_write()
+            && !self.to_client.wants_write()
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// When this connection next needs attention without any I/O.

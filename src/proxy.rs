@@ -6,7 +6,9 @@
 //!    connection yet (a PROXY header not sent, a check not answered);
 //! 2. derive interest from state: each route's listener while below the
 //!    connection limit, and for every connection what its directions can use
-//!    now; collect the nearest deadline;
+//!    now; collect the nearest deadline. Connections quiet for `QUIET_AFTER`
+//!    are left out of most passes while others are busy (see `register`);
+//!    every pass includes them when nothing else is going on;
 //! 3. handle connections past their deadline (connect or idle timeout);
 //! 4. wait (never longer than `MAX_WAIT`, never forever);
 //! 5. hand each ready socket to its owner; accept last, so a slot freed in
@@ -50,6 +52,18 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 const SPARE_BUFFERS: usize = 64;
 /// Metrics requests served at once; more wait in the backlog.
 const MAX_SCRAPES: usize = 16;
+/// A connection with no byte either way for this long is "quiet": while
+/// others are busy, it is watched only in full passes.
+const QUIET_AFTER: Duration = Duration::from_secs(1);
+/// How often a busy loop makes a full pass: `FULL_PASS_SHARE` times what the
+/// last full wait cost when it did not have to block (so that full passes,
+/// whose cost grows with every socket, take about a tenth of the time; the
+/// pass after a full one pays as much again to drop what it no longer
+/// watches), within these bounds. The upper bound is the extra delay a quiet
+/// connection may see when it speaks while others keep the loop busy.
+const FULL_PASS_SHARE: u32 = 20;
+const FULL_PASS_MIN: Duration = Duration::from_millis(2);
+const FULL_PASS_MAX: Duration = Duration::from_millis(500);
 
 fn tok(kind: usize, index: usize) -> usize {
     (kind << KIND_SHIFT) | index
@@ -165,6 +179,12 @@ pub struct Proxy {
     resolve: Option<(Duration, Instant)>,
     iterations: u64,
     wakeups: u64,
+    /// Connections watched in every pass: (slab key, id), as a key may be reused.
+    busy: Vec<(usize, u64)>,
+    /// When the next full pass (every connection watched) is due, and
+    /// whether this pass is one.
+    next_full: Instant,
+    full_pass: bool,
     /// Reused between passes so the loop does not allocate.
     ready: Vec<Event>,
     expired: Vec<usize>,
@@ -198,6 +218,9 @@ impl Proxy {
             resolve: cfg.resolve_interval.map(|every| (every, now + every)),
             iterations: 0,
             wakeups: 0,
+            busy: Vec::new(),
+            next_full: now,
+            full_pass: true,
             ready: Vec::new(),
             expired: Vec::new(),
             listeners_ready: Vec::new(),
@@ -215,7 +238,14 @@ impl Proxy {
                 self.expire(now);
                 continue; // their interest changed: derive it again
             }
+            let waited = Instant::now();
             self.poller.wait(wake_at.saturating_duration_since(now))?;
+            if self.full_pass && !self.busy.is_empty() {
+                // Busy: this wait returned at once with work, so its length is
+                // the cost of watching everything. Space full passes by it.
+                let cost = waited.elapsed();
+                self.next_full = waited + (cost * FULL_PASS_SHARE).clamp(FULL_PASS_MIN, FULL_PASS_MAX);
+            }
 
             self.ready.clear();
             self.ready.extend(self.poller.events());
@@ -304,6 +334,16 @@ impl Proxy {
 
     /// Step 2: interest and deadlines. Returns when to wake at the latest;
     /// fills `expired` with connections whose deadline has passed.
+    ///
+    /// Waiting costs in proportion to the sockets watched (WasmEdge's
+    /// poll_oneoff makes one epoll_ctl per subscription per call, poll()
+    /// scans its array), so thousands of quiet connections would tax every
+    /// wake-up of the few busy ones. So: a *full* pass watches everything;
+    /// a *busy* pass watches only the connections in `busy` (new, or active
+    /// within `QUIET_AFTER`) plus listeners and the rest. Full passes happen
+    /// whenever no connection is busy (then the loop blocks on everything, as
+    /// a plain loop would) and, while some are, at an interval that keeps
+    /// their cost a small share of the time (`FULL_PASS_*`).
     fn register(&mut self, now: Instant) -> Instant {
         self.poller.clear();
         self.expired.clear();
@@ -325,23 +365,49 @@ impl Proxy {
             wake_at = wake_at.min(next);
         }
 
-        for (key, conn) in &self.conns {
+        let quiet_since = now.checked_sub(QUIET_AFTER).unwrap_or(now);
+        let conns = &mut self.conns;
+        // Drop from `busy` what closed (or whose key now holds another) and what went quiet.
+        self.busy.retain(|&(key, id)| match conns.get_mut(key) {
+            Some(c) if c.id() == id => {
+                c.busy = !c.quiet_since(quiet_since);
+                c.busy
+            }
+            _ => false,
+        });
+        let conns = &self.conns;
+        let full = self.busy.is_empty() || now >= self.next_full;
+        self.full_pass = full;
+        let watch = |key: usize, conn: &Conn, poller: &mut Poller, expired: &mut Vec<usize>, wake_at: &mut Instant| {
             if let Some(deadline) = conn.deadline(self.idle_timeout) {
                 if deadline <= now {
-                    self.expired.push(key);
-                    continue;
+                    expired.push(key);
+                    return;
                 }
-                wake_at = wake_at.min(deadline);
+                *wake_at = (*wake_at).min(deadline);
             }
             let want = conn.interest();
             if want.client != (false, false) {
                 let (r, w) = want.client;
-                self.poller.add(conn.client().handle(), conn_token(key, Side::Client), r, w);
+                poller.add(conn.client().handle(), conn_token(key, Side::Client), r, w);
             }
             if want.upstream != (false, false) {
                 let (r, w) = want.upstream;
-                self.poller.add(conn.upstream().handle(), conn_token(key, Side::Upstream), r, w);
+                poller.add(conn.upstream().handle(), conn_token(key, Side::Upstream), r, w);
             }
+        };
+        if full {
+            for (key, conn) in conns {
+                watch(key, conn, &mut self.poller, &mut self.expired, &mut wake_at);
+            }
+            self.next_full = now + FULL_PASS_MIN; // until the wait tells what a full pass costs
+        } else {
+            for &(key, _) in &self.busy {
+                if let Some(conn) = conns.get(key) {
+                    watch(key, conn, &mut self.poller, &mut self.expired, &mut wake_at);
+                }
+            }
+            wake_at = wake_at.min(self.next_full);
         }
         for (key, p) in &self.pending {
             self.poller.add(p.client.handle(), tok(PENDING, key), true, false);
@@ -386,6 +452,10 @@ impl Proxy {
         let after = conn.bytes();
         cx.stats.to_upstream += after.0 - before.0;
         cx.stats.to_client += after.1 - before.1;
+        if result.is_ok() && !conn.busy {
+            conn.busy = true;
+            self.busy.push((key, conn.id()));
+        }
         if let Err(reason) = result {
             conn.log_close(&reason, cx.route, now);
             cx.stats.closed(reason.name());
@@ -455,8 +525,11 @@ impl Proxy {
         early.extend_from_slice(&rest);
         let Some(mut cx) = self.shared.context(route, now) else { return };
         match Conn::start(id, route, client, from, &early, &mut cx) {
-            Ok(conn) => {
-                self.conns.insert(conn);
+            Ok(mut conn) => {
+                conn.busy = true; // connecting: watched in every pass
+                let id = conn.id();
+                let key = self.conns.insert(conn);
+                self.busy.push((key, id));
             }
             Err((_client, upstream, reason)) => {
                 cx.stats.closed(reason.name());

@@ -81,6 +81,7 @@ every_runtime!(
     send_proxy_v1_and_v2_tell_a_real_haproxy_the_client,
     accept_proxy_takes_the_client_from_a_load_balancer,
     a_missing_or_bad_proxy_header_is_closed_and_logged,
+    quiet_connections_are_served_and_timed_out_while_others_are_busy,
 );
 
 fn http_download_of_8_mib_arrives_intact(rt: Runtime) {
@@ -1222,4 +1223,53 @@ fn a_missing_or_bad_proxy_header_is_closed_and_logged(rt: Runtime) {
     assert_eq!(read_exact_n(&mut good, 5), b"hello");
     drop(good);
     p.wait_for_log("the header's client in the log", |l| l.contains(" open ") && l.contains("client=192.0.2.9:4000"));
+}
+
+fn quiet_connections_are_served_and_timed_out_while_others_are_busy(rt: Runtime) {
+    // The loop watches connections quiet for over a second only in its full
+    // passes while others keep it busy: they must still be heard, and still
+    // time out.
+    let echo = Server::echo();
+    let mut p = Proxy::start(rt, &echo.remote(), &[], &["--quiet", "--idle-timeout", "3s"]);
+    let mut quiet: Vec<TcpStream> = (0..200)
+        .map(|i| {
+            let mut c = p.connect();
+            c.write_all(&[i as u8]).unwrap();
+            assert_eq!(read_exact_n(&mut c, 1), [i as u8]);
+            c
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(1500)); // now they are quiet
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let addr = p.addr;
+    let busy = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.set_read_timeout(Some(PATIENCE)).unwrap();
+            let mut rounds = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                c.write_all(b"busy").unwrap();
+                assert_eq!(read_exact_n(&mut c, 4), b"busy");
+                rounds += 1;
+            }
+            rounds
+        })
+    };
+    thread::sleep(Duration::from_millis(200));
+    let mut slowest = Duration::ZERO;
+    for (i, c) in quiet.iter_mut().enumerate().step_by(10) {
+        let t = Instant::now();
+        c.write_all(b"wake").unwrap();
+        assert_eq!(read_exact_n(c, 4), b"wake", "quiet connection {i} was heard");
+        slowest = slowest.max(t.elapsed());
+    }
+    println!("slowest answer to a quiet connection while busy: {slowest:?}");
+    // The rest stay silent: the idle timeout closes them, busy loop or not.
+    let mut silent = quiet.pop().unwrap();
+    assert!(is_closed(&mut silent), "idle timeout while the loop is busy");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rounds = busy.join().unwrap();
+    assert!(rounds > 0);
+    p.assert_alive();
 }
