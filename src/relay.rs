@@ -182,6 +182,12 @@ impl Direction {
                     on_read(buf.get(..n).unwrap_or_default());
                     self.start = 0;
                     self.end = n;
+                    if n < buf.len() {
+                        // A short read emptied the socket's receive queue: a
+                        // second read now would only say "would block", a
+                        // wasted call per message. Write, then wait for more.
+                        break;
+                    }
                 }
                 Err(e) if would_block(&e) => break,
                 Err(e) => return Err(Failure::Read(e)),
@@ -287,6 +293,10 @@ mod tests {
         let (mut src, mut dst, mut pool) = (source(&[b"hello ", b"world"], false), sink(1 << 20), BufferPool::new(4, 8));
         let mut d = Direction::new();
         assert!(d.pump(&mut src, &mut dst, &mut pool, |_| {}).unwrap());
+        // "hell" filled the buffer, "o " was a short read: the socket is
+        // taken to be empty until the poller says otherwise.
+        assert_eq!(dst.written, b"hello ");
+        assert!(d.pump(&mut src, &mut dst, &mut pool, |_| {}).unwrap(), "readable again: the rest");
         assert_eq!(dst.written, b"hello world");
         assert_eq!(d.bytes, 11);
         assert_eq!(d.state(), State::Open);
