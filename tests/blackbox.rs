@@ -760,6 +760,8 @@ fn trace_names_the_socket_calls(rt: Runtime) {
     let wasmedge = matches!(rt, Runtime::WasmEdge | Runtime::WasmEdgeAot);
     let expected: &[&str] = if wasmedge {
         &["poll_oneoff(", "sock_accept(", "sock_getpeeraddr(", "sock_connect(", "sock_getsockopt(", "sock_recv(", "sock_send(", "sock_shutdown("]
+    } else if rt == Runtime::Native {
+        &["epoll_wait(", "accept(", "connect(", "getsockopt(", "recv(", "send(", "shutdown(", "close("]
     } else {
         &["poll(", "accept(", "connect(", "getsockopt(", "recv(", "send(", "shutdown(", "close("]
     };
