@@ -60,7 +60,7 @@ SETTINGS (flag, environment variable, default):
         0 turns it off.
     --max-conns N          WASITER_MAX_CONNS        10000
         At this many connections the listener stops accepting until one closes.
-    --buffer-size SIZE     WASITER_BUFFER_SIZE      64KiB
+    --buffer-size SIZE     WASITER_BUFFER_SIZE      256KiB
         Buffer per direction, held only while it has bytes in it.
     --log-level LEVEL      WASITER_LOG_LEVEL        info
         error, warn, info (adds a line per connection opened and closed) or debug.
@@ -331,7 +331,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Opt
         IDLE_TIMEOUT.parse(&flags, &env, Some(Duration::from_secs(600)), |s| parse_duration(s).map(|d| Some(d).filter(|d| !d.is_zero())))?;
     let max_conns = MAX_CONNS.parse(&flags, &env, 10_000, |s| s.parse().ok().filter(|n| (1..=1_000_000).contains(n)))?;
     let buffer_size =
-        BUFFER_SIZE.parse(&flags, &env, 64 * 1024, |s| parse_size(s).filter(|n| (1024..=16 << 20).contains(n)))?;
+        BUFFER_SIZE.parse(&flags, &env, 256 * 1024, |s| parse_size(s).filter(|n| (1024..=16 << 20).contains(n)))?;
     let quiet = quiet_flag || QUIET.parse(&flags, &env, false, parse_bool)?;
     let mut log_level = LOG_LEVEL.parse(&flags, &env, Level::Info, Level::parse)?;
     if quiet {
@@ -494,7 +494,7 @@ mod tests {
         assert_eq!((c.health_check, c.resolve_interval), (None, Some(Duration::from_secs(30))));
         assert_eq!(c.proxy_header_timeout, Duration::from_secs(5));
         assert_eq!(c.idle_timeout, Some(Duration::from_secs(600)));
-        assert_eq!((c.max_conns, c.buffer_size, c.log_level), (10_000, 65536, Level::Info));
+        assert_eq!((c.max_conns, c.buffer_size, c.log_level), (10_000, 256 * 1024, Level::Info));
         assert_eq!((c.log_format, c.dump.mode, c.metrics, c.summary_interval, c.trace), (Format::Text, DumpMode::Off, None, None, false));
     }
 
