@@ -525,7 +525,7 @@ mod tests {
                 conn.on_timeout(&mut cx).map_err(|r| r.to_string())?;
                 continue;
             }
-            poller.clear();
+            poller.begin(true);
             poller.add(conn.upstream().handle(), 1, false, true);
             poller.wait(Duration::from_millis(50)).unwrap();
             if poller.events().next().is_some() {

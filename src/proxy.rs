@@ -234,17 +234,17 @@ impl Proxy {
             let now = Instant::now();
             self.scheduled(now);
             let wake_at = self.register(now);
+            let pass_started = now;
             if !self.expired.is_empty() {
                 self.expire(now);
                 continue; // their interest changed: derive it again
             }
-            let waited = Instant::now();
             self.poller.wait(wake_at.saturating_duration_since(now))?;
             if self.full_pass && !self.busy.is_empty() {
-                // Busy: this wait returned at once with work, so its length is
-                // the cost of watching everything. Space full passes by it.
-                let cost = waited.elapsed();
-                self.next_full = waited + (cost * FULL_PASS_SHARE).clamp(FULL_PASS_MIN, FULL_PASS_MAX);
+                // Busy: this wait returned at once with work, so the pass's
+                // length is the cost of watching everything. Space full passes by it.
+                let cost = pass_started.elapsed();
+                self.next_full = now + (cost * FULL_PASS_SHARE).clamp(FULL_PASS_MIN, FULL_PASS_MAX);
             }
 
             self.ready.clear();
@@ -345,26 +345,7 @@ impl Proxy {
     /// a plain loop would) and, while some are, at an interval that keeps
     /// their cost a small share of the time (`FULL_PASS_*`).
     fn register(&mut self, now: Instant) -> Instant {
-        self.poller.clear();
         self.expired.clear();
-        let mut wake_at = now + MAX_WAIT;
-
-        if let Some(until) = self.accept_paused_until {
-            if until <= now {
-                self.accept_paused_until = None;
-            } else {
-                wake_at = wake_at.min(until);
-            }
-        }
-        if self.accept_paused_until.is_none() && self.active() < self.max_conns {
-            for (i, r) in self.shared.routes.iter().enumerate() {
-                self.poller.add(r.listener.handle(), tok(LISTENER, i), true, false);
-            }
-        }
-        for next in [self.summary.as_ref().map(|s| s.next), self.health_check.map(|h| h.1), self.resolve.map(|r| r.1)].into_iter().flatten() {
-            wake_at = wake_at.min(next);
-        }
-
         let quiet_since = now.checked_sub(QUIET_AFTER).unwrap_or(now);
         let conns = &mut self.conns;
         // Drop from `busy` what closed (or whose key now holds another) and what went quiet.
@@ -378,6 +359,26 @@ impl Proxy {
         let conns = &self.conns;
         let full = self.busy.is_empty() || now >= self.next_full;
         self.full_pass = full;
+        self.poller.begin(full);
+        let mut wake_at = now + MAX_WAIT;
+
+        if let Some(until) = self.accept_paused_until {
+            if until <= now {
+                self.accept_paused_until = None;
+            } else {
+                wake_at = wake_at.min(until);
+            }
+        }
+        // Listed even when not accepting (with no interest): a backend that
+        // keeps watching unlisted sockets must hear "none".
+        let accepting = self.accept_paused_until.is_none() && self.active() < self.max_conns;
+        for (i, r) in self.shared.routes.iter().enumerate() {
+            self.poller.add(r.listener.handle(), tok(LISTENER, i), accepting, false);
+        }
+        for next in [self.summary.as_ref().map(|s| s.next), self.health_check.map(|h| h.1), self.resolve.map(|r| r.1)].into_iter().flatten() {
+            wake_at = wake_at.min(next);
+        }
+
         let watch = |key: usize, conn: &Conn, poller: &mut Poller, expired: &mut Vec<usize>, wake_at: &mut Instant| {
             if let Some(deadline) = conn.deadline(self.idle_timeout) {
                 if deadline <= now {
@@ -386,15 +387,13 @@ impl Proxy {
                 }
                 *wake_at = (*wake_at).min(deadline);
             }
+            // Every socket of a listed connection, even with no interest:
+            // a backend that keeps watching unlisted sockets must hear "none".
             let want = conn.interest();
-            if want.client != (false, false) {
-                let (r, w) = want.client;
-                poller.add(conn.client().handle(), conn_token(key, Side::Client), r, w);
-            }
-            if want.upstream != (false, false) {
-                let (r, w) = want.upstream;
-                poller.add(conn.upstream().handle(), conn_token(key, Side::Upstream), r, w);
-            }
+            let (r, w) = want.client;
+            poller.add(conn.client().handle(), conn_token(key, Side::Client), r, w);
+            let (r, w) = want.upstream;
+            poller.add(conn.upstream().handle(), conn_token(key, Side::Upstream), r, w);
         };
         if full {
             for (key, conn) in conns {
@@ -419,9 +418,7 @@ impl Proxy {
         }
 
         if let Some(metrics) = &self.metrics {
-            if self.scrapes.len() < MAX_SCRAPES {
-                self.poller.add(metrics.handle(), tok(METRICS, 0), true, false);
-            }
+            self.poller.add(metrics.handle(), tok(METRICS, 0), self.scrapes.len() < MAX_SCRAPES, false);
         }
         // A scraper that stalls is simply dropped at its deadline.
         self.scrapes.retain(|_, s| s.deadline > now);

@@ -23,7 +23,7 @@
 //!       .local_addr()          -> io::Result<SocketAddr>   where it arrived
 //!       .handle()
 //!       (drop)                    closes the socket
-//! Poller::new(), .clear(), .add(handle, token, read, write),
+//! Poller::new(), .begin(full), .add(handle, token, read, write),
 //!       .wait(timeout)         -> io::Result<()>   timeout is always finite
 //!       .events()              -> iterator of Event { token, readable, writable }
 //!                                 hang-ups and errors come back as both readable
@@ -34,9 +34,13 @@
 //! RUNTIME                      a short name for the startup line
 //! ```
 //!
-//! Interest is given afresh for every wait (`clear`, then `add` per socket), as
+//! Interest is given afresh for every wait (`begin`, then `add` per socket), as
 //! `poll(2)` and WASI `poll_oneoff` both take it: the core derives it from buffer
-//! state on each pass, so nothing is subscribed that cannot make progress.
+//! state on each pass, so nothing is subscribed that cannot make progress. A
+//! *full* pass lists every socket. A partial one lists only the busy sockets,
+//! each with its exact interest (`add(.., false, false)` for none): a backend
+//! may go on watching the others as they last were (epoll does, at no cost),
+//! or watch only what is listed (poll() and poll_oneoff, which keep nothing).
 
 use std::io;
 

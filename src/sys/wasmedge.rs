@@ -269,7 +269,8 @@ impl Poller {
         Poller::default()
     }
 
-    pub fn clear(&mut self) {
+    /// Every pass lists all it watches: poll_oneoff keeps nothing between calls.
+    pub fn begin(&mut self, _full: bool) {
         self.subs.clear();
     }
 
