@@ -12,8 +12,8 @@
 #     --build-arg WASMEDGE_IMAGE=wasmedge/slim-runtime:0.17.1 .
 #   docker run -p 8080:8080 -e LOCAL=0.0.0.0:8080 -e REMOTE=backend:80 wasiter:wasmedge
 #
-# Settings are environment variables: LOCAL, REMOTE and the WASITER_* ones
-# (see README.md). LOCAL defaults to 0.0.0.0:8080 here; REMOTE must be given.
+# Settings are environment variables: LOCAL and REMOTE (or WASITER_ROUTES for
+# several routes) and the WASITER_* ones (see README.md).
 # With --metrics, give an address other containers can reach, e.g.
 # -e WASITER_METRICS=0.0.0.0:9090 (a bare port means loopback only).
 
@@ -33,7 +33,6 @@ RUN cargo build --release --locked --target wasm32-wasip1
 FROM ${WASMEDGE_IMAGE} AS wasmedge
 COPY --from=build /src/target/wasm32-wasip1/release/wasiter.wasm /wasiter.wasm
 RUN wasmedge compile /wasiter.wasm /wasiter.aot.wasm
-ENV LOCAL=0.0.0.0:8080
 EXPOSE 8080
 COPY scripts/docker-entrypoint /usr/local/bin/wasiter
 ENTRYPOINT ["/usr/local/bin/wasiter"]
@@ -41,6 +40,5 @@ ENTRYPOINT ["/usr/local/bin/wasiter"]
 # The default: just the module, for the containerd WasmEdge shim.
 FROM scratch AS wasm
 COPY --from=build /src/target/wasm32-wasip1/release/wasiter.wasm /wasiter.wasm
-ENV LOCAL=0.0.0.0:8080
 EXPOSE 8080
 ENTRYPOINT ["/wasiter.wasm"]

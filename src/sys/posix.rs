@@ -77,6 +77,13 @@ pub fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
     Ok((host, port).to_socket_addrs()?.collect())
 }
 
+/// Nagle off: a proxy must not hold back the second piece of a message.
+/// Best effort (traced): WASI 0.2 may not offer it.
+fn set_nodelay(stream: &TcpStream) {
+    let r = stream.set_nodelay(true);
+    trace!(r.as_ref().map_err(clone_err), "setsockopt(fd={}, TCP_NODELAY)", stream.as_raw_fd());
+}
+
 fn new_socket(addr: &SocketAddr) -> io::Result<Socket> {
     Socket::new(Domain::for_address(*addr), Type::STREAM, None)
 }
@@ -100,7 +107,7 @@ impl Listener {
         let (stream, peer) = r?;
         stream.set_nonblocking(true)?;
         // A proxy must not add Nagle delays to small writes it relays.
-        let _ = stream.set_nodelay(true);
+        set_nodelay(&stream);
         Ok((Stream(stream, next_serial()), peer))
     }
 
@@ -125,7 +132,7 @@ impl Stream {
     pub fn connect(addr: SocketAddr) -> io::Result<Stream> {
         let stream = TcpStream::from(new_socket(&addr)?);
         stream.set_nonblocking(true)?;
-        let _ = stream.set_nodelay(true);
+        set_nodelay(&stream);
         let r = SockRef::from(&stream).connect(&addr.into());
         trace!(r.as_ref().map_err(clone_err), "connect(fd={}, {addr})", stream.as_raw_fd());
         match r {
