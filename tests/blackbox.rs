@@ -1168,6 +1168,15 @@ fn send_proxy_v1_and_v2_tell_a_real_haproxy_the_client(rt: Runtime) {
         assert!(answer.starts_with("HTTP/1.1 200"), "{v}: {answer}");
         assert!(answer.contains(&format!("src={me}")), "{v}: HAProxy saw the real client {me}: {answer}");
     }
+    // An IPv6 client on an IPv6 route, allowed by an IPv6 range: a TCP6 header.
+    for v in ["v1", "v2"] {
+        let remote = format!("127.0.0.1:{};send-proxy={v};allow=::1/128", server.port);
+        let p = Proxy::start(rt, &remote, &[("LOCAL", "[::1]:0")], &["--quiet"]);
+        let c = Proxy::connect_from("[::1]", p.addr);
+        let me = c.local_addr().unwrap();
+        let answer = http_get(c);
+        assert!(answer.contains(&format!("src=::1:{}", me.port())), "{v} over IPv6: {answer}");
+    }
 }
 
 fn accept_proxy_takes_the_client_from_a_load_balancer(rt: Runtime) {
