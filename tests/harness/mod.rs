@@ -116,6 +116,16 @@ impl Proxy {
             }
             cmd = limited;
         }
+        let mut proxy = Proxy::spawn(cmd);
+        let start = proxy.wait_for_log("start line", |l| l.contains(" start listen=") || l.contains("\"event\":\"start\""));
+        let start = record(&start);
+        proxy.addr = start["listen"].parse().expect("listen address parses");
+        proxy.metrics = Some(start["metrics"].clone()).filter(|m| m != "off");
+        proxy
+    }
+
+    /// Run `cmd`, collecting its stderr line by line; the address is set by the caller.
+    fn spawn(mut cmd: Command) -> Proxy {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -130,12 +140,7 @@ impl Proxy {
                 sink.lock().unwrap().push(line);
             }
         });
-        let mut proxy = Proxy { child, addr: "0.0.0.0:0".parse().unwrap(), metrics: None, log };
-        let start = proxy.wait_for_log("start line", |l| l.contains(" start listen=") || l.contains("\"event\":\"start\""));
-        let start = record(&start);
-        proxy.addr = start["listen"].parse().expect("listen address parses");
-        proxy.metrics = Some(start["metrics"].clone()).filter(|m| m != "off");
-        proxy
+        Proxy { child, addr: "0.0.0.0:0".parse().unwrap(), metrics: None, log }
     }
 
     /// Start with no LOCAL/REMOTE: the routes come from `args` (--route) or
@@ -143,22 +148,7 @@ impl Proxy {
     /// addresses, in the order given.
     pub fn start_routes(rt: Runtime, routes: usize, env: &[(&str, &str)], args: &[&str]) -> (Proxy, Vec<SocketAddr>) {
         let all: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.to_string())).collect();
-        let mut child = rt
-            .command(&all, args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("runtime starts");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().expect("piped stderr");
-        let sink = log.clone();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let mut proxy = Proxy { child, addr: "0.0.0.0:0".parse().unwrap(), metrics: None, log };
+        let mut proxy = Proxy::spawn(rt.command(&all, args));
         let is_start = |l: &str| l.contains(" start listen=") || l.contains("\"event\":\"start\"");
         eventually_log(&mut proxy, routes, is_start);
         let addrs: Vec<SocketAddr> =
