@@ -234,7 +234,6 @@ impl Proxy {
             let now = Instant::now();
             self.scheduled(now);
             let wake_at = self.register(now);
-            let pass_started = now;
             if !self.expired.is_empty() {
                 self.expire(now);
                 continue; // their interest changed: derive it again
@@ -242,8 +241,9 @@ impl Proxy {
             self.poller.wait(wake_at.saturating_duration_since(now))?;
             if self.full_pass && !self.busy.is_empty() {
                 // Busy: this wait returned at once with work, so the pass's
-                // length is the cost of watching everything. Space full passes by it.
-                let cost = pass_started.elapsed();
+                // length (from `now`) is the cost of watching everything.
+                // Space full passes by it.
+                let cost = now.elapsed();
                 self.next_full = now + (cost * FULL_PASS_SHARE).clamp(FULL_PASS_MIN, FULL_PASS_MAX);
             }
 
