@@ -408,7 +408,10 @@ fn routes(flags: &[(&'static str, String)], env: &impl Fn(&str) -> Option<String
         routes.push(route);
     }
     if let Some(file) = ROUTES_FILE.pick(flags, env) {
-        let text = std::fs::read_to_string(file.value.trim()).map_err(|e| ROUTES_FILE.invalid(&file, &e.to_string()))?;
+        let text = std::fs::read_to_string(file.value.trim()).map_err(|e| {
+            let name = if file.from_flag { ROUTES_FILE.flag } else { ROUTES_FILE.env };
+            ConfigError(format!("{name}: cannot read {:?}: {e} (under WasmEdge or wasmtime, pass its folder with --dir)", file.value))
+        })?;
         for (n, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or_default().trim();
             if !line.is_empty() {
@@ -603,7 +606,7 @@ mod tests {
             (&["--health-check", "often"], &BASE, "--health-check: \"often\""),
             (&["--resolve-interval", "x"], &BASE, "--resolve-interval: \"x\""),
             (&["--proxy-header-timeout", "0"], &BASE, "--proxy-header-timeout: \"0\""),
-            (&["--routes-file", "/nonexistent/routes"], &[], "--routes-file: \"/nonexistent/routes\" is not valid: No such file"),
+            (&["--routes-file", "/nonexistent/routes"], &[], "--routes-file: cannot read \"/nonexistent/routes\": No such file"),
         ];
         for (args, env, want) in cases {
             let e = err(args, env);
