@@ -1031,6 +1031,17 @@ fn two_routes_are_served_by_one_process(rt: Runtime) {
     cb.set_read_timeout(Some(PATIENCE)).unwrap();
     assert_eq!(read_exact_n(&mut cb, 15), b"B speaks first\n");
     assert_eq!((a.accepted(), b.accepted()), (2, 2));
+    // And from a routes file (on the wasm runtimes, its folder given with --dir).
+    let dir = TempDir::new("routes");
+    let file = dir.path().join("routes");
+    std::fs::write(&file, format!("# two routes\n{ra}\n\n{rb}   # B speaks first\n")).unwrap();
+    let env = [("WASITER_ROUTES_FILE", file.to_str().unwrap())];
+    let (_p3, addrs) = Proxy::start_routes_in(rt, Some(dir.path()), 2, &env, &[]);
+    ping(addrs[0], b"from the file");
+    let mut cb = TcpStream::connect(addrs[1]).unwrap();
+    cb.set_read_timeout(Some(PATIENCE)).unwrap();
+    assert_eq!(read_exact_n(&mut cb, 15), b"B speaks first\n");
+    assert_eq!((a.accepted(), b.accepted()), (3, 3));
 }
 
 fn a_dead_upstream_in_a_pool_is_skipped_after_the_threshold(rt: Runtime) {

@@ -36,6 +36,11 @@ fn artifact(path: &str) -> PathBuf {
 impl Runtime {
     /// The command that runs wasiter with these environment variables and flags.
     pub fn command(self, env: &[(&str, String)], args: &[&str]) -> Command {
+        self.command_in(None, env, args)
+    }
+
+    /// The same, with `dir` readable inside the sandbox (`--dir` for the wasm runtimes).
+    pub fn command_in(self, dir: Option<&Path>, env: &[(&str, String)], args: &[&str]) -> Command {
         let mut cmd = match self {
             Runtime::Native => Command::new(env!("CARGO_BIN_EXE_wasiter")),
             Runtime::Wasmtime => {
@@ -63,6 +68,9 @@ impl Runtime {
             _ => {
                 for (k, v) in env {
                     cmd.arg("--env").arg(format!("{k}={v}"));
+                }
+                if let Some(dir) = dir {
+                    cmd.arg("--dir").arg(dir);
                 }
                 cmd.arg(match self {
                     Runtime::Wasmtime => artifact("target/wasm32-wasip2/release/wasiter.wasm"),
@@ -147,8 +155,13 @@ impl Proxy {
     /// `env`. Waits for one start line per route; `addrs` are their listen
     /// addresses, in the order given.
     pub fn start_routes(rt: Runtime, routes: usize, env: &[(&str, &str)], args: &[&str]) -> (Proxy, Vec<SocketAddr>) {
+        Self::start_routes_in(rt, None, routes, env, args)
+    }
+
+    /// The same, with `dir` readable inside the sandbox (a routes file).
+    pub fn start_routes_in(rt: Runtime, dir: Option<&Path>, routes: usize, env: &[(&str, &str)], args: &[&str]) -> (Proxy, Vec<SocketAddr>) {
         let all: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.to_string())).collect();
-        let mut proxy = Proxy::spawn(rt.command(&all, args));
+        let mut proxy = Proxy::spawn(rt.command_in(dir, &all, args));
         let is_start = |l: &str| l.contains(" start listen=") || l.contains("\"event\":\"start\"");
         eventually_log(&mut proxy, routes, is_start);
         let addrs: Vec<SocketAddr> =
