@@ -357,7 +357,9 @@ impl Proxy {
             _ => false,
         });
         let conns = &self.conns;
-        let full = self.busy.is_empty() || now >= self.next_full;
+        // Full when nothing is busy, when everything is (there is nobody to
+        // leave out: no short timer for catching up), or when one is due.
+        let full = self.busy.is_empty() || self.busy.len() >= self.conns.len() || now >= self.next_full;
         self.full_pass = full;
         self.poller.begin(full);
         let mut wake_at = now + MAX_WAIT;
