@@ -465,7 +465,7 @@ impl Proxy {
             if reason.is_abort() {
                 conn.abort();
             }
-            self.conns.remove(key); // dropping it closes both sockets
+            self.conns.try_remove(key); // dropping it closes both sockets
         }
     }
 
@@ -567,11 +567,11 @@ impl Proxy {
         match outcome {
             Ok(None) => {}
             Ok(Some(received)) => {
-                let p = self.pending.remove(key);
+                let Some(p) = self.pending.try_remove(key) else { return };
                 self.admit(p.route, p.id, p.client, p.peer, Some(received), now);
             }
             Err(why) => {
-                let p = self.pending.remove(key);
+                let Some(p) = self.pending.try_remove(key) else { return };
                 if let Some(r) = self.shared.routes.get_mut(p.route) {
                     close_early(r, p.id, p.peer, Reason::BadProxyHeader(why));
                 }
@@ -625,7 +625,7 @@ impl Proxy {
         };
         if let Some(scrape) = self.scrapes.get_mut(key) {
             if !scrape.on_ready(body) || scrape.deadline <= now {
-                self.scrapes.remove(key);
+                self.scrapes.try_remove(key);
             }
         }
     }
