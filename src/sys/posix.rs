@@ -377,18 +377,18 @@ impl Poller {
     }
 
     pub fn wait(&mut self, timeout: Duration) -> io::Result<()> {
-        // After a full pass, stop watching what it did not list.
+        // After a full pass, stop watching what it did not list. (Only then:
+        // a partial pass keeps the rest, and need not walk the whole table.)
         let (pass, epfd) = (self.pass, self.epfd.as_raw_fd());
-        self.watched.retain(|&fd, w| {
-            if !self.full {
-                return true;
-            }
-            if w.pass != pass {
-                // Fails harmlessly if the fd was closed (the kernel dropped it then).
-                unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) };
-            }
-            w.pass == pass
-        });
+        if self.full {
+            self.watched.retain(|&fd, w| {
+                if w.pass != pass {
+                    // Fails harmlessly if the fd was closed (the kernel dropped it then).
+                    unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) };
+                }
+                w.pass == pass
+            });
+        }
         // Errors found by `add` are already in `events`: return them at once.
         let failed = self.events.len();
         let ms = if failed > 0 { 0 } else { timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32 };
