@@ -72,31 +72,23 @@ impl Pool {
     /// The server a new connect should go to: healthy, not in `tried` (a
     /// bit per server index), chosen by the policy. None: nothing is left.
     pub fn pick(&mut self, now: Instant, tried: u64) -> Option<(usize, SocketAddr)> {
+        // Every policy looks at the servers in turn, failover from the first,
+        // the others from where the last pick left off (so ties rotate).
         let n = self.servers.len();
-        let free = |i: usize, s: &Server| s.is_up(now) && (i >= 64 || tried & (1 << i) == 0);
+        let start = if self.policy == Policy::Failover { 0 } else { self.cursor };
+        let mut candidates = (0..n)
+            .map(|k| (start + k) % n)
+            .filter_map(|i| self.servers.get(i).map(|s| (i, s)))
+            .filter(|&(i, s)| s.is_up(now) && (i >= 64 || tried & (1 << i) == 0));
         let chosen = match self.policy {
-            Policy::Failover => self.servers.iter().enumerate().find(|(i, s)| free(*i, s)).map(|(i, _)| i),
-            Policy::RoundRobin => {
-                let start = self.cursor;
-                let i = (0..n).map(|k| (start + k) % n).find(|&i| self.servers.get(i).is_some_and(|s| free(i, s)));
-                if let Some(i) = i {
-                    self.cursor = i + 1;
-                }
-                i
-            }
-            Policy::LeastConn => {
-                let start = self.cursor;
-                let i = (0..n)
-                    .map(|k| (start + k) % n)
-                    .filter(|&i| self.servers.get(i).is_some_and(|s| free(i, s)))
-                    .min_by_key(|&i| self.servers.get(i).map_or(u64::MAX, |s| s.active));
-                if let Some(i) = i {
-                    self.cursor = i + 1;
-                }
-                i
-            }
-        };
-        chosen.and_then(|i| self.servers.get(i).map(|s| (i, s.addr)))
+            Policy::Failover | Policy::RoundRobin => candidates.next(),
+            Policy::LeastConn => candidates.min_by_key(|(_, s)| s.active),
+        }
+        .map(|(i, s)| (i, s.addr));
+        if let Some((i, _)) = chosen {
+            self.cursor = i + 1;
+        }
+        chosen
     }
 
     /// How many servers are in their cool-down now.
