@@ -36,7 +36,10 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// A client connection ended (`reason=` of its close line): count why,
+    /// and it is no longer active.
     pub fn closed(&mut self, reason: &str) {
+        self.active = self.active.saturating_sub(1);
         if let Some(count) = REASONS.iter().position(|r| *r == reason).and_then(|i| self.closes.get_mut(i)) {
             *count += 1;
         }
@@ -220,9 +223,10 @@ mod tests {
     }
 
     fn render_two(now: Instant) -> String {
-        let mut s = Stats { connections: 3, active: 2, to_upstream: 10, ..Stats::default() };
+        let mut s = Stats { connections: 3, active: 4, to_upstream: 10, ..Stats::default() };
         s.closed("client-closed");
         s.closed("denied");
+        assert_eq!(s.active, 2, "a close is no longer active");
         let mut p = pool();
         p.record("r", "127.0.0.1:80".parse().unwrap(), false, now, false);
         let other = Stats::default();

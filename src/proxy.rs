@@ -77,6 +77,11 @@ fn conn_token(key: usize, side: Side) -> usize {
     tok(CONN, key * 2 + (side == Side::Upstream) as usize)
 }
 
+/// The other way: a `CONN` token's index back to (slab key, side).
+fn conn_of(index: usize) -> (usize, Side) {
+    (index / 2, if index % 2 == 1 { Side::Upstream } else { Side::Client })
+}
+
 /// The periodic summary line (`--summary-interval`).
 struct Summary {
     every: Duration,
@@ -111,9 +116,7 @@ impl Route {
             accept_proxy: spec.accept_proxy,
         }
     }
-}
 
-impl Route {
     /// The address it listens on, as a string: its name in logs and metrics.
     pub fn name(&self) -> &str {
         &self.name
@@ -260,7 +263,7 @@ impl Proxy {
                 let (kind, index) = split(ev.token);
                 match kind {
                     CONN => {
-                        let (key, side) = (index / 2, if index % 2 == 1 { Side::Upstream } else { Side::Client });
+                        let (key, side) = conn_of(index);
                         self.dispatch(key, now, |conn, cx| conn.on_ready(side, ev.readable, ev.writable, cx));
                     }
                     LISTENER => self.listeners_ready.push(index),
@@ -326,7 +329,8 @@ impl Proxy {
                 return true;
             }
             if let Some(r) = routes.get_mut(p.route) {
-                close_early(r, p.id, p.peer, Reason::BadProxyHeader("no PROXY header in time".into()));
+                let reason = Reason::BadProxyHeader("no PROXY header in time".into());
+                close_early(&mut r.stats, &r.name, p.id, p.peer, None, &reason);
             }
             false
         });
@@ -458,7 +462,6 @@ impl Proxy {
         if let Err(reason) = result {
             conn.log_close(&reason, cx.route, now);
             cx.stats.closed(reason.name());
-            cx.stats.active = cx.stats.active.saturating_sub(1);
             if let Some(upstream) = conn.relaying_to() {
                 cx.upstreams.closed(upstream);
             }
@@ -514,7 +517,7 @@ impl Proxy {
             None => (peer, None, Vec::new()),
         };
         if !r.acl.permits(from.ip()) {
-            close_early(r, id, from, Reason::Denied);
+            close_early(&mut r.stats, &r.name, id, from, None, &Reason::Denied);
             return; // dropping `client` closes it: no upstream ever saw it
         }
         let mut early = match r.send_proxy {
@@ -531,9 +534,7 @@ impl Proxy {
                 self.busy.push((key, id));
             }
             Err((_client, upstream, reason)) => {
-                cx.stats.closed(reason.name());
-                cx.stats.active = cx.stats.active.saturating_sub(1);
-                conn::log_close(id, cx.route, from, upstream, (0, 0), Duration::ZERO, &reason);
+                close_early(cx.stats, cx.route, id, from, upstream, &reason);
                 // No descriptor for the upstream socket: let the next
                 // clients wait in the backlog instead of being dropped too.
                 if let Reason::ConnectFailed(e) = &reason {
@@ -573,7 +574,7 @@ impl Proxy {
             Err(why) => {
                 let Some(p) = self.pending.try_remove(key) else { return };
                 if let Some(r) = self.shared.routes.get_mut(p.route) {
-                    close_early(r, p.id, p.peer, Reason::BadProxyHeader(why));
+                    close_early(&mut r.stats, &r.name, p.id, p.peer, None, &Reason::BadProxyHeader(why));
                 }
             }
         }
@@ -632,6 +633,7 @@ impl Proxy {
 
     /// The periodic one-line summary, when it is due.
     fn summarize(&mut self, now: Instant) {
+        let active = self.active() as u64;
         let Some(summary) = &mut self.summary else { return };
         if now < summary.next {
             return;
@@ -640,7 +642,7 @@ impl Proxy {
         let routes = &self.shared.routes;
         let (up, down) = (routes.iter().map(|r| r.stats.to_upstream).sum(), routes.iter().map(|r| r.stats.to_client).sum());
         Record::new(Level::Info, "summary")
-            .num("active", (self.conns.len() + self.pending.len()) as u64)
+            .num("active", active)
             .num("connections", routes.iter().map(|r| r.stats.connections).sum())
             .num("to_upstream", up)
             .num("to_client", down)
@@ -654,12 +656,11 @@ impl Proxy {
     }
 }
 
-/// Close a client that never got an upstream connection (denied, or its
-/// PROXY header was bad or missing): count it and log it.
-fn close_early(r: &mut Route, id: u64, client: SocketAddr, reason: Reason) {
-    r.stats.closed(reason.name());
-    r.stats.active = r.stats.active.saturating_sub(1);
-    conn::log_close(id, &r.name, client, None, (0, 0), Duration::ZERO, &reason);
+/// Close a client that never got as far as a `Conn` (denied, a bad or
+/// missing PROXY header, no upstream to try): count it and log it.
+fn close_early(stats: &mut Stats, route: &str, id: u64, client: SocketAddr, upstream: Option<SocketAddr>, reason: &Reason) {
+    stats.closed(reason.name());
+    conn::log_close(id, route, client, upstream, (0, 0), Duration::ZERO, reason);
 }
 
 fn transient_accept_error(e: &io::Error) -> bool {
