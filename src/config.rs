@@ -9,6 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use std::time::Duration;
 
+use crate::coalesce::Coalesce;
 use crate::log::{Format, Level};
 use crate::route::{parse_local, parse_route, parse_target, RouteSpec, ROUTE_FORM};
 pub use crate::route::Remote;
@@ -62,6 +63,12 @@ SETTINGS (flag, environment variable, default):
         At this many connections the listener stops accepting until one closes.
     --buffer-size SIZE     WASITER_BUFFER_SIZE      256KiB
         Buffer per direction, held only while it has bytes in it.
+    --coalesce MODE        WASITER_COALESCE         auto
+        Where the runtime cannot turn Nagle off (WasmEdge, wasmtime), an answer
+        written in two small pieces waits 40 ms for the second. auto: in a
+        direction seen to split, hold a small first piece until the rest
+        comes (at most 500us), only where TCP_NODELAY does not work; off:
+        never; a DURATION (e.g. 2ms): hold up to that long, on every runtime.
     --log-level LEVEL      WASITER_LOG_LEVEL        info
         error, warn, info (adds a line per connection opened and closed) or debug.
     --log-format FORMAT    WASITER_LOG_FORMAT       text
@@ -105,6 +112,7 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     pub max_conns: usize,
     pub buffer_size: usize,
+    pub coalesce: Coalesce,
     pub log_level: Level,
     pub log_format: Format,
     pub dump: Dump,
@@ -196,6 +204,11 @@ const BUFFER_SIZE: Setting = Setting {
     flag: "--buffer-size",
     env: "WASITER_BUFFER_SIZE",
     expected: "a size from 1KiB to 16MiB, e.g. 16384, 16k or 64KiB",
+};
+const COALESCE: Setting = Setting {
+    flag: "--coalesce",
+    env: "WASITER_COALESCE",
+    expected: "auto, off, or a duration from 1us to 40ms, e.g. 500us or 2ms",
 };
 const QUIET: Setting = Setting { flag: "--quiet", env: "WASITER_QUIET", expected: "1/0, true/false or yes/no" };
 const TRACE: Setting = Setting { flag: "--trace", env: "WASITER_TRACE", expected: "1/0, true/false or yes/no" };
@@ -306,6 +319,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Opt
             Long("idle-timeout") => &IDLE_TIMEOUT,
             Long("max-conns") => &MAX_CONNS,
             Long("buffer-size") => &BUFFER_SIZE,
+            Long("coalesce") => &COALESCE,
             other => return Err(ConfigError(format!("{}; see --help", other.unexpected()))),
         };
         let value = parser
@@ -332,6 +346,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Opt
     let max_conns = MAX_CONNS.parse(&flags, &env, 10_000, |s| s.parse().ok().filter(|n| (1..=1_000_000).contains(n)))?;
     let buffer_size =
         BUFFER_SIZE.parse(&flags, &env, 256 * 1024, |s| parse_size(s).filter(|n| (1024..=16 << 20).contains(n)))?;
+    let coalesce = COALESCE.parse(&flags, &env, Coalesce::Auto, |s| match s.to_ascii_lowercase().as_str() {
+        "auto" => Some(Coalesce::Auto),
+        "off" | "0" => Some(Coalesce::Off),
+        // Holding longer than a delayed ACK (40 ms) could only cost more than the stall it avoids.
+        _ => humantime::parse_duration(s).ok().filter(|d| !d.is_zero() && *d <= Duration::from_millis(40)).map(Coalesce::UpTo),
+    })?;
     let quiet = quiet_flag || QUIET.parse(&flags, &env, false, parse_bool)?;
     let mut log_level = LOG_LEVEL.parse(&flags, &env, Level::Info, Level::parse)?;
     if quiet {
@@ -371,6 +391,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Opt
         idle_timeout,
         max_conns,
         buffer_size,
+        coalesce,
         log_level,
         log_format,
         dump: Dump { mode, limit },
@@ -527,6 +548,15 @@ mod tests {
     }
 
     #[test]
+    fn coalesce_is_auto_off_or_a_duration() {
+        assert_eq!(run(&[], &BASE).unwrap().coalesce, Coalesce::Auto);
+        assert_eq!(run(&["--coalesce", "off"], &BASE).unwrap().coalesce, Coalesce::Off);
+        assert_eq!(run(&["--coalesce=2ms"], &BASE).unwrap().coalesce, Coalesce::UpTo(Duration::from_millis(2)));
+        let env = [("LOCAL", ":1"), ("REMOTE", "a:1"), ("WASITER_COALESCE", "300us")];
+        assert_eq!(run(&[], &env).unwrap().coalesce, Coalesce::UpTo(Duration::from_micros(300)));
+    }
+
+    #[test]
     fn observability_settings_parse() {
         let c = run(
             &["--log-format", "json", "--dump", "hex", "--dump-limit", "1k", "--metrics", "9090", "--trace"],
@@ -589,6 +619,8 @@ mod tests {
             (&["--connect-timeout", "0"], &BASE, "--connect-timeout: \"0\""),
             (&["--idle-timeout", "-1"], &BASE, "--idle-timeout: \"-1\""),
             (&["--max-conns", "0"], &BASE, "--max-conns: \"0\" is not valid; expected a whole number"),
+            (&["--coalesce", "1s"], &BASE, "--coalesce: \"1s\" is not valid; expected auto, off, or a duration"),
+            (&["--coalesce", "sometimes"], &BASE, "--coalesce: \"sometimes\" is not valid; expected auto"),
             (&["--buffer-size", "10"], &BASE, "--buffer-size: \"10\" is not valid; expected a size"),
             (&["--buffer-size", "64q"], &BASE, "--buffer-size: \"64q\""),
             (&["--log-level", "loud"], &BASE, "--log-level: \"loud\" is not valid; expected error, warn, info or debug"),

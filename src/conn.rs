@@ -18,11 +18,12 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::coalesce::Shapes;
 use crate::config::{Dump, DumpMode};
-use crate::log::{Level, Record};
+use crate::log::{self, Level, Record};
 use crate::metrics::Stats;
 use crate::pool::Pool;
-use crate::relay::{BufferPool, Direction, Endpoint, Failure, State};
+use crate::relay::{BufferPool, Direction, Endpoint, Failure, Note, Pace, State};
 use crate::sys::{self, Stream};
 
 impl Endpoint for Stream {
@@ -114,6 +115,12 @@ pub struct Context<'a> {
     pub buffers: &'a mut BufferPool,
     pub connect_timeout: Duration,
     pub dump: Dump,
+    /// TCP_NODELAY really works here: set it on every socket.
+    pub nodelay: bool,
+    /// The longest a direction may hold a piece (`coalesce`); `None`: never.
+    pub coalesce: Option<Duration>,
+    /// What the route learned of how its answers arrive, per direction.
+    pub shapes: &'a mut Shapes,
     pub now: Instant,
 }
 
@@ -171,9 +178,12 @@ impl Conn {
     ) -> Result<Conn, (Stream, Option<SocketAddr>, Reason)> {
         let mut tried = 0;
         let mut attempts = 0;
+        if cx.nodelay {
+            let _ = client.set_nodelay(); // best effort, as the probe found it works
+        }
         match connect_next(id, &mut tried, &mut attempts, None, cx) {
             Ok((upstream_addr, upstream)) => {
-                let mut to_upstream = Direction::new();
+                let mut to_upstream = Direction::with_shape(cx.shapes.to_upstream);
                 to_upstream.preload(early, cx.buffers);
                 Ok(Conn {
                     id,
@@ -187,7 +197,7 @@ impl Conn {
                     upstream_addr,
                     phase: Phase::Connecting { deadline: cx.now + cx.connect_timeout },
                     to_upstream,
-                    to_client: Direction::new(),
+                    to_client: Direction::with_shape(cx.shapes.to_client),
                     first_fin: None,
                     write_error: None,
                     dumped: 0,
@@ -232,11 +242,15 @@ impl Conn {
         self.id
     }
 
-    /// When this connection next needs attention without any I/O.
+    /// When this connection next needs attention without any I/O: a
+    /// connect timeout, a hold's window, or the idle timeout.
     pub fn deadline(&self, idle_timeout: Option<Duration>) -> Option<Instant> {
         match self.phase {
             Phase::Connecting { deadline } => Some(deadline),
-            Phase::Relaying => idle_timeout.map(|t| self.last_active + t),
+            Phase::Relaying => [self.to_upstream.hold_until(), self.to_client.hold_until(), idle_timeout.map(|t| self.last_active + t)]
+                .into_iter()
+                .flatten()
+                .min(),
         }
     }
 
@@ -268,7 +282,8 @@ impl Conn {
         self.finished()
     }
 
-    /// The deadline passed: a connect attempt timed out, or the connection idled.
+    /// The deadline passed: a connect attempt timed out, a hold's window
+    /// ended (write what it held), or the connection idled.
     pub fn on_timeout(&mut self, cx: &mut Context<'_>) -> Result<(), Reason> {
         match self.phase {
             Phase::Connecting { .. } => {
@@ -276,7 +291,24 @@ impl Conn {
                 let e = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
                 self.next_upstream(e, cx)
             }
-            Phase::Relaying => Err(Reason::IdleTimeout),
+            Phase::Relaying => {
+                let now = cx.now;
+                let due = |d: &Direction| d.hold_until().is_some_and(|u| u <= now);
+                if !(due(&self.to_upstream) || due(&self.to_client)) {
+                    return Err(Reason::IdleTimeout);
+                }
+                for from in [Side::Client, Side::Upstream] {
+                    let (dir, to, shape) = match from {
+                        Side::Client => (&mut self.to_upstream, Side::Upstream, &mut cx.shapes.to_upstream),
+                        Side::Upstream => (&mut self.to_client, Side::Client, &mut cx.shapes.to_client),
+                    };
+                    if due(dir) {
+                        dir.expire_hold(now, shape, |n| trace_hold(self.id, to, &n));
+                        self.pump(from, cx)?;
+                    }
+                }
+                self.finished()
+            }
         }
     }
 
@@ -316,14 +348,30 @@ impl Conn {
 
     /// Run the direction whose bytes come from `from`.
     fn pump(&mut self, from: Side, cx: &mut Context<'_>) -> Result<(), Reason> {
-        let (dir, src, dst) = match from {
-            Side::Client => (&mut self.to_upstream, &mut self.client, &mut self.upstream),
-            Side::Upstream => (&mut self.to_client, &mut self.upstream, &mut self.client),
+        // `back` is the other direction: what goes to the side we read from.
+        let (dir, back, src, dst) = match from {
+            Side::Client => (&mut self.to_upstream, &mut self.to_client, &mut self.client, &mut self.upstream),
+            Side::Upstream => (&mut self.to_client, &mut self.to_upstream, &mut self.upstream, &mut self.client),
         };
         let to = if from == Side::Client { Side::Upstream } else { Side::Client };
         let was_open = dir.state() == State::Open;
+        let read_before = dir.read;
         let (dump, id, dumped) = (cx.dump, self.id, &mut self.dumped);
-        match dir.pump(src, dst, cx.buffers, |bytes| dump_bytes(dump, id, to, dumped, bytes)) {
+        let shape = match from {
+            Side::Client => &mut cx.shapes.to_upstream,
+            Side::Upstream => &mut cx.shapes.to_client,
+        };
+        let mut pace = Pace { now: cx.now, cap: cx.coalesce, route: shape };
+        let result = dir.pump(src, dst, cx.buffers, &mut pace, |note| match note {
+            Note::Read(bytes) => dump_bytes(dump, id, to, dumped, bytes),
+            hold => trace_hold(id, to, &hold),
+        });
+        if dir.read > read_before {
+            // This side spoke: it has acknowledged what it was sent, so what
+            // goes to it next starts a new burst.
+            back.heard_back();
+        }
+        match result {
             Ok(true) => self.last_active = cx.now,
             Ok(false) => {}
             // A reset (or other read error) aborts both directions.
@@ -446,6 +494,23 @@ fn dump_bytes(dump: Dump, conn: u64, to: Side, dumped: &mut usize, bytes: &[u8])
     }
 }
 
+/// `--trace`: a piece held back from the kernel, or released, and why.
+fn trace_hold(conn: u64, to: Side, note: &Note<'_>) {
+    if !log::tracing() {
+        return;
+    }
+    let dir = if to == Side::Upstream { "to_upstream" } else { "to_client" };
+    match note {
+        Note::Held { bytes, window } => {
+            log::trace_line(format_args!("hold(conn={conn}, {dir}, {bytes} bytes)"), format_args!("until the next piece, {}us at most", window.as_micros()));
+        }
+        Note::Released { bytes, why, held } => {
+            log::trace_line(format_args!("release(conn={conn}, {dir}, {bytes} bytes)"), format_args!("{} after {}us", why.name(), held.as_micros()));
+        }
+        Note::Read(_) => {}
+    }
+}
+
 /// One upstream address failed (at once, later, or by timing out).
 fn log_attempt_failed(conn: u64, upstream: SocketAddr, e: &io::Error) {
     Record::new(Level::Debug, "connect-failed").num("conn", conn).str("upstream", upstream).str("error", e).emit();
@@ -471,7 +536,12 @@ fn connect_next(
             *tried |= 1 << index;
         }
         match Stream::connect(addr) {
-            Ok(stream) => return Ok((addr, stream)),
+            Ok(stream) => {
+                if cx.nodelay {
+                    let _ = stream.set_nodelay();
+                }
+                return Ok((addr, stream));
+            }
             // Our own shortage, not the upstream's fault: no strike against
             // it, and no point trying others (the caller pauses accepting).
             Err(e) if sys::out_of_descriptors(&e) => return Err((Some(addr), Reason::ConnectFailed(e))),
@@ -559,7 +629,8 @@ mod tests {
         now: Instant,
     ) -> Context<'a> {
         let dump = Dump { mode: DumpMode::Off, limit: 0 };
-        Context { route: "test", upstreams, stats, buffers, connect_timeout: ups.connect_timeout, dump, now }
+        let shapes = Box::leak(Box::default()); // a few bytes per test
+        Context { route: "test", upstreams, stats, buffers, connect_timeout: ups.connect_timeout, dump, nodelay: true, coalesce: None, shapes, now }
     }
 
     fn dead_addr() -> SocketAddr {
@@ -610,6 +681,6 @@ mod tests {
         // A slab slot is the Conn plus a tag word.
         let per_conn = std::mem::size_of::<Conn>() + std::mem::size_of::<usize>();
         println!("fixed bytes per connection: {per_conn}");
-        assert!(per_conn <= 320, "{per_conn} bytes");
+        assert!(per_conn <= 480, "{per_conn} bytes");
     }
 }

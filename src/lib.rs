@@ -11,11 +11,13 @@
 // Nothing on the network may stop the proxy: no unwrap/expect/panic outside tests.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
+pub mod coalesce;
 pub mod config;
 mod conn;
 mod health;
 pub mod log;
 pub mod metrics;
+pub mod nagle;
 pub mod pool;
 pub mod proxy;
 pub mod proxy_header;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use wasiter::config::{self, Command};
 use wasiter::log::{self, Record};
 use wasiter::pool::Health;
-use wasiter::{proxy, sys};
+use wasiter::{nagle, proxy, sys};
 
 fn main() -> ExitCode {
     let cfg = match config::parse(std::env::args_os().skip(1), |k| std::env::var(k).ok()) {
@@ -64,6 +64,13 @@ fn main() -> ExitCode {
         Some(l) => l.local_addr().map(|a| format!("http://{a}/metrics")).unwrap_or_default(),
         None => "off".to_string(),
     };
+    // Whether small writes can go out at once here decides whether the relay
+    // must hold split answers together (`coalesce`).
+    let nodelay = nagle::probe();
+    let coalesce = match cfg.coalesce.cap(nodelay.works()) {
+        Some(cap) => format!("{}us", cap.as_micros()),
+        None => "off".to_string(),
+    };
     // One start line per route, each naming its real listen address.
     for (route, spec) in routes.iter().zip(&cfg.routes) {
         let remote: Vec<String> = spec.upstreams.iter().map(|u| u.to_string()).collect();
@@ -77,10 +84,13 @@ fn main() -> ExitCode {
             .str("version", env!("CARGO_PKG_VERSION"))
             .num("max_conns", cfg.max_conns as u64)
             .num("buffer", cfg.buffer_size as u64)
+            .str("nodelay", if nodelay.works() { "yes" } else { "no" })
+            .str("nodelay_probe", nodelay.name())
+            .str("coalesce", &coalesce)
             .emit();
     }
 
-    let mut proxy = proxy::Proxy::new(&cfg, routes, metrics);
+    let mut proxy = proxy::Proxy::new(&cfg, routes, metrics, nodelay.works());
     match proxy.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(format_args!("event loop failed: {e}")),

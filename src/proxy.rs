@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
+use crate::coalesce::Shapes;
 use crate::config::{Config, Dump};
 use crate::conn::{self, Conn, Context, Reason, Side};
 use crate::health::{self, Check};
@@ -99,6 +100,9 @@ pub struct Route {
     acl: Acl,
     send_proxy: Option<ProxyVersion>,
     accept_proxy: bool,
+    /// How answers arrive in each direction, as its connections learned it
+    /// (`coalesce`).
+    shapes: Shapes,
 }
 
 impl Route {
@@ -114,6 +118,7 @@ impl Route {
             acl: spec.acl.clone(),
             send_proxy: spec.send_proxy,
             accept_proxy: spec.accept_proxy,
+            shapes: Shapes::default(),
         }
     }
 
@@ -146,6 +151,8 @@ struct Shared {
     buffers: BufferPool,
     connect_timeout: Duration,
     dump: Dump,
+    nodelay: bool,
+    coalesce: Option<Duration>,
 }
 
 impl Shared {
@@ -158,6 +165,9 @@ impl Shared {
             buffers: &mut self.buffers,
             connect_timeout: self.connect_timeout,
             dump: self.dump,
+            nodelay: self.nodelay,
+            coalesce: self.coalesce,
+            shapes: &mut r.shapes,
             now,
         })
     }
@@ -195,7 +205,8 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub fn new(cfg: &Config, routes: Vec<Route>, metrics: Option<Listener>) -> Proxy {
+    /// `nodelay`: TCP_NODELAY really works on this runtime (`nagle::probe`).
+    pub fn new(cfg: &Config, routes: Vec<Route>, metrics: Option<Listener>, nodelay: bool) -> Proxy {
         let now = Instant::now();
         Proxy {
             shared: Shared {
@@ -203,6 +214,8 @@ impl Proxy {
                 buffers: BufferPool::new(cfg.buffer_size, SPARE_BUFFERS),
                 connect_timeout: cfg.connect_timeout,
                 dump: cfg.dump,
+                nodelay,
+                coalesce: cfg.coalesce.cap(nodelay),
             },
             conns: Slab::new(),
             pending: Slab::new(),

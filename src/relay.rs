@@ -14,9 +14,16 @@
 //!
 //! A buffer is taken from a [`BufferPool`] only while it holds bytes, so an
 //! idle connection costs no buffer memory at all.
+//!
+//! Where the runtime leaves Nagle on, a direction may *hold* what it read for
+//! a moment instead of writing it (see `coalesce`): then it goes on reading
+//! into the same buffer, after the held bytes, and writes nothing until the
+//! hold is released.
 
 use std::io;
+use std::time::{Duration, Instant};
 
+use crate::coalesce::{Hold, Release, Shape, Step};
 use crate::sys::would_block;
 
 /// What a direction needs from each socket. `sys::Stream` is one.
@@ -73,6 +80,24 @@ impl BufferPool {
 /// connection cannot starve the others in the same wake-up.
 const ROUNDS: usize = 8;
 
+/// What `pump` needs to decide when to write: the time, and the hold policy.
+pub struct Pace<'a> {
+    pub now: Instant,
+    /// The longest a piece may be held; `None`: write everything at once.
+    pub cap: Option<Duration>,
+    /// The route's shape for this direction: it learns what this one learns.
+    pub route: &'a mut Shape,
+}
+
+/// What `pump` tells its caller as it goes: the bytes it read (for the
+/// traffic dump), and holds begun and released (for the trace).
+#[derive(Debug, PartialEq)]
+pub enum Note<'a> {
+    Read(&'a [u8]),
+    Held { bytes: usize, window: Duration },
+    Released { bytes: usize, why: Release, held: Duration },
+}
+
 pub struct Direction {
     buf: Option<Box<[u8]>>,
     /// Pending bytes are `buf[start..end]`.
@@ -81,6 +106,9 @@ pub struct Direction {
     state: State,
     /// Bytes written to the destination so far.
     pub bytes: u64,
+    /// Bytes read from the source so far.
+    pub read: u64,
+    hold: Hold,
 }
 
 impl Default for Direction {
@@ -91,7 +119,12 @@ impl Default for Direction {
 
 impl Direction {
     pub fn new() -> Direction {
-        Direction { buf: None, start: 0, end: 0, state: State::Open, bytes: 0 }
+        Direction::with_shape(Shape::default())
+    }
+
+    /// A direction that starts from what its route learned about holding.
+    pub fn with_shape(shape: Shape) -> Direction {
+        Direction { buf: None, start: 0, end: 0, state: State::Open, bytes: 0, read: 0, hold: Hold::new(shape) }
     }
 
     pub fn state(&self) -> State {
@@ -121,31 +154,60 @@ impl Direction {
         self.end - self.start
     }
 
-    /// Interest in the source: open, and the buffer empty. `pump` reads only
-    /// into an empty buffer (one read, then write it all), so asking for read
-    /// readiness while bytes wait would wake the loop for nothing.
+    /// Interest in the source: open, and the buffer empty (or held). `pump`
+    /// reads only into an empty buffer (one read, then write it all), so
+    /// asking for read readiness while bytes wait to be written would wake
+    /// the loop for nothing; held bytes wait for the next piece.
     pub fn wants_read(&self) -> bool {
-        self.state == State::Open && self.pending() == 0
+        self.state == State::Open && (self.pending() == 0 || self.hold.is_holding())
     }
 
-    /// Interest in the destination: bytes waiting for it.
+    /// Interest in the destination: bytes waiting for it, not held.
     pub fn wants_write(&self) -> bool {
-        self.state != State::Done && self.pending() > 0
+        self.state != State::Done && self.pending() > 0 && !self.hold.is_holding()
+    }
+
+    /// When the current hold ends at the latest.
+    pub fn hold_until(&self) -> Option<Instant> {
+        self.hold.until()
+    }
+
+    /// The destination's peer spoke: the next piece starts a new burst.
+    pub fn heard_back(&mut self) {
+        self.hold.heard_back();
+    }
+
+    /// End the hold if its window has passed. The next `pump` writes.
+    pub fn expire_hold(&mut self, now: Instant, route: &mut Shape, mut note: impl FnMut(Note<'_>)) {
+        let (since, held) = (self.hold.since(), self.pending());
+        if let Some(why) = self.hold.expire(now, route) {
+            let held_for = since.map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
+            note(Note::Released { bytes: held, why, held: held_for });
+        }
+    }
+
+    fn release(&mut self, why: Release, now: Instant, note: &mut impl FnMut(Note<'_>)) {
+        let since = self.hold.since();
+        if let Some(why) = self.hold.release(why) {
+            let held = since.map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
+            note(Note::Released { bytes: self.pending(), why, held });
+        }
     }
 
     /// Move as many bytes as the sockets allow right now, and pass an EOF on
-    /// once everything before it is written. `on_read` sees every chunk as it
-    /// is read (the traffic dump). Returns whether any byte moved or the state
-    /// changed (activity, for the idle timer).
+    /// once everything before it is written. `note` sees every chunk as it
+    /// is read (the traffic dump), and every hold. Returns whether any byte
+    /// moved or the state changed (activity, for the idle timer).
     pub fn pump(
         &mut self,
         src: &mut impl Endpoint,
         dst: &mut impl Endpoint,
         pool: &mut BufferPool,
-        on_read: impl FnMut(&[u8]),
+        pace: &mut Pace<'_>,
+        note: impl FnMut(Note<'_>),
     ) -> Result<bool, Failure> {
-        let before = (self.bytes, self.state);
-        let result = self.pump_rounds(src, dst, pool, on_read);
+        let before = (self.bytes, self.read, self.state);
+        let result = self.pump_rounds(src, dst, pool, pace, note);
         if let Err(Failure::Write(_)) = result {
             // The destination is gone: what is buffered for it is lost.
             self.state = State::Done;
@@ -160,7 +222,7 @@ impl Direction {
                 pool.give(buf);
             }
         }
-        result.map(|()| (self.bytes, self.state) != before)
+        result.map(|()| (self.bytes, self.read, self.state) != before)
     }
 
     fn pump_rounds(
@@ -168,21 +230,50 @@ impl Direction {
         src: &mut impl Endpoint,
         dst: &mut impl Endpoint,
         pool: &mut BufferPool,
-        mut on_read: impl FnMut(&[u8]),
+        pace: &mut Pace<'_>,
+        mut note: impl FnMut(Note<'_>),
     ) -> Result<(), Failure> {
         for _ in 0..ROUNDS {
-            if self.flush(dst)? > 0 || self.state != State::Open {
+            let holding = self.hold.is_holding();
+            if (!holding && self.flush(dst)? > 0) || self.state != State::Open {
                 break; // destination full, or nothing more to read
             }
-            // The buffer is empty here: read a fresh load from its start.
+            if self.pending() == 0 {
+                // Read a fresh load from the buffer's start.
+                self.start = 0;
+                self.end = 0;
+            }
             let buf = self.buf.get_or_insert_with(|| pool.take());
-            match src.read(buf) {
-                Ok(0) => self.state = State::Draining,
+            // Held bytes stay; the next piece goes after them.
+            let room = buf.get_mut(self.end..).unwrap_or_default();
+            if room.is_empty() {
+                self.release(Release::Size, pace.now, &mut note);
+                continue;
+            }
+            let room_len = room.len();
+            match src.read(room) {
+                Ok(0) => {
+                    self.state = State::Draining;
+                    self.release(Release::Fin, pace.now, &mut note);
+                }
                 Ok(n) => {
-                    on_read(buf.get(..n).unwrap_or_default());
-                    self.start = 0;
-                    self.end = n;
-                    if n < buf.len() {
+                    note(Note::Read(room.get(..n).unwrap_or_default()));
+                    self.end += n;
+                    self.read += n as u64;
+                    if let Some(cap) = pace.cap {
+                        let since = self.hold.since();
+                        match self.hold.piece(n, self.pending(), pace.now, cap, pace.route) {
+                            Step::Hold { until } if !holding => {
+                                note(Note::Held { bytes: self.pending(), window: until.saturating_duration_since(pace.now) })
+                            }
+                            Step::Hold { .. } | Step::Write(None) => {}
+                            Step::Write(Some(why)) => {
+                                let held = since.map_or(Duration::ZERO, |s| pace.now.saturating_duration_since(s));
+                                note(Note::Released { bytes: self.pending(), why, held });
+                            }
+                        }
+                    }
+                    if n < room_len {
                         // A short read emptied the socket's receive queue: a
                         // second read now would only say "would block", a
                         // wasted call per message. Write, then wait for more.
@@ -192,6 +283,9 @@ impl Direction {
                 Err(e) if would_block(&e) => break,
                 Err(e) => return Err(Failure::Read(e)),
             }
+        }
+        if self.hold.is_holding() {
+            return Ok(()); // written when the hold is released
         }
         // Write what the last round read, so it does not wait for a wake-up.
         if self.flush(dst)? == 0 && self.state == State::Draining {
@@ -238,6 +332,7 @@ mod tests {
         eof: bool,
         read_error: bool,
         written: Vec<u8>,
+        writes: usize,
         room: usize,
         write_error: bool,
         shut: bool,
@@ -271,6 +366,7 @@ mod tests {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
             self.room -= n;
+            self.writes += 1;
             self.written.extend_from_slice(&buf[..n]);
             Ok(n)
         }
@@ -288,15 +384,104 @@ mod tests {
         Fake { room, ..Fake::default() }
     }
 
+    /// One pump with holding off, as natively.
+    fn pump(d: &mut Direction, src: &mut Fake, dst: &mut Fake, pool: &mut BufferPool) -> Result<bool, Failure> {
+        let mut shape = Shape::default();
+        let mut pace = Pace { now: Instant::now(), cap: None, route: &mut shape };
+        d.pump(src, dst, pool, &mut pace, |_| {})
+    }
+
+    /// One pump with holding on, at `now`; returns what it noted.
+    fn pump_at(d: &mut Direction, src: &mut Fake, dst: &mut Fake, pool: &mut BufferPool, now: Instant, route: &mut Shape) -> Vec<String> {
+        let mut pace = Pace { now, cap: Some(crate::coalesce::DEFAULT_CAP), route };
+        let mut notes = Vec::new();
+        d.pump(src, dst, pool, &mut pace, |n| notes.push(format!("{n:?}"))).unwrap();
+        notes
+    }
+
+    #[test]
+    fn a_held_piece_waits_for_the_next_and_both_go_in_one_write() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let (mut dst, mut pool, mut route) = (sink(1 << 20), BufferPool::new(64 * 1024, 8), Shape::default());
+        let mut d = Direction::new();
+        // First answer: two pieces, written as they come (the split is learned).
+        let mut src = source(&[b"HEAD"], false);
+        pump_at(&mut d, &mut src, &mut dst, &mut pool, ms(0), &mut route);
+        src.input.push_back(Some(b"body".to_vec()));
+        pump_at(&mut d, &mut src, &mut dst, &mut pool, ms(0) + Duration::from_micros(60), &mut route);
+        assert_eq!(dst.writes, 2);
+        assert_eq!(route.pieces, 2);
+        d.heard_back(); // the client asks again
+        // Second answer: the first piece is held...
+        src.input.push_back(Some(b"HEAD".to_vec()));
+        let notes = pump_at(&mut d, &mut src, &mut dst, &mut pool, ms(10), &mut route);
+        assert!(notes.iter().any(|n| n.starts_with("Held { bytes: 4")), "{notes:?}");
+        assert_eq!(dst.writes, 2, "nothing written while held");
+        assert!(d.wants_read() && !d.wants_write(), "held: wait for the next piece, not for the destination");
+        assert!(d.hold_until().is_some());
+        // ...and leaves with the second, in one write.
+        src.input.push_back(Some(b"body".to_vec()));
+        let notes = pump_at(&mut d, &mut src, &mut dst, &mut pool, ms(10) + Duration::from_micros(50), &mut route);
+        assert!(notes.iter().any(|n| n.contains("why: NextPiece")), "{notes:?}");
+        assert_eq!(dst.writes, 3);
+        assert_eq!(dst.written, b"HEADbodyHEADbody");
+        assert!(d.hold_until().is_none() && d.wants_read());
+    }
+
+    #[test]
+    fn a_hold_past_its_window_is_written_alone() {
+        let t0 = Instant::now();
+        let (mut dst, mut pool, mut route) = (sink(1 << 20), BufferPool::new(1024, 8), Shape::default());
+        let mut d = Direction::with_shape(Shape { pieces: 2, first_max: 100, gap_us: 50 });
+        let mut src = source(&[b"only"], false);
+        pump_at(&mut d, &mut src, &mut dst, &mut pool, t0, &mut route);
+        let until = d.hold_until().expect("held");
+        let mut notes = Vec::new();
+        d.expire_hold(until, &mut route, |n| notes.push(format!("{n:?}")));
+        assert!(notes[0].contains("why: Window"), "{notes:?}");
+        assert!(d.wants_write());
+        pump_at(&mut d, &mut src, &mut dst, &mut pool, until, &mut route);
+        assert_eq!(dst.written, b"only");
+    }
+
+    #[test]
+    fn fin_releases_what_is_held_and_passes_on() {
+        let t0 = Instant::now();
+        let (mut dst, mut pool, mut route) = (sink(1 << 20), BufferPool::new(1024, 8), Shape::default());
+        let mut d = Direction::with_shape(Shape { pieces: 2, first_max: 100, gap_us: 50 });
+        let mut src = source(&[b"last words"], false);
+        pump_at(&mut d, &mut src, &mut dst, &mut pool, t0, &mut route);
+        assert!(d.hold_until().is_some());
+        src.eof = true;
+        let notes = pump_at(&mut d, &mut src, &mut dst, &mut pool, t0, &mut route);
+        assert!(notes.iter().any(|n| n.contains("why: Fin")), "{notes:?}");
+        assert_eq!(dst.written, b"last words");
+        assert!(dst.shut && d.is_done());
+    }
+
+    #[test]
+    fn a_full_buffer_is_never_held() {
+        let t0 = Instant::now();
+        let (mut dst, mut pool, mut route) = (sink(1 << 20), BufferPool::new(8, 8), Shape::default());
+        let mut d = Direction::with_shape(Shape { pieces: 8, first_max: 100, gap_us: 50 });
+        let mut src = source(&[b"abcd", b"efgh", b"ij"], false);
+        // Held pieces fill the 8-byte buffer: it is written, then reading goes on.
+        for _ in 0..3 {
+            pump_at(&mut d, &mut src, &mut dst, &mut pool, t0, &mut route);
+        }
+        assert!(dst.written.starts_with(b"abcdefgh"), "{:?}", dst.written);
+    }
+
     #[test]
     fn relays_every_chunk_in_order() {
         let (mut src, mut dst, mut pool) = (source(&[b"hello ", b"world"], false), sink(1 << 20), BufferPool::new(4, 8));
         let mut d = Direction::new();
-        assert!(d.pump(&mut src, &mut dst, &mut pool, |_| {}).unwrap());
+        assert!(pump(&mut d, &mut src, &mut dst, &mut pool).unwrap());
         // "hell" filled the buffer, "o " was a short read: the socket is
         // taken to be empty until the poller says otherwise.
         assert_eq!(dst.written, b"hello ");
-        assert!(d.pump(&mut src, &mut dst, &mut pool, |_| {}).unwrap(), "readable again: the rest");
+        assert!(pump(&mut d, &mut src, &mut dst, &mut pool).unwrap(), "readable again: the rest");
         assert_eq!(dst.written, b"hello world");
         assert_eq!(d.bytes, 11);
         assert_eq!(d.state(), State::Open);
@@ -309,7 +494,7 @@ mod tests {
         let mut d = Direction::new();
         d.preload(b"PROXY UNKNOWN\r\n", &mut pool);
         assert!(d.wants_write() && !d.wants_read(), "the header waits for the destination");
-        d.pump(&mut src, &mut dst, &mut pool, |_| {}).unwrap();
+        pump(&mut d, &mut src, &mut dst, &mut pool).unwrap();
         assert_eq!(dst.written, b"PROXY UNKNOWN\r\nGET /");
         assert_eq!(d.bytes, 20, "the header counts as bytes sent upstream");
     }
@@ -318,13 +503,13 @@ mod tests {
     fn eof_is_passed_on_only_after_buffered_bytes() {
         let (mut src, mut dst, mut pool) = (source(&[b"abcdef"], true), sink(3), BufferPool::new(16, 8));
         let mut d = Direction::new();
-        d.pump(&mut src, &mut dst, &mut pool, |_| {}).unwrap();
+        pump(&mut d, &mut src, &mut dst, &mut pool).unwrap();
         assert_eq!(dst.written, b"abc");
         assert!(!dst.shut, "FIN must wait for the pending bytes");
         assert!(d.wants_write() && !d.wants_read(), "full destination: stop reading, wait to write");
 
         dst.room = 100;
-        d.pump(&mut src, &mut dst, &mut pool, |_| {}).unwrap();
+        pump(&mut d, &mut src, &mut dst, &mut pool).unwrap();
         assert_eq!(dst.written, b"abcdef");
         assert!(dst.shut);
         assert!(d.is_done());
@@ -337,7 +522,7 @@ mod tests {
         let refs: Vec<&[u8]> = chunks.iter().map(|c| c.as_slice()).collect();
         let (mut src, mut dst, mut pool) = (source(&refs, true), sink(1 << 20), BufferPool::new(4, 8));
         let mut d = Direction::new();
-        d.pump(&mut src, &mut dst, &mut pool, |_| {}).unwrap();
+        pump(&mut d, &mut src, &mut dst, &mut pool).unwrap();
         assert_eq!(dst.written.len(), 4 * (ROUNDS - 1));
         assert!(dst.shut && d.is_done(), "a drained EOF must not wait for an event that never comes");
     }
@@ -347,12 +532,12 @@ mod tests {
         let big = vec![7u8; 100];
         let (mut src, mut dst, mut pool) = (source(&[&big, &big], false), sink(10), BufferPool::new(32, 8));
         let mut d = Direction::new();
-        d.pump(&mut src, &mut dst, &mut pool, |_| {}).unwrap();
+        pump(&mut d, &mut src, &mut dst, &mut pool).unwrap();
         assert_eq!(dst.written.len(), 10);
         assert!(!d.wants_read(), "no room: no read interest");
         assert!(d.wants_write());
         dst.room = 1000;
-        while d.pump(&mut src, &mut dst, &mut pool, |_| {}).unwrap() {}
+        while pump(&mut d, &mut src, &mut dst, &mut pool).unwrap() {}
         assert_eq!(dst.written.len(), 200);
     }
 
@@ -361,7 +546,7 @@ mod tests {
         let (mut src, mut dst, mut pool) = (source(&[b"data"], false), sink(10), BufferPool::new(16, 8));
         dst.write_error = true;
         let mut d = Direction::new();
-        assert!(matches!(d.pump(&mut src, &mut dst, &mut pool, |_| {}), Err(Failure::Write(_))));
+        assert!(matches!(pump(&mut d, &mut src, &mut dst, &mut pool), Err(Failure::Write(_))));
         assert!(d.is_done());
         assert!(!d.wants_read() && !d.wants_write());
     }
@@ -371,18 +556,18 @@ mod tests {
         let (mut src, mut dst, mut pool) = (source(&[], false), sink(10), BufferPool::new(16, 8));
         src.read_error = true;
         let mut d = Direction::new();
-        assert!(matches!(d.pump(&mut src, &mut dst, &mut pool, |_| {}), Err(Failure::Read(_))));
+        assert!(matches!(pump(&mut d, &mut src, &mut dst, &mut pool), Err(Failure::Read(_))));
     }
 
     #[test]
     fn idle_direction_gives_its_buffer_back() {
         let (mut src, mut dst, mut pool) = (source(&[b"x"], false), sink(10), BufferPool::new(16, 8));
         let mut d = Direction::new();
-        d.pump(&mut src, &mut dst, &mut pool, |_| {}).unwrap();
+        pump(&mut d, &mut src, &mut dst, &mut pool).unwrap();
         assert!(d.buf.is_none());
         assert_eq!(pool.free.len(), 1, "buffer returned to the pool");
         // Nothing to read: pump borrows and returns the same buffer.
-        assert!(!d.pump(&mut src, &mut dst, &mut pool, |_| {}).unwrap());
+        assert!(!pump(&mut d, &mut src, &mut dst, &mut pool).unwrap());
         assert_eq!(pool.free.len(), 1);
     }
 
@@ -400,9 +585,9 @@ mod tests {
         let refs: Vec<&[u8]> = chunks.iter().map(|c| c.as_slice()).collect();
         let (mut src, mut dst, mut pool) = (source(&refs, false), sink(1 << 20), BufferPool::new(4, 8));
         let mut d = Direction::new();
-        d.pump(&mut src, &mut dst, &mut pool, |_| {}).unwrap();
+        pump(&mut d, &mut src, &mut dst, &mut pool).unwrap();
         assert_eq!(dst.written.len(), 4 * ROUNDS);
-        while d.pump(&mut src, &mut dst, &mut pool, |_| {}).unwrap() {}
+        while pump(&mut d, &mut src, &mut dst, &mut pool).unwrap() {}
         assert_eq!(dst.written.len(), 200);
     }
 }

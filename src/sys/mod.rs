@@ -19,6 +19,8 @@
 //!                                 read() == 0 is the peer's FIN; a write to a reset
 //!                                 peer is an error, never a signal
 //!       .shutdown_write()         send FIN, keep reading
+//!       .set_nodelay()            ask for Nagle off; a runtime may accept and
+//!                                 ignore it (`nagle::probe` finds out)
 //!       .abort()                  make the coming close send RST (best effort)
 //!       .local_addr()          -> io::Result<SocketAddr>   where it arrived
 //!       .handle()
@@ -55,7 +57,7 @@ mod backend;
 #[cfg(not(any(unix, target_os = "wasi")))]
 compile_error!("wasiter runs on Linux (native), wasm32-wasip1 (WasmEdge) and wasm32-wasip2 (wasmtime)");
 
-pub use backend::{init, out_of_descriptors, resolve, Listener, Poller, Stream, RUNTIME};
+pub use backend::{init, out_of_descriptors, resolve, Handle, Listener, Poller, Stream, RUNTIME};
 
 /// One readiness report from `Poller::wait`.
 #[derive(Clone, Copy, Debug)]

@@ -77,13 +77,6 @@ pub fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
     Ok((host, port).to_socket_addrs()?.collect())
 }
 
-/// Nagle off: a proxy must not hold back the second piece of a message.
-/// Best effort (traced): WASI 0.2 may not offer it.
-fn set_nodelay(stream: &TcpStream) {
-    let r = stream.set_nodelay(true);
-    trace!(r.as_ref().map_err(clone_err), "setsockopt(fd={}, TCP_NODELAY)", stream.as_raw_fd());
-}
-
 fn new_socket(addr: &SocketAddr) -> io::Result<Socket> {
     Socket::new(Domain::for_address(*addr), Type::STREAM, None)
 }
@@ -106,8 +99,6 @@ impl Listener {
         trace!(r.as_ref().map(|(s, peer)| (s.as_raw_fd(), *peer)).map_err(clone_err), "accept(fd={})", self.handle());
         let (stream, peer) = r?;
         stream.set_nonblocking(true)?;
-        // A proxy must not add Nagle delays to small writes it relays.
-        set_nodelay(&stream);
         Ok((Stream(stream, next_serial()), peer))
     }
 
@@ -132,7 +123,6 @@ impl Stream {
     pub fn connect(addr: SocketAddr) -> io::Result<Stream> {
         let stream = TcpStream::from(new_socket(&addr)?);
         stream.set_nonblocking(true)?;
-        set_nodelay(&stream);
         let r = SockRef::from(&stream).connect(&addr.into());
         trace!(r.as_ref().map_err(clone_err), "connect(fd={}, {addr})", stream.as_raw_fd());
         match r {
@@ -167,6 +157,14 @@ impl Stream {
     pub fn shutdown_write(&self) -> io::Result<()> {
         let r = self.0.shutdown(Shutdown::Write);
         trace!(r.as_ref().map_err(clone_err), "shutdown(fd={}, SHUT_WR)", self.handle());
+        r
+    }
+
+    /// TCP_NODELAY. Natively it works; wasi-libc on WASI 0.2 accepts it
+    /// and wasmtime 49 still holds small segments (`nagle::probe` tells).
+    pub fn set_nodelay(&self) -> io::Result<()> {
+        let r = self.0.set_nodelay(true);
+        trace!(r.as_ref().map_err(clone_err), "setsockopt(fd={}, TCP_NODELAY)", self.handle());
         r
     }
 

@@ -69,6 +69,7 @@ mod host {
             addr_type: *mut u32,
             port: *mut u32,
         ) -> u32;
+        pub fn sock_setsockopt(fd: u32, level: u32, name: u32, flag: *const u8, flag_size: u32) -> u32;
     }
 }
 
@@ -225,6 +226,19 @@ impl Stream {
     pub fn shutdown_write(&self) -> io::Result<()> {
         let r = self.0.shutdown(Shutdown::Write);
         trace!(r.as_ref().map_err(clone_err), "sock_shutdown(fd={}, SHUT_WR)", self.handle());
+        r
+    }
+
+    /// TCP_NODELAY, as WasmEdge would number it: level IPPROTO_TCP (6) and
+    /// the option after SO_BINDTODEVICE (15), as in the proposed (unmerged)
+    /// upstream patch. WasmEdge 0.17.1 accepts only the socket level and
+    /// answers EINVAL; a release that adds the option is used at once.
+    pub fn set_nodelay(&self) -> io::Result<()> {
+        const IPPROTO_TCP: u32 = 6;
+        const TCP_NODELAY: u32 = 15;
+        let on = 1i32.to_le_bytes();
+        let r = check(unsafe { host::sock_setsockopt(self.handle(), IPPROTO_TCP, TCP_NODELAY, on.as_ptr(), on.len() as u32) });
+        trace!(r.as_ref().map_err(clone_err), "sock_setsockopt(fd={}, IPPROTO_TCP, TCP_NODELAY)", self.handle());
         r
     }
 
