@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::log::{Level, Record};
-use crate::pool::Pool;
+use crate::pool::{Outcome, Pool};
 use crate::sys::{self, Stream};
 
 /// One health-check connect in flight.
@@ -37,7 +37,9 @@ pub fn start_checks(route: usize, name: &str, pool: &mut Pool, in_flight: &[(usi
             Err(e) if sys::out_of_descriptors(&e) => break, // ours, not the upstream's: next round
             Err(e) => {
                 log_check_failed(name, addr, &e.to_string());
-                pool.record(name, addr, false, now, false);
+                if let Some(change) = pool.record(addr, Outcome::Failed, now) {
+                    change.log(name, addr);
+                }
             }
         }
     }

@@ -194,23 +194,26 @@ pub fn trace_line(call: fmt::Arguments<'_>, result: fmt::Arguments<'_>) {
     Record::always("trace").str("call", call).str("result", result).emit();
 }
 
-/// How a traced call ended: its value, EAGAIN, or the error.
-pub fn outcome<T: fmt::Debug>(r: &std::io::Result<T>) -> String {
+/// How a traced call ended: its value, EAGAIN, or the error. (Generic over
+/// the error so that `r.as_ref()` can be shown without taking `r`.)
+pub fn outcome<T: fmt::Debug, E: std::borrow::Borrow<std::io::Error>>(r: &Result<T, E>) -> String {
     match r {
         Ok(v) => format!("{v:?}"),
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => "EAGAIN".to_string(),
-        Err(e) => format!("error: {e}"),
+        Err(e) if e.borrow().kind() == std::io::ErrorKind::WouldBlock => "EAGAIN".to_string(),
+        Err(e) => format!("error: {}", e.borrow()),
     }
 }
 
-/// Trace a host call from `sys` when trace mode is on; free otherwise:
-/// `trace!(result, "sock_recv(fd={}, {})", fd, len)`.
+/// Trace a host call from `sys` when trace mode is on, and hand its result
+/// on; free otherwise: `trace!(sock.recv(buf), "sock_recv(fd={}, {})", fd, len)`.
 macro_rules! trace {
-    ($result:expr, $($call:tt)*) => {
+    ($result:expr, $($call:tt)*) => {{
+        let result = $result;
         if $crate::log::tracing() {
-            $crate::log::trace_line(format_args!($($call)*), format_args!("{}", $crate::log::outcome(&$result)));
+            $crate::log::trace_line(format_args!($($call)*), format_args!("{}", $crate::log::outcome(&result)));
         }
-    };
+        result
+    }};
 }
 pub(crate) use trace;
 

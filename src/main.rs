@@ -4,16 +4,16 @@
 
 use std::process::ExitCode;
 
-use wasiter::config::{self, Command};
+use wasiter::cli::{self, Command};
 use wasiter::log::{self, Record};
-use wasiter::pool::Health;
+use wasiter::pool::FailPolicy;
 use wasiter::{nagle, proxy, sys};
 
 fn main() -> ExitCode {
-    let cfg = match config::parse(std::env::args_os().skip(1), |k| std::env::var(k).ok()) {
+    let cfg = match cli::parse(std::env::args_os().skip(1), |k| std::env::var(k).ok()) {
         Ok(Command::Run(cfg)) => cfg,
         Ok(Command::Help) => {
-            println!("{}", config::HELP);
+            println!("{}", cli::help());
             return ExitCode::SUCCESS;
         }
         Ok(Command::Version) => {
@@ -30,7 +30,7 @@ fn main() -> ExitCode {
 
     // Every route: resolve its upstreams, then bind. Any failure stops the
     // start with a line naming the route.
-    let health = Health { threshold: cfg.fail_threshold, cooldown: cfg.cooldown };
+    let health = FailPolicy { threshold: cfg.fail_threshold, cooldown: cfg.cooldown };
     let mut routes = Vec::new();
     for spec in &cfg.routes {
         let mut resolved = Vec::new();
@@ -53,7 +53,7 @@ fn main() -> ExitCode {
                 return fail(format_args!("{what}: cannot listen on {}: {e}", spec.listen));
             }
         };
-        routes.push(proxy::Route::new(spec, listener, resolved, health));
+        routes.push(proxy::RouteState::new(spec, listener, resolved, health));
     }
     let metrics = match cfg.metrics.map(|addr| (addr, sys::Listener::bind(addr, 64))) {
         None => None,
@@ -90,7 +90,10 @@ fn main() -> ExitCode {
             .emit();
     }
 
-    let mut proxy = proxy::Proxy::new(&cfg, routes, metrics, nodelay.works());
+    let mut proxy = match proxy::Proxy::new(&cfg, routes, metrics, nodelay.works()) {
+        Ok(p) => p,
+        Err(e) => return fail(format_args!("cannot create the poller: {e}")),
+    };
     match proxy.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(format_args!("event loop failed: {e}")),

@@ -7,22 +7,10 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use crate::conn::Close;
 use crate::pool::{Pool, Server};
-use crate::sys::{would_block, Stream};
-
-/// Every `reason=` a close line can carry; `closes_total` has one series each.
-pub const REASONS: [&str; 10] = [
-    "client-closed",
-    "upstream-closed",
-    "client-error",
-    "upstream-error",
-    "connect-failed",
-    "connect-timeout",
-    "idle-timeout",
-    "denied",
-    "no-upstream",
-    "bad-proxy-header",
-];
+use crate::relay::would_block;
+use crate::sys::Stream;
 
 /// One route's counters. Per-upstream figures live in its `Pool`.
 #[derive(Default)]
@@ -32,15 +20,15 @@ pub struct Stats {
     pub active: u64,
     pub to_upstream: u64,
     pub to_client: u64,
-    closes: [u64; REASONS.len()],
+    /// Closes by kind, indexed by `Close as usize`.
+    closes: [u64; Close::ALL.len()],
 }
 
 impl Stats {
-    /// A client connection ended (`reason=` of its close line): count why,
-    /// and it is no longer active.
-    pub fn closed(&mut self, reason: &str) {
+    /// A client connection ended: count why, and it is no longer active.
+    pub fn closed(&mut self, why: Close) {
         self.active = self.active.saturating_sub(1);
-        if let Some(count) = REASONS.iter().position(|r| *r == reason).and_then(|i| self.closes.get_mut(i)) {
+        if let Some(count) = self.closes.get_mut(why as usize) {
             *count += 1;
         }
     }
@@ -79,7 +67,7 @@ pub fn render(routes: &[RouteView<'_>], iterations: u64, wakeups: u64, now: Inst
         .iter()
         .flat_map(|r| {
             let route = label(r.name);
-            REASONS.iter().zip(r.stats.closes).map(move |(why, n)| (format!("{{route=\"{route}\",reason=\"{why}\"}}"), n))
+            Close::ALL.iter().zip(r.stats.closes).map(move |(why, n)| (format!("{{route=\"{route}\",reason=\"{}\"}}", why.name()), n))
         })
         .collect();
     w("wasiter_closes_total", "counter", "Connections closed, by reason.", &closes);
@@ -213,22 +201,22 @@ pub fn respond(request: &[u8], body: impl FnOnce() -> String) -> Option<Vec<u8>>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pool::Health;
+    use crate::pool::FailPolicy;
     use crate::route::{Policy, Remote};
 
     fn pool() -> Pool {
         let remote = Remote { host: "127.0.0.1".into(), port: 80 };
-        let health = Health { threshold: 1, cooldown: Duration::from_secs(10) };
+        let health = FailPolicy { threshold: 1, cooldown: Duration::from_secs(10) };
         Pool::new(vec![remote], vec![vec!["127.0.0.1:80".parse().unwrap()]], Policy::Failover, health)
     }
 
     fn render_two(now: Instant) -> String {
         let mut s = Stats { connections: 3, active: 4, to_upstream: 10, ..Stats::default() };
-        s.closed("client-closed");
-        s.closed("denied");
+        s.closed(Close::ClientClosed);
+        s.closed(Close::Denied);
         assert_eq!(s.active, 2, "a close is no longer active");
         let mut p = pool();
-        p.record("r", "127.0.0.1:80".parse().unwrap(), false, now, false);
+        p.record("127.0.0.1:80".parse().unwrap(), crate::pool::Outcome::Failed, now);
         let other = Stats::default();
         let p2 = pool();
         let routes = [RouteView { name: "0.0.0.0:8080", stats: &s, pool: &p }, RouteView { name: "[::1]:9", stats: &other, pool: &p2 }];

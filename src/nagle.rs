@@ -18,7 +18,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::sys::{would_block, Handle, Listener, Poller, Stream};
+use crate::relay::would_block;
+use crate::sys::{Handle, Listener, Poller, Stream};
 
 /// Faster than this, the second byte was not held: a stall is 40 ms, and
 /// this leaves room for a busy machine.
@@ -63,7 +64,7 @@ pub fn probe() -> Nodelay {
 
 fn experiment() -> io::Result<Nodelay> {
     let deadline = Instant::now() + GIVE_UP;
-    let mut poller = Poller::new();
+    let mut poller = Poller::new()?;
     let listener = Listener::bind(SocketAddr::from(([127, 0, 0, 1], 0)), 1)?;
     let a = Stream::connect(listener.local_addr()?)?;
     let b = loop {

@@ -18,11 +18,46 @@ use std::time::{Duration, Instant};
 use crate::log::{Level, Record};
 use crate::route::{Policy, Remote};
 
-/// `--fail-threshold` and `--cooldown`.
+/// When failures take a server out of rotation: `--fail-threshold` failures
+/// in a row, for `--cooldown`. (Active checks are `health::Check`.)
 #[derive(Clone, Copy, Debug)]
-pub struct Health {
+pub struct FailPolicy {
     pub threshold: u32,
     pub cooldown: Duration,
+}
+
+/// How a connect to a server ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A client's connect succeeded: it relays to this server now.
+    Relaying,
+    /// A health check's connect succeeded.
+    Reached,
+    Failed,
+}
+
+/// A server's health changed (`Pool::record` says so; its caller logs it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Back after failures.
+    Up,
+    /// `failures` in a row: skipped for `retry_in`.
+    Down { failures: u32, retry_in: Duration },
+}
+
+impl Change {
+    /// The warning line, for the route named `route` (its listen address).
+    pub fn log(self, route: &str, addr: SocketAddr) {
+        match self {
+            Change::Up => Record::new(Level::Warn, "upstream-up").str("route", route).str("upstream", addr).emit(),
+            Change::Down { failures, retry_in } => Record::new(Level::Warn, "upstream-down")
+                .str("route", route)
+                .str("upstream", addr)
+                .num("failures", failures as u64)
+                .str("retry_in", format_args!("{}s", retry_in.as_secs_f64()))
+                .emit(),
+        }
+    }
 }
 
 pub struct Server {
@@ -55,12 +90,12 @@ pub struct Pool {
     policy: Policy,
     /// Round-robin position (also breaks least-conn ties fairly).
     cursor: usize,
-    health: Health,
+    health: FailPolicy,
 }
 
 impl Pool {
     /// `resolved[i]` holds the addresses of `remotes[i]`.
-    pub fn new(remotes: Vec<Remote>, resolved: Vec<Vec<SocketAddr>>, policy: Policy, health: Health) -> Pool {
+    pub fn new(remotes: Vec<Remote>, resolved: Vec<Vec<SocketAddr>>, policy: Policy, health: FailPolicy) -> Pool {
         let servers = resolved
             .into_iter()
             .enumerate()
@@ -97,32 +132,27 @@ impl Pool {
     }
 
     /// A connect to `addr` finished (by a client or a health check).
-    pub fn record(&mut self, route: &str, addr: SocketAddr, ok: bool, now: Instant, relaying: bool) {
+    /// Returns what that changed in its health, for the caller to log.
+    pub fn record(&mut self, addr: SocketAddr, outcome: Outcome, now: Instant) -> Option<Change> {
         let health = self.health;
-        let Some(s) = self.servers.iter_mut().find(|s| s.addr == addr) else { return };
-        if ok {
-            if relaying {
+        let s = self.servers.iter_mut().find(|s| s.addr == addr)?;
+        if outcome != Outcome::Failed {
+            if outcome == Outcome::Relaying {
                 s.connects += 1;
                 s.active += 1;
             }
-            if s.fails >= health.threshold {
-                Record::new(Level::Warn, "upstream-up").str("route", route).str("upstream", addr).emit();
-            }
+            let was_down = s.fails >= health.threshold;
             s.fails = 0;
             s.down_until = None;
-            return;
+            return was_down.then_some(Change::Up);
         }
         s.failures += 1;
         s.fails = s.fails.saturating_add(1);
         if s.fails >= health.threshold && s.is_up(now) {
             s.down_until = Some(now + health.cooldown);
-            Record::new(Level::Warn, "upstream-down")
-                .str("route", route)
-                .str("upstream", addr)
-                .num("failures", s.fails as u64)
-                .str("retry_in", format_args!("{}s", health.cooldown.as_secs_f64()))
-                .emit();
+            return Some(Change::Down { failures: s.fails, retry_in: health.cooldown });
         }
+        None
     }
 
     /// A connection relaying to `addr` closed.
@@ -173,7 +203,7 @@ mod tests {
     fn pool(n: u16, policy: Policy) -> Pool {
         let remotes = (0..n).map(|i| Remote { host: "127.0.0.1".into(), port: 1000 + i }).collect();
         let resolved = (0..n).map(|i| vec![SocketAddr::from(([127, 0, 0, 1], 1000 + i))]).collect();
-        Pool::new(remotes, resolved, policy, Health { threshold: 2, cooldown: Duration::from_secs(10) })
+        Pool::new(remotes, resolved, policy, FailPolicy { threshold: 2, cooldown: Duration::from_secs(10) })
     }
 
     fn port(p: Option<(usize, SocketAddr)>) -> Option<u16> {
@@ -188,16 +218,17 @@ mod tests {
         assert_eq!(port(p.pick(now, 0b1)), Some(1001), "the first was tried");
         assert_eq!(port(p.pick(now, 0b111)), None, "all tried");
         let a = p.servers[0].addr;
-        p.record("r", a, false, now, false);
+        assert_eq!(p.record(a, Outcome::Failed, now), None);
         assert_eq!(port(p.pick(now, 0)), Some(1000), "one failure is below the threshold");
-        p.record("r", a, false, now, false);
+        let down = Change::Down { failures: 2, retry_in: Duration::from_secs(10) };
+        assert_eq!(p.record(a, Outcome::Failed, now), Some(down));
         assert_eq!(port(p.pick(now, 0)), Some(1001), "down after two in a row");
         assert_eq!(p.down_count(now), 1);
         let later = now + Duration::from_secs(11);
         assert_eq!(port(p.pick(later, 0)), Some(1000), "on trial after the cool-down");
-        p.record("r", a, false, later, false);
+        assert_eq!(p.record(a, Outcome::Failed, later), Some(Change::Down { failures: 3, retry_in: Duration::from_secs(10) }));
         assert_eq!(port(p.pick(later, 0)), Some(1001), "one more failure: down again");
-        p.record("r", a, true, later + Duration::from_secs(11), false);
+        assert_eq!(p.record(a, Outcome::Reached, later + Duration::from_secs(11)), Some(Change::Up));
         assert_eq!(port(p.pick(later, 0)), Some(1000), "a success brings it up at once");
     }
 

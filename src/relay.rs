@@ -12,7 +12,7 @@
 //! buffer is empty and the source is open; write while bytes are pending), so
 //! a full buffer stops reading: that is the backpressure.
 //!
-//! A buffer is taken from a [`BufferPool`] only while it holds bytes, so an
+//! A buffer is taken from a [`Buffers`] only while it holds bytes, so an
 //! idle connection costs no buffer memory at all.
 //!
 //! Where the runtime leaves Nagle on, a direction may *hold* what it read for
@@ -24,7 +24,11 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use crate::coalesce::{Hold, Release, Shape, Step};
-use crate::sys::would_block;
+
+/// True for errors that only mean "not now": try again after the next wait.
+pub fn would_block(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted)
+}
 
 /// What a direction needs from each socket. `sys::Stream` is one.
 pub trait Endpoint {
@@ -54,15 +58,15 @@ pub enum Failure {
 /// Reusable buffers of one size, so that a read that finds nothing, or a
 /// connection that idles, does not cost an allocation. Keeps at most
 /// `max_idle` spare buffers.
-pub struct BufferPool {
+pub struct Buffers {
     size: usize,
     max_idle: usize,
     free: Vec<Box<[u8]>>,
 }
 
-impl BufferPool {
-    pub fn new(size: usize, max_idle: usize) -> BufferPool {
-        BufferPool { size, max_idle, free: Vec::new() }
+impl Buffers {
+    pub fn new(size: usize, max_idle: usize) -> Buffers {
+        Buffers { size, max_idle, free: Vec::new() }
     }
 
     fn take(&mut self) -> Box<[u8]> {
@@ -134,7 +138,7 @@ impl Direction {
     /// Queue bytes to go out before anything read from the source (a PROXY
     /// header). They must fit one buffer; they are small (a header is at
     /// most a few hundred bytes, the buffer at least 1 KiB).
-    pub fn preload(&mut self, bytes: &[u8], pool: &mut BufferPool) {
+    pub fn preload(&mut self, bytes: &[u8], pool: &mut Buffers) {
         if bytes.is_empty() {
             return;
         }
@@ -202,7 +206,7 @@ impl Direction {
         &mut self,
         src: &mut impl Endpoint,
         dst: &mut impl Endpoint,
-        pool: &mut BufferPool,
+        pool: &mut Buffers,
         pace: &mut Pace<'_>,
         note: impl FnMut(Note<'_>),
     ) -> Result<bool, Failure> {
@@ -229,7 +233,7 @@ impl Direction {
         &mut self,
         src: &mut impl Endpoint,
         dst: &mut impl Endpoint,
-        pool: &mut BufferPool,
+        pool: &mut Buffers,
         pace: &mut Pace<'_>,
         mut note: impl FnMut(Note<'_>),
     ) -> Result<(), Failure> {
@@ -385,14 +389,14 @@ mod tests {
     }
 
     /// One pump with holding off, as natively.
-    fn pump(d: &mut Direction, src: &mut Fake, dst: &mut Fake, pool: &mut BufferPool) -> Result<bool, Failure> {
+    fn pump(d: &mut Direction, src: &mut Fake, dst: &mut Fake, pool: &mut Buffers) -> Result<bool, Failure> {
         let mut shape = Shape::default();
         let mut pace = Pace { now: Instant::now(), cap: None, route: &mut shape };
         d.pump(src, dst, pool, &mut pace, |_| {})
     }
 
     /// One pump with holding on, at `now`; returns what it noted.
-    fn pump_at(d: &mut Direction, src: &mut Fake, dst: &mut Fake, pool: &mut BufferPool, now: Instant, route: &mut Shape) -> Vec<String> {
+    fn pump_at(d: &mut Direction, src: &mut Fake, dst: &mut Fake, pool: &mut Buffers, now: Instant, route: &mut Shape) -> Vec<String> {
         let mut pace = Pace { now, cap: Some(crate::coalesce::DEFAULT_CAP), route };
         let mut notes = Vec::new();
         d.pump(src, dst, pool, &mut pace, |n| notes.push(format!("{n:?}"))).unwrap();
@@ -403,7 +407,7 @@ mod tests {
     fn a_held_piece_waits_for_the_next_and_both_go_in_one_write() {
         let t0 = Instant::now();
         let ms = |n: u64| t0 + Duration::from_millis(n);
-        let (mut dst, mut pool, mut route) = (sink(1 << 20), BufferPool::new(64 * 1024, 8), Shape::default());
+        let (mut dst, mut pool, mut route) = (sink(1 << 20), Buffers::new(64 * 1024, 8), Shape::default());
         let mut d = Direction::new();
         // First answer: two pieces, written as they come (the split is learned).
         let mut src = source(&[b"HEAD"], false);
@@ -432,7 +436,7 @@ mod tests {
     #[test]
     fn a_hold_past_its_window_is_written_alone() {
         let t0 = Instant::now();
-        let (mut dst, mut pool, mut route) = (sink(1 << 20), BufferPool::new(1024, 8), Shape::default());
+        let (mut dst, mut pool, mut route) = (sink(1 << 20), Buffers::new(1024, 8), Shape::default());
         let mut d = Direction::with_shape(Shape { pieces: 2, first_max: 100, gap_us: 50 });
         let mut src = source(&[b"only"], false);
         pump_at(&mut d, &mut src, &mut dst, &mut pool, t0, &mut route);
@@ -448,7 +452,7 @@ mod tests {
     #[test]
     fn fin_releases_what_is_held_and_passes_on() {
         let t0 = Instant::now();
-        let (mut dst, mut pool, mut route) = (sink(1 << 20), BufferPool::new(1024, 8), Shape::default());
+        let (mut dst, mut pool, mut route) = (sink(1 << 20), Buffers::new(1024, 8), Shape::default());
         let mut d = Direction::with_shape(Shape { pieces: 2, first_max: 100, gap_us: 50 });
         let mut src = source(&[b"last words"], false);
         pump_at(&mut d, &mut src, &mut dst, &mut pool, t0, &mut route);
@@ -463,7 +467,7 @@ mod tests {
     #[test]
     fn a_full_buffer_is_never_held() {
         let t0 = Instant::now();
-        let (mut dst, mut pool, mut route) = (sink(1 << 20), BufferPool::new(8, 8), Shape::default());
+        let (mut dst, mut pool, mut route) = (sink(1 << 20), Buffers::new(8, 8), Shape::default());
         let mut d = Direction::with_shape(Shape { pieces: 8, first_max: 100, gap_us: 50 });
         let mut src = source(&[b"abcd", b"efgh", b"ij"], false);
         // Held pieces fill the 8-byte buffer: it is written, then reading goes on.
@@ -475,7 +479,7 @@ mod tests {
 
     #[test]
     fn relays_every_chunk_in_order() {
-        let (mut src, mut dst, mut pool) = (source(&[b"hello ", b"world"], false), sink(1 << 20), BufferPool::new(4, 8));
+        let (mut src, mut dst, mut pool) = (source(&[b"hello ", b"world"], false), sink(1 << 20), Buffers::new(4, 8));
         let mut d = Direction::new();
         assert!(pump(&mut d, &mut src, &mut dst, &mut pool).unwrap());
         // "hell" filled the buffer, "o " was a short read: the socket is
@@ -490,7 +494,7 @@ mod tests {
 
     #[test]
     fn preloaded_bytes_go_first() {
-        let (mut src, mut dst, mut pool) = (source(&[b"GET /"], false), sink(1 << 20), BufferPool::new(64, 8));
+        let (mut src, mut dst, mut pool) = (source(&[b"GET /"], false), sink(1 << 20), Buffers::new(64, 8));
         let mut d = Direction::new();
         d.preload(b"PROXY UNKNOWN\r\n", &mut pool);
         assert!(d.wants_write() && !d.wants_read(), "the header waits for the destination");
@@ -501,7 +505,7 @@ mod tests {
 
     #[test]
     fn eof_is_passed_on_only_after_buffered_bytes() {
-        let (mut src, mut dst, mut pool) = (source(&[b"abcdef"], true), sink(3), BufferPool::new(16, 8));
+        let (mut src, mut dst, mut pool) = (source(&[b"abcdef"], true), sink(3), Buffers::new(16, 8));
         let mut d = Direction::new();
         pump(&mut d, &mut src, &mut dst, &mut pool).unwrap();
         assert_eq!(dst.written, b"abc");
@@ -520,7 +524,7 @@ mod tests {
         // ROUNDS reads: ROUNDS-1 chunks, then EOF on the very last one.
         let chunks: Vec<Vec<u8>> = (0..ROUNDS - 1).map(|_| vec![9u8; 4]).collect();
         let refs: Vec<&[u8]> = chunks.iter().map(|c| c.as_slice()).collect();
-        let (mut src, mut dst, mut pool) = (source(&refs, true), sink(1 << 20), BufferPool::new(4, 8));
+        let (mut src, mut dst, mut pool) = (source(&refs, true), sink(1 << 20), Buffers::new(4, 8));
         let mut d = Direction::new();
         pump(&mut d, &mut src, &mut dst, &mut pool).unwrap();
         assert_eq!(dst.written.len(), 4 * (ROUNDS - 1));
@@ -530,7 +534,7 @@ mod tests {
     #[test]
     fn full_destination_stops_reading_and_keeps_the_bytes() {
         let big = vec![7u8; 100];
-        let (mut src, mut dst, mut pool) = (source(&[&big, &big], false), sink(10), BufferPool::new(32, 8));
+        let (mut src, mut dst, mut pool) = (source(&[&big, &big], false), sink(10), Buffers::new(32, 8));
         let mut d = Direction::new();
         pump(&mut d, &mut src, &mut dst, &mut pool).unwrap();
         assert_eq!(dst.written.len(), 10);
@@ -543,7 +547,7 @@ mod tests {
 
     #[test]
     fn write_error_ends_only_this_direction() {
-        let (mut src, mut dst, mut pool) = (source(&[b"data"], false), sink(10), BufferPool::new(16, 8));
+        let (mut src, mut dst, mut pool) = (source(&[b"data"], false), sink(10), Buffers::new(16, 8));
         dst.write_error = true;
         let mut d = Direction::new();
         assert!(matches!(pump(&mut d, &mut src, &mut dst, &mut pool), Err(Failure::Write(_))));
@@ -553,7 +557,7 @@ mod tests {
 
     #[test]
     fn read_error_is_reported_as_a_read_failure() {
-        let (mut src, mut dst, mut pool) = (source(&[], false), sink(10), BufferPool::new(16, 8));
+        let (mut src, mut dst, mut pool) = (source(&[], false), sink(10), Buffers::new(16, 8));
         src.read_error = true;
         let mut d = Direction::new();
         assert!(matches!(pump(&mut d, &mut src, &mut dst, &mut pool), Err(Failure::Read(_))));
@@ -561,7 +565,7 @@ mod tests {
 
     #[test]
     fn idle_direction_gives_its_buffer_back() {
-        let (mut src, mut dst, mut pool) = (source(&[b"x"], false), sink(10), BufferPool::new(16, 8));
+        let (mut src, mut dst, mut pool) = (source(&[b"x"], false), sink(10), Buffers::new(16, 8));
         let mut d = Direction::new();
         pump(&mut d, &mut src, &mut dst, &mut pool).unwrap();
         assert!(d.buf.is_none());
@@ -573,7 +577,7 @@ mod tests {
 
     #[test]
     fn pool_keeps_at_most_max_idle_buffers() {
-        let mut pool = BufferPool::new(8, 2);
+        let mut pool = Buffers::new(8, 2);
         let bufs: Vec<_> = (0..5).map(|_| pool.take()).collect();
         bufs.into_iter().for_each(|b| pool.give(b));
         assert_eq!(pool.free.len(), 2);
@@ -583,7 +587,7 @@ mod tests {
     fn one_pump_is_bounded_so_others_get_a_turn() {
         let chunks: Vec<Vec<u8>> = (0..50).map(|_| vec![1u8; 4]).collect();
         let refs: Vec<&[u8]> = chunks.iter().map(|c| c.as_slice()).collect();
-        let (mut src, mut dst, mut pool) = (source(&refs, false), sink(1 << 20), BufferPool::new(4, 8));
+        let (mut src, mut dst, mut pool) = (source(&refs, false), sink(1 << 20), Buffers::new(4, 8));
         let mut d = Direction::new();
         pump(&mut d, &mut src, &mut dst, &mut pool).unwrap();
         assert_eq!(dst.written.len(), 4 * ROUNDS);

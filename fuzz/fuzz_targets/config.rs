@@ -1,6 +1,6 @@
 //! Settings from arbitrary flags and environment: one line each, lines with
 //! a leading '-' are flags, `KEY=VALUE` lines are the environment, anything
-//! else is a stray argument. `config::parse` must answer, never panic, and
+//! else is a stray argument. `cli::parse` must answer, never panic, and
 //! every rejection must be one line.
 #![no_main]
 
@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
             _ => args.push(line.into()),
         }
     }
-    if let Err(e) = wasiter::config::parse(args, |k| env.get(k).cloned()) {
+    if let Err(e) = wasiter::cli::parse(args, |k| env.get(k).cloned()) {
         assert!(!e.0.contains('\n'), "a rejection is one line: {:?}", e.0);
     }
 });

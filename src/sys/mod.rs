@@ -25,7 +25,7 @@
 //!       .local_addr()          -> io::Result<SocketAddr>   where it arrived
 //!       .handle()
 //!       (drop)                    closes the socket
-//! Poller::new(), .begin(full), .add(handle, token, read, write),
+//! Poller::new() -> io::Result<Poller>, .begin(full), .add(handle, token, read, write),
 //!       .wait(timeout)         -> io::Result<()>   timeout is always finite
 //!       .events()              -> iterator of Event { token, readable, writable }
 //!                                 hang-ups and errors come back as both readable
@@ -44,20 +44,32 @@
 //! may go on watching the others as they last were (epoll does, at no cost),
 //! or watch only what is listed (poll() and poll_oneoff, which keep nothing).
 
-use std::io;
 
+// Sockets, one file per family of runtimes; pollers, one file each.
 #[cfg(all(target_os = "wasi", target_env = "p1"))]
 #[path = "wasmedge.rs"]
-mod backend;
+mod sockets;
+#[cfg(all(target_os = "wasi", target_env = "p1"))]
+mod poll_oneoff;
+#[cfg(all(target_os = "wasi", target_env = "p1"))]
+pub use poll_oneoff::Poller;
 
 #[cfg(any(unix, all(target_os = "wasi", target_env = "p2")))]
 #[path = "posix.rs"]
-mod backend;
+mod sockets;
+#[cfg(target_os = "linux")]
+mod epoll;
+#[cfg(target_os = "linux")]
+pub use epoll::Poller;
+#[cfg(all(any(unix, all(target_os = "wasi", target_env = "p2")), not(target_os = "linux")))]
+mod poll;
+#[cfg(all(any(unix, all(target_os = "wasi", target_env = "p2")), not(target_os = "linux")))]
+pub use poll::Poller;
 
 #[cfg(not(any(unix, target_os = "wasi")))]
 compile_error!("wasiter runs on Linux (native), wasm32-wasip1 (WasmEdge) and wasm32-wasip2 (wasmtime)");
 
-pub use backend::{init, out_of_descriptors, resolve, Handle, Listener, Poller, Stream, RUNTIME};
+pub use sockets::{init, out_of_descriptors, resolve, Handle, Listener, Stream, RUNTIME};
 
 /// One readiness report from `Poller::wait`.
 #[derive(Clone, Copy, Debug)]
@@ -65,17 +77,4 @@ pub struct Event {
     pub token: usize,
     pub readable: bool,
     pub writable: bool,
-}
-
-/// True for errors that only mean "not now": try again after the next wait.
-pub fn would_block(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted)
-}
-
-/// io::Error is not Clone; a trace line only needs what it says.
-fn clone_err(e: &io::Error) -> io::Error {
-    match e.raw_os_error() {
-        Some(code) => io::Error::from_raw_os_error(code),
-        None => io::Error::new(e.kind(), e.to_string()),
-    }
 }

@@ -1,4 +1,5 @@
-//! wasm32-wasip1 on WasmEdge: its socket host functions and `poll_oneoff`.
+//! wasm32-wasip1 on WasmEdge: its socket host functions. The poller,
+//! `poll_oneoff`, is beside it in `poll_oneoff.rs`.
 //!
 //! The crate `wasmedge_wasi_socket` 0.5.5 does most calls. Three are made here
 //! directly, because the crate gets them wrong for a proxy:
@@ -15,14 +16,13 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd};
-use std::time::Duration;
+
 
 use wasmedge_wasi_socket::socket::{
     AddressFamily, Socket, SocketOptLevel, SocketOptName, SocketType, WasiAddrinfo,
 };
 
-use super::{clone_err, Event};
-use crate::log::{trace, trace_line, tracing};
+use crate::log::trace;
 
 /// WASI fd numbers on WasmEdge are random 31-bit values: a key, not an index.
 pub type Handle = u32;
@@ -89,6 +89,7 @@ fn family(addr: &SocketAddr) -> AddressFamily {
 
 /// One host call, where `Socket::set_nonblocking` makes two (get, then set).
 fn set_nonblocking(fd: u32) -> io::Result<()> {
+    // SAFETY: a host call on a number; a wrong fd is an error, not UB.
     unsafe { wasi::fd_fdstat_set_flags(fd, wasi::FDFLAGS_NONBLOCK) }
         .map_err(|e| io::Error::from_raw_os_error(e.raw() as i32))
 }
@@ -102,6 +103,8 @@ fn socket_addr(
     let mut buf = [0u8; 16];
     let mut addr = WasiAddress { buf: buf.as_mut_ptr(), size: buf.len() };
     let (mut kind, mut port) = (0u32, 0u32);
+    // SAFETY: `addr` points at `buf` (16 bytes, the size it says), and
+    // `kind` and `port` are ours; all outlive the call, which writes them.
     check(unsafe { call(fd, &mut addr, &mut kind, &mut port) })?;
     let ip = match kind {
         4 => IpAddr::V4(Ipv4Addr::new(buf[0], buf[1], buf[2], buf[3])),
@@ -156,15 +159,16 @@ impl Listener {
 
     pub fn accept(&self) -> io::Result<(Stream, SocketAddr)> {
         let mut fd = 0u32;
+        // SAFETY: the host writes the new fd into `fd`, which we own.
         let r = check(unsafe { host::sock_accept(self.handle(), &mut fd) }).map(|()| fd);
-        trace!(r.as_ref().map_err(clone_err), "sock_accept(fd={})", self.handle());
-        r?;
+        trace!(r, "sock_accept(fd={})", self.handle())?;
         // Own the fd first, so every early return below closes it.
+        // SAFETY: `fd` was just returned by sock_accept and is owned by nothing else.
         let stream = Stream(unsafe { Socket::from_raw_fd(fd as i32) });
         set_nonblocking(fd)?; // sock_accept's fd inherits nothing
-        let peer = socket_addr(fd, host::sock_getpeeraddr); // fails if the peer already reset: transient
-        trace!(peer.as_ref().map_err(clone_err), "sock_getpeeraddr(fd={fd})");
-        Ok((stream, peer?))
+        // Fails if the peer already reset: transient.
+        let peer = trace!(socket_addr(fd, host::sock_getpeeraddr), "sock_getpeeraddr(fd={fd})")?;
+        Ok((stream, peer))
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -181,7 +185,7 @@ pub struct Stream(Socket);
 impl Drop for Stream {
     fn drop(&mut self) {
         // The crate's Socket then calls sock_shutdown(SHUT_RDWR) and fd_close.
-        trace!(io::Result::Ok(()), "sock_shutdown+fd_close(fd={})", self.handle());
+        let _ = trace!(io::Result::Ok(()), "sock_shutdown+fd_close(fd={})", self.handle());
     }
 }
 
@@ -195,9 +199,9 @@ impl Stream {
             IpAddr::V6(v6) => v6.octets().to_vec(),
         };
         let mut wa = WasiAddress { buf: ip.as_mut_ptr(), size: ip.len() };
+        // SAFETY: `wa` points at `ip`, of the length it says; both outlive the call.
         let r = check(unsafe { host::sock_connect(fd, &mut wa, addr.port() as u32) });
-        trace!(r.as_ref().map_err(clone_err), "sock_connect(fd={fd}, {addr})");
-        match r {
+        match trace!(r, "sock_connect(fd={fd}, {addr})") {
             Ok(()) => Ok(Stream(sock)),
             Err(e) if is_in_progress(&e) => Ok(Stream(sock)),
             Err(e) => Err(e),
@@ -205,28 +209,20 @@ impl Stream {
     }
 
     pub fn finish_connect(&self) -> io::Result<()> {
-        let r = self.0.take_error();
-        trace!(r.as_ref().map_err(clone_err), "sock_getsockopt(fd={}, SO_ERROR)", self.handle());
-        r
+        trace!(self.0.take_error(), "sock_getsockopt(fd={}, SO_ERROR)", self.handle())
     }
 
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let r = self.0.recv(buf);
-        trace!(r.as_ref().map_err(clone_err), "sock_recv(fd={}, {})", self.handle(), buf.len());
-        r
+        trace!(self.0.recv(buf), "sock_recv(fd={}, {})", self.handle(), buf.len())
     }
 
     /// `sock_send` uses MSG_NOSIGNAL: a reset peer is EPIPE, not a signal.
     pub fn write(&self, buf: &[u8]) -> io::Result<usize> {
-        let r = self.0.send(buf);
-        trace!(r.as_ref().map_err(clone_err), "sock_send(fd={}, {})", self.handle(), buf.len());
-        r
+        trace!(self.0.send(buf), "sock_send(fd={}, {})", self.handle(), buf.len())
     }
 
     pub fn shutdown_write(&self) -> io::Result<()> {
-        let r = self.0.shutdown(Shutdown::Write);
-        trace!(r.as_ref().map_err(clone_err), "sock_shutdown(fd={}, SHUT_WR)", self.handle());
-        r
+        trace!(self.0.shutdown(Shutdown::Write), "sock_shutdown(fd={}, SHUT_WR)", self.handle())
     }
 
     /// TCP_NODELAY, as WasmEdge would number it: level IPPROTO_TCP (6) and
@@ -237,9 +233,9 @@ impl Stream {
         const IPPROTO_TCP: u32 = 6;
         const TCP_NODELAY: u32 = 15;
         let on = 1i32.to_le_bytes();
+        // SAFETY: the host reads `on.len()` bytes from `on`, which outlives the call.
         let r = check(unsafe { host::sock_setsockopt(self.handle(), IPPROTO_TCP, TCP_NODELAY, on.as_ptr(), on.len() as u32) });
-        trace!(r.as_ref().map_err(clone_err), "sock_setsockopt(fd={}, IPPROTO_TCP, TCP_NODELAY)", self.handle());
-        r
+        trace!(r, "sock_setsockopt(fd={}, IPPROTO_TCP, TCP_NODELAY)", self.handle())
     }
 
     /// Make the coming close send RST (SO_LINGER 0), so that an aborted pair
@@ -251,7 +247,7 @@ impl Stream {
             seconds: i32,
         }
         let r = self.0.setsockopt(SocketOptLevel::SolSocket, SocketOptName::SoLinger, Linger { on: 1, seconds: 0 });
-        trace!(r.as_ref().map_err(clone_err), "sock_setsockopt(fd={}, SO_LINGER, 0)", self.handle());
+        let _ = trace!(r, "sock_setsockopt(fd={}, SO_LINGER, 0)", self.handle());
     }
 
     /// The address this connection arrived at (for a PROXY header). Our own
@@ -262,114 +258,5 @@ impl Stream {
 
     pub fn handle(&self) -> Handle {
         self.0.as_raw_fd() as u32
-    }
-}
-
-/// Bit 0 of a subscription's userdata: 0 = read, 1 = write.
-const WRITE_BIT: u64 = 1;
-const TIMER: u64 = u64::MAX;
-
-/// `poll_oneoff` with buffers kept between calls (the crate's `poll` allocates
-/// three vectors per call and uses wall-clock deadlines).
-#[derive(Default)]
-pub struct Poller {
-    subs: Vec<wasi::Subscription>,
-    out: Vec<wasi::Event>,
-    ready: Vec<Event>,
-}
-
-impl Poller {
-    pub fn new() -> Poller {
-        Poller::default()
-    }
-
-    /// Every pass lists all it watches: poll_oneoff keeps nothing between calls.
-    pub fn begin(&mut self, _full: bool) {
-        self.subs.clear();
-    }
-
-    fn push(&mut self, userdata: u64, tag: wasi::Eventtype, fd: u32) {
-        let rw = wasi::SubscriptionFdReadwrite { file_descriptor: fd };
-        let u = if tag == wasi::EVENTTYPE_FD_READ {
-            wasi::SubscriptionUU { fd_read: rw }
-        } else {
-            wasi::SubscriptionUU { fd_write: rw }
-        };
-        self.subs.push(wasi::Subscription { userdata, u: wasi::SubscriptionU { tag: tag.raw(), u } });
-    }
-
-    pub fn add(&mut self, handle: Handle, token: usize, read: bool, write: bool) {
-        let key = (token as u64) << 1;
-        if read {
-            self.push(key, wasi::EVENTTYPE_FD_READ, handle);
-        }
-        if write {
-            self.push(key | WRITE_BIT, wasi::EVENTTYPE_FD_WRITE, handle);
-        }
-    }
-
-    /// Always includes a timer: with no subscriptions poll_oneoff returns at
-    /// once (a spin), and a subscription the host fails to register is only
-    /// reported when something else wakes the call.
-    pub fn wait(&mut self, timeout: Duration) -> io::Result<()> {
-        let clock = wasi::SubscriptionClock {
-            id: wasi::CLOCKID_MONOTONIC,
-            timeout: timeout.as_nanos().min(u64::MAX as u128) as u64,
-            precision: 0,
-            flags: 0, // relative
-        };
-        self.subs.push(wasi::Subscription {
-            userdata: TIMER,
-            u: wasi::SubscriptionU {
-                tag: wasi::EVENTTYPE_CLOCK.raw(),
-                u: wasi::SubscriptionUU { clock },
-            },
-        });
-        let empty = wasi::Event {
-            userdata: 0,
-            error: wasi::ERRNO_SUCCESS,
-            type_: wasi::EVENTTYPE_CLOCK,
-            fd_readwrite: wasi::EventFdReadwrite { nbytes: 0, flags: 0 },
-        };
-        self.out.resize(self.subs.len(), empty);
-        let n = unsafe { wasi::poll_oneoff(self.subs.as_ptr(), self.out.as_mut_ptr(), self.subs.len()) }
-            .map_err(|e| io::Error::from_raw_os_error(e.raw() as i32))?;
-        if tracing() {
-            let show = |s: &wasi::Subscription| match s.userdata {
-                TIMER => format!("timer:{}ms", timeout.as_millis()),
-                u => {
-                    let fd = unsafe { s.u.u.fd_read.file_descriptor };
-                    format!("fd{fd}:{}", if u & WRITE_BIT != 0 { "w" } else { "r" })
-                }
-            };
-            let asked: Vec<String> = self.subs.iter().map(show).collect();
-            let got: Vec<String> = self
-                .out
-                .iter()
-                .take(n)
-                .map(|e| match self.subs.iter().find(|s| s.userdata == e.userdata) {
-                    Some(s) => show(s),
-                    None => "?".to_string(),
-                })
-                .collect();
-            trace_line(format_args!("poll_oneoff([{}])", asked.join(" ")), format_args!("{n} events [{}]", got.join(" ")));
-        }
-        self.ready.clear();
-        for ev in self.out.iter().take(n) {
-            if ev.userdata == TIMER {
-                continue;
-            }
-            let token = (ev.userdata >> 1) as usize;
-            // An error or hang-up is reported through whichever I/O call comes next.
-            let trouble = ev.error != wasi::ERRNO_SUCCESS
-                || ev.fd_readwrite.flags & wasi::EVENTRWFLAGS_FD_READWRITE_HANGUP != 0;
-            let write = ev.userdata & WRITE_BIT != 0;
-            self.ready.push(Event { token, readable: trouble || !write, writable: trouble || write });
-        }
-        Ok(())
-    }
-
-    pub fn events(&self) -> impl Iterator<Item = Event> + '_ {
-        self.ready.iter().copied()
     }
 }

@@ -13,17 +13,21 @@
 //! 4. closed when both directions are done, on a read error (a reset), or
 //!    after the idle timeout.
 
-use std::fmt::{self, Write as _};
+mod close;
+mod dump;
+
+pub use close::{log_close, Close, Reason};
+
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::coalesce::Shapes;
-use crate::config::{Dump, DumpMode};
+use crate::settings::Dump;
 use crate::log::{self, Level, Record};
-use crate::metrics::Stats;
-use crate::pool::Pool;
-use crate::relay::{BufferPool, Direction, Endpoint, Failure, Note, Pace, State};
+use dump::dump_bytes;
+use crate::pool::{Outcome, Pool};
+use crate::relay::{Buffers, Direction, Endpoint, Failure, Note, Pace, State};
 use crate::sys::{self, Stream};
 
 impl Endpoint for Stream {
@@ -44,75 +48,12 @@ pub enum Side {
     Upstream,
 }
 
-/// Why a connection ended: the `reason=` of its close line.
-#[derive(Debug)]
-pub enum Reason {
-    /// Both directions finished; this side sent its FIN first.
-    Closed(Side),
-    /// A read or write on this side failed (a reset, mostly).
-    Error(Side, io::Error),
-    ConnectFailed(io::Error),
-    ConnectTimeout,
-    IdleTimeout,
-    /// The route's allow/deny lists refused the client.
-    Denied,
-    /// Every upstream of the route is in its cool-down: nothing to try.
-    NoUpstream(usize),
-    /// accept-proxy: the client's PROXY header was malformed or missing.
-    BadProxyHeader(String),
-}
-
-impl Reason {
-    /// The `reason=` value; one of `metrics::REASONS`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Reason::Closed(Side::Client) => "client-closed",
-            Reason::Closed(Side::Upstream) => "upstream-closed",
-            Reason::Error(Side::Client, _) => "client-error",
-            Reason::Error(Side::Upstream, _) => "upstream-error",
-            Reason::ConnectFailed(_) => "connect-failed",
-            Reason::ConnectTimeout => "connect-timeout",
-            Reason::IdleTimeout => "idle-timeout",
-            Reason::Denied => "denied",
-            Reason::NoUpstream(_) => "no-upstream",
-            Reason::BadProxyHeader(_) => "bad-proxy-header",
-        }
-    }
-
-    /// Ended by a fault or a timeout rather than by both sides finishing:
-    /// the sockets are reset, not closed gracefully, so that nothing waits
-    /// in FIN_WAIT_2 or CLOSE_WAIT for a peer that may never answer.
-    pub fn is_abort(&self) -> bool {
-        matches!(self, Reason::Error(..) | Reason::IdleTimeout)
-    }
-
-    /// The `error=` of the close line, if any.
-    fn error(&self) -> Option<String> {
-        match self {
-            Reason::Error(_, e) | Reason::ConnectFailed(e) => Some(e.to_string()),
-            Reason::NoUpstream(n) => Some(format!("all {n} upstream addresses are down (cooling down after failures)")),
-            Reason::BadProxyHeader(why) => Some(why.clone()),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.error() {
-            Some(e) => write!(f, "{}: {e}", self.name()),
-            None => f.write_str(self.name()),
-        }
-    }
-}
-
 /// What a connection borrows from the proxy on every call: its route's
-/// name, pool and counters, and what all routes share.
+/// name, pool and learned shapes, and what all routes share.
 pub struct Context<'a> {
     pub route: &'a str,
     pub upstreams: &'a mut Pool,
-    pub stats: &'a mut Stats,
-    pub buffers: &'a mut BufferPool,
+    pub buffers: &'a mut Buffers,
     pub connect_timeout: Duration,
     pub dump: Dump,
     /// TCP_NODELAY really works here: set it on every socket.
@@ -125,25 +66,84 @@ pub struct Context<'a> {
 }
 
 enum Phase {
-    /// Trying `upstream_addr` until `deadline`.
-    Connecting { deadline: Instant },
-    /// Connected to `upstream_addr`.
-    Relaying,
+    /// Trying upstreams, one at a time.
+    Connecting(Failover),
+    /// Connected to `addr`.
+    Relaying { addr: SocketAddr },
+}
+
+/// The connect phase: which upstream is being tried, until when, and what
+/// was tried before it.
+struct Failover {
+    addr: SocketAddr,
+    deadline: Instant,
+    /// Pool servers tried so far (a bit per index), and how many attempts.
+    tried: u64,
+    attempts: u32,
+}
+
+/// Why the connect phase gave up: the last address tried (if any) and why.
+type GaveUp = (Option<SocketAddr>, Reason);
+
+impl Failover {
+    /// Start a connect to the first upstream the pool offers that does not
+    /// fail at once.
+    fn start(conn: u64, cx: &mut Context<'_>) -> Result<(Failover, Stream), GaveUp> {
+        let mut f = Failover { addr: SocketAddr::from(([0, 0, 0, 0], 0)), deadline: cx.now, tried: 0, attempts: 0 };
+        let stream = f.next(conn, None, cx)?;
+        Ok((f, stream))
+    }
+
+    /// Start a connect to the next upstream the pool offers that does not
+    /// fail at once, after `last` failed (if anything did). When nothing is
+    /// left to try: the last address tried and why, the last failure, or
+    /// `NoUpstream` if every server was in its cool-down before any was tried.
+    fn next(&mut self, conn: u64, mut last: Option<io::Error>, cx: &mut Context<'_>) -> Result<Stream, GaveUp> {
+        let mut last_addr = None;
+        while (self.attempts as usize) < cx.upstreams.servers.len() {
+            let Some((index, addr)) = cx.upstreams.pick(cx.now, self.tried) else { break };
+            self.attempts += 1;
+            if index < 64 {
+                self.tried |= 1 << index;
+            }
+            match Stream::connect(addr) {
+                Ok(stream) => {
+                    if cx.nodelay {
+                        let _ = stream.set_nodelay();
+                    }
+                    self.addr = addr;
+                    self.deadline = cx.now + cx.connect_timeout;
+                    return Ok(stream);
+                }
+                // Our own shortage, not the upstream's fault: no strike against
+                // it, and no point trying others (the caller pauses accepting).
+                Err(e) if sys::out_of_descriptors(&e) => return Err((Some(addr), Reason::ConnectFailed(e))),
+                Err(e) => {
+                    if let Some(change) = cx.upstreams.record(addr, Outcome::Failed, cx.now) {
+                        change.log(cx.route, addr);
+                    }
+                    log_attempt_failed(conn, addr, &e);
+                    last_addr = Some(addr);
+                    last = Some(e);
+                }
+            }
+        }
+        let reason = match last {
+            Some(e) if e.kind() == io::ErrorKind::TimedOut => Reason::ConnectTimeout,
+            Some(e) => Reason::ConnectFailed(e),
+            None => Reason::NoUpstream(cx.upstreams.servers.len()),
+        };
+        Err((last_addr, reason))
+    }
 }
 
 pub struct Conn {
     id: u64,
-    /// In the loop's list of busy connections (see `proxy::Proxy::register`).
-    pub busy: bool,
     /// Index of its route in the proxy.
     pub route: usize,
-    /// Pool servers tried so far (a bit per index), and how many attempts.
-    tried: u64,
-    attempts: u32,
     client: Stream,
     client_addr: SocketAddr,
     upstream: Stream,
-    upstream_addr: SocketAddr,
     phase: Phase,
     to_upstream: Direction,
     to_client: Direction,
@@ -176,26 +176,20 @@ impl Conn {
         early: &[u8],
         cx: &mut Context<'_>,
     ) -> Result<Conn, (Stream, Option<SocketAddr>, Reason)> {
-        let mut tried = 0;
-        let mut attempts = 0;
         if cx.nodelay {
             let _ = client.set_nodelay(); // best effort, as the probe found it works
         }
-        match connect_next(id, &mut tried, &mut attempts, None, cx) {
-            Ok((upstream_addr, upstream)) => {
+        match Failover::start(id, cx) {
+            Ok((failover, upstream)) => {
                 let mut to_upstream = Direction::with_shape(cx.shapes.to_upstream);
                 to_upstream.preload(early, cx.buffers);
                 Ok(Conn {
                     id,
-                    busy: false,
                     route,
-                    tried,
-                    attempts,
                     client,
                     client_addr,
                     upstream,
-                    upstream_addr,
-                    phase: Phase::Connecting { deadline: cx.now + cx.connect_timeout },
+                    phase: Phase::Connecting(failover),
                     to_upstream,
                     to_client: Direction::with_shape(cx.shapes.to_client),
                     first_fin: None,
@@ -220,8 +214,8 @@ impl Conn {
     pub fn interest(&self) -> Interest {
         match self.phase {
             // Nothing is read from the client until there is somewhere to send it.
-            Phase::Connecting { .. } => Interest { client: (false, false), upstream: (false, true) },
-            Phase::Relaying => Interest {
+            Phase::Connecting(_) => Interest { client: (false, false), upstream: (false, true) },
+            Phase::Relaying { .. } => Interest {
                 client: (self.to_upstream.wants_read(), self.to_client.wants_write()),
                 upstream: (self.to_client.wants_read(), self.to_upstream.wants_write()),
             },
@@ -232,7 +226,7 @@ impl Conn {
     /// moved. Such a connection waits only for a peer to speak, and the loop
     /// may watch it less often (see `proxy::Proxy::register`).
     pub fn quiet_since(&self, since: Instant) -> bool {
-        matches!(self.phase, Phase::Relaying)
+        matches!(self.phase, Phase::Relaying { .. })
             && self.last_active <= since
             && !self.to_upstream.wants_write()
             && !self.to_client.wants_write()
@@ -246,8 +240,8 @@ impl Conn {
     /// connect timeout, a hold's window, or the idle timeout.
     pub fn deadline(&self, idle_timeout: Option<Duration>) -> Option<Instant> {
         match self.phase {
-            Phase::Connecting { deadline } => Some(deadline),
-            Phase::Relaying => [self.to_upstream.hold_until(), self.to_client.hold_until(), idle_timeout.map(|t| self.last_active + t)]
+            Phase::Connecting(ref f) => Some(f.deadline),
+            Phase::Relaying { .. } => [self.to_upstream.hold_until(), self.to_client.hold_until(), idle_timeout.map(|t| self.last_active + t)]
                 .into_iter()
                 .flatten()
                 .min(),
@@ -256,10 +250,13 @@ impl Conn {
 
     /// A socket of this connection is ready. `Err` means it is over.
     pub fn on_ready(&mut self, side: Side, readable: bool, writable: bool, cx: &mut Context<'_>) -> Result<(), Reason> {
-        if let Phase::Connecting { .. } = self.phase {
+        if let Phase::Connecting(f) = &self.phase {
             if side == Side::Upstream && (readable || writable) {
                 let result = self.upstream.finish_connect();
-                cx.upstreams.record(cx.route, self.upstream_addr, result.is_ok(), cx.now, true);
+                let outcome = if result.is_ok() { Outcome::Relaying } else { Outcome::Failed };
+                if let Some(change) = cx.upstreams.record(f.addr, outcome, cx.now) {
+                    change.log(cx.route, f.addr);
+                }
                 match result {
                     Ok(()) => self.connected(cx)?,
                     Err(e) => self.next_upstream(e, cx)?,
@@ -285,13 +282,15 @@ impl Conn {
     /// The deadline passed: a connect attempt timed out, a hold's window
     /// ended (write what it held), or the connection idled.
     pub fn on_timeout(&mut self, cx: &mut Context<'_>) -> Result<(), Reason> {
-        match self.phase {
-            Phase::Connecting { .. } => {
-                cx.upstreams.record(cx.route, self.upstream_addr, false, cx.now, false);
+        match &self.phase {
+            Phase::Connecting(f) => {
+                if let Some(change) = cx.upstreams.record(f.addr, Outcome::Failed, cx.now) {
+                    change.log(cx.route, f.addr);
+                }
                 let e = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
                 self.next_upstream(e, cx)
             }
-            Phase::Relaying => {
+            Phase::Relaying { .. } => {
                 let now = cx.now;
                 let due = |d: &Direction| d.hold_until().is_some_and(|u| u <= now);
                 if !(due(&self.to_upstream) || due(&self.to_client)) {
@@ -313,13 +312,14 @@ impl Conn {
     }
 
     fn connected(&mut self, cx: &mut Context<'_>) -> Result<(), Reason> {
-        self.phase = Phase::Relaying;
+        let addr = self.upstream_addr();
+        self.phase = Phase::Relaying { addr };
         self.last_active = cx.now;
         Record::new(Level::Info, "open")
             .num("conn", self.id)
             .str("route", cx.route)
             .str("client", self.client_addr)
-            .str("upstream", self.upstream_addr)
+            .str("upstream", addr)
             .emit();
         // A client usually speaks first (an HTTP request is already waiting),
         // and a PROXY header is already buffered.
@@ -329,20 +329,27 @@ impl Conn {
 
     /// Give up on the current upstream and try the next one the pool offers.
     fn next_upstream(&mut self, last: io::Error, cx: &mut Context<'_>) -> Result<(), Reason> {
-        log_attempt_failed(self.id, self.upstream_addr, &last);
-        match connect_next(self.id, &mut self.tried, &mut self.attempts, Some(last), cx) {
-            Ok((addr, upstream)) => {
+        let Phase::Connecting(f) = &mut self.phase else { return Ok(()) };
+        log_attempt_failed(self.id, f.addr, &last);
+        match f.next(self.id, Some(last), cx) {
+            Ok(upstream) => {
                 self.upstream = upstream;
-                self.upstream_addr = addr;
-                self.phase = Phase::Connecting { deadline: cx.now + cx.connect_timeout };
                 Ok(())
             }
             Err((addr, reason)) => {
                 if let Some(addr) = addr {
-                    self.upstream_addr = addr;
+                    f.addr = addr; // the close line names the last one tried
                 }
                 Err(reason)
             }
+        }
+    }
+
+    /// The upstream being tried, or relayed to.
+    fn upstream_addr(&self) -> SocketAddr {
+        match &self.phase {
+            Phase::Connecting(f) => f.addr,
+            Phase::Relaying { addr } => *addr,
         }
     }
 
@@ -396,8 +403,8 @@ impl Conn {
     /// The upstream this connection relays to, once connected.
     pub fn relaying_to(&self) -> Option<SocketAddr> {
         match self.phase {
-            Phase::Relaying => Some(self.upstream_addr),
-            Phase::Connecting { .. } => None,
+            Phase::Relaying { addr } => Some(addr),
+            Phase::Connecting(_) => None,
         }
     }
 
@@ -420,77 +427,7 @@ impl Conn {
     pub fn log_close(&self, reason: &Reason, route: &str, now: Instant) {
         let bytes = (self.to_upstream.bytes, self.to_client.bytes);
         let duration = now.duration_since(self.opened);
-        log_close(self.id, route, self.client_addr, Some(self.upstream_addr), bytes, duration, reason);
-    }
-}
-
-/// The one place a close record is written, whether the connection got as
-/// far as a `Conn` or failed at its first connect.
-pub fn log_close(
-    id: u64,
-    route: &str,
-    client: SocketAddr,
-    upstream: Option<SocketAddr>,
-    (to_upstream, to_client): (u64, u64),
-    duration: Duration,
-    reason: &Reason,
-) {
-    let mut r = Record::new(Level::Info, "close")
-        .num("conn", id)
-        .str("route", route)
-        .str("client", client)
-        .str("upstream", format_args!("{}", Upstream(upstream)))
-        .num("to_upstream", to_upstream)
-        .num("to_client", to_client)
-        .str("duration", format_args!("{:.3}s", duration.as_secs_f64()))
-        .str("reason", reason.name());
-    if let Some(e) = reason.error() {
-        r = r.str("error", e);
-    }
-    r.emit();
-}
-
-/// An upstream address, or `-` for a client that never got one (denied).
-struct Upstream(Option<SocketAddr>);
-
-impl fmt::Display for Upstream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(a) => write!(f, "{a}"),
-            None => f.write_str("-"),
-        }
-    }
-}
-
-/// The traffic dump (`--dump`): one line per chunk read, as text with C-style
-/// escapes or as hex, until the connection's limit; then one `truncated` line.
-fn dump_bytes(dump: Dump, conn: u64, to: Side, dumped: &mut usize, bytes: &[u8]) {
-    if dump.mode == DumpMode::Off || *dumped > dump.limit {
-        return;
-    }
-    let take = bytes.len().min(dump.limit - *dumped);
-    let dir = if to == Side::Upstream { "to_upstream" } else { "to_client" };
-    if take > 0 {
-        let shown = bytes.get(..take).unwrap_or(bytes);
-        let r = Record::new(Level::Info, "dump").num("conn", conn).str("dir", dir).num("len", take as u64);
-        if r.is_on() {
-            match dump.mode {
-                DumpMode::Hex => {
-                    let mut hex = String::with_capacity(take * 3);
-                    for (i, b) in shown.iter().enumerate() {
-                        let sep = if i == 0 { "" } else { " " };
-                        let _ = write!(hex, "{sep}{b:02x}");
-                    }
-                    r.str("hex", hex).emit();
-                }
-                _ => r.escaped("data", shown.escape_ascii()).emit(),
-            }
-        }
-    }
-    *dumped += take;
-    if take < bytes.len() {
-        Record::new(Level::Info, "dump").num("conn", conn).str("dir", dir).str("truncated", format_args!("limit {} bytes reached", dump.limit)).emit();
-        *dumped = dump.limit + 1; // say it once
+        log_close(self.id, route, self.client_addr, Some(self.upstream_addr()), bytes, duration, reason);
     }
 }
 
@@ -516,55 +453,10 @@ fn log_attempt_failed(conn: u64, upstream: SocketAddr, e: &io::Error) {
     Record::new(Level::Debug, "connect-failed").num("conn", conn).str("upstream", upstream).str("error", e).emit();
 }
 
-/// Start a connect to the next upstream the pool offers that does not fail
-/// at once. Returns its address and the (usually still connecting) stream;
-/// or, when nothing is left to try, the last address tried and why: the
-/// last failure (`last`, or one here), or `NoUpstream` if every server was
-/// in its cool-down before any was tried.
-fn connect_next(
-    conn: u64,
-    tried: &mut u64,
-    attempts: &mut u32,
-    mut last: Option<io::Error>,
-    cx: &mut Context<'_>,
-) -> Result<(SocketAddr, Stream), (Option<SocketAddr>, Reason)> {
-    let mut last_addr = None;
-    while (*attempts as usize) < cx.upstreams.servers.len() {
-        let Some((index, addr)) = cx.upstreams.pick(cx.now, *tried) else { break };
-        *attempts += 1;
-        if index < 64 {
-            *tried |= 1 << index;
-        }
-        match Stream::connect(addr) {
-            Ok(stream) => {
-                if cx.nodelay {
-                    let _ = stream.set_nodelay();
-                }
-                return Ok((addr, stream));
-            }
-            // Our own shortage, not the upstream's fault: no strike against
-            // it, and no point trying others (the caller pauses accepting).
-            Err(e) if sys::out_of_descriptors(&e) => return Err((Some(addr), Reason::ConnectFailed(e))),
-            Err(e) => {
-                cx.upstreams.record(cx.route, addr, false, cx.now, false);
-                log_attempt_failed(conn, addr, &e);
-                last_addr = Some(addr);
-                last = Some(e);
-            }
-        }
-    }
-    let reason = match last {
-        Some(e) if e.kind() == io::ErrorKind::TimedOut => Reason::ConnectTimeout,
-        Some(e) => Reason::ConnectFailed(e),
-        None => Reason::NoUpstream(cx.upstreams.servers.len()),
-    };
-    Err((last_addr, reason))
-}
-
 #[cfg(all(test, unix))] // drives real sockets on the Linux host
 mod tests {
     use super::*;
-    use crate::pool::Health;
+    use crate::pool::FailPolicy;
     use crate::route::{Policy, Remote};
     use crate::sys::{Listener, Poller};
     use std::net::TcpListener;
@@ -578,19 +470,18 @@ mod tests {
     fn pool(ups: &Upstreams) -> Pool {
         let remotes = ups.addrs.iter().map(|a| Remote { host: a.ip().to_string(), port: a.port() }).collect();
         let resolved = ups.addrs.iter().map(|a| vec![*a]).collect();
-        Pool::new(remotes, resolved, Policy::Failover, Health { threshold: 3, cooldown: Duration::from_secs(10) })
+        Pool::new(remotes, resolved, Policy::Failover, FailPolicy { threshold: 3, cooldown: Duration::from_secs(10) })
     }
 
     /// Drive one connection through the real platform layer until it has
     /// connected (Ok) or given up (Err), firing its timeout when due.
     fn until_connected(conn: &mut Conn, upstreams: &Upstreams, up: &mut Pool) -> Result<SocketAddr, String> {
-        let (mut pool, mut poller) = (BufferPool::new(1024, 1), Poller::new());
-        let mut stats = Stats::default();
+        let (mut pool, mut poller) = (Buffers::new(1024, 1), Poller::new().unwrap());
         let give_up = Instant::now() + Duration::from_secs(10);
-        while matches!(conn.phase, Phase::Connecting { .. }) {
+        while matches!(conn.phase, Phase::Connecting(_)) {
             let now = Instant::now();
             assert!(now < give_up, "still connecting");
-            let mut cx = context(upstreams, up, &mut pool, &mut stats, now);
+            let mut cx = context(upstreams, up, &mut pool, now);
             if conn.deadline(None).is_some_and(|d| d <= now) {
                 conn.on_timeout(&mut cx).map_err(|r| r.to_string())?;
                 continue;
@@ -602,7 +493,7 @@ mod tests {
                 conn.on_ready(Side::Upstream, false, true, &mut cx).map_err(|r| r.to_string())?;
             }
         }
-        Ok(conn.upstream_addr)
+        Ok(conn.upstream_addr())
     }
 
     fn start(upstreams: &Upstreams, up: &mut Pool) -> (Conn, Listener) {
@@ -615,8 +506,8 @@ mod tests {
                 Err(_) => std::thread::sleep(Duration::from_millis(5)),
             }
         };
-        let (mut pool, mut stats) = (BufferPool::new(1024, 1), Stats::default());
-        let mut cx = context(upstreams, up, &mut pool, &mut stats, Instant::now());
+        let mut pool = Buffers::new(1024, 1);
+        let mut cx = context(upstreams, up, &mut pool, Instant::now());
         let conn = Conn::start(1, 0, stream, addr, b"", &mut cx).map_err(|(_, _, e)| e.to_string()).unwrap();
         (conn, front)
     }
@@ -624,13 +515,12 @@ mod tests {
     fn context<'a>(
         ups: &Upstreams,
         upstreams: &'a mut Pool,
-        buffers: &'a mut BufferPool,
-        stats: &'a mut Stats,
+        buffers: &'a mut Buffers,
         now: Instant,
     ) -> Context<'a> {
-        let dump = Dump { mode: DumpMode::Off, limit: 0 };
+        let dump = Dump { mode: crate::settings::DumpMode::Off, limit: 0 };
         let shapes = Box::leak(Box::default()); // a few bytes per test
-        Context { route: "test", upstreams, stats, buffers, connect_timeout: ups.connect_timeout, dump, nodelay: true, coalesce: None, shapes, now }
+        Context { route: "test", upstreams, buffers, connect_timeout: ups.connect_timeout, dump, nodelay: true, coalesce: None, shapes, now }
     }
 
     fn dead_addr() -> SocketAddr {

@@ -1,96 +1,21 @@
-//! Settings, from the environment and from flags (flags win).
+//! The command line and the environment (flags win), read into `Config`.
 //!
-//! Every bad value becomes one line that names the setting, quotes what was
-//! given and says what was expected; `main` prints it and exits 2.
+//! Every setting is one entry of one table ([`ROUTING`] and [`TUNING`]): its
+//! flag, variable, default, the form a good value has, and its help. `--help`
+//! is printed from the table and flags are looked up in it, so a new setting
+//! is an entry there and one line in `parse`. Every bad value becomes one line
+//! that names the setting, quotes what was given and says what was expected;
+//! `main` prints it and exits 2.
 
 use std::ffi::OsString;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-
 use std::time::Duration;
 
 use crate::coalesce::Coalesce;
 use crate::log::{Format, Level};
 use crate::route::{parse_local, parse_route, parse_target, RouteSpec, ROUTE_FORM};
-pub use crate::route::Remote;
-
-pub const HELP: &str = "\
-wasiter: a TCP proxy for WebAssembly runtimes and Linux
-
-USAGE:
-    wasmedge --env LOCAL=0.0.0.0:8080 --env REMOTE=backend:80 wasiter.wasm
-    wasiter --local 0.0.0.0:8080 --remote backend:80
-    wasiter --route '0.0.0.0:8080=web1:80,web2:80;policy=round-robin' --route :6379=cache:6379
-
-ROUTES (at least one: LOCAL with REMOTE, or --route, or a routes file):
-    --local ADDR           LOCAL
-        Listen address, IP:PORT: 0.0.0.0:8080, [::]:8080, or :8080 for all IPv4.
-    --remote TARGET        REMOTE
-        Where LOCAL's clients go: HOST:PORT[,HOST:PORT...][;OPTION...]. A host
-        is a name or an IP (IPv6 in brackets); a name's every address is used.
-    --route ROUTE          WASITER_ROUTES           (repeatable; the variable
-        holds routes separated by spaces)
-        LISTEN=TARGET, e.g. 0.0.0.0:8080=web1:80,web2:80;policy=round-robin
-    --routes-file PATH     WASITER_ROUTES_FILE
-        One ROUTE per line; '#' starts a comment. (WasmEdge: --dir the folder.)
-  OPTIONs, after the upstreams, each after a ';':
-        policy=failover|round-robin|least-conn   how an upstream is picked
-                                                 (default failover: in order)
-        allow=CIDR,...  deny=CIDR,...            who may connect (deny wins;
-                                                 an allow list admits only itself)
-        send-proxy=v1|v2                         PROXY protocol to the upstream
-        accept-proxy                             expect a PROXY header (v1 or v2)
-                                                 from the client (a load balancer)
-
-SETTINGS (flag, environment variable, default):
-    --connect-timeout DUR  WASITER_CONNECT_TIMEOUT  5s
-        How long one upstream connect may take before the next upstream.
-    --fail-threshold N     WASITER_FAIL_THRESHOLD   3
-        After this many failed connects in a row, an upstream is skipped...
-    --cooldown DUR         WASITER_COOLDOWN         10s
-        ...for this long, then tried again.
-    --health-check DUR     WASITER_HEALTH_CHECK     0 (off)
-        Also test every upstream with a TCP connect this often.
-    --resolve-interval DUR WASITER_RESOLVE_INTERVAL 30s
-        Resolve upstream names again this often (0: only at start). A failed
-        lookup keeps the last addresses. It blocks the loop while it runs.
-    --proxy-header-timeout DUR WASITER_PROXY_HEADER_TIMEOUT 5s
-        With accept-proxy, how long a client may take to send its header.
-    --idle-timeout DUR     WASITER_IDLE_TIMEOUT     10m
-        Close a connection after this long with no byte in either direction;
-        0 turns it off.
-    --max-conns N          WASITER_MAX_CONNS        10000
-        At this many connections the listener stops accepting until one closes.
-    --buffer-size SIZE     WASITER_BUFFER_SIZE      256KiB
-        Buffer per direction, held only while it has bytes in it.
-    --coalesce MODE        WASITER_COALESCE         auto
-        Where the runtime cannot turn Nagle off (WasmEdge, wasmtime), an answer
-        written in two small pieces waits 40 ms for the second. auto: in a
-        direction seen to split, hold a small first piece until the rest
-        comes (at most 500us), only where TCP_NODELAY does not work; off:
-        never; a DURATION (e.g. 2ms): hold up to that long, on every runtime.
-    --log-level LEVEL      WASITER_LOG_LEVEL        info
-        error, warn, info (adds a line per connection opened and closed) or debug.
-    --log-format FORMAT    WASITER_LOG_FORMAT       text
-        text (key=value) or json (one JSON object per line).
-    -q, --quiet            WASITER_QUIET            off
-        Same as --log-level warn: no per-connection lines (the start line stays).
-    --dump MODE            WASITER_DUMP             off
-        Log the bytes relayed, as socat -v/-x does: off, text or hex.
-    --dump-limit SIZE      WASITER_DUMP_LIMIT       64KiB
-        At most this many dumped bytes per connection.
-    --metrics ADDR         WASITER_METRICS          off
-        Serve Prometheus metrics at http://ADDR/metrics. IP:PORT, or a bare
-        PORT for 127.0.0.1:PORT.
-    --summary-interval DUR WASITER_SUMMARY_INTERVAL 0 (off)
-        Log a one-line summary (connections, bytes, rates) this often.
-    --trace                WASITER_TRACE            off
-        Log every socket call and poll wake-up: watch WASI sockets at work.
-    -h, --help             this text
-    -V, --version          the version
-
-DUR is 500ms, 10s, 5m, 1h or plain seconds. SIZE is bytes, or with KiB/MiB (k/m).
-Flags also take the form --name=value.";
+use crate::settings::{Config, Dump, DumpMode};
 
 /// What the command line asked for.
 #[derive(Debug)]
@@ -98,41 +23,6 @@ pub enum Command {
     Run(Box<Config>),
     Help,
     Version,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct Config {
-    pub routes: Vec<RouteSpec>,
-    pub connect_timeout: Duration,
-    pub fail_threshold: u32,
-    pub cooldown: Duration,
-    pub health_check: Option<Duration>,
-    pub resolve_interval: Option<Duration>,
-    pub proxy_header_timeout: Duration,
-    pub idle_timeout: Option<Duration>,
-    pub max_conns: usize,
-    pub buffer_size: usize,
-    pub coalesce: Coalesce,
-    pub log_level: Level,
-    pub log_format: Format,
-    pub dump: Dump,
-    pub metrics: Option<SocketAddr>,
-    pub summary_interval: Option<Duration>,
-    pub trace: bool,
-}
-
-/// Traffic dump: which form, and the cap per connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Dump {
-    pub mode: DumpMode,
-    pub limit: usize,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DumpMode {
-    Off,
-    Text,
-    Hex,
 }
 
 /// A one-line, user-facing reason the configuration was rejected.
@@ -145,96 +35,320 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// One setting: its flag, its environment variable, what a good value looks like.
-struct Setting {
+/// One setting.
+pub struct Setting {
     flag: &'static str,
+    /// A one-letter alias (`-q`).
+    short: Option<char>,
     env: &'static str,
+    /// The value's name in --help (`DUR`); empty for a switch (a flag that
+    /// takes no value: given, it means "on").
+    value: &'static str,
+    /// As --help shows it; empty for none.
+    default: &'static str,
+    /// What a good value looks like, for error messages.
     expected: &'static str,
+    /// --help's lines about it.
+    help: &'static str,
 }
+
+const DURATION_ABOVE_0: &str = "a duration above 0, e.g. 500ms, 5s or 1m";
+const BOOLEAN: &str = "1/0, true/false or yes/no";
 
 const LOCAL: Setting = Setting {
     flag: "--local",
+    short: None,
     env: "LOCAL",
+    value: "ADDR",
+    default: "",
     expected: "IP:PORT, e.g. 0.0.0.0:8080, [::]:8080 or :8080",
+    help: "Listen address, IP:PORT: 0.0.0.0:8080, [::]:8080, or :8080 for all IPv4.",
 };
 const REMOTE: Setting = Setting {
     flag: "--remote",
+    short: None,
     env: "REMOTE",
+    value: "TARGET",
+    default: "",
     expected: "HOST:PORT[,HOST:PORT...][;OPTION...] with ports from 1 to 65535, e.g. backend:80, 127.0.0.1:6379 or [::1]:80",
+    help: "Where LOCAL's clients go: HOST:PORT[,HOST:PORT...][;OPTION...]. A host\nis a name or an IP (IPv6 in brackets); a name's every address is used.",
 };
-const ROUTE: Setting = Setting { flag: "--route", env: "WASITER_ROUTES", expected: ROUTE_FORM };
-const ROUTES_FILE: Setting = Setting { flag: "--routes-file", env: "WASITER_ROUTES_FILE", expected: "a readable file with one route per line" };
-const FAIL_THRESHOLD: Setting = Setting {
-    flag: "--fail-threshold",
-    env: "WASITER_FAIL_THRESHOLD",
-    expected: "a whole number from 1 to 1000",
+const ROUTE: Setting = Setting {
+    flag: "--route",
+    short: None,
+    env: "WASITER_ROUTES",
+    value: "ROUTE",
+    default: "",
+    expected: ROUTE_FORM,
+    help: "LISTEN=TARGET, e.g. 0.0.0.0:8080=web1:80,web2:80;policy=round-robin\n(repeatable; the variable holds routes separated by spaces)",
 };
-const COOLDOWN: Setting = Setting { flag: "--cooldown", env: "WASITER_COOLDOWN", expected: "a duration above 0, e.g. 500ms, 10s or 1m" };
-const HEALTH_CHECK: Setting = Setting {
-    flag: "--health-check",
-    env: "WASITER_HEALTH_CHECK",
-    expected: "a duration, e.g. 2s or 1m (0 turns it off)",
-};
-const RESOLVE_INTERVAL: Setting = Setting {
-    flag: "--resolve-interval",
-    env: "WASITER_RESOLVE_INTERVAL",
-    expected: "a duration, e.g. 30s or 5m (0: resolve only at start)",
-};
-const PROXY_HEADER_TIMEOUT: Setting = Setting {
-    flag: "--proxy-header-timeout",
-    env: "WASITER_PROXY_HEADER_TIMEOUT",
-    expected: "a duration above 0, e.g. 500ms, 5s or 1m",
+const ROUTES_FILE: Setting = Setting {
+    flag: "--routes-file",
+    short: None,
+    env: "WASITER_ROUTES_FILE",
+    value: "PATH",
+    default: "",
+    expected: "a readable file with one route per line",
+    help: "One ROUTE per line; '#' starts a comment. (WasmEdge: --dir the folder.)",
 };
 const CONNECT_TIMEOUT: Setting = Setting {
     flag: "--connect-timeout",
+    short: None,
     env: "WASITER_CONNECT_TIMEOUT",
-    expected: "a duration above 0, e.g. 500ms, 5s or 1m",
+    value: "DUR",
+    default: "5s",
+    expected: DURATION_ABOVE_0,
+    help: "How long one upstream connect may take before the next upstream.",
+};
+const FAIL_THRESHOLD: Setting = Setting {
+    flag: "--fail-threshold",
+    short: None,
+    env: "WASITER_FAIL_THRESHOLD",
+    value: "N",
+    default: "3",
+    expected: "a whole number from 1 to 1000",
+    help: "After this many failed connects in a row, an upstream is skipped...",
+};
+const COOLDOWN: Setting = Setting {
+    flag: "--cooldown",
+    short: None,
+    env: "WASITER_COOLDOWN",
+    value: "DUR",
+    default: "10s",
+    expected: "a duration above 0, e.g. 500ms, 10s or 1m",
+    help: "...for this long, then tried again.",
+};
+const HEALTH_CHECK: Setting = Setting {
+    flag: "--health-check",
+    short: None,
+    env: "WASITER_HEALTH_CHECK",
+    value: "DUR",
+    default: "0 (off)",
+    expected: "a duration, e.g. 2s or 1m (0 turns it off)",
+    help: "Also test every upstream with a TCP connect this often.",
+};
+const RESOLVE_INTERVAL: Setting = Setting {
+    flag: "--resolve-interval",
+    short: None,
+    env: "WASITER_RESOLVE_INTERVAL",
+    value: "DUR",
+    default: "30s",
+    expected: "a duration, e.g. 30s or 5m (0: resolve only at start)",
+    help: "Resolve upstream names again this often (0: only at start). A failed\nlookup keeps the last addresses. It blocks the loop while it runs.",
+};
+const PROXY_HEADER_TIMEOUT: Setting = Setting {
+    flag: "--proxy-header-timeout",
+    short: None,
+    env: "WASITER_PROXY_HEADER_TIMEOUT",
+    value: "DUR",
+    default: "5s",
+    expected: DURATION_ABOVE_0,
+    help: "With accept-proxy, how long a client may take to send its header.",
 };
 const IDLE_TIMEOUT: Setting = Setting {
     flag: "--idle-timeout",
+    short: None,
     env: "WASITER_IDLE_TIMEOUT",
+    value: "DUR",
+    default: "10m",
     expected: "a duration, e.g. 30s, 10m or 1h (0 turns it off)",
+    help: "Close a connection after this long with no byte in either direction;\n0 turns it off.",
 };
 const MAX_CONNS: Setting = Setting {
     flag: "--max-conns",
+    short: None,
     env: "WASITER_MAX_CONNS",
+    value: "N",
+    default: "10000",
     expected: "a whole number from 1 to 1000000",
+    help: "At this many connections the listener stops accepting until one closes.",
 };
 const BUFFER_SIZE: Setting = Setting {
     flag: "--buffer-size",
+    short: None,
     env: "WASITER_BUFFER_SIZE",
+    value: "SIZE",
+    default: "256KiB",
     expected: "a size from 1KiB to 16MiB, e.g. 16384, 16k or 64KiB",
+    help: "Buffer per direction, held only while it has bytes in it.",
 };
 const COALESCE: Setting = Setting {
     flag: "--coalesce",
+    short: None,
     env: "WASITER_COALESCE",
+    value: "MODE",
+    default: "auto",
     expected: "auto, off, or a duration from 1us to 40ms, e.g. 500us or 2ms",
+    help: "Where the runtime cannot turn Nagle off (WasmEdge, wasmtime), an answer\n\
+           written in two small pieces waits 40 ms for the second. auto: in a\n\
+           direction seen to split, hold a small first piece until the rest\n\
+           comes (at most 500us), only where TCP_NODELAY does not work; off:\n\
+           never; a DURATION (e.g. 2ms): hold up to that long, on every runtime.",
 };
-const QUIET: Setting = Setting { flag: "--quiet", env: "WASITER_QUIET", expected: "1/0, true/false or yes/no" };
-const TRACE: Setting = Setting { flag: "--trace", env: "WASITER_TRACE", expected: "1/0, true/false or yes/no" };
-const LOG_LEVEL: Setting = Setting { flag: "--log-level", env: "WASITER_LOG_LEVEL", expected: "error, warn, info or debug" };
-const LOG_FORMAT: Setting = Setting { flag: "--log-format", env: "WASITER_LOG_FORMAT", expected: "text or json" };
-const DUMP: Setting = Setting { flag: "--dump", env: "WASITER_DUMP", expected: "off, text or hex" };
+const LOG_LEVEL: Setting = Setting {
+    flag: "--log-level",
+    short: None,
+    env: "WASITER_LOG_LEVEL",
+    value: "LEVEL",
+    default: "info",
+    expected: "error, warn, info or debug",
+    help: "error, warn, info (adds a line per connection opened and closed) or debug.",
+};
+const LOG_FORMAT: Setting = Setting {
+    flag: "--log-format",
+    short: None,
+    env: "WASITER_LOG_FORMAT",
+    value: "FORMAT",
+    default: "text",
+    expected: "text or json",
+    help: "text (key=value) or json (one JSON object per line).",
+};
+const QUIET: Setting = Setting {
+    flag: "--quiet",
+    short: Some('q'),
+    env: "WASITER_QUIET",
+    value: "",
+    default: "off",
+    expected: BOOLEAN,
+    help: "Same as --log-level warn: no per-connection lines (the start line stays).",
+};
+const DUMP: Setting = Setting {
+    flag: "--dump",
+    short: None,
+    env: "WASITER_DUMP",
+    value: "MODE",
+    default: "off",
+    expected: "off, text or hex",
+    help: "Log the bytes relayed, as socat -v/-x does: off, text or hex.",
+};
 const DUMP_LIMIT: Setting = Setting {
     flag: "--dump-limit",
+    short: None,
     env: "WASITER_DUMP_LIMIT",
+    value: "SIZE",
+    default: "64KiB",
     expected: "a size up to 16MiB, e.g. 4096, 64k or 1MiB",
+    help: "At most this many dumped bytes per connection.",
 };
 const METRICS: Setting = Setting {
     flag: "--metrics",
+    short: None,
     env: "WASITER_METRICS",
+    value: "ADDR",
+    default: "off",
     expected: "IP:PORT or PORT (for 127.0.0.1:PORT), e.g. 127.0.0.1:9090, or off",
+    help: "Serve Prometheus metrics at http://ADDR/metrics. IP:PORT, or a bare\nPORT for 127.0.0.1:PORT.",
 };
 const SUMMARY_INTERVAL: Setting = Setting {
     flag: "--summary-interval",
+    short: None,
     env: "WASITER_SUMMARY_INTERVAL",
+    value: "DUR",
+    default: "0 (off)",
     expected: "a duration, e.g. 10s or 1m (0 turns it off)",
+    help: "Log a one-line summary (connections, bytes, rates) this often.",
 };
+const TRACE: Setting = Setting {
+    flag: "--trace",
+    short: None,
+    env: "WASITER_TRACE",
+    value: "",
+    default: "off",
+    expected: BOOLEAN,
+    help: "Log every socket call and poll wake-up: watch WASI sockets at work.",
+};
+
+/// Where clients come in and where they go.
+pub const ROUTING: [&Setting; 4] = [&LOCAL, &REMOTE, &ROUTE, &ROUTES_FILE];
+/// Everything else, in --help's order.
+pub const TUNING: [&Setting; 18] = [
+    &CONNECT_TIMEOUT,
+    &FAIL_THRESHOLD,
+    &COOLDOWN,
+    &HEALTH_CHECK,
+    &RESOLVE_INTERVAL,
+    &PROXY_HEADER_TIMEOUT,
+    &IDLE_TIMEOUT,
+    &MAX_CONNS,
+    &BUFFER_SIZE,
+    &COALESCE,
+    &LOG_LEVEL,
+    &LOG_FORMAT,
+    &QUIET,
+    &DUMP,
+    &DUMP_LIMIT,
+    &METRICS,
+    &SUMMARY_INTERVAL,
+    &TRACE,
+];
+
+const INTRO: &str = "\
+wasiter: a TCP proxy for WebAssembly runtimes and Linux
+
+USAGE:
+    wasmedge --env LOCAL=0.0.0.0:8080 --env REMOTE=backend:80 wasiter.wasm
+    wasiter --local 0.0.0.0:8080 --remote backend:80
+    wasiter --route '0.0.0.0:8080=web1:80,web2:80;policy=round-robin' --route :6379=cache:6379
+
+ROUTES (at least one: LOCAL with REMOTE, or --route, or a routes file):
+";
+
+const ROUTE_OPTIONS: &str = "  OPTIONs, after the upstreams, each after a ';':
+        policy=failover|round-robin|least-conn   how an upstream is picked
+                                                 (default failover: in order)
+        allow=CIDR,...  deny=CIDR,...            who may connect (deny wins;
+                                                 an allow list admits only itself)
+        send-proxy=v1|v2                         PROXY protocol to the upstream
+        accept-proxy                             expect a PROXY header (v1 or v2)
+                                                 from the client (a load balancer)
+";
+
+const OUTRO: &str = "\
+    -h, --help             this text
+    -V, --version          the version
+
+DUR is 500ms, 10s, 5m, 1h, 300us or plain seconds. SIZE is bytes, or with KiB/MiB (k/m).
+Flags also take the form --name=value.";
+
+/// The text of --help, from the table.
+pub fn help() -> String {
+    let mut out = String::from(INTRO);
+    let entry = |out: &mut String, s: &Setting| {
+        let mut left = match s.short {
+            Some(c) => format!("-{c}, {}", s.flag),
+            None => s.flag.to_string(),
+        };
+        if !s.value.is_empty() {
+            left = format!("{left} {}", s.value);
+        }
+        let line = format!("    {left:<22} {:<24} {}", s.env, s.default);
+        let _ = writeln!(out, "{}", line.trim_end());
+        for line in s.help.lines() {
+            let _ = writeln!(out, "        {}", line.trim_start());
+        }
+    };
+    for s in ROUTING {
+        entry(&mut out, s);
+    }
+    out.push_str(ROUTE_OPTIONS);
+    out.push_str("\nSETTINGS (flag, environment variable, default):\n");
+    for s in TUNING {
+        entry(&mut out, s);
+    }
+    out.push_str(OUTRO);
+    out
+}
 
 /// A raw value and where it came from, for the error message.
 struct Given {
     value: String,
     from_flag: bool,
+}
+
+/// The flags as given, and the environment: what each setting reads from.
+struct Sources<E> {
+    flags: Vec<(&'static str, String)>,
+    env: E,
 }
 
 impl Setting {
@@ -254,22 +368,15 @@ impl Setting {
     }
 
     /// The flag's value if given, else the environment's.
-    fn pick(&self, flags: &[(&'static str, String)], env: &impl Fn(&str) -> Option<String>) -> Option<Given> {
-        let flag = flags.iter().rev().find(|(f, _)| *f == self.flag);
-        match flag {
+    fn pick<E: Fn(&str) -> Option<String>>(&self, src: &Sources<E>) -> Option<Given> {
+        match src.flags.iter().rev().find(|(f, _)| *f == self.flag) {
             Some((_, v)) => Some(Given { value: v.clone(), from_flag: true }),
-            None => env(self.env).map(|value| Given { value, from_flag: false }),
+            None => (src.env)(self.env).map(|value| Given { value, from_flag: false }),
         }
     }
 
-    fn parse<T>(
-        &self,
-        flags: &[(&'static str, String)],
-        env: &impl Fn(&str) -> Option<String>,
-        default: T,
-        parse: impl Fn(&str) -> Option<T>,
-    ) -> Result<T, ConfigError> {
-        match self.pick(flags, env) {
+    fn parse<T, E: Fn(&str) -> Option<String>>(&self, src: &Sources<E>, default: T, parse: impl Fn(&str) -> Option<T>) -> Result<T, ConfigError> {
+        match self.pick(src) {
             None => Ok(default),
             Some(given) => parse(given.value.trim()).ok_or_else(|| self.error(&given)),
         }
@@ -282,7 +389,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Opt
 
     let mut parser = lexopt::Parser::from_args(args);
     let mut flags: Vec<(&'static str, String)> = Vec::new();
-    let (mut quiet_flag, mut trace_flag) = (false, false);
+    let all = || ROUTING.iter().chain(TUNING.iter());
     loop {
         let arg = match parser.next() {
             Ok(Some(arg)) => arg,
@@ -292,36 +399,17 @@ pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Opt
         let setting = match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
-            Short('q') | Long("quiet") => {
-                quiet_flag = true;
-                continue;
-            }
-            Long("trace") => {
-                trace_flag = true;
-                continue;
-            }
-            Long("log-level") => &LOG_LEVEL,
-            Long("log-format") => &LOG_FORMAT,
-            Long("dump") => &DUMP,
-            Long("dump-limit") => &DUMP_LIMIT,
-            Long("metrics") => &METRICS,
-            Long("summary-interval") => &SUMMARY_INTERVAL,
-            Long("local") => &LOCAL,
-            Long("route") => &ROUTE,
-            Long("routes-file") => &ROUTES_FILE,
-            Long("fail-threshold") => &FAIL_THRESHOLD,
-            Long("cooldown") => &COOLDOWN,
-            Long("health-check") => &HEALTH_CHECK,
-            Long("resolve-interval") => &RESOLVE_INTERVAL,
-            Long("proxy-header-timeout") => &PROXY_HEADER_TIMEOUT,
-            Long("remote") => &REMOTE,
-            Long("connect-timeout") => &CONNECT_TIMEOUT,
-            Long("idle-timeout") => &IDLE_TIMEOUT,
-            Long("max-conns") => &MAX_CONNS,
-            Long("buffer-size") => &BUFFER_SIZE,
-            Long("coalesce") => &COALESCE,
-            other => return Err(ConfigError(format!("{}; see --help", other.unexpected()))),
+            Short(c) => all().find(|s| s.short == Some(c)),
+            Long(name) => all().find(|s| s.flag.strip_prefix("--") == Some(name)),
+            Value(_) => None,
         };
+        let Some(setting) = setting else {
+            return Err(ConfigError(format!("{}; see --help", arg.unexpected())));
+        };
+        if setting.value.is_empty() {
+            flags.push((setting.flag, "1".to_string())); // a switch
+            continue;
+        }
         let value = parser
             .value()
             .map_err(|_| ConfigError(format!("{} needs a value: {}", setting.flag, setting.expected)))?;
@@ -331,81 +419,60 @@ pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Opt
         flags.push((setting.flag, value));
     }
 
-    let routes = routes(&flags, &env)?;
-    let connect_timeout =
-        CONNECT_TIMEOUT.parse(&flags, &env, Duration::from_secs(5), |s| parse_duration(s).filter(|d| !d.is_zero()))?;
-    let fail_threshold = FAIL_THRESHOLD.parse(&flags, &env, 3, |s| s.parse().ok().filter(|n| (1..=1000).contains(n)))?;
-    let cooldown = COOLDOWN.parse(&flags, &env, Duration::from_secs(10), |s| parse_duration(s).filter(|d| !d.is_zero()))?;
+    let src = Sources { flags, env };
+    let positive = |s: &str| parse_duration(s).filter(|d| !d.is_zero());
     let off_if_zero = |s: &str| parse_duration(s).map(|d| Some(d).filter(|d| !d.is_zero()));
-    let health_check = HEALTH_CHECK.parse(&flags, &env, None, off_if_zero)?;
-    let resolve_interval = RESOLVE_INTERVAL.parse(&flags, &env, Some(Duration::from_secs(30)), off_if_zero)?;
-    let proxy_header_timeout =
-        PROXY_HEADER_TIMEOUT.parse(&flags, &env, Duration::from_secs(5), |s| parse_duration(s).filter(|d| !d.is_zero()))?;
-    let idle_timeout =
-        IDLE_TIMEOUT.parse(&flags, &env, Some(Duration::from_secs(600)), |s| parse_duration(s).map(|d| Some(d).filter(|d| !d.is_zero())))?;
-    let max_conns = MAX_CONNS.parse(&flags, &env, 10_000, |s| s.parse().ok().filter(|n| (1..=1_000_000).contains(n)))?;
-    let buffer_size =
-        BUFFER_SIZE.parse(&flags, &env, 256 * 1024, |s| parse_size(s).filter(|n| (1024..=16 << 20).contains(n)))?;
-    let coalesce = COALESCE.parse(&flags, &env, Coalesce::Auto, |s| match s.to_ascii_lowercase().as_str() {
-        "auto" => Some(Coalesce::Auto),
-        "off" | "0" => Some(Coalesce::Off),
-        // Holding longer than a delayed ACK (40 ms) could only cost more than the stall it avoids.
-        _ => humantime::parse_duration(s).ok().filter(|d| !d.is_zero() && *d <= Duration::from_millis(40)).map(Coalesce::UpTo),
-    })?;
-    let quiet = quiet_flag || QUIET.parse(&flags, &env, false, parse_bool)?;
-    let mut log_level = LOG_LEVEL.parse(&flags, &env, Level::Info, Level::parse)?;
-    if quiet {
-        log_level = log_level.min(Level::Warn);
-    }
-    let log_format = LOG_FORMAT.parse(&flags, &env, Format::Text, |s| match s.to_ascii_lowercase().as_str() {
-        "text" => Some(Format::Text),
-        "json" => Some(Format::Json),
-        _ => None,
-    })?;
-    let mode = DUMP.parse(&flags, &env, DumpMode::Off, |s| match s.to_ascii_lowercase().as_str() {
-        "off" | "0" | "" => Some(DumpMode::Off),
-        "text" => Some(DumpMode::Text),
-        "hex" => Some(DumpMode::Hex),
-        _ => None,
-    })?;
-    let limit = DUMP_LIMIT.parse(&flags, &env, 64 * 1024, |s| parse_size(s).filter(|n| *n <= 16 << 20))?;
-    let metrics = METRICS.parse(&flags, &env, None, |s| match s {
-        "off" | "" => Some(None),
-        _ => match s.parse::<u16>() {
-            Ok(port) => Some(Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))),
-            Err(_) => s.parse().ok().map(Some),
-        },
-    })?;
-    let summary_interval =
-        SUMMARY_INTERVAL.parse(&flags, &env, None, |s| parse_duration(s).map(|d| Some(d).filter(|d| !d.is_zero())))?;
-    let trace = trace_flag || TRACE.parse(&flags, &env, false, parse_bool)?;
-
+    let quiet = QUIET.parse(&src, false, parse_bool)?;
+    let log_level = LOG_LEVEL.parse(&src, Level::Info, Level::parse)?;
     Ok(Command::Run(Box::new(Config {
-        routes,
-        connect_timeout,
-        fail_threshold,
-        cooldown,
-        health_check,
-        resolve_interval,
-        proxy_header_timeout,
-        idle_timeout,
-        max_conns,
-        buffer_size,
-        coalesce,
-        log_level,
-        log_format,
-        dump: Dump { mode, limit },
-        metrics,
-        summary_interval,
-        trace,
+        routes: routes(&src)?,
+        connect_timeout: CONNECT_TIMEOUT.parse(&src, Duration::from_secs(5), positive)?,
+        fail_threshold: FAIL_THRESHOLD.parse(&src, 3, |s| s.parse().ok().filter(|n| (1..=1000).contains(n)))?,
+        cooldown: COOLDOWN.parse(&src, Duration::from_secs(10), positive)?,
+        health_check: HEALTH_CHECK.parse(&src, None, off_if_zero)?,
+        resolve_interval: RESOLVE_INTERVAL.parse(&src, Some(Duration::from_secs(30)), off_if_zero)?,
+        proxy_header_timeout: PROXY_HEADER_TIMEOUT.parse(&src, Duration::from_secs(5), positive)?,
+        idle_timeout: IDLE_TIMEOUT.parse(&src, Some(Duration::from_secs(600)), off_if_zero)?,
+        max_conns: MAX_CONNS.parse(&src, 10_000, |s| s.parse().ok().filter(|n| (1..=1_000_000).contains(n)))?,
+        buffer_size: BUFFER_SIZE.parse(&src, 256 * 1024, |s| parse_size(s).filter(|n| (1024..=16 << 20).contains(n)))?,
+        coalesce: COALESCE.parse(&src, Coalesce::Auto, |s| match s.to_ascii_lowercase().as_str() {
+            "auto" => Some(Coalesce::Auto),
+            "off" | "0" => Some(Coalesce::Off),
+            // Holding longer than a delayed ACK (40 ms) could only cost more than the stall it avoids.
+            _ => humantime::parse_duration(s).ok().filter(|d| !d.is_zero() && *d <= Duration::from_millis(40)).map(Coalesce::UpTo),
+        })?,
+        log_level: if quiet { log_level.min(Level::Warn) } else { log_level },
+        log_format: LOG_FORMAT.parse(&src, Format::Text, |s| match s.to_ascii_lowercase().as_str() {
+            "text" => Some(Format::Text),
+            "json" => Some(Format::Json),
+            _ => None,
+        })?,
+        dump: Dump {
+            mode: DUMP.parse(&src, DumpMode::Off, |s| match s.to_ascii_lowercase().as_str() {
+                "off" | "0" | "" => Some(DumpMode::Off),
+                "text" => Some(DumpMode::Text),
+                "hex" => Some(DumpMode::Hex),
+                _ => None,
+            })?,
+            limit: DUMP_LIMIT.parse(&src, 64 * 1024, |s| parse_size(s).filter(|n| *n <= 16 << 20))?,
+        },
+        metrics: METRICS.parse(&src, None, |s| match s {
+            "off" | "" => Some(None),
+            _ => match s.parse::<u16>() {
+                Ok(port) => Some(Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))),
+                Err(_) => s.parse().ok().map(Some),
+            },
+        })?,
+        summary_interval: SUMMARY_INTERVAL.parse(&src, None, off_if_zero)?,
+        trace: TRACE.parse(&src, false, parse_bool)?,
     })))
 }
 
 /// Every route, from LOCAL+REMOTE, --route / WASITER_ROUTES and the routes
 /// file, in that order. Two routes may not listen on the same address.
-fn routes(flags: &[(&'static str, String)], env: &impl Fn(&str) -> Option<String>) -> Result<Vec<RouteSpec>, ConfigError> {
+fn routes<E: Fn(&str) -> Option<String>>(src: &Sources<E>) -> Result<Vec<RouteSpec>, ConfigError> {
     let mut routes = Vec::new();
-    match (LOCAL.pick(flags, env), REMOTE.pick(flags, env)) {
+    match (LOCAL.pick(src), REMOTE.pick(src)) {
         (Some(local), Some(remote)) => {
             let listen = parse_local(local.value.trim()).ok_or_else(|| LOCAL.error(&local))?;
             let mut route = parse_target(listen, remote.value.trim()).map_err(|why| REMOTE.invalid(&remote, &why))?;
@@ -417,9 +484,9 @@ fn routes(flags: &[(&'static str, String)], env: &impl Fn(&str) -> Option<String
         (None, None) => {}
     }
     // Every --route flag counts (they add up); without one, the variable.
-    let given: Vec<Given> = match flags.iter().filter(|(f, _)| *f == ROUTE.flag).map(|(_, v)| v.clone()).collect::<Vec<_>>() {
+    let given: Vec<Given> = match src.flags.iter().filter(|(f, _)| *f == ROUTE.flag).map(|(_, v)| v.clone()).collect::<Vec<_>>() {
         from_flags if !from_flags.is_empty() => from_flags.into_iter().map(|value| Given { value, from_flag: true }).collect(),
-        _ => env(ROUTE.env)
+        _ => (src.env)(ROUTE.env)
             .map(|v| v.split_whitespace().map(|r| Given { value: r.to_string(), from_flag: false }).collect())
             .unwrap_or_default(),
     };
@@ -428,7 +495,7 @@ fn routes(flags: &[(&'static str, String)], env: &impl Fn(&str) -> Option<String
         route.origin = if g.from_flag { ROUTE.flag } else { ROUTE.env }.to_string();
         routes.push(route);
     }
-    if let Some(file) = ROUTES_FILE.pick(flags, env) {
+    if let Some(file) = ROUTES_FILE.pick(src) {
         let text = std::fs::read_to_string(file.value.trim()).map_err(|e| {
             let name = if file.from_flag { ROUTES_FILE.flag } else { ROUTES_FILE.env };
             ConfigError(format!("{name}: cannot read {:?}: {e} (under WasmEdge or wasmtime, pass its folder with --dir)", file.value))
@@ -491,6 +558,7 @@ fn parse_bool(s: &str) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::route::Remote;
     use std::collections::HashMap;
 
     fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
@@ -545,6 +613,21 @@ mod tests {
         assert_eq!((c.max_conns, c.buffer_size, c.log_level), (3, 16384, Level::Warn));
         assert_eq!(run(&["--idle-timeout", "1m 30s"], &BASE).unwrap().idle_timeout, Some(Duration::from_secs(90)));
         assert_eq!(run(&["--buffer-size", "1MiB"], &BASE).unwrap().buffer_size, 1 << 20);
+    }
+
+    #[test]
+    fn help_lists_every_setting_and_every_flag_parses() {
+        let text = help();
+        for s in ROUTING.iter().chain(TUNING.iter()) {
+            assert!(text.contains(s.flag) && text.contains(s.env), "{} missing from --help", s.flag);
+        }
+        assert!(!text.lines().any(|l| l.ends_with(' ')), "no trailing blanks");
+        // Every flag of the table is known to the parser (a switch takes no value).
+        for s in TUNING {
+            let args: Vec<&str> = if s.value.is_empty() { vec![s.flag] } else { vec![s.flag, "x"] };
+            let err = run(&args, &BASE).err().map(|e| e.0).unwrap_or_default();
+            assert!(!err.contains("unexpected"), "{}: {err}", s.flag);
+        }
     }
 
     #[test]

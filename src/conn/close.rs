@@ -1,0 +1,161 @@
+//! Why a connection ended, and the one place its close record is written.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::Side;
+use crate::log::{Level, Record};
+
+/// Why a connection ended: the `reason=` of its close line.
+#[derive(Debug)]
+pub enum Reason {
+    /// Both directions finished; this side sent its FIN first.
+    Closed(Side),
+    /// A read or write on this side failed (a reset, mostly).
+    Error(Side, io::Error),
+    ConnectFailed(io::Error),
+    ConnectTimeout,
+    IdleTimeout,
+    /// The route's allow/deny lists refused the client.
+    Denied,
+    /// Every upstream of the route is in its cool-down: nothing to try.
+    NoUpstream(usize),
+    /// accept-proxy: the client's PROXY header was malformed or missing.
+    BadProxyHeader(String),
+}
+
+/// The kinds of close, without their details: the `reason=` values, and the
+/// index of each one's counter (`metrics`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Close {
+    ClientClosed,
+    UpstreamClosed,
+    ClientError,
+    UpstreamError,
+    ConnectFailed,
+    ConnectTimeout,
+    IdleTimeout,
+    Denied,
+    NoUpstream,
+    BadProxyHeader,
+}
+
+impl Close {
+    /// Every kind, in counter order.
+    pub const ALL: [Close; 10] = [
+        Close::ClientClosed,
+        Close::UpstreamClosed,
+        Close::ClientError,
+        Close::UpstreamError,
+        Close::ConnectFailed,
+        Close::ConnectTimeout,
+        Close::IdleTimeout,
+        Close::Denied,
+        Close::NoUpstream,
+        Close::BadProxyHeader,
+    ];
+
+    /// The `reason=` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Close::ClientClosed => "client-closed",
+            Close::UpstreamClosed => "upstream-closed",
+            Close::ClientError => "client-error",
+            Close::UpstreamError => "upstream-error",
+            Close::ConnectFailed => "connect-failed",
+            Close::ConnectTimeout => "connect-timeout",
+            Close::IdleTimeout => "idle-timeout",
+            Close::Denied => "denied",
+            Close::NoUpstream => "no-upstream",
+            Close::BadProxyHeader => "bad-proxy-header",
+        }
+    }
+}
+
+impl Reason {
+    pub fn kind(&self) -> Close {
+        match self {
+            Reason::Closed(Side::Client) => Close::ClientClosed,
+            Reason::Closed(Side::Upstream) => Close::UpstreamClosed,
+            Reason::Error(Side::Client, _) => Close::ClientError,
+            Reason::Error(Side::Upstream, _) => Close::UpstreamError,
+            Reason::ConnectFailed(_) => Close::ConnectFailed,
+            Reason::ConnectTimeout => Close::ConnectTimeout,
+            Reason::IdleTimeout => Close::IdleTimeout,
+            Reason::Denied => Close::Denied,
+            Reason::NoUpstream(_) => Close::NoUpstream,
+            Reason::BadProxyHeader(_) => Close::BadProxyHeader,
+        }
+    }
+
+    /// The `reason=` value.
+    pub fn name(&self) -> &'static str {
+        self.kind().name()
+    }
+
+    /// Ended by a fault or a timeout rather than by both sides finishing:
+    /// the sockets are reset, not closed gracefully, so that nothing waits
+    /// in FIN_WAIT_2 or CLOSE_WAIT for a peer that may never answer.
+    pub fn is_abort(&self) -> bool {
+        matches!(self, Reason::Error(..) | Reason::IdleTimeout)
+    }
+
+    /// The `error=` of the close line, if any.
+    pub fn error(&self) -> Option<String> {
+        match self {
+            Reason::Error(_, e) | Reason::ConnectFailed(e) => Some(e.to_string()),
+            Reason::NoUpstream(n) => Some(format!("all {n} upstream addresses are down (cooling down after failures)")),
+            Reason::BadProxyHeader(why) => Some(why.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.error() {
+            Some(e) => write!(f, "{}: {e}", self.name()),
+            None => f.write_str(self.name()),
+        }
+    }
+}
+
+/// The one place a close record is written, whether the connection got as
+/// far as a `Conn` or failed at its first connect.
+pub fn log_close(
+    id: u64,
+    route: &str,
+    client: SocketAddr,
+    upstream: Option<SocketAddr>,
+    (to_upstream, to_client): (u64, u64),
+    duration: Duration,
+    reason: &Reason,
+) {
+    let mut r = Record::new(Level::Info, "close")
+        .num("conn", id)
+        .str("route", route)
+        .str("client", client)
+        .str("upstream", format_args!("{}", Upstream(upstream)))
+        .num("to_upstream", to_upstream)
+        .num("to_client", to_client)
+        .str("duration", format_args!("{:.3}s", duration.as_secs_f64()))
+        .str("reason", reason.name());
+    if let Some(e) = reason.error() {
+        r = r.str("error", e);
+    }
+    r.emit();
+}
+
+/// An upstream address, or `-` for a client that never got one (denied).
+struct Upstream(Option<SocketAddr>);
+
+impl fmt::Display for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(a) => write!(f, "{a}"),
+            None => f.write_str("-"),
+        }
+    }
+}

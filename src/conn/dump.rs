@@ -1,0 +1,39 @@
+//! The traffic dump (`--dump`): the bytes relayed, as socat -v/-x shows them.
+
+use std::fmt::Write as _;
+
+use super::Side;
+use crate::settings::{Dump, DumpMode};
+use crate::log::{Level, Record};
+
+/// The traffic dump (`--dump`): one line per chunk read, as text with C-style
+/// escapes or as hex, until the connection's limit; then one `truncated` line.
+pub fn dump_bytes(dump: Dump, conn: u64, to: Side, dumped: &mut usize, bytes: &[u8]) {
+    if dump.mode == DumpMode::Off || *dumped > dump.limit {
+        return;
+    }
+    let take = bytes.len().min(dump.limit - *dumped);
+    let dir = if to == Side::Upstream { "to_upstream" } else { "to_client" };
+    if take > 0 {
+        let shown = bytes.get(..take).unwrap_or(bytes);
+        let r = Record::new(Level::Info, "dump").num("conn", conn).str("dir", dir).num("len", take as u64);
+        if r.is_on() {
+            match dump.mode {
+                DumpMode::Hex => {
+                    let mut hex = String::with_capacity(take * 3);
+                    for (i, b) in shown.iter().enumerate() {
+                        let sep = if i == 0 { "" } else { " " };
+                        let _ = write!(hex, "{sep}{b:02x}");
+                    }
+                    r.str("hex", hex).emit();
+                }
+                _ => r.escaped("data", shown.escape_ascii()).emit(),
+            }
+        }
+    }
+    *dumped += take;
+    if take < bytes.len() {
+        Record::new(Level::Info, "dump").num("conn", conn).str("dir", dir).str("truncated", format_args!("limit {} bytes reached", dump.limit)).emit();
+        *dumped = dump.limit + 1; // say it once
+    }
+}

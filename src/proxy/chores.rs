@@ -1,0 +1,139 @@
+//! The loop's chores beside relaying: scheduled re-resolution and health
+//! checks, metrics scrapes, and the periodic summary line.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::admission::{close_early, transient_accept_error};
+use super::{Proxy, MAX_SCRAPES};
+use crate::conn::Reason;
+use crate::health;
+use crate::log::{Level, Record};
+use crate::metrics::{self, RouteView, Scrape};
+use crate::pool::Outcome;
+use crate::relay::would_block;
+
+/// The periodic summary line (`--summary-interval`).
+pub(super) struct Summary {
+    pub(super) every: Duration,
+    pub(super) next: Instant,
+    /// Byte counters at the last summary, for the rates.
+    pub(super) last: (u64, u64),
+}
+
+impl Proxy {
+    /// Step 1: re-resolution and health checks when due; drop headers and
+    /// checks that ran out of time.
+    pub(super) fn scheduled(&mut self, now: Instant) {
+        if let Some((every, next)) = &mut self.resolve {
+            if *next <= now {
+                for r in &mut self.shared.routes {
+                    health::re_resolve(&r.name, &mut r.pool);
+                }
+                *next = Instant::now() + *every;
+            }
+        }
+        if let Some((every, next)) = &mut self.health_check {
+            if *next <= now {
+                *next = now + *every;
+                let in_flight: Vec<(usize, SocketAddr)> = self.checks.iter().map(|(_, c)| (c.route, c.addr)).collect();
+                for (i, r) in self.shared.routes.iter_mut().enumerate() {
+                    for check in health::start_checks(i, &r.name, &mut r.pool, &in_flight, self.shared.connect_timeout, now) {
+                        self.checks.insert(check);
+                    }
+                }
+            }
+        }
+        let routes = &mut self.shared.routes;
+        self.checks.retain(|_, c| {
+            if c.deadline > now {
+                return true;
+            }
+            if let Some(r) = routes.get_mut(c.route) {
+                health::log_check_failed(&r.name, c.addr, "timed out");
+                if let Some(change) = r.pool.record(c.addr, Outcome::Failed, now) {
+                    change.log(&r.name, c.addr);
+                }
+            }
+            false
+        });
+        self.pending.retain(|_, p| {
+            if p.deadline > now {
+                return true;
+            }
+            if let Some(r) = routes.get_mut(p.route) {
+                let reason = Reason::BadProxyHeader("no PROXY header in time".into());
+                close_early(&mut r.stats, &r.name, p.id, p.peer, None, &reason);
+            }
+            false
+        });
+    }
+
+    /// A health-check connect finished: its outcome goes to the pool.
+    pub(super) fn on_check(&mut self, key: usize, now: Instant) {
+        let Some(check) = self.checks.try_remove(key) else { return };
+        let result = check.stream.finish_connect();
+        if let Some(r) = self.shared.routes.get_mut(check.route) {
+            if let Err(e) = &result {
+                health::log_check_failed(&r.name, check.addr, &e.to_string());
+            }
+            let outcome = if result.is_ok() { Outcome::Reached } else { Outcome::Failed };
+            if let Some(change) = r.pool.record(check.addr, outcome, now) {
+                change.log(&r.name, check.addr);
+            }
+        }
+    }
+
+    pub(super) fn accept_scrapes(&mut self, now: Instant) {
+        let Some(metrics) = &self.metrics else { return };
+        while self.scrapes.len() < MAX_SCRAPES {
+            match metrics.accept() {
+                Ok((stream, _)) => {
+                    self.scrapes.insert(Scrape::new(stream, now));
+                }
+                Err(e) if would_block(&e) || transient_accept_error(&e) => return,
+                Err(e) => {
+                    Record::new(Level::Warn, "accept-failed").str("listener", "metrics").str("error", e).emit();
+                    return;
+                }
+            }
+        }
+    }
+
+    pub(super) fn serve_scrape(&mut self, key: usize, now: Instant) {
+        let (routes, iterations, wakeups) = (&self.shared.routes, self.iterations, self.wakeups);
+        let body = || {
+            let views: Vec<RouteView<'_>> = routes.iter().map(|r| RouteView { name: &r.name, stats: &r.stats, pool: &r.pool }).collect();
+            metrics::render(&views, iterations, wakeups, now)
+        };
+        if let Some(scrape) = self.scrapes.get_mut(key) {
+            if !scrape.on_ready(body) || scrape.deadline <= now {
+                self.scrapes.try_remove(key);
+            }
+        }
+    }
+
+    /// The periodic one-line summary, when it is due.
+    pub(super) fn summarize(&mut self, now: Instant) {
+        let active = self.active() as u64;
+        let Some(summary) = &mut self.summary else { return };
+        if now < summary.next {
+            return;
+        }
+        let secs = summary.every.as_secs_f64();
+        let routes = &self.shared.routes;
+        let (up, down) = (routes.iter().map(|r| r.stats.to_upstream).sum(), routes.iter().map(|r| r.stats.to_client).sum());
+        Record::new(Level::Info, "summary")
+            .num("active", active)
+            .num("connections", routes.iter().map(|r| r.stats.connections).sum())
+            .num("to_upstream", up)
+            .num("to_client", down)
+            .num("to_upstream_per_s", ((up - summary.last.0) as f64 / secs) as u64)
+            .num("to_client_per_s", ((down - summary.last.1) as f64 / secs) as u64)
+            .emit();
+        summary.last = (up, down);
+        while summary.next <= now {
+            summary.next += summary.every;
+        }
+    }
+}

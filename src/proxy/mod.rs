@@ -1,0 +1,402 @@
+//! The readiness loop: one thread, one `Poller`, every socket of every route.
+//!
+//! Each pass:
+//! 1. scheduled work, when due: DNS re-resolution and health-check connects
+//!    (`health`), and dropping whatever is past its deadline that has no
+//!    connection yet (a PROXY header not sent, a check not answered);
+//! 2. derive interest from state: each route's listener while below the
+//!    connection limit, and for every connection what its directions can use
+//!    now; collect the nearest deadline. Connections quiet for `QUIET_AFTER`
+//!    are left out of most passes while others are busy (see `register`);
+//!    every pass includes them when nothing else is going on;
+//! 3. handle connections past their deadline (connect or idle timeout);
+//! 4. wait (never longer than `MAX_WAIT`, never forever);
+//! 5. hand each ready socket to its owner; accept last, so a slot freed in
+//!    this pass is not reused under a stale event.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+mod admission;
+mod busy;
+mod chores;
+mod token;
+
+use admission::Pending;
+use busy::Busy;
+use chores::Summary;
+use token::{Kind, Token};
+
+use crate::coalesce::Shapes;
+use crate::settings::{Config, Dump};
+use crate::conn::{Conn, Context, Reason, Side};
+use crate::health::Check;
+use crate::metrics::{Scrape, Stats};
+use crate::pool::{FailPolicy, Pool};
+use crate::relay::Buffers;
+use crate::route::{Acl, ProxyVersion, RouteSpec};
+use crate::sys::{Event, Listener, Poller};
+
+/// An upper bound on one wait, so the loop always wakes to check its timers.
+const MAX_WAIT: Duration = Duration::from_secs(1);
+/// Accepts per listener per wake-up: a flood of new clients must not starve the others.
+const ACCEPT_BATCH: usize = 64;
+/// After an accept error such as EMFILE (no descriptors left), stop accepting
+/// for this long instead of spinning on a listener that stays readable.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Spare buffers kept for reuse (memory held by an idle proxy: this many
+/// times the buffer size).
+const SPARE_BUFFERS: usize = 64;
+/// Metrics requests served at once; more wait in the backlog.
+const MAX_SCRAPES: usize = 16;
+/// A connection with no byte either way for this long is "quiet": while
+/// others are busy, it is watched only in full passes.
+const QUIET_AFTER: Duration = Duration::from_secs(1);
+/// How often a busy loop makes a full pass: `FULL_PASS_SHARE` times what the
+/// last full wait cost when it did not have to block (so that full passes,
+/// whose cost grows with every socket, take about a tenth of the time; the
+/// pass after a full one pays as much again to drop what it no longer
+/// watches), within these bounds. The upper bound is the extra delay a quiet
+/// connection may see when it speaks while others keep the loop busy.
+const FULL_PASS_SHARE: u32 = 20;
+const FULL_PASS_MIN: Duration = Duration::from_millis(2);
+const FULL_PASS_MAX: Duration = Duration::from_millis(500);
+
+/// One route at run time: its listener, pool, rules and counters.
+pub struct RouteState {
+    name: String,
+    listener: Listener,
+    pool: Pool,
+    stats: Stats,
+    acl: Acl,
+    send_proxy: Option<ProxyVersion>,
+    accept_proxy: bool,
+    /// How answers arrive in each direction, as its connections learned it
+    /// (`coalesce`).
+    shapes: Shapes,
+}
+
+impl RouteState {
+    /// `resolved[i]` holds the addresses of `spec.upstreams[i]`.
+    pub fn new(spec: &RouteSpec, listener: Listener, resolved: Vec<Vec<SocketAddr>>, health: FailPolicy) -> RouteState {
+        // A route is named by the address it really listens on (it may say port 0).
+        let name = listener.local_addr().unwrap_or(spec.listen).to_string();
+        RouteState {
+            name,
+            listener,
+            pool: Pool::new(spec.upstreams.clone(), resolved, spec.policy, health),
+            stats: Stats::default(),
+            acl: spec.acl.clone(),
+            send_proxy: spec.send_proxy,
+            accept_proxy: spec.accept_proxy,
+            shapes: Shapes::default(),
+        }
+    }
+
+    /// The address it listens on, as a string: its name in logs and metrics.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Every upstream address, comma-separated, for the start line.
+    pub fn upstream_list(&self) -> String {
+        let addrs: Vec<String> = self.pool.servers.iter().map(|s| s.addr.to_string()).collect();
+        addrs.join(",")
+    }
+}
+
+/// What every connection borrows, kept apart from the connection table so
+/// both can be borrowed at once.
+struct Shared {
+    routes: Vec<RouteState>,
+    buffers: Buffers,
+    connect_timeout: Duration,
+    dump: Dump,
+    nodelay: bool,
+    coalesce: Option<Duration>,
+}
+
+impl Shared {
+    /// What a connection of `route` borrows, and the route's counters.
+    fn context(&mut self, route: usize, now: Instant) -> Option<(Context<'_>, &mut Stats)> {
+        let r = self.routes.get_mut(route)?;
+        let cx = Context {
+            route: &r.name,
+            upstreams: &mut r.pool,
+            buffers: &mut self.buffers,
+            connect_timeout: self.connect_timeout,
+            dump: self.dump,
+            nodelay: self.nodelay,
+            coalesce: self.coalesce,
+            shapes: &mut r.shapes,
+            now,
+        };
+        Some((cx, &mut r.stats))
+    }
+}
+
+pub struct Proxy {
+    shared: Shared,
+    conns: Slab<Conn>,
+    pending: Slab<Pending>,
+    checks: Slab<Check>,
+    poller: Poller,
+    idle_timeout: Option<Duration>,
+    header_timeout: Duration,
+    max_conns: usize,
+    next_id: u64,
+    accept_paused_until: Option<Instant>,
+    metrics: Option<Listener>,
+    scrapes: Slab<Scrape>,
+    summary: Option<Summary>,
+    /// Scheduled work: (interval, next time).
+    health_check: Option<(Duration, Instant)>,
+    resolve: Option<(Duration, Instant)>,
+    iterations: u64,
+    wakeups: u64,
+    /// Connections watched in every pass.
+    busy: Busy,
+    /// When the next full pass (every connection watched) is due, and
+    /// whether this pass is one.
+    next_full: Instant,
+    full_pass: bool,
+    /// Reused between passes so the loop does not allocate.
+    ready: Vec<Event>,
+    expired: Vec<usize>,
+    listeners_ready: Vec<usize>,
+}
+
+impl Proxy {
+    /// `nodelay`: TCP_NODELAY really works on this runtime (`nagle::probe`).
+    pub fn new(cfg: &Config, routes: Vec<RouteState>, metrics: Option<Listener>, nodelay: bool) -> io::Result<Proxy> {
+        let now = Instant::now();
+        Ok(Proxy {
+            shared: Shared {
+                routes,
+                buffers: Buffers::new(cfg.buffer_size, SPARE_BUFFERS),
+                connect_timeout: cfg.connect_timeout,
+                dump: cfg.dump,
+                nodelay,
+                coalesce: cfg.coalesce.cap(nodelay),
+            },
+            conns: Slab::new(),
+            pending: Slab::new(),
+            checks: Slab::new(),
+            poller: Poller::new()?,
+            idle_timeout: cfg.idle_timeout,
+            header_timeout: cfg.proxy_header_timeout,
+            max_conns: cfg.max_conns,
+            next_id: 1,
+            accept_paused_until: None,
+            metrics,
+            scrapes: Slab::new(),
+            summary: cfg.summary_interval.map(|every| Summary { every, next: now + every, last: (0, 0) }),
+            // The first checks run at once: a dead upstream is known before the first client.
+            health_check: cfg.health_check.map(|every| (every, now)),
+            resolve: cfg.resolve_interval.map(|every| (every, now + every)),
+            iterations: 0,
+            wakeups: 0,
+            busy: Busy::default(),
+            next_full: now,
+            full_pass: true,
+            ready: Vec::new(),
+            expired: Vec::new(),
+            listeners_ready: Vec::new(),
+        })
+    }
+
+    /// Runs until the poller itself fails (not for anything a peer does).
+    pub fn run(&mut self) -> io::Result<()> {
+        loop {
+            self.iterations += 1;
+            let now = Instant::now();
+            self.scheduled(now);
+            let wake_at = self.register(now);
+            if !self.expired.is_empty() {
+                self.expire(now);
+                continue; // their interest changed: derive it again
+            }
+            self.poller.wait(wake_at.saturating_duration_since(now))?;
+            if self.full_pass && !self.busy.is_empty() {
+                // Busy: this wait returned at once with work, so the pass's
+                // length (from `now`) is the cost of watching everything.
+                // Space full passes by it.
+                let cost = now.elapsed();
+                self.next_full = now + (cost * FULL_PASS_SHARE).clamp(FULL_PASS_MIN, FULL_PASS_MAX);
+            }
+
+            self.ready.clear();
+            self.ready.extend(self.poller.events());
+            if !self.ready.is_empty() {
+                self.wakeups += 1;
+            }
+            let now = Instant::now();
+            let mut scrape = false;
+            self.listeners_ready.clear();
+            let ready = std::mem::take(&mut self.ready);
+            for &ev in &ready {
+                let Some(kind) = Token::kind(ev.token) else { continue };
+                match kind {
+                    Kind::Conn(key, side) => {
+                        self.dispatch(key, now, |conn, cx| conn.on_ready(side, ev.readable, ev.writable, cx));
+                    }
+                    Kind::Listener(route) => self.listeners_ready.push(route),
+                    Kind::Metrics => scrape = true,
+                    Kind::Scrape(key) => self.serve_scrape(key, now),
+                    Kind::Pending(key) => self.on_header(key, now),
+                    Kind::Check(key) => self.on_check(key, now),
+                }
+            }
+            self.ready = ready; // keep its capacity for the next pass
+            for i in 0..self.listeners_ready.len() {
+                if let Some(&route) = self.listeners_ready.get(i) {
+                    self.accept(route, now);
+                }
+            }
+            if scrape {
+                self.accept_scrapes(now);
+            }
+            self.summarize(now);
+        }
+    }
+
+    fn active(&self) -> usize {
+        self.conns.len() + self.pending.len()
+    }
+
+    /// Step 2: interest and deadlines. Returns when to wake at the latest;
+    /// fills `expired` with connections whose deadline has passed.
+    ///
+    /// Waiting costs in proportion to the sockets watched (WasmEdge's
+    /// poll_oneoff makes one epoll_ctl per subscription per call, poll()
+    /// scans its array), so thousands of quiet connections would tax every
+    /// wake-up of the few busy ones. So: a *full* pass watches everything;
+    /// a *busy* pass watches only the connections in `busy` (new, or active
+    /// within `QUIET_AFTER`) plus listeners and the rest. Full passes happen
+    /// whenever no connection is busy (then the loop blocks on everything, as
+    /// a plain loop would) and, while some are, at an interval that keeps
+    /// their cost a small share of the time (`FULL_PASS_*`).
+    fn register(&mut self, now: Instant) -> Instant {
+        self.expired.clear();
+        let quiet_since = now.checked_sub(QUIET_AFTER).unwrap_or(now);
+        let conns = &self.conns;
+        // Drop from `busy` what closed (or whose key now holds another) and what went quiet.
+        self.busy.retain(|key, id| match conns.get(key) {
+            Some(c) if c.id() == id => Some(!c.quiet_since(quiet_since)),
+            _ => None,
+        });
+        let conns = &self.conns;
+        // Full when nothing is busy, when everything is (there is nobody to
+        // leave out: no short timer for catching up), or when one is due.
+        let full = self.busy.is_empty() || self.busy.len() >= self.conns.len() || now >= self.next_full;
+        self.full_pass = full;
+        self.poller.begin(full);
+        let mut wake_at = now + MAX_WAIT;
+
+        if let Some(until) = self.accept_paused_until {
+            if until <= now {
+                self.accept_paused_until = None;
+            } else {
+                wake_at = wake_at.min(until);
+            }
+        }
+        // Listed even when not accepting (with no interest): a backend that
+        // keeps watching unlisted sockets must hear "none".
+        let accepting = self.accept_paused_until.is_none() && self.active() < self.max_conns;
+        for (i, r) in self.shared.routes.iter().enumerate() {
+            self.poller.add(r.listener.handle(), Token::new(Kind::Listener(i)).raw(), accepting, false);
+        }
+        for next in [self.summary.as_ref().map(|s| s.next), self.health_check.map(|h| h.1), self.resolve.map(|r| r.1)].into_iter().flatten() {
+            wake_at = wake_at.min(next);
+        }
+
+        let watch = |key: usize, conn: &Conn, poller: &mut Poller, expired: &mut Vec<usize>, wake_at: &mut Instant| {
+            if let Some(deadline) = conn.deadline(self.idle_timeout) {
+                if deadline <= now {
+                    expired.push(key);
+                    return;
+                }
+                *wake_at = (*wake_at).min(deadline);
+            }
+            // Every socket of a listed connection, even with no interest:
+            // a backend that keeps watching unlisted sockets must hear "none".
+            let want = conn.interest();
+            let (r, w) = want.client;
+            poller.add(conn.client().handle(), Token::new(Kind::Conn(key, Side::Client)).raw(), r, w);
+            let (r, w) = want.upstream;
+            poller.add(conn.upstream().handle(), Token::new(Kind::Conn(key, Side::Upstream)).raw(), r, w);
+        };
+        if full {
+            for (key, conn) in conns {
+                watch(key, conn, &mut self.poller, &mut self.expired, &mut wake_at);
+            }
+            self.next_full = now + FULL_PASS_MIN; // until the wait tells what a full pass costs
+        } else {
+            for key in self.busy.keys() {
+                if let Some(conn) = conns.get(key) {
+                    watch(key, conn, &mut self.poller, &mut self.expired, &mut wake_at);
+                }
+            }
+            wake_at = wake_at.min(self.next_full);
+        }
+        for (key, p) in &self.pending {
+            self.poller.add(p.client.handle(), Token::new(Kind::Pending(key)).raw(), true, false);
+            wake_at = wake_at.min(p.deadline);
+        }
+        for (key, c) in &self.checks {
+            self.poller.add(c.stream.handle(), Token::new(Kind::Check(key)).raw(), false, true);
+            wake_at = wake_at.min(c.deadline);
+        }
+
+        if let Some(metrics) = &self.metrics {
+            self.poller.add(metrics.handle(), Token::new(Kind::Metrics).raw(), self.scrapes.len() < MAX_SCRAPES, false);
+        }
+        // A scraper that stalls is simply dropped at its deadline.
+        self.scrapes.retain(|_, s| s.deadline > now);
+        for (key, s) in &self.scrapes {
+            let (r, w) = s.interest();
+            self.poller.add(s.stream().handle(), Token::new(Kind::Scrape(key)).raw(), r, w);
+            wake_at = wake_at.min(s.deadline);
+        }
+        wake_at
+    }
+
+    /// Step 3: connect and idle timeouts.
+    fn expire(&mut self, now: Instant) {
+        let expired = std::mem::take(&mut self.expired);
+        for &key in &expired {
+            self.dispatch(key, now, |conn, cx| conn.on_timeout(cx));
+        }
+        self.expired = expired;
+    }
+
+    /// Run `f` on connection `key`, count the bytes it moved; if it reports
+    /// the end, log, count and close it.
+    fn dispatch(&mut self, key: usize, now: Instant, f: impl FnOnce(&mut Conn, &mut Context<'_>) -> Result<(), Reason>) {
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        let Some((mut cx, stats)) = self.shared.context(conn.route, now) else { return };
+        let before = conn.bytes();
+        let result = f(conn, &mut cx);
+        let after = conn.bytes();
+        stats.to_upstream += after.0 - before.0;
+        stats.to_client += after.1 - before.1;
+        if result.is_ok() {
+            self.busy.add(key, conn.id());
+        }
+        if let Err(reason) = result {
+            conn.log_close(&reason, cx.route, now);
+            stats.closed(reason.kind());
+            if let Some(upstream) = conn.relaying_to() {
+                cx.upstreams.closed(upstream);
+            }
+            if reason.is_abort() {
+                conn.abort();
+            }
+            self.conns.try_remove(key); // dropping it closes both sockets
+            self.busy.forget(key);
+        }
+    }
+}

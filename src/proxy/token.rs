@@ -1,0 +1,87 @@
+//! What the poller hands back with each ready socket: whose it is.
+//!
+//! A `Token` is a `Kind` packed into one word for the poller: the kind's tag
+//! in the top four bits, its index (a slab key or a route number) below.
+
+use crate::conn::Side;
+
+const TAG_SHIFT: u32 = usize::BITS - 4;
+const INDEX_MASK: usize = (1 << TAG_SHIFT) - 1;
+
+/// Whose socket it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// One side of connection `key` (its slab key).
+    Conn(usize, Side),
+    /// The listener of route `index`.
+    Listener(usize),
+    /// The metrics listener.
+    Metrics,
+    /// A metrics request in progress (its slab key).
+    Scrape(usize),
+    /// A client whose PROXY header is still arriving (its slab key).
+    Pending(usize),
+    /// A health-check connect (its slab key).
+    Check(usize),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Token(usize);
+
+impl Token {
+    pub fn new(kind: Kind) -> Token {
+        let (tag, index) = match kind {
+            Kind::Conn(key, Side::Client) => (0, key),
+            Kind::Conn(key, Side::Upstream) => (1, key),
+            Kind::Listener(i) => (2, i),
+            Kind::Metrics => (3, 0),
+            Kind::Scrape(key) => (4, key),
+            Kind::Pending(key) => (5, key),
+            Kind::Check(key) => (6, key),
+        };
+        Token((tag << TAG_SHIFT) | (index & INDEX_MASK))
+    }
+
+    /// What the poller is given.
+    pub fn raw(self) -> usize {
+        self.0
+    }
+
+    /// Back from what the poller returned; `None` for a word no `Token`
+    /// makes (it cannot come back from a poller we fed).
+    pub fn kind(raw: usize) -> Option<Kind> {
+        let index = raw & INDEX_MASK;
+        Some(match raw >> TAG_SHIFT {
+            0 => Kind::Conn(index, Side::Client),
+            1 => Kind::Conn(index, Side::Upstream),
+            2 => Kind::Listener(index),
+            3 => Kind::Metrics,
+            4 => Kind::Scrape(index),
+            5 => Kind::Pending(index),
+            6 => Kind::Check(index),
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_comes_back_as_it_went() {
+        let big = INDEX_MASK;
+        for kind in [
+            Kind::Conn(0, Side::Client),
+            Kind::Conn(big, Side::Upstream),
+            Kind::Listener(3),
+            Kind::Metrics,
+            Kind::Scrape(7),
+            Kind::Pending(9),
+            Kind::Check(big),
+        ] {
+            assert_eq!(Token::kind(Token::new(kind).raw()), Some(kind));
+        }
+        assert_eq!(Token::kind(usize::MAX), None);
+    }
+}

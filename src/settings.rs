@@ -1,0 +1,45 @@
+//! The settings wasiter runs with: what `cli` made of the command line and
+//! the environment, and what the rest of the crate reads. Nothing here
+//! parses; `main` and the fuzz harness are the only users of `cli`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::coalesce::Coalesce;
+use crate::log::{Format, Level};
+use crate::route::RouteSpec;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub routes: Vec<RouteSpec>,
+    pub connect_timeout: Duration,
+    pub fail_threshold: u32,
+    pub cooldown: Duration,
+    pub health_check: Option<Duration>,
+    pub resolve_interval: Option<Duration>,
+    pub proxy_header_timeout: Duration,
+    pub idle_timeout: Option<Duration>,
+    pub max_conns: usize,
+    pub buffer_size: usize,
+    pub coalesce: Coalesce,
+    pub log_level: Level,
+    pub log_format: Format,
+    pub dump: Dump,
+    pub metrics: Option<SocketAddr>,
+    pub summary_interval: Option<Duration>,
+    pub trace: bool,
+}
+
+/// Traffic dump: which form, and the cap per connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dump {
+    pub mode: DumpMode,
+    pub limit: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DumpMode {
+    Off,
+    Text,
+    Hex,
+}
