@@ -566,10 +566,18 @@ pub fn eventually(what: &str, cond: impl Fn() -> bool) {
     }
 }
 
-/// True once the peer has closed: a read returns EOF or an error.
+/// True once the peer has closed: a read returns EOF or an error such as a
+/// reset; false if a byte arrives. A read that times out (the stream's read
+/// timeout, PATIENCE unless the test set another) is no close: it fails the
+/// test, so "it was closed" can never pass by waiting.
 pub fn is_closed(s: &mut TcpStream) -> bool {
     let mut b = [0u8; 1];
-    matches!(s.read(&mut b), Ok(0) | Err(_))
+    match s.read(&mut b) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) if io_err_is_timeout(&e) => panic!("still open after the read timeout ({:?})", s.read_timeout().ok().flatten()),
+        Err(_) => true,
+    }
 }
 
 pub fn io_err_is_timeout(e: &io::Error) -> bool {

@@ -1,0 +1,104 @@
+//! The black-box suite: every case runs against every build of wasiter, with
+//! real peers on loopback (nginx + curl, redis-server + redis-benchmark, and
+//! small std::net servers for the exact behaviours: speaking first,
+//! half-closing, resetting).
+//!
+//! `native::*` and `wasmtime::*` run by default. `wasmedge::*` and
+//! `wasmedge_aot::*` are ignored unless asked for: `scripts/test` runs them
+//! when `wasmedge` is on PATH and says SKIPPED loudly when it is not.
+#![cfg(unix)]
+
+#[path = "../harness/mod.rs"]
+mod harness;
+mod faults;
+mod load;
+mod nagle;
+mod observability;
+mod relaying;
+mod routing;
+mod startup;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use harness::*;
+// Every case, by topic; the macro below runs each on every runtime.
+use faults::*;
+use load::*;
+use nagle::*;
+use observability::*;
+use relaying::*;
+use routing::*;
+use startup::*;
+
+macro_rules! every_runtime {
+    ($($case:ident),* $(,)?) => {
+        mod native { $( #[test] fn $case() { super::$case(super::Runtime::Native) } )* }
+        mod wasmtime { $( #[test] fn $case() { super::$case(super::Runtime::Wasmtime) } )* }
+        mod wasmedge { $(
+            #[test]
+            #[ignore = "needs wasmedge on PATH: scripts/test runs it"]
+            fn $case() { super::$case(super::Runtime::WasmEdge) }
+        )* }
+        mod wasmedge_aot { $(
+            #[test]
+            #[ignore = "needs wasmedge on PATH: scripts/test runs it"]
+            fn $case() { super::$case(super::Runtime::WasmEdgeAot) }
+        )* }
+    };
+}
+
+every_runtime!(
+    http_download_of_8_mib_arrives_intact,
+    large_bodies_cross_both_ways_at_once,
+    fifty_concurrent_clients_each_get_their_own_bytes,
+    idle_client_does_not_block_others,
+    server_that_speaks_first_is_heard,
+    client_half_close_still_gets_the_answer,
+    server_half_close_keeps_the_client_direction_open,
+    pipelined_redis_benchmark_completes,
+    refused_upstream_closes_the_client_and_recovers,
+    client_reset_mid_transfer_ends_only_that_pair,
+    upstream_reset_mid_transfer_closes_the_client,
+    upstream_closing_while_the_client_sends_is_survived,
+    idle_timeout_closes_a_silent_pair,
+    connect_timeout_closes_the_client,
+    connection_limit_holds_back_extra_clients,
+    log_names_the_real_client_address,
+    upstream_name_is_resolved,
+    malformed_configuration_is_one_line_and_exit_2,
+    unresolvable_remote_is_a_clear_error,
+    help_and_version_answer,
+    every_close_reason_is_logged_in_text_and_json,
+    log_level_filters_per_connection_lines,
+    dump_shows_the_exact_bytes_both_ways,
+    dump_is_capped_per_connection,
+    metrics_count_what_happened,
+    metrics_are_off_by_default,
+    trace_names_the_socket_calls,
+    summary_reports_totals,
+    upstream_that_never_answers_is_bounded_by_the_idle_timeout,
+    half_closed_pair_that_never_finishes_leaves_no_socket_behind,
+    running_out_of_descriptors_does_not_spin_and_recovers,
+    slow_peers_keep_memory_flat_and_others_unaffected,
+    soak_of_short_connections_and_a_bulk_stream_returns_to_baseline,
+    ipv6_listen_and_upstream_addresses_work,
+    two_routes_are_served_by_one_process,
+    a_dead_upstream_in_a_pool_is_skipped_after_the_threshold,
+    round_robin_spreads_and_least_conn_fills_the_emptiest,
+    every_upstream_down_closes_the_client_at_once,
+    active_health_checks_find_a_dead_upstream_and_its_return,
+    names_are_resolved_again_on_schedule,
+    denied_clients_never_reach_the_upstream,
+    send_proxy_v1_and_v2_tell_a_real_haproxy_the_client,
+    accept_proxy_takes_the_client_from_a_load_balancer,
+    a_missing_or_bad_proxy_header_is_closed_and_logged,
+    quiet_connections_are_served_and_timed_out_while_others_are_busy,
+    answers_in_two_pieces_are_not_stalled_by_nagle,
+    requests_in_two_pieces_are_not_stalled_by_nagle,
+    the_start_line_says_whether_nagle_is_off_and_holds_are_traced,
+);
