@@ -1,12 +1,14 @@
 //! wasm32-wasip1 on WasmEdge: its socket host functions. The poller,
 //! `poll_oneoff`, is beside it in `poll_oneoff.rs`.
 //!
-//! The crate `wasmedge_wasi_socket` 0.5.5 does most calls. Three are made here
-//! directly, because the crate gets them wrong for a proxy:
+//! The crate `wasmedge_wasi_socket` 0.5.5 does most calls. Some are made here
+//! directly, because the crate gets them wrong for a proxy, or lacks them:
 //! - `sock_getpeeraddr`/`sock_getlocaladdr`: the crate hands the host a pointer
 //!   to an immutable buffer, so release builds log every address as 0.0.0.0;
 //! - `sock_connect`: the crate rejects IPv6;
-//! - `sock_accept`: the crate's accept costs four host calls, this one two.
+//! - `sock_accept`: the crate's accept costs four host calls, this one two;
+//! - `sock_setsockopt` at IPPROTO_TCP: the crate's option enums stop at the
+//!   socket level (`set_nodelay`).
 //!
 //! Never write to a socket with `fd_write` (std's `write`): WasmEdge uses
 //! `writev` without MSG_NOSIGNAL there, and a reset peer kills the whole

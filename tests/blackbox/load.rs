@@ -82,8 +82,7 @@ pub fn soak_of_short_connections_and_a_bulk_stream_returns_to_baseline(rt: Runti
         thread::spawn(move || {
             let (mut rounds, mut bytes) = (0u64, 0usize);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let s = TcpStream::connect(addr).unwrap();
-                s.set_read_timeout(Some(PATIENCE)).unwrap();
+                let s = connect(addr);
                 let data = pattern(2 << 20, rounds);
                 assert!(exchange(s, data.clone()) == data, "bulk stream corrupted in round {rounds}");
                 rounds += 1;
@@ -98,8 +97,7 @@ pub fn soak_of_short_connections_and_a_bulk_stream_returns_to_baseline(rt: Runti
             let addr = p.addr;
             thread::spawn(move || {
                 for i in 0..total / threads {
-                    let s = TcpStream::connect(addr).unwrap();
-                    s.set_read_timeout(Some(PATIENCE)).unwrap();
+                    let s = connect(addr);
                     let msg = format!("{w}:{i}").into_bytes();
                     assert_eq!(exchange(s, msg.clone()), msg, "short connection {w}:{i}");
                 }
@@ -139,8 +137,7 @@ pub fn quiet_connections_are_served_and_timed_out_while_others_are_busy(rt: Runt
     let busy = {
         let stop = stop.clone();
         thread::spawn(move || {
-            let mut c = TcpStream::connect(addr).unwrap();
-            c.set_read_timeout(Some(PATIENCE)).unwrap();
+            let mut c = connect(addr);
             let mut rounds = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 c.write_all(b"busy").unwrap();

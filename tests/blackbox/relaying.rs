@@ -34,8 +34,7 @@ pub fn fifty_concurrent_clients_each_get_their_own_bytes(rt: Runtime) {
         .map(|i| {
             let (addr, start) = (proxy.addr, start.clone());
             thread::spawn(move || {
-                let s = TcpStream::connect(addr).unwrap();
-                s.set_read_timeout(Some(PATIENCE)).unwrap();
+                let s = connect(addr);
                 start.wait(); // all 50 connected before any sends
                 let data = pattern(256 * 1024, 100 + i);
                 exchange(s, data.clone()) == data

@@ -10,8 +10,7 @@ pub fn ipv6_listen_and_upstream_addresses_work(rt: Runtime) {
     });
     let mut p = Proxy::start(rt, &format!("[::1]:{}", echo.addr.port()), &[("LOCAL", "[::1]:0")], &[]);
     assert_eq!(p.addr.ip().to_string(), "::1", "listening on IPv6");
-    let mut c = TcpStream::connect(p.addr).unwrap();
-    c.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut c = connect(p.addr);
     let mut got = String::new();
     c.read_to_string(&mut got).unwrap();
     assert_eq!(got, "hello ::1", "relayed from an IPv6 upstream, which saw the proxy on ::1");
@@ -22,8 +21,7 @@ pub fn ipv6_listen_and_upstream_addresses_work(rt: Runtime) {
 
 /// Write `msg`, read it back (through an echo upstream), then close.
 pub fn ping(addr: std::net::SocketAddr, msg: &[u8]) {
-    let mut c = TcpStream::connect(addr).unwrap();
-    c.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut c = connect(addr);
     c.write_all(msg).unwrap();
     assert_eq!(read_exact_n(&mut c, msg.len()), msg);
     c.shutdown(Shutdown::Write).unwrap();
@@ -44,10 +42,8 @@ pub fn two_routes_are_served_by_one_process(rt: Runtime) {
     let (ra, rb) = (format!("127.0.0.1:0={}", a.remote()), format!("127.0.0.1:0={}", b.remote()));
     let (mut p, addrs) = Proxy::start_routes(rt, 2, &[], &["--route", &ra, "--route", &rb]);
     // Both at once: a client of A waits while B's is served, and the reverse.
-    let mut ca = TcpStream::connect(addrs[0]).unwrap();
-    ca.set_read_timeout(Some(PATIENCE)).unwrap();
-    let mut cb = TcpStream::connect(addrs[1]).unwrap();
-    cb.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut ca = connect(addrs[0]);
+    let mut cb = connect(addrs[1]);
     assert_eq!(read_exact_n(&mut cb, 15), b"B speaks first\n");
     ca.write_all(b"to A").unwrap();
     assert_eq!(read_exact_n(&mut ca, 4), b"to A");
@@ -56,8 +52,7 @@ pub fn two_routes_are_served_by_one_process(rt: Runtime) {
     // The same two routes from the one environment variable.
     let (_p2, addrs) = Proxy::start_routes(rt, 2, &[("WASITER_ROUTES", &format!("{ra} {rb}"))], &[]);
     ping(addrs[0], b"again A");
-    let mut cb = TcpStream::connect(addrs[1]).unwrap();
-    cb.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut cb = connect(addrs[1]);
     assert_eq!(read_exact_n(&mut cb, 15), b"B speaks first\n");
     assert_eq!((a.accepted(), b.accepted()), (2, 2));
     // And from a routes file (on the wasm runtimes, its folder given with --dir).
@@ -67,8 +62,7 @@ pub fn two_routes_are_served_by_one_process(rt: Runtime) {
     let env = [("WASITER_ROUTES_FILE", file.to_str().unwrap())];
     let (_p3, addrs) = Proxy::start_routes_in(rt, Some(dir.path()), 2, &env, &[]);
     ping(addrs[0], b"from the file");
-    let mut cb = TcpStream::connect(addrs[1]).unwrap();
-    cb.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut cb = connect(addrs[1]);
     assert_eq!(read_exact_n(&mut cb, 15), b"B speaks first\n");
     assert_eq!((a.accepted(), b.accepted()), (3, 3));
 }

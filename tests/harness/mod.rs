@@ -186,10 +186,7 @@ impl Proxy {
     }
 
     pub fn connect(&self) -> TcpStream {
-        let s = TcpStream::connect(self.addr).expect("connect to the proxy");
-        s.set_read_timeout(Some(PATIENCE)).unwrap();
-        s.set_write_timeout(Some(PATIENCE)).unwrap();
-        s
+        connect(self.addr)
     }
 
     pub fn log(&self) -> Vec<String> {
@@ -383,6 +380,15 @@ pub fn exchange(stream: TcpStream, data: Vec<u8>) -> Vec<u8> {
     reader.read_to_end(&mut got).expect("read until the proxy passes EOF on");
     sender.join().unwrap();
     got
+}
+
+/// A client connection to `addr` whose reads and writes give up after
+/// PATIENCE (a hang fails the test; it never waits forever).
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.set_write_timeout(Some(PATIENCE)).unwrap();
+    s
 }
 
 /// Read exactly `n` bytes or fail with what was read.
