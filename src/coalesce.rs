@@ -21,7 +21,7 @@
 //!                        the piece that completes the usual count arrives  next-piece
 //!                        FLUSH_SIZE bytes are held                        size
 //!                        the source sends FIN                             fin
-//!                        the window ends: twice the gaps seen, capped     window
+//!                        the window ends: 4x the gaps seen, capped        window
 //! ```
 //!
 //! What is learned (a [`Shape`]) comes from *bursts*: the pieces read in one
@@ -42,8 +42,11 @@ pub const FLUSH_SIZE: usize = 16 * 1024;
 /// the 40 ms it saves, and above the gaps nginx leaves between its pieces on
 /// a busy 2-core machine.
 pub const DEFAULT_CAP: Duration = Duration::from_micros(500);
-/// The shortest window: a wake-up of the loop takes about this long.
-const MIN_WINDOW: Duration = Duration::from_micros(50);
+/// The shortest window. A hold that ends by its window with the next piece
+/// just behind costs a 40 ms stall, one that waits in vain costs only the
+/// window (and is rare: a first piece larger than the split ones is not held),
+/// so the window errs long: a loaded loop reads pieces later than they came.
+const MIN_WINDOW: Duration = Duration::from_micros(250);
 /// Pieces counted per burst at most (bounds the learned count).
 const MAX_PIECES: u8 = 8;
 /// Holds in a row that waited for a piece that never came before the
@@ -87,9 +90,10 @@ pub struct Shape {
 }
 
 impl Shape {
-    /// How long to wait for the next piece after one is read.
+    /// How long to wait for the next piece after one is read: four times
+    /// the gaps seen, at least `MIN_WINDOW`, at most the cap.
     pub fn window(&self, cap: Duration) -> Duration {
-        (Duration::from_micros(self.gap_us.into()) * 2).max(MIN_WINDOW).min(cap)
+        (Duration::from_micros(self.gap_us.into()) * 4).max(MIN_WINDOW).min(cap)
     }
 
     /// A burst reached `pieces` pieces, the last `gap` after the one before.
@@ -284,8 +288,8 @@ mod tests {
         assert_eq!(h.piece(1024, 1024, c.at(80), CAP, &mut route), Step::Write(None));
         assert_eq!(route, Shape { pieces: 2, first_max: 240, gap_us: 80 });
         h.heard_back(); // the next request
-        // Second answer: the headers are held for 2x the gap...
-        assert_eq!(h.piece(240, 240, c.at(5000), CAP, &mut route), Step::Hold { until: c.at(5160) });
+        // Second answer: the headers are held (4x the gap, at least MIN_WINDOW)...
+        assert_eq!(h.piece(240, 240, c.at(5000), CAP, &mut route), Step::Hold { until: c.at(5000) + MIN_WINDOW.max(us(320)) });
         // ...and go with the body the moment it comes.
         assert_eq!(h.piece(1024, 1264, c.at(5060), CAP, &mut route), Step::Write(Some(Release::NextPiece)));
         assert!(!h.is_holding());
@@ -305,7 +309,7 @@ mod tests {
     fn a_hold_ends_by_its_window_and_never_beyond_the_cap() {
         let (c, mut h, mut route) = (Clock(Instant::now()), Hold::default(), Shape::default());
         h.piece(100, 100, c.at(0), CAP, &mut route);
-        h.piece(100, 100, c.at(400), CAP, &mut route); // a slow gap: window 800 us, capped
+        h.piece(100, 100, c.at(400), CAP, &mut route); // a slow gap: window 1.6 ms, capped
         h.heard_back();
         let Step::Hold { until } = h.piece(100, 100, c.at(10_000), CAP, &mut route) else { panic!("held") };
         assert_eq!(until, c.at(10_000) + CAP);

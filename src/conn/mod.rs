@@ -297,11 +297,20 @@ impl Conn {
                     return Err(Reason::IdleTimeout);
                 }
                 for from in [Side::Client, Side::Upstream] {
-                    let (dir, to, shape) = match from {
-                        Side::Client => (&mut self.to_upstream, Side::Upstream, &mut cx.shapes.to_upstream),
-                        Side::Upstream => (&mut self.to_client, Side::Client, &mut cx.shapes.to_client),
+                    let is_due = match from {
+                        Side::Client => due(&self.to_upstream),
+                        Side::Upstream => due(&self.to_client),
                     };
-                    if due(dir) {
+                    if is_due {
+                        // A busy loop may come to an expired hold late, with
+                        // the next piece already waiting: read first (a
+                        // piece releases the hold with everything), and only
+                        // then end the hold and write what it has.
+                        self.pump(from, cx)?;
+                        let (dir, to, shape) = match from {
+                            Side::Client => (&mut self.to_upstream, Side::Upstream, &mut cx.shapes.to_upstream),
+                            Side::Upstream => (&mut self.to_client, Side::Client, &mut cx.shapes.to_client),
+                        };
                         dir.expire_hold(now, shape, |n| trace_hold(self.id, to, &n));
                         self.pump(from, cx)?;
                     }
