@@ -183,19 +183,23 @@ impl Direction {
 
     /// End the hold if its window has passed. The next `pump` writes.
     pub fn expire_hold(&mut self, now: Instant, route: &mut Shape, mut note: impl FnMut(Note<'_>)) {
-        let (since, held) = (self.hold.since(), self.pending());
+        let since = self.hold.since();
         if let Some(why) = self.hold.expire(now, route) {
-            let held_for = since.map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
-            note(Note::Released { bytes: held, why, held: held_for });
+            self.released(why, since, now, &mut note);
         }
     }
 
     fn release(&mut self, why: Release, now: Instant, note: &mut impl FnMut(Note<'_>)) {
         let since = self.hold.since();
         if let Some(why) = self.hold.release(why) {
-            let held = since.map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
-            note(Note::Released { bytes: self.pending(), why, held });
+            self.released(why, since, now, note);
         }
+    }
+
+    /// Tell `note` that what is buffered leaves the hold begun at `since`.
+    fn released(&self, why: Release, since: Option<Instant>, now: Instant, note: &mut impl FnMut(Note<'_>)) {
+        let held = since.map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
+        note(Note::Released { bytes: self.pending(), why, held });
     }
 
     /// Move as many bytes as the sockets allow right now, and pass an EOF on
@@ -271,10 +275,7 @@ impl Direction {
                                 note(Note::Held { bytes: self.pending(), window: until.saturating_duration_since(pace.now) })
                             }
                             Step::Hold { .. } | Step::Write(None) => {}
-                            Step::Write(Some(why)) => {
-                                let held = since.map_or(Duration::ZERO, |s| pace.now.saturating_duration_since(s));
-                                note(Note::Released { bytes: self.pending(), why, held });
-                            }
+                            Step::Write(Some(why)) => self.released(why, since, pace.now, &mut note),
                         }
                     }
                     if n < room_len {

@@ -22,7 +22,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::coalesce::Shapes;
+use crate::coalesce::{Shape, Shapes};
 use crate::settings::Dump;
 use crate::log::{self, Level, Record};
 use dump::dump_bytes;
@@ -46,6 +46,15 @@ impl Endpoint for Stream {
 pub enum Side {
     Client,
     Upstream,
+}
+
+impl Side {
+    pub fn other(self) -> Side {
+        match self {
+            Side::Client => Side::Upstream,
+            Side::Upstream => Side::Client,
+        }
+    }
 }
 
 /// What a connection borrows from the proxy on every call: its route's
@@ -297,21 +306,15 @@ impl Conn {
                     return Err(Reason::IdleTimeout);
                 }
                 for from in [Side::Client, Side::Upstream] {
-                    let is_due = match from {
-                        Side::Client => due(&self.to_upstream),
-                        Side::Upstream => due(&self.to_client),
-                    };
-                    if is_due {
+                    if due(self.direction(from)) {
                         // A busy loop may come to an expired hold late, with
                         // the next piece already waiting: read first (a
                         // piece releases the hold with everything), and only
                         // then end the hold and write what it has.
                         self.pump(from, cx)?;
-                        let (dir, to, shape) = match from {
-                            Side::Client => (&mut self.to_upstream, Side::Upstream, &mut cx.shapes.to_upstream),
-                            Side::Upstream => (&mut self.to_client, Side::Client, &mut cx.shapes.to_client),
-                        };
-                        dir.expire_hold(now, shape, |n| trace_hold(self.id, to, &n));
+                        let id = self.id;
+                        let shape = shape_from(cx.shapes, from);
+                        self.direction(from).expire_hold(now, shape, |n| trace_hold(id, from.other(), &n));
                         self.pump(from, cx)?;
                     }
                 }
@@ -354,6 +357,14 @@ impl Conn {
         }
     }
 
+    /// The direction whose bytes come from `from`.
+    fn direction(&mut self, from: Side) -> &mut Direction {
+        match from {
+            Side::Client => &mut self.to_upstream,
+            Side::Upstream => &mut self.to_client,
+        }
+    }
+
     /// The upstream being tried, or relayed to.
     fn upstream_addr(&self) -> SocketAddr {
         match &self.phase {
@@ -369,15 +380,11 @@ impl Conn {
             Side::Client => (&mut self.to_upstream, &mut self.to_client, &mut self.client, &mut self.upstream),
             Side::Upstream => (&mut self.to_client, &mut self.to_upstream, &mut self.upstream, &mut self.client),
         };
-        let to = if from == Side::Client { Side::Upstream } else { Side::Client };
+        let to = from.other();
         let was_open = dir.state() == State::Open;
         let read_before = dir.read;
         let (dump, id, dumped) = (cx.dump, self.id, &mut self.dumped);
-        let shape = match from {
-            Side::Client => &mut cx.shapes.to_upstream,
-            Side::Upstream => &mut cx.shapes.to_client,
-        };
-        let mut pace = Pace { now: cx.now, cap: cx.coalesce, route: shape };
+        let mut pace = Pace { now: cx.now, cap: cx.coalesce, route: shape_from(cx.shapes, from) };
         let result = dir.pump(src, dst, cx.buffers, &mut pace, |note| match note {
             Note::Read(bytes) => dump_bytes(dump, id, to, dumped, bytes),
             hold => trace_hold(id, to, &hold),
@@ -437,6 +444,14 @@ impl Conn {
         let bytes = (self.to_upstream.bytes, self.to_client.bytes);
         let duration = now.duration_since(self.opened);
         log_close(self.id, route, self.client_addr, Some(self.upstream_addr()), bytes, duration, reason);
+    }
+}
+
+/// The route's shape for the direction whose bytes come from `from`.
+fn shape_from(shapes: &mut Shapes, from: Side) -> &mut Shape {
+    match from {
+        Side::Client => &mut shapes.to_upstream,
+        Side::Upstream => &mut shapes.to_client,
     }
 }
 
