@@ -12,9 +12,13 @@
 //!    (`relay::Direction`), so one side's FIN half-closes only its direction;
 //! 4. closed when both directions are done, on a read error (a reset), or
 //!    after the idle timeout.
+//!
+//! Beside it: `failover.rs` (the connect phase), `close.rs` (why it ended,
+//! and the close record), `dump.rs` (the traffic dump).
 
 mod close;
 mod dump;
+mod failover;
 
 pub use close::{log_close, Close, Reason};
 
@@ -26,9 +30,10 @@ use crate::coalesce::{Shape, Shapes};
 use crate::settings::Dump;
 use crate::log::{self, Level, Record};
 use dump::dump_bytes;
+use failover::Failover;
 use crate::pool::{Outcome, Pool};
 use crate::relay::{Buffers, Direction, Endpoint, Failure, Note, Pace, State};
-use crate::sys::{self, Stream};
+use crate::sys::Stream;
 
 impl Endpoint for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -79,71 +84,6 @@ enum Phase {
     Connecting(Failover),
     /// Connected to `addr`.
     Relaying { addr: SocketAddr },
-}
-
-/// The connect phase: which upstream is being tried, until when, and what
-/// was tried before it.
-struct Failover {
-    addr: SocketAddr,
-    deadline: Instant,
-    /// Pool servers tried so far (a bit per index), and how many attempts.
-    tried: u64,
-    attempts: u32,
-}
-
-/// Why the connect phase gave up: the last address tried (if any) and why.
-type GaveUp = (Option<SocketAddr>, Reason);
-
-impl Failover {
-    /// Start a connect to the first upstream the pool offers that does not
-    /// fail at once.
-    fn start(conn: u64, cx: &mut Context<'_>) -> Result<(Failover, Stream), GaveUp> {
-        let mut f = Failover { addr: SocketAddr::from(([0, 0, 0, 0], 0)), deadline: cx.now, tried: 0, attempts: 0 };
-        let stream = f.next(conn, None, cx)?;
-        Ok((f, stream))
-    }
-
-    /// Start a connect to the next upstream the pool offers that does not
-    /// fail at once, after `last` failed (if anything did). When nothing is
-    /// left to try: the last address tried and why, the last failure, or
-    /// `NoUpstream` if every server was in its cool-down before any was tried.
-    fn next(&mut self, conn: u64, mut last: Option<io::Error>, cx: &mut Context<'_>) -> Result<Stream, GaveUp> {
-        let mut last_addr = None;
-        while (self.attempts as usize) < cx.upstreams.servers.len() {
-            let Some((index, addr)) = cx.upstreams.pick(cx.now, self.tried) else { break };
-            self.attempts += 1;
-            if index < 64 {
-                self.tried |= 1 << index;
-            }
-            match Stream::connect(addr) {
-                Ok(stream) => {
-                    if cx.nodelay {
-                        let _ = stream.set_nodelay();
-                    }
-                    self.addr = addr;
-                    self.deadline = cx.now + cx.connect_timeout;
-                    return Ok(stream);
-                }
-                // Our own shortage, not the upstream's fault: no strike against
-                // it, and no point trying others (the caller pauses accepting).
-                Err(e) if sys::out_of_descriptors(&e) => return Err((Some(addr), Reason::ConnectFailed(e))),
-                Err(e) => {
-                    if let Some(change) = cx.upstreams.record(addr, Outcome::Failed, cx.now) {
-                        change.log(cx.route, addr);
-                    }
-                    log_attempt_failed(conn, addr, &e);
-                    last_addr = Some(addr);
-                    last = Some(e);
-                }
-            }
-        }
-        let reason = match last {
-            Some(e) if e.kind() == io::ErrorKind::TimedOut => Reason::ConnectTimeout,
-            Some(e) => Reason::ConnectFailed(e),
-            None => Reason::NoUpstream(cx.upstreams.servers.len()),
-        };
-        Err((last_addr, reason))
-    }
 }
 
 pub struct Conn {

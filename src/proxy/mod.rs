@@ -13,9 +13,13 @@
 //! 4. wait (never longer than `MAX_WAIT`, never forever);
 //! 5. hand each ready socket to its owner; accept last, so a slot freed in
 //!    this pass is not reused under a stale event.
+//!
+//! Beside it: `state.rs` (what the loop keeps per route), `token.rs` (whose
+//! socket an event is), `busy.rs` (who every pass watches), `admission.rs`
+//! (new clients, before they are connections) and `chores.rs` (checks,
+//! re-resolution, scrapes, the summary).
 
 use std::io;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use slab::Slab;
@@ -23,21 +27,22 @@ use slab::Slab;
 mod admission;
 mod busy;
 mod chores;
+mod state;
 mod token;
+
+pub use state::RouteState;
 
 use admission::Pending;
 use busy::Busy;
 use chores::Summary;
+use state::Shared;
 use token::{Kind, Token};
 
-use crate::coalesce::Shapes;
-use crate::settings::{Config, Dump};
+use crate::settings::Config;
 use crate::conn::{Conn, Context, Reason, Side};
 use crate::health::Check;
-use crate::metrics::{Scrape, Stats};
-use crate::pool::{FailPolicy, Pool};
+use crate::metrics::Scrape;
 use crate::relay::Buffers;
-use crate::route::{Acl, ProxyVersion, RouteSpec};
 use crate::sys::{Event, Listener, Poller};
 
 /// An upper bound on one wait, so the loop always wakes to check its timers.
@@ -64,79 +69,6 @@ const QUIET_AFTER: Duration = Duration::from_secs(1);
 const FULL_PASS_SHARE: u32 = 20;
 const FULL_PASS_MIN: Duration = Duration::from_millis(2);
 const FULL_PASS_MAX: Duration = Duration::from_millis(500);
-
-/// One route at run time: its listener, pool, rules and counters.
-pub struct RouteState {
-    name: String,
-    listener: Listener,
-    pool: Pool,
-    stats: Stats,
-    acl: Acl,
-    send_proxy: Option<ProxyVersion>,
-    accept_proxy: bool,
-    /// How answers arrive in each direction, as its connections learned it
-    /// (`coalesce`).
-    shapes: Shapes,
-}
-
-impl RouteState {
-    /// `resolved[i]` holds the addresses of `spec.upstreams[i]`.
-    pub fn new(spec: &RouteSpec, listener: Listener, resolved: Vec<Vec<SocketAddr>>, health: FailPolicy) -> RouteState {
-        // A route is named by the address it really listens on (it may say port 0).
-        let name = listener.local_addr().unwrap_or(spec.listen).to_string();
-        RouteState {
-            name,
-            listener,
-            pool: Pool::new(spec.upstreams.clone(), resolved, spec.policy, health),
-            stats: Stats::default(),
-            acl: spec.acl.clone(),
-            send_proxy: spec.send_proxy,
-            accept_proxy: spec.accept_proxy,
-            shapes: Shapes::default(),
-        }
-    }
-
-    /// The address it listens on, as a string: its name in logs and metrics.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Every upstream address, comma-separated, for the start line.
-    pub fn upstream_list(&self) -> String {
-        let addrs: Vec<String> = self.pool.servers.iter().map(|s| s.addr.to_string()).collect();
-        addrs.join(",")
-    }
-}
-
-/// What every connection borrows, kept apart from the connection table so
-/// both can be borrowed at once.
-struct Shared {
-    routes: Vec<RouteState>,
-    buffers: Buffers,
-    connect_timeout: Duration,
-    dump: Dump,
-    nodelay: bool,
-    coalesce: Option<Duration>,
-}
-
-impl Shared {
-    /// What a connection of `route` borrows, and the route's counters.
-    fn context(&mut self, route: usize, now: Instant) -> Option<(Context<'_>, &mut Stats)> {
-        let r = self.routes.get_mut(route)?;
-        let cx = Context {
-            route: &r.name,
-            upstreams: &mut r.pool,
-            buffers: &mut self.buffers,
-            connect_timeout: self.connect_timeout,
-            dump: self.dump,
-            nodelay: self.nodelay,
-            coalesce: self.coalesce,
-            shapes: &mut r.shapes,
-            now,
-        };
-        Some((cx, &mut r.stats))
-    }
-}
 
 pub struct Proxy {
     shared: Shared,

@@ -1,0 +1,75 @@
+//! The connect phase of a connection: try the upstreams its route's pool
+//! offers, one at a time, until one connects or none is left.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::{log_attempt_failed, Context, Reason};
+use crate::pool::Outcome;
+use crate::sys::{self, Stream};
+
+/// The connect phase: which upstream is being tried, until when, and what
+/// was tried before it.
+pub(super) struct Failover {
+    pub(super) addr: SocketAddr,
+    pub(super) deadline: Instant,
+    /// Pool servers tried so far (a bit per index), and how many attempts.
+    pub(super) tried: u64,
+    pub(super) attempts: u32,
+}
+
+/// Why the connect phase gave up: the last address tried (if any) and why.
+pub(super) type GaveUp = (Option<SocketAddr>, Reason);
+
+impl Failover {
+    /// Start a connect to the first upstream the pool offers that does not
+    /// fail at once.
+    pub(super) fn start(conn: u64, cx: &mut Context<'_>) -> Result<(Failover, Stream), GaveUp> {
+        let mut f = Failover { addr: SocketAddr::from(([0, 0, 0, 0], 0)), deadline: cx.now, tried: 0, attempts: 0 };
+        let stream = f.next(conn, None, cx)?;
+        Ok((f, stream))
+    }
+
+    /// Start a connect to the next upstream the pool offers that does not
+    /// fail at once, after `last` failed (if anything did). When nothing is
+    /// left to try: the last address tried and why, the last failure, or
+    /// `NoUpstream` if every server was in its cool-down before any was tried.
+    pub(super) fn next(&mut self, conn: u64, mut last: Option<io::Error>, cx: &mut Context<'_>) -> Result<Stream, GaveUp> {
+        let mut last_addr = None;
+        while (self.attempts as usize) < cx.upstreams.servers.len() {
+            let Some((index, addr)) = cx.upstreams.pick(cx.now, self.tried) else { break };
+            self.attempts += 1;
+            if index < 64 {
+                self.tried |= 1 << index;
+            }
+            match Stream::connect(addr) {
+                Ok(stream) => {
+                    if cx.nodelay {
+                        let _ = stream.set_nodelay();
+                    }
+                    self.addr = addr;
+                    self.deadline = cx.now + cx.connect_timeout;
+                    return Ok(stream);
+                }
+                // Our own shortage, not the upstream's fault: no strike against
+                // it, and no point trying others (the caller pauses accepting).
+                Err(e) if sys::out_of_descriptors(&e) => return Err((Some(addr), Reason::ConnectFailed(e))),
+                Err(e) => {
+                    if let Some(change) = cx.upstreams.record(addr, Outcome::Failed, cx.now) {
+                        change.log(cx.route, addr);
+                    }
+                    log_attempt_failed(conn, addr, &e);
+                    last_addr = Some(addr);
+                    last = Some(e);
+                }
+            }
+        }
+        let reason = match last {
+            Some(e) if e.kind() == io::ErrorKind::TimedOut => Reason::ConnectTimeout,
+            Some(e) => Reason::ConnectFailed(e),
+            None => Reason::NoUpstream(cx.upstreams.servers.len()),
+        };
+        Err((last_addr, reason))
+    }
+}
