@@ -35,19 +35,22 @@ pub fn start_checks(route: usize, name: &str, pool: &mut Pool, in_flight: &[(usi
         match Stream::connect(addr) {
             Ok(stream) => started.push(Check { route, addr, stream, deadline: now + timeout }),
             Err(e) if sys::out_of_descriptors(&e) => break, // ours, not the upstream's: next round
-            Err(e) => {
-                log_check_failed(name, addr, &e.to_string());
-                if let Some(change) = pool.record(addr, Outcome::Failed, now) {
-                    change.log(name, addr);
-                }
-            }
+            Err(e) => checked(name, pool, addr, Err(e.to_string()), now),
         }
     }
     started
 }
 
-pub fn log_check_failed(route: &str, addr: SocketAddr, error: &str) {
-    Record::new(Level::Debug, "check-failed").str("route", route).str("upstream", addr).str("error", error).emit();
+/// A check of `addr` ended (`Err` says why it failed): log a failure, feed
+/// the outcome to the pool, and log what that changed in its health.
+pub fn checked(route: &str, pool: &mut Pool, addr: SocketAddr, result: Result<(), String>, now: Instant) {
+    if let Err(error) = &result {
+        Record::new(Level::Debug, "check-failed").str("route", route).str("upstream", addr).str("error", error).emit();
+    }
+    let outcome = if result.is_ok() { Outcome::Reached } else { Outcome::Failed };
+    if let Some(change) = pool.record(addr, outcome, now) {
+        change.log(route, addr);
+    }
 }
 
 /// Resolve every named upstream of `pool` again. A lookup that fails, or

@@ -56,9 +56,7 @@ impl Failover {
                 // it, and no point trying others (the caller pauses accepting).
                 Err(e) if sys::out_of_descriptors(&e) => return Err((Some(addr), Reason::ConnectFailed(e))),
                 Err(e) => {
-                    if let Some(change) = cx.upstreams.record(addr, Outcome::Failed, cx.now) {
-                        change.log(cx.route, addr);
-                    }
+                    cx.record(addr, Outcome::Failed);
                     log_attempt_failed(conn, addr, &e);
                     last_addr = Some(addr);
                     last = Some(e);

@@ -106,6 +106,16 @@ pub struct Conn {
     last_active: Instant,
 }
 
+impl Context<'_> {
+    /// A connect to `addr` ended: the pool counts it, and what that changed
+    /// in the upstream's health is logged.
+    fn record(&mut self, addr: SocketAddr, outcome: Outcome) {
+        if let Some(change) = self.upstreams.record(addr, outcome, self.now) {
+            change.log(self.route, addr);
+        }
+    }
+}
+
 /// What the interest of a connection is, per socket: (read, write).
 pub struct Interest {
     pub client: (bool, bool),
@@ -202,10 +212,7 @@ impl Conn {
         if let Phase::Connecting(f) = &self.phase {
             if side == Side::Upstream && (readable || writable) {
                 let result = self.upstream.finish_connect();
-                let outcome = if result.is_ok() { Outcome::Relaying } else { Outcome::Failed };
-                if let Some(change) = cx.upstreams.record(f.addr, outcome, cx.now) {
-                    change.log(cx.route, f.addr);
-                }
+                cx.record(f.addr, if result.is_ok() { Outcome::Relaying } else { Outcome::Failed });
                 match result {
                     Ok(()) => self.connected(cx)?,
                     Err(e) => self.next_upstream(e, cx)?,
@@ -233,9 +240,7 @@ impl Conn {
     pub fn on_timeout(&mut self, cx: &mut Context<'_>) -> Result<(), Reason> {
         match &self.phase {
             Phase::Connecting(f) => {
-                if let Some(change) = cx.upstreams.record(f.addr, Outcome::Failed, cx.now) {
-                    change.log(cx.route, f.addr);
-                }
+                cx.record(f.addr, Outcome::Failed);
                 let e = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
                 self.next_upstream(e, cx)
             }

@@ -10,7 +10,6 @@ use crate::conn::Reason;
 use crate::health;
 use crate::log::{Level, Record};
 use crate::metrics::{self, RouteView, Scrape};
-use crate::pool::Outcome;
 use crate::relay::would_block;
 
 /// The periodic summary line (`--summary-interval`).
@@ -50,10 +49,7 @@ impl Proxy {
                 return true;
             }
             if let Some(r) = routes.get_mut(c.route) {
-                health::log_check_failed(&r.name, c.addr, "timed out");
-                if let Some(change) = r.pool.record(c.addr, Outcome::Failed, now) {
-                    change.log(&r.name, c.addr);
-                }
+                health::checked(&r.name, &mut r.pool, c.addr, Err("timed out".into()), now);
             }
             false
         });
@@ -72,15 +68,9 @@ impl Proxy {
     /// A health-check connect finished: its outcome goes to the pool.
     pub(super) fn on_check(&mut self, key: usize, now: Instant) {
         let Some(check) = self.checks.try_remove(key) else { return };
-        let result = check.stream.finish_connect();
+        let result = check.stream.finish_connect().map_err(|e| e.to_string());
         if let Some(r) = self.shared.routes.get_mut(check.route) {
-            if let Err(e) = &result {
-                health::log_check_failed(&r.name, check.addr, &e.to_string());
-            }
-            let outcome = if result.is_ok() { Outcome::Reached } else { Outcome::Failed };
-            if let Some(change) = r.pool.record(check.addr, outcome, now) {
-                change.log(&r.name, check.addr);
-            }
+            health::checked(&r.name, &mut r.pool, check.addr, result, now);
         }
     }
 
