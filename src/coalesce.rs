@@ -134,13 +134,27 @@ impl Release {
     }
 }
 
+/// Held bytes leave: why, and since when they were held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Released {
+    pub why: Release,
+    pub since: Instant,
+}
+
 /// What to do with the bytes buffered after a piece was read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
     /// Keep them until `until` (or an earlier release).
     Hold { until: Instant },
     /// Write them now; `Some` when they had been held.
-    Write(Option<Release>),
+    Write(Option<Released>),
+}
+
+/// A hold in progress: since when, and until when at the latest.
+#[derive(Clone, Copy, Debug)]
+struct Held {
+    since: Instant,
+    until: Instant,
 }
 
 /// One direction's hold state.
@@ -154,9 +168,8 @@ pub struct Hold {
     first: u32,
     /// When the burst's last piece was read.
     last: Option<Instant>,
-    /// While holding: since when, and until when at the latest.
-    since: Option<Instant>,
-    until: Option<Instant>,
+    /// The hold in progress, if any.
+    held: Option<Held>,
     /// Holds in a row that ended by their window.
     misses: u8,
 }
@@ -167,17 +180,12 @@ impl Hold {
     }
 
     pub fn is_holding(&self) -> bool {
-        self.until.is_some()
+        self.held.is_some()
     }
 
     /// The end of the current hold, if any.
     pub fn until(&self) -> Option<Instant> {
-        self.until
-    }
-
-    /// When the current hold began.
-    pub fn since(&self) -> Option<Instant> {
-        self.since
+        self.held.map(|h| h.until)
     }
 
     /// The receiver spoke: it has acknowledged what it got, so the next
@@ -218,9 +226,9 @@ impl Hold {
         let first_of_a_split = self.burst == 1 && len32 <= self.shape.first_max;
         let more_expected = self.burst < self.shape.pieces && (self.burst > 1 || first_of_a_split);
         if more_expected {
-            let since = *self.since.get_or_insert(now);
+            let since = self.held.map_or(now, |h| h.since);
             let until = (now + self.shape.window(cap)).min(since + cap);
-            self.until = Some(until);
+            self.held = Some(Held { since, until });
             return Step::Hold { until };
         }
         Step::Write(self.release(Release::NextPiece))
@@ -228,8 +236,8 @@ impl Hold {
 
     /// The window ended with no further piece. After `MISSES` of these in a
     /// row, expect only what this burst showed.
-    pub fn expire(&mut self, now: Instant, route: &mut Shape) -> Option<Release> {
-        if self.until.is_none_or(|u| u > now) {
+    pub fn expire(&mut self, now: Instant, route: &mut Shape) -> Option<Released> {
+        if self.held.is_none_or(|h| h.until > now) {
             return None;
         }
         self.misses = self.misses.saturating_add(1);
@@ -245,10 +253,9 @@ impl Hold {
     }
 
     /// Stop holding (FIN, a full buffer, or as `piece` decides). Returns
-    /// `why` if anything was held.
-    pub fn release(&mut self, why: Release) -> Option<Release> {
-        self.since = None;
-        self.until.take().map(|_| why)
+    /// `why` and since when, if anything was held.
+    pub fn release(&mut self, why: Release) -> Option<Released> {
+        self.held.take().map(|h| Released { why, since: h.since })
     }
 }
 
@@ -291,7 +298,8 @@ mod tests {
         // Second answer: the headers are held (4x the gap, at least MIN_WINDOW)...
         assert_eq!(h.piece(240, 240, c.at(5000), CAP, &mut route), Step::Hold { until: c.at(5000) + MIN_WINDOW.max(us(320)) });
         // ...and go with the body the moment it comes.
-        assert_eq!(h.piece(1024, 1264, c.at(5060), CAP, &mut route), Step::Write(Some(Release::NextPiece)));
+        let released = Released { why: Release::NextPiece, since: c.at(5000) };
+        assert_eq!(h.piece(1024, 1264, c.at(5060), CAP, &mut route), Step::Write(Some(released)));
         assert!(!h.is_holding());
     }
 
@@ -315,7 +323,7 @@ mod tests {
         assert_eq!(until, c.at(10_000) + CAP);
         assert_eq!(h.expire(c.at(10_100), &mut route), None, "not yet");
         assert!(h.is_holding());
-        assert_eq!(h.expire(until, &mut route), Some(Release::Window));
+        assert_eq!(h.expire(until, &mut route), Some(Released { why: Release::Window, since: c.at(10_000) }));
         assert!(!h.is_holding());
     }
 
@@ -326,12 +334,13 @@ mod tests {
         h.piece(100, 100, c.at(30), CAP, &mut route);
         h.heard_back();
         assert!(matches!(h.piece(100, 100, c.at(1000), CAP, &mut route), Step::Hold { .. }));
-        assert_eq!(h.release(Release::Fin), Some(Release::Fin));
+        assert_eq!(h.release(Release::Fin), Some(Released { why: Release::Fin, since: c.at(1000) }));
         assert_eq!(h.release(Release::Fin), None, "nothing held any more");
         h.heard_back();
         assert!(matches!(h.piece(100, 100, c.at(2000), CAP, &mut route), Step::Hold { .. }));
         // A large second piece: write it all, whatever the count says.
-        assert_eq!(h.piece(FLUSH_SIZE, FLUSH_SIZE + 100, c.at(2010), CAP, &mut route), Step::Write(Some(Release::Size)));
+        let released = Released { why: Release::Size, since: c.at(2000) };
+        assert_eq!(h.piece(FLUSH_SIZE, FLUSH_SIZE + 100, c.at(2010), CAP, &mut route), Step::Write(Some(released)));
     }
 
     #[test]
@@ -344,7 +353,8 @@ mod tests {
         h.heard_back();
         assert!(matches!(h.piece(200, 200, c.at(1000), CAP, &mut route), Step::Hold { .. }));
         assert!(matches!(h.piece(300, 500, c.at(1040), CAP, &mut route), Step::Hold { .. }));
-        assert_eq!(h.piece(5, 505, c.at(1090), CAP, &mut route), Step::Write(Some(Release::NextPiece)));
+        let released = Released { why: Release::NextPiece, since: c.at(1000) };
+        assert_eq!(h.piece(5, 505, c.at(1090), CAP, &mut route), Step::Write(Some(released)), "held since the first piece");
     }
 
     #[test]
@@ -365,7 +375,7 @@ mod tests {
         for _ in 0..MISSES {
             h.heard_back();
             let Step::Hold { until } = h.piece(100, 100, c.at(t), CAP, &mut route) else { panic!("held") };
-            assert_eq!(h.expire(until, &mut route), Some(Release::Window));
+            assert_eq!(h.expire(until, &mut route), Some(Released { why: Release::Window, since: c.at(t) }));
             t += 1000;
         }
         h.heard_back();

@@ -23,7 +23,7 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use crate::coalesce::{Hold, Release, Shape, Step};
+use crate::coalesce::{Hold, Release, Released, Shape, Step};
 
 /// True for errors that only mean "not now": try again after the next wait.
 pub fn would_block(e: &io::Error) -> bool {
@@ -183,23 +183,20 @@ impl Direction {
 
     /// End the hold if its window has passed. The next `pump` writes.
     pub fn expire_hold(&mut self, now: Instant, route: &mut Shape, mut note: impl FnMut(Note<'_>)) {
-        let since = self.hold.since();
-        if let Some(why) = self.hold.expire(now, route) {
-            self.released(why, since, now, &mut note);
+        if let Some(r) = self.hold.expire(now, route) {
+            self.released(r, now, &mut note);
         }
     }
 
     fn release(&mut self, why: Release, now: Instant, note: &mut impl FnMut(Note<'_>)) {
-        let since = self.hold.since();
-        if let Some(why) = self.hold.release(why) {
-            self.released(why, since, now, note);
+        if let Some(r) = self.hold.release(why) {
+            self.released(r, now, note);
         }
     }
 
-    /// Tell `note` that what is buffered leaves the hold begun at `since`.
-    fn released(&self, why: Release, since: Option<Instant>, now: Instant, note: &mut impl FnMut(Note<'_>)) {
-        let held = since.map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
-        note(Note::Released { bytes: self.pending(), why, held });
+    /// Tell `note` that what is buffered leaves its hold.
+    fn released(&self, r: Released, now: Instant, note: &mut impl FnMut(Note<'_>)) {
+        note(Note::Released { bytes: self.pending(), why: r.why, held: now.saturating_duration_since(r.since) });
     }
 
     /// Move as many bytes as the sockets allow right now, and pass an EOF on
@@ -269,13 +266,12 @@ impl Direction {
                     self.end += n;
                     self.read += n as u64;
                     if let Some(cap) = pace.cap {
-                        let since = self.hold.since();
                         match self.hold.piece(n, self.pending(), pace.now, cap, pace.route) {
                             Step::Hold { until } if !holding => {
                                 note(Note::Held { bytes: self.pending(), window: until.saturating_duration_since(pace.now) })
                             }
                             Step::Hold { .. } | Step::Write(None) => {}
-                            Step::Write(Some(why)) => self.released(why, since, pace.now, &mut note),
+                            Step::Write(Some(r)) => self.released(r, pace.now, &mut note),
                         }
                     }
                     if n < room_len {
