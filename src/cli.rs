@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::coalesce::Coalesce;
 use crate::log::{Format, Level};
-use crate::route::{parse_local, parse_route, parse_target, RouteSpec, ROUTE_FORM};
+use crate::route::{self, parse_local, parse_route, parse_target, RouteSpec, ROUTE_FORM};
 use crate::settings::{Config, Dump, DumpMode};
 
 /// What the command line asked for.
@@ -145,6 +145,15 @@ const PROXY_HEADER_TIMEOUT: Setting = Setting {
     expected: DURATION_ABOVE_0,
     help: "With accept-proxy, how long a client may take to send its header.",
 };
+const PEEK_TIMEOUT: Setting = Setting {
+    flag: "--peek-timeout",
+    short: None,
+    env: "WASITER_PEEK_TIMEOUT",
+    value: "DUR",
+    default: "5s",
+    expected: DURATION_ABOVE_0,
+    help: "On a port routed by name, how long a client may take to send its\nClientHello or request head.",
+};
 const IDLE_TIMEOUT: Setting = Setting {
     flag: "--idle-timeout",
     short: None,
@@ -261,13 +270,14 @@ const TRACE: Setting = Setting {
 /// Where clients come in and where they go.
 pub const ROUTING: [&Setting; 4] = [&LOCAL, &REMOTE, &ROUTE, &ROUTES_FILE];
 /// Everything else, in --help's order.
-pub const TUNING: [&Setting; 18] = [
+pub const TUNING: [&Setting; 19] = [
     &CONNECT_TIMEOUT,
     &FAIL_THRESHOLD,
     &COOLDOWN,
     &HEALTH_CHECK,
     &RESOLVE_INTERVAL,
     &PROXY_HEADER_TIMEOUT,
+    &PEEK_TIMEOUT,
     &IDLE_TIMEOUT,
     &MAX_CONNS,
     &BUFFER_SIZE,
@@ -301,6 +311,18 @@ const ROUTE_OPTIONS: &str = "  OPTIONs, after the upstreams, each after a ';':
         send-proxy=v1|v2                         PROXY protocol to the upstream
         accept-proxy                             expect a PROXY header (v1 or v2)
                                                  from the client (a load balancer)
+        sni=NAME,...  alpn=PROTO,...             serve the TLS clients asking for
+                                                 these (bytes relayed unchanged)
+        host=NAME,...                            serve the plain HTTP clients whose
+                                                 first request names these hosts
+  Routes with these may share one listen address; a route there without
+  them is its default. NAME: app.test, *.app.test (any subdomain, one label
+  or more) or *. The most specific name wins, then the client's preferred
+  ALPN, then the order given. No match and no default: TLS clients get an
+  unrecognized_name alert, HTTP ones a 421. For example, on one port:
+        --route ':8443=127.0.0.1:3000;sni=app.test'
+        --route ':8443=127.0.0.1:8000;sni=api.test,*.api.test'
+        --route ':8443=127.0.0.1:9000'
 ";
 
 const OUTRO: &str = "\
@@ -432,6 +454,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Opt
         health_check: HEALTH_CHECK.parse(&src, None, off_if_zero)?,
         resolve_interval: RESOLVE_INTERVAL.parse(&src, Some(Duration::from_secs(30)), off_if_zero)?,
         proxy_header_timeout: PROXY_HEADER_TIMEOUT.parse(&src, Duration::from_secs(5), positive)?,
+        peek_timeout: PEEK_TIMEOUT.parse(&src, Duration::from_secs(5), positive)?,
         idle_timeout: IDLE_TIMEOUT.parse(&src, Some(Duration::from_secs(600)), off_if_zero)?,
         max_conns: MAX_CONNS.parse(&src, 10_000, |s| s.parse().ok().filter(|n| (1..=1_000_000).contains(n)))?,
         buffer_size: BUFFER_SIZE.parse(&src, 256 * 1024, |s| parse_size(s).filter(|n| (1024..=16 << 20).contains(n)))?,
@@ -516,12 +539,8 @@ fn routes<E: Fn(&str) -> Option<String>>(src: &Sources<E>) -> Result<Vec<RouteSp
             "LOCAL is not set; set LOCAL and REMOTE (or pass --local and --remote), or give routes with --route, WASITER_ROUTES or --routes-file, as {ROUTE_FORM}"
         )));
     }
-    for (i, r) in routes.iter().enumerate() {
-        // Port 0 asks the system for a free port: never a clash.
-        if r.listen.port() != 0 && routes.iter().skip(i + 1).any(|o| o.listen == r.listen) {
-            return Err(ConfigError(format!("two routes listen on {}; give each route its own address", r.listen)));
-        }
-    }
+    // Routes on one address share its listener: they must be told apart.
+    route::doors(&routes).map_err(ConfigError)?;
     Ok(routes)
 }
 
@@ -715,7 +734,7 @@ mod tests {
             (&["--route", ":80=a:1;allow=10.0.0.0/33"], &[], "--route: \":80=a:1;allow=10.0.0.0/33\" is not valid: bad CIDR"),
             (&[], &[("WASITER_ROUTES", ":80=a:1 :81")], "WASITER_ROUTES: \":81\" is not valid: no '='"),
             (&[], &[("LOCAL", ":1"), ("REMOTE", "a:1;deny=x")], "REMOTE: \"a:1;deny=x\" is not valid: bad CIDR \"x\""),
-            (&["--route", ":80=a:1", "--route", "0.0.0.0:80=b:1"], &[], "two routes listen on 0.0.0.0:80"),
+            (&["--route", ":80=a:1", "--route", "0.0.0.0:80=b:1"], &[], "two routes listen on 0.0.0.0:80 and neither says what it serves"),
             (&["--fail-threshold", "0"], &BASE, "--fail-threshold: \"0\""),
             (&["--cooldown", "0"], &BASE, "--cooldown: \"0\""),
             (&["--health-check", "often"], &BASE, "--health-check: \"often\""),

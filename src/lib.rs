@@ -2,9 +2,11 @@
 //!
 //! How a byte travels: `main.rs` reads the `settings` through `cli` and
 //! starts `proxy`, the loop, which waits on every socket of every route at
-//! once through the platform's `sys::Poller`. A new client passes `proxy`'s
-//! admission (its `route`'s allow/deny lists, an optional `proxy_header`),
-//! its route's `pool` picks an upstream, and a ready socket goes to its
+//! once through the platform's `sys::Poller`. A new client passes its
+//! `front` (an optional `proxy_header`, its port's allow/deny lists, and on
+//! a port shared by name, a peek at its ClientHello or request head that
+//! `names` turns into a route), its route's `pool` picks an upstream, and a
+//! ready socket goes to its
 //! `conn::Conn`, which runs one of its two `relay::Direction`s: read into a
 //! bounded buffer, write to the other side, holding a small piece for a
 //! moment where `nagle` found that the runtime cannot turn Nagle off
@@ -18,10 +20,12 @@
 pub mod coalesce;
 pub mod cli;
 mod conn;
+pub mod front;
 mod health;
 pub mod log;
 pub mod metrics;
 pub mod nagle;
+pub mod names;
 pub mod pool;
 pub mod proxy;
 pub mod proxy_header;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use wasiter::cli::{self, Command};
 use wasiter::log::{self, Record};
 use wasiter::pool::FailPolicy;
+use wasiter::route::{self, RouteSpec};
 use wasiter::{nagle, proxy, sys};
 
 fn main() -> ExitCode {
@@ -28,11 +29,36 @@ fn main() -> ExitCode {
     log::configure(cfg.log_level, cfg.log_format, cfg.trace);
     sys::init();
 
-    // Every route: resolve its upstreams, then bind. Any failure stops the
-    // start with a line naming the route.
+    // Every listen address (a door, shared by the routes on it): bind it;
+    // every route: resolve its upstreams. Any failure stops the start with
+    // a line naming the route.
     let health = FailPolicy { threshold: cfg.fail_threshold, cooldown: cfg.cooldown };
+    let groups = match route::doors(&cfg.routes) {
+        Ok(g) => g,
+        Err(e) => return fail(format_args!("{e}")),
+    };
+    let mut doors = Vec::new();
     let mut routes = Vec::new();
-    for spec in &cfg.routes {
+    for group in &groups {
+        let specs: Vec<(usize, &RouteSpec)> = group.iter().filter_map(|&i| Some((i, cfg.routes.get(i)?))).collect();
+        let Some(&(_, first)) = specs.first() else { continue };
+        let listener = match sys::Listener::bind(first.listen, 1024) {
+            Ok(l) => l,
+            Err(e) => {
+                // The LOCAL/REMOTE route listens where LOCAL says.
+                let what = match first.origin.as_str() {
+                    "REMOTE" => "LOCAL",
+                    "--remote" => "--local",
+                    other => other,
+                };
+                return fail(format_args!("{what}: cannot listen on {}: {e}", first.listen));
+            }
+        };
+        let Some(door) = proxy::Door::new(&specs, listener) else { continue };
+        doors.push(door);
+    }
+    // Routes in the order given, so that a door's table indexes them.
+    for (spec, door) in cfg.routes.iter().zip(door_of(&groups, cfg.routes.len())) {
         let mut resolved = Vec::new();
         for remote in &spec.upstreams {
             match sys::resolve(&remote.host, remote.port) {
@@ -41,19 +67,8 @@ fn main() -> ExitCode {
                 Err(e) => return fail(format_args!("{}: cannot resolve {:?}: {e}", spec.origin, remote.to_string())),
             }
         }
-        let listener = match sys::Listener::bind(spec.listen, 1024) {
-            Ok(l) => l,
-            Err(e) => {
-                // The LOCAL/REMOTE route listens where LOCAL says.
-                let what = match spec.origin.as_str() {
-                    "REMOTE" => "LOCAL",
-                    "--remote" => "--local",
-                    other => other,
-                };
-                return fail(format_args!("{what}: cannot listen on {}: {e}", spec.listen));
-            }
-        };
-        routes.push(proxy::RouteState::new(spec, listener, resolved, health));
+        let Some(door) = doors.get(door) else { continue };
+        routes.push(proxy::RouteState::new(spec, door, resolved, health));
     }
     let metrics = match cfg.metrics.map(|addr| (addr, sys::Listener::bind(addr, 64))) {
         None => None,
@@ -71,15 +86,23 @@ fn main() -> ExitCode {
         Some(cap) => format!("{}us", cap.as_micros()),
         None => "off".to_string(),
     };
-    // One start line per route, each naming its real listen address.
-    for (route, spec) in routes.iter().zip(&cfg.routes) {
-        let remote: Vec<String> = spec.upstreams.iter().map(|u| u.to_string()).collect();
-        Record::always("start")
-            .str("listen", route.name())
-            .str("remote", remote.join(","))
-            .str("upstreams", route.upstream_list())
-            .str("policy", spec.policy.name())
-            .str("metrics", &metrics_addr)
+    // One start line per listen address, naming its real address and, on a
+    // port routed by name, what each of its routes serves.
+    for (door, group) in doors.iter().zip(&groups) {
+        let specs: Vec<&RouteSpec> = group.iter().filter_map(|&i| cfg.routes.get(i)).collect();
+        let upstreams = |spec: &RouteSpec| spec.upstreams.iter().map(|u| u.to_string()).collect::<Vec<_>>().join(",");
+        let mut line = Record::always("start").str("listen", door.name());
+        if let [only] = specs.as_slice() {
+            let resolved = group.first().and_then(|&i| routes.get(i)).map(|r| r.upstream_list()).unwrap_or_default();
+            line = line.str("remote", upstreams(only)).str("upstreams", resolved).str("policy", only.policy.name());
+            if !only.matches.is_default() {
+                line = line.str("routes", format_args!("{}>{}", only.matches.label(), upstreams(only)));
+            }
+        } else {
+            let each: Vec<String> = specs.iter().map(|s| format!("{}>{}", s.matches.label(), upstreams(s))).collect();
+            line = line.str("routes", each.join(" "));
+        }
+        line.str("metrics", &metrics_addr)
             .str("runtime", sys::RUNTIME)
             .str("version", env!("CARGO_PKG_VERSION"))
             .num("max_conns", cfg.max_conns as u64)
@@ -90,7 +113,7 @@ fn main() -> ExitCode {
             .emit();
     }
 
-    let mut proxy = match proxy::Proxy::new(&cfg, routes, metrics, nodelay.works()) {
+    let mut proxy = match proxy::Proxy::new(&cfg, doors, routes, metrics, nodelay.works()) {
         Ok(p) => p,
         Err(e) => return fail(format_args!("cannot create the poller: {e}")),
     };
@@ -103,4 +126,17 @@ fn main() -> ExitCode {
 fn fail(msg: std::fmt::Arguments<'_>) -> ExitCode {
     eprintln!("wasiter: {msg}");
     ExitCode::from(1)
+}
+
+/// For each route (by index), the index of its door.
+fn door_of(groups: &[Vec<usize>], routes: usize) -> Vec<usize> {
+    let mut of = vec![0; routes];
+    for (door, group) in groups.iter().enumerate() {
+        for &i in group {
+            if let Some(slot) = of.get_mut(i) {
+                *slot = door;
+            }
+        }
+    }
+    of
 }

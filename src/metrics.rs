@@ -34,11 +34,25 @@ impl Stats {
     }
 }
 
-/// What one route shows: its name (listen address), counters and pool.
+/// What one route shows: its name (listen address), counters and pool. On
+/// a port routed by name, each route also has a `backend` (what it serves),
+/// and the port itself shows what happened before a route was picked: a
+/// view with no backend and no pool.
 pub struct RouteView<'a> {
     pub name: &'a str,
+    pub backend: Option<&'a str>,
     pub stats: &'a Stats,
-    pub pool: &'a Pool,
+    pub pool: Option<&'a Pool>,
+}
+
+impl RouteView<'_> {
+    /// `route="..."` and, if it has one, `,backend="..."`.
+    fn labels(&self) -> String {
+        match self.backend {
+            Some(b) => format!("route=\"{}\",backend=\"{}\"", label(self.name), label(b)),
+            None => format!("route=\"{}\"", label(self.name)),
+        }
+    }
 }
 
 /// The Prometheus text exposition format, every route in each family.
@@ -52,22 +66,22 @@ pub fn render(routes: &[RouteView<'_>], iterations: u64, wakeups: u64, now: Inst
         }
     };
     let per_route = |f: &dyn Fn(&Stats) -> u64| -> Vec<(String, u64)> {
-        routes.iter().map(|r| (format!("{{route=\"{}\"}}", label(r.name)), f(r.stats))).collect()
+        routes.iter().map(|r| (format!("{{{}}}", r.labels()), f(r.stats))).collect()
     };
     w("wasiter_connections_total", "counter", "Client connections accepted.", &per_route(&|s| s.connections));
     w("wasiter_connections_active", "gauge", "Client connections open now.", &per_route(&|s| s.active));
     let mut bytes = Vec::new();
-    for r in routes {
-        let route = label(r.name);
-        bytes.push((format!("{{route=\"{route}\",direction=\"to_upstream\"}}"), r.stats.to_upstream));
-        bytes.push((format!("{{route=\"{route}\",direction=\"to_client\"}}"), r.stats.to_client));
+    for r in routes.iter().filter(|r| r.pool.is_some()) {
+        let route = r.labels();
+        bytes.push((format!("{{{route},direction=\"to_upstream\"}}"), r.stats.to_upstream));
+        bytes.push((format!("{{{route},direction=\"to_client\"}}"), r.stats.to_client));
     }
     w("wasiter_bytes_total", "counter", "Bytes relayed, by direction.", &bytes);
     let closes: Vec<_> = routes
         .iter()
         .flat_map(|r| {
-            let route = label(r.name);
-            Close::ALL.iter().zip(r.stats.closes).map(move |(why, n)| (format!("{{route=\"{route}\",reason=\"{}\"}}", why.name()), n))
+            let route = r.labels();
+            Close::ALL.iter().zip(r.stats.closes).map(move |(why, n)| (format!("{{{route},reason=\"{}\"}}", why.name()), n))
         })
         .collect();
     w("wasiter_closes_total", "counter", "Connections closed, by reason.", &closes);
@@ -75,9 +89,8 @@ pub fn render(routes: &[RouteView<'_>], iterations: u64, wakeups: u64, now: Inst
         routes
             .iter()
             .flat_map(|r| {
-                r.pool.servers.iter().map(|s| {
-                    (format!("{{route=\"{}\",upstream=\"{}\"}}", label(r.name), label(&s.addr.to_string())), f(s))
-                })
+                let servers = r.pool.map(|p| p.servers.as_slice()).unwrap_or_default();
+                servers.iter().map(|s| (format!("{{{},upstream=\"{}\"}}", r.labels(), label(&s.addr.to_string())), f(s)))
             })
             .collect()
     };
@@ -219,7 +232,14 @@ mod tests {
         p.record("127.0.0.1:80".parse().unwrap(), crate::pool::Outcome::Failed, now);
         let other = Stats::default();
         let p2 = pool();
-        let routes = [RouteView { name: "0.0.0.0:8080", stats: &s, pool: &p }, RouteView { name: "[::1]:9", stats: &other, pool: &p2 }];
+        let mut door = Stats { connections: 5, active: 1, ..Stats::default() };
+        door.closed(Close::NoRoute);
+        let routes = [
+            RouteView { name: "0.0.0.0:8080", backend: None, stats: &s, pool: Some(&p) },
+            RouteView { name: "[::1]:9", backend: None, stats: &other, pool: Some(&p2) },
+            RouteView { name: "0.0.0.0:443", backend: None, stats: &door, pool: None },
+            RouteView { name: "0.0.0.0:443", backend: Some("sni=app.test"), stats: &other, pool: Some(&p2) },
+        ];
         render(&routes, 7, 5, now)
     }
 
@@ -237,12 +257,18 @@ mod tests {
             "wasiter_upstream_connect_failures_total{route=\"0.0.0.0:8080\",upstream=\"127.0.0.1:80\"} 1",
             "wasiter_upstream_up{route=\"0.0.0.0:8080\",upstream=\"127.0.0.1:80\"} 0",
             "wasiter_upstream_up{route=\"[::1]:9\",upstream=\"127.0.0.1:80\"} 1",
+            "wasiter_connections_total{route=\"0.0.0.0:443\"} 5",
+            "wasiter_closes_total{route=\"0.0.0.0:443\",reason=\"no-route\"} 1",
+            "wasiter_connections_total{route=\"0.0.0.0:443\",backend=\"sni=app.test\"} 0",
+            "wasiter_bytes_total{route=\"0.0.0.0:443\",backend=\"sni=app.test\",direction=\"to_client\"} 0",
+            "wasiter_upstream_up{route=\"0.0.0.0:443\",backend=\"sni=app.test\",upstream=\"127.0.0.1:80\"} 1",
             "wasiter_loop_iterations_total 7",
             "# TYPE wasiter_poll_wakeups_total counter",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
         }
         assert_eq!(text.matches("# TYPE wasiter_connections_total").count(), 1, "a family is written once");
+        assert!(!text.contains("wasiter_bytes_total{route=\"0.0.0.0:443\",direction"), "a door relays nothing itself");
     }
 
     #[test]

@@ -74,7 +74,8 @@ impl Buffers {
     }
 
     fn give(&mut self, buf: Box<[u8]>) {
-        if self.free.len() < self.max_idle {
+        // A buffer grown for a large preload is not kept.
+        if self.free.len() < self.max_idle && buf.len() == self.size {
             self.free.push(buf);
         }
     }
@@ -136,16 +137,24 @@ impl Direction {
     }
 
     /// Queue bytes to go out before anything read from the source (a PROXY
-    /// header). They must fit one buffer; they are small (a header is at
-    /// most a few hundred bytes, the buffer at least 1 KiB).
+    /// header, then what was read while peeking). When they do not fit the
+    /// buffer (a 16 KiB ClientHello with `--buffer-size 1k`), this
+    /// connection's buffer grows to hold them, once, and is not pooled.
     pub fn preload(&mut self, bytes: &[u8], pool: &mut Buffers) {
         if bytes.is_empty() {
             return;
         }
         let buf = self.buf.get_or_insert_with(|| pool.take());
-        let n = bytes.len().min(buf.len().saturating_sub(self.end));
-        if let (Some(dst), Some(src)) = (buf.get_mut(self.end..self.end + n), bytes.get(..n)) {
-            dst.copy_from_slice(src);
+        if buf.len().saturating_sub(self.end) < bytes.len() {
+            let mut bigger = vec![0; self.end + bytes.len()].into_boxed_slice();
+            if let (Some(dst), Some(src)) = (bigger.get_mut(..self.end), buf.get(..self.end)) {
+                dst.copy_from_slice(src);
+            }
+            *buf = bigger;
+        }
+        let n = bytes.len();
+        if let Some(dst) = buf.get_mut(self.end..self.end + n) {
+            dst.copy_from_slice(bytes);
             self.end += n;
         }
     }
@@ -487,6 +496,22 @@ mod tests {
         assert_eq!(d.bytes, 11);
         assert_eq!(d.state(), State::Open);
         assert!(d.wants_read() && !d.wants_write());
+    }
+
+    #[test]
+    fn a_preload_larger_than_the_buffer_goes_out_whole() {
+        let (mut src, mut dst, mut pool) = (source(&[b"rest"], false), sink(1 << 20), Buffers::new(64, 8));
+        let mut d = Direction::new();
+        d.preload(b"PROXY UNKNOWN\r\n", &mut pool);
+        let hello = vec![0x16; 1000];
+        d.preload(&hello, &mut pool);
+        for _ in 0..4 {
+            pump(&mut d, &mut src, &mut dst, &mut pool).unwrap();
+        }
+        let mut want = b"PROXY UNKNOWN\r\n".to_vec();
+        want.extend_from_slice(&hello);
+        want.extend_from_slice(b"rest");
+        assert_eq!(dst.written, want);
     }
 
     #[test]

@@ -10,6 +10,9 @@
 //! - `allow=CIDR,...` and `deny=CIDR,...` (an address alone is /32 or /128)
 //! - `send-proxy=v1|v2`: a PROXY protocol header to the upstream first
 //! - `accept-proxy`: expect a PROXY header (v1 or v2) from the client first
+//! - `sni=NAME,...`, `alpn=PROTO,...`, `host=NAME,...`: serve only clients
+//!   that ask for these (TLS server name, TLS ALPN, plain HTTP Host). Several
+//!   routes may then share one listen address; see `names` and `doors`.
 //!
 //! Parsing here is pure: names are resolved later, by the platform.
 
@@ -17,6 +20,8 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use ipnet::IpNet;
+
+use crate::names::{Match, Pattern};
 
 /// An upstream as the user wrote it: resolved later, by the platform.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,10 +105,12 @@ pub struct RouteSpec {
     pub acl: Acl,
     pub send_proxy: Option<ProxyVersion>,
     pub accept_proxy: bool,
+    /// What it serves on a shared port; empty: everything else.
+    pub matches: Match,
 }
 
 pub const ROUTE_FORM: &str =
-    "LISTEN=HOST:PORT[,HOST:PORT...][;policy=failover|round-robin|least-conn][;allow=CIDR,...][;deny=CIDR,...][;send-proxy=v1|v2][;accept-proxy], e.g. 0.0.0.0:8080=web1:80,web2:80;policy=round-robin";
+    "LISTEN=HOST:PORT[,HOST:PORT...][;policy=failover|round-robin|least-conn][;allow=CIDR,...][;deny=CIDR,...][;send-proxy=v1|v2][;accept-proxy][;sni=NAME,...][;alpn=PROTO,...][;host=NAME,...], e.g. 0.0.0.0:8080=web1:80,web2:80;policy=round-robin";
 
 /// `LISTEN=UPSTREAMS;OPTIONS`. The error says what part was wrong.
 pub fn parse_route(s: &str) -> Result<RouteSpec, String> {
@@ -124,7 +131,7 @@ pub fn parse_target(listen: SocketAddr, s: &str) -> Result<RouteSpec, String> {
         .map(|u| parse_remote(u.trim()).ok_or_else(|| format!("bad upstream {:?}", u.trim())))
         .collect::<Result<Vec<_>, _>>()?;
     let mut route =
-        RouteSpec { origin: String::new(), listen, upstreams, policy: Policy::Failover, acl: Acl::default(), send_proxy: None, accept_proxy: false };
+        RouteSpec { origin: String::new(), listen, upstreams, policy: Policy::Failover, acl: Acl::default(), send_proxy: None, accept_proxy: false, matches: Match::default() };
     for option in parts.map(str::trim).filter(|o| !o.is_empty()) {
         let (key, value) = option.split_once('=').unwrap_or((option, ""));
         let value = value.trim();
@@ -153,10 +160,58 @@ pub fn parse_target(listen: SocketAddr, s: &str) -> Result<RouteSpec, String> {
                     _ => return Err(format!("bad accept-proxy {value:?} (yes or no)")),
                 }
             }
+            "sni" => route.matches.sni.extend(parse_names(value)?),
+            "host" => route.matches.host.extend(parse_names(value)?),
+            "alpn" => {
+                for p in value.split(',').map(str::trim) {
+                    if p.is_empty() || p.len() > 255 || !p.bytes().all(|b| b.is_ascii_graphic()) {
+                        return Err(format!("bad alpn {p:?} (protocol names such as h2 or http/1.1)"));
+                    }
+                    route.matches.alpn.push(p.to_string());
+                }
+            }
             other => return Err(format!("unknown option {other:?}")),
         }
     }
     Ok(route)
+}
+
+/// Group routes into doors: the routes on one listen address share one
+/// listener and are told apart by name (`sni=`, `alpn=`, `host=`). Returns
+/// each door's route indices, doors in the order first given. Port 0 asks
+/// for a free port, so such routes never share.
+pub fn doors(routes: &[RouteSpec]) -> Result<Vec<Vec<usize>>, String> {
+    let mut doors: Vec<Vec<usize>> = Vec::new();
+    for (i, r) in routes.iter().enumerate() {
+        let door = doors.iter_mut().find(|d| d.first().and_then(|&f| routes.get(f)).is_some_and(|f| f.listen == r.listen && r.listen.port() != 0));
+        let Some(door) = door else {
+            doors.push(vec![i]);
+            continue;
+        };
+        for other in door.iter().filter_map(|&o| routes.get(o)) {
+            let addr = r.listen;
+            if other.matches == r.matches {
+                return Err(if r.matches.is_default() {
+                    format!("two routes listen on {addr} and neither says what it serves; give each route its own address, or tell them apart with sni=, alpn= or host=")
+                } else {
+                    format!("two routes on {addr} both serve {}; each name needs one route", r.matches.label())
+                });
+            }
+            if other.acl != r.acl || other.accept_proxy != r.accept_proxy {
+                return Err(format!(
+                    "the routes on {addr} ({} and {}) differ in allow=, deny= or accept-proxy; they share one listener, so give each the same",
+                    other.origin, r.origin
+                ));
+            }
+        }
+        door.push(i);
+    }
+    Ok(doors)
+}
+
+/// `app.test,*.app.test`: names to route by.
+fn parse_names(s: &str) -> Result<Vec<Pattern>, String> {
+    s.split(',').map(|n| Pattern::parse(n.trim())).collect()
 }
 
 /// `10.0.0.0/8,::1,fd00::/8`: a bare address is one host.
@@ -223,6 +278,25 @@ mod tests {
     }
 
     #[test]
+    fn routes_on_one_address_share_a_door_when_names_tell_them_apart() {
+        let parse = |specs: &[&str]| -> Vec<RouteSpec> {
+            specs.iter().enumerate().map(|(i, s)| RouteSpec { origin: format!("route {i}"), ..parse_route(s).unwrap() }).collect()
+        };
+        let routes = parse(&[":443=a:1;sni=app.test", ":80=w:1", ":443=b:1;sni=*.api.test;alpn=h2;policy=rr", ":443=c:1", ":0=d:1", ":0=e:1"]);
+        assert_eq!(doors(&routes).unwrap(), vec![vec![0, 2, 3], vec![1], vec![4], vec![5]]);
+        assert_eq!(routes[2].matches.label(), "sni=*.api.test;alpn=h2");
+        for (specs, want) in [
+            (&[":443=a:1", ":443=b:1"][..], "two routes listen on 0.0.0.0:443 and neither says"),
+            (&[":443=a:1;sni=x.test", ":443=b:1;sni=X.test."], "two routes on 0.0.0.0:443 both serve sni=x.test"),
+            (&[":443=a:1;sni=x.test;allow=10.0.0.0/8", ":443=b:1;sni=y.test"], "the routes on 0.0.0.0:443 (route 0 and route 1) differ"),
+            (&[":443=a:1;host=x.test", ":443=b:1;accept-proxy"], "the routes on 0.0.0.0:443 (route 0 and route 1) differ"),
+        ] {
+            let e = doors(&parse(specs)).unwrap_err();
+            assert!(e.starts_with(want), "{specs:?}: {e}");
+        }
+    }
+
+    #[test]
     fn the_acl_denies_first_then_admits_only_the_allowed() {
         let acl = Acl { allow: parse_cidrs("127.0.0.0/8,::1").unwrap(), deny: parse_cidrs("127.0.0.2").unwrap() };
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
@@ -251,6 +325,9 @@ mod tests {
             (":80=a:1;policy=random", "bad policy \"random\""),
             (":80=a:1;send-proxy=v3", "bad send-proxy \"v3\""),
             (":80=a:1;color=blue", "unknown option \"color\""),
+            (":80=a:1;sni=a*.test", "bad name \"a*.test\""),
+            (":80=a:1;host=", "bad name \"\""),
+            (":80=a:1;alpn=h2,", "bad alpn \"\""),
         ] {
             let e = parse_route(spec).expect_err(spec);
             assert!(e.starts_with(want), "{spec}: got {e:?}, want {want:?}");

@@ -18,6 +18,8 @@ pub struct Config {
     pub health_check: Option<Duration>,
     pub resolve_interval: Option<Duration>,
     pub proxy_header_timeout: Duration,
+    /// How long a client of a port routed by name may take to say the name.
+    pub peek_timeout: Duration,
     pub idle_timeout: Option<Duration>,
     pub max_conns: usize,
     pub buffer_size: usize,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::Side;
 use crate::log::{Level, Record};
+use crate::names::Asked;
 
 /// Why a connection ended: the `reason=` of its close line.
 #[derive(Debug)]
@@ -24,6 +25,16 @@ pub enum Reason {
     NoUpstream(usize),
     /// accept-proxy: the client's PROXY header was malformed or missing.
     BadProxyHeader(String),
+    /// A port routed by name: no route for the name asked (and no default).
+    NoRoute,
+    /// A port routed by name: the first bytes were not a ClientHello...
+    BadClientHello(String),
+    /// ...or not an HTTP/1.x request head...
+    BadRequest(String),
+    /// ...or larger than the peek takes...
+    PeekTooLarge(String),
+    /// ...or did not come in time (this many bytes had).
+    PeekTimeout(usize),
 }
 
 /// The kinds of close, without their details: the `reason=` values, and the
@@ -40,11 +51,16 @@ pub enum Close {
     Denied,
     NoUpstream,
     BadProxyHeader,
+    NoRoute,
+    BadClientHello,
+    BadRequest,
+    PeekTooLarge,
+    PeekTimeout,
 }
 
 impl Close {
     /// Every kind, in counter order.
-    pub const ALL: [Close; 10] = [
+    pub const ALL: [Close; 15] = [
         Close::ClientClosed,
         Close::UpstreamClosed,
         Close::ClientError,
@@ -55,6 +71,11 @@ impl Close {
         Close::Denied,
         Close::NoUpstream,
         Close::BadProxyHeader,
+        Close::NoRoute,
+        Close::BadClientHello,
+        Close::BadRequest,
+        Close::PeekTooLarge,
+        Close::PeekTimeout,
     ];
 
     /// The `reason=` value.
@@ -70,6 +91,11 @@ impl Close {
             Close::Denied => "denied",
             Close::NoUpstream => "no-upstream",
             Close::BadProxyHeader => "bad-proxy-header",
+            Close::NoRoute => "no-route",
+            Close::BadClientHello => "bad-client-hello",
+            Close::BadRequest => "bad-request",
+            Close::PeekTooLarge => "peek-too-large",
+            Close::PeekTimeout => "peek-timeout",
         }
     }
 }
@@ -87,6 +113,11 @@ impl Reason {
             Reason::Denied => Close::Denied,
             Reason::NoUpstream(_) => Close::NoUpstream,
             Reason::BadProxyHeader(_) => Close::BadProxyHeader,
+            Reason::NoRoute => Close::NoRoute,
+            Reason::BadClientHello(_) => Close::BadClientHello,
+            Reason::BadRequest(_) => Close::BadRequest,
+            Reason::PeekTooLarge(_) => Close::PeekTooLarge,
+            Reason::PeekTimeout(_) => Close::PeekTimeout,
         }
     }
 
@@ -107,7 +138,8 @@ impl Reason {
         match self {
             Reason::Error(_, e) | Reason::ConnectFailed(e) => Some(e.to_string()),
             Reason::NoUpstream(n) => Some(format!("all {n} upstream addresses are down (cooling down after failures)")),
-            Reason::BadProxyHeader(why) => Some(why.clone()),
+            Reason::BadProxyHeader(why) | Reason::BadClientHello(why) | Reason::BadRequest(why) | Reason::PeekTooLarge(why) => Some(why.clone()),
+            Reason::PeekTimeout(n) => Some(format!("no complete ClientHello or request head in time ({n} bytes read)")),
             _ => None,
         }
     }
@@ -122,21 +154,36 @@ impl fmt::Display for Reason {
     }
 }
 
+/// Who a close (or open) record is about: the connection, its route (and
+/// backend, on a port routed by name), its client, and the name it asked.
+pub struct Who<'a> {
+    pub id: u64,
+    pub route: &'a str,
+    pub backend: Option<&'a str>,
+    pub client: SocketAddr,
+    pub asked: Option<&'a Asked>,
+}
+
+impl Who<'_> {
+    /// Start a record with these fields.
+    pub fn record(&self, level: Level, event: &'static str) -> Record {
+        let mut r = Record::new(level, event).num("conn", self.id).str("route", self.route);
+        if let Some(b) = self.backend {
+            r = r.str("backend", b);
+        }
+        r = r.str("client", self.client);
+        for (k, v) in self.asked.map(Asked::fields).unwrap_or_default() {
+            r = r.str(k, v);
+        }
+        r
+    }
+}
+
 /// The one place a close record is written, whether the connection got as
-/// far as a `Conn` or failed at its first connect.
-pub fn log_close(
-    id: u64,
-    route: &str,
-    client: SocketAddr,
-    upstream: Option<SocketAddr>,
-    (to_upstream, to_client): (u64, u64),
-    duration: Duration,
-    reason: &Reason,
-) {
-    let mut r = Record::new(Level::Info, "close")
-        .num("conn", id)
-        .str("route", route)
-        .str("client", client)
+/// far as a `Conn` or was closed before (denied, no route, no upstream).
+pub fn log_close(who: &Who<'_>, upstream: Option<SocketAddr>, (to_upstream, to_client): (u64, u64), duration: Duration, reason: &Reason) {
+    let mut r = who
+        .record(Level::Info, "close")
         .str("upstream", format_args!("{}", Upstream(upstream)))
         .num("to_upstream", to_upstream)
         .num("to_client", to_client)

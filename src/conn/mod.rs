@@ -20,7 +20,7 @@ mod close;
 mod dump;
 mod failover;
 
-pub use close::{log_close, Close, Reason};
+pub use close::{log_close, Close, Reason, Who};
 
 use std::io;
 use std::net::SocketAddr;
@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use crate::coalesce::{Shape, Shapes};
 use crate::settings::Dump;
 use crate::log::{self, Level, Record};
+use crate::names::Asked;
 use dump::dump_bytes;
 use failover::Failover;
 use crate::pool::{Outcome, Pool};
@@ -66,6 +67,8 @@ impl Side {
 /// name, pool and learned shapes, and what all routes share.
 pub struct Context<'a> {
     pub route: &'a str,
+    /// On a port routed by name: which of its routes (`sni=app.test`).
+    pub backend: Option<&'a str>,
     pub upstreams: &'a mut Pool,
     pub buffers: &'a mut Buffers,
     pub connect_timeout: Duration,
@@ -92,6 +95,9 @@ pub struct Conn {
     pub route: usize,
     client: Stream,
     client_addr: SocketAddr,
+    /// On a port routed by name: what the client asked for (boxed: most
+    /// connections have none, and every one pays for the slot).
+    asked: Option<Box<Asked>>,
     upstream: Stream,
     phase: Phase,
     to_upstream: Direction,
@@ -116,6 +122,14 @@ impl Context<'_> {
     }
 }
 
+/// Why a connection could not start: what its client asked for, the last
+/// upstream tried (if any), and why.
+pub struct NotStarted {
+    pub asked: Option<Box<Asked>>,
+    pub upstream: Option<SocketAddr>,
+    pub reason: Reason,
+}
+
 /// What the interest of a connection is, per socket: (read, write).
 pub struct Interest {
     pub client: (bool, bool),
@@ -124,17 +138,17 @@ pub struct Interest {
 
 impl Conn {
     /// Start connecting upstream for a newly accepted client. `early` is
-    /// sent upstream before anything the client sends (a PROXY header, and
-    /// bytes read with an incoming one). If no upstream can be tried, the
-    /// client is handed back with the reason, to be closed.
+    /// sent upstream before anything the client sends: a PROXY header of
+    /// ours, then `read`, what the front read from the client (bytes past
+    /// an incoming PROXY header, a peeked ClientHello). If no upstream can be
+    /// tried, the client is closed and the error says why.
     pub fn start(
         id: u64,
         route: usize,
-        client: Stream,
-        client_addr: SocketAddr,
-        early: &[u8],
+        (client, client_addr, asked): (Stream, SocketAddr, Option<Box<Asked>>),
+        (early, read): (&[u8], &[u8]),
         cx: &mut Context<'_>,
-    ) -> Result<Conn, (Stream, Option<SocketAddr>, Reason)> {
+    ) -> Result<Conn, NotStarted> {
         if cx.nodelay {
             let _ = client.set_nodelay(); // best effort, as the probe found it works
         }
@@ -142,23 +156,27 @@ impl Conn {
             Ok((failover, upstream)) => {
                 let mut to_upstream = Direction::with_shape(cx.shapes.to_upstream);
                 to_upstream.preload(early, cx.buffers);
+                to_upstream.preload(read, cx.buffers);
+                let mut dumped = 0;
+                dump_bytes(cx.dump, id, Side::Upstream, &mut dumped, read); // the client's bytes, as read
                 Ok(Conn {
                     id,
                     route,
                     client,
                     client_addr,
+                    asked,
                     upstream,
                     phase: Phase::Connecting(failover),
                     to_upstream,
                     to_client: Direction::with_shape(cx.shapes.to_client),
                     first_fin: None,
                     write_error: None,
-                    dumped: 0,
+                    dumped,
                     opened: cx.now,
                     last_active: cx.now,
                 })
             }
-            Err((addr, reason)) => Err((client, addr, reason)),
+            Err((upstream, reason)) => Err(NotStarted { asked, upstream, reason }), // dropping `client` closes it
         }
     }
 
@@ -272,12 +290,7 @@ impl Conn {
         let addr = self.upstream_addr();
         self.phase = Phase::Relaying { addr };
         self.last_active = cx.now;
-        Record::new(Level::Info, "open")
-            .num("conn", self.id)
-            .str("route", cx.route)
-            .str("client", self.client_addr)
-            .str("upstream", addr)
-            .emit();
+        self.who(cx.route, cx.backend).record(Level::Info, "open").str("upstream", addr).emit();
         // A client usually speaks first (an HTTP request is already waiting),
         // and a PROXY header is already buffered.
         self.pump(Side::Client, cx)?;
@@ -384,11 +397,15 @@ impl Conn {
         })
     }
 
+    fn who<'a>(&'a self, route: &'a str, backend: Option<&'a str>) -> Who<'a> {
+        Who { id: self.id, route, backend, client: self.client_addr, asked: self.asked.as_deref() }
+    }
+
     /// The close line: who, where, how much, how long, and why.
-    pub fn log_close(&self, reason: &Reason, route: &str, now: Instant) {
+    pub fn log_close(&self, reason: &Reason, cx: &Context<'_>) {
         let bytes = (self.to_upstream.bytes, self.to_client.bytes);
-        let duration = now.duration_since(self.opened);
-        log_close(self.id, route, self.client_addr, Some(self.upstream_addr()), bytes, duration, reason);
+        let duration = cx.now.duration_since(self.opened);
+        log_close(&self.who(cx.route, cx.backend), Some(self.upstream_addr()), bytes, duration, reason);
     }
 }
 
@@ -477,7 +494,7 @@ mod tests {
         };
         let mut pool = Buffers::new(1024, 1);
         let mut cx = context(upstreams, up, &mut pool, Instant::now());
-        let conn = Conn::start(1, 0, stream, addr, b"", &mut cx).map_err(|(_, _, e)| e.to_string()).unwrap();
+        let conn = Conn::start(1, 0, (stream, addr, None), (b"", b""), &mut cx).map_err(|e| e.reason.to_string()).unwrap();
         (conn, front)
     }
 
@@ -489,7 +506,7 @@ mod tests {
     ) -> Context<'a> {
         let dump = Dump { mode: crate::settings::DumpMode::Off, limit: 0 };
         let shapes = Box::leak(Box::default()); // a few bytes per test
-        Context { route: "test", upstreams, buffers, connect_timeout: ups.connect_timeout, dump, nodelay: true, coalesce: None, shapes, now }
+        Context { route: "test", backend: None, upstreams, buffers, connect_timeout: ups.connect_timeout, dump, nodelay: true, coalesce: None, shapes, now }
     }
 
     fn dead_addr() -> SocketAddr {

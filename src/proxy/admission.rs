@@ -1,34 +1,24 @@
 //! Admission: new clients. Accept (in batches, pausing when descriptors run
-//! out), check the route's allow/deny lists, wait for a PROXY header where the
-//! route expects one, then start the connection's upstream connect. The
-//! coming front phases (name peeking, CONNECT, DNS waits) belong here.
+//! out), take each through its `front` (a PROXY header, allow/deny, a peek
+//! at the name it asks for) and, once a route is picked, start the
+//! connection's upstream connect. Whatever a front still waits for, it
+//! waits for here, not in the loop.
 
 use std::io;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::{Proxy, ACCEPT_BATCH, ACCEPT_PAUSE};
-use crate::conn::{self, Conn, Reason};
-use crate::log::{Level, Record};
-use crate::metrics::Stats;
-use crate::proxy_header::{self, Received};
+use crate::conn::{log_close, Conn, NotStarted, Reason, Who};
+use crate::front::{Front, Step};
+use crate::log::{self, Level, Record};
+use crate::proxy_header;
 use crate::relay::would_block;
-use crate::sys::{self, Stream};
-
-/// A client of an `accept-proxy` route whose PROXY header is still arriving.
-pub(super) struct Pending {
-    pub(super) id: u64,
-    pub(super) route: usize,
-    pub(super) client: Stream,
-    pub(super) peer: SocketAddr,
-    reader: proxy_header::Reader,
-    pub(super) deadline: Instant,
-}
+use crate::sys;
 
 impl Proxy {
-    /// Step 5: take new clients of `route` until its backlog is empty, the
+    /// Step 5: take new clients of `door` until its backlog is empty, the
     /// batch is used up, or the connection limit is reached.
-    pub(super) fn accept(&mut self, route: usize, now: Instant) {
+    pub(super) fn accept(&mut self, door: usize, now: Instant) {
         for _ in 0..ACCEPT_BATCH {
             if self.accept_paused_until.is_some() {
                 return;
@@ -37,8 +27,8 @@ impl Proxy {
                 Record::new(Level::Debug, "limit").num("max_conns", self.max_conns as u64).str("action", "pausing accepts").emit();
                 return; // the listeners are left out of the interest until a slot frees
             }
-            let Some(r) = self.shared.routes.get_mut(route) else { return };
-            let (client, peer) = match r.listener.accept() {
+            let Some(d) = self.doors.get_mut(door) else { return };
+            let (client, peer) = match d.listener.accept() {
                 Ok(pair) => pair,
                 Err(e) if would_block(&e) => return,
                 // The client gave up before we got to it: nothing to pause for.
@@ -48,46 +38,92 @@ impl Proxy {
                     return;
                 }
             };
+            if let Some(stats) = d.stats(&mut self.shared.routes) {
+                stats.connections += 1;
+                stats.active += 1;
+            }
             let id = self.next_id;
             self.next_id += 1;
-            r.stats.connections += 1;
-            r.stats.active += 1;
-            if r.accept_proxy {
-                let reader = proxy_header::Reader::default();
-                self.pending.insert(Pending { id, route, client, peer, reader, deadline: now + self.header_timeout });
-            } else {
-                self.admit(route, id, client, peer, None, now);
+            let mut front = Front::new(id, door, client, peer, now);
+            match self.advance(&mut front, now) {
+                Step::Wait => {
+                    self.fronts.insert(front);
+                }
+                step => self.finish(front, step, now),
             }
         }
     }
 
-    /// A client is here (and has sent its PROXY header, if its route wants
-    /// one): check it against the route's lists and start its upstream connect.
-    fn admit(&mut self, route: usize, id: u64, client: Stream, peer: SocketAddr, header: Option<Received>, now: Instant) {
-        let Some(r) = self.shared.routes.get_mut(route) else { return };
-        let (from, to, rest) = match header {
-            Some(Received { addrs: Some((from, to)), rest }) => (from, Some(to), rest),
-            Some(Received { addrs: None, rest }) => (peer, None, rest),
-            None => (peer, None, Vec::new()),
-        };
-        if !r.acl.permits(from.ip()) {
-            close_early(&mut r.stats, &r.name, id, from, None, &Reason::Denied);
-            return; // dropping `client` closes it: no upstream ever saw it
+    /// The client of front `key` sent something: take it as far as it goes.
+    pub(super) fn on_front(&mut self, key: usize, now: Instant) {
+        let Some(mut front) = self.fronts.try_remove(key) else { return };
+        match self.advance(&mut front, now) {
+            Step::Wait => {
+                self.fronts.insert(front); // the same key: the slot was just freed
+            }
+            step => self.finish(front, step, now),
         }
-        let mut early = match r.send_proxy {
-            Some(v) => proxy_header::encode(v, from, to.or_else(|| client.local_addr().ok()).unwrap_or(peer)),
+    }
+
+    /// Fronts past their deadline: closed with the reason of their phase.
+    pub(super) fn expire_fronts(&mut self, now: Instant) {
+        let due: Vec<usize> = self.fronts.iter().filter(|(_, f)| f.deadline <= now).map(|(key, _)| key).collect();
+        for key in due {
+            if let Some(mut front) = self.fronts.try_remove(key) {
+                front.reason = Some(front.expired());
+                self.finish(front, Step::Close, now);
+            }
+        }
+    }
+
+    fn advance(&self, front: &mut Front, now: Instant) -> Step {
+        match self.doors.get(front.door) {
+            Some(door) => front.advance(&door.rules(self.header_timeout, self.peek_timeout), now),
+            None => Step::Close,
+        }
+    }
+
+    /// A front is done: relay it to its route, or close it.
+    fn finish(&mut self, front: Front, step: Step, now: Instant) {
+        match step {
+            Step::Relay(route) => self.admit(front, route, now),
+            Step::Wait | Step::Close => self.close_front(front, now),
+        }
+    }
+
+    /// A route is picked: start its upstream connect, with our PROXY header
+    /// (if the route sends one) and what the front read going first.
+    fn admit(&mut self, mut front: Front, route: usize, now: Instant) {
+        let Some(door) = self.doors.get_mut(front.door) else { return };
+        let Some(r) = self.shared.routes.get_mut(route) else { return };
+        if door.table.peeks() {
+            // Counted at the door until now; from here on, on its route.
+            door.stats.active = door.stats.active.saturating_sub(1);
+            r.stats.connections += 1;
+            r.stats.active += 1;
+        }
+        if log::tracing() {
+            if let Some(asked) = &front.asked {
+                let backend = r.backend().unwrap_or("default");
+                log::trace_line(format_args!("pick(conn={}, {}={})", front.id, asked.fields().first().map_or("name", |f| f.0), asked.name()), format_args!("{backend}"));
+            }
+        }
+        let early = match r.send_proxy {
+            Some(v) => proxy_header::encode(v, front.from, front.to.or_else(|| front.client.local_addr().ok()).unwrap_or(front.peer)),
             None => Vec::new(),
         };
-        early.extend_from_slice(&rest);
+        let read = front.take_read();
         let Some((mut cx, stats)) = self.shared.context(route, now) else { return };
-        match Conn::start(id, route, client, from, &early, &mut cx) {
+        match Conn::start(front.id, route, (front.client, front.from, front.asked.map(Box::new)), (&early, &read), &mut cx) {
             Ok(conn) => {
                 let id = conn.id();
                 let key = self.conns.insert(conn);
                 self.busy.add(key, id); // connecting: watched in every pass
             }
-            Err((_client, upstream, reason)) => {
-                close_early(stats, cx.route, id, from, upstream, &reason);
+            Err(NotStarted { asked, upstream, reason }) => {
+                stats.closed(reason.kind());
+                let who = Who { id: front.id, route: cx.route, backend: cx.backend, client: front.from, asked: asked.as_deref() };
+                log_close(&who, upstream, (0, 0), Duration::ZERO, &reason);
                 // No descriptor for the upstream socket: let the next
                 // clients wait in the backlog instead of being dropped too.
                 if let Reason::ConnectFailed(e) = &reason {
@@ -99,38 +135,17 @@ impl Proxy {
         }
     }
 
-    /// An accept-proxy client sent something: read at most the rest of its
-    /// header; once complete, admit it.
-    pub(super) fn on_header(&mut self, key: usize, now: Instant) {
-        let Some(p) = self.pending.get_mut(key) else { return };
-        let mut buf = [0u8; 512];
-        let outcome = loop {
-            let want = p.reader.want().min(buf.len());
-            let Some(chunk) = buf.get_mut(..want) else { break Err("header buffer".to_string()) };
-            match p.client.read(chunk) {
-                Ok(0) => break Err("the client closed before its PROXY header ended".to_string()),
-                Ok(n) => match p.reader.push(chunk.get(..n).unwrap_or_default()) {
-                    Ok(Some(received)) => break Ok(Some(received)),
-                    Ok(None) => continue,
-                    Err(why) => break Err(why),
-                },
-                Err(e) if would_block(&e) => break Ok(None),
-                Err(e) => break Err(e.to_string()),
-            }
-        };
-        match outcome {
-            Ok(None) => {}
-            Ok(Some(received)) => {
-                let Some(p) = self.pending.try_remove(key) else { return };
-                self.admit(p.route, p.id, p.client, p.peer, Some(received), now);
-            }
-            Err(why) => {
-                let Some(p) = self.pending.try_remove(key) else { return };
-                if let Some(r) = self.shared.routes.get_mut(p.route) {
-                    close_early(&mut r.stats, &r.name, p.id, p.peer, None, &Reason::BadProxyHeader(why));
-                }
-            }
+    /// Close a client that never got a route (denied, a bad PROXY header,
+    /// no route for its name, ...): count it at its door and log it.
+    fn close_front(&mut self, mut front: Front, now: Instant) {
+        let reason = front.reason.take().unwrap_or(Reason::NoRoute);
+        let Some(door) = self.doors.get_mut(front.door) else { return };
+        if let Some(stats) = door.stats(&mut self.shared.routes) {
+            stats.closed(reason.kind());
         }
+        let who = Who { id: front.id, route: &door.name, backend: None, client: front.from, asked: front.asked.as_ref() };
+        log_close(&who, None, (0, 0), now.saturating_duration_since(front.opened), &reason);
+        // dropping `front` closes the client: no upstream ever saw it
     }
 
     /// Stop accepting for `ACCEPT_PAUSE`: the listener stays readable while
@@ -142,13 +157,6 @@ impl Proxy {
             .emit();
         self.accept_paused_until = Some(now + ACCEPT_PAUSE);
     }
-}
-
-/// Close a client that never got as far as a `Conn` (denied, a bad or
-/// missing PROXY header, no upstream to try): count it and log it.
-pub(super) fn close_early(stats: &mut Stats, route: &str, id: u64, client: SocketAddr, upstream: Option<SocketAddr>, reason: &Reason) {
-    stats.closed(reason.kind());
-    conn::log_close(id, route, client, upstream, (0, 0), Duration::ZERO, reason);
 }
 
 pub(super) fn transient_accept_error(e: &io::Error) -> bool {

@@ -4,9 +4,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::admission::{close_early, transient_accept_error};
+use super::admission::transient_accept_error;
 use super::{Proxy, MAX_SCRAPES};
-use crate::conn::Reason;
 use crate::health;
 use crate::log::{Level, Record};
 use crate::metrics::{self, RouteView, Scrape};
@@ -53,16 +52,7 @@ impl Proxy {
             }
             false
         });
-        self.pending.retain(|_, p| {
-            if p.deadline > now {
-                return true;
-            }
-            if let Some(r) = routes.get_mut(p.route) {
-                let reason = Reason::BadProxyHeader("no PROXY header in time".into());
-                close_early(&mut r.stats, &r.name, p.id, p.peer, None, &reason);
-            }
-            false
-        });
+        self.expire_fronts(now);
     }
 
     /// A health-check connect finished: its outcome goes to the pool.
@@ -91,9 +81,15 @@ impl Proxy {
     }
 
     pub(super) fn serve_scrape(&mut self, key: usize, now: Instant) {
-        let (routes, iterations, wakeups) = (&self.shared.routes, self.iterations, self.wakeups);
+        let (doors, routes, iterations, wakeups) = (&self.doors, &self.shared.routes, self.iterations, self.wakeups);
         let body = || {
-            let views: Vec<RouteView<'_>> = routes.iter().map(|r| RouteView { name: &r.name, stats: &r.stats, pool: &r.pool }).collect();
+            // Ports routed by name first (what happened before a route was
+            // picked), then every route.
+            let named = doors.iter().filter(|d| d.table.peeks());
+            let views: Vec<RouteView<'_>> = named
+                .map(|d| RouteView { name: &d.name, backend: None, stats: &d.stats, pool: None })
+                .chain(routes.iter().map(|r| RouteView { name: &r.name, backend: r.backend(), stats: &r.stats, pool: Some(&r.pool) }))
+                .collect();
             metrics::render(&views, iterations, wakeups, now)
         };
         if let Some(scrape) = self.scrapes.get_mut(key) {
@@ -113,9 +109,12 @@ impl Proxy {
         let secs = summary.every.as_secs_f64();
         let routes = &self.shared.routes;
         let (up, down) = (routes.iter().map(|r| r.stats.to_upstream).sum(), routes.iter().map(|r| r.stats.to_client).sum());
+        // Clients accepted: counted at a door routed by name, else on its route.
+        let accepted = self.doors.iter().filter(|d| d.table.peeks()).map(|d| d.stats.connections).sum::<u64>()
+            + self.doors.iter().filter(|d| !d.table.peeks()).filter_map(|d| routes.get(d.table.default_route()?)).map(|r| r.stats.connections).sum::<u64>();
         Record::new(Level::Info, "summary")
             .num("active", active)
-            .num("connections", routes.iter().map(|r| r.stats.connections).sum())
+            .num("connections", accepted)
             .num("to_upstream", up)
             .num("to_client", down)
             .num("to_upstream_per_s", ((up - summary.last.0) as f64 / secs) as u64)

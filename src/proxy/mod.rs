@@ -3,8 +3,9 @@
 //! Each pass:
 //! 1. scheduled work, when due: DNS re-resolution and health-check connects
 //!    (`health`), and dropping whatever is past its deadline that has no
-//!    connection yet (a PROXY header not sent, a check not answered);
-//! 2. derive interest from state: each route's listener while below the
+//!    connection yet (a front that did not say enough in time, a check not
+//!    answered);
+//! 2. derive interest from state: each door's listener while below the
 //!    connection limit, and for every connection what its directions can use
 //!    now; collect the nearest deadline. Connections quiet for `QUIET_AFTER`
 //!    are left out of most passes while others are busy (see `register`);
@@ -14,10 +15,11 @@
 //! 5. hand each ready socket to its owner; accept last, so a slot freed in
 //!    this pass is not reused under a stale event.
 //!
-//! Beside it: `state.rs` (what the loop keeps per route), `token.rs` (whose
-//! socket an event is), `busy.rs` (who every pass watches), `admission.rs`
-//! (new clients, before they are connections) and `chores.rs` (checks,
-//! re-resolution, scrapes, the summary).
+//! Beside it: `state.rs` (what the loop keeps per listen address and per
+//! route), `token.rs` (whose socket an event is), `busy.rs` (who every pass
+//! watches), `admission.rs` (new clients through their `front`, until they
+//! are connections) and `chores.rs` (checks, re-resolution, scrapes, the
+//! summary).
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -30,9 +32,8 @@ mod chores;
 mod state;
 mod token;
 
-pub use state::RouteState;
+pub use state::{Door, RouteState};
 
-use admission::Pending;
 use busy::Busy;
 use chores::Summary;
 use state::Shared;
@@ -40,6 +41,7 @@ use token::{Kind, Token};
 
 use crate::settings::Config;
 use crate::conn::{Conn, Context, Reason, Side};
+use crate::front::Front;
 use crate::health::Check;
 use crate::metrics::Scrape;
 use crate::relay::Buffers;
@@ -71,13 +73,17 @@ const FULL_PASS_MIN: Duration = Duration::from_millis(2);
 const FULL_PASS_MAX: Duration = Duration::from_millis(500);
 
 pub struct Proxy {
+    /// One per listen address: its listener and how its routes are picked.
+    doors: Vec<Door>,
     shared: Shared,
     conns: Slab<Conn>,
-    pending: Slab<Pending>,
+    /// Clients not yet connections (`front`).
+    fronts: Slab<Front>,
     checks: Slab<Check>,
     poller: Poller,
     idle_timeout: Option<Duration>,
     header_timeout: Duration,
+    peek_timeout: Duration,
     max_conns: usize,
     next_id: u64,
     accept_paused_until: Option<Instant>,
@@ -103,9 +109,10 @@ pub struct Proxy {
 
 impl Proxy {
     /// `nodelay`: TCP_NODELAY really works on this runtime (`nagle::probe`).
-    pub fn new(cfg: &Config, routes: Vec<RouteState>, metrics: Option<Listener>, nodelay: bool) -> io::Result<Proxy> {
+    pub fn new(cfg: &Config, doors: Vec<Door>, routes: Vec<RouteState>, metrics: Option<Listener>, nodelay: bool) -> io::Result<Proxy> {
         let now = Instant::now();
         Ok(Proxy {
+            doors,
             shared: Shared {
                 routes,
                 buffers: Buffers::new(cfg.buffer_size, SPARE_BUFFERS),
@@ -115,11 +122,12 @@ impl Proxy {
                 coalesce: cfg.coalesce.cap(nodelay),
             },
             conns: Slab::new(),
-            pending: Slab::new(),
+            fronts: Slab::new(),
             checks: Slab::new(),
             poller: Poller::new()?,
             idle_timeout: cfg.idle_timeout,
             header_timeout: cfg.proxy_header_timeout,
+            peek_timeout: cfg.peek_timeout,
             max_conns: cfg.max_conns,
             next_id: 1,
             accept_paused_until: None,
@@ -178,14 +186,14 @@ impl Proxy {
                     Kind::Listener(route) => self.listeners_ready.push(route),
                     Kind::Metrics => scrape = true,
                     Kind::Scrape(key) => self.serve_scrape(key, now),
-                    Kind::Pending(key) => self.on_header(key, now),
+                    Kind::Front(key) => self.on_front(key, now),
                     Kind::Check(key) => self.on_check(key, now),
                 }
             }
             self.ready = ready; // keep its capacity for the next pass
             for i in 0..self.listeners_ready.len() {
-                if let Some(&route) = self.listeners_ready.get(i) {
-                    self.accept(route, now);
+                if let Some(&door) = self.listeners_ready.get(i) {
+                    self.accept(door, now);
                 }
             }
             if scrape {
@@ -196,7 +204,7 @@ impl Proxy {
     }
 
     fn active(&self) -> usize {
-        self.conns.len() + self.pending.len()
+        self.conns.len() + self.fronts.len()
     }
 
     /// Step 2: interest and deadlines. Returns when to wake at the latest;
@@ -238,8 +246,8 @@ impl Proxy {
         // Listed even when not accepting (with no interest): a backend that
         // keeps watching unlisted sockets must hear "none".
         let accepting = self.accept_paused_until.is_none() && self.active() < self.max_conns;
-        for (i, r) in self.shared.routes.iter().enumerate() {
-            self.poller.add(r.listener.handle(), Token::new(Kind::Listener(i)).raw(), accepting, false);
+        for (i, d) in self.doors.iter().enumerate() {
+            self.poller.add(d.listener.handle(), Token::new(Kind::Listener(i)).raw(), accepting, false);
         }
         for next in [self.summary.as_ref().map(|s| s.next), self.health_check.map(|h| h.1), self.resolve.map(|r| r.1)].into_iter().flatten() {
             wake_at = wake_at.min(next);
@@ -274,9 +282,9 @@ impl Proxy {
             }
             wake_at = wake_at.min(self.next_full);
         }
-        for (key, p) in &self.pending {
-            self.poller.add(p.client.handle(), Token::new(Kind::Pending(key)).raw(), true, false);
-            wake_at = wake_at.min(p.deadline);
+        for (key, f) in &self.fronts {
+            self.poller.add(f.client.handle(), Token::new(Kind::Front(key)).raw(), true, false);
+            wake_at = wake_at.min(f.deadline);
         }
         for (key, c) in &self.checks {
             self.poller.add(c.stream.handle(), Token::new(Kind::Check(key)).raw(), false, true);
@@ -319,7 +327,7 @@ impl Proxy {
             self.busy.add(key, conn.id());
         }
         if let Err(reason) = result {
-            conn.log_close(&reason, cx.route, now);
+            conn.log_close(&reason, &cx);
             stats.closed(reason.kind());
             if let Some(upstream) = conn.relaying_to() {
                 cx.upstreams.closed(upstream);

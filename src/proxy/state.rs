@@ -1,52 +1,100 @@
-//! What the loop keeps per route (listener, pool, rules, counters, learned
-//! shapes), and what every connection borrows from it on each call.
+//! What the loop keeps per listen address (a `Door`: listener, who may
+//! connect, how its routes are picked) and per route (pool, counters,
+//! learned shapes), and what every connection borrows from them on each call.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::coalesce::Shapes;
 use crate::conn::Context;
+use crate::front::Rules;
 use crate::metrics::Stats;
+use crate::names::Table;
 use crate::pool::{FailPolicy, Pool};
 use crate::relay::Buffers;
 use crate::route::{Acl, ProxyVersion, RouteSpec};
 use crate::settings::Dump;
 use crate::sys::Listener;
 
-/// One route at run time: its listener, pool, rules and counters.
-pub struct RouteState {
+/// One listen address at run time: its listener, and what its clients pass
+/// before a route is picked (`front`).
+pub struct Door {
+    /// The address it really listens on (it may say port 0): the `route`
+    /// of logs and metrics.
     pub(super) name: String,
     pub(super) listener: Listener,
+    pub(super) acl: Acl,
+    pub(super) accept_proxy: bool,
+    /// Its routes, by what they serve.
+    pub(super) table: Table,
+    /// On a port routed by name, what happened before a route was picked
+    /// (accepted, denied, no route, ...). A plain port counts all of it on
+    /// its one route.
+    pub(super) stats: Stats,
+}
+
+impl Door {
+    /// The door of `routes` (index and spec; they agree on the listener's
+    /// options, as `route::doors` checked), listening on `listener`.
+    pub fn new(routes: &[(usize, &RouteSpec)], listener: Listener) -> Option<Door> {
+        let &(_, first) = routes.first()?;
+        Some(Door {
+            name: listener.local_addr().unwrap_or(first.listen).to_string(),
+            listener,
+            acl: first.acl.clone(),
+            accept_proxy: first.accept_proxy,
+            table: Table::new(routes.iter().map(|(i, r)| (r.matches.clone(), *i))),
+            stats: Stats::default(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(super) fn rules(&self, header_timeout: Duration, peek_timeout: Duration) -> Rules<'_> {
+        Rules { acl: &self.acl, accept_proxy: self.accept_proxy, table: &self.table, header_timeout, peek_timeout }
+    }
+
+    /// Where this door counts a client that has no route yet.
+    pub(super) fn stats<'a>(&'a mut self, routes: &'a mut [RouteState]) -> Option<&'a mut Stats> {
+        if self.table.peeks() {
+            return Some(&mut self.stats);
+        }
+        Some(&mut routes.get_mut(self.table.default_route()?)?.stats)
+    }
+}
+
+/// One route at run time: its pool, rules and counters.
+pub struct RouteState {
+    /// Its listen address (as its door's name).
+    pub(super) name: String,
+    /// On a port routed by name, what it serves (`sni=app.test`).
+    pub(super) backend: Option<String>,
     pub(super) pool: Pool,
     pub(super) stats: Stats,
-    pub(super) acl: Acl,
     pub(super) send_proxy: Option<ProxyVersion>,
-    pub(super) accept_proxy: bool,
     /// How answers arrive in each direction, as its connections learned it
     /// (`coalesce`).
     pub(super) shapes: Shapes,
 }
 
 impl RouteState {
-    /// `resolved[i]` holds the addresses of `spec.upstreams[i]`.
-    pub fn new(spec: &RouteSpec, listener: Listener, resolved: Vec<Vec<SocketAddr>>, health: FailPolicy) -> RouteState {
-        // A route is named by the address it really listens on (it may say port 0).
-        let name = listener.local_addr().unwrap_or(spec.listen).to_string();
+    /// A route of `door`; `resolved[i]` holds the addresses of `spec.upstreams[i]`.
+    pub fn new(spec: &RouteSpec, door: &Door, resolved: Vec<Vec<SocketAddr>>, health: FailPolicy) -> RouteState {
         RouteState {
-            name,
-            listener,
+            name: door.name.clone(),
+            backend: door.table.peeks().then(|| spec.matches.label()),
             pool: Pool::new(spec.upstreams.clone(), resolved, spec.policy, health),
             stats: Stats::default(),
-            acl: spec.acl.clone(),
             send_proxy: spec.send_proxy,
-            accept_proxy: spec.accept_proxy,
             shapes: Shapes::default(),
         }
     }
 
-    /// The address it listens on, as a string: its name in logs and metrics.
-    pub fn name(&self) -> &str {
-        &self.name
+    /// What it serves on a port routed by name (`sni=app.test`), else `None`.
+    pub fn backend(&self) -> Option<&str> {
+        self.backend.as_deref()
     }
 
     /// Every upstream address, comma-separated, for the start line.
@@ -73,6 +121,7 @@ impl Shared {
         let r = self.routes.get_mut(route)?;
         let cx = Context {
             route: &r.name,
+            backend: r.backend.as_deref(),
             upstreams: &mut r.pool,
             buffers: &mut self.buffers,
             connect_timeout: self.connect_timeout,

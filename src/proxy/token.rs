@@ -13,14 +13,15 @@ const INDEX_MASK: usize = (1 << TAG_SHIFT) - 1;
 pub enum Kind {
     /// One side of connection `key` (its slab key).
     Conn(usize, Side),
-    /// The listener of route `index`.
+    /// The listener of door `index`.
     Listener(usize),
     /// The metrics listener.
     Metrics,
     /// A metrics request in progress (its slab key).
     Scrape(usize),
-    /// A client whose PROXY header is still arriving (its slab key).
-    Pending(usize),
+    /// A client still in its front: a PROXY header or the name it asks
+    /// for still arriving (its slab key).
+    Front(usize),
     /// A health-check connect (its slab key).
     Check(usize),
 }
@@ -36,7 +37,7 @@ impl Token {
             Kind::Listener(i) => (2, i),
             Kind::Metrics => (3, 0),
             Kind::Scrape(key) => (4, key),
-            Kind::Pending(key) => (5, key),
+            Kind::Front(key) => (5, key),
             Kind::Check(key) => (6, key),
         };
         Token((tag << TAG_SHIFT) | (index & INDEX_MASK))
@@ -57,7 +58,7 @@ impl Token {
             2 => Kind::Listener(index),
             3 => Kind::Metrics,
             4 => Kind::Scrape(index),
-            5 => Kind::Pending(index),
+            5 => Kind::Front(index),
             6 => Kind::Check(index),
             _ => return None,
         })
@@ -77,7 +78,7 @@ mod tests {
             Kind::Listener(3),
             Kind::Metrics,
             Kind::Scrape(7),
-            Kind::Pending(9),
+            Kind::Front(9),
             Kind::Check(big),
         ] {
             assert_eq!(Token::kind(Token::new(kind).raw()), Some(kind));

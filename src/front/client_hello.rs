@@ -1,0 +1,237 @@
+//! The TLS ClientHello, as far as routing needs it: the server name the
+//! client asked for (SNI) and the protocols it offers (ALPN).
+//!
+//! The record layer is reassembled here; `tls-parser` reads the message.
+//! A ClientHello may be split over several TLS records (and each record
+//! over several TCP segments), so `parse` is given everything read so far
+//! and answers "not yet" until the whole message is in. Nothing is
+//! decrypted or changed: the bytes go to the upstream as they came.
+
+use tls_parser::{parse_tls_client_hello_extensions, parse_tls_message_handshake, TlsExtension, TlsMessage, TlsMessageHandshake};
+
+use super::Failure;
+
+/// The largest ClientHello taken (its 4-byte handshake header included).
+/// Today's are 200 B to 2 KiB (post-quantum key shares included); 16 KiB is
+/// what one TLS record can carry.
+pub const MAX_HELLO: usize = 16 * 1024;
+
+/// A TLS record's header: type, version (2 bytes), length (2 bytes).
+const RECORD_HEADER: usize = 5;
+/// The record type of a handshake, and the handshake type of a ClientHello.
+const HANDSHAKE: u8 = 22;
+const CLIENT_HELLO: u8 = 1;
+/// The most a plaintext record may carry (RFC 8446, 5.1).
+const MAX_RECORD: usize = 1 << 14;
+
+/// What a ClientHello asks for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Hello {
+    /// The host name in the server_name extension, as sent.
+    pub server_name: Option<String>,
+    /// The ALPN protocol names, in the client's order of preference.
+    pub alpn: Vec<String>,
+}
+
+/// Does `first` start a TLS handshake record? (How a port that takes both
+/// TLS and plain HTTP tells them apart: no HTTP method starts with 0x16.)
+pub fn looks_like_tls(first: u8) -> bool {
+    first == HANDSHAKE
+}
+
+/// `Ok(None)`: the ClientHello is not complete yet. `Ok(Some)`: it is, and
+/// this is what it asks for. `Err`: not a ClientHello, or too large.
+pub fn parse(buf: &[u8]) -> Result<Option<Hello>, Failure> {
+    let message = match reassemble(buf)? {
+        Some(m) => m,
+        None => return Ok(None),
+    };
+    let bad = |why: &str| Failure::BadClientHello(why.to_string());
+    let hello = match parse_tls_message_handshake(&message) {
+        Ok((_, TlsMessage::Handshake(TlsMessageHandshake::ClientHello(hello)))) => hello,
+        Ok(_) => return Err(bad("a handshake message that is not a ClientHello")),
+        Err(_) => return Err(bad("a malformed ClientHello")),
+    };
+    let mut out = Hello::default();
+    let extensions = match hello.ext {
+        Some(ext) => parse_tls_client_hello_extensions(ext).map_err(|_| bad("malformed extensions"))?.1,
+        None => Vec::new(), // TLS 1.0-era clients may send none: no name
+    };
+    for ext in extensions {
+        match ext {
+            TlsExtension::SNI(names) => {
+                // Type 0 is host_name, the only type defined.
+                if let Some((_, name)) = names.into_iter().find(|(kind, _)| kind.0 == 0) {
+                    let name = std::str::from_utf8(name).map_err(|_| bad("a server name that is not text"))?;
+                    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
+                        return Err(bad("a server name with spaces or control bytes"));
+                    }
+                    out.server_name = Some(name.to_string());
+                }
+            }
+            TlsExtension::ALPN(protocols) => {
+                // Names are opaque bytes; the registered ones are ASCII.
+                out.alpn = protocols.into_iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect();
+            }
+            _ => {}
+        }
+    }
+    Ok(Some(out))
+}
+
+/// The handshake message carried by the records in `buf`, once complete.
+/// Fails as soon as the bytes cannot be a ClientHello, or its header
+/// announces one over `MAX_HELLO`, without waiting for the rest.
+fn reassemble(buf: &[u8]) -> Result<Option<Vec<u8>>, Failure> {
+    let mut message = Vec::new();
+    let mut rest = buf;
+    loop {
+        if let Some(len) = message_len(&message)? {
+            if message.len() >= len {
+                message.truncate(len);
+                return Ok(Some(message));
+            }
+        }
+        let &[kind, major, minor, hi, lo, ..] = rest else { return Ok(None) };
+        let len = u16::from_be_bytes([hi, lo]) as usize;
+        if kind != HANDSHAKE {
+            return Err(Failure::BadClientHello(format!("a TLS record of type {kind}, not a handshake (22)")));
+        }
+        if major != 3 {
+            return Err(Failure::BadClientHello(format!("record version {major}.{minor}, not 3.x")));
+        }
+        if len == 0 || len > MAX_RECORD {
+            return Err(Failure::BadClientHello(format!("a record of {len} bytes (1 to {MAX_RECORD})")));
+        }
+        let body = rest.get(RECORD_HEADER..).unwrap_or_default();
+        match (body.get(..len), body.get(len..)) {
+            (Some(whole), Some(after)) => {
+                message.extend_from_slice(whole);
+                rest = after;
+            }
+            _ => {
+                // A partial record: its start may already show the message header.
+                message.extend_from_slice(body);
+                message_len(&message)?;
+                return Ok(None);
+            }
+        }
+    }
+}
+
+/// The whole message's length (header included), once its 4-byte header is
+/// in. Fails if that header is not a ClientHello's or announces too much.
+fn message_len(message: &[u8]) -> Result<Option<usize>, Failure> {
+    let &[kind, a, b, c, ..] = message else { return Ok(None) };
+    let len = 4 + u32::from_be_bytes([0, a, b, c]) as usize;
+    if kind != CLIENT_HELLO {
+        return Err(Failure::BadClientHello(format!("a handshake message of type {kind}, not a ClientHello (1)")));
+    }
+    if len > MAX_HELLO {
+        return Err(Failure::TooLarge(format!("a ClientHello of {len} bytes (at most {MAX_HELLO})")));
+    }
+    Ok(Some(len))
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+
+    /// A ClientHello (TLS 1.2 body, as TLS 1.3 clients send it) with these
+    /// extensions, as one handshake message (no record header).
+    pub fn hello_message(sni: Option<&str>, alpn: &[&str], padding: usize) -> Vec<u8> {
+        let mut ext = Vec::new();
+        if let Some(name) = sni {
+            let n = name.len() as u16;
+            ext.extend_from_slice(&[0, 0]); // server_name
+            ext.extend_from_slice(&(n + 5).to_be_bytes());
+            ext.extend_from_slice(&(n + 3).to_be_bytes());
+            ext.push(0); // host_name
+            ext.extend_from_slice(&n.to_be_bytes());
+            ext.extend_from_slice(name.as_bytes());
+        }
+        if !alpn.is_empty() {
+            let list: Vec<u8> = alpn.iter().flat_map(|p| std::iter::once(p.len() as u8).chain(p.bytes())).collect();
+            ext.extend_from_slice(&[0, 16]);
+            ext.extend_from_slice(&(list.len() as u16 + 2).to_be_bytes());
+            ext.extend_from_slice(&(list.len() as u16).to_be_bytes());
+            ext.extend_from_slice(&list);
+        }
+        if padding > 0 {
+            ext.extend_from_slice(&[0, 21]); // padding
+            ext.extend_from_slice(&(padding as u16).to_be_bytes());
+            ext.extend(std::iter::repeat_n(0, padding));
+        }
+        let mut body = vec![3, 3];
+        body.extend_from_slice(&[7; 32]); // random
+        body.push(0); // no session id
+        body.extend_from_slice(&[0, 2, 0x13, 0x01]); // one cipher suite
+        body.extend_from_slice(&[1, 0]); // null compression
+        body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+        body.extend_from_slice(&ext);
+        let mut msg = vec![CLIENT_HELLO];
+        msg.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+        msg.extend_from_slice(&body);
+        msg
+    }
+
+    /// `message` in TLS records of at most `per_record` bytes each.
+    pub fn records(message: &[u8], per_record: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for chunk in message.chunks(per_record) {
+            out.extend_from_slice(&[HANDSHAKE, 3, 1]);
+            out.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
+            out.extend_from_slice(chunk);
+        }
+        out
+    }
+
+    #[test]
+    fn the_name_and_protocols_are_read() {
+        let bytes = records(&hello_message(Some("App.Test"), &["h2", "http/1.1"], 0), 1 << 14);
+        let hello = parse(&bytes).unwrap().unwrap();
+        assert_eq!(hello.server_name.as_deref(), Some("App.Test"), "as sent; matching normalizes");
+        assert_eq!(hello.alpn, ["h2", "http/1.1"]);
+        let bare = parse(&records(&hello_message(None, &[], 0), 1 << 14)).unwrap().unwrap();
+        assert_eq!(bare, Hello::default());
+    }
+
+    #[test]
+    fn every_prefix_is_incomplete_and_records_are_reassembled() {
+        let message = hello_message(Some("a.test"), &["h2"], 300);
+        for per_record in [1, 7, 100, 1 << 14] {
+            let bytes = records(&message, per_record);
+            for cut in 0..bytes.len() {
+                assert_eq!(parse(&bytes[..cut]), Ok(None), "{per_record}-byte records cut at {cut}");
+            }
+            assert_eq!(parse(&bytes).unwrap().unwrap().server_name.as_deref(), Some("a.test"));
+        }
+    }
+
+    #[test]
+    fn what_is_not_a_client_hello_fails_early() {
+        let bad = |bytes: &[u8]| match parse(bytes) {
+            Err(Failure::BadClientHello(why)) => why,
+            other => panic!("{bytes:?}: {other:?}"),
+        };
+        assert!(bad(b"\x17\x03\x03\x00\x05hello").contains("type 23"));
+        assert!(bad(b"\x16\x02\x00\x00\x05").contains("version 2.0"));
+        assert!(bad(b"\x16\x03\x01\x00\x00").contains("0 bytes"));
+        assert!(bad(b"\x16\x03\x01\x00\x05\x02\x00\x00\x01").contains("type 2"), "a ServerHello, seen before it ends");
+        let mut truncated_body = records(&hello_message(Some("a.test"), &[], 0), 1 << 14);
+        truncated_body[8] = 10; // the message says 10 bytes: too short for a ClientHello
+        truncated_body.truncate(5 + 4 + 10);
+        truncated_body[3..5].copy_from_slice(&14u16.to_be_bytes());
+        assert!(bad(&truncated_body).contains("malformed"));
+    }
+
+    #[test]
+    fn an_oversized_hello_fails_as_soon_as_its_header_says_so() {
+        let big = hello_message(Some("a.test"), &[], 20_000);
+        let bytes = records(&big, 1 << 14);
+        assert!(matches!(parse(&bytes[..9]), Err(Failure::TooLarge(_))), "known from the first 9 bytes");
+        let fits = hello_message(Some("a.test"), &[], MAX_HELLO - 200);
+        assert!(fits.len() <= MAX_HELLO);
+        assert_eq!(parse(&records(&fits, 1 << 14)).unwrap().unwrap().server_name.as_deref(), Some("a.test"));
+    }
+}

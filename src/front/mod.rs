@@ -1,0 +1,271 @@
+//! The front: what a new client passes before it is a connection (`conn`).
+//!
+//! ```text
+//! accepted ─▶ ProxyHeader ─▶ allow/deny ─▶ Peek ─▶ a route picked ─▶ conn::Conn
+//!             (accept-proxy                (a port routed
+//!              routes only)                 by name only)
+//! ```
+//! Each phase reads only from the client and never blocks: `advance` goes as
+//! far as the bytes already read allow and says what is next (`Step`). A
+//! plain route with no PROXY header passes every phase in the first call,
+//! without waiting for a byte (server-speaks-first protocols work). Every
+//! byte read past the PROXY header is kept and goes to the upstream first,
+//! unchanged: a routed TLS connection stays end to end.
+//!
+//! Beside it: `client_hello.rs` and `http_head.rs` (what the peek reads) and
+//! `crate::names` (how the name picks a route).
+
+pub mod client_hello;
+pub mod http_head;
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::conn::{Reason, Side};
+use crate::names::{normalize, Asked, Table};
+use crate::proxy_header::{self, Received};
+use crate::relay::would_block;
+use crate::route::Acl;
+use crate::sys::Stream;
+
+/// The most bytes held while peeking: a ClientHello or request head of at
+/// most 16 KiB, plus room for record headers when a client splits it into
+/// many small records. Memory per peeking client is bounded by this.
+pub const PEEK_LIMIT: usize = 2 * client_hello::MAX_HELLO;
+
+/// Why the first bytes cannot be routed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Failure {
+    BadClientHello(String),
+    BadRequest(String),
+    TooLarge(String),
+}
+
+/// What a port asks of its clients, from its routes.
+pub struct Rules<'a> {
+    pub acl: &'a Acl,
+    pub accept_proxy: bool,
+    pub table: &'a Table,
+    pub header_timeout: Duration,
+    pub peek_timeout: Duration,
+}
+
+enum Phase {
+    /// Nothing done yet.
+    Accepted,
+    /// accept-proxy: the PROXY header is still arriving.
+    ProxyHeader(proxy_header::Reader),
+    /// Reading the first bytes (ClientHello or request head) for the name.
+    Peek,
+}
+
+/// What to do with a front after `advance`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Wait for the client to send more (or for `deadline`).
+    Wait,
+    /// Connect to this route's upstream, replaying `take_read()` first.
+    Relay(usize),
+    /// Close the client (any answer it is owed is already written).
+    Close,
+}
+
+/// A client on its way to a route.
+pub struct Front {
+    pub id: u64,
+    /// Its port (an index into the proxy's doors).
+    pub door: usize,
+    pub client: Stream,
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// The client as its PROXY header told it (else the peer), and the
+    /// address it connected to, when told.
+    pub from: SocketAddr,
+    pub to: Option<SocketAddr>,
+    /// What it asked for, once peeked.
+    pub asked: Option<Asked>,
+    /// Why it is to be closed, with `Step::Close`.
+    pub reason: Option<Reason>,
+    phase: Phase,
+    /// Bytes read past any PROXY header: the start of the client's stream.
+    read: Vec<u8>,
+    /// When the current phase gives up.
+    pub deadline: Instant,
+    pub opened: Instant,
+}
+
+impl Front {
+    pub fn new(id: u64, door: usize, client: Stream, peer: SocketAddr, now: Instant) -> Front {
+        Front { id, door, client, peer, from: peer, to: None, asked: None, reason: None, phase: Phase::Accepted, read: Vec::new(), deadline: now, opened: now }
+    }
+
+    /// Go as far as what the client has sent allows: called once at
+    /// accept, then whenever the client is readable.
+    pub fn advance(&mut self, rules: &Rules<'_>, now: Instant) -> Step {
+        match &mut self.phase {
+            Phase::Accepted if rules.accept_proxy => {
+                self.phase = Phase::ProxyHeader(proxy_header::Reader::default());
+                self.deadline = now + rules.header_timeout;
+                Step::Wait // nothing can have arrived this early
+            }
+            Phase::Accepted => self.check(rules, now),
+            Phase::ProxyHeader(reader) => match read_header(&mut self.client, reader) {
+                Ok(None) => Step::Wait,
+                Ok(Some(Received { addrs, rest })) => {
+                    if let Some((from, to)) = addrs {
+                        (self.from, self.to) = (from, Some(to));
+                    }
+                    self.read = rest;
+                    self.check(rules, now)
+                }
+                Err(why) => self.close(Reason::BadProxyHeader(why)),
+            },
+            Phase::Peek => self.peek(rules),
+        }
+    }
+
+    /// The deadline passed: why it is closed.
+    pub fn expired(&mut self) -> Reason {
+        match self.phase {
+            Phase::Peek => Reason::PeekTimeout(self.read.len()),
+            _ => Reason::BadProxyHeader("no PROXY header in time".into()),
+        }
+    }
+
+    /// The bytes to send upstream before anything else the client sends.
+    pub fn take_read(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.read)
+    }
+
+    /// Past any PROXY header: the allow/deny lists, then the peek if the
+    /// port routes by name.
+    fn check(&mut self, rules: &Rules<'_>, now: Instant) -> Step {
+        if !rules.acl.permits(self.from.ip()) {
+            return self.close(Reason::Denied);
+        }
+        if !rules.table.peeks() {
+            return match rules.table.default_route() {
+                Some(route) => Step::Relay(route),
+                None => self.close(Reason::NoRoute), // a port always has a route; kept total
+            };
+        }
+        self.phase = Phase::Peek;
+        self.deadline = now + rules.peek_timeout;
+        self.peek(rules)
+    }
+
+    /// Read what the client has sent (up to `PEEK_LIMIT`), and route it
+    /// once the ClientHello or request head is complete.
+    fn peek(&mut self, rules: &Rules<'_>) -> Step {
+        let mut ended = false;
+        let mut chunk = [0u8; 4096];
+        while self.read.len() <= PEEK_LIMIT {
+            let room = (PEEK_LIMIT + 1 - self.read.len()).min(chunk.len());
+            let Some(buf) = chunk.get_mut(..room) else { break };
+            match self.client.read(buf) {
+                Ok(0) => {
+                    ended = true;
+                    break;
+                }
+                Ok(n) => self.read.extend_from_slice(buf.get(..n).unwrap_or_default()),
+                Err(e) if would_block(&e) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return self.close(Reason::Error(Side::Client, e)),
+            }
+        }
+        let asked = match self.parse(rules) {
+            Ok(Some(asked)) => asked,
+            Ok(None) if self.read.len() > PEEK_LIMIT => {
+                return self.close(Reason::PeekTooLarge(format!("no end in the first {PEEK_LIMIT} bytes")));
+            }
+            Ok(None) if ended && self.read.is_empty() => return self.close(Reason::Closed(Side::Client)),
+            Ok(None) if ended => {
+                let why = format!("the client closed after {} bytes, before saying a name", self.read.len());
+                let tls = self.read.first().is_some_and(|&b| client_hello::looks_like_tls(b));
+                return self.close(if tls { Reason::BadClientHello(why) } else { Reason::BadRequest(why) });
+            }
+            Ok(None) => return Step::Wait,
+            Err(Failure::BadClientHello(why)) => return self.close(Reason::BadClientHello(why)),
+            Err(Failure::BadRequest(why)) => return self.close(Reason::BadRequest(why)),
+            Err(Failure::TooLarge(why)) => return self.close(Reason::PeekTooLarge(why)),
+        };
+        let picked = rules.table.pick(&asked);
+        self.asked = Some(asked);
+        match picked {
+            Some(route) => Step::Relay(route),
+            None => {
+                self.refuse();
+                self.close(Reason::NoRoute)
+            }
+        }
+    }
+
+    /// What the bytes so far ask for: TLS if they start a handshake record
+    /// and the port takes TLS, else an HTTP request if it takes those.
+    fn parse(&self, rules: &Rules<'_>) -> Result<Option<Asked>, Failure> {
+        let Some(&first) = self.read.first() else { return Ok(None) };
+        let tls = rules.table.takes_tls();
+        if tls && (client_hello::looks_like_tls(first) || !rules.table.takes_http()) {
+            if !client_hello::looks_like_tls(first) {
+                return Err(Failure::BadClientHello(format!("not TLS: the first byte is {:?}", first.escape_ascii().to_string())));
+            }
+            let hello = client_hello::parse(&self.read)?;
+            Ok(hello.map(|h| Asked::Tls { name: h.server_name.as_deref().map(normalize), alpn: h.alpn }))
+        } else {
+            let head = http_head::parse(&self.read)?;
+            Ok(head.map(|h| Asked::Http { host: h.host.as_deref().map(|host| normalize(http_head::without_port(host))) }))
+        }
+    }
+
+    /// No route for the name: say so in the client's protocol, best effort
+    /// (a few bytes into an empty socket buffer).
+    fn refuse(&mut self) {
+        let answer = match &self.asked {
+            // A fatal unrecognized_name (112) alert, in the version of the
+            // client's first record.
+            Some(Asked::Tls { .. }) => {
+                let (major, minor) = (self.read.get(1).copied().unwrap_or(3), self.read.get(2).copied().unwrap_or(1));
+                vec![21, major, minor, 0, 2, 2, 112]
+            }
+            Some(Asked::Http { host }) => {
+                let body = match host {
+                    Some(h) => format!("wasiter: no route for host {h:?}\n"),
+                    None => "wasiter: no route for a request without a Host header\n".to_string(),
+                };
+                format!(
+                    "HTTP/1.1 421 Misdirected Request\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .into_bytes()
+            }
+            None => return,
+        };
+        let _ = self.client.write(&answer);
+        let _ = self.client.shutdown_write();
+    }
+
+    fn close(&mut self, reason: Reason) -> Step {
+        self.reason = Some(reason);
+        Step::Close
+    }
+}
+
+/// Read at most the rest of a PROXY header: `Ok(None)` until it is complete.
+fn read_header(client: &mut Stream, reader: &mut proxy_header::Reader) -> Result<Option<Received>, String> {
+    let mut buf = [0u8; 512];
+    loop {
+        let want = reader.want().min(buf.len());
+        let Some(chunk) = buf.get_mut(..want) else { return Err("header buffer".to_string()) };
+        match client.read(chunk) {
+            Ok(0) => return Err("the client closed before its PROXY header ended".to_string()),
+            Ok(n) => {
+                if let Some(received) = reader.push(chunk.get(..n).unwrap_or_default())? {
+                    return Ok(Some(received));
+                }
+            }
+            Err(e) if would_block(&e) => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
