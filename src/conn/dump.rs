@@ -5,6 +5,22 @@ use std::fmt::Write as _;
 use super::Side;
 use crate::settings::{Dump, DumpMode};
 use crate::log::{Level, Record};
+use crate::names::Asked;
+
+/// The bytes the front read before the connection began (a peeked
+/// ClientHello or request head, bytes past a PROXY header): one line saying
+/// how many and what they asked for, then the bytes as any others.
+pub fn dump_peeked(dump: Dump, conn: u64, asked: Option<&Asked>, dumped: &mut usize, bytes: &[u8]) {
+    if dump.mode == DumpMode::Off || bytes.is_empty() {
+        return;
+    }
+    let mut r = Record::new(Level::Info, "dump").num("conn", conn).str("dir", "to_upstream").num("peeked", bytes.len() as u64);
+    for (k, v) in asked.map(Asked::fields).unwrap_or_default() {
+        r = r.str(k, v);
+    }
+    r.emit();
+    dump_bytes(dump, conn, Side::Upstream, dumped, bytes);
+}
 
 /// The traffic dump (`--dump`): one line per chunk read, as text with C-style
 /// escapes or as hex, until the connection's limit; then one `truncated` line.

@@ -30,7 +30,7 @@ use crate::coalesce::{Shape, Shapes};
 use crate::settings::Dump;
 use crate::log::{self, Level, Record};
 use crate::names::Asked;
-use dump::dump_bytes;
+use dump::{dump_bytes, dump_peeked};
 use failover::Failover;
 use crate::pool::{Outcome, Pool};
 use crate::relay::{Buffers, Direction, Endpoint, Failure, Note, Pace, State};
@@ -158,7 +158,7 @@ impl Conn {
                 to_upstream.preload(early, cx.buffers);
                 to_upstream.preload(read, cx.buffers);
                 let mut dumped = 0;
-                dump_bytes(cx.dump, id, Side::Upstream, &mut dumped, read); // the client's bytes, as read
+                dump_peeked(cx.dump, id, asked.as_deref(), &mut dumped, read);
                 Ok(Conn {
                     id,
                     route,

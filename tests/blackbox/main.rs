@@ -12,6 +12,7 @@
 mod harness;
 mod faults;
 mod load;
+mod naming;
 mod nagle;
 mod observability;
 mod relaying;
@@ -29,6 +30,7 @@ use harness::*;
 // Every case, by topic; the macro below runs each on every runtime.
 use faults::*;
 use load::*;
+use naming::*;
 use nagle::*;
 use observability::*;
 use relaying::*;
@@ -101,4 +103,12 @@ every_runtime!(
     answers_in_two_pieces_are_not_stalled_by_nagle,
     requests_in_two_pieces_are_not_stalled_by_nagle,
     the_start_line_says_whether_nagle_is_off_and_holds_are_traced,
+    tls_clients_reach_the_server_of_the_name_they_ask_for,
+    an_unknown_name_gets_a_tls_alert_and_never_reaches_an_upstream,
+    alpn_sends_h2_and_http1_clients_to_their_own_servers,
+    plain_http_is_routed_by_its_host_header,
+    a_client_hello_in_pieces_is_reassembled_and_relayed_unchanged,
+    silent_garbage_and_oversized_clients_are_closed_with_their_reason,
+    accept_proxy_comes_first_then_the_peek,
+    the_name_asked_is_in_json_logs_the_dump_and_the_trace,
 );

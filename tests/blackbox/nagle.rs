@@ -30,11 +30,14 @@ pub fn latencies(mut c: TcpStream, n: usize, expect: usize, mut ask: impl FnMut(
 
 /// The bar: a stall costs 40 ms every time; a busy machine does not.
 /// The first split of a route may stall once (it is how the split is seen).
+/// The median's bound is loose on purpose (an interpreter on a loaded
+/// 2-core machine runs at a few ms per exchange): stalls are what it catches,
+/// the speed is measured in scripts/bench.
 pub fn assert_no_stalls(rt: Runtime, mut lat: Vec<Duration>) {
     lat.sort();
     let median = lat[lat.len() / 2];
     let stalled = lat.iter().filter(|d| **d >= Duration::from_millis(30)).count();
-    assert!(median < Duration::from_millis(5), "{rt:?}: median {median:?}; all: {lat:?}");
+    assert!(median < Duration::from_millis(20), "{rt:?}: median {median:?}; all: {lat:?}");
     assert!(stalled <= 2, "{rt:?}: {stalled} of {} waited 30 ms or more: {lat:?}", lat.len());
 }
 

@@ -477,6 +477,25 @@ fn spawn_daemon(mut cmd: Command, port: u16, dir: TempDir, what: &str) -> Daemon
 
 /// nginx serving `files` (name, bytes) from a fresh root on 127.0.0.1.
 pub fn nginx(files: &[(&str, &[u8])]) -> Daemon {
+    nginx_server(files, "")
+}
+
+/// nginx over TLS with this certificate (`Certs::leaf`), answering every
+/// request with `body`; `http2` offers h2 by ALPN (else only http/1.1).
+pub fn nginx_tls(certs: &Certs, name: &str, http2: bool, body: &str) -> Daemon {
+    let (cert, key) = certs.leaf(name);
+    let extra = format!(
+        "ssl_certificate {}; ssl_certificate_key {}; location / {{ return 200 \"{body}\\n\"; }}",
+        cert.display(),
+        key.display()
+    );
+    let listen = if http2 { "ssl http2" } else { "ssl" };
+    nginx_server(&[], &format!("LISTEN {listen}; {extra}"))
+}
+
+/// nginx with one server on 127.0.0.1; `server` adds to its block (a
+/// leading `LISTEN x;` adds `x` to the listen line).
+fn nginx_server(files: &[(&str, &[u8])], server: &str) -> Daemon {
     let dir = TempDir::new("nginx");
     let root = dir.path().join("www");
     std::fs::create_dir_all(&root).unwrap();
@@ -485,12 +504,16 @@ pub fn nginx(files: &[(&str, &[u8])]) -> Daemon {
     }
     let port = free_port();
     let d = dir.path().display();
+    let (listen_extra, server) = match server.strip_prefix("LISTEN ") {
+        Some(rest) => rest.split_once(';').unwrap(),
+        None => ("", server),
+    };
     let conf = format!(
         "worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log;
          events {{ worker_connections 256; }}
          http {{ access_log off; client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp;
                  fastcgi_temp_path {d}/tmp; uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;
-                 server {{ listen 127.0.0.1:{port}; root {root}; }} }}",
+                 server {{ listen 127.0.0.1:{port} {listen_extra}; root {root}; {server} }} }}",
         root = root.display()
     );
     std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
@@ -498,6 +521,105 @@ pub fn nginx(files: &[(&str, &[u8])]) -> Daemon {
     cmd.arg("-c").arg(dir.path().join("nginx.conf")).args(["-g", "daemon off;"]);
     cmd.arg("-p").arg(dir.path());
     spawn_daemon(cmd, port, dir, "nginx")
+}
+
+/// A test certificate authority and leaf certificates it signed, made with
+/// the `openssl` command in a fresh directory. Clients trust `ca` only, so
+/// a client that verifies (curl without -k) proves which server it reached.
+pub struct Certs {
+    pub dir: TempDir,
+}
+
+impl Certs {
+    /// A CA, and a leaf for each name (its CN and only subjectAltName; a
+    /// name may be a wildcard such as `*.wild.test`).
+    pub fn new(names: &[&str]) -> Certs {
+        let dir = TempDir::new("certs");
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl").args(args).current_dir(dir.path()).output().expect("openssl must be installed");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"];
+        openssl(&[&["req", "-x509"], &ec[..], &["-subj", "/CN=wasiter test CA", "-keyout", "ca.key", "-out", "ca.pem"]].concat());
+        for name in names {
+            let file = Self::file(name);
+            let (key, pem, subj, san) = (format!("{file}.key"), format!("{file}.pem"), format!("/CN={name}"), format!("subjectAltName=DNS:{name}"));
+            let args = [&["req", "-x509"], &ec[..], &["-subj", &subj, "-addext", &san, "-CA", "ca.pem", "-CAkey", "ca.key", "-keyout", &key, "-out", &pem]];
+            openssl(&args.concat());
+        }
+        Certs { dir }
+    }
+
+    fn file(name: &str) -> String {
+        name.replace('*', "star")
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// (certificate, key) of `name`.
+    pub fn leaf(&self, name: &str) -> (PathBuf, PathBuf) {
+        let f = Self::file(name);
+        (self.dir.path().join(format!("{f}.pem")), self.dir.path().join(format!("{f}.key")))
+    }
+}
+
+/// Run curl with `args`: (exit code, stdout, stderr). It gives up after 10 s.
+pub fn curl(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new("curl").args(["-sS", "--max-time", "10"]).args(args).output().expect("curl must be installed");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A TLS 1.2/1.3-style ClientHello handshake message (no record header)
+/// naming `sni` and offering `alpn`, grown by `padding` bytes of padding
+/// extension: what a real client sends, built by hand so that a test can
+/// split it any way it likes.
+pub fn client_hello(sni: Option<&str>, alpn: &[&str], padding: usize) -> Vec<u8> {
+    let mut ext = Vec::new();
+    if let Some(name) = sni {
+        let n = name.len() as u16;
+        ext.extend_from_slice(&[0, 0]);
+        ext.extend_from_slice(&(n + 5).to_be_bytes());
+        ext.extend_from_slice(&(n + 3).to_be_bytes());
+        ext.push(0);
+        ext.extend_from_slice(&n.to_be_bytes());
+        ext.extend_from_slice(name.as_bytes());
+    }
+    if !alpn.is_empty() {
+        let list: Vec<u8> = alpn.iter().flat_map(|p| std::iter::once(p.len() as u8).chain(p.bytes())).collect();
+        ext.extend_from_slice(&[0, 16]);
+        ext.extend_from_slice(&(list.len() as u16 + 2).to_be_bytes());
+        ext.extend_from_slice(&(list.len() as u16).to_be_bytes());
+        ext.extend_from_slice(&list);
+    }
+    if padding > 0 {
+        ext.extend_from_slice(&[0, 21]);
+        ext.extend_from_slice(&(padding as u16).to_be_bytes());
+        ext.extend(std::iter::repeat_n(0, padding));
+    }
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[7; 32]);
+    body.push(0);
+    body.extend_from_slice(&[0, 2, 0x13, 0x01]);
+    body.extend_from_slice(&[1, 0]);
+    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+    body.extend_from_slice(&ext);
+    let mut msg = vec![1];
+    msg.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    msg.extend_from_slice(&body);
+    msg
+}
+
+/// `message` in TLS handshake records of at most `per_record` bytes.
+pub fn tls_records(message: &[u8], per_record: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for chunk in message.chunks(per_record) {
+        out.extend_from_slice(&[22, 3, 1]);
+        out.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
+        out.extend_from_slice(chunk);
+    }
+    out
 }
 
 fn nginx_bin() -> &'static str {
