@@ -191,10 +191,11 @@ pub fn doors(routes: &[RouteSpec]) -> Result<Vec<Vec<usize>>, String> {
         for other in door.iter().filter_map(|&o| routes.get(o)) {
             let addr = r.listen;
             if other.matches == r.matches {
+                let (a, b) = (&other.origin, &r.origin);
                 return Err(if r.matches.is_default() {
-                    format!("two routes listen on {addr} and neither says what it serves; give each route its own address, or tell them apart with sni=, alpn= or host=")
+                    format!("two routes listen on {addr} and neither says what it serves ({a} and {b}); give each route its own address, or tell them apart with sni=, alpn= or host=")
                 } else {
-                    format!("two routes on {addr} both serve {}; each name needs one route", r.matches.label())
+                    format!("two routes on {addr} both serve {} ({a} and {b}); each name needs one route", r.matches.label())
                 });
             }
             if other.acl != r.acl || other.accept_proxy != r.accept_proxy {

@@ -133,74 +133,77 @@ fn message_len(message: &[u8]) -> Result<Option<usize>, Failure> {
     Ok(Some(len))
 }
 
+/// A ClientHello as a TLS 1.3 client sends one (a TLS 1.2 body), naming
+/// `sni`, offering `alpn`, grown by `padding` bytes of padding extension: one
+/// handshake message, no record header. For tests (here and black-box) that
+/// need to split one any way they like. Names and lists longer than a
+/// ClientHello can carry are cut short.
+pub fn sample(sni: Option<&str>, alpn: &[&str], padding: usize) -> Vec<u8> {
+    let mut ext = Vec::new();
+    if let Some(name) = sni {
+        let n = name.len() as u16;
+        ext.extend_from_slice(&[0, 0]); // server_name
+        ext.extend_from_slice(&(n + 5).to_be_bytes());
+        ext.extend_from_slice(&(n + 3).to_be_bytes());
+        ext.push(0); // host_name
+        ext.extend_from_slice(&n.to_be_bytes());
+        ext.extend_from_slice(name.as_bytes());
+    }
+    if !alpn.is_empty() {
+        let list: Vec<u8> = alpn.iter().flat_map(|p| std::iter::once(p.len() as u8).chain(p.bytes())).collect();
+        ext.extend_from_slice(&[0, 16]);
+        ext.extend_from_slice(&(list.len() as u16 + 2).to_be_bytes());
+        ext.extend_from_slice(&(list.len() as u16).to_be_bytes());
+        ext.extend_from_slice(&list);
+    }
+    if padding > 0 {
+        ext.extend_from_slice(&[0, 21]); // padding
+        ext.extend_from_slice(&(padding as u16).to_be_bytes());
+        ext.extend(std::iter::repeat_n(0, padding));
+    }
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[7; 32]); // random
+    body.push(0); // no session id
+    body.extend_from_slice(&[0, 2, 0x13, 0x01]); // one cipher suite
+    body.extend_from_slice(&[1, 0]); // null compression
+    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+    body.extend_from_slice(&ext);
+    let [_, a, b, c] = (body.len() as u32).to_be_bytes();
+    let mut msg = vec![CLIENT_HELLO, a, b, c];
+    msg.extend_from_slice(&body);
+    msg
+}
+
+/// `message` in TLS handshake records of at most `per_record` bytes each.
+pub fn in_records(message: &[u8], per_record: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for chunk in message.chunks(per_record) {
+        out.extend_from_slice(&[HANDSHAKE, 3, 1]);
+        out.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
+        out.extend_from_slice(chunk);
+    }
+    out
+}
+
 #[cfg(test)]
-pub mod tests {
+mod tests {
     use super::*;
-
-    /// A ClientHello (TLS 1.2 body, as TLS 1.3 clients send it) with these
-    /// extensions, as one handshake message (no record header).
-    pub fn hello_message(sni: Option<&str>, alpn: &[&str], padding: usize) -> Vec<u8> {
-        let mut ext = Vec::new();
-        if let Some(name) = sni {
-            let n = name.len() as u16;
-            ext.extend_from_slice(&[0, 0]); // server_name
-            ext.extend_from_slice(&(n + 5).to_be_bytes());
-            ext.extend_from_slice(&(n + 3).to_be_bytes());
-            ext.push(0); // host_name
-            ext.extend_from_slice(&n.to_be_bytes());
-            ext.extend_from_slice(name.as_bytes());
-        }
-        if !alpn.is_empty() {
-            let list: Vec<u8> = alpn.iter().flat_map(|p| std::iter::once(p.len() as u8).chain(p.bytes())).collect();
-            ext.extend_from_slice(&[0, 16]);
-            ext.extend_from_slice(&(list.len() as u16 + 2).to_be_bytes());
-            ext.extend_from_slice(&(list.len() as u16).to_be_bytes());
-            ext.extend_from_slice(&list);
-        }
-        if padding > 0 {
-            ext.extend_from_slice(&[0, 21]); // padding
-            ext.extend_from_slice(&(padding as u16).to_be_bytes());
-            ext.extend(std::iter::repeat_n(0, padding));
-        }
-        let mut body = vec![3, 3];
-        body.extend_from_slice(&[7; 32]); // random
-        body.push(0); // no session id
-        body.extend_from_slice(&[0, 2, 0x13, 0x01]); // one cipher suite
-        body.extend_from_slice(&[1, 0]); // null compression
-        body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
-        body.extend_from_slice(&ext);
-        let mut msg = vec![CLIENT_HELLO];
-        msg.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
-        msg.extend_from_slice(&body);
-        msg
-    }
-
-    /// `message` in TLS records of at most `per_record` bytes each.
-    pub fn records(message: &[u8], per_record: usize) -> Vec<u8> {
-        let mut out = Vec::new();
-        for chunk in message.chunks(per_record) {
-            out.extend_from_slice(&[HANDSHAKE, 3, 1]);
-            out.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
-            out.extend_from_slice(chunk);
-        }
-        out
-    }
 
     #[test]
     fn the_name_and_protocols_are_read() {
-        let bytes = records(&hello_message(Some("App.Test"), &["h2", "http/1.1"], 0), 1 << 14);
+        let bytes = in_records(&sample(Some("App.Test"), &["h2", "http/1.1"], 0), 1 << 14);
         let hello = parse(&bytes).unwrap().unwrap();
         assert_eq!(hello.server_name.as_deref(), Some("App.Test"), "as sent; matching normalizes");
         assert_eq!(hello.alpn, ["h2", "http/1.1"]);
-        let bare = parse(&records(&hello_message(None, &[], 0), 1 << 14)).unwrap().unwrap();
+        let bare = parse(&in_records(&sample(None, &[], 0), 1 << 14)).unwrap().unwrap();
         assert_eq!(bare, Hello::default());
     }
 
     #[test]
     fn every_prefix_is_incomplete_and_records_are_reassembled() {
-        let message = hello_message(Some("a.test"), &["h2"], 300);
+        let message = sample(Some("a.test"), &["h2"], 300);
         for per_record in [1, 7, 100, 1 << 14] {
-            let bytes = records(&message, per_record);
+            let bytes = in_records(&message, per_record);
             for cut in 0..bytes.len() {
                 assert_eq!(parse(&bytes[..cut]), Ok(None), "{per_record}-byte records cut at {cut}");
             }
@@ -218,7 +221,7 @@ pub mod tests {
         assert!(bad(b"\x16\x02\x00\x00\x05").contains("version 2.0"));
         assert!(bad(b"\x16\x03\x01\x00\x00").contains("0 bytes"));
         assert!(bad(b"\x16\x03\x01\x00\x05\x02\x00\x00\x01").contains("type 2"), "a ServerHello, seen before it ends");
-        let mut truncated_body = records(&hello_message(Some("a.test"), &[], 0), 1 << 14);
+        let mut truncated_body = in_records(&sample(Some("a.test"), &[], 0), 1 << 14);
         truncated_body[8] = 10; // the message says 10 bytes: too short for a ClientHello
         truncated_body.truncate(5 + 4 + 10);
         truncated_body[3..5].copy_from_slice(&14u16.to_be_bytes());
@@ -227,11 +230,11 @@ pub mod tests {
 
     #[test]
     fn an_oversized_hello_fails_as_soon_as_its_header_says_so() {
-        let big = hello_message(Some("a.test"), &[], 20_000);
-        let bytes = records(&big, 1 << 14);
+        let big = sample(Some("a.test"), &[], 20_000);
+        let bytes = in_records(&big, 1 << 14);
         assert!(matches!(parse(&bytes[..9]), Err(Failure::TooLarge(_))), "known from the first 9 bytes");
-        let fits = hello_message(Some("a.test"), &[], MAX_HELLO - 200);
+        let fits = sample(Some("a.test"), &[], MAX_HELLO - 200);
         assert!(fits.len() <= MAX_HELLO);
-        assert_eq!(parse(&records(&fits, 1 << 14)).unwrap().unwrap().server_name.as_deref(), Some("a.test"));
+        assert_eq!(parse(&in_records(&fits, 1 << 14)).unwrap().unwrap().server_name.as_deref(), Some("a.test"));
     }
 }

@@ -111,8 +111,9 @@ pub fn plain_http_is_routed_by_its_host_header(rt: Runtime) {
     let x = nginx(&[("index.html", b"x site\n")]);
     let y = nginx(&[("index.html", b"y site\n")]);
     let (ux, uy) = (format!("127.0.0.1:{}", x.port), format!("127.0.0.1:{}", y.port));
+    // From the environment, one route per line (as the README's devContainer example).
     let r = routes(&shared_port(), &[(&ux, "host=x.test"), (&uy, "host=y.test,*.y.test")], "");
-    let mut p = start(rt, &r, &[]);
+    let (mut p, _) = Proxy::start_routes(rt, 1, &[("WASITER_ROUTES", &format!("\n  {}\n  {}\n", r[0], r[1]))], &[]);
     let url = format!("http://{}/", p.addr);
     let get = |host: &str| curl(&["-H", &format!("Host: {host}"), "-w", " %{http_code}", &url]);
     assert_eq!(get("x.test").1, "x site\n 200");

@@ -29,6 +29,11 @@ pub fn malformed_configuration_is_one_line_and_exit_2(rt: Runtime) {
         (vec![], vec!["--route", "127.0.0.1:0="], "is not valid: no upstream (an empty pool)"),
         (vec![("LOCAL", s("127.0.0.1:0")), ("REMOTE", s(";policy=round-robin"))], vec![], "REMOTE: \";policy=round-robin\" is not valid: no upstream"),
         (vec![], vec![], "LOCAL is not set"),
+        (vec![], vec!["--route", "127.0.0.1:9=a:1;sni=a*.test"], "--route: \"127.0.0.1:9=a:1;sni=a*.test\" is not valid: bad name \"a*.test\""),
+        (vec![("WASITER_ROUTES", s("127.0.0.1:9=a:1;sni=x.test 127.0.0.1:9=b:1;sni=X.test."))], vec![], "two routes on 127.0.0.1:9 both serve sni=x.test"),
+        (vec![], vec!["--route", "127.0.0.1:9=a:1", "--route", "127.0.0.1:9=b:1"], "two routes listen on 127.0.0.1:9 and neither says what it serves"),
+        (vec![], vec!["--route", "127.0.0.1:9=a:1;host=a.test;allow=10.0.0.0/8", "--route", "127.0.0.1:9=b:1"], "the routes on 127.0.0.1:9 (--route and --route) differ in allow="),
+        (vec![("LOCAL", s("127.0.0.1:0")), ("REMOTE", s("a:1"))], vec!["--peek-timeout", "0"], "--peek-timeout: \"0\" is not valid"),
     ];
     // WASI 0.2's exit carries only success or failure: wasmtime reports 1.
     let usage_code = if rt == Runtime::Wasmtime { 1 } else { 2 };

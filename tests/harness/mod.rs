@@ -571,56 +571,9 @@ pub fn curl(args: &[&str]) -> (i32, String, String) {
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-/// A TLS 1.2/1.3-style ClientHello handshake message (no record header)
-/// naming `sni` and offering `alpn`, grown by `padding` bytes of padding
-/// extension: what a real client sends, built by hand so that a test can
-/// split it any way it likes.
-pub fn client_hello(sni: Option<&str>, alpn: &[&str], padding: usize) -> Vec<u8> {
-    let mut ext = Vec::new();
-    if let Some(name) = sni {
-        let n = name.len() as u16;
-        ext.extend_from_slice(&[0, 0]);
-        ext.extend_from_slice(&(n + 5).to_be_bytes());
-        ext.extend_from_slice(&(n + 3).to_be_bytes());
-        ext.push(0);
-        ext.extend_from_slice(&n.to_be_bytes());
-        ext.extend_from_slice(name.as_bytes());
-    }
-    if !alpn.is_empty() {
-        let list: Vec<u8> = alpn.iter().flat_map(|p| std::iter::once(p.len() as u8).chain(p.bytes())).collect();
-        ext.extend_from_slice(&[0, 16]);
-        ext.extend_from_slice(&(list.len() as u16 + 2).to_be_bytes());
-        ext.extend_from_slice(&(list.len() as u16).to_be_bytes());
-        ext.extend_from_slice(&list);
-    }
-    if padding > 0 {
-        ext.extend_from_slice(&[0, 21]);
-        ext.extend_from_slice(&(padding as u16).to_be_bytes());
-        ext.extend(std::iter::repeat_n(0, padding));
-    }
-    let mut body = vec![3, 3];
-    body.extend_from_slice(&[7; 32]);
-    body.push(0);
-    body.extend_from_slice(&[0, 2, 0x13, 0x01]);
-    body.extend_from_slice(&[1, 0]);
-    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
-    body.extend_from_slice(&ext);
-    let mut msg = vec![1];
-    msg.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
-    msg.extend_from_slice(&body);
-    msg
-}
-
-/// `message` in TLS handshake records of at most `per_record` bytes.
-pub fn tls_records(message: &[u8], per_record: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    for chunk in message.chunks(per_record) {
-        out.extend_from_slice(&[22, 3, 1]);
-        out.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
-        out.extend_from_slice(chunk);
-    }
-    out
-}
+/// A ClientHello as a client sends one, and the same in TLS records: the
+/// crate's own builder, so that a test can split one any way it likes.
+pub use wasiter::front::client_hello::{in_records as tls_records, sample as client_hello};
 
 fn nginx_bin() -> &'static str {
     if Path::new("/usr/sbin/nginx").exists() {
