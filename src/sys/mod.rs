@@ -25,6 +25,10 @@
 //!       .local_addr()          -> io::Result<SocketAddr>   where it arrived
 //!       .handle()
 //!       (drop)                    closes the socket
+//! Datagram::connect(addr)      -> io::Result<Datagram>   a non-blocking UDP socket
+//!                                 bound to any local port, connected to addr
+//!       .send(buf) / .recv(buf)   one datagram; WouldBlock when not ready
+//!       .handle()
 //! Poller::new() -> io::Result<Poller>, .begin(full), .add(handle, token, read, write),
 //!       .wait(timeout)         -> io::Result<()>   timeout is always finite
 //!       .events()              -> iterator of Event { token, readable, writable }
@@ -69,7 +73,7 @@ pub use poll::Poller;
 #[cfg(not(any(unix, target_os = "wasi")))]
 compile_error!("wasiter runs on Linux (native), wasm32-wasip1 (WasmEdge) and wasm32-wasip2 (wasmtime)");
 
-pub use sockets::{init, out_of_descriptors, resolve, Handle, Listener, Stream, RUNTIME};
+pub use sockets::{init, out_of_descriptors, resolve, Datagram, Handle, Listener, Stream, RUNTIME};
 
 /// One readiness report from `Poller::wait`.
 #[derive(Clone, Copy, Debug)]

@@ -8,7 +8,7 @@
 #![allow(unsafe_code)]
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
@@ -170,6 +170,31 @@ impl Stream {
     /// The address this connection arrived at (for a PROXY header).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.0.local_addr()
+    }
+
+    pub fn handle(&self) -> Handle {
+        Handle { fd: self.0.as_raw_fd(), serial: self.1 }
+    }
+}
+
+/// A UDP socket connected to one peer (a DNS server), non-blocking.
+pub struct Datagram(UdpSocket, u64);
+
+impl Datagram {
+    pub fn connect(addr: SocketAddr) -> io::Result<Datagram> {
+        let any = if addr.is_ipv4() { IpAddr::V4(Ipv4Addr::UNSPECIFIED) } else { IpAddr::V6(Ipv6Addr::UNSPECIFIED) };
+        let sock = UdpSocket::bind(SocketAddr::new(any, 0))?;
+        sock.set_nonblocking(true)?;
+        trace!(sock.connect(addr), "connect(fd={}, udp {addr})", sock.as_raw_fd())?;
+        Ok(Datagram(sock, next_serial()))
+    }
+
+    pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        trace!(self.0.send(buf), "send(fd={}, udp {})", self.handle(), buf.len())
+    }
+
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        trace!(self.0.recv(buf), "recv(fd={}, udp {})", self.handle(), buf.len())
     }
 
     pub fn handle(&self) -> Handle {

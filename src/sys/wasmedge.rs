@@ -191,23 +191,30 @@ impl Drop for Stream {
     }
 }
 
+/// A non-blocking socket of `kind`, connecting to `addr` (our own
+/// sock_connect: the crate's rejects IPv6). A TCP connect is usually still
+/// in progress when this returns; a UDP one is done.
+fn connect(addr: SocketAddr, kind: SocketType) -> io::Result<Socket> {
+    let sock = Socket::new(family(&addr), kind)?;
+    let fd = sock.as_raw_fd() as u32;
+    set_nonblocking(fd)?;
+    let mut ip = match addr.ip() {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    let mut wa = WasiAddress { buf: ip.as_mut_ptr(), size: ip.len() };
+    // SAFETY: `wa` points at `ip`, of the length it says; both outlive the call.
+    let r = check(unsafe { host::sock_connect(fd, &mut wa, addr.port() as u32) });
+    match trace!(r, "sock_connect(fd={fd}, {addr})") {
+        Ok(()) => Ok(sock),
+        Err(e) if is_in_progress(&e) => Ok(sock),
+        Err(e) => Err(e),
+    }
+}
+
 impl Stream {
     pub fn connect(addr: SocketAddr) -> io::Result<Stream> {
-        let sock = Socket::new(family(&addr), SocketType::Stream)?;
-        let fd = sock.as_raw_fd() as u32;
-        set_nonblocking(fd)?;
-        let mut ip = match addr.ip() {
-            IpAddr::V4(v4) => v4.octets().to_vec(),
-            IpAddr::V6(v6) => v6.octets().to_vec(),
-        };
-        let mut wa = WasiAddress { buf: ip.as_mut_ptr(), size: ip.len() };
-        // SAFETY: `wa` points at `ip`, of the length it says; both outlive the call.
-        let r = check(unsafe { host::sock_connect(fd, &mut wa, addr.port() as u32) });
-        match trace!(r, "sock_connect(fd={fd}, {addr})") {
-            Ok(()) => Ok(Stream(sock)),
-            Err(e) if is_in_progress(&e) => Ok(Stream(sock)),
-            Err(e) => Err(e),
-        }
+        connect(addr, SocketType::Stream).map(Stream)
     }
 
     pub fn finish_connect(&self) -> io::Result<()> {
@@ -256,6 +263,27 @@ impl Stream {
     /// sock_getlocaladdr: the crate's local_addr() loses the IP in release builds.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         socket_addr(self.handle(), host::sock_getlocaladdr)
+    }
+
+    pub fn handle(&self) -> Handle {
+        self.0.as_raw_fd() as u32
+    }
+}
+
+/// A UDP socket connected to one peer (a DNS server).
+pub struct Datagram(Socket);
+
+impl Datagram {
+    pub fn connect(addr: SocketAddr) -> io::Result<Datagram> {
+        connect(addr, SocketType::Datagram).map(Datagram)
+    }
+
+    pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        trace!(self.0.send(buf), "sock_send(fd={}, udp {})", self.handle(), buf.len())
+    }
+
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        trace!(self.0.recv(buf), "sock_recv(fd={}, udp {})", self.handle(), buf.len())
     }
 
     pub fn handle(&self) -> Handle {
