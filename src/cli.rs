@@ -154,6 +154,24 @@ const PEEK_TIMEOUT: Setting = Setting {
     expected: DURATION_ABOVE_0,
     help: "On a port routed by name, how long a client may take to send its\nClientHello or request head.",
 };
+const RESOLVER: Setting = Setting {
+    flag: "--resolver",
+    short: None,
+    env: "WASITER_RESOLVER",
+    value: "ADDRS",
+    default: "resolv.conf",
+    expected: "IP[:PORT][,IP[:PORT]...], e.g. 127.0.0.11 or 10.0.0.2:53,10.0.0.3",
+    help: "The DNS servers for forward routes' destinations (default: the\nnameservers of /etc/resolv.conf; WasmEdge: --dir /etc). /etc/hosts wins.",
+};
+const DNS_TIMEOUT: Setting = Setting {
+    flag: "--dns-timeout",
+    short: None,
+    env: "WASITER_DNS_TIMEOUT",
+    value: "DUR",
+    default: "resolv.conf",
+    expected: DURATION_ABOVE_0,
+    help: "How long one DNS query waits for its answer before the next server\nis asked (default: resolv.conf's options timeout:, else 5s).",
+};
 const IDLE_TIMEOUT: Setting = Setting {
     flag: "--idle-timeout",
     short: None,
@@ -270,7 +288,7 @@ const TRACE: Setting = Setting {
 /// Where clients come in and where they go.
 pub const ROUTING: [&Setting; 4] = [&LOCAL, &REMOTE, &ROUTE, &ROUTES_FILE];
 /// Everything else, in --help's order.
-pub const TUNING: [&Setting; 19] = [
+pub const TUNING: [&Setting; 21] = [
     &CONNECT_TIMEOUT,
     &FAIL_THRESHOLD,
     &COOLDOWN,
@@ -278,6 +296,8 @@ pub const TUNING: [&Setting; 19] = [
     &RESOLVE_INTERVAL,
     &PROXY_HEADER_TIMEOUT,
     &PEEK_TIMEOUT,
+    &RESOLVER,
+    &DNS_TIMEOUT,
     &IDLE_TIMEOUT,
     &MAX_CONNS,
     &BUFFER_SIZE,
@@ -455,6 +475,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Opt
         resolve_interval: RESOLVE_INTERVAL.parse(&src, Some(Duration::from_secs(30)), off_if_zero)?,
         proxy_header_timeout: PROXY_HEADER_TIMEOUT.parse(&src, Duration::from_secs(5), positive)?,
         peek_timeout: PEEK_TIMEOUT.parse(&src, Duration::from_secs(5), positive)?,
+        resolver: RESOLVER.parse(&src, None, |s| {
+            let each = s.split(',').map(str::trim).map(|a| a.parse::<SocketAddr>().ok().or_else(|| Some(SocketAddr::new(a.parse::<IpAddr>().ok()?, 53))));
+            each.collect::<Option<Vec<_>>>().filter(|v| !v.is_empty()).map(Some)
+        })?,
+        dns_timeout: DNS_TIMEOUT.parse(&src, None, |s| positive(s).map(Some))?,
         idle_timeout: IDLE_TIMEOUT.parse(&src, Some(Duration::from_secs(600)), off_if_zero)?,
         max_conns: MAX_CONNS.parse(&src, 10_000, |s| s.parse().ok().filter(|n| (1..=1_000_000).contains(n)))?,
         buffer_size: BUFFER_SIZE.parse(&src, 256 * 1024, |s| parse_size(s).filter(|n| (1024..=16 << 20).contains(n)))?,

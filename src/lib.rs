@@ -20,6 +20,8 @@
 pub mod coalesce;
 pub mod cli;
 mod conn;
+pub mod dns;
+pub mod forward;
 pub mod front;
 mod health;
 pub mod log;

@@ -8,7 +8,7 @@ use wasiter::cli::{self, Command};
 use wasiter::log::{self, Record};
 use wasiter::pool::FailPolicy;
 use wasiter::route::{self, RouteSpec};
-use wasiter::{nagle, proxy, sys};
+use wasiter::{dns, nagle, proxy, sys};
 
 fn main() -> ExitCode {
     let cfg = match cli::parse(std::env::args_os().skip(1), |k| std::env::var(k).ok()) {
@@ -86,6 +86,7 @@ fn main() -> ExitCode {
         Some(cap) => format!("{}us", cap.as_micros()),
         None => "off".to_string(),
     };
+    let resolver = resolver(cfg.resolver.clone(), cfg.dns_timeout);
     // One start line per listen address, naming its real address and, on a
     // port routed by name, what each of its routes serves.
     for (door, group) in doors.iter().zip(&groups) {
@@ -94,9 +95,20 @@ fn main() -> ExitCode {
         let mut line = Record::always("start").str("listen", door.name());
         if let [only] = specs.as_slice() {
             let resolved = group.first().and_then(|&i| routes.get(i)).map(|r| r.upstream_list()).unwrap_or_default();
-            line = line.str("remote", upstreams(only)).str("upstreams", resolved).str("policy", only.policy.name());
+            let remote = if only.forward.is_some() { "forward".to_string() } else { upstreams(only) };
+            line = line.str("remote", remote).str("upstreams", resolved).str("policy", only.policy.name());
             if !only.matches.is_default() {
                 line = line.str("routes", format_args!("{}>{}", only.matches.label(), upstreams(only)));
+            }
+            if only.forward.is_some() {
+                // Where a forward route's names are looked up.
+                let conf = resolver.conf();
+                let servers: Vec<String> = conf.nameservers.iter().map(|s| s.to_string()).collect();
+                line = line.str("resolver", if servers.is_empty() { "none".to_string() } else { servers.join(",") });
+                if !conf.search.is_empty() {
+                    line = line.str("search", conf.search.join(",")).num("ndots", conf.ndots as u64);
+                }
+                line = line.num("hosts", resolver.hosts().len() as u64);
             }
         } else {
             let each: Vec<String> = specs.iter().map(|s| format!("{}>{}", s.matches.label(), upstreams(s))).collect();
@@ -113,7 +125,7 @@ fn main() -> ExitCode {
             .emit();
     }
 
-    let mut proxy = match proxy::Proxy::new(&cfg, doors, routes, metrics, nodelay.works()) {
+    let mut proxy = match proxy::Proxy::new(&cfg, (doors, routes), resolver, metrics, nodelay.works()) {
         Ok(p) => p,
         Err(e) => return fail(format_args!("cannot create the poller: {e}")),
     };
@@ -126,6 +138,20 @@ fn main() -> ExitCode {
 fn fail(msg: std::fmt::Arguments<'_>) -> ExitCode {
     eprintln!("wasiter: {msg}");
     ExitCode::from(1)
+}
+
+/// The in-loop resolver: resolv.conf's servers, search list and options
+/// (or `--resolver`'s servers), and /etc/hosts, each when readable.
+fn resolver(servers: Option<Vec<std::net::SocketAddr>>, timeout: Option<std::time::Duration>) -> dns::Resolver {
+    let mut conf = std::fs::read_to_string("/etc/resolv.conf").map(|t| dns::ResolvConf::parse(&t)).unwrap_or_default();
+    if let Some(servers) = servers {
+        conf.nameservers = servers;
+    }
+    if let Some(t) = timeout {
+        conf.timeout = t;
+    }
+    let hosts = std::fs::read_to_string("/etc/hosts").map(|t| dns::Hosts::parse(&t)).unwrap_or_default();
+    dns::Resolver::new(conf, hosts)
 }
 
 /// For each route (by index), the index of its door.

@@ -49,6 +49,11 @@ impl Pattern {
         }
     }
 
+    /// Does `name` (normalized) match?
+    pub fn matches(&self, name: &str) -> bool {
+        self.score(name).is_some()
+    }
+
     /// How well `name` (normalized) matches: higher is more specific.
     fn score(&self, name: &str) -> Option<usize> {
         match self {

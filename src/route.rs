@@ -21,6 +21,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use ipnet::IpNet;
 
+use crate::forward::Forward;
 use crate::names::{Match, Pattern};
 
 /// An upstream as the user wrote it: resolved later, by the platform.
@@ -107,10 +108,12 @@ pub struct RouteSpec {
     pub accept_proxy: bool,
     /// What it serves on a shared port; empty: everything else.
     pub matches: Match,
+    /// `forward`: a forward proxy, the client names the destination.
+    pub forward: Option<Forward>,
 }
 
 pub const ROUTE_FORM: &str =
-    "LISTEN=HOST:PORT[,HOST:PORT...][;policy=failover|round-robin|least-conn][;allow=CIDR,...][;deny=CIDR,...][;send-proxy=v1|v2][;accept-proxy][;sni=NAME,...][;alpn=PROTO,...][;host=NAME,...], e.g. 0.0.0.0:8080=web1:80,web2:80;policy=round-robin";
+    "LISTEN=HOST:PORT[,HOST:PORT...][;policy=failover|round-robin|least-conn][;allow=CIDR,...][;deny=CIDR,...][;send-proxy=v1|v2][;accept-proxy][;sni=NAME,...][;alpn=PROTO,...][;host=NAME,...], or LISTEN=forward;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;ports=PORT,...], e.g. 0.0.0.0:8080=web1:80,web2:80;policy=round-robin";
 
 /// `LISTEN=UPSTREAMS;OPTIONS`. The error says what part was wrong.
 pub fn parse_route(s: &str) -> Result<RouteSpec, String> {
@@ -126,12 +129,25 @@ pub fn parse_target(listen: SocketAddr, s: &str) -> Result<RouteSpec, String> {
     if upstreams.is_empty() {
         return Err("no upstream (an empty pool)".into());
     }
-    let upstreams = upstreams
-        .split(',')
-        .map(|u| parse_remote(u.trim()).ok_or_else(|| format!("bad upstream {:?}", u.trim())))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut route =
-        RouteSpec { origin: String::new(), listen, upstreams, policy: Policy::Failover, acl: Acl::default(), send_proxy: None, accept_proxy: false, matches: Match::default() };
+    let forward = (upstreams == "forward").then(Forward::default);
+    let upstreams = match forward {
+        Some(_) => Vec::new(),
+        None => upstreams
+            .split(',')
+            .map(|u| parse_remote(u.trim()).ok_or_else(|| format!("bad upstream {:?}", u.trim())))
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    let mut route = RouteSpec {
+        origin: String::new(),
+        listen,
+        upstreams,
+        policy: Policy::Failover,
+        acl: Acl::default(),
+        send_proxy: None,
+        accept_proxy: false,
+        matches: Match::default(),
+        forward,
+    };
     for option in parts.map(str::trim).filter(|o| !o.is_empty()) {
         let (key, value) = option.split_once('=').unwrap_or((option, ""));
         let value = value.trim();
@@ -170,6 +186,21 @@ pub fn parse_target(listen: SocketAddr, s: &str) -> Result<RouteSpec, String> {
                     route.matches.alpn.push(p.to_string());
                 }
             }
+            "to" | "not-to" | "to-net" | "ports" => {
+                let Some(f) = route.forward.as_mut() else {
+                    return Err(format!("{} applies to a forward route (LISTEN=forward;...)", key.trim()));
+                };
+                match key.trim() {
+                    "to" => f.to.extend(parse_names(value)?),
+                    "not-to" => f.not_to.extend(parse_names(value)?),
+                    "to-net" => f.nets.extend(parse_cidrs(value)?),
+                    _ => {
+                        for p in value.split(',').map(str::trim) {
+                            f.ports.push(p.parse().ok().filter(|p| *p != 0).ok_or_else(|| format!("bad port {p:?} (1 to 65535)"))?);
+                        }
+                    }
+                }
+            }
             other => return Err(format!("unknown option {other:?}")),
         }
     }
@@ -183,6 +214,18 @@ pub fn parse_target(listen: SocketAddr, s: &str) -> Result<RouteSpec, String> {
 pub fn doors(routes: &[RouteSpec]) -> Result<Vec<Vec<usize>>, String> {
     let mut doors: Vec<Vec<usize>> = Vec::new();
     for (i, r) in routes.iter().enumerate() {
+        if let Some(f) = &r.forward {
+            // No accidental open proxy: an empty allowlist is fine on loopback only.
+            if f.to.is_empty() && !r.listen.ip().is_loopback() {
+                return Err(format!(
+                    "{}: a forward route on {} with no to= would be an open proxy; list the names it may reach (to=pypi.org,*.github.com), or to=* on purpose",
+                    r.origin, r.listen
+                ));
+            }
+            if !r.matches.is_default() {
+                return Err(format!("{}: a forward route takes no sni=, alpn= or host=", r.origin));
+            }
+        }
         let door = doors.iter_mut().find(|d| d.first().and_then(|&f| routes.get(f)).is_some_and(|f| f.listen == r.listen && r.listen.port() != 0));
         let Some(door) = door else {
             doors.push(vec![i]);
@@ -197,6 +240,9 @@ pub fn doors(routes: &[RouteSpec]) -> Result<Vec<Vec<usize>>, String> {
                 } else {
                     format!("two routes on {addr} both serve {} ({a} and {b}); each name needs one route", r.matches.label())
                 });
+            }
+            if other.forward.is_some() || r.forward.is_some() {
+                return Err(format!("{} and {}: a forward route needs a listen address of its own ({addr})", other.origin, r.origin));
             }
             if other.acl != r.acl || other.accept_proxy != r.accept_proxy {
                 return Err(format!(
@@ -295,6 +341,22 @@ mod tests {
             let e = doors(&parse(specs)).unwrap_err();
             assert!(e.starts_with(want), "{specs:?}: {e}");
         }
+    }
+
+    #[test]
+    fn forward_routes_parse_and_refuse_to_be_open_proxies() {
+        let r = parse_route("127.0.0.1:3128=forward;to=pypi.org,*.github.com;not-to=gist.github.com;to-net=10.0.0.0/8;ports=443,8443").unwrap();
+        let f = r.forward.clone().unwrap();
+        assert!(r.upstreams.is_empty());
+        assert_eq!((f.to.len(), f.not_to.len(), f.nets.len(), f.ports.as_slice()), (2, 1, 1, &[443u16, 8443][..]));
+        assert!(doors(&[r]).is_ok());
+        let open = RouteSpec { origin: "--route".into(), ..parse_route("0.0.0.0:3128=forward").unwrap() };
+        assert!(doors(&[open]).unwrap_err().starts_with("--route: a forward route on 0.0.0.0:3128 with no to= would be an open proxy"));
+        assert!(doors(&[parse_route("127.0.0.1:3128=forward").unwrap()]).is_ok(), "loopback only: allowed (it refuses every name)");
+        assert!(parse_route(":80=a:1;to=x.test").unwrap_err().contains("applies to a forward route"));
+        assert!(parse_route(":80=forward;ports=0").unwrap_err().contains("bad port"));
+        let shared = [parse_route("127.0.0.1:9=forward;to=*").unwrap(), parse_route("127.0.0.1:9=a:1;sni=a.test").unwrap()];
+        assert!(doors(&shared).unwrap_err().contains("needs a listen address of its own"));
     }
 
     #[test]

@@ -20,6 +20,10 @@ pub struct Config {
     pub proxy_header_timeout: Duration,
     /// How long a client of a port routed by name may take to say the name.
     pub peek_timeout: Duration,
+    /// DNS servers for the in-loop resolver; `None`: resolv.conf's.
+    pub resolver: Option<Vec<SocketAddr>>,
+    /// How long one DNS query waits; `None`: resolv.conf's.
+    pub dns_timeout: Option<Duration>,
     pub idle_timeout: Option<Duration>,
     pub max_conns: usize,
     pub buffer_size: usize,

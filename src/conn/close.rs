@@ -35,6 +35,12 @@ pub enum Reason {
     PeekTooLarge(String),
     /// ...or did not come in time (this many bytes had).
     PeekTimeout(usize),
+    /// A forward route: the destination is not allowed (the rule that says so).
+    Forbidden(String),
+    /// A forward route: the destination's name has no address, or DNS failed...
+    DnsFailed(String),
+    /// ...or no answer came in time (for this host).
+    DnsTimeout(String),
 }
 
 /// The kinds of close, without their details: the `reason=` values, and the
@@ -56,11 +62,14 @@ pub enum Close {
     BadRequest,
     PeekTooLarge,
     PeekTimeout,
+    Forbidden,
+    DnsFailed,
+    DnsTimeout,
 }
 
 impl Close {
     /// Every kind, in counter order.
-    pub const ALL: [Close; 15] = [
+    pub const ALL: [Close; 18] = [
         Close::ClientClosed,
         Close::UpstreamClosed,
         Close::ClientError,
@@ -76,6 +85,9 @@ impl Close {
         Close::BadRequest,
         Close::PeekTooLarge,
         Close::PeekTimeout,
+        Close::Forbidden,
+        Close::DnsFailed,
+        Close::DnsTimeout,
     ];
 
     /// The `reason=` value.
@@ -96,6 +108,9 @@ impl Close {
             Close::BadRequest => "bad-request",
             Close::PeekTooLarge => "peek-too-large",
             Close::PeekTimeout => "peek-timeout",
+            Close::Forbidden => "forbidden",
+            Close::DnsFailed => "dns-failed",
+            Close::DnsTimeout => "dns-timeout",
         }
     }
 }
@@ -118,6 +133,9 @@ impl Reason {
             Reason::BadRequest(_) => Close::BadRequest,
             Reason::PeekTooLarge(_) => Close::PeekTooLarge,
             Reason::PeekTimeout(_) => Close::PeekTimeout,
+            Reason::Forbidden(_) => Close::Forbidden,
+            Reason::DnsFailed(_) => Close::DnsFailed,
+            Reason::DnsTimeout(_) => Close::DnsTimeout,
         }
     }
 
@@ -138,7 +156,13 @@ impl Reason {
         match self {
             Reason::Error(_, e) | Reason::ConnectFailed(e) => Some(e.to_string()),
             Reason::NoUpstream(n) => Some(format!("all {n} upstream addresses are down (cooling down after failures)")),
-            Reason::BadProxyHeader(why) | Reason::BadClientHello(why) | Reason::BadRequest(why) | Reason::PeekTooLarge(why) => Some(why.clone()),
+            Reason::BadProxyHeader(why)
+            | Reason::BadClientHello(why)
+            | Reason::BadRequest(why)
+            | Reason::PeekTooLarge(why)
+            | Reason::Forbidden(why)
+            | Reason::DnsFailed(why) => Some(why.clone()),
+            Reason::DnsTimeout(host) => Some(format!("{host}: no DNS answer in time")),
             Reason::PeekTimeout(n) => Some(format!("no complete ClientHello or request head in time ({n} bytes read)")),
             _ => None,
         }

@@ -1,5 +1,6 @@
 //! The connect phase of a connection: try the upstreams its route's pool
-//! offers, one at a time, until one connects or none is left.
+//! offers (or a forward proxy's destination addresses, in order), one at a
+//! time, until one connects or none is left.
 
 use std::io;
 use std::net::SocketAddr;
@@ -17,6 +18,18 @@ pub(super) struct Failover {
     /// Pool servers tried so far (a bit per index), and how many attempts.
     pub(super) tried: u64,
     pub(super) attempts: u32,
+    /// A forward proxy's destination: these addresses in order, instead of
+    /// the pool (and no strikes against the pool's servers).
+    /// (Boxed: every connection's slot pays for the field.)
+    pub(super) dest: Option<Box<Dest>>,
+}
+
+/// A forward proxy's destination.
+pub(super) struct Dest {
+    addrs: Vec<SocketAddr>,
+    /// A CONNECT tunnel (answered 200 once connected), else a plain HTTP
+    /// request; either is answered with an HTTP error if no connect succeeds.
+    pub(super) tunnel: bool,
 }
 
 /// Why the connect phase gave up: the last address tried (if any) and why.
@@ -25,8 +38,9 @@ pub(super) type GaveUp = (Option<SocketAddr>, Reason);
 impl Failover {
     /// Start a connect to the first upstream the pool offers that does not
     /// fail at once.
-    pub(super) fn start(conn: u64, cx: &mut Context<'_>) -> Result<(Failover, Stream), GaveUp> {
-        let mut f = Failover { addr: SocketAddr::from(([0, 0, 0, 0], 0)), deadline: cx.now, tried: 0, attempts: 0 };
+    pub(super) fn start(conn: u64, forward: Option<(Vec<SocketAddr>, bool)>, cx: &mut Context<'_>) -> Result<(Failover, Stream), GaveUp> {
+        let dest = forward.map(|(addrs, tunnel)| Box::new(Dest { addrs, tunnel }));
+        let mut f = Failover { addr: SocketAddr::from(([0, 0, 0, 0], 0)), deadline: cx.now, tried: 0, attempts: 0, dest };
         let stream = f.next(conn, None, cx)?;
         Ok((f, stream))
     }
@@ -37,8 +51,13 @@ impl Failover {
     /// `NoUpstream` if every server was in its cool-down before any was tried.
     pub(super) fn next(&mut self, conn: u64, mut last: Option<io::Error>, cx: &mut Context<'_>) -> Result<Stream, GaveUp> {
         let mut last_addr = None;
-        while (self.attempts as usize) < cx.upstreams.servers.len() {
-            let Some((index, addr)) = cx.upstreams.pick(cx.now, self.tried) else { break };
+        let count = self.dest.as_ref().map_or(cx.upstreams.servers.len(), |d| d.addrs.len());
+        while (self.attempts as usize) < count {
+            let picked = match &self.dest {
+                Some(d) => d.addrs.get(self.attempts as usize).map(|a| (usize::MAX, *a)),
+                None => cx.upstreams.pick(cx.now, self.tried),
+            };
+            let Some((index, addr)) = picked else { break };
             self.attempts += 1;
             if index < 64 {
                 self.tried |= 1 << index;
@@ -56,7 +75,9 @@ impl Failover {
                 // it, and no point trying others (the caller pauses accepting).
                 Err(e) if sys::out_of_descriptors(&e) => return Err((Some(addr), Reason::ConnectFailed(e))),
                 Err(e) => {
-                    cx.record(addr, Outcome::Failed);
+                    if self.dest.is_none() {
+                        cx.record(addr, Outcome::Failed);
+                    }
                     log_attempt_failed(conn, addr, &e);
                     last_addr = Some(addr);
                     last = Some(e);
@@ -66,7 +87,7 @@ impl Failover {
         let reason = match last {
             Some(e) if e.kind() == io::ErrorKind::TimedOut => Reason::ConnectTimeout,
             Some(e) => Reason::ConnectFailed(e),
-            None => Reason::NoUpstream(cx.upstreams.servers.len()),
+            None => Reason::NoUpstream(count),
         };
         Err((last_addr, reason))
     }

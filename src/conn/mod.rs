@@ -125,6 +125,8 @@ impl Context<'_> {
 /// Why a connection could not start: what its client asked for, the last
 /// upstream tried (if any), and why.
 pub struct NotStarted {
+    /// The client, to be closed (dropped) once told.
+    pub client: Stream,
     pub asked: Option<Box<Asked>>,
     pub upstream: Option<SocketAddr>,
     pub reason: Reason,
@@ -141,18 +143,22 @@ impl Conn {
     /// sent upstream before anything the client sends: a PROXY header of
     /// ours, then `read`, what the front read from the client (bytes past
     /// an incoming PROXY header, a peeked ClientHello). If no upstream can be
-    /// tried, the client is closed and the error says why.
+    /// tried, the client is closed and the error says why. `forward`: a
+    /// forward proxy's destination addresses (tried in order instead of the
+    /// route's pool), and whether the client asked for a tunnel (CONNECT:
+    /// answered 200 once connected).
     pub fn start(
         id: u64,
         route: usize,
         (client, client_addr, asked): (Stream, SocketAddr, Option<Box<Asked>>),
         (early, read): (&[u8], &[u8]),
+        forward: Option<(Vec<SocketAddr>, bool)>,
         cx: &mut Context<'_>,
     ) -> Result<Conn, NotStarted> {
         if cx.nodelay {
             let _ = client.set_nodelay(); // best effort, as the probe found it works
         }
-        match Failover::start(id, cx) {
+        match Failover::start(id, forward, cx) {
             Ok((failover, upstream)) => {
                 let mut to_upstream = Direction::with_shape(cx.shapes.to_upstream);
                 to_upstream.preload(early, cx.buffers);
@@ -176,7 +182,7 @@ impl Conn {
                     last_active: cx.now,
                 })
             }
-            Err((upstream, reason)) => Err(NotStarted { asked, upstream, reason }), // dropping `client` closes it
+            Err((upstream, reason)) => Err(NotStarted { client, asked, upstream, reason }),
         }
     }
 
@@ -288,13 +294,27 @@ impl Conn {
 
     fn connected(&mut self, cx: &mut Context<'_>) -> Result<(), Reason> {
         let addr = self.upstream_addr();
+        let tunnel = matches!(&self.phase, Phase::Connecting(f) if f.dest.as_ref().is_some_and(|d| d.tunnel));
         self.phase = Phase::Relaying { addr };
         self.last_active = cx.now;
         self.who(cx.route, cx.backend).record(Level::Info, "open").str("upstream", addr).emit();
+        if tunnel {
+            // The tunnel is open: say so; the client's bytes follow.
+            self.to_client.preload(b"HTTP/1.1 200 Connection established\r\n\r\n", cx.buffers);
+            self.pump(Side::Upstream, cx)?;
+        }
         // A client usually speaks first (an HTTP request is already waiting),
         // and a PROXY header is already buffered.
         self.pump(Side::Client, cx)?;
         self.finished()
+    }
+
+    /// Closing for `reason` before any upstream connected: a forward
+    /// proxy's client is owed an HTTP answer (502, or 504 for a timeout).
+    pub fn refuse(&self, reason: &Reason) {
+        if matches!(&self.phase, Phase::Connecting(f) if f.dest.is_some()) {
+            refuse_forward(&self.client, reason);
+        }
     }
 
     /// Give up on the current upstream and try the next one the pool offers.
@@ -409,6 +429,19 @@ impl Conn {
     }
 }
 
+/// A forward proxy's client whose destination could not be reached: 504
+/// for a timeout, else 502, with the reason (best effort: a few bytes).
+pub fn refuse_forward(client: &Stream, reason: &Reason) {
+    let (code, text) = match reason {
+        Reason::ConnectTimeout => (504, "Gateway Timeout"),
+        _ => (502, "Bad Gateway"),
+    };
+    let body = format!("wasiter: cannot reach the destination: {reason}\n");
+    let answer = format!("HTTP/1.1 {code} {text}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    let _ = client.write(answer.as_bytes());
+    let _ = client.shutdown_write();
+}
+
 /// The route's shape for the direction whose bytes come from `from`.
 fn shape_from(shapes: &mut Shapes, from: Side) -> &mut Shape {
     match from {
@@ -494,7 +527,7 @@ mod tests {
         };
         let mut pool = Buffers::new(1024, 1);
         let mut cx = context(upstreams, up, &mut pool, Instant::now());
-        let conn = Conn::start(1, 0, (stream, addr, None), (b"", b""), &mut cx).map_err(|e| e.reason.to_string()).unwrap();
+        let conn = Conn::start(1, 0, (stream, addr, None), (b"", b""), None, &mut cx).map_err(|e| e.reason.to_string()).unwrap();
         (conn, front)
     }
 
@@ -557,6 +590,6 @@ mod tests {
         // A slab slot is the Conn plus a tag word.
         let per_conn = std::mem::size_of::<Conn>() + std::mem::size_of::<usize>();
         println!("fixed bytes per connection: {per_conn}");
-        assert!(per_conn <= 480, "{per_conn} bytes");
+        assert!(per_conn <= 496, "{per_conn} bytes");
     }
 }

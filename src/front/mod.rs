@@ -1,9 +1,12 @@
 //! The front: what a new client passes before it is a connection (`conn`).
 //!
 //! ```text
-//! accepted ─▶ ProxyHeader ─▶ allow/deny ─▶ Peek ─▶ a route picked ─▶ conn::Conn
-//!             (accept-proxy                (a port routed
-//!              routes only)                 by name only)
+//! accepted ─▶ ProxyHeader ─▶ allow/deny ─┬▶ Peek ─▶ a route picked ─────────────▶ conn::Conn
+//!             (accept-proxy               │  (a port routed by name only)
+//!              routes only)               └▶ Request ─▶ Resolve ─▶ a destination ▶ conn::Conn
+//!                                            (a forward route: CONNECT or an absolute URL;
+//!                                             the name checked, looked up in the loop's
+//!                                             resolver, its addresses checked)
 //! ```
 //! Each phase reads only from the client and never blocks: `advance` goes as
 //! far as the bytes already read allow and says what is next (`Step`). A
@@ -12,18 +15,24 @@
 //! byte read past the PROXY header is kept and goes to the upstream first,
 //! unchanged: a routed TLS connection stays end to end.
 //!
-//! Beside it: `client_hello.rs` and `http_head.rs` (what the peek reads) and
-//! `crate::names` (how the name picks a route).
+//! Beside it: `client_hello.rs` and `http_head.rs` (what the peek reads),
+//! `proxy_request.rs` (what a forward proxy's client asks), `crate::names`
+//! (how the name picks a route), `crate::forward` (where a forward route's
+//! clients may go) and `crate::dns` (the resolver).
 
 pub mod client_hello;
 pub mod http_head;
+pub mod proxy_request;
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::conn::{Reason, Side};
+use crate::dns::{self, Lookup, LookupId, Resolver};
+use crate::forward::Forward;
 use crate::names::{normalize, Asked, Table};
+use proxy_request::Method;
 use crate::proxy_header::{self, Received};
 use crate::relay::would_block;
 use crate::route::Acl;
@@ -47,8 +56,25 @@ pub struct Rules<'a> {
     pub acl: &'a Acl,
     pub accept_proxy: bool,
     pub table: &'a Table,
+    /// A forward route: its index, and where its clients may go.
+    pub forward: Option<(usize, &'a Forward)>,
     pub header_timeout: Duration,
     pub peek_timeout: Duration,
+}
+
+/// How long a forward client may wait for its destination's addresses, at
+/// most (the resolver gives up sooner: timeout x attempts x servers).
+const RESOLVE_LIMIT: Duration = Duration::from_secs(60);
+
+/// A forward proxy client's destination.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    /// CONNECT (answer 200 once connected), or a plain HTTP request.
+    pub tunnel: bool,
+    /// Its addresses, once resolved and allowed.
+    pub addrs: Vec<SocketAddr>,
 }
 
 enum Phase {
@@ -58,6 +84,10 @@ enum Phase {
     ProxyHeader(proxy_header::Reader),
     /// Reading the first bytes (ClientHello or request head) for the name.
     Peek,
+    /// A forward route: the proxy request is still arriving.
+    Request,
+    /// A forward route: waiting for the destination's addresses.
+    Resolve(LookupId),
 }
 
 /// What to do with a front after `advance`.
@@ -85,6 +115,8 @@ pub struct Front {
     pub to: Option<SocketAddr>,
     /// What it asked for, once peeked.
     pub asked: Option<Asked>,
+    /// A forward route's destination, once asked for.
+    pub target: Option<Target>,
     /// Why it is to be closed, with `Step::Close`.
     pub reason: Option<Reason>,
     phase: Phase,
@@ -97,19 +129,19 @@ pub struct Front {
 
 impl Front {
     pub fn new(id: u64, door: usize, client: Stream, peer: SocketAddr, now: Instant) -> Front {
-        Front { id, door, client, peer, from: peer, to: None, asked: None, reason: None, phase: Phase::Accepted, read: Vec::new(), deadline: now, opened: now }
+        Front { id, door, client, peer, from: peer, to: None, asked: None, target: None, reason: None, phase: Phase::Accepted, read: Vec::new(), deadline: now, opened: now }
     }
 
     /// Go as far as what the client has sent allows: called once at
     /// accept, then whenever the client is readable.
-    pub fn advance(&mut self, rules: &Rules<'_>, now: Instant) -> Step {
+    pub fn advance(&mut self, rules: &Rules<'_>, resolver: &mut Resolver, now: Instant) -> Step {
         match &mut self.phase {
             Phase::Accepted if rules.accept_proxy => {
                 self.phase = Phase::ProxyHeader(proxy_header::Reader::default());
                 self.deadline = now + rules.header_timeout;
                 Step::Wait // nothing can have arrived this early
             }
-            Phase::Accepted => self.check(rules, now),
+            Phase::Accepted => self.check(rules, resolver, now),
             Phase::ProxyHeader(reader) => match read_header(&mut self.client, reader) {
                 Ok(None) => Step::Wait,
                 Ok(Some(Received { addrs, rest })) => {
@@ -117,18 +149,50 @@ impl Front {
                         (self.from, self.to) = (from, Some(to));
                     }
                     self.read = rest;
-                    self.check(rules, now)
+                    self.check(rules, resolver, now)
                 }
                 Err(why) => self.close(Reason::BadProxyHeader(why)),
             },
             Phase::Peek => self.peek(rules),
+            Phase::Request => self.request(rules, resolver, now),
+            Phase::Resolve(_) => Step::Wait, // nothing to read until the answer
+        }
+    }
+
+    /// The lookup this front waits for, if any.
+    pub fn waits_for(&self) -> Option<LookupId> {
+        match self.phase {
+            Phase::Resolve(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// Its lookup finished: check the addresses, then relay or refuse.
+    pub fn resolved(&mut self, result: dns::Addrs, rules: &Rules<'_>) -> Step {
+        let (Some((route, forward)), Some(target)) = (rules.forward, self.target.as_mut()) else { return Step::Close };
+        let host = target.host.clone();
+        match result.map_err(|e| (e, host.clone())).and_then(|ips| forward.check_addrs(&host, &ips).map_err(|why| (dns::Error::Failed(why), String::new()))) {
+            Ok(ips) => {
+                target.addrs = ips.into_iter().map(|ip| SocketAddr::new(ip, target.port)).collect();
+                Step::Relay(route)
+            }
+            Err((dns::Error::Failed(why), h)) if h.is_empty() => self.answer(403, "Forbidden", Reason::Forbidden(why)),
+            Err((dns::Error::NotFound, h)) => self.answer(502, "Bad Gateway", Reason::DnsFailed(format!("{h}: no such name"))),
+            Err((dns::Error::Timeout, h)) => self.answer(504, "Gateway Timeout", Reason::DnsTimeout(h)),
+            Err((e, h)) => self.answer(502, "Bad Gateway", Reason::DnsFailed(format!("{h}: {e}"))),
         }
     }
 
     /// The deadline passed: why it is closed.
     pub fn expired(&mut self) -> Reason {
         match self.phase {
-            Phase::Peek => Reason::PeekTimeout(self.read.len()),
+            Phase::Peek | Phase::Request => Reason::PeekTimeout(self.read.len()),
+            Phase::Resolve(_) => {
+                let host = self.target.as_ref().map(|t| t.host.clone()).unwrap_or_default();
+                let why = Reason::DnsTimeout(host);
+                self.reply(504, "Gateway Timeout", &why);
+                why
+            }
             _ => Reason::BadProxyHeader("no PROXY header in time".into()),
         }
     }
@@ -140,9 +204,14 @@ impl Front {
 
     /// Past any PROXY header: the allow/deny lists, then the peek if the
     /// port routes by name.
-    fn check(&mut self, rules: &Rules<'_>, now: Instant) -> Step {
+    fn check(&mut self, rules: &Rules<'_>, resolver: &mut Resolver, now: Instant) -> Step {
         if !rules.acl.permits(self.from.ip()) {
             return self.close(Reason::Denied);
+        }
+        if rules.forward.is_some() {
+            self.phase = Phase::Request;
+            self.deadline = now + rules.peek_timeout;
+            return self.request(rules, resolver, now);
         }
         if !rules.table.peeks() {
             return match rules.table.default_route() {
@@ -158,22 +227,10 @@ impl Front {
     /// Read what the client has sent (up to `PEEK_LIMIT`), and route it
     /// once the ClientHello or request head is complete.
     fn peek(&mut self, rules: &Rules<'_>) -> Step {
-        let mut ended = false;
-        let mut chunk = [0u8; 4096];
-        while self.read.len() <= PEEK_LIMIT {
-            let room = (PEEK_LIMIT + 1 - self.read.len()).min(chunk.len());
-            let Some(buf) = chunk.get_mut(..room) else { break };
-            match self.client.read(buf) {
-                Ok(0) => {
-                    ended = true;
-                    break;
-                }
-                Ok(n) => self.read.extend_from_slice(buf.get(..n).unwrap_or_default()),
-                Err(e) if would_block(&e) => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return self.close(Reason::Error(Side::Client, e)),
-            }
-        }
+        let ended = match self.read_more() {
+            Ok(ended) => ended,
+            Err(e) => return self.close(Reason::Error(Side::Client, e)),
+        };
         let asked = match self.parse(rules) {
             Ok(Some(asked)) => asked,
             Ok(None) if self.read.len() > PEEK_LIMIT => {
@@ -199,6 +256,83 @@ impl Front {
                 self.close(Reason::NoRoute)
             }
         }
+    }
+
+    /// Read what the client has sent, up to `PEEK_LIMIT` (one byte more, to
+    /// see that it is over). `Ok(true)`: the client has closed.
+    fn read_more(&mut self) -> io::Result<bool> {
+        let mut chunk = [0u8; 4096];
+        while self.read.len() <= PEEK_LIMIT {
+            let room = (PEEK_LIMIT + 1 - self.read.len()).min(chunk.len());
+            let Some(buf) = chunk.get_mut(..room) else { break };
+            match self.client.read(buf) {
+                Ok(0) => return Ok(true),
+                Ok(n) => self.read.extend_from_slice(buf.get(..n).unwrap_or_default()),
+                Err(e) if would_block(&e) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(false)
+    }
+
+    /// A forward route: read the proxy request; check what it names; look
+    /// the name up (at once from the cache or /etc/hosts, else wait).
+    fn request(&mut self, rules: &Rules<'_>, resolver: &mut Resolver, now: Instant) -> Step {
+        let ended = match self.read_more() {
+            Ok(ended) => ended,
+            Err(e) => return self.close(Reason::Error(Side::Client, e)),
+        };
+        let req = match proxy_request::parse(&self.read) {
+            Ok(Some(req)) => req,
+            Ok(None) if ended && self.read.is_empty() => return self.close(Reason::Closed(Side::Client)),
+            Ok(None) if ended => return self.answer(400, "Bad Request", Reason::BadRequest("the client closed before its request ended".into())),
+            Ok(None) => return Step::Wait,
+            Err(Failure::TooLarge(why)) => return self.answer(431, "Request Header Fields Too Large", Reason::PeekTooLarge(why)),
+            Err(Failure::BadRequest(why) | Failure::BadClientHello(why)) => return self.answer(400, "Bad Request", Reason::BadRequest(why)),
+        };
+        let Some((_, forward)) = rules.forward else { return Step::Close };
+        let tunnel = req.method == Method::Connect;
+        self.asked = Some(Asked::Http { host: Some(format!("{}:{}", req.host, req.port)) });
+        let checked = forward.check_name(&req.host, req.port, tunnel);
+        if crate::log::tracing() {
+            let verb = if tunnel { "CONNECT" } else { "GET/..." };
+            let verdict = checked.as_ref().map_or_else(|why| format!("refused: {why}"), |()| "allowed: looking it up".to_string());
+            crate::log::trace_line(format_args!("request(conn={}, {verb} {}:{})", self.id, req.host, req.port), format_args!("{verdict}"));
+        }
+        if let Err(why) = checked {
+            return self.answer(403, "Forbidden", Reason::Forbidden(why));
+        }
+        // What goes to the destination first: for a plain request its head
+        // in origin form; then whatever the client sent after the head.
+        let mut early = match &req.method {
+            Method::Http { head } => head.clone(),
+            Method::Connect => Vec::new(),
+        };
+        early.extend_from_slice(self.read.get(req.head_len..).unwrap_or_default());
+        self.read = early;
+        self.target = Some(Target { host: req.host.clone(), port: req.port, tunnel, addrs: Vec::new() });
+        match resolver.lookup(&req.host, now) {
+            Lookup::Ready(result) => self.resolved(result, rules),
+            Lookup::Pending(id) => {
+                self.phase = Phase::Resolve(id);
+                self.deadline = now + RESOLVE_LIMIT;
+                Step::Wait
+            }
+        }
+    }
+
+    /// Answer a forward client with an HTTP error, then close it.
+    fn answer(&mut self, code: u16, text: &str, reason: Reason) -> Step {
+        self.reply(code, text, &reason);
+        self.close(reason)
+    }
+
+    fn reply(&mut self, code: u16, text: &str, reason: &Reason) {
+        let body = format!("wasiter: {}\n", reason.error().unwrap_or_else(|| reason.name().to_string()));
+        let answer = format!("HTTP/1.1 {code} {text}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        let _ = self.client.write(answer.as_bytes());
+        let _ = self.client.shutdown_write();
     }
 
     /// What the bytes so far ask for: TLS if they start a handshake record

@@ -8,7 +8,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use super::{Proxy, ACCEPT_BATCH, ACCEPT_PAUSE};
-use crate::conn::{log_close, Conn, NotStarted, Reason, Who};
+use crate::conn::{log_close, refuse_forward, Conn, NotStarted, Reason, Who};
 use crate::front::{Front, Step};
 use crate::log::{self, Level, Record};
 use crate::proxy_header;
@@ -76,10 +76,25 @@ impl Proxy {
         }
     }
 
-    fn advance(&self, front: &mut Front, now: Instant) -> Step {
+    fn advance(&mut self, front: &mut Front, now: Instant) -> Step {
         match self.doors.get(front.door) {
-            Some(door) => front.advance(&door.rules(self.header_timeout, self.peek_timeout), now),
+            Some(door) => front.advance(&door.rules(self.header_timeout, self.peek_timeout), &mut self.resolver, now),
             None => Step::Close,
+        }
+    }
+
+    /// Lookups the resolver finished: each front waiting for one goes on.
+    pub(super) fn on_resolved(&mut self, now: Instant) {
+        for (id, result) in self.resolver.take_done() {
+            let waiting: Vec<usize> = self.fronts.iter().filter(|(_, f)| f.waits_for() == Some(id)).map(|(k, _)| k).collect();
+            for key in waiting {
+                let Some(mut front) = self.fronts.try_remove(key) else { continue };
+                let step = match self.doors.get(front.door) {
+                    Some(door) => front.resolved(result.clone(), &door.rules(self.header_timeout, self.peek_timeout)),
+                    None => Step::Close,
+                };
+                self.finish(front, step, now);
+            }
         }
     }
 
@@ -113,14 +128,20 @@ impl Proxy {
             None => Vec::new(),
         };
         let read = front.take_read();
+        let forward = front.target.take().map(|t| (t.addrs, t.tunnel));
+        let tunnel = forward.is_some();
         let Some((mut cx, stats)) = self.shared.context(route, now) else { return };
-        match Conn::start(front.id, route, (front.client, front.from, front.asked.map(Box::new)), (&early, &read), &mut cx) {
+        let client = (front.client, front.from, front.asked.map(Box::new));
+        match Conn::start(front.id, route, client, (&early, &read), forward, &mut cx) {
             Ok(conn) => {
                 let id = conn.id();
                 let key = self.conns.insert(conn);
                 self.busy.add(key, id); // connecting: watched in every pass
             }
-            Err(NotStarted { asked, upstream, reason }) => {
+            Err(NotStarted { asked, upstream, reason, client }) => {
+                if tunnel {
+                    refuse_forward(&client, &reason);
+                }
                 stats.closed(reason.kind());
                 let who = Who { id: front.id, route: cx.route, backend: cx.backend, client: front.from, asked: asked.as_deref() };
                 log_close(&who, upstream, (0, 0), Duration::ZERO, &reason);

@@ -52,6 +52,8 @@ impl Proxy {
             }
             false
         });
+        self.resolver.expire(now);
+        self.on_resolved(now);
         self.expire_fronts(now);
     }
 

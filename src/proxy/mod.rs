@@ -41,6 +41,7 @@ use token::{Kind, Token};
 
 use crate::settings::Config;
 use crate::conn::{Conn, Context, Reason, Side};
+use crate::dns::Resolver;
 use crate::front::Front;
 use crate::health::Check;
 use crate::metrics::Scrape;
@@ -79,6 +80,8 @@ pub struct Proxy {
     conns: Slab<Conn>,
     /// Clients not yet connections (`front`).
     fronts: Slab<Front>,
+    /// Names looked up inside the loop (forward routes' destinations).
+    resolver: Resolver,
     checks: Slab<Check>,
     poller: Poller,
     idle_timeout: Option<Duration>,
@@ -109,10 +112,11 @@ pub struct Proxy {
 
 impl Proxy {
     /// `nodelay`: TCP_NODELAY really works on this runtime (`nagle::probe`).
-    pub fn new(cfg: &Config, doors: Vec<Door>, routes: Vec<RouteState>, metrics: Option<Listener>, nodelay: bool) -> io::Result<Proxy> {
+    pub fn new(cfg: &Config, (doors, routes): (Vec<Door>, Vec<RouteState>), resolver: Resolver, metrics: Option<Listener>, nodelay: bool) -> io::Result<Proxy> {
         let now = Instant::now();
         Ok(Proxy {
             doors,
+            resolver,
             shared: Shared {
                 routes,
                 buffers: Buffers::new(cfg.buffer_size, SPARE_BUFFERS),
@@ -188,8 +192,10 @@ impl Proxy {
                     Kind::Scrape(key) => self.serve_scrape(key, now),
                     Kind::Front(key) => self.on_front(key, now),
                     Kind::Check(key) => self.on_check(key, now),
+                    Kind::Dns(key) => self.resolver.on_ready(key, now),
                 }
             }
+            self.on_resolved(now);
             self.ready = ready; // keep its capacity for the next pass
             for i in 0..self.listeners_ready.len() {
                 if let Some(&door) = self.listeners_ready.get(i) {
@@ -286,6 +292,10 @@ impl Proxy {
             self.poller.add(f.client.handle(), Token::new(Kind::Front(key)).raw(), true, false);
             wake_at = wake_at.min(f.deadline);
         }
+        let poller = &mut self.poller;
+        if let Some(due) = self.resolver.watch(|key, handle, r, w| poller.add(handle, Token::new(Kind::Dns(key)).raw(), r, w)) {
+            wake_at = wake_at.min(due);
+        }
         for (key, c) in &self.checks {
             self.poller.add(c.stream.handle(), Token::new(Kind::Check(key)).raw(), false, true);
             wake_at = wake_at.min(c.deadline);
@@ -332,6 +342,7 @@ impl Proxy {
             if let Some(upstream) = conn.relaying_to() {
                 cx.upstreams.closed(upstream);
             }
+            conn.refuse(&reason);
             if reason.is_abort() {
                 conn.abort();
             }

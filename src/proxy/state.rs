@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::coalesce::Shapes;
 use crate::conn::Context;
+use crate::forward::Forward;
 use crate::front::Rules;
 use crate::metrics::Stats;
 use crate::names::Table;
@@ -27,6 +28,8 @@ pub struct Door {
     pub(super) accept_proxy: bool,
     /// Its routes, by what they serve.
     pub(super) table: Table,
+    /// A forward route: its index and policy (then the door's only route).
+    pub(super) forward: Option<(usize, Forward)>,
     /// On a port routed by name, what happened before a route was picked
     /// (accepted, denied, no route, ...). A plain port counts all of it on
     /// its one route.
@@ -44,6 +47,7 @@ impl Door {
             acl: first.acl.clone(),
             accept_proxy: first.accept_proxy,
             table: Table::new(routes.iter().map(|(i, r)| (r.matches.clone(), *i))),
+            forward: routes.iter().find_map(|(i, r)| Some((*i, r.forward.clone()?))),
             stats: Stats::default(),
         })
     }
@@ -53,7 +57,8 @@ impl Door {
     }
 
     pub(super) fn rules(&self, header_timeout: Duration, peek_timeout: Duration) -> Rules<'_> {
-        Rules { acl: &self.acl, accept_proxy: self.accept_proxy, table: &self.table, header_timeout, peek_timeout }
+        let forward = self.forward.as_ref().map(|(i, f)| (*i, f));
+        Rules { acl: &self.acl, accept_proxy: self.accept_proxy, table: &self.table, forward, header_timeout, peek_timeout }
     }
 
     /// Where this door counts a client that has no route yet.

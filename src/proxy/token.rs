@@ -24,6 +24,8 @@ pub enum Kind {
     Front(usize),
     /// A health-check connect (its slab key).
     Check(usize),
+    /// A DNS query of the resolver (its key there).
+    Dns(usize),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +41,7 @@ impl Token {
             Kind::Scrape(key) => (4, key),
             Kind::Front(key) => (5, key),
             Kind::Check(key) => (6, key),
+            Kind::Dns(key) => (7, key),
         };
         Token((tag << TAG_SHIFT) | (index & INDEX_MASK))
     }
@@ -60,6 +63,7 @@ impl Token {
             4 => Kind::Scrape(index),
             5 => Kind::Front(index),
             6 => Kind::Check(index),
+            7 => Kind::Dns(index),
             _ => return None,
         })
     }
@@ -80,6 +84,7 @@ mod tests {
             Kind::Scrape(7),
             Kind::Front(9),
             Kind::Check(big),
+            Kind::Dns(5),
         ] {
             assert_eq!(Token::kind(Token::new(kind).raw()), Some(kind));
         }
