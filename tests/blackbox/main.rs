@@ -11,6 +11,7 @@
 #[path = "../harness/mod.rs"]
 mod harness;
 mod faults;
+mod forward;
 mod load;
 mod naming;
 mod nagle;
@@ -29,6 +30,7 @@ use std::time::{Duration, Instant};
 use harness::*;
 // Every case, by topic; the macro below runs each on every runtime.
 use faults::*;
+use forward::*;
 use load::*;
 use naming::*;
 use nagle::*;
@@ -111,4 +113,8 @@ every_runtime!(
     silent_garbage_and_oversized_clients_are_closed_with_their_reason,
     accept_proxy_comes_first_then_the_peek,
     the_name_asked_is_in_json_logs_the_dump_and_the_trace,
+    connect_and_plain_requests_reach_allowed_names,
+    forward_policy_refuses_names_ports_and_addresses,
+    dns_failures_timeouts_and_truncation,
+    a_slow_dns_answer_delays_no_one_else,
 );

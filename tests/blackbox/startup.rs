@@ -34,6 +34,9 @@ pub fn malformed_configuration_is_one_line_and_exit_2(rt: Runtime) {
         (vec![], vec!["--route", "127.0.0.1:9=a:1", "--route", "127.0.0.1:9=b:1"], "two routes listen on 127.0.0.1:9 and neither says what it serves"),
         (vec![], vec!["--route", "127.0.0.1:9=a:1;host=a.test;allow=10.0.0.0/8", "--route", "127.0.0.1:9=b:1"], "the routes on 127.0.0.1:9 (--route and --route) differ in allow="),
         (vec![("LOCAL", s("127.0.0.1:0")), ("REMOTE", s("a:1"))], vec!["--peek-timeout", "0"], "--peek-timeout: \"0\" is not valid"),
+        (vec![], vec!["--route", "0.0.0.0:0=forward"], "--route: a forward route on 0.0.0.0:0 with no to= would be an open proxy; list the names it may reach"),
+        (vec![], vec!["--route", "127.0.0.1:0=forward;to=x.test;ports=http"], "bad port \"http\""),
+        (vec![("LOCAL", s("127.0.0.1:0")), ("REMOTE", s("a:1"))], vec!["--resolver", "dns.google"], "--resolver: \"dns.google\" is not valid; expected IP[:PORT]"),
     ];
     // WASI 0.2's exit carries only success or failure: wasmtime reports 1.
     let usage_code = if rt == Runtime::Wasmtime { 1 } else { 2 };

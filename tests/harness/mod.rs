@@ -664,3 +664,62 @@ pub fn is_closed(s: &mut TcpStream) -> bool {
 pub fn io_err_is_timeout(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
 }
+
+/// tests/dns_server.py: a real DNS server (dnslib) on 127.0.0.1, UDP and
+/// TCP, answering `records` (NAME=IP,...), slow for `slow` names,
+/// truncating `truncate` ones over UDP; killed on drop. `queries()` is what
+/// it was asked ("query NAME TYPE udp|tcp").
+pub struct DnsServer {
+    child: Child,
+    pub port: u16,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl DnsServer {
+    pub fn start(records: &[(&str, &str)], slow: &[(&str, f64)], truncate: &[&str]) -> DnsServer {
+        let port = free_port();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dns_server.py");
+        let mut cmd = Command::new("python3");
+        cmd.arg(script).arg(port.to_string());
+        cmd.args(records.iter().map(|(n, ip)| format!("{n}={ip}")));
+        for (n, secs) in slow {
+            cmd.arg("--slow").arg(format!("{n}={secs}"));
+        }
+        for n in truncate {
+            cmd.arg("--truncate").arg(n);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python3 with dnslib (scripts/setup --peers installs it)");
+        let mut ready = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready).unwrap();
+        assert_eq!(ready.trim(), "ready", "tests/dns_server.py did not start (is dnslib installed?)");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        let stderr = child.stderr.take().unwrap();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        DnsServer { child, port, log }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn queries(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,141 @@
+//! The devContainer's way out: a forward proxy (CONNECT and absolute-form
+//! HTTP) with a destination policy, its names looked up by the in-loop
+//! resolver from a real DNS server (tests/dns_server.py) that the tests make
+//! slow, silent or truncating on purpose. Real clients: curl -x.
+
+use super::*;
+
+/// A forward route on 127.0.0.1 with these options, resolving through `dns`.
+fn forward(rt: Runtime, options: &str, dns: &str, more: &[&str]) -> Proxy {
+    let route = format!("127.0.0.1:0=forward;{options}");
+    let mut args = vec!["--route", route.as_str(), "--resolver", dns];
+    args.extend_from_slice(more);
+    Proxy::start_routes(rt, 1, &[], &args).0
+}
+
+fn proxy_url(p: &Proxy) -> String {
+    format!("http://{}", p.addr)
+}
+
+pub fn connect_and_plain_requests_reach_allowed_names(rt: Runtime) {
+    let certs = Certs::new(&["name.test"]);
+    let tls = nginx_tls(&certs, "name.test", false, "tls by name");
+    let web = nginx(&[("index.html", b"plain by name\n")]);
+    let dns = DnsServer::start(&[("name.test", "127.0.0.1"), ("web.test", "127.0.0.1")], &[], &[]);
+    let opts = format!("to=name.test,*.web.test,web.test;to-net=127.0.0.0/8;ports={},{}", tls.port, web.port);
+    let mut p = forward(rt, &opts, &dns.addr(), &[]);
+    let ca = certs.ca();
+    let url = format!("https://name.test:{}/", tls.port);
+    let (code, body, err) = curl(&["-x", &proxy_url(&p), "--cacert", ca.to_str().unwrap(), &url]);
+    assert_eq!((code, body.as_str()), (0, "tls by name\n"), "CONNECT, then TLS end to end: {err}");
+    let url = format!("http://web.test:{}/index.html", web.port);
+    let (code, body, err) = curl(&["-x", &proxy_url(&p), "-D", "-", &url]);
+    assert_eq!(code, 0, "{err}");
+    assert!(body.ends_with("plain by name\n") && body.to_ascii_lowercase().contains("connection: close"), "{body}");
+    let open = record(&p.wait_for_log("the tunnel's open line", |l| l.contains(" open ") && l.contains("name.test")));
+    assert_eq!(open["host"], format!("name.test:{}", tls.port));
+    assert!(dns.queries().iter().any(|q| q == "query name.test A udp"), "looked up over DNS: {:?}", dns.queries());
+}
+
+pub fn forward_policy_refuses_names_ports_and_addresses(rt: Runtime) {
+    let echo = Server::echo();
+    let port = echo.addr.port();
+    let dns = DnsServer::start(&[("ok.test", "127.0.0.1"), ("meta.test", "169.254.169.254")], &[], &[]);
+    let p = forward(rt, &format!("to=ok.test,meta.test,nowhere.test;not-to=bad.ok.test;to-net=127.0.0.0/8;ports={port}"), &dns.addr(), &[]);
+    let status = |target: &str| {
+        let mut c = p.connect();
+        c.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes()).unwrap();
+        let mut answer = String::new();
+        let _ = c.read_to_string(&mut answer);
+        answer
+    };
+    let answer = status("evil.test:443");
+    assert!(answer.starts_with("HTTP/1.1 403 ") && answer.contains("evil.test is not in to="), "{answer}");
+    assert!(status(&format!("ok.test:{}", port + 1)).contains(&format!("port {} is not allowed", port + 1)));
+    let answer = status(&format!("meta.test:{port}"));
+    assert!(answer.contains("meta.test resolves to 169.254.169.254"), "the address is checked too: {answer}");
+    let answer = status(&format!("nowhere.test:{port}"));
+    assert!(answer.starts_with("HTTP/1.1 502 ") && answer.contains("no such name"), "NXDOMAIN: {answer}");
+    let answer = status("not a target");
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    let mut c = p.connect();
+    let mut huge = format!("CONNECT ok.test:{port} HTTP/1.1\r\nX-Big: ").into_bytes();
+    huge.extend(std::iter::repeat_n(b'a', 64 * 1024));
+    let _ = c.write_all(&huge);
+    let mut answer = String::new();
+    let _ = c.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+    assert_eq!(echo.accepted(), 0, "nothing refused reached anything");
+    // And an allowed one goes through: the tunnel echoes.
+    let mut c = p.connect();
+    c.write_all(format!("CONNECT ok.test:{port} HTTP/1.1\r\n\r\nping").as_bytes()).unwrap();
+    let want = b"HTTP/1.1 200 Connection established\r\n\r\nping";
+    assert_eq!(read_exact_n(&mut c, want.len()), want);
+    for reason in ["forbidden", "dns-failed", "bad-request", "peek-too-large"] {
+        assert!(p.log().iter().any(|l| l.contains(&format!("reason={reason}"))), "a close with reason={reason}:\n{}", p.log().join("\n"));
+    }
+}
+
+pub fn dns_failures_timeouts_and_truncation(rt: Runtime) {
+    let echo = Server::echo();
+    let port = echo.addr.port();
+    let ask = |p: &Proxy, host: &str| {
+        let mut c = p.connect();
+        c.write_all(format!("CONNECT {host}:{port} HTTP/1.1\r\n\r\n").as_bytes()).unwrap();
+        let mut answer = String::new();
+        let _ = c.read_to_string(&mut answer);
+        answer
+    };
+    // A resolver that takes the queries and never answers: 504, after
+    // --dns-timeout for each of resolv.conf's attempts (2).
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let p = forward(rt, &format!("to=*;to-net=127.0.0.0/8;ports={port}"), &silent.local_addr().unwrap().to_string(), &["--dns-timeout", "200ms"]);
+    let t = Instant::now();
+    let answer = ask(&p, "quiet.test");
+    assert!(answer.starts_with("HTTP/1.1 504 ") && answer.contains("no DNS answer in time"), "{answer}");
+    assert!(t.elapsed() >= Duration::from_millis(350), "both attempts waited their timeout");
+    // Nothing listening at all (the port is closed): where the runtime
+    // reports the refusal (native, wasmtime) a 502 at once; where it does
+    // not (WasmEdge's sock_recv), the same silence as above, 504.
+    let dead = format!("127.0.0.1:{}", free_port());
+    let p = forward(rt, &format!("to=*;to-net=127.0.0.0/8;ports={port}"), &dead, &["--dns-timeout", "300ms"]);
+    let answer = ask(&p, "dead.test");
+    let want = if matches!(rt, Runtime::WasmEdge | Runtime::WasmEdgeAot) { "HTTP/1.1 504 " } else { "HTTP/1.1 502 " };
+    assert!(answer.starts_with(want) && answer.contains("DNS"), "{answer}");
+    // An answer too big for UDP is asked again over TCP.
+    let dns = DnsServer::start(&[("big.test", "127.0.0.1")], &[], &["big.test"]);
+    let p = forward(rt, &format!("to=*;to-net=127.0.0.0/8;ports={port}"), &dns.addr(), &[]);
+    let mut c = p.connect();
+    c.write_all(format!("CONNECT big.test:{port} HTTP/1.1\r\n\r\nhi").as_bytes()).unwrap();
+    let want = b"HTTP/1.1 200 Connection established\r\n\r\nhi";
+    assert_eq!(read_exact_n(&mut c, want.len()), want);
+    let q = dns.queries();
+    assert!(q.iter().any(|l| l == "query big.test A udp") && q.iter().any(|l| l == "query big.test A tcp"), "{q:?}");
+}
+
+pub fn a_slow_dns_answer_delays_no_one_else(rt: Runtime) {
+    let web = nginx(&[("index.html", b"fast\n")]);
+    let dns = DnsServer::start(&[("slow.test", "127.0.0.1"), ("fast.test", "127.0.0.1")], &[("slow.test", 2.0)], &[]);
+    let p = forward(rt, &format!("to=*.test;to-net=127.0.0.0/8;ports={}", web.port), &dns.addr(), &["--quiet", "--dns-timeout", "5s"]);
+    let addr = p.addr;
+    let port = web.port;
+    let get = move |host: &str| {
+        let mut c = connect(addr);
+        c.write_all(format!("GET http://{host}:{port}/ HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes()).unwrap();
+        let mut answer = String::new();
+        c.read_to_string(&mut answer).unwrap();
+        (answer, Instant::now())
+    };
+    let start = Instant::now();
+    let slow = thread::spawn(move || get("slow.test"));
+    thread::sleep(Duration::from_millis(100)); // the slow lookup is in flight
+    let fast: Vec<_> = (0..50).map(|_| thread::spawn(move || get("fast.test"))).collect();
+    let fast: Vec<(String, Instant)> = fast.into_iter().map(|t| t.join().unwrap()).collect();
+    let (slow_answer, slow_done) = slow.join().unwrap();
+    assert!(slow_answer.ends_with("fast\n"), "the slow one is served too: {slow_answer}");
+    assert!(slow_done.duration_since(start) >= Duration::from_millis(1900), "it waited for its DNS answer");
+    for (answer, done) in &fast {
+        assert!(answer.ends_with("fast\n"), "{answer}");
+        assert!(*done < slow_done, "every other client finished while the slow one waited");
+    }
+}
