@@ -134,7 +134,7 @@ const RESOLVE_INTERVAL: Setting = Setting {
     value: "DUR",
     default: "30s",
     expected: "a duration, e.g. 30s or 5m (0: resolve only at start)",
-    help: "Resolve upstream names again this often (0: only at start). A failed\nlookup keeps the last addresses. It blocks the loop while it runs.",
+    help: "Resolve upstream names again this often (0: only at start). A failed\nlookup keeps the last addresses. In the loop when there are nameservers\n(resolv.conf or --resolver); through getaddrinfo, which blocks, when not.",
 };
 const PROXY_HEADER_TIMEOUT: Setting = Setting {
     flag: "--proxy-header-timeout",
@@ -162,6 +162,24 @@ const RESOLVER: Setting = Setting {
     default: "resolv.conf",
     expected: "IP[:PORT][,IP[:PORT]...], e.g. 127.0.0.11 or 10.0.0.2:53,10.0.0.3",
     help: "The DNS servers for forward routes' destinations (default: the\nnameservers of /etc/resolv.conf; WasmEdge: --dir /etc). /etc/hosts wins.",
+};
+const RESOLV_CONF: Setting = Setting {
+    flag: "--resolv-conf",
+    short: None,
+    env: "WASITER_RESOLV_CONF",
+    value: "PATH",
+    default: "/etc/resolv.conf",
+    expected: "a file path",
+    help: "Where the nameservers, search list and options come from, if readable.",
+};
+const HOSTS_FILE: Setting = Setting {
+    flag: "--hosts-file",
+    short: None,
+    env: "WASITER_HOSTS_FILE",
+    value: "PATH",
+    default: "/etc/hosts",
+    expected: "a file path",
+    help: "Names that win over DNS, if readable.",
 };
 const DNS_TIMEOUT: Setting = Setting {
     flag: "--dns-timeout",
@@ -288,7 +306,7 @@ const TRACE: Setting = Setting {
 /// Where clients come in and where they go.
 pub const ROUTING: [&Setting; 4] = [&LOCAL, &REMOTE, &ROUTE, &ROUTES_FILE];
 /// Everything else, in --help's order.
-pub const TUNING: [&Setting; 21] = [
+pub const TUNING: [&Setting; 23] = [
     &CONNECT_TIMEOUT,
     &FAIL_THRESHOLD,
     &COOLDOWN,
@@ -297,6 +315,8 @@ pub const TUNING: [&Setting; 21] = [
     &PROXY_HEADER_TIMEOUT,
     &PEEK_TIMEOUT,
     &RESOLVER,
+    &RESOLV_CONF,
+    &HOSTS_FILE,
     &DNS_TIMEOUT,
     &IDLE_TIMEOUT,
     &MAX_CONNS,
@@ -480,6 +500,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Opt
             each.collect::<Option<Vec<_>>>().filter(|v| !v.is_empty()).map(Some)
         })?,
         dns_timeout: DNS_TIMEOUT.parse(&src, None, |s| positive(s).map(Some))?,
+        resolv_conf: RESOLV_CONF.parse(&src, "/etc/resolv.conf".to_string(), |s| Some(s.trim().to_string()).filter(|s| !s.is_empty()))?,
+        hosts_file: HOSTS_FILE.parse(&src, "/etc/hosts".to_string(), |s| Some(s.trim().to_string()).filter(|s| !s.is_empty()))?,
         idle_timeout: IDLE_TIMEOUT.parse(&src, Some(Duration::from_secs(600)), off_if_zero)?,
         max_conns: MAX_CONNS.parse(&src, 10_000, |s| s.parse().ok().filter(|n| (1..=1_000_000).contains(n)))?,
         buffer_size: BUFFER_SIZE.parse(&src, 256 * 1024, |s| parse_size(s).filter(|n| (1024..=16 << 20).contains(n)))?,

@@ -53,28 +53,37 @@ pub fn checked(route: &str, pool: &mut Pool, addr: SocketAddr, result: Result<()
     }
 }
 
-/// Resolve every named upstream of `pool` again. A lookup that fails, or
-/// finds nothing, keeps the addresses the pool has, with a warning.
+/// Resolve every named upstream of `pool` again with the runtime's
+/// getaddrinfo (where no resolver of ours has servers to ask: it blocks).
+/// A lookup that fails, or finds nothing, keeps the addresses the pool has,
+/// with a warning.
 pub fn re_resolve(name: &str, pool: &mut Pool) {
     for i in 0..pool.remotes.len() {
         let Some(remote) = pool.remotes.get(i).cloned() else { continue };
         if remote.ip().is_some() {
             continue; // a literal address never changes
         }
-        match sys::resolve(&remote.host, remote.port) {
-            Ok(addrs) if !addrs.is_empty() => {
-                let changed = pool.set_addrs(i, &addrs);
-                let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
-                Record::new(if changed { Level::Info } else { Level::Debug }, "resolved")
-                    .str("route", name)
-                    .str("upstream", &remote)
-                    .str("addrs", list.join(","))
-                    .str("changed", if changed { "yes" } else { "no" })
-                    .emit();
-            }
-            Ok(_) => warn_kept(name, &remote.to_string(), "no address"),
-            Err(e) => warn_kept(name, &remote.to_string(), &e.to_string()),
+        resolved(name, pool, i, sys::resolve(&remote.host, remote.port).map_err(|e| e.to_string()));
+    }
+}
+
+/// Upstream `i` of `pool` resolved again to `result`: use the addresses, or
+/// keep the last ones with a warning.
+pub fn resolved(name: &str, pool: &mut Pool, i: usize, result: Result<Vec<SocketAddr>, String>) {
+    let Some(remote) = pool.remotes.get(i).cloned() else { return };
+    match result {
+        Ok(addrs) if !addrs.is_empty() => {
+            let changed = pool.set_addrs(i, &addrs);
+            let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+            Record::new(if changed { Level::Info } else { Level::Debug }, "resolved")
+                .str("route", name)
+                .str("upstream", &remote)
+                .str("addrs", list.join(","))
+                .str("changed", if changed { "yes" } else { "no" })
+                .emit();
         }
+        Ok(_) => warn_kept(name, &remote.to_string(), "no address"),
+        Err(e) => warn_kept(name, &remote.to_string(), &e),
     }
 }
 

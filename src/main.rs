@@ -57,11 +57,14 @@ fn main() -> ExitCode {
         let Some(door) = proxy::Door::new(&specs, listener) else { continue };
         doors.push(door);
     }
-    // Routes in the order given, so that a door's table indexes them.
+    // Routes in the order given, so that a door's table indexes them. Names
+    // are looked up as the loop will look them up later: by our resolver
+    // when there are nameservers to ask, else by the runtime's getaddrinfo.
+    let mut resolver = resolver(&cfg);
     for (spec, door) in cfg.routes.iter().zip(door_of(&groups, cfg.routes.len())) {
         let mut resolved = Vec::new();
         for remote in &spec.upstreams {
-            match sys::resolve(&remote.host, remote.port) {
+            match lookup(&mut resolver, &remote.host, remote.port) {
                 Ok(addrs) if !addrs.is_empty() => resolved.push(addrs),
                 Ok(_) => return fail(format_args!("{}: {:?} resolved to no address", spec.origin, remote.to_string())),
                 Err(e) => return fail(format_args!("{}: cannot resolve {:?}: {e}", spec.origin, remote.to_string())),
@@ -86,7 +89,12 @@ fn main() -> ExitCode {
         Some(cap) => format!("{}us", cap.as_micros()),
         None => "off".to_string(),
     };
-    let resolver = resolver(cfg.resolver.clone(), cfg.dns_timeout);
+    let names = if resolver.configured() {
+        let servers: Vec<String> = resolver.conf().nameservers.iter().map(|s| s.to_string()).collect();
+        format!("dns:{}", servers.join(","))
+    } else {
+        "getaddrinfo".to_string()
+    };
     // One start line per listen address, naming its real address and, on a
     // port routed by name, what each of its routes serves.
     for (door, group) in doors.iter().zip(&groups) {
@@ -114,7 +122,8 @@ fn main() -> ExitCode {
             let each: Vec<String> = specs.iter().map(|s| format!("{}>{}", s.matches.label(), upstreams(s))).collect();
             line = line.str("routes", each.join(" "));
         }
-        line.str("metrics", &metrics_addr)
+        line.str("names", &names)
+            .str("metrics", &metrics_addr)
             .str("runtime", sys::RUNTIME)
             .str("version", env!("CARGO_PKG_VERSION"))
             .num("max_conns", cfg.max_conns as u64)
@@ -141,17 +150,29 @@ fn fail(msg: std::fmt::Arguments<'_>) -> ExitCode {
 }
 
 /// The in-loop resolver: resolv.conf's servers, search list and options
-/// (or `--resolver`'s servers), and /etc/hosts, each when readable.
-fn resolver(servers: Option<Vec<std::net::SocketAddr>>, timeout: Option<std::time::Duration>) -> dns::Resolver {
-    let mut conf = std::fs::read_to_string("/etc/resolv.conf").map(|t| dns::ResolvConf::parse(&t)).unwrap_or_default();
-    if let Some(servers) = servers {
-        conf.nameservers = servers;
+/// (`--resolver`'s servers instead, if given), and the hosts file, each
+/// when readable (on WasmEdge and wasmtime: with `--dir`).
+fn resolver(cfg: &wasiter::settings::Config) -> dns::Resolver {
+    let mut conf = std::fs::read_to_string(&cfg.resolv_conf).map(|t| dns::ResolvConf::parse(&t)).unwrap_or_default();
+    if let Some(servers) = &cfg.resolver {
+        conf.nameservers = servers.clone();
     }
-    if let Some(t) = timeout {
+    if let Some(t) = cfg.dns_timeout {
         conf.timeout = t;
     }
-    let hosts = std::fs::read_to_string("/etc/hosts").map(|t| dns::Hosts::parse(&t)).unwrap_or_default();
+    let hosts = std::fs::read_to_string(&cfg.hosts_file).map(|t| dns::Hosts::parse(&t)).unwrap_or_default();
     dns::Resolver::new(conf, hosts)
+}
+
+/// `host:port`'s addresses, from our resolver if it has servers to ask.
+fn lookup(resolver: &mut dns::Resolver, host: &str, port: u16) -> std::io::Result<Vec<std::net::SocketAddr>> {
+    if !resolver.configured() {
+        return sys::resolve(host, port);
+    }
+    match resolver.lookup_now(host)? {
+        Ok(ips) => Ok(ips.into_iter().map(|ip| std::net::SocketAddr::new(ip, port)).collect()),
+        Err(e) => Err(std::io::Error::other(e.to_string())),
+    }
 }
 
 /// For each route (by index), the index of its door.

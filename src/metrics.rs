@@ -34,6 +34,29 @@ impl Stats {
     }
 }
 
+/// The destinations a forward route's clients asked for, by host: the
+/// first `MAX_DESTINATIONS` hosts seen by name, every later one as `other`,
+/// so that the label's cardinality stays bounded whatever clients ask.
+#[derive(Default)]
+pub struct Destinations {
+    hosts: Vec<(String, u64)>,
+    other: u64,
+}
+
+pub const MAX_DESTINATIONS: usize = 64;
+
+impl Destinations {
+    pub fn count(&mut self, host: &str) {
+        if let Some((_, n)) = self.hosts.iter_mut().find(|(h, _)| h == host) {
+            *n += 1;
+        } else if self.hosts.len() < MAX_DESTINATIONS {
+            self.hosts.push((host.to_string(), 1));
+        } else {
+            self.other += 1;
+        }
+    }
+}
+
 /// What one route shows: its name (listen address), counters and pool. On
 /// a port routed by name, each route also has a `backend` (what it serves),
 /// and the port itself shows what happened before a route was picked: a
@@ -43,6 +66,8 @@ pub struct RouteView<'a> {
     pub backend: Option<&'a str>,
     pub stats: &'a Stats,
     pub pool: Option<&'a Pool>,
+    /// A forward route's destinations.
+    pub destinations: Option<&'a Destinations>,
 }
 
 impl RouteView<'_> {
@@ -103,6 +128,18 @@ pub fn render(routes: &[RouteView<'_>], iterations: u64, wakeups: u64, now: Inst
         "0 while this upstream address is skipped after failed connects (its cool-down), else 1.",
         &per(&|s| s.is_up(now) as u64),
     );
+    let mut asked = Vec::new();
+    for r in routes {
+        let Some(d) = r.destinations else { continue };
+        let route = r.labels();
+        for (host, n) in d.hosts.iter().map(|(h, n)| (h.as_str(), *n)).chain(std::iter::once(("other", d.other))) {
+            asked.push((format!("{{{route},host=\"{}\"}}", label(host)), n));
+        }
+    }
+    if !asked.is_empty() {
+        let help = "Requests to a forward route, by the host they named (the first 64 hosts; the rest as other).";
+        w("wasiter_forward_requests_total", "counter", help, &asked);
+    }
     w("wasiter_loop_iterations_total", "counter", "Passes of the event loop.", &[(String::new(), iterations)]);
     w("wasiter_poll_wakeups_total", "counter", "Waits that returned at least one ready socket.", &[(String::new(), wakeups)]);
     out
@@ -232,13 +269,19 @@ mod tests {
         p.record("127.0.0.1:80".parse().unwrap(), crate::pool::Outcome::Failed, now);
         let other = Stats::default();
         let p2 = pool();
+        let mut asked = Destinations::default();
+        for i in 0..MAX_DESTINATIONS + 3 {
+            asked.count(&format!("h{i}.test"));
+        }
+        asked.count("h0.test");
         let mut door = Stats { connections: 5, active: 1, ..Stats::default() };
         door.closed(Close::NoRoute);
         let routes = [
-            RouteView { name: "0.0.0.0:8080", backend: None, stats: &s, pool: Some(&p) },
-            RouteView { name: "[::1]:9", backend: None, stats: &other, pool: Some(&p2) },
-            RouteView { name: "0.0.0.0:443", backend: None, stats: &door, pool: None },
-            RouteView { name: "0.0.0.0:443", backend: Some("sni=app.test"), stats: &other, pool: Some(&p2) },
+            RouteView { name: "0.0.0.0:8080", backend: None, stats: &s, pool: Some(&p), destinations: None },
+            RouteView { name: "[::1]:9", backend: None, stats: &other, pool: Some(&p2), destinations: None },
+            RouteView { name: "0.0.0.0:443", backend: None, stats: &door, pool: None, destinations: None },
+            RouteView { name: "0.0.0.0:443", backend: Some("sni=app.test"), stats: &other, pool: Some(&p2), destinations: None },
+            RouteView { name: "127.0.0.1:3128", backend: None, stats: &other, pool: Some(&p2), destinations: Some(&asked) },
         ];
         render(&routes, 7, 5, now)
     }
@@ -258,6 +301,9 @@ mod tests {
             "wasiter_upstream_up{route=\"0.0.0.0:8080\",upstream=\"127.0.0.1:80\"} 0",
             "wasiter_upstream_up{route=\"[::1]:9\",upstream=\"127.0.0.1:80\"} 1",
             "wasiter_connections_total{route=\"0.0.0.0:443\"} 5",
+            "wasiter_forward_requests_total{route=\"127.0.0.1:3128\",host=\"h0.test\"} 2",
+            "wasiter_forward_requests_total{route=\"127.0.0.1:3128\",host=\"h63.test\"} 1",
+            "wasiter_forward_requests_total{route=\"127.0.0.1:3128\",host=\"other\"} 3",
             "wasiter_closes_total{route=\"0.0.0.0:443\",reason=\"no-route\"} 1",
             "wasiter_connections_total{route=\"0.0.0.0:443\",backend=\"sni=app.test\"} 0",
             "wasiter_bytes_total{route=\"0.0.0.0:443\",backend=\"sni=app.test\",direction=\"to_client\"} 0",
@@ -269,6 +315,7 @@ mod tests {
         }
         assert_eq!(text.matches("# TYPE wasiter_connections_total").count(), 1, "a family is written once");
         assert!(!text.contains("wasiter_bytes_total{route=\"0.0.0.0:443\",direction"), "a door relays nothing itself");
+        assert!(!text.contains("h64.test"), "the 65th host is counted as other");
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub struct Config {
     pub resolver: Option<Vec<SocketAddr>>,
     /// How long one DNS query waits; `None`: resolv.conf's.
     pub dns_timeout: Option<Duration>,
+    /// Where resolv.conf and the hosts file are read from.
+    pub resolv_conf: String,
+    pub hosts_file: String,
     pub idle_timeout: Option<Duration>,
     pub max_conns: usize,
     pub buffer_size: usize,

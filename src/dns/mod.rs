@@ -31,7 +31,7 @@ use slab::Slab;
 
 use crate::log::{self, Level, Record};
 use crate::relay::would_block;
-use crate::sys::{Datagram, Handle, Stream};
+use crate::sys::{Datagram, Handle, Poller, Stream};
 use message::Answer;
 
 /// Names remembered at once; the soonest to expire goes first when full.
@@ -189,6 +189,36 @@ impl Resolver {
         let id = LookupId { key, serial: self.serial };
         self.ask(key, now);
         Lookup::Pending(id)
+    }
+
+    /// Are there servers to ask? Without, names are left to the runtime's
+    /// getaddrinfo (`sys::resolve`).
+    pub fn configured(&self) -> bool {
+        !self.conf.nameservers.is_empty()
+    }
+
+    /// Look `name` up and wait for the answer, driving the queries with a
+    /// poller of its own: for the start, before the loop runs.
+    pub fn lookup_now(&mut self, name: &str) -> io::Result<Addrs> {
+        let id = match self.lookup(name, Instant::now()) {
+            Lookup::Ready(result) => return Ok(result),
+            Lookup::Pending(id) => id,
+        };
+        let mut poller = Poller::new()?;
+        loop {
+            let now = Instant::now();
+            self.expire(now);
+            if let Some(pos) = self.done.iter().position(|(done, _)| *done == id) {
+                return Ok(self.done.swap_remove(pos).1);
+            }
+            poller.begin(true);
+            let due = self.watch(|key, handle, r, w| poller.add(handle, key, r, w)).unwrap_or(now);
+            poller.wait(due.saturating_duration_since(now).max(Duration::from_millis(1)))?;
+            let ready: Vec<usize> = poller.events().map(|e| e.token).collect();
+            for key in ready {
+                self.on_ready(key, Instant::now());
+            }
+        }
     }
 
     /// Finished lookups since the last call.

@@ -11,6 +11,7 @@ use super::{Proxy, ACCEPT_BATCH, ACCEPT_PAUSE};
 use crate::conn::{log_close, refuse_forward, Conn, NotStarted, Reason, Who};
 use crate::front::{Front, Step};
 use crate::log::{self, Level, Record};
+use crate::names::Asked;
 use crate::proxy_header;
 use crate::relay::would_block;
 use crate::sys;
@@ -86,6 +87,7 @@ impl Proxy {
     /// Lookups the resolver finished: each front waiting for one goes on.
     pub(super) fn on_resolved(&mut self, now: Instant) {
         for (id, result) in self.resolver.take_done() {
+            self.re_resolved(id, &result);
             let waiting: Vec<usize> = self.fronts.iter().filter(|(_, f)| f.waits_for() == Some(id)).map(|(k, _)| k).collect();
             for key in waiting {
                 let Some(mut front) = self.fronts.try_remove(key) else { continue };
@@ -100,6 +102,7 @@ impl Proxy {
 
     /// A front is done: relay it to its route, or close it.
     fn finish(&mut self, front: Front, step: Step, now: Instant) {
+        self.count_destination(&front);
         match step {
             Step::Relay(route) => self.admit(front, route, now),
             Step::Wait | Step::Close => self.close_front(front, now),
@@ -153,6 +156,16 @@ impl Proxy {
                     }
                 }
             }
+        }
+    }
+
+    /// A forward route's client named a host: count it (bounded, `metrics`).
+    fn count_destination(&mut self, front: &Front) {
+        let Some((route, _)) = self.doors.get(front.door).and_then(|d| d.forward.as_ref()) else { return };
+        let Some(Asked::Http { host: Some(host) }) = &front.asked else { return };
+        let name = host.rsplit_once(':').map_or(host.as_str(), |(name, _)| name);
+        if let Some(d) = self.shared.routes.get_mut(*route).and_then(|r| r.destinations.as_mut()) {
+            d.count(name);
         }
     }
 

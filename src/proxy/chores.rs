@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::admission::transient_accept_error;
 use super::{Proxy, MAX_SCRAPES};
+use crate::dns::{self, Lookup, LookupId};
 use crate::health;
 use crate::log::{Level, Record};
 use crate::metrics::{self, RouteView, Scrape};
@@ -25,10 +26,8 @@ impl Proxy {
     pub(super) fn scheduled(&mut self, now: Instant) {
         if let Some((every, next)) = &mut self.resolve {
             if *next <= now {
-                for r in &mut self.shared.routes {
-                    health::re_resolve(&r.name, &mut r.pool);
-                }
-                *next = Instant::now() + *every;
+                *next = now + *every;
+                self.re_resolve(now);
             }
         }
         if let Some((every, next)) = &mut self.health_check {
@@ -55,6 +54,44 @@ impl Proxy {
         self.resolver.expire(now);
         self.on_resolved(now);
         self.expire_fronts(now);
+    }
+
+    /// Resolve every upstream name again: with the loop's own resolver when
+    /// it has servers to ask (answers come later, see `re_resolved`), else
+    /// with the runtime's getaddrinfo, which blocks the loop meanwhile.
+    fn re_resolve(&mut self, now: Instant) {
+        if !self.resolver.configured() {
+            for r in &mut self.shared.routes {
+                health::re_resolve(&r.name, &mut r.pool);
+            }
+            return;
+        }
+        for (route, r) in self.shared.routes.iter_mut().enumerate() {
+            for (i, remote) in r.pool.remotes.clone().iter().enumerate() {
+                if remote.ip().is_some() || self.re_resolving.iter().any(|w| (w.1, w.2) == (route, i)) {
+                    continue; // a literal never changes; one lookup at a time
+                }
+                match self.resolver.lookup(&remote.host, now) {
+                    Lookup::Ready(result) => health::resolved(&r.name, &mut r.pool, i, with_port(result, remote.port)),
+                    Lookup::Pending(id) => self.re_resolving.push((id, route, i)),
+                }
+            }
+        }
+    }
+
+    /// A lookup finished: the upstreams that waited for it take its answer.
+    pub(super) fn re_resolved(&mut self, id: LookupId, result: &dns::Addrs) {
+        let routes = &mut self.shared.routes;
+        self.re_resolving.retain(|&(waited, route, i)| {
+            if waited != id {
+                return true;
+            }
+            if let Some(r) = routes.get_mut(route) {
+                let port = r.pool.remotes.get(i).map_or(0, |u| u.port);
+                health::resolved(&r.name, &mut r.pool, i, with_port(result.clone(), port));
+            }
+            false
+        });
     }
 
     /// A health-check connect finished: its outcome goes to the pool.
@@ -89,8 +126,14 @@ impl Proxy {
             // picked), then every route.
             let named = doors.iter().filter(|d| d.table.peeks());
             let views: Vec<RouteView<'_>> = named
-                .map(|d| RouteView { name: &d.name, backend: None, stats: &d.stats, pool: None })
-                .chain(routes.iter().map(|r| RouteView { name: &r.name, backend: r.backend(), stats: &r.stats, pool: Some(&r.pool) }))
+                .map(|d| RouteView { name: &d.name, backend: None, stats: &d.stats, pool: None, destinations: None })
+                .chain(routes.iter().map(|r| RouteView {
+                    name: &r.name,
+                    backend: r.backend(),
+                    stats: &r.stats,
+                    pool: Some(&r.pool),
+                    destinations: r.destinations.as_ref(),
+                }))
                 .collect();
             metrics::render(&views, iterations, wakeups, now)
         };
@@ -127,4 +170,9 @@ impl Proxy {
             summary.next += summary.every;
         }
     }
+}
+
+/// A lookup's addresses with the upstream's port, or why there are none.
+fn with_port(result: dns::Addrs, port: u16) -> Result<Vec<SocketAddr>, String> {
+    result.map(|ips| ips.into_iter().map(|ip| SocketAddr::new(ip, port)).collect()).map_err(|e| e.to_string())
 }

@@ -41,7 +41,7 @@ use token::{Kind, Token};
 
 use crate::settings::Config;
 use crate::conn::{Conn, Context, Reason, Side};
-use crate::dns::Resolver;
+use crate::dns::{LookupId, Resolver};
 use crate::front::Front;
 use crate::health::Check;
 use crate::metrics::Scrape;
@@ -80,8 +80,11 @@ pub struct Proxy {
     conns: Slab<Conn>,
     /// Clients not yet connections (`front`).
     fronts: Slab<Front>,
-    /// Names looked up inside the loop (forward routes' destinations).
+    /// Names looked up inside the loop (forward routes' destinations, and
+    /// upstream names on schedule).
     resolver: Resolver,
+    /// Upstream names being looked up again: (lookup, route, upstream index).
+    re_resolving: Vec<(LookupId, usize, usize)>,
     checks: Slab<Check>,
     poller: Poller,
     idle_timeout: Option<Duration>,
@@ -117,6 +120,7 @@ impl Proxy {
         Ok(Proxy {
             doors,
             resolver,
+            re_resolving: Vec::new(),
             shared: Shared {
                 routes,
                 buffers: Buffers::new(cfg.buffer_size, SPARE_BUFFERS),

@@ -9,7 +9,7 @@ use crate::coalesce::Shapes;
 use crate::conn::Context;
 use crate::forward::Forward;
 use crate::front::Rules;
-use crate::metrics::Stats;
+use crate::metrics::{Destinations, Stats};
 use crate::names::Table;
 use crate::pool::{FailPolicy, Pool};
 use crate::relay::Buffers;
@@ -79,6 +79,8 @@ pub struct RouteState {
     pub(super) pool: Pool,
     pub(super) stats: Stats,
     pub(super) send_proxy: Option<ProxyVersion>,
+    /// A forward route: the hosts its clients asked for.
+    pub(super) destinations: Option<Destinations>,
     /// How answers arrive in each direction, as its connections learned it
     /// (`coalesce`).
     pub(super) shapes: Shapes,
@@ -93,6 +95,7 @@ impl RouteState {
             pool: Pool::new(spec.upstreams.clone(), resolved, spec.policy, health),
             stats: Stats::default(),
             send_proxy: spec.send_proxy,
+            destinations: spec.forward.as_ref().map(|_| Destinations::default()),
             shapes: Shapes::default(),
         }
     }

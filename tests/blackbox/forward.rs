@@ -23,7 +23,7 @@ pub fn connect_and_plain_requests_reach_allowed_names(rt: Runtime) {
     let web = nginx(&[("index.html", b"plain by name\n")]);
     let dns = DnsServer::start(&[("name.test", "127.0.0.1"), ("web.test", "127.0.0.1")], &[], &[]);
     let opts = format!("to=name.test,*.web.test,web.test;to-net=127.0.0.0/8;ports={},{}", tls.port, web.port);
-    let mut p = forward(rt, &opts, &dns.addr(), &[]);
+    let mut p = forward(rt, &opts, &dns.addr(), &["--trace"]);
     let ca = certs.ca();
     let url = format!("https://name.test:{}/", tls.port);
     let (code, body, err) = curl(&["-x", &proxy_url(&p), "--cacert", ca.to_str().unwrap(), &url]);
@@ -34,6 +34,18 @@ pub fn connect_and_plain_requests_reach_allowed_names(rt: Runtime) {
     assert!(body.ends_with("plain by name\n") && body.to_ascii_lowercase().contains("connection: close"), "{body}");
     let open = record(&p.wait_for_log("the tunnel's open line", |l| l.contains(" open ") && l.contains("name.test")));
     assert_eq!(open["host"], format!("name.test:{}", tls.port));
+    // The trace follows the CONNECT from its request line through the DNS
+    // query to the connect and the relay.
+    let log = p.log();
+    let at = |what: &str| log.iter().position(|l| l.contains(what)).unwrap_or_else(|| panic!("no {what:?} in the trace:\n{}", log.join("\n")));
+    let steps = [
+        at(&format!("request(conn=1, CONNECT name.test:{})", tls.port)),
+        at("dns_query(name.test A"),
+        at("resolve(name.test)"),
+        at(&format!("127.0.0.1:{})\" result=", tls.port)),
+        at(" open conn=1 "),
+    ];
+    assert!(steps.windows(2).all(|w| w[0] < w[1]), "in this order: {steps:?}");
     assert!(dns.queries().iter().any(|q| q == "query name.test A udp"), "looked up over DNS: {:?}", dns.queries());
 }
 
@@ -41,7 +53,7 @@ pub fn forward_policy_refuses_names_ports_and_addresses(rt: Runtime) {
     let echo = Server::echo();
     let port = echo.addr.port();
     let dns = DnsServer::start(&[("ok.test", "127.0.0.1"), ("meta.test", "169.254.169.254")], &[], &[]);
-    let p = forward(rt, &format!("to=ok.test,meta.test,nowhere.test;not-to=bad.ok.test;to-net=127.0.0.0/8;ports={port}"), &dns.addr(), &[]);
+    let p = forward(rt, &format!("to=ok.test,meta.test,nowhere.test;not-to=bad.ok.test;to-net=127.0.0.0/8;ports={port}"), &dns.addr(), &["--metrics", "127.0.0.1:0"]);
     let status = |target: &str| {
         let mut c = p.connect();
         c.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes()).unwrap();
@@ -74,6 +86,11 @@ pub fn forward_policy_refuses_names_ports_and_addresses(rt: Runtime) {
     for reason in ["forbidden", "dns-failed", "bad-request", "peek-too-large"] {
         assert!(p.log().iter().any(|l| l.contains(&format!("reason={reason}"))), "a close with reason={reason}:\n{}", p.log().join("\n"));
     }
+    // Metrics: requests by the host they named, and closes by reason.
+    let m = scrape(p.metrics.as_ref().unwrap());
+    assert_eq!(sample(&m, "wasiter_forward_requests_total", Some(("host", "evil.test"))), 1.0);
+    assert_eq!(sample(&m, "wasiter_forward_requests_total", Some(("host", "ok.test"))), 2.0, "the port refused and the tunnel (the 431 named nothing readable)");
+    assert_eq!(sample(&m, "wasiter_closes_total", Some(("reason", "forbidden"))), 3.0);
 }
 
 pub fn dns_failures_timeouts_and_truncation(rt: Runtime) {
@@ -138,4 +155,41 @@ pub fn a_slow_dns_answer_delays_no_one_else(rt: Runtime) {
         assert!(answer.ends_with("fast\n"), "{answer}");
         assert!(*done < slow_done, "every other client finished while the slow one waited");
     }
+}
+
+pub fn names_resolve_as_containers_expect(rt: Runtime) {
+    let echo = Server::echo();
+    let port = echo.addr.port();
+    // DNS knows api only in the second search domain, db in the first, and
+    // gives pinned.test an address that the hosts file overrides.
+    let dns = DnsServer::start(&[("api.corp.test", "127.0.0.1"), ("db.team.test", "127.0.0.1"), ("pinned.test", "10.1.1.1")], &[], &[]);
+    let dir = TempDir::new("resolv");
+    let (conf, hosts) = (dir.path().join("resolv.conf"), dir.path().join("hosts"));
+    std::fs::write(&conf, "nameserver 10.9.9.9\nsearch team.test corp.test\noptions ndots:2 timeout:1 attempts:1\n").unwrap();
+    std::fs::write(&hosts, "127.0.0.1 localhost\n127.0.0.1 pinned.test\n").unwrap();
+    let fwd = format!("127.0.0.1:0=forward;to=*;to-net=127.0.0.0/8;ports={port}");
+    let plain = format!("127.0.0.1:0=db:{port}"); // an upstream by its short name
+    let args = ["--route", &fwd, "--route", &plain, "--resolver", &dns.addr(), "--resolv-conf", conf.to_str().unwrap(), "--hosts-file", hosts.to_str().unwrap()];
+    let (mut p, addrs) = Proxy::start_routes_in(rt, Some(dir.path()), 2, &[], &args);
+    let start = record(&p.wait_for_log("the forward start line", |l| l.contains("remote=forward")));
+    assert_eq!((start["names"].as_str(), start["search"].as_str(), start["hosts"].as_str()), (format!("dns:{}", dns.addr()).as_str(), "team.test,corp.test", "2"));
+    // The short upstream name went through the search list at start.
+    ping(addrs[1], b"db by its short name");
+    assert!(dns.queries().iter().any(|q| q == "query db.team.test A udp"), "{:?}", dns.queries());
+    let tunnel = |host: &str| {
+        let mut c = connect(addrs[0]);
+        c.write_all(format!("CONNECT {host}:{port} HTTP/1.1\r\n\r\nhi").as_bytes()).unwrap();
+        let want = b"HTTP/1.1 200 Connection established\r\n\r\nhi";
+        assert_eq!(read_exact_n(&mut c, want.len()), want, "through to {host}");
+    };
+    // api (no dot, ndots:2): api.team.test is NXDOMAIN, api.corp.test answers.
+    tunnel("api");
+    let q = dns.queries();
+    let first = q.iter().position(|l| l == "query api.team.test A udp").expect("the first search domain asked first");
+    let second = q.iter().position(|l| l == "query api.corp.test A udp").expect("then the second");
+    assert!(first < second, "{q:?}");
+    // The hosts file wins over DNS (which would say 10.1.1.1, outside to-net).
+    tunnel("pinned.test");
+    assert!(!dns.queries().iter().any(|l| l.starts_with("query pinned.test")), "DNS never asked for a hosts name");
+    p.assert_alive();
 }

@@ -117,4 +117,5 @@ every_runtime!(
     forward_policy_refuses_names_ports_and_addresses,
     dns_failures_timeouts_and_truncation,
     a_slow_dns_answer_delays_no_one_else,
+    names_resolve_as_containers_expect,
 );
