@@ -134,6 +134,12 @@ fn main() -> ExitCode {
             .emit();
     }
 
+    if cfg.routes.iter().any(|r| r.forward.is_some()) && !resolver.configured() {
+        Record::new(log::Level::Warn, "no-resolver")
+            .str("error", format_args!("no nameserver in {} and no --resolver", cfg.resolv_conf))
+            .str("action", "forward routes reach only IP addresses and hosts-file names; give --resolver, or on WasmEdge and wasmtime --dir /etc")
+            .emit();
+    }
     let mut proxy = match proxy::Proxy::new(&cfg, (doors, routes), resolver, metrics, nodelay.works()) {
         Ok(p) => p,
         Err(e) => return fail(format_args!("cannot create the poller: {e}")),

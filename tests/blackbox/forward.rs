@@ -70,6 +70,14 @@ pub fn forward_policy_refuses_names_ports_and_addresses(rt: Runtime) {
     assert!(answer.starts_with("HTTP/1.1 502 ") && answer.contains("no such name"), "NXDOMAIN: {answer}");
     let answer = status("not a target");
     assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    // Allowed, resolved, but nothing listens there: 502 once the connect fails.
+    let closed = free_port();
+    let p2 = forward(rt, &format!("to=ok.test;to-net=127.0.0.0/8;ports={closed}"), &dns.addr(), &[]);
+    let mut c = p2.connect();
+    c.write_all(format!("CONNECT ok.test:{closed} HTTP/1.1\r\n\r\n").as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = c.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 502 ") && answer.contains("cannot reach the destination"), "{answer}");
     let mut c = p.connect();
     let mut huge = format!("CONNECT ok.test:{port} HTTP/1.1\r\nX-Big: ").into_bytes();
     huge.extend(std::iter::repeat_n(b'a', 64 * 1024));
@@ -155,6 +163,9 @@ pub fn a_slow_dns_answer_delays_no_one_else(rt: Runtime) {
         assert!(answer.ends_with("fast\n"), "{answer}");
         assert!(*done < slow_done, "every other client finished while the slow one waited");
     }
+    // 50 lookups of one name: shared while in flight, then from the cache.
+    let asked = dns.queries().iter().filter(|q| q.starts_with("query fast.test A ")).count();
+    assert_eq!(asked, 1, "one query for fast.test: {:?}", dns.queries());
 }
 
 pub fn names_resolve_as_containers_expect(rt: Runtime) {
