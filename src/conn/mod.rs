@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use crate::coalesce::{Shape, Shapes};
 use crate::settings::Dump;
 use crate::log::{self, Level, Record};
+use crate::front;
 use crate::names::Asked;
 use dump::{dump_bytes, dump_peeked};
 use failover::Failover;
@@ -437,9 +438,7 @@ pub fn refuse_forward(client: &Stream, reason: &Reason) {
         _ => (502, "Bad Gateway"),
     };
     let body = format!("wasiter: cannot reach the destination: {reason}\n");
-    let answer = format!("HTTP/1.1 {code} {text}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
-    let _ = client.write(answer.as_bytes());
-    let _ = client.shutdown_write();
+    front::tell(client, &front::http_answer(code, text, &body));
 }
 
 /// The route's shape for the direction whose bytes come from `from`.

@@ -330,9 +330,7 @@ impl Front {
 
     fn reply(&mut self, code: u16, text: &str, reason: &Reason) {
         let body = format!("wasiter: {}\n", reason.error().unwrap_or_else(|| reason.name().to_string()));
-        let answer = format!("HTTP/1.1 {code} {text}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
-        let _ = self.client.write(answer.as_bytes());
-        let _ = self.client.shutdown_write();
+        tell(&self.client, &http_answer(code, text, &body));
     }
 
     /// What the bytes so far ask for: TLS if they start a handshake record
@@ -367,16 +365,11 @@ impl Front {
                     Some(h) => format!("wasiter: no route for host {h:?}\n"),
                     None => "wasiter: no route for a request without a Host header\n".to_string(),
                 };
-                format!(
-                    "HTTP/1.1 421 Misdirected Request\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                )
-                .into_bytes()
+                http_answer(421, "Misdirected Request", &body)
             }
             None => return,
         };
-        let _ = self.client.write(&answer);
-        let _ = self.client.shutdown_write();
+        tell(&self.client, &answer);
     }
 
     fn close(&mut self, reason: Reason) -> Step {
@@ -402,4 +395,16 @@ fn read_header(client: &mut Stream, reader: &mut proxy_header::Reader) -> Result
             Err(e) => return Err(e.to_string()),
         }
     }
+}
+
+/// A short HTTP answer that closes the connection: the proxy's own words.
+pub fn http_answer(code: u16, text: &str, body: &str) -> Vec<u8> {
+    format!("HTTP/1.1 {code} {text}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).into_bytes()
+}
+
+/// Write `answer` to a client about to be closed, then FIN: best effort (a
+/// few hundred bytes into an empty socket buffer; nothing waits for it).
+pub fn tell(client: &Stream, answer: &[u8]) {
+    let _ = client.write(answer);
+    let _ = client.shutdown_write();
 }
