@@ -12,6 +12,12 @@
 #     --build-arg WASMEDGE_IMAGE=wasmedge/slim-runtime:0.17.1 .
 #   docker run -p 8080:8080 -e LOCAL=0.0.0.0:8080 -e REMOTE=backend:80 wasiter:wasmedge
 #
+# Offline, from a module already built here (scripts/build), no registry and no
+# network: the context is a folder holding only wasiter.wasm (scripts/image
+# makes it, builds with buildah and runs what it built):
+#   buildah bud --target prebuilt --platform wasi/wasm \
+#     --annotation module.wasm.image/variant=compat-smart -f Dockerfile CONTEXT
+#
 # Settings are environment variables: LOCAL and REMOTE (or WASITER_ROUTES for
 # several routes) and the WASITER_* ones (see README.md).
 # With --metrics, give an address other containers can reach, e.g.
@@ -36,6 +42,12 @@ RUN wasmedge compile /wasiter.wasm /wasiter.aot.wasm
 EXPOSE 8080
 COPY scripts/docker-entrypoint /usr/local/bin/wasiter
 ENTRYPOINT ["/usr/local/bin/wasiter"]
+
+# The module built elsewhere (scripts/image): the same image as the default.
+FROM scratch AS prebuilt
+COPY wasiter.wasm /wasiter.wasm
+EXPOSE 8080
+ENTRYPOINT ["/wasiter.wasm"]
 
 # The default: just the module, for the containerd WasmEdge shim.
 FROM scratch AS wasm
