@@ -6,11 +6,12 @@
 #   docker run --runtime=io.containerd.wasmedge.v1 --platform=wasi/wasm \
 #     -p 8080:8080 -e LOCAL=0.0.0.0:8080 -e REMOTE=backend:80 wasiter
 #
-# With the wasmedge CLI inside an ordinary Linux image (no Wasm shim needed),
-# AOT-compiled at build time:
-#   docker build --target wasmedge -t wasiter:wasmedge \
-#     --build-arg WASMEDGE_IMAGE=wasmedge/slim-runtime:0.17.1 .
-#   docker run -p 8080:8080 -e LOCAL=0.0.0.0:8080 -e REMOTE=backend:80 wasiter:wasmedge
+# With the wasmedge CLI inside an ordinary image (no Wasm shim needed),
+# AOT-compiled at build time. The wasmedge CLI hands a module only the
+# variables named with --env and the image has no shell to name them, so the
+# settings are flags after the image name (or a routes file under /etc):
+#   docker build --target wasmedge -t wasiter:wasmedge .
+#   docker run -p 8080:8080 wasiter:wasmedge --local 0.0.0.0:8080 --remote backend:80
 #
 # Offline, from a module already built here (scripts/build), no registry and no
 # network: the context is a folder holding only wasiter.wasm (scripts/image
@@ -24,6 +25,9 @@
 # -e WASITER_METRICS=0.0.0.0:9090 (a bare port means loopback only).
 
 ARG RUST_IMAGE=rust:1.95-slim
+# wasmedge/slim has `wasmedge compile` (the AOT compiler); slim-runtime only
+# runs modules (WasmEdge's docs: "includes only WasmEdge runtime").
+ARG WASMEDGE_COMPILER_IMAGE=wasmedge/slim:0.17.1
 ARG WASMEDGE_IMAGE=wasmedge/slim-runtime:0.17.1
 
 FROM --platform=$BUILDPLATFORM ${RUST_IMAGE} AS build
@@ -34,14 +38,19 @@ COPY .cargo .cargo
 COPY src src
 RUN cargo build --release --locked --target wasm32-wasip1
 
-# An image with the wasmedge CLI: compile ahead of time, run with --run-mode=aot
-# (WasmEdge 0.17 interprets even an AOT file unless told otherwise).
-FROM ${WASMEDGE_IMAGE} AS wasmedge
+# Compile ahead of time where the compiler is...
+FROM ${WASMEDGE_COMPILER_IMAGE} AS aot
 COPY --from=build /src/target/wasm32-wasip1/release/wasiter.wasm /wasiter.wasm
-RUN wasmedge compile /wasiter.wasm /wasiter.aot.wasm
+RUN ["wasmedge", "compile", "/wasiter.wasm", "/wasiter.aot.wasm"]
+
+# ...and run it where only the runtime is, with --run-mode=aot (WasmEdge 0.17
+# interprets even an AOT file unless told otherwise). /etc is given to the
+# module so that names resolve as in any container (resolv.conf, hosts) and a
+# routes file can be mounted there. No shell: the entrypoint is the CLI.
+FROM ${WASMEDGE_IMAGE} AS wasmedge
+COPY --from=aot /wasiter.aot.wasm /wasiter.aot.wasm
 EXPOSE 8080
-COPY scripts/docker-entrypoint /usr/local/bin/wasiter
-ENTRYPOINT ["/usr/local/bin/wasiter"]
+ENTRYPOINT ["wasmedge", "--dir", "/etc:/etc", "--run-mode=aot", "/wasiter.aot.wasm"]
 
 # The module built elsewhere (scripts/image): the same image as the default.
 FROM scratch AS prebuilt

@@ -190,6 +190,15 @@ const DNS_TIMEOUT: Setting = Setting {
     expected: DURATION_ABOVE_0,
     help: "How long one DNS query waits for its answer before the next server\nis asked (default: resolv.conf's options timeout:, else 5s).",
 };
+const DRAIN_TIMEOUT: Setting = Setting {
+    flag: "--drain-timeout",
+    short: None,
+    env: "WASITER_DRAIN_TIMEOUT",
+    value: "DUR",
+    default: "10s",
+    expected: "a duration, e.g. 10s or 1m (0: stop at once)",
+    help: "On SIGTERM or SIGINT (native build): stop accepting, let open\nconnections finish for this long, then exit. A second signal exits at once.",
+};
 const IDLE_TIMEOUT: Setting = Setting {
     flag: "--idle-timeout",
     short: None,
@@ -306,7 +315,7 @@ const TRACE: Setting = Setting {
 /// Where clients come in and where they go.
 pub const ROUTING: [&Setting; 4] = [&LOCAL, &REMOTE, &ROUTE, &ROUTES_FILE];
 /// Everything else, in --help's order.
-pub const TUNING: [&Setting; 23] = [
+pub const TUNING: [&Setting; 24] = [
     &CONNECT_TIMEOUT,
     &FAIL_THRESHOLD,
     &COOLDOWN,
@@ -318,6 +327,7 @@ pub const TUNING: [&Setting; 23] = [
     &RESOLV_CONF,
     &HOSTS_FILE,
     &DNS_TIMEOUT,
+    &DRAIN_TIMEOUT,
     &IDLE_TIMEOUT,
     &MAX_CONNS,
     &BUFFER_SIZE,
@@ -332,16 +342,27 @@ pub const TUNING: [&Setting; 23] = [
     &TRACE,
 ];
 
-const INTRO: &str = "\
-wasiter: a TCP proxy for WebAssembly runtimes and Linux
+const INTRO: &str = "wasiter: a TCP proxy for WebAssembly runtimes and Linux\n\nUSAGE:\n";
 
-USAGE:
-    wasmedge --env LOCAL=0.0.0.0:8080 --env REMOTE=backend:80 wasiter.wasm
-    wasiter --local 0.0.0.0:8080 --remote backend:80
+/// How this build is started, as the usage shows it: each runtime passes a
+/// module only the variables it is told about, flags after the module.
+fn usage() -> &'static str {
+    match crate::sys::RUNTIME {
+        "wasmedge" => "    wasmedge --env LOCAL=0.0.0.0:8080 --env REMOTE=backend:80 wasiter.wasm
+    wasmedge --run-mode=aot wasiter.aot.wasm --local 0.0.0.0:8080 --remote backend:80
+    wasmedge wasiter.wasm --route '0.0.0.0:8080=web1:80,web2:80;policy=round-robin' --route :6379=cache:6379
+",
+        "wasmtime" => "    wasmtime run -S inherit-network -S allow-ip-name-lookup --env LOCAL=0.0.0.0:8080 --env REMOTE=backend:80 wasiter.wasm
+    wasmtime run -S inherit-network wasiter.wasm --route '0.0.0.0:8080=web1:80,web2:80;policy=round-robin'
+",
+        _ => "    wasiter --local 0.0.0.0:8080 --remote backend:80
+    LOCAL=0.0.0.0:8080 REMOTE=backend:80 wasiter
     wasiter --route '0.0.0.0:8080=web1:80,web2:80;policy=round-robin' --route :6379=cache:6379
+",
+    }
+}
 
-ROUTES (at least one: LOCAL with REMOTE, or --route, or a routes file):
-";
+const ROUTES_HEADER: &str = "\nROUTES (at least one: LOCAL with REMOTE, or --route, or a routes file):\n";
 
 const ROUTE_OPTIONS: &str = "  OPTIONs, after the upstreams, each after a ';':
         policy=failover|round-robin|least-conn   how an upstream is picked
@@ -375,6 +396,8 @@ Flags also take the form --name=value.";
 /// The text of --help, from the table.
 pub fn help() -> String {
     let mut out = String::from(INTRO);
+    out.push_str(usage());
+    out.push_str(ROUTES_HEADER);
     let entry = |out: &mut String, s: &Setting| {
         let mut left = match s.short {
             Some(c) => format!("-{c}, {}", s.flag),
@@ -503,6 +526,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Opt
         resolv_conf: RESOLV_CONF.parse(&src, "/etc/resolv.conf".to_string(), |s| Some(s.trim().to_string()).filter(|s| !s.is_empty()))?,
         hosts_file: HOSTS_FILE.parse(&src, "/etc/hosts".to_string(), |s| Some(s.trim().to_string()).filter(|s| !s.is_empty()))?,
         idle_timeout: IDLE_TIMEOUT.parse(&src, Some(Duration::from_secs(600)), off_if_zero)?,
+        drain_timeout: DRAIN_TIMEOUT.parse(&src, Duration::from_secs(10), parse_duration)?,
         max_conns: MAX_CONNS.parse(&src, 10_000, |s| s.parse().ok().filter(|n| (1..=1_000_000).contains(n)))?,
         buffer_size: BUFFER_SIZE.parse(&src, 256 * 1024, |s| parse_size(s).filter(|n| (1024..=16 << 20).contains(n)))?,
         coalesce: COALESCE.parse(&src, Coalesce::Auto, |s| match s.to_ascii_lowercase().as_str() {

@@ -51,7 +51,7 @@ fn main() -> ExitCode {
                     "--remote" => "--local",
                     other => other,
                 };
-                return fail(format_args!("{what}: cannot listen on {}: {e}", first.listen));
+                return fail(format_args!("{what}: cannot listen on {}: {}", first.listen, sys::describe(&e)));
             }
         };
         let Some(door) = proxy::Door::new(&specs, listener) else { continue };
@@ -67,7 +67,7 @@ fn main() -> ExitCode {
             match lookup(&mut resolver, &remote.host, remote.port) {
                 Ok(addrs) if !addrs.is_empty() => resolved.push(addrs),
                 Ok(_) => return fail(format_args!("{}: {:?} resolved to no address", spec.origin, remote.to_string())),
-                Err(e) => return fail(format_args!("{}: cannot resolve {:?}: {e}", spec.origin, remote.to_string())),
+                Err(e) => return fail(format_args!("{}: cannot resolve {:?}: {}", spec.origin, remote.to_string(), sys::describe(&e))),
             }
         }
         let Some(door) = doors.get(door) else { continue };
@@ -76,7 +76,7 @@ fn main() -> ExitCode {
     let metrics = match cfg.metrics.map(|addr| (addr, sys::Listener::bind(addr, 64))) {
         None => None,
         Some((_, Ok(l))) => Some(l),
-        Some((addr, Err(e))) => return fail(format_args!("WASITER_METRICS: cannot listen on {addr}: {e}")),
+        Some((addr, Err(e))) => return fail(format_args!("WASITER_METRICS: cannot listen on {addr}: {}", sys::describe(&e))),
     };
     let metrics_addr = match &metrics {
         Some(l) => l.local_addr().map(|a| format!("http://{a}/metrics")).unwrap_or_default(),

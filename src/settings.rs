@@ -28,6 +28,8 @@ pub struct Config {
     pub resolv_conf: String,
     pub hosts_file: String,
     pub idle_timeout: Option<Duration>,
+    /// After a stop request, how long open connections may finish.
+    pub drain_timeout: Duration,
     pub max_conns: usize,
     pub buffer_size: usize,
     pub coalesce: Coalesce,

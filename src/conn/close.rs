@@ -154,7 +154,7 @@ impl Reason {
     /// The `error=` of the close line, if any.
     pub fn error(&self) -> Option<String> {
         match self {
-            Reason::Error(_, e) | Reason::ConnectFailed(e) => Some(e.to_string()),
+            Reason::Error(_, e) | Reason::ConnectFailed(e) => Some(crate::sys::describe(e)),
             Reason::NoUpstream(n) => Some(format!("all {n} upstream addresses are down (cooling down after failures)")),
             Reason::BadProxyHeader(why)
             | Reason::BadClientHello(why)

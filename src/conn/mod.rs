@@ -468,7 +468,7 @@ fn trace_hold(conn: u64, to: Side, note: &Note<'_>) {
 
 /// One upstream address failed (at once, later, or by timing out).
 fn log_attempt_failed(conn: u64, upstream: SocketAddr, e: &io::Error) {
-    Record::new(Level::Debug, "connect-failed").num("conn", conn).str("upstream", upstream).str("error", e).emit();
+    Record::new(Level::Debug, "connect-failed").num("conn", conn).str("upstream", upstream).str("error", crate::sys::describe(e)).emit();
 }
 
 #[cfg(all(test, unix))] // drives real sockets on the Linux host

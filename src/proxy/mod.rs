@@ -46,7 +46,8 @@ use crate::front::Front;
 use crate::health::Check;
 use crate::metrics::Scrape;
 use crate::relay::Buffers;
-use crate::sys::{Event, Listener, Poller};
+use crate::log::Record;
+use crate::sys::{self, Event, Listener, Poller};
 
 /// An upper bound on one wait, so the loop always wakes to check its timers.
 const MAX_WAIT: Duration = Duration::from_secs(1);
@@ -90,6 +91,10 @@ pub struct Proxy {
     idle_timeout: Option<Duration>,
     header_timeout: Duration,
     peek_timeout: Duration,
+    /// How long open connections may finish after a stop request, and
+    /// until when, once one came.
+    drain: Duration,
+    drain_until: Option<Instant>,
     max_conns: usize,
     next_id: u64,
     accept_paused_until: Option<Instant>,
@@ -136,6 +141,8 @@ impl Proxy {
             idle_timeout: cfg.idle_timeout,
             header_timeout: cfg.proxy_header_timeout,
             peek_timeout: cfg.peek_timeout,
+            drain: cfg.drain_timeout,
+            drain_until: None,
             max_conns: cfg.max_conns,
             next_id: 1,
             accept_paused_until: None,
@@ -156,11 +163,17 @@ impl Proxy {
         })
     }
 
-    /// Runs until the poller itself fails (not for anything a peer does).
+    /// Runs until the poller itself fails (not for anything a peer does),
+    /// or until asked to stop (natively: SIGTERM or SIGINT): then it stops
+    /// accepting, lets open connections finish for up to `drain`, and
+    /// returns; a second request stops it at once.
     pub fn run(&mut self) -> io::Result<()> {
         loop {
             self.iterations += 1;
             let now = Instant::now();
+            if self.stopping(now) {
+                return Ok(());
+            }
             self.scheduled(now);
             let wake_at = self.register(now);
             if !self.expired.is_empty() {
@@ -217,6 +230,32 @@ impl Proxy {
         self.conns.len() + self.fronts.len()
     }
 
+    /// A stop was asked for: true when it is time to return (nothing left
+    /// open, the drain time over, or a second request).
+    fn stopping(&mut self, now: Instant) -> bool {
+        let asked = sys::stop_requests();
+        if asked == 0 {
+            return false;
+        }
+        let until = *self.drain_until.get_or_insert_with(|| {
+            Record::always("stopping").num("open", self.conns.len() as u64 + self.fronts.len() as u64)
+                .str("action", format_args!("no new clients; open connections may finish for {}s", self.drain.as_secs_f64()))
+                .emit();
+            now + self.drain
+        });
+        let done = self.active() == 0 || now >= until || asked >= 2;
+        if done {
+            Record::always("stopped")
+                .num("left_open", self.active() as u64)
+                .num("connections", self.shared.routes.iter().map(|r| r.stats.connections).sum())
+                .num("to_upstream", self.shared.routes.iter().map(|r| r.stats.to_upstream).sum())
+                .num("to_client", self.shared.routes.iter().map(|r| r.stats.to_client).sum())
+                .str("why", if self.active() == 0 { "drained" } else if asked >= 2 { "asked twice" } else { "drain time over" })
+                .emit();
+        }
+        done
+    }
+
     /// Step 2: interest and deadlines. Returns when to wake at the latest;
     /// fills `expired` with connections whose deadline has passed.
     ///
@@ -255,7 +294,7 @@ impl Proxy {
         }
         // Listed even when not accepting (with no interest): a backend that
         // keeps watching unlisted sockets must hear "none".
-        let accepting = self.accept_paused_until.is_none() && self.active() < self.max_conns;
+        let accepting = self.accept_paused_until.is_none() && self.active() < self.max_conns && self.drain_until.is_none();
         for (i, d) in self.doors.iter().enumerate() {
             self.poller.add(d.listener.handle(), Token::new(Kind::Listener(i)).raw(), accepting, false);
         }

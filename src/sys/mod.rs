@@ -36,7 +36,10 @@
 //!                                 and writable, so the next read or write reports them
 //! resolve(host, port)          -> io::Result<Vec<SocketAddr>>   blocking
 //! out_of_descriptors(&error)   EMFILE/ENFILE, in the platform's numbering
-//! init()                       once at start (raise the fd limit, where there is one)
+//! init()                       once at start (raise the fd limit, where there is one;
+//!                              take SIGTERM/SIGINT, where a module can see them)
+//! stop_requests()              how many times the process was asked to stop (natively:
+//!                              SIGTERM or SIGINT; on the wasm runtimes always 0)
 //! RUNTIME                      a short name for the startup line
 //! ```
 //!
@@ -73,7 +76,21 @@ pub use poll::Poller;
 #[cfg(not(any(unix, target_os = "wasi")))]
 compile_error!("wasiter runs on Linux (native), wasm32-wasip1 (WasmEdge) and wasm32-wasip2 (wasmtime)");
 
-pub use sockets::{init, out_of_descriptors, resolve, Datagram, Handle, Listener, Stream, RUNTIME};
+pub use sockets::{init, out_of_descriptors, resolve, stop_requests, Datagram, Handle, Listener, Stream, RUNTIME};
+
+/// An I/O error in words, for logs and messages. On the wasm builds the
+/// "(os error N)" that std adds is a WASI errno (3 is EADDRINUSE there and
+/// ESRCH on Linux, 14 ECONNREFUSED there and EFAULT on Linux): a number that
+/// means something else on the host misleads, so it is left out.
+pub fn describe(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    if cfg!(target_os = "wasi") {
+        if let Some(at) = text.rfind(" (os error ") {
+            return text.get(..at).unwrap_or(&text).to_string();
+        }
+    }
+    text
+}
 
 /// One readiness report from `Poller::wait`.
 #[derive(Clone, Copy, Debug)]

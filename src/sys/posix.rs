@@ -40,13 +40,40 @@ fn next_serial() -> u64 {
 #[cfg(unix)]
 pub const RUNTIME: &str = "native";
 #[cfg(not(unix))]
-pub const RUNTIME: &str = "wasip2";
+pub const RUNTIME: &str = "wasmtime"; // the wasip2 build, as the scripts and README call it
+
+/// SIGTERM and SIGINT received so far (natively; the wasm runtimes let no
+/// module see a signal: they end the process).
+#[cfg(unix)]
+static STOPS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+#[cfg(unix)]
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    // Only an atomic add: what a signal handler may do.
+    STOPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How many times the process was asked to stop (SIGTERM, SIGINT): 0 to go
+/// on, 1 to drain and stop, 2 or more to stop now.
+pub fn stop_requests() -> u32 {
+    #[cfg(unix)]
+    return STOPS.load(std::sync::atomic::Ordering::Relaxed);
+    #[cfg(not(unix))]
+    0
+}
 
 /// Raise the soft fd limit to the hard one, as HAProxy and nginx do: each
-/// proxied connection holds two descriptors.
+/// proxied connection holds two descriptors. Natively, take SIGTERM and
+/// SIGINT as requests to stop gracefully (`stop_requests`).
 pub fn init() {
     #[cfg(unix)]
     {
+        let handler = on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        // SAFETY: the handler only does an atomic add, which is async-signal-safe.
+        unsafe {
+            libc::signal(libc::SIGTERM, handler);
+            libc::signal(libc::SIGINT, handler);
+        }
         let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         // SAFETY: getrlimit writes one rlimit into `lim`, which we own.
         if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 && lim.rlim_cur < lim.rlim_max {

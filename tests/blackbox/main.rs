@@ -118,4 +118,6 @@ every_runtime!(
     dns_failures_timeouts_and_truncation,
     a_slow_dns_answer_delays_no_one_else,
     names_resolve_as_containers_expect,
+    a_busy_address_is_named_in_words,
+    sigterm_drains_open_connections_then_stops,
 );

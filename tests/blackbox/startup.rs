@@ -68,3 +68,46 @@ pub fn help_and_version_answer(rt: Runtime) {
     assert!(status.success());
     assert_eq!(out.trim(), format!("wasiter {}", env!("CARGO_PKG_VERSION")));
 }
+
+pub fn a_busy_address_is_named_in_words(rt: Runtime) {
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let (status, _out, err) = rt.run(&[("LOCAL", addr.clone()), ("REMOTE", "127.0.0.1:1".to_string())], &[]);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("LOCAL: cannot listen on {addr}: ")) && err.to_lowercase().contains("in use"), "{err}");
+    if rt != Runtime::Native {
+        // A WASI errno printed as a number would mean something else on the host.
+        assert!(!err.contains("os error"), "{err}");
+    }
+}
+
+pub fn sigterm_drains_open_connections_then_stops(rt: Runtime) {
+    let echo = Server::echo();
+    let mut p = Proxy::start(rt, &echo.remote(), &[], &["--drain-timeout", "20s"]);
+    let mut c = p.connect();
+    c.write_all(b"before").unwrap();
+    assert_eq!(read_exact_n(&mut c, 6), b"before");
+    p.signal(libc::SIGTERM);
+    if rt != Runtime::Native {
+        // A wasm runtime lets no module see the signal: it ends the process.
+        let status = p.wait_exit();
+        assert!(!status.success(), "ended by the signal: {status:?}");
+        return;
+    }
+    p.wait_for_log("stopping", |l| l.contains(" stopping ") && l.contains("open=1"));
+    c.write_all(b"during").unwrap();
+    assert_eq!(read_exact_n(&mut c, 6), b"during", "the open connection goes on while draining");
+    // No new client is served meanwhile (they wait in the backlog).
+    let mut late = p.connect();
+    late.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    late.write_all(b"late").unwrap();
+    let mut buf = [0u8; 4];
+    assert!(late.read(&mut buf).is_err(), "a new client is not relayed while draining");
+    drop(c); // the last open connection ends: the proxy stops at once
+    let t = Instant::now();
+    let status = p.wait_exit();
+    assert!(status.success(), "{status:?}");
+    assert!(t.elapsed() < Duration::from_secs(5), "well before the 20 s drain time");
+    let stopped = record(&p.wait_for_log("stopped", |l| l.contains(" stopped ")));
+    assert_eq!((stopped["why"].as_str(), stopped["left_open"].as_str()), ("drained", "0"));
+}

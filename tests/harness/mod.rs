@@ -189,6 +189,24 @@ impl Proxy {
         connect(self.addr)
     }
 
+    /// Send the process a signal (SIGTERM, SIGINT).
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill only sends a signal to our own child's pid.
+        assert_eq!(unsafe { libc::kill(self.child.id() as libc::pid_t, sig) }, 0, "kill");
+    }
+
+    /// Wait for the process to exit, at most PATIENCE.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "still running; log:\n{}", self.log().join("\n"));
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
     }
