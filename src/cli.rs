@@ -199,6 +199,15 @@ const DRAIN_TIMEOUT: Setting = Setting {
     expected: "a duration, e.g. 10s or 1m (0: stop at once)",
     help: "On SIGTERM or SIGINT (native build): stop accepting, let open\nconnections finish for this long, then exit. A second signal exits at once.",
 };
+const RELOAD_INTERVAL: Setting = Setting {
+    flag: "--reload-interval",
+    short: None,
+    env: "WASITER_RELOAD_INTERVAL",
+    value: "DUR",
+    default: "1s",
+    expected: "a duration, e.g. 1s or 10s (0: never)",
+    help: "How often the routes file is read again; when its content changed, the\nroutes are reloaded without dropping a connection (natively SIGHUP too).",
+};
 const IDLE_TIMEOUT: Setting = Setting {
     flag: "--idle-timeout",
     short: None,
@@ -315,7 +324,7 @@ const TRACE: Setting = Setting {
 /// Where clients come in and where they go.
 pub const ROUTING: [&Setting; 4] = [&LOCAL, &REMOTE, &ROUTE, &ROUTES_FILE];
 /// Everything else, in --help's order.
-pub const TUNING: [&Setting; 24] = [
+pub const TUNING: [&Setting; 25] = [
     &CONNECT_TIMEOUT,
     &FAIL_THRESHOLD,
     &COOLDOWN,
@@ -328,6 +337,7 @@ pub const TUNING: [&Setting; 24] = [
     &HOSTS_FILE,
     &DNS_TIMEOUT,
     &DRAIN_TIMEOUT,
+    &RELOAD_INTERVAL,
     &IDLE_TIMEOUT,
     &MAX_CONNS,
     &BUFFER_SIZE,
@@ -527,6 +537,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Opt
         hosts_file: HOSTS_FILE.parse(&src, "/etc/hosts".to_string(), |s| Some(s.trim().to_string()).filter(|s| !s.is_empty()))?,
         idle_timeout: IDLE_TIMEOUT.parse(&src, Some(Duration::from_secs(600)), off_if_zero)?,
         drain_timeout: DRAIN_TIMEOUT.parse(&src, Duration::from_secs(10), parse_duration)?,
+        reload_interval: RELOAD_INTERVAL.parse(&src, Some(Duration::from_secs(1)), off_if_zero)?,
+        routes_file: ROUTES_FILE.pick(&src).map(|f| f.value.trim().to_string()),
         max_conns: MAX_CONNS.parse(&src, 10_000, |s| s.parse().ok().filter(|n| (1..=1_000_000).contains(n)))?,
         buffer_size: BUFFER_SIZE.parse(&src, 256 * 1024, |s| parse_size(s).filter(|n| (1024..=16 << 20).contains(n)))?,
         coalesce: COALESCE.parse(&src, Coalesce::Auto, |s| match s.to_ascii_lowercase().as_str() {
@@ -590,20 +602,11 @@ fn routes<E: Fn(&str) -> Option<String>>(src: &Sources<E>) -> Result<Vec<RouteSp
         routes.push(route);
     }
     if let Some(file) = ROUTES_FILE.pick(src) {
+        let name = if file.from_flag { ROUTES_FILE.flag } else { ROUTES_FILE.env };
         let text = std::fs::read_to_string(file.value.trim()).map_err(|e| {
-            let name = if file.from_flag { ROUTES_FILE.flag } else { ROUTES_FILE.env };
             ConfigError(format!("{name}: cannot read {:?}: {e} (under WasmEdge or wasmtime, pass its folder with --dir)", file.value))
         })?;
-        for (n, line) in text.lines().enumerate() {
-            let line = line.split('#').next().unwrap_or_default().trim();
-            if !line.is_empty() {
-                let origin = format!("{}, line {}", file.value.trim(), n + 1);
-                let mut route =
-                    parse_route(line).map_err(|why| ConfigError(format!("{origin}: {line:?} is not valid: {why}; expected {ROUTE_FORM}")))?;
-                route.origin = origin;
-                routes.push(route);
-            }
-        }
+        routes.extend(routes_in_file(file.value.trim(), &text)?);
     }
     if routes.is_empty() {
         return Err(ConfigError(format!(
@@ -612,6 +615,23 @@ fn routes<E: Fn(&str) -> Option<String>>(src: &Sources<E>) -> Result<Vec<RouteSp
     }
     // Routes on one address share its listener: they must be told apart.
     route::doors(&routes).map_err(ConfigError)?;
+    Ok(routes)
+}
+
+/// The routes of a routes file's text (`path` names it in messages): one
+/// per line, `#` comments. Each route's origin is "PATH, line N". Also what
+/// a reload reads.
+pub fn routes_in_file(path: &str, text: &str) -> Result<Vec<RouteSpec>, ConfigError> {
+    let mut routes = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        if !line.is_empty() {
+            let origin = format!("{path}, line {}", n + 1);
+            let mut route = parse_route(line).map_err(|why| ConfigError(format!("{origin}: {line:?} is not valid: {why}; expected {ROUTE_FORM}")))?;
+            route.origin = origin;
+            routes.push(route);
+        }
+    }
     Ok(routes)
 }
 

@@ -64,7 +64,7 @@ fn main() -> ExitCode {
     for (spec, door) in cfg.routes.iter().zip(door_of(&groups, cfg.routes.len())) {
         let mut resolved = Vec::new();
         for remote in &spec.upstreams {
-            match lookup(&mut resolver, &remote.host, remote.port) {
+            match resolver.upstream_now(&remote.host, remote.port) {
                 Ok(addrs) if !addrs.is_empty() => resolved.push(addrs),
                 Ok(_) => return fail(format_args!("{}: {:?} resolved to no address", spec.origin, remote.to_string())),
                 Err(e) => return fail(format_args!("{}: cannot resolve {:?}: {}", spec.origin, remote.to_string(), sys::describe(&e))),
@@ -168,17 +168,6 @@ fn resolver(cfg: &wasiter::settings::Config) -> dns::Resolver {
     }
     let hosts = std::fs::read_to_string(&cfg.hosts_file).map(|t| dns::Hosts::parse(&t)).unwrap_or_default();
     dns::Resolver::new(conf, hosts)
-}
-
-/// `host:port`'s addresses, from our resolver if it has servers to ask.
-fn lookup(resolver: &mut dns::Resolver, host: &str, port: u16) -> std::io::Result<Vec<std::net::SocketAddr>> {
-    if !resolver.configured() {
-        return sys::resolve(host, port);
-    }
-    match resolver.lookup_now(host)? {
-        Ok(ips) => Ok(ips.into_iter().map(|ip| std::net::SocketAddr::new(ip, port)).collect()),
-        Err(e) => Err(std::io::Error::other(e.to_string())),
-    }
 }
 
 /// For each route (by index), the index of its door.

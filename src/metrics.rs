@@ -57,6 +57,15 @@ impl Destinations {
     }
 }
 
+/// Reloads of the routes file so far.
+#[derive(Default)]
+pub struct Reloads {
+    pub ok: u64,
+    pub failed: u64,
+    /// When the last good one applied (seconds since the Unix epoch).
+    pub last_ok: Option<u64>,
+}
+
 /// What one route shows: its name (listen address), counters and pool. On
 /// a port routed by name, each route also has a `backend` (what it serves),
 /// and the port itself shows what happened before a route was picked: a
@@ -81,7 +90,7 @@ impl RouteView<'_> {
 }
 
 /// The Prometheus text exposition format, every route in each family.
-pub fn render(routes: &[RouteView<'_>], iterations: u64, wakeups: u64, now: Instant) -> String {
+pub fn render(routes: &[RouteView<'_>], reloads: &Reloads, iterations: u64, wakeups: u64, now: Instant) -> String {
     let mut out = String::with_capacity(2048);
     // One family at a time: HELP and TYPE, then its samples.
     let mut w = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
@@ -139,6 +148,11 @@ pub fn render(routes: &[RouteView<'_>], iterations: u64, wakeups: u64, now: Inst
     if !asked.is_empty() {
         let help = "Requests to a forward route, by the host they named (the first 64 hosts; the rest as other).";
         w("wasiter_forward_requests_total", "counter", help, &asked);
+    }
+    let by_result = [("{result=\"ok\"}".to_string(), reloads.ok), ("{result=\"failed\"}".to_string(), reloads.failed)];
+    w("wasiter_reloads_total", "counter", "Reloads of the routes file, by result.", &by_result);
+    if let Some(at) = reloads.last_ok {
+        w("wasiter_last_reload_success_timestamp_seconds", "gauge", "When the last good reload applied (Unix time).", &[(String::new(), at)]);
     }
     w("wasiter_loop_iterations_total", "counter", "Passes of the event loop.", &[(String::new(), iterations)]);
     w("wasiter_poll_wakeups_total", "counter", "Waits that returned at least one ready socket.", &[(String::new(), wakeups)]);
@@ -283,7 +297,7 @@ mod tests {
             RouteView { name: "0.0.0.0:443", backend: Some("sni=app.test"), stats: &other, pool: Some(&p2), destinations: None },
             RouteView { name: "127.0.0.1:3128", backend: None, stats: &other, pool: Some(&p2), destinations: Some(&asked) },
         ];
-        render(&routes, 7, 5, now)
+        render(&routes, &Reloads { ok: 2, failed: 1, last_ok: Some(1_800_000_000) }, 7, 5, now)
     }
 
     #[test]
@@ -309,6 +323,8 @@ mod tests {
             "wasiter_bytes_total{route=\"0.0.0.0:443\",backend=\"sni=app.test\",direction=\"to_client\"} 0",
             "wasiter_upstream_up{route=\"0.0.0.0:443\",backend=\"sni=app.test\",upstream=\"127.0.0.1:80\"} 1",
             "wasiter_loop_iterations_total 7",
+            "wasiter_reloads_total{result=\"failed\"} 1",
+            "wasiter_last_reload_success_timestamp_seconds 1800000000",
             "# TYPE wasiter_poll_wakeups_total counter",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");

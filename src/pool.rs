@@ -104,6 +104,30 @@ impl Pool {
         Pool { remotes, servers, policy, cursor: 0, health }
     }
 
+    /// A reload changed this pool: take the new upstreams and policy. A
+    /// server whose address stays keeps its state (health, cool-down, open
+    /// connections, counters); a new one starts fresh; a removed one is
+    /// forgotten (its open connections finish on their own).
+    pub fn reconfigure(&mut self, remotes: Vec<Remote>, resolved: Vec<Vec<SocketAddr>>, policy: Policy) {
+        let mut old = std::mem::take(&mut self.servers);
+        for (i, addrs) in resolved.into_iter().enumerate() {
+            for a in addrs {
+                let server = match old.iter().position(|s| s.addr == a) {
+                    Some(k) => {
+                        let mut s = old.swap_remove(k);
+                        s.remote = i;
+                        s
+                    }
+                    None => Server::new(a, i),
+                };
+                self.servers.push(server);
+            }
+        }
+        self.remotes = remotes;
+        self.policy = policy;
+        self.cursor = 0;
+    }
+
     /// The server a new connect should go to: healthy, not in `tried` (a
     /// bit per server index), chosen by the policy. None: nothing is left.
     pub fn pick(&mut self, now: Instant, tried: u64) -> Option<(usize, SocketAddr)> {
@@ -208,6 +232,23 @@ mod tests {
 
     fn port(p: Option<(usize, SocketAddr)>) -> Option<u16> {
         p.map(|(_, a)| a.port())
+    }
+
+    #[test]
+    fn a_reconfigured_pool_keeps_the_state_of_servers_that_stay() {
+        let now = Instant::now();
+        let (a, b, c): (SocketAddr, SocketAddr, SocketAddr) = ("10.0.0.1:80".parse().unwrap(), "10.0.0.2:80".parse().unwrap(), "10.0.0.3:80".parse().unwrap());
+        let remote = |h: &str| Remote { host: h.into(), port: 80 };
+        let mut p = Pool::new(vec![remote("a"), remote("b")], vec![vec![a], vec![b]], Policy::Failover, FailPolicy { threshold: 1, cooldown: Duration::from_secs(60) });
+        p.record(b, Outcome::Failed, now); // b is down
+        p.record(a, Outcome::Relaying, now); // one open connection to a
+        p.reconfigure(vec![remote("b"), remote("c")], vec![vec![b], vec![c]], Policy::LeastConn);
+        assert_eq!(p.servers.iter().map(|s| s.addr).collect::<Vec<_>>(), vec![b, c]);
+        assert!(!p.servers[0].is_up(now), "b keeps its cool-down");
+        assert!(p.servers[1].is_up(now), "c is new and up");
+        assert_eq!(p.policy, Policy::LeastConn);
+        p.closed(a); // a's connection ends after the reload: nothing to count it on
+        assert_eq!(p.pick(now, 0).map(|(_, addr)| addr), Some(c));
     }
 
     #[test]

@@ -256,6 +256,53 @@ pub fn doors(routes: &[RouteSpec]) -> Result<Vec<Vec<usize>>, String> {
     Ok(doors)
 }
 
+/// What changed between two route sets, by identity: a route is its listen
+/// address and what it serves there (`matches`); anything else about it
+/// (upstreams, policy, options) may change in place.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Diff {
+    /// Indices into the new set.
+    pub added: Vec<usize>,
+    /// Indices into the old set.
+    pub removed: Vec<usize>,
+    /// (old, new) pairs with the same identity and some other difference.
+    pub changed: Vec<(usize, usize)>,
+    /// (old, new) pairs that are the same.
+    pub kept: Vec<(usize, usize)>,
+}
+
+impl Diff {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+/// Routes on port 0 ask for a fresh port each time: never the same route.
+fn same_route(a: &RouteSpec, b: &RouteSpec) -> bool {
+    a.listen == b.listen && a.listen.port() != 0 && a.matches == b.matches
+}
+
+/// The difference from `old` to `new` (`origin` does not count: a route
+/// moved to another line of the file is the same route).
+pub fn diff(old: &[RouteSpec], new: &[RouteSpec]) -> Diff {
+    let mut d = Diff::default();
+    for (j, n) in new.iter().enumerate() {
+        match old.iter().position(|o| same_route(o, n)) {
+            Some(i) => {
+                let same = old.get(i).is_some_and(|o| RouteSpec { origin: n.origin.clone(), ..o.clone() } == *n);
+                if same {
+                    d.kept.push((i, j));
+                } else {
+                    d.changed.push((i, j));
+                }
+            }
+            None => d.added.push(j),
+        }
+    }
+    d.removed = (0..old.len()).filter(|i| !d.kept.iter().chain(&d.changed).any(|(o, _)| o == i)).collect();
+    d
+}
+
 /// `app.test,*.app.test`: names to route by.
 fn parse_names(s: &str) -> Result<Vec<Pattern>, String> {
     s.split(',').map(|n| Pattern::parse(n.trim())).collect()
@@ -357,6 +404,28 @@ mod tests {
         assert!(parse_route(":80=forward;ports=0").unwrap_err().contains("bad port"));
         let shared = [parse_route("127.0.0.1:9=forward;to=*").unwrap(), parse_route("127.0.0.1:9=a:1;sni=a.test").unwrap()];
         assert!(doors(&shared).unwrap_err().contains("needs a listen address of its own"));
+    }
+
+    #[test]
+    fn a_diff_tells_added_removed_changed_and_kept_routes() {
+        let set = |specs: &[&str]| -> Vec<RouteSpec> { specs.iter().map(|s| parse_route(s).unwrap()).collect() };
+        let old = set(&[":8080=a:1", ":8443=b:1;sni=b.test", ":8443=c:1;sni=c.test", ":9000=d:1", ":0=e:1"]);
+        let new = set(&[
+            ":9000=d:1",                         // kept (moved in the file)
+            ":8080=a:1,a2:1;policy=rr",          // changed pool
+            ":8443=c:1;sni=c.test;send-proxy=v2", // changed option
+            ":8443=x:1;sni=x.test",              // added name on a kept port
+            ":7000=f:1",                         // added port
+            ":0=e:1",                            // port 0: always new
+        ]);
+        let d = diff(&old, &new);
+        assert_eq!(d.kept, vec![(3, 0)]);
+        assert_eq!(d.changed, vec![(0, 1), (2, 2)]);
+        assert_eq!(d.added, vec![3, 4, 5]);
+        assert_eq!(d.removed, vec![1, 4], "sni=b.test and the old port-0 route");
+        assert!(!d.is_empty());
+        let fixed = &old[..4];
+        assert!(diff(fixed, fixed).is_empty());
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// After a stop request, how long open connections may finish.
     pub drain_timeout: Duration,
+    /// The routes file, if routes come from one, and how often it is read
+    /// again for a reload (`None`: never).
+    pub routes_file: Option<String>,
+    pub reload_interval: Option<Duration>,
     pub max_conns: usize,
     pub buffer_size: usize,
     pub coalesce: Coalesce,

@@ -221,6 +221,19 @@ impl Resolver {
         }
     }
 
+    /// `host:port`'s addresses for an upstream, now: with this resolver
+    /// when it has servers to ask (driving its queries itself), else with
+    /// the runtime's getaddrinfo. For the start, and for a reload.
+    pub fn upstream_now(&mut self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+        if !self.configured() {
+            return crate::sys::resolve(host, port);
+        }
+        match self.lookup_now(host)? {
+            Ok(ips) => Ok(ips.into_iter().map(|ip| SocketAddr::new(ip, port)).collect()),
+            Err(e) => Err(io::Error::other(e.to_string())),
+        }
+    }
+
     /// Finished lookups since the last call.
     pub fn take_done(&mut self) -> Vec<(LookupId, Addrs)> {
         std::mem::take(&mut self.done)

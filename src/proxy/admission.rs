@@ -29,7 +29,8 @@ impl Proxy {
                 return; // the listeners are left out of the interest until a slot frees
             }
             let Some(d) = self.doors.get_mut(door) else { return };
-            let (client, peer) = match d.listener.accept() {
+            let Some(listener) = &d.listener else { return }; // removed by a reload
+            let (client, peer) = match listener.accept() {
                 Ok(pair) => pair,
                 Err(e) if would_block(&e) => return,
                 // The client gave up before we got to it: nothing to pause for.

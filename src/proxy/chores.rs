@@ -24,6 +24,7 @@ impl Proxy {
     /// Step 1: re-resolution and health checks when due; drop headers and
     /// checks that ran out of time.
     pub(super) fn scheduled(&mut self, now: Instant) {
+        self.check_reload(now);
         if let Some((every, next)) = &mut self.resolve {
             if *next <= now {
                 *next = now + *every;
@@ -34,7 +35,7 @@ impl Proxy {
             if *next <= now {
                 *next = now + *every;
                 let in_flight: Vec<(usize, SocketAddr)> = self.checks.iter().map(|(_, c)| (c.route, c.addr)).collect();
-                for (i, r) in self.shared.routes.iter_mut().enumerate() {
+                for (i, r) in self.shared.routes.iter_mut().enumerate().filter(|(_, r)| !r.retired) {
                     for check in health::start_checks(i, &r.name, &mut r.pool, &in_flight, self.shared.connect_timeout, now) {
                         self.checks.insert(check);
                     }
@@ -61,12 +62,12 @@ impl Proxy {
     /// with the runtime's getaddrinfo, which blocks the loop meanwhile.
     fn re_resolve(&mut self, now: Instant) {
         if !self.resolver.configured() {
-            for r in &mut self.shared.routes {
+            for r in self.shared.routes.iter_mut().filter(|r| !r.retired) {
                 health::re_resolve(&r.name, &mut r.pool);
             }
             return;
         }
-        for (route, r) in self.shared.routes.iter_mut().enumerate() {
+        for (route, r) in self.shared.routes.iter_mut().enumerate().filter(|(_, r)| !r.retired) {
             for (i, remote) in r.pool.remotes.clone().iter().enumerate() {
                 if remote.ip().is_some() || self.re_resolving.iter().any(|w| (w.1, w.2) == (route, i)) {
                     continue; // a literal never changes; one lookup at a time
@@ -120,14 +121,16 @@ impl Proxy {
     }
 
     pub(super) fn serve_scrape(&mut self, key: usize, now: Instant) {
-        let (doors, routes, iterations, wakeups) = (&self.doors, &self.shared.routes, self.iterations, self.wakeups);
+        let (doors, routes, reloads, iterations, wakeups) = (&self.doors, &self.shared.routes, &self.reloads, self.iterations, self.wakeups);
         let body = || {
             // Ports routed by name first (what happened before a route was
             // picked), then every route.
             let named = doors.iter().filter(|d| d.table.peeks());
             let views: Vec<RouteView<'_>> = named
                 .map(|d| RouteView { name: &d.name, backend: None, stats: &d.stats, pool: None, destinations: None })
-                .chain(routes.iter().map(|r| RouteView {
+                // A retired route shows while it is the only one of its name
+                // (a reload may have put another in its place).
+                .chain(routes.iter().filter(|r| !r.retired || !routes.iter().any(|o| !o.retired && o.name == r.name && o.backend == r.backend)).map(|r| RouteView {
                     name: &r.name,
                     backend: r.backend(),
                     stats: &r.stats,
@@ -135,7 +138,7 @@ impl Proxy {
                     destinations: r.destinations.as_ref(),
                 }))
                 .collect();
-            metrics::render(&views, iterations, wakeups, now)
+            metrics::render(&views, reloads, iterations, wakeups, now)
         };
         if let Some(scrape) = self.scrapes.get_mut(key) {
             if !scrape.on_ready(body) || scrape.deadline <= now {

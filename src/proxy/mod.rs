@@ -18,8 +18,8 @@
 //! Beside it: `state.rs` (what the loop keeps per listen address and per
 //! route), `token.rs` (whose socket an event is), `busy.rs` (who every pass
 //! watches), `admission.rs` (new clients through their `front`, until they
-//! are connections) and `chores.rs` (checks, re-resolution, scrapes, the
-//! summary).
+//! are connections), `chores.rs` (checks, re-resolution, scrapes, the
+//! summary) and `reload.rs` (the routes file, applied again while running).
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -29,9 +29,11 @@ use slab::Slab;
 mod admission;
 mod busy;
 mod chores;
+mod reload;
 mod state;
 mod token;
 
+use reload::{watch, Watch};
 pub use state::{Door, RouteState};
 
 use busy::Busy;
@@ -39,12 +41,14 @@ use chores::Summary;
 use state::Shared;
 use token::{Kind, Token};
 
+use crate::pool::FailPolicy;
+use crate::route::RouteSpec;
 use crate::settings::Config;
 use crate::conn::{Conn, Context, Reason, Side};
 use crate::dns::{LookupId, Resolver};
 use crate::front::Front;
 use crate::health::Check;
-use crate::metrics::Scrape;
+use crate::metrics::{Reloads, Scrape};
 use crate::relay::Buffers;
 use crate::log::Record;
 use crate::sys::{self, Event, Listener, Poller};
@@ -86,6 +90,15 @@ pub struct Proxy {
     resolver: Resolver,
     /// Upstream names being looked up again: (lookup, route, upstream index).
     re_resolving: Vec<(LookupId, usize, usize)>,
+    /// The routes in force, each with its index in `shared.routes`.
+    specs: Vec<(RouteSpec, usize)>,
+    /// The routes file, read again on schedule (`reload`).
+    watch: Option<Watch>,
+    reloads: Reloads,
+    /// SIGHUPs already handled.
+    hups_seen: u32,
+    /// For the pools of routes a reload adds.
+    health: FailPolicy,
     checks: Slab<Check>,
     poller: Poller,
     idle_timeout: Option<Duration>,
@@ -126,6 +139,12 @@ impl Proxy {
             doors,
             resolver,
             re_resolving: Vec::new(),
+            // Routes are built in the order given: spec i is route i.
+            specs: cfg.routes.iter().cloned().zip(0..).collect(),
+            watch: watch(cfg.routes_file.as_deref(), cfg.reload_interval, &cfg.routes, now),
+            reloads: Reloads::default(),
+            hups_seen: 0,
+            health: FailPolicy { threshold: cfg.fail_threshold, cooldown: cfg.cooldown },
             shared: Shared {
                 routes,
                 buffers: Buffers::new(cfg.buffer_size, SPARE_BUFFERS),
@@ -296,9 +315,12 @@ impl Proxy {
         // keeps watching unlisted sockets must hear "none".
         let accepting = self.accept_paused_until.is_none() && self.active() < self.max_conns && self.drain_until.is_none();
         for (i, d) in self.doors.iter().enumerate() {
-            self.poller.add(d.listener.handle(), Token::new(Kind::Listener(i)).raw(), accepting, false);
+            if let Some(l) = &d.listener {
+                self.poller.add(l.handle(), Token::new(Kind::Listener(i)).raw(), accepting, false);
+            }
         }
-        for next in [self.summary.as_ref().map(|s| s.next), self.health_check.map(|h| h.1), self.resolve.map(|r| r.1)].into_iter().flatten() {
+        let reload = self.watch.as_ref().map(|w| w.next);
+        for next in [self.summary.as_ref().map(|s| s.next), self.health_check.map(|h| h.1), self.resolve.map(|r| r.1), reload].into_iter().flatten() {
             wake_at = wake_at.min(next);
         }
 

@@ -10,7 +10,7 @@ use crate::conn::Context;
 use crate::forward::Forward;
 use crate::front::Rules;
 use crate::metrics::{Destinations, Stats};
-use crate::names::Table;
+use crate::names::{Match, Table};
 use crate::pool::{FailPolicy, Pool};
 use crate::relay::Buffers;
 use crate::route::{Acl, ProxyVersion, RouteSpec};
@@ -23,7 +23,11 @@ pub struct Door {
     /// The address it really listens on (it may say port 0): the `route`
     /// of logs and metrics.
     pub(super) name: String,
-    pub(super) listener: Listener,
+    /// The address as configured (what a reload compares).
+    pub(super) listen: SocketAddr,
+    /// `None` once a reload removed every route of this address: it stops
+    /// accepting at once; what is open finishes.
+    pub(super) listener: Option<Listener>,
     pub(super) acl: Acl,
     pub(super) accept_proxy: bool,
     /// Its routes, by what they serve.
@@ -41,15 +45,29 @@ impl Door {
     /// options, as `route::doors` checked), listening on `listener`.
     pub fn new(routes: &[(usize, &RouteSpec)], listener: Listener) -> Option<Door> {
         let &(_, first) = routes.first()?;
-        Some(Door {
+        let mut door = Door {
             name: listener.local_addr().unwrap_or(first.listen).to_string(),
-            listener,
-            acl: first.acl.clone(),
-            accept_proxy: first.accept_proxy,
-            table: Table::new(routes.iter().map(|(i, r)| (r.matches.clone(), *i))),
-            forward: routes.iter().find_map(|(i, r)| Some((*i, r.forward.clone()?))),
+            listen: first.listen,
+            listener: Some(listener),
+            acl: Acl::default(),
+            accept_proxy: false,
+            table: Table::default(),
+            forward: None,
             stats: Stats::default(),
-        })
+        };
+        door.set_routes(routes);
+        Some(door)
+    }
+
+    /// Take these routes (route index, spec): the listener's options, and
+    /// the table that picks among them. At start, and on a reload.
+    pub(super) fn set_routes(&mut self, routes: &[(usize, &RouteSpec)]) {
+        if let Some(&(_, first)) = routes.first() {
+            self.acl = first.acl.clone();
+            self.accept_proxy = first.accept_proxy;
+        }
+        self.table = Table::new(routes.iter().map(|(i, r)| (r.matches.clone(), *i)));
+        self.forward = routes.iter().find_map(|(i, r)| Some((*i, r.forward.clone()?)));
     }
 
     pub fn name(&self) -> &str {
@@ -81,6 +99,13 @@ pub struct RouteState {
     pub(super) send_proxy: Option<ProxyVersion>,
     /// A forward route: the hosts its clients asked for.
     pub(super) destinations: Option<Destinations>,
+    /// Who it is, for a reload: its listen address as configured and what it
+    /// serves there.
+    pub(super) listen: SocketAddr,
+    pub(super) matches: Match,
+    /// A reload removed it: it takes no new client (none can reach it) and
+    /// is no longer checked or resolved; its open connections finish.
+    pub(super) retired: bool,
     /// How answers arrive in each direction, as its connections learned it
     /// (`coalesce`).
     pub(super) shapes: Shapes,
@@ -96,8 +121,23 @@ impl RouteState {
             stats: Stats::default(),
             send_proxy: spec.send_proxy,
             destinations: spec.forward.as_ref().map(|_| Destinations::default()),
+            listen: spec.listen,
+            matches: spec.matches.clone(),
+            retired: false,
             shapes: Shapes::default(),
         }
+    }
+
+    /// A reload changed this route (the same listen address and names):
+    /// new upstreams and options for new connections; servers that stay
+    /// keep their state; open connections keep their upstream.
+    pub(super) fn reconfigure(&mut self, spec: &RouteSpec, resolved: Vec<Vec<SocketAddr>>) {
+        self.pool.reconfigure(spec.upstreams.clone(), resolved, spec.policy);
+        self.send_proxy = spec.send_proxy;
+        if spec.forward.is_some() && self.destinations.is_none() {
+            self.destinations = Some(Destinations::default());
+        }
+        self.retired = false;
     }
 
     /// What it serves on a port routed by name (`sni=app.test`), else `None`.

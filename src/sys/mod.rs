@@ -40,6 +40,7 @@
 //!                              take SIGTERM/SIGINT, where a module can see them)
 //! stop_requests()              how many times the process was asked to stop (natively:
 //!                              SIGTERM or SIGINT; on the wasm runtimes always 0)
+//! reload_requests()            how many SIGHUPs came (natively; else always 0)
 //! RUNTIME                      a short name for the startup line
 //! ```
 //!
@@ -76,7 +77,7 @@ pub use poll::Poller;
 #[cfg(not(any(unix, target_os = "wasi")))]
 compile_error!("wasiter runs on Linux (native), wasm32-wasip1 (WasmEdge) and wasm32-wasip2 (wasmtime)");
 
-pub use sockets::{init, out_of_descriptors, resolve, stop_requests, Datagram, Handle, Listener, Stream, RUNTIME};
+pub use sockets::{init, out_of_descriptors, reload_requests, resolve, stop_requests, Datagram, Handle, Listener, Stream, RUNTIME};
 
 /// An I/O error in words, for logs and messages. On the wasm builds the
 /// "(os error N)" that std adds is a WASI errno (3 is EADDRINUSE there and

@@ -47,6 +47,23 @@ pub const RUNTIME: &str = "wasmtime"; // the wasip2 build, as the scripts and RE
 #[cfg(unix)]
 static STOPS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
+/// SIGHUPs received so far (natively): requests to read the routes file now.
+#[cfg(unix)]
+static HUPS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+#[cfg(unix)]
+extern "C" fn on_hup(_: libc::c_int) {
+    HUPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How many SIGHUPs came (natively; 0 on the wasm runtimes).
+pub fn reload_requests() -> u32 {
+    #[cfg(unix)]
+    return HUPS.load(std::sync::atomic::Ordering::Relaxed);
+    #[cfg(not(unix))]
+    0
+}
+
 #[cfg(unix)]
 extern "C" fn on_stop_signal(_: libc::c_int) {
     // Only an atomic add: what a signal handler may do.
@@ -69,10 +86,12 @@ pub fn init() {
     #[cfg(unix)]
     {
         let handler = on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        // SAFETY: the handler only does an atomic add, which is async-signal-safe.
+        let hup = on_hup as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        // SAFETY: the handlers only do an atomic add, which is async-signal-safe.
         unsafe {
             libc::signal(libc::SIGTERM, handler);
             libc::signal(libc::SIGINT, handler);
+            libc::signal(libc::SIGHUP, hup);
         }
         let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         // SAFETY: getrlimit writes one rlimit into `lim`, which we own.

@@ -17,11 +17,12 @@ mod naming;
 mod nagle;
 mod observability;
 mod relaying;
+mod reload;
 mod routing;
 mod startup;
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -36,6 +37,7 @@ use naming::*;
 use nagle::*;
 use observability::*;
 use relaying::*;
+use reload::*;
 use routing::*;
 use startup::*;
 
@@ -120,4 +122,5 @@ every_runtime!(
     names_resolve_as_containers_expect,
     a_busy_address_is_named_in_words,
     sigterm_drains_open_connections_then_stops,
+    routes_reload_while_traffic_runs_without_dropping_anything,
 );
