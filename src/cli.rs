@@ -394,6 +394,15 @@ const ROUTE_OPTIONS: &str = "  OPTIONs, after the upstreams, each after a ';':
         --route ':8443=127.0.0.1:3000;sni=app.test'
         --route ':8443=127.0.0.1:8000;sni=api.test,*.api.test'
         --route ':8443=127.0.0.1:9000'
+  A forward proxy (HTTP CONNECT and absolute URLs), its clients naming
+  where to go: LISTEN=forward;OPTION...
+        to=NAME,...  not-to=NAME,...             names allowed (* for any) and refused;
+                                                 no to= only on a loopback address
+        ports=PORT,...                           default 443 for CONNECT, 80 for HTTP
+        to-net=CIDR,...                          addresses a name may resolve to
+                                                 (default: not loopback or link-local)
+        auth=USER:PASS                           ask for a login (407 without)
+        --route '127.0.0.1:3128=forward;to=pypi.org,*.github.com'
 ";
 
 const OUTRO: &str = "\

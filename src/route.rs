@@ -113,7 +113,7 @@ pub struct RouteSpec {
 }
 
 pub const ROUTE_FORM: &str =
-    "LISTEN=HOST:PORT[,HOST:PORT...][;policy=failover|round-robin|least-conn][;allow=CIDR,...][;deny=CIDR,...][;send-proxy=v1|v2][;accept-proxy][;sni=NAME,...][;alpn=PROTO,...][;host=NAME,...], or LISTEN=forward;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;ports=PORT,...], e.g. 0.0.0.0:8080=web1:80,web2:80;policy=round-robin";
+    "LISTEN=HOST:PORT[,HOST:PORT...][;policy=failover|round-robin|least-conn][;allow=CIDR,...][;deny=CIDR,...][;send-proxy=v1|v2][;accept-proxy][;sni=NAME,...][;alpn=PROTO,...][;host=NAME,...], or LISTEN=forward;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;ports=PORT,...][;auth=USER:PASS], e.g. 0.0.0.0:8080=web1:80,web2:80;policy=round-robin";
 
 /// `LISTEN=UPSTREAMS;OPTIONS`. The error says what part was wrong.
 pub fn parse_route(s: &str) -> Result<RouteSpec, String> {
@@ -186,7 +186,7 @@ pub fn parse_target(listen: SocketAddr, s: &str) -> Result<RouteSpec, String> {
                     route.matches.alpn.push(p.to_string());
                 }
             }
-            "to" | "not-to" | "to-net" | "ports" => {
+            "to" | "not-to" | "to-net" | "ports" | "auth" => {
                 let Some(f) = route.forward.as_mut() else {
                     return Err(format!("{} applies to a forward route (LISTEN=forward;...)", key.trim()));
                 };
@@ -194,6 +194,7 @@ pub fn parse_target(listen: SocketAddr, s: &str) -> Result<RouteSpec, String> {
                     "to" => f.to.extend(parse_names(value)?),
                     "not-to" => f.not_to.extend(parse_names(value)?),
                     "to-net" => f.nets.extend(parse_cidrs(value)?),
+                    "auth" => f.set_auth(value)?,
                     _ => {
                         for p in value.split(',').map(str::trim) {
                             f.ports.push(p.parse().ok().filter(|p| *p != 0).ok_or_else(|| format!("bad port {p:?} (1 to 65535)"))?);

@@ -37,6 +37,8 @@ pub enum Reason {
     PeekTimeout(usize),
     /// A forward route: the destination is not allowed (the rule that says so).
     Forbidden(String),
+    /// A forward route with auth=: no login, or a wrong one.
+    ProxyAuth(String),
     /// A forward route: the destination's name has no address, or DNS failed...
     DnsFailed(String),
     /// ...or no answer came in time (for this host).
@@ -63,13 +65,14 @@ pub enum Close {
     PeekTooLarge,
     PeekTimeout,
     Forbidden,
+    ProxyAuth,
     DnsFailed,
     DnsTimeout,
 }
 
 impl Close {
     /// Every kind, in counter order.
-    pub const ALL: [Close; 18] = [
+    pub const ALL: [Close; 19] = [
         Close::ClientClosed,
         Close::UpstreamClosed,
         Close::ClientError,
@@ -86,6 +89,7 @@ impl Close {
         Close::PeekTooLarge,
         Close::PeekTimeout,
         Close::Forbidden,
+        Close::ProxyAuth,
         Close::DnsFailed,
         Close::DnsTimeout,
     ];
@@ -109,6 +113,7 @@ impl Close {
             Close::PeekTooLarge => "peek-too-large",
             Close::PeekTimeout => "peek-timeout",
             Close::Forbidden => "forbidden",
+            Close::ProxyAuth => "proxy-auth",
             Close::DnsFailed => "dns-failed",
             Close::DnsTimeout => "dns-timeout",
         }
@@ -134,6 +139,7 @@ impl Reason {
             Reason::PeekTooLarge(_) => Close::PeekTooLarge,
             Reason::PeekTimeout(_) => Close::PeekTimeout,
             Reason::Forbidden(_) => Close::Forbidden,
+            Reason::ProxyAuth(_) => Close::ProxyAuth,
             Reason::DnsFailed(_) => Close::DnsFailed,
             Reason::DnsTimeout(_) => Close::DnsTimeout,
         }
@@ -161,6 +167,7 @@ impl Reason {
             | Reason::BadRequest(why)
             | Reason::PeekTooLarge(why)
             | Reason::Forbidden(why)
+            | Reason::ProxyAuth(why)
             | Reason::DnsFailed(why) => Some(why.clone()),
             Reason::DnsTimeout(host) => Some(format!("{host}: no DNS answer in time")),
             Reason::PeekTimeout(n) => Some(format!("no complete ClientHello or request head in time ({n} bytes read)")),

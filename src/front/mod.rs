@@ -292,6 +292,13 @@ impl Front {
             Err(Failure::BadRequest(why) | Failure::BadClientHello(why)) => return self.answer(400, "Bad Request", Reason::BadRequest(why)),
         };
         let Some((_, forward)) = rules.forward else { return Step::Close };
+        if let Err(why) = forward.check_auth(req.auth.as_deref()) {
+            // 407, with the challenge a client needs to log in (curl -x http://user:pass@...).
+            let body = format!("wasiter: {why}\n");
+            let head = "Proxy-Authenticate: Basic realm=\"wasiter\"\r\n";
+            tell(&self.client, &http_answer_with(407, "Proxy Authentication Required", head, &body));
+            return self.close(Reason::ProxyAuth(why));
+        }
         let tunnel = req.method == Method::Connect;
         self.asked = Some(Asked::Http { host: Some(format!("{}:{}", req.host, req.port)) });
         let checked = forward.check_name(&req.host, req.port, tunnel);
@@ -399,7 +406,12 @@ fn read_header(client: &mut Stream, reader: &mut proxy_header::Reader) -> Result
 
 /// A short HTTP answer that closes the connection: the proxy's own words.
 pub fn http_answer(code: u16, text: &str, body: &str) -> Vec<u8> {
-    format!("HTTP/1.1 {code} {text}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).into_bytes()
+    http_answer_with(code, text, "", body)
+}
+
+/// The same, with more header lines (each ending in CRLF).
+pub fn http_answer_with(code: u16, text: &str, headers: &str, body: &str) -> Vec<u8> {
+    format!("HTTP/1.1 {code} {text}\r\n{headers}Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).into_bytes()
 }
 
 /// Write `answer` to a client about to be closed, then FIN: best effort (a

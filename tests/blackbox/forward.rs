@@ -204,3 +204,31 @@ pub fn names_resolve_as_containers_expect(rt: Runtime) {
     assert!(!dns.queries().iter().any(|l| l.starts_with("query pinned.test")), "DNS never asked for a hosts name");
     p.assert_alive();
 }
+
+pub fn a_forward_route_with_auth_asks_for_a_login(rt: Runtime) {
+    let echo = Server::echo();
+    let web = nginx(&[("index.html", b"logged in\n")]);
+    let port = echo.addr.port();
+    let p = forward(rt, &format!("to=*;to-net=127.0.0.0/8;ports={port},{};auth=dev:s3cret", web.port), "127.0.0.1:1", &[]);
+    let ask = |login: &str| {
+        let mut c = p.connect();
+        c.write_all(format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\n{login}\r\nping").as_bytes()).unwrap();
+        let mut head = vec![0u8; 12];
+        c.read_exact(&mut head).unwrap();
+        let mut rest = String::new();
+        let _ = c.read_to_string(&mut rest);
+        String::from_utf8_lossy(&head).into_owned() + &rest
+    };
+    let none = ask("");
+    assert!(none.starts_with("HTTP/1.1 407 ") && none.contains("Proxy-Authenticate: Basic realm=\"wasiter\""), "{none}");
+    assert!(ask("Proxy-Authorization: Basic ZGV2Ondyb25n\r\n").starts_with("HTTP/1.1 407 "), "dev:wrong");
+    // dev:s3cret, as curl -x http://dev:s3cret@... sends it.
+    let mut c = p.connect();
+    c.write_all(format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\nProxy-Authorization: Basic ZGV2OnMzY3JldA==\r\n\r\nping").as_bytes()).unwrap();
+    let want = b"HTTP/1.1 200 Connection established\r\n\r\nping";
+    assert_eq!(read_exact_n(&mut c, want.len()), want);
+    let (code, body, err) = curl(&["-x", &format!("http://dev:s3cret@{}", p.addr), &format!("http://127.0.0.1:{}/", web.port)]);
+    assert_eq!((code, body.as_str()), (0, "logged in\n"), "curl logs in: {err}");
+    assert_eq!(p.log().iter().filter(|l| l.contains("reason=proxy-auth")).count(), 2);
+    assert!(!p.log().iter().any(|l| l.contains("s3cret") || l.contains("ZGV2OnMzY3JldA")), "the login is never logged");
+}

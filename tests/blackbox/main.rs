@@ -123,4 +123,5 @@ every_runtime!(
     a_busy_address_is_named_in_words,
     sigterm_drains_open_connections_then_stops,
     routes_reload_while_traffic_runs_without_dropping_anything,
+    a_forward_route_with_auth_asks_for_a_login,
 );
