@@ -11,7 +11,7 @@ use super::Failure;
 /// The largest request head taken (request line and headers).
 pub const MAX_HEAD: usize = 16 * 1024;
 /// Headers read per request; a request with more is refused.
-const MAX_HEADERS: usize = 100;
+pub(super) const MAX_HEADERS: usize = 100;
 
 /// What a request asks for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -26,9 +26,9 @@ pub fn parse(buf: &[u8]) -> Result<Option<Head>, Failure> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     let bad = |why: String| Failure::BadRequest(why);
-    match request.parse(buf) {
-        Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => Err(too_large(len)),
-        Ok(httparse::Status::Complete(_)) => {
+    match read_head(&mut request, buf)? {
+        None => Ok(None),
+        Some(_) => {
             let mut hosts = request.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("host"));
             let host = match (hosts.next(), hosts.next()) {
                 (None, _) => None,
@@ -43,9 +43,19 @@ pub fn parse(buf: &[u8]) -> Result<Option<Head>, Failure> {
             };
             Ok(Some(Head { host }))
         }
+    }
+}
+
+/// Parse the request head in `buf` into `request`, within `MAX_HEAD`: its
+/// length once complete, `None` while it is not. What every reader of a
+/// client's request head (this one, `proxy_request`) starts with.
+pub(super) fn read_head<'b>(request: &mut httparse::Request<'_, 'b>, buf: &'b [u8]) -> Result<Option<usize>, Failure> {
+    match request.parse(buf) {
+        Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => Err(too_large(len)),
+        Ok(httparse::Status::Complete(len)) => Ok(Some(len)),
         Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => Err(too_large(buf.len())),
         Ok(httparse::Status::Partial) => Ok(None),
-        Err(e) => Err(bad(format!("not an HTTP/1.x request ({e})"))),
+        Err(e) => Err(Failure::BadRequest(format!("not an HTTP/1.x request ({e})"))),
     }
 }
 

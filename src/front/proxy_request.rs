@@ -9,10 +9,8 @@
 //! requests of a kept-alive connection would send them to the first
 //! request's host whatever they name.)
 
-use super::http_head::MAX_HEAD;
+use super::http_head::{read_head, MAX_HEADERS};
 use super::Failure;
-
-const MAX_HEADERS: usize = 100;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Method {
@@ -40,13 +38,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<Request>, Failure> {
     let bad = |why: String| Failure::BadRequest(why);
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
-    let head_len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) if n > MAX_HEAD => return Err(too_large(n)),
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(too_large(buf.len())),
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(bad(format!("not an HTTP/1.x request ({e})"))),
-    };
+    let Some(head_len) = read_head(&mut req, buf)? else { return Ok(None) };
     let (method, target, minor) = (req.method.unwrap_or_default(), req.path.unwrap_or_default(), req.version.unwrap_or(1));
     let auth = header(req.headers, "proxy-authorization").map(str::to_string);
     if method.eq_ignore_ascii_case("CONNECT") {
@@ -80,10 +72,6 @@ pub fn parse(buf: &[u8]) -> Result<Option<Request>, Failure> {
     }
     head.extend_from_slice(b"Connection: close\r\n\r\n");
     Ok(Some(Request { method: Method::Http { head }, host, port, auth, head_len }))
-}
-
-fn too_large(len: usize) -> Failure {
-    Failure::TooLarge(format!("a request head of {len} bytes or more (at most {MAX_HEAD})"))
 }
 
 fn header<'a>(headers: &'a [httparse::Header<'_>], name: &str) -> Option<&'a str> {

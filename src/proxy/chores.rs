@@ -157,9 +157,7 @@ impl Proxy {
         let secs = summary.every.as_secs_f64();
         let routes = &self.shared.routes;
         let (up, down) = (routes.iter().map(|r| r.stats.to_upstream).sum(), routes.iter().map(|r| r.stats.to_client).sum());
-        // Clients accepted: counted at a door routed by name, else on its route.
-        let accepted = self.doors.iter().filter(|d| d.table.peeks()).map(|d| d.stats.connections).sum::<u64>()
-            + self.doors.iter().filter(|d| !d.table.peeks()).filter_map(|d| routes.get(d.table.default_route()?)).map(|r| r.stats.connections).sum::<u64>();
+        let accepted: u64 = self.doors.iter().filter_map(|d| d.counted(routes)).map(|s| s.connections).sum();
         Record::new(Level::Info, "summary")
             .num("active", active)
             .num("connections", accepted)

@@ -31,8 +31,9 @@ pub(super) struct Watch {
     pub(super) path: String,
     pub(super) every: Duration,
     pub(super) next: Instant,
-    /// The text last read (applied or not): a reload happens when it changes.
-    pub(super) text: String,
+    /// The text last read (applied or not): a reload happens when it
+    /// changes. `None` while the file cannot be read (said once).
+    pub(super) text: Option<String>,
     /// Routes given by flags or environment, which a reload keeps as they are.
     pub(super) fixed: Vec<RouteSpec>,
 }
@@ -52,17 +53,17 @@ impl Proxy {
             Ok(t) => t,
             Err(e) => {
                 // Being rewritten, or gone for a moment: keep what runs.
-                if watch.text != "\0unreadable" {
+                if watch.text.is_some() {
                     Record::new(Level::Warn, "reload-failed").str("file", &watch.path).str("error", sys::describe(&e)).str("action", "keeping the routes that run").emit();
-                    watch.text = "\0unreadable".into();
+                    watch.text = None;
                 }
                 return;
             }
         };
-        if text == watch.text {
+        if watch.text.as_ref() == Some(&text) {
             return;
         }
-        watch.text = text.clone();
+        watch.text = Some(text.clone());
         let (path, fixed) = (watch.path.clone(), watch.fixed.clone());
         match self.reload(&path, &text, fixed) {
             Ok(Some(line)) => {
@@ -219,7 +220,7 @@ impl Proxy {
 /// For the start: how a Proxy watches its routes file.
 pub fn watch(path: Option<&str>, every: Option<Duration>, routes: &[RouteSpec], now: Instant) -> Option<Watch> {
     let (path, every) = (path?, every?);
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let text = std::fs::read_to_string(path).ok();
     let prefix = format!("{path}, line ");
     let fixed = routes.iter().filter(|r| !r.origin.starts_with(&prefix)).cloned().collect();
     Some(Watch { path: path.to_string(), every, next: now + every, text, fixed })

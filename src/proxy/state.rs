@@ -81,11 +81,35 @@ impl Door {
 
     /// Where this door counts a client that has no route yet.
     pub(super) fn stats<'a>(&'a mut self, routes: &'a mut [RouteState]) -> Option<&'a mut Stats> {
-        if self.table.peeks() {
-            return Some(&mut self.stats);
+        match self.counted_on() {
+            Counted::Door => Some(&mut self.stats),
+            Counted::Route(r) => Some(&mut routes.get_mut(r?)?.stats),
         }
-        Some(&mut routes.get_mut(self.table.default_route()?)?.stats)
     }
+
+    /// The same counters, to read (the summary line).
+    pub(super) fn counted<'a>(&'a self, routes: &'a [RouteState]) -> Option<&'a Stats> {
+        match self.counted_on() {
+            Counted::Door => Some(&self.stats),
+            Counted::Route(r) => Some(&routes.get(r?)?.stats),
+        }
+    }
+
+    /// A port routed by name counts its own clients until a route is
+    /// picked; a plain port counts them on its one route.
+    fn counted_on(&self) -> Counted {
+        if self.table.peeks() {
+            Counted::Door
+        } else {
+            Counted::Route(self.table.default_route())
+        }
+    }
+}
+
+/// Where a door counts the clients it has not routed yet.
+enum Counted {
+    Door,
+    Route(Option<usize>),
 }
 
 /// One route at run time: its pool, rules and counters.

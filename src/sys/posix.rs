@@ -42,32 +42,19 @@ pub const RUNTIME: &str = "native";
 #[cfg(not(unix))]
 pub const RUNTIME: &str = "wasmtime"; // the wasip2 build, as the scripts and README call it
 
-/// SIGTERM and SIGINT received so far (natively; the wasm runtimes let no
-/// module see a signal: they end the process).
+/// Signals received so far, natively (the wasm runtimes let no module see
+/// a signal: they end the process): SIGTERM and SIGINT (requests to stop),
+/// SIGHUP (requests to read the routes file now).
 #[cfg(unix)]
 static STOPS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-
-/// SIGHUPs received so far (natively): requests to read the routes file now.
 #[cfg(unix)]
 static HUPS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 #[cfg(unix)]
-extern "C" fn on_hup(_: libc::c_int) {
-    HUPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// How many SIGHUPs came (natively; 0 on the wasm runtimes).
-pub fn reload_requests() -> u32 {
-    #[cfg(unix)]
-    return HUPS.load(std::sync::atomic::Ordering::Relaxed);
-    #[cfg(not(unix))]
-    0
-}
-
-#[cfg(unix)]
-extern "C" fn on_stop_signal(_: libc::c_int) {
+extern "C" fn on_signal(sig: libc::c_int) {
     // Only an atomic add: what a signal handler may do.
-    STOPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let count = if sig == libc::SIGHUP { &HUPS } else { &STOPS };
+    count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// How many times the process was asked to stop (SIGTERM, SIGINT): 0 to go
@@ -79,19 +66,25 @@ pub fn stop_requests() -> u32 {
     0
 }
 
+/// How many SIGHUPs came (natively; 0 on the wasm runtimes).
+pub fn reload_requests() -> u32 {
+    #[cfg(unix)]
+    return HUPS.load(std::sync::atomic::Ordering::Relaxed);
+    #[cfg(not(unix))]
+    0
+}
+
 /// Raise the soft fd limit to the hard one, as HAProxy and nginx do: each
 /// proxied connection holds two descriptors. Natively, take SIGTERM and
-/// SIGINT as requests to stop gracefully (`stop_requests`).
+/// SIGINT as requests to stop gracefully (`stop_requests`), SIGHUP as one to
+/// reload (`reload_requests`).
 pub fn init() {
     #[cfg(unix)]
     {
-        let handler = on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        let hup = on_hup as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        // SAFETY: the handlers only do an atomic add, which is async-signal-safe.
-        unsafe {
-            libc::signal(libc::SIGTERM, handler);
-            libc::signal(libc::SIGINT, handler);
-            libc::signal(libc::SIGHUP, hup);
+        let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            // SAFETY: the handler only does an atomic add, which is async-signal-safe.
+            unsafe { libc::signal(sig, handler) };
         }
         let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         // SAFETY: getrlimit writes one rlimit into `lim`, which we own.
