@@ -21,6 +21,8 @@ use crate::settings::{Config, Dump, DumpMode};
 #[derive(Debug)]
 pub enum Command {
     Run(Box<Config>),
+    /// `--check`: the settings and routes parse; exit without binding.
+    Check(Box<Config>),
     Help,
     Version,
 }
@@ -406,6 +408,9 @@ const ROUTE_OPTIONS: &str = "  OPTIONs, after the upstreams, each after a ';':
 ";
 
 const OUTRO: &str = "\
+    --check                read the settings and routes (the routes file too),
+                           say whether they are valid, and exit: nothing is bound
+                           or resolved (as nginx -t, haproxy -c)
     -h, --help             this text
     -V, --version          the version
 
@@ -494,6 +499,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Opt
     let mut parser = lexopt::Parser::from_args(args);
     let mut flags: Vec<(&'static str, String)> = Vec::new();
     let all = || ROUTING.iter().chain(TUNING.iter());
+    let mut check = false;
     loop {
         let arg = match parser.next() {
             Ok(Some(arg)) => arg,
@@ -503,6 +509,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Opt
         let setting = match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
+            Long("check") => {
+                check = true;
+                continue;
+            }
             Short(c) => all().find(|s| s.short == Some(c)),
             Long(name) => all().find(|s| s.flag.strip_prefix("--") == Some(name)),
             Value(_) => None,
@@ -528,7 +538,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Opt
     let off_if_zero = |s: &str| parse_duration(s).map(|d| Some(d).filter(|d| !d.is_zero()));
     let quiet = QUIET.parse(&src, false, parse_bool)?;
     let log_level = LOG_LEVEL.parse(&src, Level::Info, Level::parse)?;
-    Ok(Command::Run(Box::new(Config {
+    let config = Box::new(Config {
         routes: routes(&src)?,
         connect_timeout: CONNECT_TIMEOUT.parse(&src, Duration::from_secs(5), positive)?,
         fail_threshold: FAIL_THRESHOLD.parse(&src, 3, |s| s.parse().ok().filter(|n| (1..=1000).contains(n)))?,
@@ -580,7 +590,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Opt
         })?,
         summary_interval: SUMMARY_INTERVAL.parse(&src, None, off_if_zero)?,
         trace: TRACE.parse(&src, false, parse_bool)?,
-    })))
+    });
+    Ok(if check { Command::Check(config) } else { Command::Run(config) })
 }
 
 /// Every route, from LOCAL+REMOTE, --route / WASITER_ROUTES and the routes
@@ -856,6 +867,14 @@ mod tests {
         assert!(err(&["--frobnicate"], &BASE).contains("--frobnicate"));
         assert!(err(&["extra"], &BASE).contains("extra"));
         assert!(err(&["--local"], &BASE).starts_with("--local needs a value"));
+    }
+
+    #[test]
+    fn check_parses_everything_and_stops_there() {
+        let got = parse(["--check".into(), "--route".into(), ":8080=db:5432".into()], |_| None);
+        assert!(matches!(got, Ok(Command::Check(c)) if c.routes.len() == 1));
+        let bad = parse(["--check".into(), "--route".into(), "8080=db:5432".into()], |_| None);
+        assert!(matches!(bad, Err(ConfigError(m)) if m.contains("bad listen address")));
     }
 
     #[test]

@@ -13,6 +13,15 @@ use wasiter::{dns, nagle, proxy, sys};
 fn main() -> ExitCode {
     let cfg = match cli::parse(std::env::args_os().skip(1), |k| std::env::var(k).ok()) {
         Ok(Command::Run(cfg)) => cfg,
+        Ok(Command::Check(cfg)) => {
+            // Everything that can be known without the network: the routes
+            // parsed and told apart on each shared address. Names are not
+            // looked up (a service may not exist yet when this runs, as in
+            // a container's build), and nothing is bound.
+            let doors = route::doors(&cfg.routes).map(|d| d.len()).unwrap_or_default();
+            println!("wasiter: configuration ok: {} route(s) on {doors} listen address(es)", cfg.routes.len());
+            return ExitCode::SUCCESS;
+        }
         Ok(Command::Help) => {
             println!("{}", cli::help());
             return ExitCode::SUCCESS;
