@@ -91,9 +91,9 @@ artifact() {
 }
 
 # The pinned release archives: URL and SHA-256 by runtime, version and
-# machine. The digests are those published for these releases (WasmEdge's
-# SHA256SUM file, wasmtime's GitHub release); add a version here with its
-# digest to allow it.
+# machine (each digest as several independent projects pin that release).
+# To allow another version, add it with its digest, checked against the
+# release's own SHA256SUM (WasmEdge) or a download of your own.
 pinned() {
   case $1-$2-$3 in
     wasmedge-0.17.1-x86_64) echo "https://github.com/WasmEdge/WasmEdge/releases/download/0.17.1/WasmEdge-0.17.1-manylinux_2_28_x86_64.tar.gz 27a1abec072ddf45b40e2e81e33c1e5fe9b241f31fd1bbf0182f05097489a07a" ;;
@@ -137,9 +137,17 @@ runtime_archive() {
   read -r url sha <<<"$entry"
   download "$url" "$sha"
 }
-unpack() {
+unpack_runtime() { # NAME: its archive, unpacked in the stage
+  local archive
+  archive=$(runtime_archive "$1")
   mkdir -p "$stage/unpack"
-  tar -xf "$1" -C "$stage/unpack" 2>/dev/null || fail "cannot unpack ${1##*/} (xz archives need xz-utils in the image)"
+  tar -xf "$archive" -C "$stage/unpack" 2>/dev/null || fail "cannot unpack ${archive##*/} (xz archives need xz-utils in the image)"
+}
+stage_module() { # ARTIFACT: wasiter's build for a wasm runtime, into the stage
+  local build
+  build=$(artifact "$1")
+  [[ -n $build ]] || fail "the Feature folder has no artifacts/$1: package it with scripts/feature"
+  install -m 0644 "$build" "$stage/wasiter.wasm"
 }
 
 case $runtime in
@@ -149,21 +157,15 @@ case $runtime in
     install -m 0755 "$build" "$stage/wasiter"
     cmd=("$lib/wasiter") ;;
   wasmtime)
-    build=$(artifact wasiter-wasip2.wasm)
-    [[ -n $build ]] || fail "the Feature folder has no artifacts/wasiter-wasip2.wasm: package it with scripts/feature"
-    install -m 0644 "$build" "$stage/wasiter.wasm"
-    archive=$(runtime_archive wasmtime)
-    unpack "$archive"
+    stage_module wasiter-wasip2.wasm
+    unpack_runtime wasmtime
     bin=$(find "$stage/unpack" -type f -name wasmtime | head -n 1)
     [[ -n $bin ]] || fail "the wasmtime archive has no wasmtime binary"
     install -m 0755 "$bin" "$stage/runtime/bin/wasmtime"
     cmd=("$lib/runtime/bin/wasmtime" run -S inherit-network -S allow-ip-name-lookup) ;;
   wasmedge)
-    build=$(artifact wasiter-wasip1.wasm)
-    [[ -n $build ]] || fail "the Feature folder has no artifacts/wasiter-wasip1.wasm: package it with scripts/feature"
-    install -m 0644 "$build" "$stage/wasiter.wasm"
-    archive=$(runtime_archive wasmedge)
-    unpack "$archive"
+    stage_module wasiter-wasip1.wasm
+    unpack_runtime wasmedge
     bin=$(find "$stage/unpack" -type f -path '*/bin/wasmedge' | head -n 1)
     so=$(find "$stage/unpack" -name 'libwasmedge.so*' | head -n 1)
     [[ -n $bin && -n $so ]] || fail "the WasmEdge archive has no bin/wasmedge and libwasmedge.so"
