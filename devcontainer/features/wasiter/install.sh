@@ -251,7 +251,7 @@ mkdir -p "$etc"
   printf 'ROUTES_FILE=%q\n' "$routes_file"
   printf 'METRICS=%q\n' "$metrics"
   printf 'LOG_LEVEL=%q\n' "$log_level"
-  printf 'ROUTES=('; printf ' %q' "${routes[@]}"; printf ' )\n'
+  printf 'ROUTES=('; for r in "${routes[@]}"; do printf ' %q' "$r"; done; printf ' )\n'
 } >"$etc/wasiter.conf"
 
 # The log, writable by the user the container runs as (who runs the
