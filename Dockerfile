@@ -31,6 +31,10 @@ ARG WASMEDGE_COMPILER_IMAGE=wasmedge/slim:0.17.1
 ARG WASMEDGE_IMAGE=wasmedge/slim-runtime:0.17.1
 
 FROM --platform=$BUILDPLATFORM ${RUST_IMAGE} AS build
+# clang: ring (rustls' cryptography) compiles C for wasm32, which gcc cannot.
+# hadolint ignore=DL3008
+RUN apt-get update && apt-get install -y --no-install-recommends clang \
+ && rm -rf /var/lib/apt/lists/*
 RUN rustup target add wasm32-wasip1
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./

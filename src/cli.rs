@@ -388,6 +388,10 @@ const ROUTE_OPTIONS: &str = "  OPTIONs, after the upstreams, each after a ';':
                                                  these (bytes relayed unchanged)
         host=NAME,...                            serve the plain HTTP clients whose
                                                  first request names these hosts
+        cert=PEM;key=PEM                         terminate TLS with this certificate
+                                                 chain and key: the upstream gets plain
+                                                 bytes (with sni=: the cert for those
+                                                 names; alpn=: the protocols offered)
   Routes with these may share one listen address; a route there without
   them is its default. NAME: app.test, *.app.test (any subdomain, one label
   or more) or *. The most specific name wins, then the client's preferred

@@ -35,3 +35,4 @@ mod relay;
 pub mod route;
 pub mod settings;
 pub mod sys;
+pub mod tls;

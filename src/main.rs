@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use wasiter::cli::{self, Command};
-use wasiter::log::{self, Record};
+use wasiter::log::{self, Level, Record};
 use wasiter::pool::FailPolicy;
 use wasiter::route::{self, RouteSpec};
 use wasiter::{dns, nagle, proxy, sys};
@@ -79,8 +79,12 @@ fn main() -> ExitCode {
                 Err(e) => return fail(format_args!("{}: cannot resolve {:?}: {}", spec.origin, remote.to_string(), sys::describe(&e))),
             }
         }
+        let tls = match wasiter::tls::for_route(spec) {
+            Ok(t) => t,
+            Err(e) => return fail(format_args!("{e}")),
+        };
         let Some(door) = doors.get(door) else { continue };
-        routes.push(proxy::RouteState::new(spec, door, resolved, health));
+        routes.push(proxy::RouteState::new(spec, door, resolved, health, tls));
     }
     let metrics = match cfg.metrics.map(|addr| (addr, sys::Listener::bind(addr, 64))) {
         None => None,
@@ -131,6 +135,16 @@ fn main() -> ExitCode {
             let each: Vec<String> = specs.iter().map(|s| format!("{}>{}", s.matches.label(), upstreams(s))).collect();
             line = line.str("routes", each.join(" "));
         }
+        // TLS, when any route of the port speaks it: terminated here (with
+        // which certificate files), and toward the upstreams (verified or not).
+        let tls: Vec<String> = specs.iter().filter_map(|s| s.tls.as_ref().map(|f| f.cert.clone())).collect();
+        if !tls.is_empty() {
+            line = line.str("tls", tls.join(","));
+        }
+        let origin: Vec<&str> = specs.iter().filter_map(|s| s.upstream_tls.as_ref()).map(|u| if u.insecure { "unverified" } else { "verified" }).collect();
+        if !origin.is_empty() {
+            line = line.str("upstream_tls", origin.join(","));
+        }
         line.str("names", &names)
             .str("metrics", &metrics_addr)
             .str("runtime", sys::RUNTIME)
@@ -140,6 +154,13 @@ fn main() -> ExitCode {
             .str("nodelay", if nodelay.works() { "yes" } else { "no" })
             .str("nodelay_probe", nodelay.name())
             .str("coalesce", &coalesce)
+            .emit();
+    }
+
+    for spec in cfg.routes.iter().filter(|r| r.upstream_tls.as_ref().is_some_and(|u| u.insecure)) {
+        Record::new(Level::Warn, "upstream-unverified")
+            .str("route", &spec.origin)
+            .str("why", "upstream-insecure: any certificate is taken, so anyone on the path can pose as the upstream; for a dev backend's self-signed certificate only")
             .emit();
     }
 

@@ -110,10 +110,14 @@ pub struct RouteSpec {
     pub matches: Match,
     /// `forward`: a forward proxy, the client names the destination.
     pub forward: Option<Forward>,
+    /// `cert=` and `key=`: TLS is terminated here (see `tls`).
+    pub tls: Option<crate::tls::Files>,
+    /// `upstream-tls` and its options: TLS is spoken to the upstreams.
+    pub upstream_tls: Option<crate::tls::Upstream>,
 }
 
 pub const ROUTE_FORM: &str =
-    "LISTEN=HOST:PORT[,HOST:PORT...][;policy=failover|round-robin|least-conn][;allow=CIDR,...][;deny=CIDR,...][;send-proxy=v1|v2][;accept-proxy][;sni=NAME,...][;alpn=PROTO,...][;host=NAME,...], or LISTEN=forward;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;ports=PORT,...][;auth=USER:PASS], e.g. 0.0.0.0:8080=web1:80,web2:80;policy=round-robin";
+    "LISTEN=HOST:PORT[,HOST:PORT...][;policy=failover|round-robin|least-conn][;allow=CIDR,...][;deny=CIDR,...][;send-proxy=v1|v2][;accept-proxy][;sni=NAME,...][;alpn=PROTO,...][;host=NAME,...][;cert=PEM;key=PEM][;upstream-tls][;upstream-ca=PEM][;upstream-name=NAME][;upstream-insecure], or LISTEN=forward;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;ports=PORT,...][;auth=USER:PASS], e.g. 0.0.0.0:8080=web1:80,web2:80;policy=round-robin";
 
 /// `LISTEN=UPSTREAMS;OPTIONS`. The error says what part was wrong.
 pub fn parse_route(s: &str) -> Result<RouteSpec, String> {
@@ -147,7 +151,10 @@ pub fn parse_target(listen: SocketAddr, s: &str) -> Result<RouteSpec, String> {
         accept_proxy: false,
         matches: Match::default(),
         forward,
+        tls: None,
+        upstream_tls: None,
     };
+    let (mut cert, mut key_file) = (None, None);
     for option in parts.map(str::trim).filter(|o| !o.is_empty()) {
         let (key, value) = option.split_once('=').unwrap_or((option, ""));
         let value = value.trim();
@@ -202,9 +209,30 @@ pub fn parse_target(listen: SocketAddr, s: &str) -> Result<RouteSpec, String> {
                     }
                 }
             }
+            "cert" | "key" if value.is_empty() => return Err(format!("{}= needs a PEM file's path", key.trim())),
+            "cert" => cert = Some(value.to_string()),
+            "upstream-tls" => {
+                route.upstream_tls.get_or_insert_with(Default::default);
+            }
+            "upstream-ca" | "upstream-name" if value.is_empty() => return Err(format!("{}= needs a value", key.trim())),
+            "upstream-ca" => route.upstream_tls.get_or_insert_with(Default::default).ca = Some(value.to_string()),
+            "upstream-name" => route.upstream_tls.get_or_insert_with(Default::default).name = Some(value.to_string()),
+            "upstream-insecure" => route.upstream_tls.get_or_insert_with(Default::default).insecure = true,
+            "key" => key_file = Some(value.to_string()),
             other => return Err(format!("unknown option {other:?}")),
         }
     }
+    if route.upstream_tls.is_some() && route.forward.is_some() {
+        return Err("upstream-tls applies to a relay route, not a forward route (its clients bring their own TLS)".into());
+    }
+    route.tls = match (cert, key_file) {
+        (None, None) => None,
+        (Some(_), None) => return Err("cert= without key= (the certificate's private key, PEM)".into()),
+        (None, Some(_)) => return Err("key= without cert= (the certificate chain, PEM)".into()),
+        (Some(cert), Some(key)) if route.forward.is_none() && route.matches.host.is_empty() => Some(crate::tls::Files { cert, key }),
+        (Some(_), Some(_)) if route.forward.is_some() => return Err("cert= and key= apply to a relay route, not a forward route".into()),
+        (Some(_), Some(_)) => return Err("host= reads plain HTTP; a route that terminates TLS (cert=) is chosen by sni=".into()),
+    };
     Ok(route)
 }
 
@@ -445,6 +473,19 @@ mod tests {
     }
 
     #[test]
+    fn tls_options_parse() {
+        let r = parse_route(":443=a:1;sni=app.test;cert=/c/app.pem;key=/c/app.key").unwrap();
+        assert_eq!(r.tls, Some(crate::tls::Files { cert: "/c/app.pem".into(), key: "/c/app.key".into() }));
+        assert_eq!(r.upstream_tls, None);
+        let r = parse_route(":80=db.internal:443;upstream-tls").unwrap();
+        assert_eq!(r.upstream_tls, Some(crate::tls::Upstream::default()));
+        let r = parse_route(":80=10.0.0.5:443;upstream-ca=/c/ca.pem;upstream-name=db.test").unwrap();
+        let up = r.upstream_tls.unwrap();
+        assert_eq!((up.ca.as_deref(), up.name.as_deref(), up.insecure), (Some("/c/ca.pem"), Some("db.test"), false));
+        assert!(parse_route(":80=a:443;upstream-insecure").unwrap().upstream_tls.is_some_and(|u| u.insecure));
+    }
+
+    #[test]
     fn bad_routes_say_what_is_wrong() {
         for (spec, want) in [
             ("0.0.0.0:80", "no '='"),
@@ -461,6 +502,13 @@ mod tests {
             (":80=a:1;sni=a*.test", "bad name \"a*.test\""),
             (":80=a:1;host=", "bad name \"\""),
             (":80=a:1;alpn=h2,", "bad alpn \"\""),
+            (":443=a:1;cert=c.pem", "cert= without key="),
+            (":443=a:1;key=k.pem", "key= without cert="),
+            (":443=a:1;cert=;key=k.pem", "cert= needs a PEM file's path"),
+            (":443=a:1;cert=c.pem;key=k.pem;host=x.test", "host= reads plain HTTP"),
+            (":3128=forward;to=*;cert=c.pem;key=k.pem", "cert= and key= apply to a relay route"),
+            (":3128=forward;to=*;upstream-tls", "upstream-tls applies to a relay route"),
+            (":80=a:1;upstream-ca=", "upstream-ca= needs a value"),
         ] {
             let e = parse_route(spec).expect_err(spec);
             assert!(e.starts_with(want), "{spec}: got {e:?}, want {want:?}");

@@ -43,6 +43,9 @@ pub enum Reason {
     DnsFailed(String),
     /// ...or no answer came in time (for this host).
     DnsTimeout(String),
+    /// TLS failed on this side (a handshake, a certificate not trusted, a
+    /// record that did not decrypt), with rustls' words for it.
+    Tls(Side, String),
 }
 
 /// The kinds of close, without their details: the `reason=` values, and the
@@ -68,11 +71,13 @@ pub enum Close {
     ProxyAuth,
     DnsFailed,
     DnsTimeout,
+    Tls,
+    UpstreamTls,
 }
 
 impl Close {
     /// Every kind, in counter order.
-    pub const ALL: [Close; 19] = [
+    pub const ALL: [Close; 21] = [
         Close::ClientClosed,
         Close::UpstreamClosed,
         Close::ClientError,
@@ -92,6 +97,8 @@ impl Close {
         Close::ProxyAuth,
         Close::DnsFailed,
         Close::DnsTimeout,
+        Close::Tls,
+        Close::UpstreamTls,
     ];
 
     /// The `reason=` value.
@@ -116,6 +123,8 @@ impl Close {
             Close::ProxyAuth => "proxy-auth",
             Close::DnsFailed => "dns-failed",
             Close::DnsTimeout => "dns-timeout",
+            Close::Tls => "tls",
+            Close::UpstreamTls => "upstream-tls",
         }
     }
 }
@@ -142,6 +151,8 @@ impl Reason {
             Reason::ProxyAuth(_) => Close::ProxyAuth,
             Reason::DnsFailed(_) => Close::DnsFailed,
             Reason::DnsTimeout(_) => Close::DnsTimeout,
+            Reason::Tls(Side::Client, _) => Close::Tls,
+            Reason::Tls(Side::Upstream, _) => Close::UpstreamTls,
         }
     }
 
@@ -168,7 +179,8 @@ impl Reason {
             | Reason::PeekTooLarge(why)
             | Reason::Forbidden(why)
             | Reason::ProxyAuth(why)
-            | Reason::DnsFailed(why) => Some(why.clone()),
+            | Reason::DnsFailed(why)
+            | Reason::Tls(_, why) => Some(why.clone()),
             Reason::DnsTimeout(host) => Some(format!("{host}: no DNS answer in time")),
             Reason::PeekTimeout(n) => Some(format!("no complete ClientHello or request head in time ({n} bytes read)")),
             _ => None,

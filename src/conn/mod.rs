@@ -24,6 +24,7 @@ pub use close::{log_close, Close, Reason, Who};
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::coalesce::{Shape, Shapes};
@@ -36,6 +37,7 @@ use failover::Failover;
 use crate::pool::{Outcome, Pool};
 use crate::relay::{Buffers, Direction, Endpoint, Failure, Note, Pace, State};
 use crate::sys::Stream;
+use crate::tls::{self, TlsEnd};
 
 impl Endpoint for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -46,6 +48,43 @@ impl Endpoint for Stream {
     }
     fn shutdown_write(&mut self) -> io::Result<()> {
         Stream::shutdown_write(self)
+    }
+}
+
+/// One end as the relay sees it: a socket, or a socket through TLS (the
+/// client's on a terminating route, the upstream's on an originating one).
+enum End<'a> {
+    Plain(&'a mut Stream),
+    Tls(TlsEnd<'a>),
+}
+
+impl<'a> End<'a> {
+    fn of(stream: &'a mut Stream, tls: Option<&'a mut rustls::Connection>) -> End<'a> {
+        match tls {
+            Some(tls) => End::Tls(TlsEnd { stream, tls }),
+            None => End::Plain(stream),
+        }
+    }
+}
+
+impl Endpoint for End<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            End::Plain(s) => s.read(buf),
+            End::Tls(t) => t.read(buf),
+        }
+    }
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            End::Plain(s) => s.write(buf),
+            End::Tls(t) => t.write(buf),
+        }
+    }
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        match self {
+            End::Plain(s) => s.shutdown_write(),
+            End::Tls(t) => t.shutdown_write(),
+        }
     }
 }
 
@@ -80,6 +119,10 @@ pub struct Context<'a> {
     pub coalesce: Option<Duration>,
     /// What the route learned of how its answers arrive, per direction.
     pub shapes: &'a mut Shapes,
+    /// A terminating route (`cert=`): its TLS server configuration.
+    pub tls: Option<&'a Arc<rustls::ServerConfig>>,
+    /// An originating route (`upstream-tls`): how to speak TLS to its upstreams.
+    pub upstream_tls: Option<&'a tls::Origin>,
     pub now: Instant,
 }
 
@@ -100,6 +143,9 @@ pub struct Conn {
     /// connections have none, and every one pays for the slot).
     asked: Option<Box<Asked>>,
     upstream: Stream,
+    /// Its TLS, on a route that speaks it on either side (boxed: most
+    /// connections have none, and every one pays for the slot).
+    tls: Option<Box<Tls>>,
     phase: Phase,
     to_upstream: Direction,
     to_client: Direction,
@@ -159,13 +205,28 @@ impl Conn {
         if cx.nodelay {
             let _ = client.set_nodelay(); // best effort, as the probe found it works
         }
+        // A terminating route: what the front read (a ClientHello) is the
+        // start of the client's TLS, not bytes for the upstream. A client
+        // that is not speaking TLS is turned away before any upstream sees it.
+        let client_tls = match cx.tls.map(|config| tls::accept(config, read)) {
+            None => None,
+            Some(Ok(t)) => Some(t),
+            Some(Err(e)) => {
+                let reason = match tls::tls_failure(&e) {
+                    Some(why) => Reason::Tls(Side::Client, why),
+                    None => Reason::Error(Side::Client, e),
+                };
+                return Err(NotStarted { client, asked, upstream: None, reason });
+            }
+        };
+        let plain = if client_tls.is_some() { &[][..] } else { read };
         match Failover::start(id, forward, cx) {
             Ok((failover, upstream)) => {
                 let mut to_upstream = Direction::with_shape(cx.shapes.to_upstream);
                 to_upstream.preload(early, cx.buffers);
-                to_upstream.preload(read, cx.buffers);
+                to_upstream.preload(plain, cx.buffers);
                 let mut dumped = 0;
-                dump_peeked(cx.dump, id, asked.as_deref(), &mut dumped, read);
+                dump_peeked(cx.dump, id, asked.as_deref(), &mut dumped, plain);
                 Ok(Conn {
                     id,
                     route,
@@ -173,6 +234,7 @@ impl Conn {
                     client_addr,
                     asked,
                     upstream,
+                    tls: client_tls.map(|c| Box::new(Tls { client: Some(c), ..Tls::default() })),
                     phase: Phase::Connecting(failover),
                     to_upstream,
                     to_client: Direction::with_shape(cx.shapes.to_client),
@@ -200,8 +262,8 @@ impl Conn {
             // Nothing is read from the client until there is somewhere to send it.
             Phase::Connecting(_) => Interest { client: (false, false), upstream: (false, true) },
             Phase::Relaying { .. } => Interest {
-                client: (self.to_upstream.wants_read(), self.to_client.wants_write()),
-                upstream: (self.to_client.wants_read(), self.to_upstream.wants_write()),
+                client: (self.to_upstream.wants_read(), self.to_client.wants_write() || self.queued(Side::Client)),
+                upstream: (self.to_client.wants_read(), self.to_upstream.wants_write() || self.queued(Side::Upstream)),
             },
         }
     }
@@ -225,6 +287,7 @@ impl Conn {
     pub fn deadline(&self, idle_timeout: Option<Duration>) -> Option<Instant> {
         match self.phase {
             Phase::Connecting(ref f) => Some(f.deadline),
+            Phase::Relaying { .. } if self.backlogged() => Some(self.opened),
             Phase::Relaying { .. } => [self.to_upstream.hold_until(), self.to_client.hold_until(), idle_timeout.map(|t| self.last_active + t)]
                 .into_iter()
                 .flatten()
@@ -244,6 +307,9 @@ impl Conn {
                 }
             }
             return Ok(());
+        }
+        if writable {
+            self.flush_tls(side)?;
         }
         // Client readable or upstream writable: client->upstream can move.
         // Upstream readable or client writable: upstream->client can move.
@@ -268,6 +334,12 @@ impl Conn {
                 cx.record(f.addr, Outcome::Failed);
                 let e = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
                 self.next_upstream(e, cx)
+            }
+            Phase::Relaying { .. } if self.backlogged() => {
+                for from in [Side::Client, Side::Upstream] {
+                    self.pump(from, cx)?;
+                }
+                self.finished()
             }
             Phase::Relaying { .. } => {
                 let now = cx.now;
@@ -295,6 +367,13 @@ impl Conn {
 
     fn connected(&mut self, cx: &mut Context<'_>) -> Result<(), Reason> {
         let addr = self.upstream_addr();
+        if let Some(origin) = cx.upstream_tls {
+            // Our ClientHello goes first; the client's bytes follow once
+            // the handshake is through (rustls holds them until then).
+            let tls = tls::connect(origin).map_err(|e| Reason::Error(Side::Upstream, e))?;
+            self.tls.get_or_insert_with(Box::default).upstream = Some(tls);
+            self.flush_tls(Side::Upstream)?;
+        }
         let tunnel = matches!(&self.phase, Phase::Connecting(f) if f.dest.as_ref().is_some_and(|d| d.tunnel));
         self.phase = Phase::Relaying { addr };
         self.last_active = cx.now;
@@ -355,9 +434,15 @@ impl Conn {
     /// Run the direction whose bytes come from `from`.
     fn pump(&mut self, from: Side, cx: &mut Context<'_>) -> Result<(), Reason> {
         // `back` is the other direction: what goes to the side we read from.
+        let (client_tls, upstream_tls) = match self.tls.as_deref_mut() {
+            Some(t) => (t.client.as_mut(), t.upstream.as_mut()),
+            None => (None, None),
+        };
+        let mut client = End::of(&mut self.client, client_tls);
+        let mut upstream = End::of(&mut self.upstream, upstream_tls);
         let (dir, back, src, dst) = match from {
-            Side::Client => (&mut self.to_upstream, &mut self.to_client, &mut self.client, &mut self.upstream),
-            Side::Upstream => (&mut self.to_client, &mut self.to_upstream, &mut self.upstream, &mut self.client),
+            Side::Client => (&mut self.to_upstream, &mut self.to_client, &mut client, &mut upstream),
+            Side::Upstream => (&mut self.to_client, &mut self.to_upstream, &mut upstream, &mut client),
         };
         let to = from.other();
         let was_open = dir.state() == State::Open;
@@ -373,9 +458,16 @@ impl Conn {
             // goes to it next starts a new burst.
             back.heard_back();
         }
+        if let Some(t) = self.tls.as_deref_mut() {
+            t.note_backlog(from);
+        }
         match result {
             Ok(true) => self.last_active = cx.now,
             Ok(false) => {}
+            // A TLS failure (the peer's alert, or ours) ends the connection.
+            Err(Failure::Read(e)) if tls::tls_failure(&e).is_some() => {
+                return Err(Reason::Tls(from, tls::tls_failure(&e).unwrap_or_default()));
+            }
             // A reset (or other read error) aborts both directions.
             Err(Failure::Read(e)) => return Err(Reason::Error(from, e)),
             // The destination is gone; the other direction may still finish.
@@ -387,6 +479,37 @@ impl Conn {
             self.first_fin = Some(from);
         }
         Ok(())
+    }
+
+    /// Decrypted bytes wait in rustls for a direction that can take them.
+    fn backlogged(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| (t.backlog.0 && self.to_upstream.wants_read()) || (t.backlog.1 && self.to_client.wants_read()))
+    }
+
+    /// TLS records (or a closing alert) wait for this side's socket.
+    fn queued(&self, side: Side) -> bool {
+        self.tls.as_ref().and_then(|t| t.side(side)).is_some_and(|c| c.wants_write())
+    }
+
+    /// A socket can take more: send what its TLS has queued (handshake,
+    /// records), then the FIN its direction passed on once the closing
+    /// alert is out.
+    fn flush_tls(&mut self, side: Side) -> Result<(), Reason> {
+        let (stream, toward) = match side {
+            Side::Client => (&self.client, &self.to_client),
+            Side::Upstream => (&self.upstream, &self.to_upstream),
+        };
+        let Some(tls) = self.tls.as_deref_mut().and_then(|t| t.side_mut(side)) else { return Ok(()) };
+        match tls::flush(stream, tls) {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                if toward.is_done() {
+                    let _ = stream.shutdown_write();
+                }
+                Ok(())
+            }
+            Err(e) => Err(Reason::Error(side, e)),
+        }
     }
 
     /// Reset both sockets when they are dropped (see `Reason::is_abort`).
@@ -409,7 +532,7 @@ impl Conn {
     }
 
     fn finished(&mut self) -> Result<(), Reason> {
-        if !(self.to_upstream.is_done() && self.to_client.is_done()) {
+        if !(self.to_upstream.is_done() && self.to_client.is_done()) || self.queued(Side::Client) || self.queued(Side::Upstream) {
             return Ok(());
         }
         Err(match self.write_error.take() {
@@ -439,6 +562,43 @@ pub fn refuse_forward(client: &Stream, reason: &Reason) {
     };
     let body = format!("wasiter: cannot reach the destination: {reason}\n");
     front::tell(client, &front::http_answer(code, text, &body));
+}
+
+/// A connection's TLS state, per side: the client's on a terminating
+/// route, the upstream's on an originating one.
+#[derive(Default)]
+struct Tls {
+    client: Option<rustls::Connection>,
+    upstream: Option<rustls::Connection>,
+    /// Plain bytes rustls decrypted that the relay has not taken yet, per
+    /// side (client, upstream): that socket may have nothing left to wake
+    /// the loop with, so the connection is due at once (`deadline`).
+    backlog: (bool, bool),
+}
+
+impl Tls {
+    fn side(&self, side: Side) -> Option<&rustls::Connection> {
+        match side {
+            Side::Client => self.client.as_ref(),
+            Side::Upstream => self.upstream.as_ref(),
+        }
+    }
+
+    fn side_mut(&mut self, side: Side) -> Option<&mut rustls::Connection> {
+        match side {
+            Side::Client => self.client.as_mut(),
+            Side::Upstream => self.upstream.as_mut(),
+        }
+    }
+
+    /// After reading from `side`: whether rustls still holds plain bytes.
+    fn note_backlog(&mut self, side: Side) {
+        let pending = self.side_mut(side).is_some_and(tls::has_plaintext);
+        match side {
+            Side::Client => self.backlog.0 = pending,
+            Side::Upstream => self.backlog.1 = pending,
+        }
+    }
 }
 
 /// The route's shape for the direction whose bytes come from `from`.
@@ -538,7 +698,7 @@ mod tests {
     ) -> Context<'a> {
         let dump = Dump { mode: crate::settings::DumpMode::Off, limit: 0 };
         let shapes = Box::leak(Box::default()); // a few bytes per test
-        Context { route: "test", backend: None, upstreams, buffers, connect_timeout: ups.connect_timeout, dump, nodelay: true, coalesce: None, shapes, now }
+        Context { route: "test", backend: None, upstreams, buffers, connect_timeout: ups.connect_timeout, dump, nodelay: true, coalesce: None, shapes, tls: None, upstream_tls: None, now }
     }
 
     fn dead_addr() -> SocketAddr {

@@ -19,12 +19,13 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::state::{Door, RouteState};
+use super::state::{Certs, Door, RouteState};
 use super::Proxy;
 use crate::cli;
 use crate::log::{Level, Record};
 use crate::route::{self, RouteSpec};
 use crate::sys::{self, Listener};
+use crate::tls;
 
 /// The routes file, watched.
 pub(super) struct Watch {
@@ -96,8 +97,12 @@ impl Proxy {
         // Everything that can fail, before anything changes: resolve the
         // upstreams of new and changed routes, bind new addresses.
         let mut resolved: Vec<Option<Vec<Vec<SocketAddr>>>> = vec![None; new.len()];
+        let mut certs: Vec<Option<Certs>> = (0..new.len()).map(|_| None).collect();
         for j in diff.added.iter().copied().chain(diff.changed.iter().map(|&(_, j)| j)) {
             let Some(spec) = new.get(j) else { continue };
+            if let Some(slot) = certs.get_mut(j) {
+                *slot = Some(tls::for_route(spec)?);
+            }
             let mut addrs = Vec::new();
             for remote in &spec.upstreams {
                 match self.resolver.upstream_now(&remote.host, remote.port) {
@@ -130,8 +135,9 @@ impl Proxy {
         for &(i, j) in &diff.changed {
             let (Some((_, r)), Some(spec)) = (self.specs.get(i), new.get(j)) else { continue };
             let addrs = resolved.get_mut(j).and_then(Option::take).unwrap_or_default();
+            let tls = certs.get_mut(j).and_then(Option::take).unwrap_or_default();
             if let Some(state) = self.shared.routes.get_mut(*r) {
-                state.reconfigure(spec, addrs);
+                state.reconfigure(spec, addrs, tls);
             }
         }
         for &i in &diff.removed {
@@ -160,6 +166,7 @@ impl Proxy {
                 if index.get(j).copied().flatten().is_none() {
                     let (Some(spec), Some(d)) = (new.get(j), self.doors.get(door)) else { continue };
                     let addrs = resolved.get_mut(j).and_then(Option::take).unwrap_or_default();
+                    let tls = certs.get_mut(j).and_then(Option::take).unwrap_or_default();
                     // A route removed earlier and now back: the same one
                     // again (its counters go on), else a new one.
                     let back = self.shared.routes.iter().position(|r| r.retired && r.listen == spec.listen && spec.listen.port() != 0 && r.matches == spec.matches);
@@ -167,12 +174,12 @@ impl Proxy {
                         Some(r) => {
                             if let Some(state) = self.shared.routes.get_mut(r) {
                                 state.name = d.name.clone();
-                                state.reconfigure(spec, addrs);
+                                state.reconfigure(spec, addrs, tls);
                             }
                             r
                         }
                         None => {
-                            self.shared.routes.push(RouteState::new(spec, d, addrs, health));
+                            self.shared.routes.push(RouteState::new(spec, d, addrs, health, tls));
                             self.shared.routes.len() - 1
                         }
                     };

@@ -3,6 +3,7 @@
 //! learned shapes), and what every connection borrows from them on each call.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::coalesce::Shapes;
@@ -16,6 +17,7 @@ use crate::relay::Buffers;
 use crate::route::{Acl, ProxyVersion, RouteSpec};
 use crate::settings::Dump;
 use crate::sys::Listener;
+use crate::tls;
 
 /// One listen address at run time: its listener, and what its clients pass
 /// before a route is picked (`front`).
@@ -133,11 +135,18 @@ pub struct RouteState {
     /// How answers arrive in each direction, as its connections learned it
     /// (`coalesce`).
     pub(super) shapes: Shapes,
+    /// `cert=`: its TLS server configuration, certificate loaded.
+    pub(super) tls: Option<Arc<rustls::ServerConfig>>,
+    /// `upstream-tls`: how it speaks TLS to its upstreams.
+    pub(super) upstream_tls: Option<tls::Origin>,
 }
+
+/// A route's TLS, both ways, loaded from its files (`tls::for_route`).
+pub type Certs = (Option<Arc<rustls::ServerConfig>>, Option<tls::Origin>);
 
 impl RouteState {
     /// A route of `door`; `resolved[i]` holds the addresses of `spec.upstreams[i]`.
-    pub fn new(spec: &RouteSpec, door: &Door, resolved: Vec<Vec<SocketAddr>>, health: FailPolicy) -> RouteState {
+    pub fn new(spec: &RouteSpec, door: &Door, resolved: Vec<Vec<SocketAddr>>, health: FailPolicy, (tls, upstream_tls): Certs) -> RouteState {
         RouteState {
             name: door.name.clone(),
             backend: door.table.peeks().then(|| spec.matches.label()),
@@ -149,15 +158,19 @@ impl RouteState {
             matches: spec.matches.clone(),
             retired: false,
             shapes: Shapes::default(),
+            tls,
+            upstream_tls,
         }
     }
 
     /// A reload changed this route (the same listen address and names):
     /// new upstreams and options for new connections; servers that stay
     /// keep their state; open connections keep their upstream.
-    pub(super) fn reconfigure(&mut self, spec: &RouteSpec, resolved: Vec<Vec<SocketAddr>>) {
+    pub(super) fn reconfigure(&mut self, spec: &RouteSpec, resolved: Vec<Vec<SocketAddr>>, (tls, upstream_tls): Certs) {
         self.pool.reconfigure(spec.upstreams.clone(), resolved, spec.policy);
         self.send_proxy = spec.send_proxy;
+        self.tls = tls;
+        self.upstream_tls = upstream_tls;
         if spec.forward.is_some() && self.destinations.is_none() {
             self.destinations = Some(Destinations::default());
         }
@@ -201,6 +214,8 @@ impl Shared {
             nodelay: self.nodelay,
             coalesce: self.coalesce,
             shapes: &mut r.shapes,
+            tls: r.tls.as_ref(),
+            upstream_tls: r.upstream_tls.as_ref(),
             now,
         };
         Some((cx, &mut r.stats))

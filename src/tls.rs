@@ -1,0 +1,324 @@
+//! TLS termination: a route with `cert=` and `key=` decrypts what its clients
+//! send and encrypts what goes back to them; its upstreams see plain bytes.
+//!
+//! rustls does the protocol, with ring's cryptography (TLS 1.3 and 1.2, its
+//! safe defaults only). It never touches a socket: the loop hands it the
+//! bytes the client's socket has (`read_tls`), takes back what must go out
+//! (`write_tls`), and reads or writes the plain bytes in between. So the
+//! client's side of a connection stays non-blocking, and [`TlsEnd`] is just
+//! another [`Endpoint`] for `relay::Direction`: one direction reads plain
+//! bytes from it, the other writes plain bytes to it.
+//!
+//! What rustls holds per connection is bounded: at most [`TLS_QUEUE`] bytes
+//! of records waiting for the socket (the relay then waits, as for a full
+//! socket), and one record (16 KiB) being decrypted.
+//!
+//! With routing by name (`sni=`), the route is picked from the ClientHello
+//! before any TLS is spoken, so each route's certificate is the one for the
+//! names it serves: choosing the route chooses the certificate.
+
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{ServerName, UnixTime};
+use rustls::{ClientConfig, ClientConnection, Connection, DigitallySignedStruct, RootCertStore, ServerConfig, ServerConnection, SignatureScheme};
+
+use crate::relay::{would_block, Endpoint};
+use crate::sys::Stream;
+
+/// Encrypted bytes that may wait for the client's socket, per connection.
+pub const TLS_QUEUE: usize = 64 * 1024;
+
+/// A terminating route's certificate chain and key, as PEM files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Files {
+    pub cert: String,
+    pub key: String,
+}
+
+/// An originating route's options: `upstream-ca=`, `upstream-name=`,
+/// `upstream-insecure` (each implies `upstream-tls`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Upstream {
+    pub ca: Option<String>,
+    pub name: Option<String>,
+    pub insecure: bool,
+}
+
+/// The server side of a route: its certificate, and the ALPN protocols it
+/// offers (those of its `alpn=` option; none, and clients speak HTTP/1.1).
+pub fn server_config(files: &Files, alpn: &[String]) -> Result<Arc<ServerConfig>, String> {
+    let certs = CertificateDer::pem_file_iter(&files.cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cert={}: {}", files.cert, pem_error(&e)))?;
+    if certs.is_empty() {
+        return Err(format!("cert={}: no CERTIFICATE block in it", files.cert));
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| format!("key={}: {}", files.key, pem_error(&e)))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("cert={} and key={} do not go together: {e}", files.cert, files.key))?;
+    config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// How a route speaks TLS to its upstreams (`upstream-tls`): the client
+/// configuration, and the name sent and verified.
+pub struct Origin {
+    pub config: Arc<ClientConfig>,
+    pub name: ServerName<'static>,
+}
+
+/// Where a system's CA bundle usually is (Debian/Ubuntu/Alpine, Fedora/RHEL,
+/// macOS-style): read directly, as the wasm runtimes have no other way.
+const SYSTEM_ROOTS: [&str; 3] = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"];
+
+/// A route's upstream TLS, if it originates TLS. The error names the route.
+pub fn origin_for_route(spec: &crate::route::RouteSpec) -> Result<Option<Origin>, String> {
+    let Some(up) = &spec.upstream_tls else { return Ok(None) };
+    let err = |e: String| format!("{}: {e}", spec.origin);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider)).with_safe_default_protocol_versions().map_err(|e| err(e.to_string()))?;
+    let config = if up.insecure {
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerification(provider))).with_no_client_auth()
+    } else {
+        let (file, given) = match &up.ca {
+            Some(ca) => (ca.clone(), true),
+            None => match SYSTEM_ROOTS.iter().find(|f| std::path::Path::new(f).exists()) {
+                Some(f) => (f.to_string(), false),
+                None => return Err(err(format!("upstream-tls: no system CA bundle is readable ({}); give upstream-ca=PEM (under WasmEdge or wasmtime, --dir /etc)", SYSTEM_ROOTS.join(", ")))),
+            },
+        };
+        let what = if given { "upstream-ca" } else { "the system CA bundle" };
+        let mut roots = RootCertStore::empty();
+        let certs = CertificateDer::pem_file_iter(&file)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| err(format!("{what} {file}: {}", pem_error(&e))))?;
+        let (added, _) = roots.add_parsable_certificates(certs);
+        if added == 0 {
+            return Err(err(format!("{what} {file}: no usable CA certificate in it")));
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    let host = up.name.clone().or_else(|| spec.upstreams.first().map(|r| r.host.clone())).unwrap_or_default();
+    let name = ServerName::try_from(host.clone()).map_err(|_| err(format!("upstream-name: {host:?} is not a DNS name or an IP address")))?;
+    Ok(Some(Origin { config: Arc::new(config), name }))
+}
+
+/// A new upstream connection's TLS state: its ClientHello waits to be sent.
+pub fn connect(origin: &Origin) -> io::Result<Connection> {
+    let mut tls = ClientConnection::new(Arc::clone(&origin.config), origin.name.clone()).map_err(io::Error::other)?;
+    tls.set_buffer_limit(Some(TLS_QUEUE));
+    Ok(Connection::Client(tls))
+}
+
+/// `upstream-insecure`: any certificate is taken (the handshake's own
+/// signatures are still checked). For a dev backend's self-signed
+/// certificate only; the start line warns.
+#[derive(Debug)]
+struct NoVerification(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoVerification {
+    fn verify_server_cert(&self, _: &CertificateDer<'_>, _: &[CertificateDer<'_>], _: &ServerName<'_>, _: &[u8], _: UnixTime) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A route's TLS, both ways, its files read now: the server side if it
+/// terminates TLS, the client side if it originates it. The error names
+/// the route.
+pub fn for_route(spec: &crate::route::RouteSpec) -> Result<(Option<Arc<ServerConfig>>, Option<Origin>), String> {
+    let server = match &spec.tls {
+        None => None,
+        Some(files) => Some(server_config(files, &spec.matches.alpn).map_err(|e| format!("{}: {e}", spec.origin))?),
+    };
+    Ok((server, origin_for_route(spec)?))
+}
+
+fn pem_error(e: &rustls::pki_types::pem::Error) -> String {
+    match e {
+        rustls::pki_types::pem::Error::Io(e) => format!("cannot read it: {} (under WasmEdge or wasmtime, pass its folder with --dir)", crate::sys::describe(e)),
+        rustls::pki_types::pem::Error::NoItemsFound => "no PEM block of the kind expected in it".to_string(),
+        other => format!("not valid PEM: {other:?}"),
+    }
+}
+
+/// A new client's TLS state, fed what the front already read from it (a
+/// peeked ClientHello).
+pub fn accept(config: &Arc<ServerConfig>, already_read: &[u8]) -> io::Result<Connection> {
+    let mut tls = Connection::Server(ServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?);
+    tls.set_buffer_limit(Some(TLS_QUEUE));
+    let mut rest = already_read;
+    while !rest.is_empty() {
+        if tls.read_tls(&mut rest)? == 0 {
+            break;
+        }
+        tls.process_new_packets().map_err(|e| failed(&e))?;
+    }
+    Ok(tls)
+}
+
+/// A TLS error, as the close line shows it (`reason=tls`).
+fn failed(e: &rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, TlsError(e.to_string()))
+}
+
+/// Marks an `io::Error` as TLS's own (a bad record, a failed handshake).
+#[derive(Debug)]
+pub struct TlsError(pub String);
+
+impl std::fmt::Display for TlsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TlsError {}
+
+/// The TLS failure inside `e`, if it is one.
+pub fn tls_failure(e: &io::Error) -> Option<String> {
+    e.get_ref().and_then(|inner| inner.downcast_ref::<TlsError>()).map(|t| t.0.clone())
+}
+
+/// A socket through its TLS state: the client's on a terminating route,
+/// the upstream's on an originating one.
+pub struct TlsEnd<'a> {
+    pub stream: &'a Stream,
+    pub tls: &'a mut Connection,
+}
+
+/// A `Stream` as `io::Read`/`io::Write`, for rustls.
+struct Io<'a>(&'a Stream);
+
+impl Read for Io<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Write for Io<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Send what rustls has queued (handshake messages, records, an alert)
+/// until the socket would block. Returns whether anything is still queued.
+pub fn flush(stream: &Stream, tls: &mut Connection) -> io::Result<bool> {
+    while tls.wants_write() {
+        match tls.write_tls(&mut Io(stream)) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(_) => {}
+            Err(e) if would_block(&e) => return Ok(true),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(false)
+}
+
+/// Plain bytes already decrypted and not yet read (the socket may have
+/// nothing more to wake the loop with).
+pub fn has_plaintext(tls: &mut Connection) -> bool {
+    tls.process_new_packets().is_ok_and(|s| s.plaintext_bytes_to_read() > 0)
+}
+
+impl Endpoint for TlsEnd<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.tls.reader().read(buf) {
+                Ok(n) => return Ok(n), // 0: the client's close_notify
+                // The client closed its socket without close_notify: most do.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            // Nothing decrypted yet: take more from the socket (WouldBlock
+            // ends here), then answer what the handshake asks for.
+            self.tls.read_tls(&mut Io(self.stream))?;
+            let processed = self.tls.process_new_packets();
+            let sent = flush(self.stream, self.tls); // our alert, on an error
+            processed.map_err(|e| failed(&e))?;
+            sent?;
+        }
+    }
+
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // Encrypt more only once what is queued has gone: the relay's
+        // buffer, not rustls', holds what the client is slow to take.
+        if flush(self.stream, self.tls)? {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = self.tls.writer().write(buf)?;
+        if n == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        flush(self.stream, self.tls)?;
+        Ok(n)
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.tls.send_close_notify();
+        if flush(self.stream, self.tls)? {
+            // The connection sends the FIN once the alert is out (`Conn`).
+            return Ok(());
+        }
+        self.stream.shutdown_write()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(dir: &std::path::Path, cert: &[u8], key: &[u8]) -> Files {
+        let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&c, cert).unwrap();
+        std::fs::write(&k, key).unwrap();
+        Files { cert: c.display().to_string(), key: k.display().to_string() }
+    }
+
+    #[test]
+    fn certificate_files_that_do_not_serve_say_why() {
+        let dir = std::env::temp_dir().join(format!("wasiter-tls-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = Files { cert: dir.join("none.pem").display().to_string(), key: "k".into() };
+        let e = server_config(&missing, &[]).unwrap_err();
+        assert!(e.contains("none.pem: cannot read it"), "{e}");
+        let e = server_config(&files(&dir, b"not pem at all", b""), &[]).unwrap_err();
+        assert!(e.contains("no CERTIFICATE block"), "{e}");
+        let cert = b"-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n";
+        let e = server_config(&files(&dir, cert, b"no key here"), &[]).unwrap_err();
+        assert!(e.starts_with("key=") && e.contains("no PEM block"), "{e}");
+        let key = b"-----BEGIN PRIVATE KEY-----\nMAA=\n-----END PRIVATE KEY-----\n";
+        let e = server_config(&files(&dir, cert, key), &[]).unwrap_err();
+        assert!(e.contains("do not go together"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_tls_failure_is_told_apart_from_other_errors() {
+        let e = failed(&rustls::Error::DecryptError);
+        assert!(tls_failure(&e).is_some_and(|m| !m.is_empty()));
+        assert_eq!(tls_failure(&io::Error::from(io::ErrorKind::ConnectionReset)), None);
+    }
+}
