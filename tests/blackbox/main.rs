@@ -20,9 +20,11 @@ mod relaying;
 mod reload;
 mod routing;
 mod startup;
+mod tls;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -40,6 +42,7 @@ use relaying::*;
 use reload::*;
 use routing::*;
 use startup::*;
+use tls::*;
 
 macro_rules! every_runtime {
     ($($case:ident),* $(,)?) => {
@@ -124,4 +127,10 @@ every_runtime!(
     sigterm_drains_open_connections_then_stops,
     routes_reload_while_traffic_runs_without_dropping_anything,
     a_forward_route_with_auth_asks_for_a_login,
+    tls_is_terminated_in_front_of_a_plain_server,
+    tls_certificates_are_chosen_by_the_name_asked,
+    tls_alpn_h2_goes_to_the_route_that_offers_it,
+    tls_garbage_instead_of_a_client_hello_gets_an_alert,
+    tls_to_the_upstream_is_verified_against_its_ca,
+    tls_an_expired_upstream_certificate_is_refused,
 );

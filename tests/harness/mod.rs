@@ -502,6 +502,11 @@ pub fn nginx(files: &[(&str, &[u8])]) -> Daemon {
 /// request with `body`; `http2` offers h2 by ALPN (else only http/1.1).
 pub fn nginx_tls(certs: &Certs, name: &str, http2: bool, body: &str) -> Daemon {
     let (cert, key) = certs.leaf(name);
+    nginx_tls_with(&cert, &key, http2, body)
+}
+
+/// nginx over TLS with this certificate and key files.
+pub fn nginx_tls_with(cert: &Path, key: &Path, http2: bool, body: &str) -> Daemon {
     let extra = format!(
         "ssl_certificate {}; ssl_certificate_key {}; location / {{ return 200 \"{body}\\n\"; }}",
         cert.display(),
@@ -509,6 +514,13 @@ pub fn nginx_tls(certs: &Certs, name: &str, http2: bool, body: &str) -> Daemon {
     );
     let listen = if http2 { "ssl http2" } else { "ssl" };
     nginx_server(&[], &format!("LISTEN {listen}; {extra}"))
+}
+
+/// nginx speaking HTTP/2 in clear text (h2c, prior knowledge) and 1.1,
+/// answering every request with `body`: a plain backend behind a route that
+/// terminates TLS and offers h2.
+pub fn nginx_h2c(body: &str) -> Daemon {
+    nginx_server(&[], &format!("LISTEN http2; location / {{ return 200 \"{body}\\n\"; }}"))
 }
 
 /// nginx with one server on 127.0.0.1; `server` adds to its block (a
@@ -559,17 +571,39 @@ impl Certs {
         };
         let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"];
         openssl(&[&["req", "-x509"], &ec[..], &["-subj", "/CN=wasiter test CA", "-keyout", "ca.key", "-out", "ca.pem"]].concat());
+        // Leaves as a CA issues them: signed with `x509 -req`, which (unlike
+        // `req -x509` in OpenSSL 3.0) does not mark them CA:TRUE, which
+        // verifiers such as rustls' webpki rightly refuse for a server.
         for name in names {
             let file = Self::file(name);
-            let (key, pem, subj, san) = (format!("{file}.key"), format!("{file}.pem"), format!("/CN={name}"), format!("subjectAltName=DNS:{name}"));
-            let args = [&["req", "-x509"], &ec[..], &["-subj", &subj, "-addext", &san, "-CA", "ca.pem", "-CAkey", "ca.key", "-keyout", &key, "-out", &pem]];
-            openssl(&args.concat());
+            let (key, csr, pem, subj, ext) = (format!("{file}.key"), format!("{file}.csr"), format!("{file}.pem"), format!("/CN={name}"), format!("{file}.ext"));
+            std::fs::write(dir.path().join(&ext), format!("subjectAltName=DNS:{name}\nbasicConstraints=critical,CA:FALSE\n")).unwrap();
+            openssl(&[&["req", "-new"], &ec[..5], &["-subj", &subj, "-keyout", &key, "-out", &csr]].concat());
+            openssl(&["x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", &ext, "-out", &pem]);
         }
         Certs { dir }
     }
 
     fn file(name: &str) -> String {
         name.replace('*', "star")
+    }
+
+    /// A leaf for `name` signed by the CA that expired in 2020 (openssl ca,
+    /// which alone takes explicit dates in OpenSSL 3.0): (certificate, key).
+    pub fn expired(&self, name: &str) -> (PathBuf, PathBuf) {
+        let d = self.dir.path();
+        std::fs::write(d.join("index.txt"), "").unwrap();
+        std::fs::write(d.join("serial"), "1000\n").unwrap();
+        let conf = "[ca]\ndefault_ca = ca_default\n[ca_default]\ndatabase = index.txt\nnew_certs_dir = .\nserial = serial\ndefault_md = sha256\npolicy = any\ncopy_extensions = copy\n[any]\ncommonName = supplied\n";
+        std::fs::write(d.join("ca.cnf"), conf).unwrap();
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl").args(args).current_dir(d).output().expect("openssl must be installed");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let (subj, san) = (format!("/CN={name}"), format!("subjectAltName=DNS:{name}"));
+        run(&["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", &subj, "-addext", &san, "-keyout", "expired.key", "-out", "expired.csr"]);
+        run(&["ca", "-batch", "-config", "ca.cnf", "-cert", "ca.pem", "-keyfile", "ca.key", "-in", "expired.csr", "-out", "expired.pem", "-notext", "-startdate", "20200101000000Z", "-enddate", "20200102000000Z"]);
+        (d.join("expired.pem"), d.join("expired.key"))
     }
 
     pub fn ca(&self) -> PathBuf {
