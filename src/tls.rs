@@ -316,6 +316,21 @@ mod tests {
     }
 
     #[test]
+    fn upstream_tls_takes_the_system_roots_or_says_where_it_looked() {
+        let spec = crate::route::RouteSpec { origin: "--route".into(), ..crate::route::parse_route(":80=db.test:443;upstream-tls").unwrap() };
+        match (SYSTEM_ROOTS.iter().any(|f| std::path::Path::new(f).exists()), origin_for_route(&spec)) {
+            (true, Ok(Some(origin))) => assert_eq!(origin.name, ServerName::try_from("db.test").unwrap()),
+            (false, Err(e)) => assert!(e.contains("no system CA bundle is readable") && e.contains("upstream-ca="), "{e}"),
+            (found, other) => panic!("bundle found: {found}, got {:?}", other.map(|o| o.is_some())),
+        }
+        let named = crate::route::parse_route(":80=10.0.0.5:443;upstream-insecure;upstream-name=db.test").unwrap();
+        let origin = origin_for_route(&named).unwrap().unwrap();
+        assert_eq!(origin.name, ServerName::try_from("db.test").unwrap(), "upstream-name= wins over the address");
+        let bad = crate::route::parse_route(":80=a:443;upstream-insecure;upstream-name=not a name").unwrap();
+        assert!(origin_for_route(&bad).is_err_and(|e| e.contains("is not a DNS name or an IP address")));
+    }
+
+    #[test]
     fn a_tls_failure_is_told_apart_from_other_errors() {
         let e = failed(&rustls::Error::DecryptError);
         assert!(tls_failure(&e).is_some_and(|m| !m.is_empty()));
