@@ -14,12 +14,20 @@ pub fn running_out_of_descriptors_does_not_spin_and_recovers(rt: Runtime) {
     let share = (p.cpu_time() - cpu0).as_secs_f64() / t0.elapsed().as_secs_f64();
     assert!(share < 0.3, "the loop spins while out of descriptors: {:.0}% of a core", share * 100.0);
     p.assert_alive();
-    // Descriptors free up: everyone still waiting is served, and so is a newcomer.
+    // Descriptors free up: a newcomer is served. The 200 clients just gone
+    // still sit in the accept queue, closed: the proxy accepts each, and
+    // while it churns through them its last descriptors can be taken at
+    // the moment the newcomer comes (closed at once, as on a full machine).
+    // Recovery is that a newcomer is served once that passes.
     clients.truncate(100);
     drop(clients);
-    let mut late = p.connect();
-    late.write_all(b"still here").unwrap();
-    assert_eq!(read_exact_n(&mut late, 10), b"still here");
+    eventually("a newcomer is served once descriptors are free again", || {
+        let mut late = p.connect();
+        let _ = late.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut back = [0u8; 10];
+        late.write_all(b"still here").is_ok() && late.read_exact(&mut back).is_ok() && &back == b"still here"
+    });
+    p.assert_alive();
 }
 
 pub fn slow_peers_keep_memory_flat_and_others_unaffected(rt: Runtime) {
