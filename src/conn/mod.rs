@@ -276,6 +276,8 @@ impl Conn {
             && self.last_active <= since
             && !self.to_upstream.wants_write()
             && !self.to_client.wants_write()
+            && !self.queued(Side::Client)
+            && !self.queued(Side::Upstream)
     }
 
     pub fn id(&self) -> u64 {
