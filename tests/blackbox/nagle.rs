@@ -32,13 +32,29 @@ pub fn latencies(mut c: TcpStream, n: usize, expect: usize, mut ask: impl FnMut(
 /// The first split of a route may stall once (it is how the split is seen).
 /// The median's bound is loose on purpose (an interpreter on a loaded
 /// 2-core machine runs at a few ms per exchange): stalls are what it catches,
-/// the speed is measured in scripts/bench.
-pub fn assert_no_stalls(rt: Runtime, mut lat: Vec<Duration>) {
-    lat.sort();
-    let median = lat[lat.len() / 2];
-    let stalled = lat.iter().filter(|d| **d >= Duration::from_millis(30)).count();
-    assert!(median < Duration::from_millis(20), "{rt:?}: median {median:?}; all: {lat:?}");
-    assert!(stalled <= 2, "{rt:?}: {stalled} of {} waited 30 ms or more: {lat:?}", lat.len());
+/// the speed is measured in scripts/bench. A run that misses the bar is
+/// measured once more on a fresh connection, and that one must meet it: a
+/// stall that comes from the relay comes back every time, while a moment of
+/// load (the whole suite sharing 2 cores, a second piece that arrives after
+/// the hold's window) does not.
+pub fn assert_no_stalls(rt: Runtime, mut measure: impl FnMut() -> Vec<Duration>) {
+    let verdict = |mut lat: Vec<Duration>| {
+        lat.sort();
+        let median = lat[lat.len() / 2];
+        let stalled = lat.iter().filter(|d| **d >= Duration::from_millis(30)).count();
+        if median >= Duration::from_millis(20) {
+            Err(format!("{rt:?}: median {median:?}; all: {lat:?}"))
+        } else if stalled > 2 {
+            Err(format!("{rt:?}: {stalled} of {} waited 30 ms or more: {lat:?}", lat.len()))
+        } else {
+            Ok(())
+        }
+    };
+    if let Err(first) = verdict(measure()) {
+        if let Err(again) = verdict(measure()) {
+            panic!("{again}\n(and the run before: {first})");
+        }
+    }
 }
 
 pub fn answers_in_two_pieces_are_not_stalled_by_nagle(rt: Runtime) {
@@ -57,8 +73,7 @@ pub fn answers_in_two_pieces_are_not_stalled_by_nagle(rt: Runtime) {
         }
     });
     let p = Proxy::start(rt, &server.remote(), &[], &[]);
-    let lat = latencies(p.connect(), 50, 1224, |c| c.write_all(b"GET\n").unwrap());
-    assert_no_stalls(rt, lat);
+    assert_no_stalls(rt, || latencies(p.connect(), 50, 1224, |c| c.write_all(b"GET\n").unwrap()));
 }
 
 pub fn requests_in_two_pieces_are_not_stalled_by_nagle(rt: Runtime) {
@@ -74,12 +89,13 @@ pub fn requests_in_two_pieces_are_not_stalled_by_nagle(rt: Runtime) {
         }
     });
     let p = Proxy::start(rt, &server.remote(), &[], &[]);
-    let lat = latencies(p.connect(), 50, 2, |c| {
-        c.write_all(&[b'H'; 100]).unwrap();
-        spin(PIECE_GAP);
-        c.write_all(b"hello").unwrap();
+    assert_no_stalls(rt, || {
+        latencies(p.connect(), 50, 2, |c| {
+            c.write_all(&[b'H'; 100]).unwrap();
+            spin(PIECE_GAP);
+            c.write_all(b"hello").unwrap();
+        })
     });
-    assert_no_stalls(rt, lat);
 }
 
 pub fn the_start_line_says_whether_nagle_is_off_and_holds_are_traced(rt: Runtime) {
@@ -104,8 +120,7 @@ pub fn the_start_line_says_whether_nagle_is_off_and_holds_are_traced(rt: Runtime
     drop(p);
     // A fixed window holds on every runtime: the trace shows a hold and its release.
     p = Proxy::start(rt, &server.remote(), &[("WASITER_COALESCE", "20ms")], &["--trace"]);
-    let lat = latencies(p.connect(), 10, 8, |c| c.write_all(b"GET\n").unwrap());
-    assert_no_stalls(rt, lat);
+    assert_no_stalls(rt, || latencies(p.connect(), 10, 8, |c| c.write_all(b"GET\n").unwrap()));
     let calls: Vec<(String, String)> = p
         .log()
         .iter()
