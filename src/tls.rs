@@ -52,9 +52,7 @@ pub struct Upstream {
 /// The server side of a route: its certificate, and the ALPN protocols it
 /// offers (those of its `alpn=` option; none, and clients speak HTTP/1.1).
 pub fn server_config(files: &Files, alpn: &[String]) -> Result<Arc<ServerConfig>, String> {
-    let certs = CertificateDer::pem_file_iter(&files.cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("cert={}: {}", files.cert, pem_error(&e)))?;
+    let certs = certificates(&files.cert).map_err(|e| format!("cert={}: {}", files.cert, pem_error(&e)))?;
     if certs.is_empty() {
         return Err(format!("cert={}: no CERTIFICATE block in it", files.cert));
     }
@@ -99,9 +97,7 @@ pub fn origin_for_route(spec: &crate::route::RouteSpec) -> Result<Option<Origin>
         };
         let what = if given { "upstream-ca" } else { "the system CA bundle" };
         let mut roots = RootCertStore::empty();
-        let certs = CertificateDer::pem_file_iter(&file)
-            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| err(format!("{what} {file}: {}", pem_error(&e))))?;
+        let certs = certificates(&file).map_err(|e| err(format!("{what} {file}: {}", pem_error(&e))))?;
         let (added, _) = roots.add_parsable_certificates(certs);
         if added == 0 {
             return Err(err(format!("{what} {file}: no usable CA certificate in it")));
@@ -150,6 +146,11 @@ pub fn for_route(spec: &crate::route::RouteSpec) -> Result<(Option<Arc<ServerCon
         Some(files) => Some(server_config(files, &spec.matches.alpn).map_err(|e| format!("{}: {e}", spec.origin))?),
     };
     Ok((server, origin_for_route(spec)?))
+}
+
+/// Every CERTIFICATE block of a PEM file (a chain, or a CA bundle).
+fn certificates(file: &str) -> Result<Vec<CertificateDer<'static>>, rustls::pki_types::pem::Error> {
+    CertificateDer::pem_file_iter(file)?.collect()
 }
 
 fn pem_error(e: &rustls::pki_types::pem::Error) -> String {

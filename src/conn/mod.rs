@@ -212,11 +212,7 @@ impl Conn {
             None => None,
             Some(Ok(t)) => Some(t),
             Some(Err(e)) => {
-                let reason = match tls::tls_failure(&e) {
-                    Some(why) => Reason::Tls(Side::Client, why),
-                    None => Reason::Error(Side::Client, e),
-                };
-                return Err(NotStarted { client, asked, upstream: None, reason });
+                return Err(NotStarted { client, asked, upstream: None, reason: read_failed(Side::Client, e) });
             }
         };
         let plain = if client_tls.is_some() { &[][..] } else { read };
@@ -466,12 +462,9 @@ impl Conn {
         match result {
             Ok(true) => self.last_active = cx.now,
             Ok(false) => {}
-            // A TLS failure (the peer's alert, or ours) ends the connection.
-            Err(Failure::Read(e)) if tls::tls_failure(&e).is_some() => {
-                return Err(Reason::Tls(from, tls::tls_failure(&e).unwrap_or_default()));
-            }
-            // A reset (or other read error) aborts both directions.
-            Err(Failure::Read(e)) => return Err(Reason::Error(from, e)),
+            // A reset, a TLS failure (the peer's alert, or ours) or another
+            // read error ends both directions.
+            Err(Failure::Read(e)) => return Err(read_failed(from, e)),
             // The destination is gone; the other direction may still finish.
             Err(Failure::Write(e)) => {
                 self.write_error.get_or_insert((to, e));
@@ -600,6 +593,15 @@ impl Tls {
             Side::Client => self.backlog.0 = pending,
             Side::Upstream => self.backlog.1 = pending,
         }
+    }
+}
+
+/// Why a read on `side` ended the connection: TLS's own failure (the close
+/// line's `tls` or `upstream-tls`, with rustls' words), else the I/O error.
+fn read_failed(side: Side, e: io::Error) -> Reason {
+    match tls::tls_failure(&e) {
+        Some(why) => Reason::Tls(side, why),
+        None => Reason::Error(side, e),
     }
 }
 
