@@ -7,7 +7,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -97,6 +97,8 @@ pub struct Proxy {
     /// The metrics URL from the start line, when --metrics is on.
     pub metrics: Option<String>,
     log: Arc<Mutex<Vec<String>>>,
+    /// The reader has seen the end of stderr: every line is in `log`.
+    log_done: Arc<AtomicBool>,
 }
 
 impl Proxy {
@@ -142,13 +144,15 @@ impl Proxy {
             .expect("runtime starts");
         let log = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().expect("piped stderr");
-        let sink = log.clone();
+        let (sink, log_done) = (log.clone(), Arc::new(AtomicBool::new(false)));
+        let done = log_done.clone();
         thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 sink.lock().unwrap().push(line);
             }
+            done.store(true, Ordering::SeqCst);
         });
-        Proxy { child, addr: "0.0.0.0:0".parse().unwrap(), metrics: None, log }
+        Proxy { child, addr: "0.0.0.0:0".parse().unwrap(), metrics: None, log, log_done }
     }
 
     /// Start with no LOCAL/REMOTE: the routes come from `args` (--route) or
@@ -219,7 +223,15 @@ impl Proxy {
                 return l;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                thread::sleep(Duration::from_millis(100)); // let the reader catch the last lines
+                // It exited: its last lines may still be on their way to the
+                // reader. Look once more when the reader has seen the end.
+                let read_all = Instant::now() + Duration::from_secs(5);
+                while !self.log_done.load(Ordering::SeqCst) && Instant::now() < read_all {
+                    thread::sleep(Duration::from_millis(10));
+                }
+                if let Some(l) = self.log().into_iter().find(|l| pred(l)) {
+                    return l;
+                }
                 panic!("wasiter exited ({status}) before logging {what}; log:\n{}", self.log().join("\n"));
             }
             assert!(Instant::now() < deadline, "no {what} in the log within {PATIENCE:?}; log:\n{}", self.log().join("\n"));
