@@ -3,7 +3,12 @@
 //! absolute form (`GET http://host/path HTTP/1.1`), which goes on toward
 //! `host` in origin form (`GET /path HTTP/1.1`).
 //!
-//! A plain request is sent with `Connection: close`: the destination
+//! A plain request goes on with `Host` set from its URL (whatever the
+//! client's own `Host` said), without the hop-by-hop headers, and is refused
+//! when its framing could be read two ways (both Content-Length and
+//! Transfer-Encoding, and the like).
+//!
+//! It is sent with `Connection: close`: the destination
 //! closes after its answer, and the client's next request, to this host or
 //! another, comes on a new connection that is checked afresh. (Relaying later
 //! requests of a kept-alive connection would send them to the first
@@ -50,28 +55,82 @@ pub fn parse(buf: &[u8]) -> Result<Option<Request>, Failure> {
     };
     let end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (auth_part, path) = rest.split_at(end);
+    if auth_part.contains('@') {
+        return Err(bad(format!("{target:?} carries userinfo (user@host): the host after it could be read two ways")));
+    }
     let (host, port) = authority(auth_part, Some(80)).ok_or_else(|| bad(format!("a bad host in {target:?}")))?;
     let path = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
-    // The head again, in origin form, without the hop-by-hop headers meant
-    // for us, and with Connection: close (see above).
-    let mut head = format!("{method} {path} HTTP/1.{minor}\r\n").into_bytes();
-    let mut has_host = false;
+    check_framing(req.headers, buf.get(..head_len).unwrap_or_default())?;
+    // The head again, in origin form: Host is the target's authority
+    // (RFC 9112 section 3.2.2: a client's own Host, naming another site,
+    // would pick that site on a shared origin), and the hop-by-hop headers
+    // (RFC 9110 section 7.6.1) are ours, not the origin's: dropped, with
+    // Connection: close in their place (see above).
+    let hop = hop_by_hop(req.headers);
+    let mut head = format!("{method} {path} HTTP/1.{minor}\r\nHost: {}\r\n", host_header(&host, port)).into_bytes();
     for h in req.headers.iter() {
-        let name = h.name.to_ascii_lowercase();
-        if matches!(name.as_str(), "proxy-connection" | "proxy-authorization" | "connection" | "keep-alive") {
+        if h.name.eq_ignore_ascii_case("host") || hop.iter().any(|name| h.name.eq_ignore_ascii_case(name)) {
             continue;
         }
-        has_host |= name == "host";
         head.extend_from_slice(h.name.as_bytes());
         head.extend_from_slice(b": ");
         head.extend_from_slice(h.value);
         head.extend_from_slice(b"\r\n");
     }
-    if !has_host {
-        head.extend_from_slice(format!("Host: {auth_part}\r\n").as_bytes());
-    }
     head.extend_from_slice(b"Connection: close\r\n\r\n");
     Ok(Some(Request { method: Method::Http { head }, host, port, auth, head_len }))
+}
+
+/// The headers a proxy consumes (RFC 9110 section 7.6.1): the fixed ones,
+/// and every header the client's `Connection` names. `Upgrade` goes too:
+/// a request through this proxy is never upgraded (it closes after one
+/// answer).
+fn hop_by_hop(headers: &[httparse::Header<'_>]) -> Vec<String> {
+    let mut names: Vec<String> = ["connection", "keep-alive", "proxy-connection", "proxy-authorization", "te", "upgrade"].map(String::from).into();
+    for h in headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection")) {
+        let value = String::from_utf8_lossy(h.value);
+        names.extend(value.split(',').map(|n| n.trim().to_ascii_lowercase()).filter(|n| !n.is_empty() && n != "host"));
+    }
+    names
+}
+
+/// Refuse a request whose body's length two readers could read two ways
+/// (RFC 9112 section 6.3): the origin and this proxy must agree on where it
+/// ends. Also what RFC 9112 lets a server refuse: obs-fold, a bare LF.
+fn check_framing(headers: &[httparse::Header<'_>], head: &[u8]) -> Result<(), Failure> {
+    let bad = |why: &str| Err(Failure::BadRequest(why.to_string()));
+    if head.windows(2).any(|w| matches!(w, [a, b'\n'] if *a != b'\r')) || head.first() == Some(&b'\n') {
+        return bad("a bare LF in the request head (lines end in CRLF)");
+    }
+    if head.windows(3).any(|w| matches!(w, [b'\n', b' ' | b'\t', c] if *c != b'\r')) {
+        return bad("a folded header line (obs-fold)");
+    }
+    let values = |name: &str| headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name)).map(|h| String::from_utf8_lossy(h.value).trim().to_ascii_lowercase()).collect::<Vec<_>>();
+    let (lengths, codings) = (values("content-length"), values("transfer-encoding"));
+    if !lengths.is_empty() && !codings.is_empty() {
+        return bad("both Content-Length and Transfer-Encoding");
+    }
+    let mut each_length = lengths.iter().flat_map(|v| v.split(',')).map(str::trim);
+    if let Some(first) = each_length.next() {
+        if first.is_empty() || !first.bytes().all(|b| b.is_ascii_digit()) || first.len() > 18 {
+            return bad("a Content-Length that is not a number");
+        }
+        if each_length.any(|other| other != first) {
+            return bad("Content-Length values that differ");
+        }
+    }
+    let last = codings.iter().flat_map(|v| v.split(',')).map(str::trim).rfind(|c| !c.is_empty());
+    if !codings.is_empty() && last != Some("chunked") {
+        return bad("a Transfer-Encoding that does not end in chunked");
+    }
+    Ok(())
+}
+
+/// The Host header for a target: `name`, `name:port`, `[v6]:port` (the
+/// port only when it is not 80).
+fn host_header(host: &str, port: u16) -> String {
+    let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
+    if port == 80 { host } else { format!("{host}:{port}") }
 }
 
 fn header<'a>(headers: &'a [httparse::Header<'_>], name: &str) -> Option<&'a str> {
@@ -133,9 +192,45 @@ mod tests {
         assert_eq!((r.host.as_str(), r.port), ("example.test", 8080));
         let Method::Http { head } = r.method else { panic!("a plain request") };
         assert_eq!(String::from_utf8(head).unwrap(), "GET /a/b?q=1 HTTP/1.1\r\nHost: example.test:8080\r\nAccept: */*\r\nConnection: close\r\n\r\n");
+        let v6 = parse(b"GET http://[::1]:81/ HTTP/1.1\r\n\r\n").unwrap().unwrap();
+        let Method::Http { head } = v6.method else { panic!() };
+        assert!(head.starts_with(b"GET / HTTP/1.1\r\nHost: [::1]:81\r\n"), "{}", String::from_utf8_lossy(&head));
         let bare = parse(b"GET http://example.test HTTP/1.0\r\n\r\n").unwrap().unwrap();
         let Method::Http { head } = bare.method else { panic!() };
         assert_eq!((bare.port, String::from_utf8(head).unwrap().as_str()), (80, "GET / HTTP/1.0\r\nHost: example.test\r\nConnection: close\r\n\r\n"));
+    }
+
+    #[test]
+    fn host_is_the_targets_and_hop_by_hop_headers_stay_here() {
+        // A Host naming another site (virtual hosting on a shared origin
+        // would serve that one) is replaced, wherever it stands.
+        let r = parse(b"GET http://allowed.test/x HTTP/1.1\r\nAccept: */*\r\nHost: other.test\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\nTE: trailers\r\nUpgrade: websocket\r\nKeep-Alive: 5\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        let Method::Http { head } = r.method else { panic!("a plain request") };
+        assert_eq!(String::from_utf8(head).unwrap(), "GET /x HTTP/1.1\r\nHost: allowed.test\r\nAccept: */*\r\nConnection: close\r\n\r\n");
+    }
+
+    #[test]
+    fn framing_that_reads_two_ways_is_refused() {
+        for (req, want) in [
+            (&b"POST http://a.test/ HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"[..], "both Content-Length and Transfer-Encoding"),
+            (b"POST http://a.test/ HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", "differ"),
+            (b"POST http://a.test/ HTTP/1.1\r\nContent-Length: 3, 4\r\n\r\n", "differ"),
+            (b"POST http://a.test/ HTTP/1.1\r\nContent-Length: -1\r\n\r\n", "not a number"),
+            (b"POST http://a.test/ HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", "does not end in chunked"),
+            (b"GET http://a.test/ HTTP/1.1\nHost: a.test\r\n\r\n", "bare LF"),
+            (b"GET http://a@b.test/ HTTP/1.1\r\n\r\n", "userinfo"),
+            (b"GET http://b.test@a.test/ HTTP/1.1\r\n\r\n", "userinfo"),
+        ] {
+            match parse(req) {
+                Err(Failure::BadRequest(why)) => assert!(why.contains(want), "{}: {why}", String::from_utf8_lossy(req)),
+                other => panic!("{}: {other:?}", String::from_utf8_lossy(req)),
+            }
+        }
+        // The same length twice is one length; chunked alone is fine.
+        assert!(parse(b"POST http://a.test/ HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n").unwrap().is_some());
+        assert!(parse(b"POST http://a.test/ HTTP/1.1\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n").unwrap().is_some());
     }
 
     #[test]
