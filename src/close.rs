@@ -1,13 +1,29 @@
-//! Why a connection ended, and the one place its close record is written.
+//! Why a connection ended, and the one place its close record is written:
+//! what the front (a client turned away before it is a connection) and the
+//! connection itself (`conn`) both say, so that neither needs the other's.
 
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::Side;
 use crate::log::{Level, Record};
 use crate::names::Asked;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Upstream,
+}
+
+impl Side {
+    pub fn other(self) -> Side {
+        match self {
+            Side::Client => Side::Upstream,
+            Side::Upstream => Side::Client,
+        }
+    }
+}
 
 /// Why a connection ended: the `reason=` of its close line.
 #[derive(Debug)]
@@ -43,6 +59,11 @@ pub enum Reason {
     DnsFailed(String),
     /// ...or no answer came in time (for this host).
     DnsTimeout(String),
+    /// A CONNECT tunnel's first bytes asked for another name than the
+    /// tunnel's (`bind`): both names.
+    NameMismatch(String),
+    /// A CONNECT tunnel to port 443 that did not start with TLS.
+    NotTls(String),
     /// TLS failed on this side (a handshake, a certificate not trusted, a
     /// record that did not decrypt), with rustls' words for it.
     Tls(Side, String),
@@ -73,11 +94,13 @@ pub enum Close {
     DnsTimeout,
     Tls,
     UpstreamTls,
+    SniMismatch,
+    TunnelNotTls,
 }
 
 impl Close {
     /// Every kind, in counter order.
-    pub const ALL: [Close; 21] = [
+    pub const ALL: [Close; 23] = [
         Close::ClientClosed,
         Close::UpstreamClosed,
         Close::ClientError,
@@ -99,6 +122,8 @@ impl Close {
         Close::DnsTimeout,
         Close::Tls,
         Close::UpstreamTls,
+        Close::SniMismatch,
+        Close::TunnelNotTls,
     ];
 
     /// The `reason=` value.
@@ -125,6 +150,8 @@ impl Close {
             Close::DnsTimeout => "dns-timeout",
             Close::Tls => "tls",
             Close::UpstreamTls => "upstream-tls",
+            Close::SniMismatch => "sni-mismatch",
+            Close::TunnelNotTls => "tunnel-not-tls",
         }
     }
 }
@@ -153,6 +180,8 @@ impl Reason {
             Reason::DnsTimeout(_) => Close::DnsTimeout,
             Reason::Tls(Side::Client, _) => Close::Tls,
             Reason::Tls(Side::Upstream, _) => Close::UpstreamTls,
+            Reason::NameMismatch(_) => Close::SniMismatch,
+            Reason::NotTls(_) => Close::TunnelNotTls,
         }
     }
 
@@ -180,6 +209,8 @@ impl Reason {
             | Reason::Forbidden(why)
             | Reason::ProxyAuth(why)
             | Reason::DnsFailed(why)
+            | Reason::NameMismatch(why)
+            | Reason::NotTls(why)
             | Reason::Tls(_, why) => Some(why.clone()),
             Reason::DnsTimeout(host) => Some(format!("{host}: no DNS answer in time")),
             Reason::PeekTimeout(n) => Some(format!("no complete ClientHello or request head in time ({n} bytes read)")),

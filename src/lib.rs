@@ -19,6 +19,7 @@
 
 pub mod coalesce;
 pub mod cli;
+pub mod close;
 mod conn;
 pub mod dns;
 pub mod forward;

@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use crate::conn::Close;
+use crate::close::Close;
 use crate::pool::{Pool, Server};
 use crate::relay::would_block;
 use crate::sys::Stream;

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::Side;
+use crate::close::Side;
 use crate::settings::{Dump, DumpMode};
 use crate::log::{Level, Record};
 use crate::names::Asked;

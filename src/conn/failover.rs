@@ -6,7 +6,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::{log_attempt_failed, Context, Reason};
+use super::{log_attempt_failed, Context};
+use crate::close::Reason;
 use crate::pool::Outcome;
 use crate::sys::{self, Stream};
 
@@ -30,6 +31,8 @@ pub(super) struct Dest {
     /// A CONNECT tunnel (answered 200 once connected), else a plain HTTP
     /// request; either is answered with an HTTP error if no connect succeeds.
     pub(super) tunnel: bool,
+    /// A tunnel's name, to check its first bytes against once connected.
+    pub(super) bind: Option<Box<super::bind::Bind>>,
 }
 
 /// Why the connect phase gave up: the last address tried (if any) and why.
@@ -39,7 +42,7 @@ impl Failover {
     /// Start a connect to the first upstream the pool offers that does not
     /// fail at once.
     pub(super) fn start(conn: u64, forward: Option<(Vec<SocketAddr>, bool)>, cx: &mut Context<'_>) -> Result<(Failover, Stream), GaveUp> {
-        let dest = forward.map(|(addrs, tunnel)| Box::new(Dest { addrs, tunnel }));
+        let dest = forward.map(|(addrs, tunnel)| Box::new(Dest { addrs, tunnel, bind: None }));
         let mut f = Failover { addr: SocketAddr::from(([0, 0, 0, 0], 0)), deadline: cx.now, tried: 0, attempts: 0, dest };
         let stream = f.next(conn, None, cx)?;
         Ok((f, stream))

@@ -13,25 +13,30 @@
 //! 4. closed when both directions are done, on a read error (a reset), or
 //!    after the idle timeout.
 //!
-//! Beside it: `failover.rs` (the connect phase), `close.rs` (why it ended,
-//! and the close record), `dump.rs` (the traffic dump).
+//! A CONNECT tunnel adds one step to 3: the client's first bytes are read
+//! and checked against the tunnel's name (`bind.rs`) before any is relayed.
+//!
+//! Beside it: `failover.rs` (the connect phase), `dump.rs` (the traffic
+//! dump), `bind.rs` (a tunnel's name); `crate::close` says why it ended and
+//! writes the close record.
 
-mod close;
+mod bind;
 mod dump;
 mod failover;
 
-pub use close::{log_close, Close, Reason, Who};
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::close::{log_close, Reason, Side, Who};
 use crate::coalesce::{Shape, Shapes};
 use crate::settings::Dump;
 use crate::log::{self, Level, Record};
 use crate::front;
 use crate::names::Asked;
+use bind::{Bind, Verdict};
 use dump::{dump_bytes, dump_peeked};
 use failover::Failover;
 use crate::pool::{Outcome, Pool};
@@ -88,21 +93,6 @@ impl Endpoint for End<'_> {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Side {
-    Client,
-    Upstream,
-}
-
-impl Side {
-    pub fn other(self) -> Side {
-        match self {
-            Side::Client => Side::Upstream,
-            Side::Upstream => Side::Client,
-        }
-    }
-}
-
 /// What a connection borrows from the proxy on every call: its route's
 /// name, pool and learned shapes, and what all routes share.
 pub struct Context<'a> {
@@ -129,8 +119,9 @@ pub struct Context<'a> {
 enum Phase {
     /// Trying upstreams, one at a time.
     Connecting(Failover),
-    /// Connected to `addr`.
-    Relaying { addr: SocketAddr },
+    /// Connected to `addr`; a CONNECT tunnel's first bytes wait in `bind`
+    /// until they are checked (see `bind.rs`).
+    Relaying { addr: SocketAddr, bind: Option<Box<Bind>> },
 }
 
 pub struct Conn {
@@ -245,6 +236,22 @@ impl Conn {
         }
     }
 
+    /// A CONNECT tunnel to `host:port`: its first bytes (`first`, those
+    /// that came with the CONNECT, and what follows) must ask for that name
+    /// (see `bind.rs`).
+    pub fn bind_to(&mut self, host: String, port: u16, first: Vec<u8>) {
+        if let Phase::Connecting(Failover { dest: Some(d), .. }) = &mut self.phase {
+            let mut bind = Bind::new(host, port);
+            bind.read = first;
+            d.bind = Some(Box::new(bind));
+        }
+    }
+
+    /// A tunnel whose first bytes are still to be checked.
+    fn binding(&self) -> bool {
+        matches!(self.phase, Phase::Relaying { bind: Some(_), .. })
+    }
+
     pub fn client(&self) -> &Stream {
         &self.client
     }
@@ -258,7 +265,7 @@ impl Conn {
             // Nothing is read from the client until there is somewhere to send it.
             Phase::Connecting(_) => Interest { client: (false, false), upstream: (false, true) },
             Phase::Relaying { .. } => Interest {
-                client: (self.to_upstream.wants_read(), self.to_client.wants_write() || self.queued(Side::Client)),
+                client: (self.binding() || self.to_upstream.wants_read(), self.to_client.wants_write() || self.queued(Side::Client)),
                 upstream: (self.to_client.wants_read(), self.to_upstream.wants_write() || self.queued(Side::Upstream)),
             },
         }
@@ -372,8 +379,11 @@ impl Conn {
             self.tls.get_or_insert_with(Box::default).upstream = Some(tls);
             self.flush_tls(Side::Upstream)?;
         }
-        let tunnel = matches!(&self.phase, Phase::Connecting(f) if f.dest.as_ref().is_some_and(|d| d.tunnel));
-        self.phase = Phase::Relaying { addr };
+        let (tunnel, bind) = match &mut self.phase {
+            Phase::Connecting(Failover { dest: Some(d), .. }) => (d.tunnel, d.bind.take()),
+            _ => (false, None),
+        };
+        self.phase = Phase::Relaying { addr, bind };
         self.last_active = cx.now;
         self.who(cx.route, cx.backend).record(Level::Info, "open").str("upstream", addr).emit();
         if tunnel {
@@ -425,12 +435,15 @@ impl Conn {
     fn upstream_addr(&self) -> SocketAddr {
         match &self.phase {
             Phase::Connecting(f) => f.addr,
-            Phase::Relaying { addr } => *addr,
+            Phase::Relaying { addr, .. } => *addr,
         }
     }
 
     /// Run the direction whose bytes come from `from`.
     fn pump(&mut self, from: Side, cx: &mut Context<'_>) -> Result<(), Reason> {
+        if from == Side::Client && self.binding() {
+            return self.bind_read(cx);
+        }
         // `back` is the other direction: what goes to the side we read from.
         let (client_tls, upstream_tls) = match self.tls.as_deref_mut() {
             Some(t) => (t.client.as_mut(), t.upstream.as_mut()),
@@ -476,6 +489,33 @@ impl Conn {
         Ok(())
     }
 
+    /// A tunnel's first bytes: read them, and relay them once they ask for
+    /// the tunnel's name; else answer (an alert, a 403) and close.
+    fn bind_read(&mut self, cx: &mut Context<'_>) -> Result<(), Reason> {
+        let Phase::Relaying { bind: slot @ Some(_), .. } = &mut self.phase else { return Ok(()) };
+        let Some(bind) = slot.as_deref_mut() else { return Ok(()) };
+        let ended = front::read_up_to(&self.client, &mut bind.read, front::PEEK_LIMIT).map_err(|e| Reason::Error(Side::Client, e))?;
+        match bind.verdict(ended || bind.read.len() > front::PEEK_LIMIT) {
+            Verdict::Wait => Ok(()),
+            Verdict::Refuse(answer, reason) => {
+                if !self.to_client.wants_write() {
+                    front::tell(&self.client, &answer); // after the 200, not before it
+                }
+                Err(reason)
+            }
+            Verdict::Pass => {
+                let read = std::mem::take(&mut bind.read);
+                *slot = None;
+                if !read.is_empty() {
+                    self.last_active = cx.now;
+                    dump_bytes(cx.dump, self.id, Side::Upstream, &mut self.dumped, &read);
+                    self.to_upstream.preload(&read, cx.buffers);
+                }
+                self.pump(Side::Client, cx)
+            }
+        }
+    }
+
     /// Decrypted bytes wait in rustls for a direction that can take them.
     fn backlogged(&self) -> bool {
         self.tls.as_ref().is_some_and(|t| (t.backlog.0 && self.to_upstream.wants_read()) || (t.backlog.1 && self.to_client.wants_read()))
@@ -516,7 +556,7 @@ impl Conn {
     /// The upstream this connection relays to, once connected.
     pub fn relaying_to(&self) -> Option<SocketAddr> {
         match self.phase {
-            Phase::Relaying { addr } => Some(addr),
+            Phase::Relaying { addr, .. } => Some(addr),
             Phase::Connecting(_) => None,
         }
     }

@@ -28,7 +28,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::conn::{Reason, Side};
+use crate::close::{Reason, Side};
 use crate::dns::{self, Lookup, LookupId, Resolver};
 use crate::forward::Forward;
 use crate::names::{normalize, Asked, Table};
@@ -261,19 +261,7 @@ impl Front {
     /// Read what the client has sent, up to `PEEK_LIMIT` (one byte more, to
     /// see that it is over). `Ok(true)`: the client has closed.
     fn read_more(&mut self) -> io::Result<bool> {
-        let mut chunk = [0u8; 4096];
-        while self.read.len() <= PEEK_LIMIT {
-            let room = (PEEK_LIMIT + 1 - self.read.len()).min(chunk.len());
-            let Some(buf) = chunk.get_mut(..room) else { break };
-            match self.client.read(buf) {
-                Ok(0) => return Ok(true),
-                Ok(n) => self.read.extend_from_slice(buf.get(..n).unwrap_or_default()),
-                Err(e) if would_block(&e) => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(false)
+        read_up_to(&self.client, &mut self.read, PEEK_LIMIT)
     }
 
     /// A forward route: read the proxy request; check what it names; look
@@ -383,6 +371,25 @@ impl Front {
         self.reason = Some(reason);
         Step::Close
     }
+}
+
+/// Read what `stream` has sent onto `read`, until it holds `limit` bytes
+/// and one more (to see that it is over) or nothing more is waiting.
+/// `Ok(true)`: the peer has closed.
+pub fn read_up_to(stream: &Stream, read: &mut Vec<u8>, limit: usize) -> io::Result<bool> {
+    let mut chunk = [0u8; 4096];
+    while read.len() <= limit {
+        let room = (limit + 1 - read.len()).min(chunk.len());
+        let Some(buf) = chunk.get_mut(..room) else { break };
+        match stream.read(buf) {
+            Ok(0) => return Ok(true),
+            Ok(n) => read.extend_from_slice(buf.get(..n).unwrap_or_default()),
+            Err(e) if would_block(&e) => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(false)
 }
 
 /// Read at most the rest of a PROXY header: `Ok(None)` until it is complete.

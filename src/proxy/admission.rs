@@ -8,7 +8,8 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use super::{Proxy, ACCEPT_BATCH, ACCEPT_PAUSE};
-use crate::conn::{log_close, refuse_forward, Conn, NotStarted, Reason, Who};
+use crate::close::{log_close, Reason, Who};
+use crate::conn::{refuse_forward, Conn, NotStarted};
 use crate::front::{Front, Step};
 use crate::log::{self, Level, Record};
 use crate::names::Asked;
@@ -131,13 +132,19 @@ impl Proxy {
             Some(v) => proxy_header::encode(v, front.from, front.to.or_else(|| front.client.local_addr().ok()).unwrap_or(front.peer)),
             None => Vec::new(),
         };
-        let read = front.take_read();
+        let mut read = front.take_read();
+        // A tunnel's bytes that came with its CONNECT are its first bytes:
+        // they wait to be checked against its name with what follows.
+        let bind = front.target.as_ref().filter(|t| t.tunnel).map(|t| (t.host.clone(), t.port, std::mem::take(&mut read)));
         let forward = front.target.take().map(|t| (t.addrs, t.tunnel));
         let tunnel = forward.is_some();
         let Some((mut cx, stats)) = self.shared.context(route, now) else { return };
         let client = (front.client, front.from, front.asked.map(Box::new));
         match Conn::start(front.id, route, client, (&early, &read), forward, &mut cx) {
-            Ok(conn) => {
+            Ok(mut conn) => {
+                if let Some((host, port, first)) = bind {
+                    conn.bind_to(host, port, first);
+                }
                 let id = conn.id();
                 let key = self.conns.insert(conn);
                 self.busy.add(key, id); // connecting: watched in every pass

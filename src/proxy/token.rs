@@ -3,7 +3,7 @@
 //! A `Token` is a `Kind` packed into one word for the poller: the kind's tag
 //! in the top four bits, its index (a slab key or a route number) below.
 
-use crate::conn::Side;
+use crate::close::Side;
 
 const TAG_SHIFT: u32 = usize::BITS - 4;
 const INDEX_MASK: usize = (1 << TAG_SHIFT) - 1;

@@ -10,6 +10,7 @@
 
 #[path = "../harness/mod.rs"]
 mod harness;
+mod egress;
 mod faults;
 mod forward;
 mod load;
@@ -32,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use harness::*;
 // Every case, by topic; the macro below runs each on every runtime.
+use egress::*;
 use faults::*;
 use forward::*;
 use load::*;
@@ -62,6 +64,9 @@ macro_rules! every_runtime {
 }
 
 every_runtime!(
+    tunnel_tls_name_is_bound_to_the_connect_target,
+    tunnel_plain_request_must_name_the_connect_host,
+    plain_requests_carry_the_targets_host,
     http_download_of_8_mib_arrives_intact,
     large_bodies_cross_both_ways_at_once,
     fifty_concurrent_clients_each_get_their_own_bytes,

@@ -1,0 +1,183 @@
+//! A CONNECT tunnel is bound to the name it was opened for: the client's
+//! first bytes inside it are read before any reaches the destination, and
+//! must ask for that same name. Without this, `CONNECT allowed.test:443`
+//! followed by a ClientHello for `other.test` reaches other.test through any
+//! CDN or shared origin that serves both (domain fronting by SNI).
+//!
+//! What the first bytes may be, and what each gets:
+//! - **a TLS ClientHello**, on any port: its server name (the outer one,
+//!   when the client uses ECH) must be the CONNECT name, compared as names
+//!   are everywhere (no case, no trailing dot). A ClientHello without a name
+//!   passes only when the tunnel was opened to an IP literal (clients send
+//!   none for those). Else: a fatal TLS alert, `reason=sni-mismatch`.
+//! - **anything else on port 443**: refused, `reason=tunnel-not-tls` (a
+//!   tunnel to 443 is for TLS, and plain bytes there cannot be checked).
+//! - **an HTTP/1.x request head**, on another port: its `Host` must name the
+//!   CONNECT host (else `403` and `reason=sni-mismatch`). Only the first
+//!   request is read: later ones in the same tunnel are not (a client that
+//!   wants every request checked sends them as plain proxy requests).
+//! - **other bytes**, on another port (ssh, a database's protocol): passed
+//!   on unread, as the CONNECT's `ports=` allowed them.
+//!
+//! Not checked, and cannot be without intercepting TLS: the `Host` of the
+//! HTTP requests *inside* the TLS stream.
+
+use crate::close::Reason;
+use crate::front::{client_hello, http_head, Failure, PEEK_LIMIT};
+use crate::names::normalize;
+
+/// A tunnel waiting for its client's first bytes (boxed in the connection:
+/// it is gone once they pass).
+pub struct Bind {
+    /// The CONNECT target: a name (lower case) or an IP literal.
+    host: String,
+    port: u16,
+    /// What the client sent so far; it goes to the destination if it passes.
+    pub read: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub enum Verdict {
+    /// Not enough bytes to tell.
+    Wait,
+    /// Send what was read on, and relay from here.
+    Pass,
+    /// Refuse: answer the client with these bytes (a TLS alert or an HTTP
+    /// 403), then close for this reason.
+    Refuse(Vec<u8>, Reason),
+}
+
+/// Methods that mark a request head (the rest of a tunnel's bytes, on a
+/// port other than 443, pass unread).
+const METHODS: [&str; 9] = ["GET ", "POST ", "PUT ", "DELETE ", "HEAD ", "OPTIONS ", "PATCH ", "TRACE ", "CONNECT "];
+
+impl Bind {
+    pub fn new(host: String, port: u16) -> Bind {
+        Bind { host, port, read: Vec::new() }
+    }
+
+    /// What the bytes read so far decide. `ended`: the client sent FIN (or
+    /// filled the peek limit) and no more bytes will come.
+    pub fn verdict(&self, ended: bool) -> Verdict {
+        let Some(&first) = self.read.first() else {
+            return if ended { Verdict::Pass } else { Verdict::Wait };
+        };
+        if client_hello::looks_like_tls(first) {
+            return self.hello(ended);
+        }
+        if self.port == 443 {
+            let why = format!("the tunnel to {}:443 carries bytes that are not TLS (first byte {:?})", self.host, first.escape_ascii().to_string());
+            return self.refuse_http(Reason::NotTls(why));
+        }
+        let starts = |m: &str| self.read.starts_with(m.as_bytes()) || m.as_bytes().starts_with(&self.read);
+        if !METHODS.iter().any(|m| starts(m)) {
+            return Verdict::Pass;
+        }
+        match http_head::parse(&self.read) {
+            Ok(None) if !ended => Verdict::Wait,
+            Ok(Some(head)) => match head.host.as_deref().map(|h| normalize(http_head::without_port(h))) {
+                Some(h) if h == self.host => Verdict::Pass,
+                asked => {
+                    let named = asked.map_or("no Host".to_string(), |h| format!("Host {h}"));
+                    self.refuse_http(Reason::NameMismatch(format!("a request naming {named} in the tunnel to {}:{}", self.host, self.port)))
+                }
+            },
+            // Not a request after all (or cut short): bytes like any other.
+            Ok(None) | Err(_) => Verdict::Pass,
+        }
+    }
+
+    fn hello(&self, ended: bool) -> Verdict {
+        let alert = |reason: Reason| {
+            // A fatal alert in the version of the client's first record:
+            // unrecognized_name (112) for a name, else handshake_failure (40).
+            let code = if matches!(reason, Reason::NameMismatch(_)) { 112 } else { 40 };
+            let (major, minor) = (self.read.get(1).copied().unwrap_or(3), self.read.get(2).copied().unwrap_or(1));
+            Verdict::Refuse(vec![21, major, minor, 0, 2, 2, code], reason)
+        };
+        match client_hello::parse(&self.read) {
+            Ok(None) if ended || self.read.len() > PEEK_LIMIT => alert(Reason::BadClientHello(format!("the ClientHello in the tunnel to {} ended after {} bytes", self.host, self.read.len()))),
+            Ok(None) => Verdict::Wait,
+            Err(Failure::BadClientHello(why) | Failure::BadRequest(why) | Failure::TooLarge(why)) => alert(Reason::BadClientHello(why)),
+            Ok(Some(hello)) => match hello.server_name.as_deref().map(normalize) {
+                Some(name) if name == self.host => Verdict::Pass,
+                None if self.host.parse::<std::net::IpAddr>().is_ok() => Verdict::Pass,
+                Some(name) => alert(Reason::NameMismatch(format!("the ClientHello names {name}, the tunnel was opened for {}:{}", self.host, self.port))),
+                None => alert(Reason::NameMismatch(format!("the ClientHello names no server, the tunnel was opened for {}:{}", self.host, self.port))),
+            },
+        }
+    }
+
+    fn refuse_http(&self, reason: Reason) -> Verdict {
+        let body = format!("wasiter: {} (refused by the tunnel's name binding)\n", reason.error().unwrap_or_default());
+        Verdict::Refuse(crate::front::http_answer(403, "Forbidden", &body), reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ClientHello for `name` (None: no server_name extension), as
+    /// the front's tests build them.
+    fn hello(name: Option<&str>) -> Vec<u8> {
+        client_hello::in_records(&client_hello::sample(name, &[], 0), 1 << 14)
+    }
+
+    fn bind(host: &str, port: u16, bytes: &[u8]) -> Verdict {
+        let mut b = Bind::new(host.to_string(), port);
+        b.read = bytes.to_vec();
+        b.verdict(false)
+    }
+
+    fn refused(v: Verdict) -> String {
+        match v {
+            Verdict::Refuse(_, reason) => reason.to_string(),
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_client_hello_must_name_the_connect_host() {
+        assert!(matches!(bind("allowed.test", 443, &hello(Some("Allowed.Test."))), Verdict::Pass));
+        let why = refused(bind("allowed.test", 443, &hello(Some("other.test"))));
+        assert!(why.starts_with("sni-mismatch: the ClientHello names other.test") && why.contains("allowed.test:443"), "{why}");
+        // A suffix, a prefix, a subdomain: other names all the same.
+        for other in ["allowed.test.evil", "x.allowed.test", "allowed.tes"] {
+            assert!(refused(bind("allowed.test", 443, &hello(Some(other)))).starts_with("sni-mismatch"), "{other}");
+        }
+        assert!(refused(bind("allowed.test", 443, &hello(None))).contains("names no server"));
+        // An IP literal target: no name is what clients send.
+        assert!(matches!(bind("192.0.2.7", 443, &hello(None)), Verdict::Pass));
+        // On any port, TLS is checked.
+        assert!(refused(bind("allowed.test", 8443, &hello(Some("other.test")))).starts_with("sni-mismatch"));
+        // Half a ClientHello: wait for the rest.
+        let full = hello(Some("allowed.test"));
+        assert!(matches!(bind("allowed.test", 443, &full[..full.len() / 2]), Verdict::Wait));
+    }
+
+    #[test]
+    fn a_refusal_is_a_fatal_alert_in_the_clients_version() {
+        let Verdict::Refuse(alert, _) = bind("allowed.test", 443, &hello(Some("other.test"))) else { panic!() };
+        assert_eq!(alert, [21, 3, 1, 0, 2, 2, 112]);
+    }
+
+    #[test]
+    fn port_443_takes_only_tls() {
+        let why = refused(bind("allowed.test", 443, b"GET / HTTP/1.1\r\nHost: allowed.test\r\n\r\n"));
+        assert!(why.starts_with("tunnel-not-tls"), "{why}");
+        assert!(refused(bind("allowed.test", 443, b"SSH-2.0-x\r\n")).starts_with("tunnel-not-tls"));
+    }
+
+    #[test]
+    fn elsewhere_a_request_must_name_the_host_and_other_bytes_pass() {
+        assert!(matches!(bind("allowed.test", 8080, b"GET / HTTP/1.1\r\nHost: allowed.test:8080\r\n\r\n"), Verdict::Pass));
+        let why = refused(bind("allowed.test", 8080, b"GET / HTTP/1.1\r\nHost: other.test\r\n\r\n"));
+        assert!(why.contains("Host other.test"), "{why}");
+        assert!(refused(bind("allowed.test", 8080, b"GET / HTTP/1.1\r\n\r\n")).contains("no Host"));
+        assert!(matches!(bind("allowed.test", 8080, b"GET / HTTP/1.1\r\nHo"), Verdict::Wait));
+        assert!(matches!(bind("allowed.test", 8080, b"GE"), Verdict::Wait));
+        assert!(matches!(bind("allowed.test", 22, b"SSH-2.0-OpenSSH_9.2\r\n"), Verdict::Pass));
+        assert!(matches!(bind("allowed.test", 5432, b"\0\0\0\x08\x04\xd2\x16\x2f"), Verdict::Pass));
+    }
+}

@@ -1,0 +1,170 @@
+//! The forward proxy tried as someone who wants past its list would: a
+//! CONNECT to an allowed name carrying a ClientHello for another (domain
+//! fronting through a server that hosts both), a request naming another
+//! site in its Host header, a plain request inside a tunnel naming another
+//! host. Each must be refused before a byte of it reaches the destination.
+
+use super::*;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A destination that counts the bytes it receives and never answers:
+/// what reached it is what the proxy let through.
+fn counting_server() -> (Server, Arc<AtomicUsize>) {
+    let got = Arc::new(AtomicUsize::new(0));
+    let count = got.clone();
+    let server = Server::start(move |mut s| {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = s.read(&mut buf) {
+            count.fetch_add(n, Ordering::SeqCst);
+        }
+    });
+    (server, got)
+}
+
+/// An origin that keeps every connection alive whatever the request's
+/// `Connection` says (as most do) and answers each request with the head
+/// it received as the body.
+fn head_echo_origin() -> Server {
+    Server::start(|s| {
+        let mut reader = BufReader::new(s.try_clone().unwrap());
+        let mut out = s;
+        loop {
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                match reader.read_line(&mut line) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => head.push_str(&line),
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{head}", head.len());
+            if out.write_all(answer.as_bytes()).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+fn forward_proxy(rt: Runtime, options: &str, dns: &str) -> Proxy {
+    let route = format!("127.0.0.1:0=forward;{options}");
+    Proxy::start_routes(rt, 1, &[], &["--route", route.as_str(), "--resolver", dns, "--metrics", "127.0.0.1:0"]).0
+}
+
+/// The close line of the connection that ended with `reason`.
+fn closed_with(p: &mut Proxy, reason: &str) -> HashMap<String, String> {
+    record(&p.wait_for_log(&format!("a close with reason={reason}"), |l| l.contains(" close ") && l.contains(&format!("reason={reason}"))))
+}
+
+pub fn tunnel_tls_name_is_bound_to_the_connect_target(rt: Runtime) {
+    let (dest, got) = counting_server();
+    let port = dest.addr.port();
+    let dns = DnsServer::start(&[("allowed.test", "127.0.0.1"), ("other.test", "127.0.0.1")], &[], &[]);
+    let mut p = forward_proxy(rt, &format!("to=allowed.test;to-net=127.0.0.0/8;ports={port}"), &dns.addr());
+    // curl's --connect-to makes the CONNECT name allowed.test while its
+    // ClientHello names other.test: domain fronting, as a user would try it.
+    let url = format!("https://other.test:{port}/");
+    let fronted = format!("other.test:{port}:allowed.test:{port}");
+    let (code, _, err) = curl(&["-x", &format!("http://{}", p.addr), "--connect-to", &fronted, "-k", &url]);
+    assert_ne!(code, 0, "the fronted handshake must fail: {err}");
+    let close = closed_with(&mut p, "sni-mismatch");
+    assert!(close["error"].contains("names other.test") && close["error"].contains(&format!("allowed.test:{port}")), "both names: {close:?}");
+    assert_eq!(close["to_upstream"], "0", "nothing went on: {close:?}");
+    // The same by hand: the answer is the 200, then a fatal
+    // unrecognized_name alert, then the close.
+    let mut c = p.connect();
+    let mut asked = format!("CONNECT allowed.test:{port} HTTP/1.1\r\n\r\n").into_bytes();
+    asked.extend(tls_records(&client_hello(Some("OTHER.test."), &["http/1.1"], 0), 100)); // split across records, too
+    c.write_all(&asked).unwrap();
+    let mut answer = Vec::new();
+    let _ = c.read_to_end(&mut answer);
+    let ok = b"HTTP/1.1 200 Connection established\r\n\r\n";
+    assert!(answer.starts_with(ok), "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(answer[ok.len()..], [21, 3, 1, 0, 2, 2, 112], "a fatal unrecognized_name alert");
+    // A ClientHello with no name at all, to a name: refused too.
+    let mut c = p.connect();
+    let mut asked = format!("CONNECT allowed.test:{port} HTTP/1.1\r\n\r\n").into_bytes();
+    asked.extend(tls_records(&client_hello(None, &[], 0), 1 << 14));
+    c.write_all(&asked).unwrap();
+    let mut answer = Vec::new();
+    let _ = c.read_to_end(&mut answer);
+    assert!(answer.ends_with(&[21, 3, 1, 0, 2, 2, 112]), "{answer:?}");
+    p.wait_for_log("the nameless ClientHello's close", |l| l.contains("reason=sni-mismatch") && l.contains("names no server"));
+    assert_eq!(got.load(Ordering::SeqCst), 0, "no byte of a refused tunnel reached the destination");
+    // The right name passes, in any case and with a trailing dot: the
+    // ClientHello is the first thing the destination gets.
+    let mut c = p.connect();
+    let hello = tls_records(&client_hello(Some("Allowed.Test."), &[], 0), 1 << 14);
+    let mut asked = format!("CONNECT allowed.test:{port} HTTP/1.1\r\n\r\n").into_bytes();
+    asked.extend(&hello);
+    c.write_all(&asked).unwrap();
+    assert_eq!(read_exact_n(&mut c, ok.len()), ok);
+    let t = Instant::now();
+    while got.load(Ordering::SeqCst) < hello.len() && t.elapsed() < PATIENCE {
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(got.load(Ordering::SeqCst), hello.len(), "the matching ClientHello went on whole");
+    let m = scrape(p.metrics.as_ref().unwrap());
+    assert_eq!(sample(&m, "wasiter_closes_total", Some(("reason", "sni-mismatch"))), 3.0);
+}
+
+pub fn tunnel_plain_request_must_name_the_connect_host(rt: Runtime) {
+    let (dest, got) = counting_server();
+    let port = dest.addr.port();
+    let dns = DnsServer::start(&[("allowed.test", "127.0.0.1")], &[], &[]);
+    let mut p = forward_proxy(rt, &format!("to=allowed.test;to-net=127.0.0.0/8;ports={port}"), &dns.addr());
+    let mut c = p.connect();
+    c.write_all(format!("CONNECT allowed.test:{port} HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nHost: other.test\r\n\r\n").as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = c.read_to_string(&mut answer);
+    let (ok, refused) = answer.split_once("\r\n\r\n").unwrap();
+    assert_eq!(ok, "HTTP/1.1 200 Connection established");
+    assert!(refused.starts_with("HTTP/1.1 403 ") && refused.contains("Host other.test") && refused.contains(&format!("allowed.test:{port}")), "{refused}");
+    closed_with(&mut p, "sni-mismatch");
+    assert_eq!(got.load(Ordering::SeqCst), 0, "the request did not reach the destination");
+    // Its own Host passes; bytes that are not a request (ssh's banner) too.
+    for first in [format!("GET / HTTP/1.1\r\nHost: allowed.test:{port}\r\n\r\n"), "SSH-2.0-OpenSSH_9.2\r\n".to_string()] {
+        let before = got.load(Ordering::SeqCst);
+        let mut c = p.connect();
+        c.write_all(format!("CONNECT allowed.test:{port} HTTP/1.1\r\n\r\n{first}").as_bytes()).unwrap();
+        let want = b"HTTP/1.1 200 Connection established\r\n\r\n";
+        assert_eq!(read_exact_n(&mut c, want.len()), want);
+        let t = Instant::now();
+        while got.load(Ordering::SeqCst) < before + first.len() && t.elapsed() < PATIENCE {
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(got.load(Ordering::SeqCst), before + first.len(), "{first:?} went on");
+    }
+}
+
+pub fn plain_requests_carry_the_targets_host(rt: Runtime) {
+    let origin = head_echo_origin();
+    let port = origin.addr.port();
+    let dns = DnsServer::start(&[("allowed.test", "127.0.0.1"), ("other.test", "127.0.0.1")], &[], &[]);
+    let p = forward_proxy(rt, &format!("to=allowed.test;to-net=127.0.0.0/8;ports={port}"), &dns.addr());
+    // The client's own Host names another site: the origin sees the URL's.
+    let url = format!("http://allowed.test:{port}/x");
+    let (code, body, err) = curl(&["-x", &format!("http://{}", p.addr), "-H", "Host: other.test", "-H", "Connection: keep-alive, X-Hop", "-H", "X-Hop: 1", &url]);
+    assert_eq!(code, 0, "{err}");
+    assert!(body.starts_with("GET /x HTTP/1.1\r\n"), "origin form: {body}");
+    assert!(body.contains(&format!("\r\nHost: allowed.test:{port}\r\n")) && !body.contains("other.test"), "the target's Host only: {body}");
+    assert!(!body.contains("X-Hop") && !body.to_ascii_lowercase().contains("proxy-connection"), "hop-by-hop headers stay with the proxy: {body}");
+    // Framing that two readers could read two ways: 400, and the origin
+    // never hears of it.
+    let before = origin.accepted();
+    let mut c = p.connect();
+    c.write_all(format!("POST {url} HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n").as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = c.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 400 ") && answer.contains("both Content-Length and Transfer-Encoding"), "{answer}");
+    // A URL with userinfo: whose host is it? Refused, not guessed.
+    let mut c = p.connect();
+    c.write_all(format!("GET http://other.test@allowed.test:{port}/ HTTP/1.1\r\n\r\n").as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = c.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 400 ") && answer.contains("userinfo"), "{answer}");
+    assert_eq!(origin.accepted(), before, "refused requests reached no origin");
+}
