@@ -59,6 +59,9 @@ pub enum Reason {
     DnsFailed(String),
     /// ...or no answer came in time (for this host).
     DnsTimeout(String),
+    /// A forward proxy's plain request was answered, and its client goes on
+    /// (its next request is checked on its own): this exchange's record.
+    Answered,
     /// A CONNECT tunnel's first bytes asked for another name than the
     /// tunnel's (`bind`): both names.
     NameMismatch(String),
@@ -96,11 +99,12 @@ pub enum Close {
     UpstreamTls,
     SniMismatch,
     TunnelNotTls,
+    Answered,
 }
 
 impl Close {
     /// Every kind, in counter order.
-    pub const ALL: [Close; 23] = [
+    pub const ALL: [Close; 24] = [
         Close::ClientClosed,
         Close::UpstreamClosed,
         Close::ClientError,
@@ -124,6 +128,7 @@ impl Close {
         Close::UpstreamTls,
         Close::SniMismatch,
         Close::TunnelNotTls,
+        Close::Answered,
     ];
 
     /// The `reason=` value.
@@ -152,6 +157,7 @@ impl Close {
             Close::UpstreamTls => "upstream-tls",
             Close::SniMismatch => "sni-mismatch",
             Close::TunnelNotTls => "tunnel-not-tls",
+            Close::Answered => "answered",
         }
     }
 }
@@ -182,6 +188,7 @@ impl Reason {
             Reason::Tls(Side::Upstream, _) => Close::UpstreamTls,
             Reason::NameMismatch(_) => Close::SniMismatch,
             Reason::NotTls(_) => Close::TunnelNotTls,
+            Reason::Answered => Close::Answered,
         }
     }
 

@@ -24,6 +24,7 @@ mod conn;
 pub mod dns;
 pub mod forward;
 pub mod front;
+pub mod http1;
 mod health;
 pub mod log;
 pub mod metrics;

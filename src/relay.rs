@@ -30,6 +30,18 @@ pub fn would_block(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted)
 }
 
+/// Where a message ends in a direction's stream (an HTTP/1.1 request or
+/// response, for the forward proxy): a direction given one passes on only
+/// the bytes up to that end, and reads nothing more once it is reached.
+pub trait Framing {
+    /// Take `bytes`, just read: how many belong to the current message (all
+    /// of them until it ends). The others are the framing's to keep (the
+    /// client's next request) or drop. `Err`: framing that cannot be trusted.
+    fn feed(&mut self, bytes: &[u8]) -> Result<usize, String>;
+    /// The message has ended.
+    fn done(&self) -> bool;
+}
+
 /// What a direction needs from each socket. `sys::Stream` is one.
 pub trait Endpoint {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
@@ -163,6 +175,11 @@ impl Direction {
         self.state == State::Done
     }
 
+    /// Nothing waits to be written (held or not).
+    pub fn is_empty(&self) -> bool {
+        self.pending() == 0
+    }
+
     fn pending(&self) -> usize {
         self.end - self.start
     }
@@ -210,18 +227,20 @@ impl Direction {
 
     /// Move as many bytes as the sockets allow right now, and pass an EOF on
     /// once everything before it is written. `note` sees every chunk as it
-    /// is read (the traffic dump), and every hold. Returns whether any byte
-    /// moved or the state changed (activity, for the idle timer).
+    /// is read (the traffic dump), and every hold. With `framing`, only the
+    /// bytes of the current message go on. Returns whether any byte moved or
+    /// the state changed (activity, for the idle timer).
     pub fn pump(
         &mut self,
         src: &mut impl Endpoint,
         dst: &mut impl Endpoint,
         pool: &mut Buffers,
         pace: &mut Pace<'_>,
+        framing: Option<&mut dyn Framing>,
         note: impl FnMut(Note<'_>),
     ) -> Result<bool, Failure> {
         let before = (self.bytes, self.read, self.state);
-        let result = self.pump_rounds(src, dst, pool, pace, note);
+        let result = self.pump_rounds(src, dst, pool, pace, framing, note);
         if let Err(Failure::Write(_)) = result {
             // The destination is gone: what is buffered for it is lost.
             self.state = State::Done;
@@ -245,11 +264,13 @@ impl Direction {
         dst: &mut impl Endpoint,
         pool: &mut Buffers,
         pace: &mut Pace<'_>,
+        mut framing: Option<&mut dyn Framing>,
         mut note: impl FnMut(Note<'_>),
     ) -> Result<(), Failure> {
         for _ in 0..ROUNDS {
             let holding = self.hold.is_holding();
-            if (!holding && self.flush(dst)? > 0) || self.state != State::Open {
+            let ended = framing.as_deref().is_some_and(|f| f.done());
+            if (!holding && self.flush(dst)? > 0) || self.state != State::Open || ended {
                 break; // destination full, or nothing more to read
             }
             if self.pending() == 0 {
@@ -271,6 +292,15 @@ impl Direction {
                     self.release(Release::Fin, pace.now, &mut note);
                 }
                 Ok(n) => {
+                    let n = match framing.as_deref_mut() {
+                        // Past the message's end: not ours to pass on.
+                        Some(f) => f.feed(room.get(..n).unwrap_or_default()).map_err(|why| Failure::Read(io::Error::new(io::ErrorKind::InvalidData, why)))?,
+                        None => n,
+                    };
+                    let ended = framing.as_deref().is_some_and(|f| f.done());
+                    if n == 0 {
+                        continue;
+                    }
                     note(Note::Read(room.get(..n).unwrap_or_default()));
                     self.end += n;
                     self.read += n as u64;
@@ -282,6 +312,9 @@ impl Direction {
                             Step::Hold { .. } | Step::Write(None) => {}
                             Step::Write(Some(r)) => self.released(r, pace.now, &mut note),
                         }
+                    }
+                    if ended {
+                        self.release(Release::Fin, pace.now, &mut note); // nothing more is coming
                     }
                     if n < room_len {
                         // A short read emptied the socket's receive queue: a
@@ -398,14 +431,14 @@ mod tests {
     fn pump(d: &mut Direction, src: &mut Fake, dst: &mut Fake, pool: &mut Buffers) -> Result<bool, Failure> {
         let mut shape = Shape::default();
         let mut pace = Pace { now: Instant::now(), cap: None, route: &mut shape };
-        d.pump(src, dst, pool, &mut pace, |_| {})
+        d.pump(src, dst, pool, &mut pace, None, |_| {})
     }
 
     /// One pump with holding on, at `now`; returns what it noted.
     fn pump_at(d: &mut Direction, src: &mut Fake, dst: &mut Fake, pool: &mut Buffers, now: Instant, route: &mut Shape) -> Vec<String> {
         let mut pace = Pace { now, cap: Some(crate::coalesce::DEFAULT_CAP), route };
         let mut notes = Vec::new();
-        d.pump(src, dst, pool, &mut pace, |n| notes.push(format!("{n:?}"))).unwrap();
+        d.pump(src, dst, pool, &mut pace, None, |n| notes.push(format!("{n:?}"))).unwrap();
         notes
     }
 

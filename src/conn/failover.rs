@@ -33,6 +33,8 @@ pub(super) struct Dest {
     pub(super) tunnel: bool,
     /// A tunnel's name, to check its first bytes against once connected.
     pub(super) bind: Option<Box<super::bind::Bind>>,
+    /// A plain request's exchange, to carry once connected.
+    pub(super) http: Option<Box<crate::http1::Exchange>>,
 }
 
 /// Why the connect phase gave up: the last address tried (if any) and why.
@@ -42,7 +44,7 @@ impl Failover {
     /// Start a connect to the first upstream the pool offers that does not
     /// fail at once.
     pub(super) fn start(conn: u64, forward: Option<(Vec<SocketAddr>, bool)>, cx: &mut Context<'_>) -> Result<(Failover, Stream), GaveUp> {
-        let dest = forward.map(|(addrs, tunnel)| Box::new(Dest { addrs, tunnel, bind: None }));
+        let dest = forward.map(|(addrs, tunnel)| Box::new(Dest { addrs, tunnel, bind: None, http: None }));
         let mut f = Failover { addr: SocketAddr::from(([0, 0, 0, 0], 0)), deadline: cx.now, tried: 0, attempts: 0, dest };
         let stream = f.next(conn, None, cx)?;
         Ok((f, stream))

@@ -35,12 +35,13 @@ use crate::coalesce::{Shape, Shapes};
 use crate::settings::Dump;
 use crate::log::{self, Level, Record};
 use crate::front;
+use crate::http1::Exchange;
 use crate::names::Asked;
 use bind::{Bind, Verdict};
 use dump::{dump_bytes, dump_peeked};
 use failover::Failover;
 use crate::pool::{Outcome, Pool};
-use crate::relay::{Buffers, Direction, Endpoint, Failure, Note, Pace, State};
+use crate::relay::{Buffers, Direction, Endpoint, Failure, Framing, Note, Pace, State};
 use crate::sys::Stream;
 use crate::tls::{self, TlsEnd};
 
@@ -120,8 +121,9 @@ enum Phase {
     /// Trying upstreams, one at a time.
     Connecting(Failover),
     /// Connected to `addr`; a CONNECT tunnel's first bytes wait in `bind`
-    /// until they are checked (see `bind.rs`).
-    Relaying { addr: SocketAddr, bind: Option<Box<Bind>> },
+    /// until they are checked (see `bind.rs`); a forward proxy's plain
+    /// request is one `http` exchange (see `crate::http1`).
+    Relaying { addr: SocketAddr, bind: Option<Box<Bind>>, http: Option<Box<Exchange>> },
 }
 
 pub struct Conn {
@@ -247,6 +249,34 @@ impl Conn {
         }
     }
 
+    /// A forward proxy's plain request: carry it and its answer, then end
+    /// with `Reason::Answered` (see `into_next`) if the client goes on.
+    pub fn carry(&mut self, exchange: Box<Exchange>) {
+        if let Phase::Connecting(Failover { dest: Some(d), .. }) = &mut self.phase {
+            d.http = Some(exchange);
+        }
+    }
+
+    /// After `Reason::Answered`: the client, and what it sent past the
+    /// request (the start of its next), for the front to take again.
+    pub fn into_next(self) -> (Stream, SocketAddr, Vec<u8>) {
+        let leftover = match self.phase {
+            Phase::Relaying { http: Some(x), .. } => x.request.leftover,
+            _ => Vec::new(),
+        };
+        (self.client, self.client_addr, leftover)
+    }
+
+    /// The exchange's framing, per direction: whether the request (from
+    /// the client) or the answer (from the upstream) has ended.
+    fn message_ended(&self, from: Side) -> bool {
+        match (&self.phase, from) {
+            (Phase::Relaying { http: Some(x), .. }, Side::Client) => x.request.done(),
+            (Phase::Relaying { http: Some(x), .. }, Side::Upstream) => x.response.done(),
+            _ => false,
+        }
+    }
+
     /// A tunnel whose first bytes are still to be checked.
     fn binding(&self) -> bool {
         matches!(self.phase, Phase::Relaying { bind: Some(_), .. })
@@ -265,8 +295,8 @@ impl Conn {
             // Nothing is read from the client until there is somewhere to send it.
             Phase::Connecting(_) => Interest { client: (false, false), upstream: (false, true) },
             Phase::Relaying { .. } => Interest {
-                client: (self.binding() || self.to_upstream.wants_read(), self.to_client.wants_write() || self.queued(Side::Client)),
-                upstream: (self.to_client.wants_read(), self.to_upstream.wants_write() || self.queued(Side::Upstream)),
+                client: ((self.binding() || self.to_upstream.wants_read()) && !self.message_ended(Side::Client), self.to_client.wants_write() || self.queued(Side::Client)),
+                upstream: (self.to_client.wants_read() && !self.message_ended(Side::Upstream), self.to_upstream.wants_write() || self.queued(Side::Upstream)),
             },
         }
     }
@@ -379,11 +409,11 @@ impl Conn {
             self.tls.get_or_insert_with(Box::default).upstream = Some(tls);
             self.flush_tls(Side::Upstream)?;
         }
-        let (tunnel, bind) = match &mut self.phase {
-            Phase::Connecting(Failover { dest: Some(d), .. }) => (d.tunnel, d.bind.take()),
-            _ => (false, None),
+        let (tunnel, bind, http) = match &mut self.phase {
+            Phase::Connecting(Failover { dest: Some(d), .. }) => (d.tunnel, d.bind.take(), d.http.take()),
+            _ => (false, None, None),
         };
-        self.phase = Phase::Relaying { addr, bind };
+        self.phase = Phase::Relaying { addr, bind, http };
         self.last_active = cx.now;
         self.who(cx.route, cx.backend).record(Level::Info, "open").str("upstream", addr).emit();
         if tunnel {
@@ -455,12 +485,17 @@ impl Conn {
             Side::Client => (&mut self.to_upstream, &mut self.to_client, &mut client, &mut upstream),
             Side::Upstream => (&mut self.to_client, &mut self.to_upstream, &mut upstream, &mut client),
         };
+        let framing: Option<&mut dyn Framing> = match (&mut self.phase, from) {
+            (Phase::Relaying { http: Some(x), .. }, Side::Client) => Some(&mut x.request),
+            (Phase::Relaying { http: Some(x), .. }, Side::Upstream) => Some(&mut x.response),
+            _ => None,
+        };
         let to = from.other();
         let was_open = dir.state() == State::Open;
         let read_before = dir.read;
         let (dump, id, dumped) = (cx.dump, self.id, &mut self.dumped);
         let mut pace = Pace { now: cx.now, cap: cx.coalesce, route: shape_from(cx.shapes, from) };
-        let result = dir.pump(src, dst, cx.buffers, &mut pace, |note| match note {
+        let result = dir.pump(src, dst, cx.buffers, &mut pace, framing, |note| match note {
             Note::Read(bytes) => dump_bytes(dump, id, to, dumped, bytes),
             hold => trace_hold(id, to, &hold),
         });
@@ -567,6 +602,24 @@ impl Conn {
     }
 
     fn finished(&mut self) -> Result<(), Reason> {
+        if let Phase::Relaying { http: Some(x), .. } = &self.phase {
+            // A plain request's answer is out: the client goes on with its
+            // next request (checked afresh), or the connection ends.
+            let flushed = self.to_client.is_empty() && !self.queued(Side::Client);
+            if x.response.done() && flushed && self.write_error.is_none() {
+                return Err(match (x.goes_on(), x.client_close) {
+                    (true, _) => Reason::Answered,
+                    (false, true) => Reason::Closed(Side::Client),
+                    (false, false) => Reason::Closed(Side::Upstream),
+                });
+            }
+            if self.to_client.is_done() {
+                // The destination closed: a close-delimited answer ends
+                // here; any other was cut short. The client's connection
+                // ends either way (its next request has nowhere to go).
+                return Err(self.write_error.take().map_or(Reason::Closed(Side::Upstream), |(side, e)| Reason::Error(side, e)));
+            }
+        }
         if !(self.to_upstream.is_done() && self.to_client.is_done()) || self.queued(Side::Client) || self.queued(Side::Upstream) {
             return Ok(());
         }

@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 use crate::close::{Reason, Side};
 use crate::dns::{self, Lookup, LookupId, Resolver};
 use crate::forward::Forward;
+use crate::http1::Exchange;
+use crate::relay::Framing;
 use crate::names::{normalize, Asked, Table};
 use proxy_request::Method;
 use crate::proxy_header::{self, Received};
@@ -67,7 +69,7 @@ pub struct Rules<'a> {
 const RESOLVE_LIMIT: Duration = Duration::from_secs(60);
 
 /// A forward proxy client's destination.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Target {
     pub host: String,
     pub port: u16,
@@ -75,6 +77,8 @@ pub struct Target {
     pub tunnel: bool,
     /// Its addresses, once resolved and allowed.
     pub addrs: Vec<SocketAddr>,
+    /// A plain request: its framing, and what the client sent after it.
+    pub exchange: Option<Box<Exchange>>,
 }
 
 enum Phase {
@@ -88,6 +92,9 @@ enum Phase {
     Request,
     /// A forward route: waiting for the destination's addresses.
     Resolve(LookupId),
+    /// A forward route's client whose last request was answered: its next
+    /// one (past any PROXY header, which came once).
+    Next,
 }
 
 /// What to do with a front after `advance`.
@@ -132,6 +139,12 @@ impl Front {
         Front { id, door, client, peer, from: peer, to: None, asked: None, target: None, reason: None, phase: Phase::Accepted, read: Vec::new(), deadline: now, opened: now }
     }
 
+    /// A forward client back for its next request, with what it already
+    /// sent of it (`read`): checked like a new client, PROXY header aside.
+    pub fn next_request(id: u64, door: usize, client: Stream, from: SocketAddr, read: Vec<u8>, now: Instant) -> Front {
+        Front { phase: Phase::Next, read, ..Front::new(id, door, client, from, now) }
+    }
+
     /// Go as far as what the client has sent allows: called once at
     /// accept, then whenever the client is readable.
     pub fn advance(&mut self, rules: &Rules<'_>, resolver: &mut Resolver, now: Instant) -> Step {
@@ -141,7 +154,7 @@ impl Front {
                 self.deadline = now + rules.header_timeout;
                 Step::Wait // nothing can have arrived this early
             }
-            Phase::Accepted => self.check(rules, resolver, now),
+            Phase::Accepted | Phase::Next => self.check(rules, resolver, now),
             Phase::ProxyHeader(reader) => match read_header(&mut self.client, reader) {
                 Ok(None) => Step::Wait,
                 Ok(Some(Received { addrs, rest })) => {
@@ -299,14 +312,23 @@ impl Front {
             return self.answer(403, "Forbidden", Reason::Forbidden(why));
         }
         // What goes to the destination first: for a plain request its head
-        // in origin form; then whatever the client sent after the head.
-        let mut early = match &req.method {
-            Method::Http { head } => head.clone(),
-            Method::Connect => Vec::new(),
+        // in origin form and as much of its body as came with it (what came
+        // after is its next request: the exchange keeps it); for a tunnel
+        // what the client sent after the CONNECT (checked by conn's bind).
+        let rest = self.read.get(req.head_len..).unwrap_or_default();
+        let (early, exchange) = match &req.method {
+            Method::Http { head, body, to_head, close } => {
+                let mut exchange = Exchange::new(*body, *to_head, *close);
+                let used = match exchange.request.feed(rest) {
+                    Ok(n) => n,
+                    Err(why) => return self.answer(400, "Bad Request", Reason::BadRequest(why)),
+                };
+                ([head, rest.get(..used).unwrap_or_default()].concat(), Some(Box::new(exchange)))
+            }
+            Method::Connect => (rest.to_vec(), None),
         };
-        early.extend_from_slice(self.read.get(req.head_len..).unwrap_or_default());
         self.read = early;
-        self.target = Some(Target { host: req.host.clone(), port: req.port, tunnel, addrs: Vec::new() });
+        self.target = Some(Target { host: req.host.clone(), port: req.port, tunnel, addrs: Vec::new(), exchange });
         match resolver.lookup(&req.host, now) {
             Lookup::Ready(result) => self.resolved(result, rules),
             Lookup::Pending(id) => {

@@ -8,21 +8,23 @@
 //! when its framing could be read two ways (both Content-Length and
 //! Transfer-Encoding, and the like).
 //!
-//! It is sent with `Connection: close`: the destination
-//! closes after its answer, and the client's next request, to this host or
-//! another, comes on a new connection that is checked afresh. (Relaying later
-//! requests of a kept-alive connection would send them to the first
-//! request's host whatever they name.)
+//! It is sent with `Connection: close` (the destination's connection
+//! carries this request alone); the client's connection carries its next
+//! request once the answer is through, and that request is read and checked
+//! here afresh (`crate::http1::Exchange`), whatever host it names.
 
 use super::http_head::{read_head, MAX_HEADERS};
+use crate::http1::{content_length, Body};
 use super::Failure;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Method {
     /// A tunnel: answer 200, then relay.
     Connect,
-    /// A plain HTTP request: relay `head` (rewritten), then the rest.
-    Http { head: Vec<u8> },
+    /// A plain HTTP request: relay `head` (rewritten), then its body as
+    /// `body` delimits it; `to_head`: a HEAD request (no body in the
+    /// answer); `close`: the client asked to close after the answer.
+    Http { head: Vec<u8>, body: Body, to_head: bool, close: bool },
 }
 
 /// A complete proxy request head.
@@ -60,7 +62,11 @@ pub fn parse(buf: &[u8]) -> Result<Option<Request>, Failure> {
     }
     let (host, port) = authority(auth_part, Some(80)).ok_or_else(|| bad(format!("a bad host in {target:?}")))?;
     let path = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
-    check_framing(req.headers, buf.get(..head_len).unwrap_or_default())?;
+    let body = check_framing(req.headers, buf.get(..head_len).unwrap_or_default())?;
+    let connection = req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection")).map(|h| String::from_utf8_lossy(h.value).to_ascii_lowercase()).collect::<Vec<_>>().join(",");
+    let option = |o: &str| connection.split(',').any(|t| t.trim() == o);
+    let close = option("close") || (minor == 0 && !option("keep-alive"));
+    let to_head = method.eq_ignore_ascii_case("HEAD");
     // The head again, in origin form: Host is the target's authority
     // (RFC 9112 section 3.2.2: a client's own Host, naming another site,
     // would pick that site on a shared origin), and the hop-by-hop headers
@@ -78,7 +84,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<Request>, Failure> {
         head.extend_from_slice(b"\r\n");
     }
     head.extend_from_slice(b"Connection: close\r\n\r\n");
-    Ok(Some(Request { method: Method::Http { head }, host, port, auth, head_len }))
+    Ok(Some(Request { method: Method::Http { head, body, to_head, close }, host, port, auth, head_len }))
 }
 
 /// The headers a proxy consumes (RFC 9110 section 7.6.1): the fixed ones,
@@ -94,10 +100,11 @@ fn hop_by_hop(headers: &[httparse::Header<'_>]) -> Vec<String> {
     names
 }
 
-/// Refuse a request whose body's length two readers could read two ways
-/// (RFC 9112 section 6.3): the origin and this proxy must agree on where it
-/// ends. Also what RFC 9112 lets a server refuse: obs-fold, a bare LF.
-fn check_framing(headers: &[httparse::Header<'_>], head: &[u8]) -> Result<(), Failure> {
+/// Where the request's body ends (RFC 9112 section 6.3), refusing a request
+/// whose body two readers could read two ways: the origin and this proxy
+/// must agree on where the next request starts. Also what RFC 9112 lets a
+/// server refuse: obs-fold, a bare LF.
+fn check_framing(headers: &[httparse::Header<'_>], head: &[u8]) -> Result<Body, Failure> {
     let bad = |why: &str| Err(Failure::BadRequest(why.to_string()));
     if head.windows(2).any(|w| matches!(w, [a, b'\n'] if *a != b'\r')) || head.first() == Some(&b'\n') {
         return bad("a bare LF in the request head (lines end in CRLF)");
@@ -110,20 +117,15 @@ fn check_framing(headers: &[httparse::Header<'_>], head: &[u8]) -> Result<(), Fa
     if !lengths.is_empty() && !codings.is_empty() {
         return bad("both Content-Length and Transfer-Encoding");
     }
-    let mut each_length = lengths.iter().flat_map(|v| v.split(',')).map(str::trim);
-    if let Some(first) = each_length.next() {
-        if first.is_empty() || !first.bytes().all(|b| b.is_ascii_digit()) || first.len() > 18 {
-            return bad("a Content-Length that is not a number");
-        }
-        if each_length.any(|other| other != first) {
-            return bad("Content-Length values that differ");
-        }
+    if !lengths.is_empty() {
+        return content_length(&lengths).map(Body::Length).map_err(Failure::BadRequest);
     }
     let last = codings.iter().flat_map(|v| v.split(',')).map(str::trim).rfind(|c| !c.is_empty());
-    if !codings.is_empty() && last != Some("chunked") {
-        return bad("a Transfer-Encoding that does not end in chunked");
+    match last {
+        None if codings.is_empty() => Ok(Body::Empty),
+        Some("chunked") => Ok(Body::Chunked),
+        _ => bad("a Transfer-Encoding that does not end in chunked"),
     }
-    Ok(())
 }
 
 /// The Host header for a target: `name`, `name:port`, `[v6]:port` (the
@@ -190,13 +192,13 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((r.host.as_str(), r.port), ("example.test", 8080));
-        let Method::Http { head } = r.method else { panic!("a plain request") };
+        let Method::Http { head, .. } = r.method else { panic!("a plain request") };
         assert_eq!(String::from_utf8(head).unwrap(), "GET /a/b?q=1 HTTP/1.1\r\nHost: example.test:8080\r\nAccept: */*\r\nConnection: close\r\n\r\n");
         let v6 = parse(b"GET http://[::1]:81/ HTTP/1.1\r\n\r\n").unwrap().unwrap();
-        let Method::Http { head } = v6.method else { panic!() };
+        let Method::Http { head, .. } = v6.method else { panic!() };
         assert!(head.starts_with(b"GET / HTTP/1.1\r\nHost: [::1]:81\r\n"), "{}", String::from_utf8_lossy(&head));
         let bare = parse(b"GET http://example.test HTTP/1.0\r\n\r\n").unwrap().unwrap();
-        let Method::Http { head } = bare.method else { panic!() };
+        let Method::Http { head, .. } = bare.method else { panic!() };
         assert_eq!((bare.port, String::from_utf8(head).unwrap().as_str()), (80, "GET / HTTP/1.0\r\nHost: example.test\r\nConnection: close\r\n\r\n"));
     }
 
@@ -207,7 +209,7 @@ mod tests {
         let r = parse(b"GET http://allowed.test/x HTTP/1.1\r\nAccept: */*\r\nHost: other.test\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\nTE: trailers\r\nUpgrade: websocket\r\nKeep-Alive: 5\r\n\r\n")
             .unwrap()
             .unwrap();
-        let Method::Http { head } = r.method else { panic!("a plain request") };
+        let Method::Http { head, .. } = r.method else { panic!("a plain request") };
         assert_eq!(String::from_utf8(head).unwrap(), "GET /x HTTP/1.1\r\nHost: allowed.test\r\nAccept: */*\r\nConnection: close\r\n\r\n");
     }
 

@@ -136,6 +136,7 @@ impl Proxy {
         // A tunnel's bytes that came with its CONNECT are its first bytes:
         // they wait to be checked against its name with what follows.
         let bind = front.target.as_ref().filter(|t| t.tunnel).map(|t| (t.host.clone(), t.port, std::mem::take(&mut read)));
+        let exchange = front.target.as_mut().and_then(|t| t.exchange.take());
         let forward = front.target.take().map(|t| (t.addrs, t.tunnel));
         let tunnel = forward.is_some();
         let Some((mut cx, stats)) = self.shared.context(route, now) else { return };
@@ -144,6 +145,9 @@ impl Proxy {
             Ok(mut conn) => {
                 if let Some((host, port, first)) = bind {
                     conn.bind_to(host, port, first);
+                }
+                if let Some(x) = exchange {
+                    conn.carry(x);
                 }
                 let id = conn.id();
                 let key = self.conns.insert(conn);
@@ -164,6 +168,26 @@ impl Proxy {
                     }
                 }
             }
+        }
+    }
+
+    /// A forward client's request was answered and its connection goes on:
+    /// what it sends next goes through the front again, checked, looked up
+    /// and sent on like its first request, wherever it goes.
+    pub(super) fn next_request(&mut self, conn: Conn, now: Instant) {
+        let (id, route) = (conn.id(), conn.route);
+        let door = self.doors.iter().position(|d| d.forward.as_ref().is_some_and(|(r, _)| *r == route));
+        let Some(door) = door else { return }; // its route went away in a reload: closed
+        if let Some(stats) = self.doors.get_mut(door).and_then(|d| d.stats(&mut self.shared.routes)) {
+            stats.active += 1; // still open: its exchange's close counted it out
+        }
+        let (client, from, leftover) = conn.into_next();
+        let mut front = Front::next_request(id, door, client, from, leftover, now);
+        match self.advance(&mut front, now) {
+            Step::Wait => {
+                self.fronts.insert(front);
+            }
+            step => self.finish(front, step, now),
         }
     }
 

@@ -412,8 +412,11 @@ impl Proxy {
             if reason.is_abort() {
                 conn.abort();
             }
-            self.conns.try_remove(key); // dropping it closes both sockets
+            let conn = self.conns.try_remove(key); // dropping it closes both sockets
             self.busy.forget(key);
+            if let (Some(conn), Reason::Answered) = (conn, reason) {
+                self.next_request(conn, now); // the client's socket lives on
+            }
         }
     }
 }

@@ -23,30 +23,65 @@ fn counting_server() -> (Server, Arc<AtomicUsize>) {
 }
 
 /// An origin that keeps every connection alive whatever the request's
-/// `Connection` says (as most do) and answers each request with the head
-/// it received as the body.
-fn head_echo_origin() -> Server {
-    Server::start(|s| {
+/// `Connection` says (as most do) and answers each request with `tag` and
+/// the head (and body) it received; counts the requests it answered.
+fn head_echo_origin(tag: &'static str) -> (Server, Arc<AtomicUsize>) {
+    let requests = Arc::new(AtomicUsize::new(0));
+    let count = requests.clone();
+    let server = Server::start(move |s| {
         let mut reader = BufReader::new(s.try_clone().unwrap());
         let mut out = s;
-        loop {
-            let mut head = String::new();
-            loop {
-                let mut line = String::new();
-                match reader.read_line(&mut line) {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => head.push_str(&line),
-                }
-                if line == "\r\n" {
-                    break;
-                }
-            }
-            let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{head}", head.len());
+        while let Some((head, body)) = read_message(&mut reader) {
+            count.fetch_add(1, Ordering::SeqCst);
+            let got = format!("{tag}\n{head}{}", String::from_utf8_lossy(&body));
+            let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{got}", got.len());
             if out.write_all(answer.as_bytes()).is_err() {
                 return;
             }
         }
-    })
+    });
+    (server, requests)
+}
+
+/// One HTTP/1.1 message from `reader`: its head (with the blank line) and
+/// its body, by Content-Length or chunked (de-chunked). `None` at EOF.
+fn read_message(reader: &mut impl BufRead) -> Option<(String, Vec<u8>)> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let lower = head.to_ascii_lowercase();
+    let mut body = Vec::new();
+    if let Some(len) = lower.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse::<usize>().ok()) {
+        body.resize(len, 0);
+        reader.read_exact(&mut body).ok()?;
+    } else if lower.contains("transfer-encoding: chunked") {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size).ok()?;
+            let n = usize::from_str_radix(size.trim(), 16).ok()?;
+            let mut chunk = vec![0; n + 2];
+            reader.read_exact(&mut chunk).ok()?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    }
+    Some((head, body))
+}
+
+/// Read one answer from the proxy: (status line, body as text).
+fn answer(reader: &mut impl BufRead) -> (String, String) {
+    let (head, body) = read_message(reader).expect("an answer before the proxy closed");
+    (head.lines().next().unwrap_or_default().to_string(), String::from_utf8_lossy(&body).into_owned())
 }
 
 fn forward_proxy(rt: Runtime, options: &str, dns: &str) -> Proxy {
@@ -141,7 +176,7 @@ pub fn tunnel_plain_request_must_name_the_connect_host(rt: Runtime) {
 }
 
 pub fn plain_requests_carry_the_targets_host(rt: Runtime) {
-    let origin = head_echo_origin();
+    let (origin, _) = head_echo_origin("origin");
     let port = origin.addr.port();
     let dns = DnsServer::start(&[("allowed.test", "127.0.0.1"), ("other.test", "127.0.0.1")], &[], &[]);
     let p = forward_proxy(rt, &format!("to=allowed.test;to-net=127.0.0.0/8;ports={port}"), &dns.addr());
@@ -149,7 +184,7 @@ pub fn plain_requests_carry_the_targets_host(rt: Runtime) {
     let url = format!("http://allowed.test:{port}/x");
     let (code, body, err) = curl(&["-x", &format!("http://{}", p.addr), "-H", "Host: other.test", "-H", "Connection: keep-alive, X-Hop", "-H", "X-Hop: 1", &url]);
     assert_eq!(code, 0, "{err}");
-    assert!(body.starts_with("GET /x HTTP/1.1\r\n"), "origin form: {body}");
+    assert!(body.starts_with("origin\nGET /x HTTP/1.1\r\n"), "origin form: {body}");
     assert!(body.contains(&format!("\r\nHost: allowed.test:{port}\r\n")) && !body.contains("other.test"), "the target's Host only: {body}");
     assert!(!body.contains("X-Hop") && !body.to_ascii_lowercase().contains("proxy-connection"), "hop-by-hop headers stay with the proxy: {body}");
     // Framing that two readers could read two ways: 400, and the origin
@@ -167,4 +202,66 @@ pub fn plain_requests_carry_the_targets_host(rt: Runtime) {
     let _ = c.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 400 ") && answer.contains("userinfo"), "{answer}");
     assert_eq!(origin.accepted(), before, "refused requests reached no origin");
+}
+
+pub fn each_request_on_a_kept_alive_connection_goes_to_its_own_host(rt: Runtime) {
+    let (a, to_a) = head_echo_origin("origin A");
+    let (b, to_b) = head_echo_origin("origin B");
+    let (pa, pb) = (a.addr.port(), b.addr.port());
+    let dns = DnsServer::start(&[("allowed.test", "127.0.0.1"), ("other.test", "127.0.0.1"), ("denied.test", "127.0.0.1")], &[], &[]);
+    let mut p = forward_proxy(rt, &format!("to=allowed.test,other.test;to-net=127.0.0.0/8;ports={pa},{pb}"), &dns.addr());
+    let get = |host: &str, port: u16, path: &str| format!("GET http://{host}:{port}{path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n");
+    // One after the other on one connection: each from its own origin,
+    // the second with its own Host.
+    let c = p.connect();
+    let mut reader = BufReader::new(c.try_clone().unwrap());
+    let mut w = c;
+    w.write_all(get("allowed.test", pa, "/1").as_bytes()).unwrap();
+    let (status, body) = answer(&mut reader);
+    assert!(status.starts_with("HTTP/1.1 200") && body.starts_with("origin A\nGET /1 "), "{status} {body}");
+    w.write_all(get("other.test", pb, "/2").as_bytes()).unwrap();
+    let (status, body) = answer(&mut reader);
+    assert!(status.starts_with("HTTP/1.1 200") && body.starts_with("origin B\nGET /2 "), "the second request went to its own host: {body}");
+    assert!(body.contains(&format!("Host: other.test:{pb}")), "{body}");
+    // A name not on the list, on the same connection: 403 from the proxy,
+    // and no origin hears of it; the connection ends.
+    w.write_all(get("denied.test", pa, "/3").as_bytes()).unwrap();
+    let (status, body) = answer(&mut reader);
+    assert!(status.starts_with("HTTP/1.1 403") && body.contains("denied.test is not in to="), "{status} {body}");
+    assert_eq!((to_a.load(Ordering::SeqCst), to_b.load(Ordering::SeqCst)), (1, 1), "the denied request reached no origin");
+    let mut rest = Vec::new();
+    let _ = reader.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "closed after the 403");
+    // Each request had its own decision and its own record; one client.
+    let close = closed_with(&mut p, "answered");
+    assert_eq!(close["host"], format!("allowed.test:{pa}"), "{close:?}");
+
+    // Pipelined in one write, with a chunked upload first: answered in
+    // order, each from its own origin, the body whole at the first.
+    let c = p.connect();
+    let mut reader = BufReader::new(c.try_clone().unwrap());
+    let mut w = c;
+    let upload = format!("POST http://allowed.test:{pa}/up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
+    w.write_all(format!("{upload}{}{}", get("other.test", pb, "/p2"), get("allowed.test", pa, "/p3")).as_bytes()).unwrap();
+    let (_, body) = answer(&mut reader);
+    assert!(body.starts_with("origin A\nPOST /up ") && body.ends_with("hello world"), "{body}");
+    let (_, body) = answer(&mut reader);
+    assert!(body.starts_with("origin B\nGET /p2 "), "{body}");
+    let (_, body) = answer(&mut reader);
+    assert!(body.starts_with("origin A\nGET /p3 "), "{body}");
+
+    // A request smuggled in a body is body: it reaches the origin as bytes
+    // of the first request, not as a request to denied.test.
+    let smuggled = get("denied.test", pa, "/s");
+    let before = to_a.load(Ordering::SeqCst);
+    w.write_all(format!("POST http://allowed.test:{pa}/x HTTP/1.1\r\nContent-Length: {}\r\n\r\n{smuggled}", smuggled.len()).as_bytes()).unwrap();
+    let (_, body) = answer(&mut reader);
+    assert!(body.starts_with("origin A\nPOST /x ") && body.ends_with(&smuggled), "{body}");
+    assert_eq!(to_a.load(Ordering::SeqCst), before + 1);
+
+    // curl, fetching two URLs with one connection to the proxy.
+    let (code, out, err) = curl(&["-v", "-x", &format!("http://{}", p.addr), &format!("http://allowed.test:{pa}/c1"), &format!("http://other.test:{pb}/c2")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("origin A\nGET /c1 ") && out.contains("origin B\nGET /c2 "), "{out}");
+    assert!(err.contains("Re-using existing connection") || err.contains("Reusing existing connection"), "curl kept its connection to the proxy: {err}");
 }

@@ -1,0 +1,93 @@
+//! One plain request through the forward proxy and its answer: the framing
+//! of each direction (`relay::Framing`), so that the connection carries
+//! exactly this request to this destination and this answer back, and then
+//! goes back to the front with whatever the client sent after the request
+//! (its next request, checked on its own like the first).
+
+use super::{Body, BodyReader, ResponseReader};
+use crate::relay::Framing;
+
+/// A request on its way and the answer to it (boxed in the connection).
+#[derive(Debug)]
+pub struct Exchange {
+    pub request: Request,
+    pub response: Response,
+    /// The client asked to close after this answer (`Connection: close`, or
+    /// HTTP/1.0 without keep-alive).
+    pub client_close: bool,
+}
+
+/// The client->destination side: the request's body, and what follows it.
+#[derive(Debug)]
+pub struct Request {
+    body: BodyReader,
+    /// Bytes the client sent past this request: the start of its next one.
+    /// At most what one read took past the end (a buffer), for the
+    /// direction reads nothing more once the request has ended.
+    pub leftover: Vec<u8>,
+}
+
+/// The destination->client side: the answer, whose end ends the exchange.
+#[derive(Debug)]
+pub struct Response(pub ResponseReader);
+
+impl Exchange {
+    /// A request whose head is read: its body is delimited by `body`; a
+    /// `HEAD` request (`to_head`) gets an answer without one.
+    pub fn new(body: Body, to_head: bool, client_close: bool) -> Exchange {
+        Exchange { request: Request { body: BodyReader::new(body), leftover: Vec::new() }, response: Response(ResponseReader::new(to_head)), client_close }
+    }
+
+    /// The answer is complete and the client's connection may carry
+    /// another request: neither side asked to close, and the request was
+    /// sent whole (a destination that answered early leaves it unfinished).
+    pub fn goes_on(&self) -> bool {
+        self.response.done() && self.request.done() && !self.client_close && !self.response.0.close
+    }
+}
+
+impl Framing for Request {
+    fn feed(&mut self, bytes: &[u8]) -> Result<usize, String> {
+        let used = self.body.feed(bytes)?;
+        self.leftover.extend_from_slice(bytes.get(used..).unwrap_or_default());
+        Ok(used)
+    }
+
+    fn done(&self) -> bool {
+        self.body.done()
+    }
+}
+
+impl Framing for Response {
+    /// Bytes past the answer's end are dropped: nothing was asked for them,
+    /// and the destination's connection is not used again.
+    fn feed(&mut self, bytes: &[u8]) -> Result<usize, String> {
+        self.0.feed(bytes)
+    }
+
+    fn done(&self) -> bool {
+        self.0.done()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_request_is_kept_and_the_exchange_goes_on_only_when_both_may() {
+        let mut x = Exchange::new(Body::Length(3), false, false);
+        assert_eq!(x.request.feed(b"abcGET http://b.test/ HTTP/1.1\r\n"), Ok(3));
+        assert!(x.request.done());
+        assert_eq!(x.request.leftover, b"GET http://b.test/ HTTP/1.1\r\n");
+        assert!(!x.goes_on(), "no answer yet");
+        assert_eq!(x.response.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxJUNK"), Ok(39));
+        assert!(x.goes_on());
+        let mut closing = Exchange::new(Body::Empty, false, true);
+        closing.response.feed(b"HTTP/1.1 204 No Content\r\n\r\n").unwrap();
+        assert!(!closing.goes_on(), "the client asked to close");
+        let mut early = Exchange::new(Body::Chunked, false, false);
+        early.response.feed(b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n").unwrap();
+        assert!(early.response.done() && !early.goes_on(), "the request was not sent whole");
+    }
+}
