@@ -31,9 +31,20 @@ pub struct Forward {
 }
 
 /// Ranges a name may not lead to unless `to-net=` names them: this host
-/// (loopback), link-local (cloud metadata at 169.254.169.254), and
-/// addresses that are no host at all.
-const GUARDED: [&str; 8] = ["127.0.0.0/8", "::1/128", "169.254.0.0/16", "fe80::/10", "0.0.0.0/8", "::/128", "224.0.0.0/3", "ff00::/8"];
+/// (loopback), link-local (cloud metadata at 169.254.169.254), the private
+/// networks around the container (RFC 1918, CGNAT, ULA, site-local, the
+/// benchmark range), and addresses that are no host at all.
+const GUARDED: [&str; 17] = [
+    "127.0.0.0/8", "::1/128", // loopback
+    "169.254.0.0/16", "fe80::/10", // link-local
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", // private (RFC 1918)
+    "100.64.0.0/10", // shared address space (CGNAT, RFC 6598)
+    "fc00::/7", "fec0::/10", // unique local, site-local
+    "198.18.0.0/15", "192.0.0.0/24", // benchmarking, IETF protocol assignments
+    "0.0.0.0/8", "::/128", // this network, unspecified
+    "224.0.0.0/3", "ff00::/8", // multicast, reserved, broadcast
+    "64:ff9b:1::/48", // local-use NAT64 (RFC 8215): its IPv4 part can sit anywhere
+];
 
 impl Forward {
     /// Require `user:pass` (HTTP Basic, as curl -x http://user:pass@... sends it).
@@ -68,6 +79,18 @@ impl Forward {
 
     /// May a client ask for `host:port`? `Err` names the rule that refuses.
     pub fn check_name(&self, host: &str, port: u16, connect: bool) -> Result<(), String> {
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            // An address skips every name rule, so it passes only where a
+            // rule names it: itself in to=, or a network of to-net= (and
+            // then the address rules below apply as to any name's).
+            let named = self.to.iter().any(|p| *p == Pattern::Exact(host.to_string())) || self.nets.iter().any(|n| n.contains(&ip.to_canonical()));
+            if !named || self.not_to.iter().any(|p| *p == Pattern::Exact(host.to_string())) {
+                return Err(format!("{host} is an IP address, allowed only when to= or to-net= names it (to=*.x and * name no address)"));
+            }
+            return self.check_port(port, connect);
+        } else if looks_numeric(host) {
+            return Err(format!("{host} is an IP address in a form that is not dotted-quad (as 127.1 or 0x7f.1 read): refused"));
+        }
         let matches = |list: &[Pattern]| list.iter().find(|p| p.matches(host)).map(|p| p.to_string());
         if let Some(rule) = matches(&self.not_to) {
             return Err(format!("{host} is refused by not-to={rule}"));
@@ -75,6 +98,10 @@ impl Forward {
         if matches(&self.to).is_none() {
             return Err(format!("{host} is not in to= (allowed: {})", list(&self.to)));
         }
+        self.check_port(port, connect)
+    }
+
+    fn check_port(&self, port: u16, connect: bool) -> Result<(), String> {
         let allowed = match (self.ports.is_empty(), connect) {
             (false, _) => self.ports.contains(&port),
             (true, true) => port == 443,
@@ -111,8 +138,44 @@ impl Forward {
         if !self.nets.is_empty() {
             return self.nets.iter().any(|n| n.contains(&ip));
         }
-        !GUARDED.iter().filter_map(|g| g.parse::<IpNet>().ok()).any(|n| n.contains(&ip))
+        // An IPv6 form that carries an IPv4 address (NAT64, 6to4, Teredo,
+        // IPv4-compatible) leads where that address does: check both.
+        !guarded(ip) && !embedded_v4(ip).is_some_and(|v4| guarded(IpAddr::V4(v4)))
     }
+}
+
+fn guarded(ip: IpAddr) -> bool {
+    GUARDED.iter().filter_map(|g| g.parse::<IpNet>().ok()).any(|n| n.contains(&ip))
+}
+
+/// The IPv4 address inside an IPv6 address of a form that translates or
+/// tunnels to it: NAT64's well-known prefix 64:ff9b::/96 (RFC 6052), 6to4
+/// 2002::/16 (RFC 3056), Teredo 2001::/32 (RFC 4380: the client, inverted,
+/// in the last 32 bits), and IPv4-compatible ::a.b.c.d. (IPv4-mapped
+/// ::ffff:a.b.c.d is turned into IPv4 before any check.)
+fn embedded_v4(ip: IpAddr) -> Option<std::net::Ipv4Addr> {
+    let IpAddr::V6(v6) = ip else { return None };
+    let s = v6.segments();
+    let v4 = |hi: u16, lo: u16| std::net::Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    match s {
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(v4(hi, lo)),
+        [0x2002, hi, lo, ..] => Some(v4(hi, lo)),
+        [0x2001, 0, _, _, _, _, hi, lo] => Some(v4(!hi, !lo)),
+        [0, 0, 0, 0, 0, 0, hi, lo] if (hi, lo) > (0, 1) => Some(v4(hi, lo)),
+        _ => None,
+    }
+}
+
+/// A host that a URL parser or `inet_aton` would read as an IPv4 address
+/// although it is not dotted-quad: its last label all digits (127.1,
+/// 2130706433, 0177.0.0.1) or hexadecimal with 0x (0x7f.1).
+fn looks_numeric(host: &str) -> bool {
+    let last = host.rsplit('.').next().unwrap_or(host);
+    let hex = last.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("0x")) && last.get(2..).is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+    (!last.is_empty() && last.bytes().all(|b| b.is_ascii_digit())) || hex
+}
+
+impl Forward {
 }
 
 /// Standard base64 with padding (RFC 4648), for the Basic credentials.
@@ -182,10 +245,55 @@ mod tests {
         for guarded in ["127.0.0.1", "::1", "169.254.169.254", "fe80::1", "0.0.0.0", "::ffff:127.0.0.1", "239.1.1.1"] {
             assert!(f.check_addrs("x.test", &[ip(guarded)]).is_err(), "{guarded}");
         }
-        assert_eq!(f.check_addrs("x.test", &[ip("127.0.0.1"), ip("10.1.2.3")]).unwrap(), vec![ip("10.1.2.3")], "the guarded ones are dropped");
+        assert_eq!(f.check_addrs("x.test", &[ip("127.0.0.1"), ip("93.184.215.14")]).unwrap(), vec![ip("93.184.215.14")], "the guarded ones are dropped");
         assert!(f.check_addrs("x.test", &[ip("127.0.0.1")]).unwrap_err().contains("x.test resolves to 127.0.0.1"));
         let lo = fwd(&["*"], &[], &["127.0.0.0/8"], &[]);
         assert_eq!(lo.check_addrs("x.test", &[ip("127.0.0.1")]).unwrap(), vec![ip("127.0.0.1")]);
         assert!(lo.check_addrs("x.test", &[ip("10.1.2.3")]).unwrap_err().contains("to-net=127.0.0.0/8"), "to-net= is the whole list");
+    }
+
+    #[test]
+    fn private_networks_and_ipv4_hidden_in_ipv6_are_refused_by_default() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let f = fwd(&["*"], &[], &[], &[]);
+        for refused in [
+            "10.1.2.3", "172.16.0.1", "172.31.255.255", "192.168.1.1", "100.64.0.1", "198.18.0.1", "192.0.0.8", "255.255.255.255", "240.0.0.1",
+            "fd00::1", "fc12::1", "fec0::1",
+            "64:ff9b::7f00:1",       // NAT64 of 127.0.0.1
+            "64:ff9b::a9fe:a9fe",    // NAT64 of 169.254.169.254
+            "64:ff9b:1::a00:1",      // local-use NAT64
+            "2002:7f00:1::1",        // 6to4 of 127.0.0.1
+            "2002:a9fe:a9fe::",      // 6to4 of 169.254.169.254
+            "2001:0:4136:e378:8000:63bf:80ff:fffe", // Teredo, client 127.0.0.1 (inverted)
+            "::7f00:1", "::a00:1",   // IPv4-compatible
+            "::ffff:10.0.0.1", "::ffff:169.254.169.254", // IPv4-mapped
+        ] {
+            assert!(f.check_addrs("x.test", &[ip(refused)]).is_err(), "{refused}");
+        }
+        for allowed in ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c", "64:ff9b::5db8:d70e", "2002:5db8:d70e::1", "172.32.0.1", "100.128.0.1"] {
+            assert!(f.check_addrs("x.test", &[ip(allowed)]).is_ok(), "{allowed}");
+        }
+        // to-net= opens exactly what it names.
+        let private = fwd(&["*"], &[], &["10.0.0.0/8"], &[]);
+        assert!(private.check_addrs("x.test", &[ip("10.1.2.3")]).is_ok());
+        assert!(private.check_addrs("x.test", &[ip("192.168.1.1")]).is_err());
+    }
+
+    #[test]
+    fn an_ip_destination_passes_only_where_a_rule_names_it() {
+        let any = fwd(&["*"], &[], &[], &[443]);
+        for host in ["93.184.215.14", "10.1.2.3", "::1", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"] {
+            assert!(any.check_name(host, 443, true).unwrap_err().contains("is an IP address"), "to=* names no address: {host}");
+        }
+        for odd in ["127.1", "2130706433", "0177.0.0.1", "0x7f.1", "0X7F000001", "a.b.1"] {
+            assert!(any.check_name(odd, 443, true).unwrap_err().contains("not dotted-quad"), "{odd}");
+        }
+        assert_eq!(any.check_name("1password.com", 443, true), Ok(()), "a label may start with a digit");
+        assert_eq!(fwd(&["93.184.215.14"], &[], &[], &[443]).check_name("93.184.215.14", 443, true), Ok(()));
+        let net = fwd(&["example.com"], &[], &["10.0.0.0/8"], &[443]);
+        assert_eq!(net.check_name("10.1.2.3", 443, true), Ok(()), "to-net= names it");
+        assert!(net.check_name("10.1.2.3", 22, true).unwrap_err().contains("port 22"));
+        assert!(net.check_name("11.1.2.3", 443, true).is_err());
+        assert!(fwd(&["10.1.2.3"], &["10.1.2.3"], &[], &[443]).check_name("10.1.2.3", 443, true).is_err(), "not-to= wins");
     }
 }

@@ -265,3 +265,77 @@ pub fn each_request_on_a_kept_alive_connection_goes_to_its_own_host(rt: Runtime)
     assert!(out.contains("origin A\nGET /c1 ") && out.contains("origin B\nGET /c2 "), "{out}");
     assert!(err.contains("Re-using existing connection") || err.contains("Reusing existing connection"), "curl kept its connection to the proxy: {err}");
 }
+
+/// Run the rest of the calling test in a network namespace of its own with
+/// only loopback (`unshare -n`), where a check that failed could dial a
+/// refused address and no packet could leave: the test binary runs itself
+/// again in there, for this one case. `true`: this is that inner run.
+fn sealed(rt: Runtime, case: &str) -> bool {
+    if std::env::var_os("WASITER_SEALED").is_some() {
+        return true;
+    }
+    let module = match rt {
+        Runtime::Native => "native",
+        Runtime::Wasmtime => "wasmtime",
+        Runtime::WasmEdge => "wasmedge",
+        Runtime::WasmEdgeAot => "wasmedge_aot",
+    };
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("unshare")
+        .args(["-n", "--", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
+        .arg(exe)
+        .args(["--exact", &format!("{module}::{case}"), "--include-ignored", "--nocapture", "--test-threads", "1"])
+        .env("WASITER_SEALED", "1")
+        .output()
+        .expect("unshare (util-linux) runs the case where no packet can leave");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && stdout.contains("1 passed"), "the sealed run of {case} failed (unshare -n needs root):\n{stdout}\n{stderr}");
+    false
+}
+
+pub fn addresses_outside_the_list_are_refused_where_no_packet_can_leave(rt: Runtime) {
+    if !sealed(rt, "addresses_outside_the_list_are_refused_where_no_packet_can_leave") {
+        return;
+    }
+    // Only loopback here: prove it, so that a failure below cannot reach out.
+    assert!(std::net::TcpStream::connect_timeout(&"10.1.2.3:80".parse().unwrap(), Duration::from_secs(1)).is_err());
+    let dns = DnsServer::start(
+        &[("private.test", "10.1.2.3"), ("meta.test", "169.254.169.254"), ("cgnat.test", "100.64.0.1"), ("ula.test", "fd00::1"), ("nat64.test", "64:ff9b::7f00:1"), ("sixtofour.test", "2002:a9fe:a9fe::1")],
+        &[],
+        &[],
+    );
+    let p = forward_proxy(rt, "to=*;ports=80,443", &dns.addr());
+    let refused = |request: String, want: &str| {
+        let mut c = p.connect();
+        c.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        let _ = c.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 403 ") && answer.contains(want), "{request:?}: {answer}");
+    };
+    // Names that resolve into the networks around the container.
+    for (name, addr) in [("private.test", "10.1.2.3"), ("meta.test", "169.254.169.254"), ("cgnat.test", "100.64.0.1"), ("ula.test", "fd00::1"), ("nat64.test", "64:ff9b::7f00:1"), ("sixtofour.test", "2002:a9fe:a9fe::1")] {
+        refused(format!("CONNECT {name}:443 HTTP/1.1\r\n\r\n"), &format!("resolves to {addr}"));
+        refused(format!("GET http://{name}/ HTTP/1.1\r\n\r\n"), &format!("resolves to {addr}"));
+    }
+    // Addresses asked for directly, in every form: to=* names none of them.
+    for target in ["10.1.2.3", "169.254.169.254", "93.184.215.14", "[64:ff9b::a9fe:a9fe]", "[::ffff:10.0.0.1]", "[fd00::1]"] {
+        refused(format!("CONNECT {target}:443 HTTP/1.1\r\n\r\n"), "is an IP address");
+        refused(format!("GET http://{target}/ HTTP/1.1\r\n\r\n"), "is an IP address");
+    }
+    for odd in ["2130706433", "0x7f.1", "127.1", "0251.0376.0251.0376"] {
+        refused(format!("CONNECT {odd}:443 HTTP/1.1\r\n\r\n"), "not dotted-quad");
+    }
+    // And on a kept-alive connection, after an allowed request: the second
+    // one, to the metadata address, is refused on its own.
+    let (origin, _) = head_echo_origin("origin");
+    let dns2 = DnsServer::start(&[("ok.test", "127.0.0.1"), ("meta.test", "169.254.169.254")], &[], &[]);
+    let p2 = forward_proxy(rt, &format!("to=ok.test,meta.test;to-net=127.0.0.0/8;ports=80,{}", origin.addr.port()), &dns2.addr());
+    let c = p2.connect();
+    let mut reader = BufReader::new(c.try_clone().unwrap());
+    let mut w = c;
+    w.write_all(format!("GET http://ok.test:{}/ HTTP/1.1\r\n\r\n", origin.addr.port()).as_bytes()).unwrap();
+    assert!(answer(&mut reader).1.starts_with("origin\n"));
+    w.write_all(b"GET http://meta.test/latest/meta-data/ HTTP/1.1\r\n\r\n").unwrap();
+    let (status, body) = answer(&mut reader);
+    assert!(status.starts_with("HTTP/1.1 403") && body.contains("resolves to 169.254.169.254"), "{status} {body}");
+}

@@ -68,6 +68,7 @@ every_runtime!(
     tunnel_plain_request_must_name_the_connect_host,
     plain_requests_carry_the_targets_host,
     each_request_on_a_kept_alive_connection_goes_to_its_own_host,
+    addresses_outside_the_list_are_refused_where_no_packet_can_leave,
     http_download_of_8_mib_arrives_intact,
     large_bodies_cross_both_ways_at_once,
     fifty_concurrent_clients_each_get_their_own_bytes,
