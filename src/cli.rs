@@ -406,8 +406,11 @@ const ROUTE_OPTIONS: &str = "  OPTIONs, after the upstreams, each after a ';':
                                                  no to= only on a loopback address
         ports=PORT,...                           default 443 for CONNECT, 80 for HTTP
         to-net=CIDR,...                          addresses a name may resolve to
-                                                 (default: not loopback or link-local)
+                                                 (default: not loopback, link-local
+                                                 or private networks)
         auth=USER:PASS                           ask for a login (407 without)
+        report                                   let unlisted names through as
+                                                 would-deny; draft the list on stop
         --route '127.0.0.1:3128=forward;to=pypi.org,*.github.com'
 ";
 

@@ -197,6 +197,16 @@ impl Reason {
         self.kind().name()
     }
 
+    /// A forward policy's rule that this close carries out (a tunnel's
+    /// first bytes refused), if any.
+    pub fn rule(&self) -> Option<crate::forward::Rule> {
+        match self {
+            Reason::NameMismatch(_) => Some(crate::forward::Rule::SniMismatch),
+            Reason::NotTls(_) => Some(crate::forward::Rule::NotTls),
+            _ => None,
+        }
+    }
+
     /// Ended by a fault or a timeout rather than by both sides finishing:
     /// the sockets are reset, not closed gracefully, so that nothing waits
     /// in FIN_WAIT_2 or CLOSE_WAIT for a peer that may never answer.

@@ -5,8 +5,14 @@
 //! unless a rule says so.
 //!
 //! ```text
-//! LISTEN=forward;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;ports=PORT,...][;auth=USER:PASS]
+//! LISTEN=forward;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;ports=PORT,...][;auth=USER:PASS][;report]
 //! ```
+//!
+//! Every decision names its `Rule`, a stable id for the decision log line,
+//! the metrics and the refusal a client reads, which also says what option
+//! would allow it. In report mode (`report`) a name the list does not name
+//! passes as `would-deny`, so that a team can draft its list from what its
+//! tools really ask for; the address rules still refuse.
 
 use std::net::IpAddr;
 
@@ -28,6 +34,83 @@ pub struct Forward {
     /// `auth=USER:PASS`: the `Proxy-Authorization` a client must send
     /// (`Basic` and the pair in base64), or `None` for no proxy login.
     pub auth: Option<String>,
+    /// `report`: names not in `to=` pass, as `would-deny` (drafting a list).
+    pub report: bool,
+}
+
+/// What the policy decided for one request or tunnel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    Deny,
+    /// Report mode: let through, but the list as written would refuse it.
+    WouldDeny,
+}
+
+impl Decision {
+    pub const ALL: [Decision; 3] = [Decision::Allow, Decision::Deny, Decision::WouldDeny];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+            Decision::WouldDeny => "would-deny",
+        }
+    }
+}
+
+/// The rule behind a decision: its `rule=` id in logs, metrics and refusals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rule {
+    /// The name is in `to=` (or the address in `to=`/`to-net=`), its port
+    /// allowed and its addresses outside the refused ranges.
+    Listed,
+    /// The name is in no `to=` pattern.
+    NotListed,
+    /// A `not-to=` pattern names it.
+    NotTo,
+    /// The port is not in `ports=` (or the default 443/80).
+    Port,
+    /// The name resolved only into ranges it may not reach.
+    Address,
+    /// An IP address (or a number that reads as one) no rule names.
+    IpLiteral,
+    /// A tunnel's ClientHello (or request) named another host.
+    SniMismatch,
+    /// A tunnel to port 443 that did not carry TLS.
+    NotTls,
+}
+
+impl Rule {
+    pub const ALL: [Rule; 8] = [Rule::Listed, Rule::NotListed, Rule::NotTo, Rule::Port, Rule::Address, Rule::IpLiteral, Rule::SniMismatch, Rule::NotTls];
+
+    pub fn id(self) -> &'static str {
+        match self {
+            Rule::Listed => "listed",
+            Rule::NotListed => "not-listed",
+            Rule::NotTo => "not-to",
+            Rule::Port => "port",
+            Rule::Address => "address",
+            Rule::IpLiteral => "ip-literal",
+            Rule::SniMismatch => "sni-mismatch",
+            Rule::NotTls => "tunnel-not-tls",
+        }
+    }
+}
+
+/// A refusal: the rule, and one line that says what was refused, why, and
+/// what option would allow it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub rule: Rule,
+    pub text: String,
+}
+
+impl Refusal {
+    fn new(rule: Rule, host: &str, port: u16, why: String, fix: String) -> Refusal {
+        let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
+        Refusal { rule, text: format!("{host}:{port} refused (rule {}): {why}; to allow it, {fix}", rule.id()) }
+    }
 }
 
 /// Ranges a name may not lead to unless `to-net=` names them: this host
@@ -77,31 +160,39 @@ impl Forward {
         }
     }
 
-    /// May a client ask for `host:port`? `Err` names the rule that refuses.
-    pub fn check_name(&self, host: &str, port: u16, connect: bool) -> Result<(), String> {
+    /// May a client ask for `host:port`? `Ok`: allowed (or, in report mode,
+    /// let through as `would-deny`) for this rule; `Err`: refused.
+    pub fn check_name(&self, host: &str, port: u16, connect: bool) -> Result<(Decision, Rule), Refusal> {
         if let Ok(ip) = host.parse::<IpAddr>() {
             // An address skips every name rule, so it passes only where a
             // rule names it: itself in to=, or a network of to-net= (and
             // then the address rules below apply as to any name's).
             let named = self.to.iter().any(|p| *p == Pattern::Exact(host.to_string())) || self.nets.iter().any(|n| n.contains(&ip.to_canonical()));
             if !named || self.not_to.iter().any(|p| *p == Pattern::Exact(host.to_string())) {
-                return Err(format!("{host} is an IP address, allowed only when to= or to-net= names it (to=*.x and * name no address)"));
+                let why = format!("{host} is an IP address, allowed only when to= or to-net= names it (to=*.x and * name no address)");
+                return Err(Refusal::new(Rule::IpLiteral, host, port, why, format!("add it to to= or its network to to-net= (to-net={}/{})", ip, if ip.is_ipv4() { 32 } else { 128 })));
             }
-            return self.check_port(port, connect);
+            return self.check_port(host, port, connect).map(|()| (Decision::Allow, Rule::Listed));
         } else if looks_numeric(host) {
-            return Err(format!("{host} is an IP address in a form that is not dotted-quad (as 127.1 or 0x7f.1 read): refused"));
+            let why = format!("{host} is an IP address in a form that is not dotted-quad (as 127.1 or 0x7f.1 read)");
+            return Err(Refusal::new(Rule::IpLiteral, host, port, why, "ask for the address dotted-quad, and name it in to= or to-net=".into()));
         }
         let matches = |list: &[Pattern]| list.iter().find(|p| p.matches(host)).map(|p| p.to_string());
         if let Some(rule) = matches(&self.not_to) {
-            return Err(format!("{host} is refused by not-to={rule}"));
+            return Err(Refusal::new(Rule::NotTo, host, port, format!("{host} is refused by not-to={rule}"), format!("take {rule} out of not-to=")));
         }
-        if matches(&self.to).is_none() {
-            return Err(format!("{host} is not in to= (allowed: {})", list(&self.to)));
-        }
-        self.check_port(port, connect)
+        let decision = if matches(&self.to).is_some() {
+            (Decision::Allow, Rule::Listed)
+        } else if self.report {
+            (Decision::WouldDeny, Rule::NotListed)
+        } else {
+            let why = format!("{host} is not in to= (allowed: {})", list(&self.to));
+            return Err(Refusal::new(Rule::NotListed, host, port, why, format!("add it to to= (to=...,{host}), or a pattern such as *.{}", parent(host))));
+        };
+        self.check_port(host, port, connect).map(|()| decision)
     }
 
-    fn check_port(&self, port: u16, connect: bool) -> Result<(), String> {
+    fn check_port(&self, host: &str, port: u16, connect: bool) -> Result<(), Refusal> {
         let allowed = match (self.ports.is_empty(), connect) {
             (false, _) => self.ports.contains(&port),
             (true, true) => port == 443,
@@ -113,13 +204,14 @@ impl Forward {
             } else {
                 self.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",")
             };
-            return Err(format!("port {port} is not allowed (ports: {ports})"));
+            let why = format!("port {port} is not allowed (ports: {ports})");
+            return Err(Refusal::new(Rule::Port, host, port, why, format!("add {port} to ports=")));
         }
         Ok(())
     }
 
     /// The resolved addresses a client may reach; `Err` if none, naming why.
-    pub fn check_addrs(&self, host: &str, addrs: &[IpAddr]) -> Result<Vec<IpAddr>, String> {
+    pub fn check_addrs(&self, host: &str, port: u16, addrs: &[IpAddr]) -> Result<Vec<IpAddr>, Refusal> {
         let ok: Vec<IpAddr> = addrs.iter().copied().filter(|ip| self.permits(*ip)).collect();
         if ok.is_empty() {
             let shown = addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",");
@@ -128,7 +220,9 @@ impl Forward {
             } else {
                 format!("to-net={}", self.nets.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","))
             };
-            return Err(format!("{host} resolves to {shown}, outside what it may reach ({rule})"));
+            let why = format!("{host} resolves to {shown}, outside what it may reach ({rule})");
+            let first = addrs.first().map_or(String::new(), |a| a.to_string());
+            return Err(Refusal::new(Rule::Address, host, port, why, format!("name its network in to-net= (to-net={first}/{}) if it is meant to be reached", if first.contains(':') { 128 } else { 32 })));
         }
         Ok(ok)
     }
@@ -193,6 +287,14 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
+/// The name one label up (`files.pypi.org` -> `pypi.org`), for a `*.` hint.
+fn parent(host: &str) -> &str {
+    match host.split_once('.') {
+        Some((_, rest)) if rest.contains('.') => rest,
+        _ => host,
+    }
+}
+
 fn list(patterns: &[Pattern]) -> String {
     if patterns.is_empty() {
         return "none".into();
@@ -206,23 +308,23 @@ mod tests {
 
     fn fwd(to: &[&str], not_to: &[&str], nets: &[&str], ports: &[u16]) -> Forward {
         let pats = |l: &[&str]| l.iter().map(|p| Pattern::parse(p).unwrap()).collect();
-        Forward { to: pats(to), not_to: pats(not_to), nets: nets.iter().map(|n| n.parse().unwrap()).collect(), ports: ports.to_vec(), auth: None }
+        Forward { to: pats(to), not_to: pats(not_to), nets: nets.iter().map(|n| n.parse().unwrap()).collect(), ports: ports.to_vec(), auth: None, report: false }
     }
 
     #[test]
     fn names_and_ports_are_checked_before_any_connection() {
         let f = fwd(&["pypi.org", "*.pythonhosted.org"], &["bad.pythonhosted.org"], &[], &[]);
-        assert_eq!(f.check_name("pypi.org", 443, true), Ok(()));
-        assert_eq!(f.check_name("files.pythonhosted.org", 443, true), Ok(()));
-        assert!(f.check_name("bad.pythonhosted.org", 443, true).unwrap_err().contains("not-to=bad.pythonhosted.org"));
-        assert!(f.check_name("evil.test", 443, true).unwrap_err().contains("not in to= (allowed: pypi.org,*.pythonhosted.org)"));
-        assert!(f.check_name("pypi.org", 22, true).unwrap_err().contains("443 for CONNECT"));
-        assert_eq!(f.check_name("pypi.org", 80, false), Ok(()), "plain HTTP: port 80");
+        assert_eq!(f.check_name("pypi.org", 443, true), Ok((Decision::Allow, Rule::Listed)));
+        assert_eq!(f.check_name("files.pythonhosted.org", 443, true), Ok((Decision::Allow, Rule::Listed)));
+        assert!(f.check_name("bad.pythonhosted.org", 443, true).unwrap_err().text.contains("not-to=bad.pythonhosted.org"));
+        assert!(f.check_name("evil.test", 443, true).unwrap_err().text.contains("not in to= (allowed: pypi.org,*.pythonhosted.org)"));
+        assert!(f.check_name("pypi.org", 22, true).unwrap_err().text.contains("443 for CONNECT"));
+        assert_eq!(f.check_name("pypi.org", 80, false), Ok((Decision::Allow, Rule::Listed)), "plain HTTP: port 80");
         assert!(f.check_name("pypi.org", 443, false).is_err());
         let any = fwd(&["*"], &[], &[], &[8443]);
-        assert_eq!(any.check_name("x.test", 8443, true), Ok(()));
-        assert!(any.check_name("x.test", 443, true).unwrap_err().contains("ports: 8443"));
-        assert!(Forward::default().check_name("x.test", 443, true).unwrap_err().contains("allowed: none"));
+        assert_eq!(any.check_name("x.test", 8443, true), Ok((Decision::Allow, Rule::Listed)));
+        assert!(any.check_name("x.test", 443, true).unwrap_err().text.contains("ports: 8443"));
+        assert!(Forward::default().check_name("x.test", 443, true).unwrap_err().text.contains("allowed: none"));
     }
 
     #[test]
@@ -243,13 +345,13 @@ mod tests {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let f = fwd(&["*"], &[], &[], &[]);
         for guarded in ["127.0.0.1", "::1", "169.254.169.254", "fe80::1", "0.0.0.0", "::ffff:127.0.0.1", "239.1.1.1"] {
-            assert!(f.check_addrs("x.test", &[ip(guarded)]).is_err(), "{guarded}");
+            assert!(f.check_addrs("x.test", 443, &[ip(guarded)]).is_err(), "{guarded}");
         }
-        assert_eq!(f.check_addrs("x.test", &[ip("127.0.0.1"), ip("93.184.215.14")]).unwrap(), vec![ip("93.184.215.14")], "the guarded ones are dropped");
-        assert!(f.check_addrs("x.test", &[ip("127.0.0.1")]).unwrap_err().contains("x.test resolves to 127.0.0.1"));
+        assert_eq!(f.check_addrs("x.test", 443, &[ip("127.0.0.1"), ip("93.184.215.14")]).unwrap(), vec![ip("93.184.215.14")], "the guarded ones are dropped");
+        assert!(f.check_addrs("x.test", 443, &[ip("127.0.0.1")]).unwrap_err().text.contains("x.test resolves to 127.0.0.1"));
         let lo = fwd(&["*"], &[], &["127.0.0.0/8"], &[]);
-        assert_eq!(lo.check_addrs("x.test", &[ip("127.0.0.1")]).unwrap(), vec![ip("127.0.0.1")]);
-        assert!(lo.check_addrs("x.test", &[ip("10.1.2.3")]).unwrap_err().contains("to-net=127.0.0.0/8"), "to-net= is the whole list");
+        assert_eq!(lo.check_addrs("x.test", 443, &[ip("127.0.0.1")]).unwrap(), vec![ip("127.0.0.1")]);
+        assert!(lo.check_addrs("x.test", 443, &[ip("10.1.2.3")]).unwrap_err().text.contains("to-net=127.0.0.0/8"), "to-net= is the whole list");
     }
 
     #[test]
@@ -268,32 +370,71 @@ mod tests {
             "::7f00:1", "::a00:1",   // IPv4-compatible
             "::ffff:10.0.0.1", "::ffff:169.254.169.254", // IPv4-mapped
         ] {
-            assert!(f.check_addrs("x.test", &[ip(refused)]).is_err(), "{refused}");
+            assert!(f.check_addrs("x.test", 443, &[ip(refused)]).is_err(), "{refused}");
         }
         for allowed in ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c", "64:ff9b::5db8:d70e", "2002:5db8:d70e::1", "172.32.0.1", "100.128.0.1"] {
-            assert!(f.check_addrs("x.test", &[ip(allowed)]).is_ok(), "{allowed}");
+            assert!(f.check_addrs("x.test", 443, &[ip(allowed)]).is_ok(), "{allowed}");
         }
         // to-net= opens exactly what it names.
         let private = fwd(&["*"], &[], &["10.0.0.0/8"], &[]);
-        assert!(private.check_addrs("x.test", &[ip("10.1.2.3")]).is_ok());
-        assert!(private.check_addrs("x.test", &[ip("192.168.1.1")]).is_err());
+        assert!(private.check_addrs("x.test", 443, &[ip("10.1.2.3")]).is_ok());
+        assert!(private.check_addrs("x.test", 443, &[ip("192.168.1.1")]).is_err());
     }
 
     #[test]
     fn an_ip_destination_passes_only_where_a_rule_names_it() {
         let any = fwd(&["*"], &[], &[], &[443]);
         for host in ["93.184.215.14", "10.1.2.3", "::1", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"] {
-            assert!(any.check_name(host, 443, true).unwrap_err().contains("is an IP address"), "to=* names no address: {host}");
+            assert!(any.check_name(host, 443, true).unwrap_err().text.contains("is an IP address"), "to=* names no address: {host}");
         }
         for odd in ["127.1", "2130706433", "0177.0.0.1", "0x7f.1", "0X7F000001", "a.b.1"] {
-            assert!(any.check_name(odd, 443, true).unwrap_err().contains("not dotted-quad"), "{odd}");
+            assert!(any.check_name(odd, 443, true).unwrap_err().text.contains("not dotted-quad"), "{odd}");
         }
-        assert_eq!(any.check_name("1password.com", 443, true), Ok(()), "a label may start with a digit");
-        assert_eq!(fwd(&["93.184.215.14"], &[], &[], &[443]).check_name("93.184.215.14", 443, true), Ok(()));
+        assert_eq!(any.check_name("1password.com", 443, true), Ok((Decision::Allow, Rule::Listed)), "a label may start with a digit");
+        assert_eq!(fwd(&["93.184.215.14"], &[], &[], &[443]).check_name("93.184.215.14", 443, true), Ok((Decision::Allow, Rule::Listed)));
         let net = fwd(&["example.com"], &[], &["10.0.0.0/8"], &[443]);
-        assert_eq!(net.check_name("10.1.2.3", 443, true), Ok(()), "to-net= names it");
-        assert!(net.check_name("10.1.2.3", 22, true).unwrap_err().contains("port 22"));
+        assert_eq!(net.check_name("10.1.2.3", 443, true), Ok((Decision::Allow, Rule::Listed)), "to-net= names it");
+        assert!(net.check_name("10.1.2.3", 22, true).unwrap_err().text.contains("port 22"));
         assert!(net.check_name("11.1.2.3", 443, true).is_err());
         assert!(fwd(&["10.1.2.3"], &["10.1.2.3"], &[], &[443]).check_name("10.1.2.3", 443, true).is_err(), "not-to= wins");
+    }
+}
+
+#[cfg(test)]
+mod decisions {
+    use super::*;
+
+    fn fwd(to: &[&str], report: bool) -> Forward {
+        Forward { to: to.iter().map(|p| Pattern::parse(p).unwrap()).collect(), report, ..Forward::default() }
+    }
+
+    #[test]
+    fn a_refusal_names_the_destination_the_rule_and_the_fix_on_one_line() {
+        let f = Forward { not_to: vec![Pattern::parse("bad.pypi.org").unwrap()], ports: vec![443], ..fwd(&["pypi.org", "*.pypi.org"], false) };
+        for (host, port, rule, fix) in [
+            ("example.com", 443, Rule::NotListed, "add it to to= (to=...,example.com)"),
+            ("files.example.com", 443, Rule::NotListed, "*.example.com"),
+            ("bad.pypi.org", 443, Rule::NotTo, "take bad.pypi.org out of not-to="),
+            ("pypi.org", 22, Rule::Port, "add 22 to ports="),
+            ("10.1.2.3", 443, Rule::IpLiteral, "to-net=10.1.2.3/32"),
+        ] {
+            let r = f.check_name(host, port, true).unwrap_err();
+            assert_eq!(r.rule, rule, "{host}");
+            assert!(r.text.starts_with(&format!("{host}:{port} refused (rule {})", rule.id())) && r.text.contains(fix) && !r.text.contains('\n'), "{}", r.text);
+        }
+        let a = f.check_addrs("pypi.org", 443, &["169.254.169.254".parse().unwrap()]).unwrap_err();
+        assert_eq!(a.rule, Rule::Address);
+        assert!(a.text.contains("resolves to 169.254.169.254") && a.text.contains("to-net=169.254.169.254/32"), "{}", a.text);
+    }
+
+    #[test]
+    fn report_mode_lets_unlisted_names_through_as_would_deny_and_nothing_else() {
+        let f = Forward { not_to: vec![Pattern::parse("bad.test").unwrap()], ..fwd(&["pypi.org"], true) };
+        assert_eq!(f.check_name("pypi.org", 443, true), Ok((Decision::Allow, Rule::Listed)));
+        assert_eq!(f.check_name("example.com", 443, true), Ok((Decision::WouldDeny, Rule::NotListed)));
+        assert_eq!(f.check_name("bad.test", 443, true).unwrap_err().rule, Rule::NotTo, "not-to= still refuses");
+        assert_eq!(f.check_name("example.com", 22, true).unwrap_err().rule, Rule::Port, "so do ports");
+        assert_eq!(f.check_name("10.1.2.3", 443, true).unwrap_err().rule, Rule::IpLiteral, "and addresses");
+        assert!(f.check_addrs("example.com", 443, &["10.1.2.3".parse().unwrap()]).is_err(), "and the address ranges");
     }
 }

@@ -25,6 +25,7 @@ pub mod dns;
 pub mod forward;
 pub mod front;
 pub mod http1;
+pub mod ledger;
 mod health;
 pub mod log;
 pub mod metrics;

@@ -2,12 +2,14 @@
 //!
 //! A scrape is a tiny HTTP/1.x exchange: read the request head (at most
 //! `MAX_REQUEST` bytes), answer `GET /metrics` with the text exposition format
-//! (version 0.0.4), anything else with 404 or 405, then close.
+//! (version 0.0.4), `GET /allowlist` with report mode's drafts (`ledger`),
+//! anything else with 404 or 405, then close.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use crate::close::Close;
+use crate::ledger::Destinations;
 use crate::pool::{Pool, Server};
 use crate::relay::would_block;
 use crate::sys::Stream;
@@ -30,29 +32,6 @@ impl Stats {
         self.active = self.active.saturating_sub(1);
         if let Some(count) = self.closes.get_mut(why as usize) {
             *count += 1;
-        }
-    }
-}
-
-/// The destinations a forward route's clients asked for, by host: the
-/// first `MAX_DESTINATIONS` hosts seen by name, every later one as `other`,
-/// so that the label's cardinality stays bounded whatever clients ask.
-#[derive(Default)]
-pub struct Destinations {
-    hosts: Vec<(String, u64)>,
-    other: u64,
-}
-
-pub const MAX_DESTINATIONS: usize = 64;
-
-impl Destinations {
-    pub fn count(&mut self, host: &str) {
-        if let Some((_, n)) = self.hosts.iter_mut().find(|(h, _)| h == host) {
-            *n += 1;
-        } else if self.hosts.len() < MAX_DESTINATIONS {
-            self.hosts.push((host.to_string(), 1));
-        } else {
-            self.other += 1;
         }
     }
 }
@@ -137,17 +116,18 @@ pub fn render(routes: &[RouteView<'_>], reloads: &Reloads, iterations: u64, wake
         "0 while this upstream address is skipped after failed connects (its cool-down), else 1.",
         &per(&|s| s.is_up(now) as u64),
     );
-    let mut asked = Vec::new();
+    let (mut asked, mut decided) = (Vec::new(), Vec::new());
     for r in routes {
         let Some(d) = r.destinations else { continue };
         let route = r.labels();
-        for (host, n) in d.hosts.iter().map(|(h, n)| (h.as_str(), *n)).chain(std::iter::once(("other", d.other))) {
-            asked.push((format!("{{{route},host=\"{}\"}}", label(host)), n));
-        }
+        asked.extend(d.hosts().map(|(host, n)| (format!("{{{route},host=\"{}\"}}", label(host)), n)));
+        decided.extend(d.decisions().map(|(decision, rule, n)| (format!("{{{route},decision=\"{}\",rule=\"{}\"}}", decision.name(), rule.id()), n)));
     }
     if !asked.is_empty() {
         let help = "Requests to a forward route, by the host they named (the first 64 hosts; the rest as other).";
         w("wasiter_forward_requests_total", "counter", help, &asked);
+        let help = "A forward route's decisions, by decision (allow, deny, would-deny) and the rule that made it.";
+        w("wasiter_forward_decisions_total", "counter", help, &decided);
     }
     let by_result = [("{result=\"ok\"}".to_string(), reloads.ok), ("{result=\"failed\"}".to_string(), reloads.failed)];
     w("wasiter_reloads_total", "counter", "Reloads of the routes file, by result.", &by_result);
@@ -192,8 +172,8 @@ impl Scrape {
     }
 
     /// Make progress; `false` when the exchange is over and it can be closed.
-    /// `body` renders the metrics, only when a well-formed GET asks for them.
-    pub fn on_ready(&mut self, body: impl FnOnce() -> String) -> bool {
+    /// `body` renders the page, only when a well-formed GET asks for it.
+    pub fn on_ready(&mut self, body: impl FnOnce(Page) -> String) -> bool {
         if self.response.is_empty() {
             let mut buf = [0u8; 1024];
             loop {
@@ -225,8 +205,16 @@ impl Scrape {
     }
 }
 
+/// What the metrics port serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Page {
+    Metrics,
+    /// Report mode's draft allowlists (plain text, a routes file).
+    Allowlist,
+}
+
 /// The answer to a request head, or None while the head is incomplete.
-pub fn respond(request: &[u8], body: impl FnOnce() -> String) -> Option<Vec<u8>> {
+pub fn respond(request: &[u8], body: impl FnOnce(Page) -> String) -> Option<Vec<u8>> {
     let complete = request.windows(4).any(|w| w == b"\r\n\r\n") || request.windows(2).any(|w| w == b"\n\n");
     if !complete && request.len() <= MAX_REQUEST {
         return None;
@@ -247,9 +235,11 @@ pub fn respond(request: &[u8], body: impl FnOnce() -> String) -> Option<Vec<u8>>
     } else if method != b"GET" && method != b"HEAD" {
         ("405 Method Not Allowed", String::new())
     } else if path == b"/metrics" || path.starts_with(b"/metrics?") {
-        ("200 OK", body())
+        ("200 OK", body(Page::Metrics))
+    } else if path == b"/allowlist" {
+        ("200 OK", body(Page::Allowlist))
     } else {
-        ("404 Not Found", "metrics are at /metrics\n".to_string())
+        ("404 Not Found", "metrics are at /metrics, report mode's allowlist drafts at /allowlist\n".to_string())
     };
     let mut out = format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -265,6 +255,7 @@ pub fn respond(request: &[u8], body: impl FnOnce() -> String) -> Option<Vec<u8>>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::MAX_DESTINATIONS;
     use crate::pool::FailPolicy;
     use crate::route::{Policy, Remote};
 
@@ -336,7 +327,7 @@ mod tests {
 
     #[test]
     fn requests_get_the_right_answer() {
-        let answer = |req: &[u8]| respond(req, || "body".to_string()).map(|r| String::from_utf8(r).unwrap());
+        let answer = |req: &[u8]| respond(req, |page| format!("{page:?}")).map(|r| String::from_utf8(r).unwrap());
         assert_eq!(answer(b"GET /metrics HTTP/1.1\r\nHost: x\r\n"), None, "head not complete yet");
         assert!(answer(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap().starts_with("HTTP/1.1 200 OK\r\n"));
         assert!(answer(b"GET / HTTP/1.0\r\n\r\n").unwrap().starts_with("HTTP/1.1 404"));

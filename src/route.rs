@@ -117,7 +117,7 @@ pub struct RouteSpec {
 }
 
 pub const ROUTE_FORM: &str =
-    "LISTEN=HOST:PORT[,HOST:PORT...][;policy=failover|round-robin|least-conn][;allow=CIDR,...][;deny=CIDR,...][;send-proxy=v1|v2][;accept-proxy][;sni=NAME,...][;alpn=PROTO,...][;host=NAME,...][;cert=PEM;key=PEM][;upstream-tls][;upstream-ca=PEM][;upstream-name=NAME][;upstream-insecure], or LISTEN=forward;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;ports=PORT,...][;auth=USER:PASS], e.g. 0.0.0.0:8080=web1:80,web2:80;policy=round-robin";
+    "LISTEN=HOST:PORT[,HOST:PORT...][;policy=failover|round-robin|least-conn][;allow=CIDR,...][;deny=CIDR,...][;send-proxy=v1|v2][;accept-proxy][;sni=NAME,...][;alpn=PROTO,...][;host=NAME,...][;cert=PEM;key=PEM][;upstream-tls][;upstream-ca=PEM][;upstream-name=NAME][;upstream-insecure], or LISTEN=forward;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;ports=PORT,...][;auth=USER:PASS][;report], e.g. 0.0.0.0:8080=web1:80,web2:80;policy=round-robin";
 
 /// `LISTEN=UPSTREAMS;OPTIONS`. The error says what part was wrong.
 pub fn parse_route(s: &str) -> Result<RouteSpec, String> {
@@ -193,7 +193,7 @@ pub fn parse_target(listen: SocketAddr, s: &str) -> Result<RouteSpec, String> {
                     route.matches.alpn.push(p.to_string());
                 }
             }
-            "to" | "not-to" | "to-net" | "ports" | "auth" => {
+            "to" | "not-to" | "to-net" | "ports" | "auth" | "report" => {
                 let Some(f) = route.forward.as_mut() else {
                     return Err(format!("{} applies to a forward route (LISTEN=forward;...)", key.trim()));
                 };
@@ -202,6 +202,7 @@ pub fn parse_target(listen: SocketAddr, s: &str) -> Result<RouteSpec, String> {
                     "not-to" => f.not_to.extend(parse_names(value)?),
                     "to-net" => f.nets.extend(parse_cidrs(value)?),
                     "auth" => f.set_auth(value)?,
+                    "report" => f.report = true,
                     _ => {
                         for p in value.split(',').map(str::trim) {
                             f.ports.push(p.parse().ok().filter(|p| *p != 0).ok_or_else(|| format!("bad port {p:?} (1 to 65535)"))?);
@@ -245,6 +246,9 @@ pub fn doors(routes: &[RouteSpec]) -> Result<Vec<Vec<usize>>, String> {
     for (i, r) in routes.iter().enumerate() {
         if let Some(f) = &r.forward {
             // No accidental open proxy: an empty allowlist is fine on loopback only.
+            if f.report && f.auth.is_none() && !r.listen.ip().is_loopback() {
+                return Err(format!("{}: report lets every name through: on {} it would be an open proxy; listen on loopback, or add auth=", r.origin, r.listen));
+            }
             if f.to.is_empty() && !r.listen.ip().is_loopback() {
                 return Err(format!(
                     "{}: a forward route on {} with no to= would be an open proxy; list the names it may reach (to=pypi.org,*.github.com), or to=* on purpose",
@@ -427,6 +431,9 @@ mod tests {
         assert_eq!((f.to.len(), f.not_to.len(), f.nets.len(), f.ports.as_slice()), (2, 1, 1, &[443u16, 8443][..]));
         assert!(doors(&[r]).is_ok());
         let open = RouteSpec { origin: "--route".into(), ..parse_route("0.0.0.0:3128=forward").unwrap() };
+        let report = RouteSpec { origin: "--route".into(), ..parse_route("0.0.0.0:3128=forward;to=*;report").unwrap() };
+        assert!(doors(&[report]).unwrap_err().contains("report lets every name through"));
+        assert!(parse_route("127.0.0.1:3128=forward;to=pypi.org;report").unwrap().forward.unwrap().report);
         assert!(doors(&[open]).unwrap_err().starts_with("--route: a forward route on 0.0.0.0:3128 with no to= would be an open proxy"));
         assert!(doors(&[parse_route("127.0.0.1:3128=forward").unwrap()]).is_ok(), "loopback only: allowed (it refuses every name)");
         assert!(parse_route(":80=a:1;to=x.test").unwrap_err().contains("applies to a forward route"));

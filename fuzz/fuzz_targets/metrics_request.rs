@@ -7,7 +7,7 @@ use libfuzzer_sys::fuzz_target;
 use wasiter::metrics::respond;
 
 fuzz_target!(|data: &[u8]| {
-    if let Some(answer) = respond(data, || "wasiter_connections_total{route=\"127.0.0.1:8080\"} 3\n".to_string()) {
+    if let Some(answer) = respond(data, |_| "wasiter_connections_total{route=\"127.0.0.1:8080\"} 3\n".to_string()) {
         assert!(answer.starts_with(b"HTTP/1.1 "), "status line");
         let head_end = answer.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete head");
         let head = String::from_utf8(answer[..head_end].to_vec()).expect("an ASCII head");

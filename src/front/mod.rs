@@ -16,25 +16,27 @@
 //! unchanged: a routed TLS connection stays end to end.
 //!
 //! Beside it: `client_hello.rs` and `http_head.rs` (what the peek reads),
-//! `proxy_request.rs` (what a forward proxy's client asks), `crate::names`
+//! `proxy_request.rs` (what a forward proxy's client asks), `egress.rs` (a
+//! forward proxy's client: its request checked, its name looked up, the
+//! decision kept, a refusal answered), `crate::names`
 //! (how the name picks a route), `crate::forward` (where a forward route's
 //! clients may go) and `crate::dns` (the resolver).
 
 pub mod client_hello;
+mod egress;
 pub mod http_head;
 pub mod proxy_request;
+
+pub use egress::Target;
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::close::{Reason, Side};
-use crate::dns::{self, Lookup, LookupId, Resolver};
-use crate::forward::Forward;
-use crate::http1::Exchange;
-use crate::relay::Framing;
+use crate::dns::{LookupId, Resolver};
+use crate::forward::{Decision, Forward, Rule};
 use crate::names::{normalize, Asked, Table};
-use proxy_request::Method;
 use crate::proxy_header::{self, Received};
 use crate::relay::would_block;
 use crate::route::Acl;
@@ -64,24 +66,7 @@ pub struct Rules<'a> {
     pub peek_timeout: Duration,
 }
 
-/// How long a forward client may wait for its destination's addresses, at
-/// most (the resolver gives up sooner: timeout x attempts x servers).
-const RESOLVE_LIMIT: Duration = Duration::from_secs(60);
-
-/// A forward proxy client's destination.
-#[derive(Debug)]
-pub struct Target {
-    pub host: String,
-    pub port: u16,
-    /// CONNECT (answer 200 once connected), or a plain HTTP request.
-    pub tunnel: bool,
-    /// Its addresses, once resolved and allowed.
-    pub addrs: Vec<SocketAddr>,
-    /// A plain request: its framing, and what the client sent after it.
-    pub exchange: Option<Box<Exchange>>,
-}
-
-enum Phase {
+pub(super) enum Phase {
     /// Nothing done yet.
     Accepted,
     /// accept-proxy: the PROXY header is still arriving.
@@ -126,6 +111,9 @@ pub struct Front {
     pub target: Option<Target>,
     /// Why it is to be closed, with `Step::Close`.
     pub reason: Option<Reason>,
+    /// A forward route: what the policy decided, and by which rule (an
+    /// allowed name may still be refused for its addresses).
+    pub decision: Option<(Decision, Rule)>,
     phase: Phase,
     /// Bytes read past any PROXY header: the start of the client's stream.
     read: Vec<u8>,
@@ -136,7 +124,7 @@ pub struct Front {
 
 impl Front {
     pub fn new(id: u64, door: usize, client: Stream, peer: SocketAddr, now: Instant) -> Front {
-        Front { id, door, client, peer, from: peer, to: None, asked: None, target: None, reason: None, phase: Phase::Accepted, read: Vec::new(), deadline: now, opened: now }
+        Front { id, door, client, peer, from: peer, to: None, asked: None, target: None, reason: None, decision: None, phase: Phase::Accepted, read: Vec::new(), deadline: now, opened: now }
     }
 
     /// A forward client back for its next request, with what it already
@@ -177,22 +165,6 @@ impl Front {
         match self.phase {
             Phase::Resolve(id) => Some(id),
             _ => None,
-        }
-    }
-
-    /// Its lookup finished: check the addresses, then relay or refuse.
-    pub fn resolved(&mut self, result: dns::Addrs, rules: &Rules<'_>) -> Step {
-        let (Some((route, forward)), Some(target)) = (rules.forward, self.target.as_mut()) else { return Step::Close };
-        let host = target.host.clone();
-        match result.map_err(|e| (e, host.clone())).and_then(|ips| forward.check_addrs(&host, &ips).map_err(|why| (dns::Error::Failed(why), String::new()))) {
-            Ok(ips) => {
-                target.addrs = ips.into_iter().map(|ip| SocketAddr::new(ip, target.port)).collect();
-                Step::Relay(route)
-            }
-            Err((dns::Error::Failed(why), h)) if h.is_empty() => self.answer(403, "Forbidden", Reason::Forbidden(why)),
-            Err((dns::Error::NotFound, h)) => self.answer(502, "Bad Gateway", Reason::DnsFailed(format!("{h}: no such name"))),
-            Err((dns::Error::Timeout, h)) => self.answer(504, "Gateway Timeout", Reason::DnsTimeout(h)),
-            Err((e, h)) => self.answer(502, "Bad Gateway", Reason::DnsFailed(format!("{h}: {e}"))),
         }
     }
 
@@ -273,81 +245,8 @@ impl Front {
 
     /// Read what the client has sent, up to `PEEK_LIMIT` (one byte more, to
     /// see that it is over). `Ok(true)`: the client has closed.
-    fn read_more(&mut self) -> io::Result<bool> {
+    pub(super) fn read_more(&mut self) -> io::Result<bool> {
         read_up_to(&self.client, &mut self.read, PEEK_LIMIT)
-    }
-
-    /// A forward route: read the proxy request; check what it names; look
-    /// the name up (at once from the cache or /etc/hosts, else wait).
-    fn request(&mut self, rules: &Rules<'_>, resolver: &mut Resolver, now: Instant) -> Step {
-        let ended = match self.read_more() {
-            Ok(ended) => ended,
-            Err(e) => return self.close(Reason::Error(Side::Client, e)),
-        };
-        let req = match proxy_request::parse(&self.read) {
-            Ok(Some(req)) => req,
-            Ok(None) if ended && self.read.is_empty() => return self.close(Reason::Closed(Side::Client)),
-            Ok(None) if ended => return self.answer(400, "Bad Request", Reason::BadRequest("the client closed before its request ended".into())),
-            Ok(None) => return Step::Wait,
-            Err(Failure::TooLarge(why)) => return self.answer(431, "Request Header Fields Too Large", Reason::PeekTooLarge(why)),
-            Err(Failure::BadRequest(why) | Failure::BadClientHello(why)) => return self.answer(400, "Bad Request", Reason::BadRequest(why)),
-        };
-        let Some((_, forward)) = rules.forward else { return Step::Close };
-        if let Err(why) = forward.check_auth(req.auth.as_deref()) {
-            // 407, with the challenge a client needs to log in (curl -x http://user:pass@...).
-            let body = format!("wasiter: {why}\n");
-            let head = "Proxy-Authenticate: Basic realm=\"wasiter\"\r\n";
-            tell(&self.client, &http_answer_with(407, "Proxy Authentication Required", head, &body));
-            return self.close(Reason::ProxyAuth(why));
-        }
-        let tunnel = req.method == Method::Connect;
-        self.asked = Some(Asked::Http { host: Some(format!("{}:{}", req.host, req.port)) });
-        let checked = forward.check_name(&req.host, req.port, tunnel);
-        if crate::log::tracing() {
-            let verb = if tunnel { "CONNECT" } else { "GET/..." };
-            let verdict = checked.as_ref().map_or_else(|why| format!("refused: {why}"), |()| "allowed: looking it up".to_string());
-            crate::log::trace_line(format_args!("request(conn={}, {verb} {}:{})", self.id, req.host, req.port), format_args!("{verdict}"));
-        }
-        if let Err(why) = checked {
-            return self.answer(403, "Forbidden", Reason::Forbidden(why));
-        }
-        // What goes to the destination first: for a plain request its head
-        // in origin form and as much of its body as came with it (what came
-        // after is its next request: the exchange keeps it); for a tunnel
-        // what the client sent after the CONNECT (checked by conn's bind).
-        let rest = self.read.get(req.head_len..).unwrap_or_default();
-        let (early, exchange) = match &req.method {
-            Method::Http { head, body, to_head, close } => {
-                let mut exchange = Exchange::new(*body, *to_head, *close);
-                let used = match exchange.request.feed(rest) {
-                    Ok(n) => n,
-                    Err(why) => return self.answer(400, "Bad Request", Reason::BadRequest(why)),
-                };
-                ([head, rest.get(..used).unwrap_or_default()].concat(), Some(Box::new(exchange)))
-            }
-            Method::Connect => (rest.to_vec(), None),
-        };
-        self.read = early;
-        self.target = Some(Target { host: req.host.clone(), port: req.port, tunnel, addrs: Vec::new(), exchange });
-        match resolver.lookup(&req.host, now) {
-            Lookup::Ready(result) => self.resolved(result, rules),
-            Lookup::Pending(id) => {
-                self.phase = Phase::Resolve(id);
-                self.deadline = now + RESOLVE_LIMIT;
-                Step::Wait
-            }
-        }
-    }
-
-    /// Answer a forward client with an HTTP error, then close it.
-    fn answer(&mut self, code: u16, text: &str, reason: Reason) -> Step {
-        self.reply(code, text, &reason);
-        self.close(reason)
-    }
-
-    fn reply(&mut self, code: u16, text: &str, reason: &Reason) {
-        let body = format!("wasiter: {}\n", reason.error().unwrap_or_else(|| reason.name().to_string()));
-        tell(&self.client, &http_answer(code, text, &body));
     }
 
     /// What the bytes so far ask for: TLS if they start a handshake record
@@ -389,7 +288,7 @@ impl Front {
         tell(&self.client, &answer);
     }
 
-    fn close(&mut self, reason: Reason) -> Step {
+    pub(super) fn close(&mut self, reason: Reason) -> Step {
         self.reason = Some(reason);
         Step::Close
     }

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use super::{Proxy, ACCEPT_BATCH, ACCEPT_PAUSE};
 use crate::close::{log_close, Reason, Who};
 use crate::conn::{refuse_forward, Conn, NotStarted};
+use crate::forward::{Decision, Forward, Rule};
+use crate::ledger::Destinations;
 use crate::front::{Front, Step};
 use crate::log::{self, Level, Record};
 use crate::names::Asked;
@@ -191,13 +193,34 @@ impl Proxy {
         }
     }
 
-    /// A forward route's client named a host: count it (bounded, `metrics`).
+    /// A tunnel's first bytes were refused (`conn::bind`): a decision of its
+    /// own, logged and counted like the CONNECT's.
+    pub(super) fn tunnel_refused(&mut self, route: usize, id: u64, asked: &str, rule: Rule) {
+        let Some(r) = self.shared.routes.get_mut(route) else { return };
+        if let Some(d) = r.destinations.as_mut() {
+            d.decided(asked.rsplit_once(':').map_or(asked, |(name, _)| name), Decision::Deny, rule);
+        }
+        log_decision(id, &r.name, asked, Decision::Deny, rule);
+    }
+
+    /// A forward route's client named a host: count it (bounded, `ledger`)
+    /// and, if the policy decided, log and count the decision.
     fn count_destination(&mut self, front: &Front) {
-        let Some((route, _)) = self.doors.get(front.door).and_then(|d| d.forward.as_ref()) else { return };
-        let Some(Asked::Http { host: Some(host) }) = &front.asked else { return };
-        let name = host.rsplit_once(':').map_or(host.as_str(), |(name, _)| name);
-        if let Some(d) = self.shared.routes.get_mut(*route).and_then(|r| r.destinations.as_mut()) {
-            d.count(name);
+        let Some(door) = self.doors.get(front.door) else { return };
+        let Some((route, _)) = &door.forward else { return };
+        let Some(Asked::Http { host: Some(asked) }) = &front.asked else { return };
+        let name = asked.rsplit_once(':').map_or(asked.as_str(), |(name, _)| name);
+        let Some(d) = self.shared.routes.get_mut(*route).and_then(|r| r.destinations.as_mut()) else { return };
+        d.count(name);
+        if let Some((decision, rule)) = front.decision {
+            let grew = d.decided(name, decision, rule);
+            log_decision(front.id, &door.name, asked, decision, rule);
+            if let Some((_, forward)) = door.forward.as_ref().filter(|(_, f)| f.report && grew) {
+                // A name new to report mode's draft: the draft as it is now
+                // (a wasm runtime ends the module on a signal, so the last
+                // of these lines is its draft; natively, stop logs one too).
+                log_draft(&door.name, d, forward);
+            }
         }
     }
 
@@ -223,6 +246,19 @@ impl Proxy {
             .emit();
         self.accept_paused_until = Some(now + ACCEPT_PAUSE);
     }
+}
+
+/// Report mode's draft allowlist of the route on `listen`, as a log line.
+pub(super) fn log_draft(listen: &str, d: &Destinations, forward: &Forward) {
+    let (line, _) = d.draft(listen, forward);
+    Record::always("allowlist-draft").str("route", listen).str("names", d.counts()).str("line", line).emit();
+}
+
+/// One line per decision of a forward route's policy: what was asked, what
+/// was decided, and the rule's stable id (`rule=`, for audit scripts).
+pub(super) fn log_decision(conn: u64, route: &str, asked: &str, decision: Decision, rule: Rule) {
+    let level = if decision == Decision::Allow { Level::Info } else { Level::Warn };
+    Record::new(level, "decision").num("conn", conn).str("route", route).str("host", asked).str("decision", decision.name()).str("rule", rule.id()).emit();
 }
 
 pub(super) fn transient_accept_error(e: &io::Error) -> bool {

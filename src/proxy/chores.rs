@@ -9,7 +9,7 @@ use super::{Proxy, MAX_SCRAPES};
 use crate::dns::{self, Lookup, LookupId};
 use crate::health;
 use crate::log::{Level, Record};
-use crate::metrics::{self, RouteView, Scrape};
+use crate::metrics::{self, Page, RouteView, Scrape};
 use crate::relay::would_block;
 
 /// The periodic summary line (`--summary-interval`).
@@ -122,7 +122,16 @@ impl Proxy {
 
     pub(super) fn serve_scrape(&mut self, key: usize, now: Instant) {
         let (doors, routes, reloads, iterations, wakeups) = (&self.doors, &self.shared.routes, &self.reloads, self.iterations, self.wakeups);
-        let body = || {
+        let body = |page| {
+            if page == Page::Allowlist {
+                // Report mode's drafts, one block per forward route in it.
+                let drafts = doors.iter().filter_map(|d| {
+                    let (route, forward) = d.forward.as_ref().filter(|(_, f)| f.report)?;
+                    Some(routes.get(*route)?.destinations.as_ref()?.draft(&d.name, forward).1)
+                });
+                let text = drafts.collect::<Vec<_>>().join("\n");
+                return if text.is_empty() { "# no forward route is in report mode\n".to_string() } else { text };
+            }
             // Ports routed by name first (what happened before a route was
             // picked), then every route.
             let named = doors.iter().filter(|d| d.table.peeks());

@@ -265,6 +265,7 @@ impl Proxy {
         });
         let done = self.active() == 0 || now >= until || asked >= 2;
         if done {
+            self.log_drafts();
             Record::always("stopped")
                 .num("left_open", self.active() as u64)
                 .num("connections", self.shared.routes.iter().map(|r| r.stats.connections).sum())
@@ -274,6 +275,16 @@ impl Proxy {
                 .emit();
         }
         done
+    }
+
+    /// Report mode: each such forward route's draft allowlist, in the log
+    /// (on stop; the metrics port serves it at /allowlist at any time).
+    fn log_drafts(&self) {
+        for door in &self.doors {
+            let Some((route, forward)) = door.forward.as_ref().filter(|(_, f)| f.report) else { continue };
+            let Some(d) = self.shared.routes.get(*route).and_then(|r| r.destinations.as_ref()) else { continue };
+            admission::log_draft(&door.name, d, forward);
+        }
     }
 
     /// Step 2: interest and deadlines. Returns when to wake at the latest;
@@ -404,6 +415,7 @@ impl Proxy {
         }
         if let Err(reason) = result {
             conn.log_close(&reason, &cx);
+            let refused = reason.rule().zip(conn.asked_host()).map(|(rule, host)| (conn.route, conn.id(), host.to_string(), rule));
             stats.closed(reason.kind());
             if let Some(upstream) = conn.relaying_to() {
                 cx.upstreams.closed(upstream);
@@ -416,6 +428,9 @@ impl Proxy {
             self.busy.forget(key);
             if let (Some(conn), Reason::Answered) = (conn, reason) {
                 self.next_request(conn, now); // the client's socket lives on
+            }
+            if let Some((route, id, asked, rule)) = refused {
+                self.tunnel_refused(route, id, &asked, rule);
             }
         }
     }

@@ -144,6 +144,8 @@ pub fn tunnel_tls_name_is_bound_to_the_connect_target(rt: Runtime) {
     assert_eq!(got.load(Ordering::SeqCst), hello.len(), "the matching ClientHello went on whole");
     let m = scrape(p.metrics.as_ref().unwrap());
     assert_eq!(sample(&m, "wasiter_closes_total", Some(("reason", "sni-mismatch"))), 3.0);
+    assert_eq!(sample(&m, "wasiter_forward_decisions_total", Some(("rule", "sni-mismatch"))), 3.0, "each a decision of its own");
+    p.wait_for_log("the tunnel's deny decision", |l| l.contains(" decision conn=") && l.contains("decision=deny rule=sni-mismatch"));
 }
 
 pub fn tunnel_plain_request_must_name_the_connect_host(rt: Runtime) {
@@ -338,4 +340,82 @@ pub fn addresses_outside_the_list_are_refused_where_no_packet_can_leave(rt: Runt
     w.write_all(b"GET http://meta.test/latest/meta-data/ HTTP/1.1\r\n\r\n").unwrap();
     let (status, body) = answer(&mut reader);
     assert!(status.starts_with("HTTP/1.1 403") && body.contains("resolves to 169.254.169.254"), "{status} {body}");
+}
+
+pub fn refusals_explain_themselves_and_every_decision_is_logged(rt: Runtime) {
+    let (origin, _) = head_echo_origin("origin");
+    let port = origin.addr.port();
+    let dns = DnsServer::start(&[("allowed.test", "127.0.0.1"), ("denied.test", "127.0.0.1")], &[], &[]);
+    let route = format!("127.0.0.1:0=forward;to=allowed.test;to-net=127.0.0.0/8;ports={port}");
+    let args = ["--route", route.as_str(), "--resolver", &dns.addr(), "--metrics", "127.0.0.1:0"];
+    let (mut p, _) = Proxy::start_routes(rt, 1, &[("WASITER_LOG_FORMAT", "json")], &args);
+    let ask = |request: String| {
+        let mut c = p.connect();
+        c.write_all(request.as_bytes()).unwrap();
+        let mut reader = BufReader::new(c);
+        answer(&mut reader)
+    };
+    let (status, body) = ask(format!("GET http://allowed.test:{port}/ HTTP/1.1\r\n\r\n"));
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(body.starts_with("origin\n"));
+    // Each refusal: one line with the destination, the rule and the fix.
+    for (target, rule, fix) in [
+        (format!("denied.test:{port}"), "not-listed", "add it to to= (to=...,denied.test)"),
+        ("allowed.test:1".to_string(), "port", "add 1 to ports="),
+        (format!("[::1]:{port}"), "ip-literal", "to-net=::1/128"),
+    ] {
+        let (status, body) = ask(format!("GET http://{target}/ HTTP/1.1\r\n\r\n"));
+        assert!(status.starts_with("HTTP/1.1 403"), "{target}: {status}");
+        let line = body.trim_end();
+        assert!(!line.contains('\n') && line.contains(&format!("{target} refused (rule {rule})")) && line.contains(fix), "{target}: {body}");
+    }
+    // Every decision is a JSON line an audit script can group by rule.
+    let allow = record(&p.wait_for_log("the allow decision", |l| l.contains("\"event\":\"decision\"") && l.contains("\"decision\":\"allow\"")));
+    assert_eq!((allow["host"].as_str(), allow["rule"].as_str()), (format!("allowed.test:{port}").as_str(), "listed"));
+    for rule in ["not-listed", "port", "ip-literal"] {
+        p.wait_for_log(&format!("a deny decision by {rule}"), |l| l.contains("\"decision\":\"deny\"") && l.contains(&format!("\"rule\":\"{rule}\"")));
+    }
+    let m = scrape(p.metrics.as_ref().unwrap());
+    let count = |decision: &str, rule: &str| {
+        m.iter().find(|(n, l, _)| n == "wasiter_forward_decisions_total" && l.get("decision").map(String::as_str) == Some(decision) && l.get("rule").map(String::as_str) == Some(rule)).map(|s| s.2)
+    };
+    assert_eq!((count("allow", "listed"), count("deny", "not-listed"), count("deny", "port"), count("deny", "ip-literal")), (Some(1.0), Some(1.0), Some(1.0), Some(1.0)));
+    assert_eq!(count("deny", "address"), Some(0.0), "every rule has its series");
+}
+
+pub fn report_mode_lets_unlisted_names_through_and_drafts_the_list(rt: Runtime) {
+    let (origin, _) = head_echo_origin("origin");
+    let port = origin.addr.port();
+    let dns = DnsServer::start(&[("allowed.test", "127.0.0.1"), ("new.test", "127.0.0.1"), ("cdn.new.test", "127.0.0.1")], &[], &[]);
+    let mut p = forward_proxy(rt, &format!("to=allowed.test;to-net=127.0.0.0/8;ports={port};report"), &dns.addr());
+    let metrics = p.metrics.clone().unwrap();
+    let c = p.connect();
+    let mut reader = BufReader::new(c.try_clone().unwrap());
+    let mut w = c;
+    for host in ["allowed.test", "new.test", "cdn.new.test", "new.test"] {
+        w.write_all(format!("GET http://{host}:{port}/ HTTP/1.1\r\n\r\n").as_bytes()).unwrap();
+        let (status, body) = answer(&mut reader);
+        assert!(status.starts_with("HTTP/1.1 200") && body.starts_with("origin\n"), "{host} is let through: {status}");
+    }
+    // The rules that are not about names still hold.
+    w.write_all(b"GET http://new.test:1/ HTTP/1.1\r\n\r\n").unwrap();
+    assert!(answer(&mut reader).0.starts_with("HTTP/1.1 403"), "ports= still refuses");
+    p.wait_for_log("a would-deny decision", |l| l.contains(" decision conn=") && l.contains("decision=would-deny") && l.contains("rule=not-listed") && l.contains("new.test"));
+    let (code, draft, err) = curl(&[&metrics.replace("/metrics", "/allowlist")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(draft.contains("#   new.test  2  would-deny") && draft.contains("#   allowed.test  1  listed"), "{draft}");
+    let want = format!("{}=forward;to=allowed.test,cdn.new.test,new.test;to-net=127.0.0.0/8;ports={port}", p.addr);
+    assert!(draft.lines().any(|l| l == want), "ready to paste:\n{draft}\nwant {want}");
+    // The log has the draft each time a name joins it (the last is the
+    // whole list), and natively once more on stop, with the final counts.
+    let drafts: Vec<_> = p.log().into_iter().filter(|l| l.contains("allowlist-draft")).collect();
+    assert_eq!(drafts.len(), 3, "one per new name: {drafts:?}");
+    let last = record(drafts.last().unwrap());
+    assert_eq!((last["line"].as_str(), last["names"].as_str()), (want.as_str(), "allowed.test=1 cdn.new.test=1(would-deny) new.test=1(would-deny)"));
+    if rt == Runtime::Native {
+        p.signal(libc::SIGTERM);
+        p.wait_exit();
+        let logged = record(&p.wait_for_log("the draft on stop", |l| l.contains("allowlist-draft") && l.contains("new.test=2")));
+        assert_eq!((logged["line"].as_str(), logged["names"].as_str()), (want.as_str(), "allowed.test=1 cdn.new.test=1(would-deny) new.test=2(would-deny)"));
+    }
 }

@@ -69,6 +69,8 @@ every_runtime!(
     plain_requests_carry_the_targets_host,
     each_request_on_a_kept_alive_connection_goes_to_its_own_host,
     addresses_outside_the_list_are_refused_where_no_packet_can_leave,
+    refusals_explain_themselves_and_every_decision_is_logged,
+    report_mode_lets_unlisted_names_through_and_drafts_the_list,
     http_download_of_8_mib_arrives_intact,
     large_bodies_cross_both_ways_at_once,
     fifty_concurrent_clients_each_get_their_own_bytes,

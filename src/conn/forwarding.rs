@@ -1,0 +1,121 @@
+//! What a forward proxy's connection adds to the relay: a CONNECT tunnel's
+//! first bytes held until they are checked against its name (`bind.rs`),
+//! and a plain request carried as one exchange (`crate::http1`), after
+//! which the client goes back to the front for its next request.
+
+use std::net::SocketAddr;
+
+use super::bind::{Bind, Verdict};
+use super::dump::dump_bytes;
+use super::failover::Failover;
+use super::{Conn, Context, Phase};
+use crate::close::{Reason, Side};
+use crate::front;
+use crate::http1::Exchange;
+use crate::names::Asked;
+use crate::relay::Framing;
+use crate::sys::Stream;
+
+impl Conn {
+    /// A CONNECT tunnel to `host:port`: its first bytes (`first`, those
+    /// that came with the CONNECT, and what follows) must ask for that name
+    /// (see `bind.rs`).
+    pub fn bind_to(&mut self, host: String, port: u16, first: Vec<u8>) {
+        if let Phase::Connecting(Failover { dest: Some(d), .. }) = &mut self.phase {
+            let mut bind = Bind::new(host, port);
+            bind.read = first;
+            d.bind = Some(Box::new(bind));
+        }
+    }
+
+    /// A forward proxy's plain request: carry it and its answer, then end
+    /// with `Reason::Answered` (see `into_next`) if the client goes on.
+    pub fn carry(&mut self, exchange: Box<Exchange>) {
+        if let Phase::Connecting(Failover { dest: Some(d), .. }) = &mut self.phase {
+            d.http = Some(exchange);
+        }
+    }
+
+    /// After `Reason::Answered`: the client, and what it sent past the
+    /// request (the start of its next), for the front to take again.
+    pub fn into_next(self) -> (Stream, SocketAddr, Vec<u8>) {
+        let leftover = match self.phase {
+            Phase::Relaying { http: Some(x), .. } => x.request.leftover,
+            _ => Vec::new(),
+        };
+        (self.client, self.client_addr, leftover)
+    }
+
+    /// The exchange's framing, per direction: whether the request (from
+    /// the client) or the answer (from the upstream) has ended.
+    pub(super) fn message_ended(&self, from: Side) -> bool {
+        match (&self.phase, from) {
+            (Phase::Relaying { http: Some(x), .. }, Side::Client) => x.request.done(),
+            (Phase::Relaying { http: Some(x), .. }, Side::Upstream) => x.response.done(),
+            _ => false,
+        }
+    }
+
+    /// A tunnel whose first bytes are still to be checked.
+    pub(super) fn binding(&self) -> bool {
+        matches!(self.phase, Phase::Relaying { bind: Some(_), .. })
+    }
+
+    /// What a forward proxy's client asked for (`host:port`), if it did.
+    pub fn asked_host(&self) -> Option<&str> {
+        match self.asked.as_deref() {
+            Some(Asked::Http { host: Some(h) }) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// A tunnel's first bytes: read them, and relay them once they ask for
+    /// the tunnel's name; else answer (an alert, a 403) and close.
+    pub(super) fn bind_read(&mut self, cx: &mut Context<'_>) -> Result<(), Reason> {
+        let Phase::Relaying { bind: slot @ Some(_), .. } = &mut self.phase else { return Ok(()) };
+        let Some(bind) = slot.as_deref_mut() else { return Ok(()) };
+        let ended = front::read_up_to(&self.client, &mut bind.read, front::PEEK_LIMIT).map_err(|e| Reason::Error(Side::Client, e))?;
+        match bind.verdict(ended || bind.read.len() > front::PEEK_LIMIT) {
+            Verdict::Wait => Ok(()),
+            Verdict::Refuse(answer, reason) => {
+                if !self.to_client.wants_write() {
+                    front::tell(&self.client, &answer); // after the 200, not before it
+                }
+                Err(reason)
+            }
+            Verdict::Pass => {
+                let read = std::mem::take(&mut bind.read);
+                *slot = None;
+                if !read.is_empty() {
+                    self.last_active = cx.now;
+                    dump_bytes(cx.dump, self.id, Side::Upstream, &mut self.dumped, &read);
+                    self.to_upstream.preload(&read, cx.buffers);
+                }
+                self.pump(Side::Client, cx)
+            }
+        }
+    }
+
+    /// A plain request's exchange is over: why the connection ends now (the
+    /// client going on to its next request, or closing), if it does.
+    pub(super) fn exchange_over(&mut self) -> Option<Reason> {
+        let Phase::Relaying { http: Some(x), .. } = &self.phase else { return None };
+        // A plain request's answer is out: the client goes on with its
+        // next request (checked afresh), or the connection ends.
+        let flushed = self.to_client.is_empty() && !self.queued(Side::Client);
+        if x.response.done() && flushed && self.write_error.is_none() {
+            return Some(match (x.goes_on(), x.client_close) {
+                (true, _) => Reason::Answered,
+                (false, true) => Reason::Closed(Side::Client),
+                (false, false) => Reason::Closed(Side::Upstream),
+            });
+        }
+        if self.to_client.is_done() {
+            // The destination closed: a close-delimited answer ends
+            // here; any other was cut short. The client's connection
+            // ends either way (its next request has nowhere to go).
+            return Some(self.write_error.take().map_or(Reason::Closed(Side::Upstream), |(side, e)| Reason::Error(side, e)));
+        }
+        None
+    }
+}

@@ -1,0 +1,143 @@
+//! A forward route's client: its proxy request read and checked against
+//! the route's policy (`crate::forward`), the name looked up in the loop's
+//! resolver, and the decision (allow, deny, would-deny, with its rule) kept
+//! for the log and the metrics. Refusals are HTTP answers with one line.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::proxy_request::{self, Method};
+use super::{http_answer, http_answer_with, tell, Failure, Front, Phase, Rules, Step};
+use crate::close::{Reason, Side};
+use crate::dns::{self, Lookup, Resolver};
+use crate::forward::{Decision, Refusal};
+use crate::http1::Exchange;
+use crate::names::Asked;
+use crate::relay::Framing;
+
+/// How long a forward client may wait for its destination's addresses, at
+/// most (the resolver gives up sooner: timeout x attempts x servers).
+const RESOLVE_LIMIT: Duration = Duration::from_secs(60);
+
+/// A forward proxy client's destination.
+#[derive(Debug)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    /// CONNECT (answer 200 once connected), or a plain HTTP request.
+    pub tunnel: bool,
+    /// Its addresses, once resolved and allowed.
+    pub addrs: Vec<SocketAddr>,
+    /// A plain request: its framing, and what the client sent after it.
+    pub exchange: Option<Box<Exchange>>,
+}
+
+impl Front {
+    /// Its lookup finished: check the addresses, then relay or refuse.
+    pub fn resolved(&mut self, result: dns::Addrs, rules: &Rules<'_>) -> Step {
+        let (Some((route, forward)), Some(target)) = (rules.forward, self.target.as_mut()) else { return Step::Close };
+        let host = target.host.clone();
+        let ips = match result {
+            Ok(ips) => ips,
+            Err(e) => return self.dns_failed(e, host),
+        };
+        match forward.check_addrs(&host, target.port, &ips) {
+            Ok(ips) => {
+                target.addrs = ips.into_iter().map(|ip| SocketAddr::new(ip, target.port)).collect();
+                Step::Relay(route) // the decision that check_name made stands
+            }
+            Err(refusal) => self.refused(refusal),
+        }
+    }
+
+    /// The destination's name could not be looked up: 502, or 504 when no
+    /// answer came.
+    fn dns_failed(&mut self, e: dns::Error, h: String) -> Step {
+        match e {
+            dns::Error::NotFound => self.answer(502, "Bad Gateway", Reason::DnsFailed(format!("{h}: no such name"))),
+            dns::Error::Timeout => self.answer(504, "Gateway Timeout", Reason::DnsTimeout(h)),
+            e => self.answer(502, "Bad Gateway", Reason::DnsFailed(format!("{h}: {e}"))),
+        }
+    }
+
+    /// The policy refused: 403 with its one line, and the decision kept
+    /// for the decision log line and the metrics.
+    fn refused(&mut self, refusal: Refusal) -> Step {
+        self.decision = Some((Decision::Deny, refusal.rule));
+        self.answer(403, "Forbidden", Reason::Forbidden(refusal.text))
+    }
+
+    /// A forward route: read the proxy request; check what it names; look
+    /// the name up (at once from the cache or /etc/hosts, else wait).
+    pub(super) fn request(&mut self, rules: &Rules<'_>, resolver: &mut Resolver, now: Instant) -> Step {
+        let ended = match self.read_more() {
+            Ok(ended) => ended,
+            Err(e) => return self.close(Reason::Error(Side::Client, e)),
+        };
+        let req = match proxy_request::parse(&self.read) {
+            Ok(Some(req)) => req,
+            Ok(None) if ended && self.read.is_empty() => return self.close(Reason::Closed(Side::Client)),
+            Ok(None) if ended => return self.answer(400, "Bad Request", Reason::BadRequest("the client closed before its request ended".into())),
+            Ok(None) => return Step::Wait,
+            Err(Failure::TooLarge(why)) => return self.answer(431, "Request Header Fields Too Large", Reason::PeekTooLarge(why)),
+            Err(Failure::BadRequest(why) | Failure::BadClientHello(why)) => return self.answer(400, "Bad Request", Reason::BadRequest(why)),
+        };
+        let Some((_, forward)) = rules.forward else { return Step::Close };
+        if let Err(why) = forward.check_auth(req.auth.as_deref()) {
+            // 407, with the challenge a client needs to log in (curl -x http://user:pass@...).
+            let body = format!("wasiter: {why}\n");
+            let head = "Proxy-Authenticate: Basic realm=\"wasiter\"\r\n";
+            tell(&self.client, &http_answer_with(407, "Proxy Authentication Required", head, &body));
+            return self.close(Reason::ProxyAuth(why));
+        }
+        let tunnel = req.method == Method::Connect;
+        self.asked = Some(Asked::Http { host: Some(format!("{}:{}", req.host, req.port)) });
+        let checked = forward.check_name(&req.host, req.port, tunnel);
+        if crate::log::tracing() {
+            let verb = if tunnel { "CONNECT" } else { "GET/..." };
+            let verdict = checked.as_ref().map_or_else(|r| format!("refused: {}", r.text), |(d, _)| format!("{}: looking it up", d.name()));
+            crate::log::trace_line(format_args!("request(conn={}, {verb} {}:{})", self.id, req.host, req.port), format_args!("{verdict}"));
+        }
+        match checked {
+            Ok(decision) => self.decision = Some(decision),
+            Err(refusal) => return self.refused(refusal),
+        }
+        // What goes to the destination first: for a plain request its head
+        // in origin form and as much of its body as came with it (what came
+        // after is its next request: the exchange keeps it); for a tunnel
+        // what the client sent after the CONNECT (checked by conn's bind).
+        let rest = self.read.get(req.head_len..).unwrap_or_default();
+        let (early, exchange) = match &req.method {
+            Method::Http { head, body, to_head, close } => {
+                let mut exchange = Exchange::new(*body, *to_head, *close);
+                let used = match exchange.request.feed(rest) {
+                    Ok(n) => n,
+                    Err(why) => return self.answer(400, "Bad Request", Reason::BadRequest(why)),
+                };
+                ([head, rest.get(..used).unwrap_or_default()].concat(), Some(Box::new(exchange)))
+            }
+            Method::Connect => (rest.to_vec(), None),
+        };
+        self.read = early;
+        self.target = Some(Target { host: req.host.clone(), port: req.port, tunnel, addrs: Vec::new(), exchange });
+        match resolver.lookup(&req.host, now) {
+            Lookup::Ready(result) => self.resolved(result, rules),
+            Lookup::Pending(id) => {
+                self.phase = Phase::Resolve(id);
+                self.deadline = now + RESOLVE_LIMIT;
+                Step::Wait
+            }
+        }
+    }
+
+    /// Answer a forward client with an HTTP error, then close it.
+    pub(super) fn answer(&mut self, code: u16, text: &str, reason: Reason) -> Step {
+        self.reply(code, text, &reason);
+        self.close(reason)
+    }
+
+    pub(super) fn reply(&mut self, code: u16, text: &str, reason: &Reason) {
+        let body = format!("wasiter: {}\n", reason.error().unwrap_or_else(|| reason.name().to_string()));
+        tell(&self.client, &http_answer(code, text, &body));
+    }
+}
