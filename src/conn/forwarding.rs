@@ -96,6 +96,18 @@ impl Conn {
         }
     }
 
+    /// The destination answered 101 to an upgrade the client asked for (a
+    /// websocket): from here the connection is a tunnel to it alone, both
+    /// ways, and what the client sent past its request goes first.
+    pub(super) fn upgraded(&mut self, cx: &mut Context<'_>) {
+        let Phase::Relaying { http: slot @ Some(_), .. } = &mut self.phase else { return };
+        if slot.as_ref().is_none_or(|x| x.response.0.status != Some(101)) {
+            return;
+        }
+        let leftover = slot.take().map(|x| x.request.leftover).unwrap_or_default();
+        self.to_upstream.preload(&leftover, cx.buffers);
+    }
+
     /// A plain request's exchange is over: why the connection ends now (the
     /// client going on to its next request, or closing), if it does.
     pub(super) fn exchange_over(&mut self) -> Option<Reason> {

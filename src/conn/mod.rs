@@ -479,6 +479,9 @@ impl Conn {
         if was_open && dir.state() != State::Open && self.first_fin.is_none() {
             self.first_fin = Some(from);
         }
+        if from == Side::Upstream {
+            self.upgraded(cx);
+        }
         Ok(())
     }
 

@@ -83,14 +83,20 @@ pub fn parse(buf: &[u8]) -> Result<Option<Request>, Failure> {
         head.extend_from_slice(h.value);
         head.extend_from_slice(b"\r\n");
     }
-    head.extend_from_slice(b"Connection: close\r\n\r\n");
+    // An upgrade the client asks for (a websocket) is asked of the
+    // destination too: if it answers 101, the connection becomes a tunnel
+    // to that destination alone (`conn::forwarding`).
+    let upgrade = header(req.headers, "upgrade").filter(|u| option("upgrade") && !u.is_empty() && u.bytes().all(|b| b.is_ascii_graphic() || b == b' ' || b == b','));
+    match upgrade {
+        Some(protocol) => head.extend_from_slice(format!("Upgrade: {protocol}\r\nConnection: upgrade\r\n\r\n").as_bytes()),
+        None => head.extend_from_slice(b"Connection: close\r\n\r\n"),
+    }
     Ok(Some(Request { method: Method::Http { head, body, to_head, close }, host, port, auth, head_len }))
 }
 
 /// The headers a proxy consumes (RFC 9110 section 7.6.1): the fixed ones,
-/// and every header the client's `Connection` names. `Upgrade` goes too:
-/// a request through this proxy is never upgraded (it closes after one
-/// answer).
+/// and every header the client's `Connection` names. `Upgrade` goes too
+/// (put back, when the client asks for one, by `parse`).
 fn hop_by_hop(headers: &[httparse::Header<'_>]) -> Vec<String> {
     let mut names: Vec<String> = ["connection", "keep-alive", "proxy-connection", "proxy-authorization", "te", "upgrade"].map(String::from).into();
     for h in headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection")) {
@@ -211,6 +217,10 @@ mod tests {
             .unwrap();
         let Method::Http { head, .. } = r.method else { panic!("a plain request") };
         assert_eq!(String::from_utf8(head).unwrap(), "GET /x HTTP/1.1\r\nHost: allowed.test\r\nAccept: */*\r\nConnection: close\r\n\r\n");
+        // An upgrade asked for is asked of the destination.
+        let ws = parse(b"GET http://ws.test/chat HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap().unwrap();
+        let Method::Http { head, .. } = ws.method else { panic!("a plain request") };
+        assert_eq!(String::from_utf8(head).unwrap(), "GET /chat HTTP/1.1\r\nHost: ws.test\r\nSec-WebSocket-Version: 13\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n");
     }
 
     #[test]

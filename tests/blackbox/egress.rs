@@ -419,3 +419,48 @@ pub fn report_mode_lets_unlisted_names_through_and_drafts_the_list(rt: Runtime) 
         assert_eq!((logged["line"].as_str(), logged["names"].as_str()), (want.as_str(), "allowed.test=1 cdn.new.test=1(would-deny) new.test=2(would-deny)"));
     }
 }
+
+pub fn a_websocket_upgrade_becomes_a_tunnel_to_its_destination(rt: Runtime) {
+    // A destination that accepts the upgrade, then echoes: what a websocket
+    // server does once its handshake is through. It keeps the head it got.
+    let seen = Arc::new(std::sync::Mutex::new(String::new()));
+    let keep = seen.clone();
+    let ws = Server::start(move |s| {
+        let mut reader = BufReader::new(s.try_clone().unwrap());
+        let mut out = s;
+        let Some((head, _)) = read_message(&mut reader) else { return };
+        *keep.lock().unwrap() = head.clone();
+        if !head.to_ascii_lowercase().contains("upgrade: websocket") {
+            let _ = out.write_all(b"HTTP/1.1 426 Upgrade Required\r\nContent-Length: 0\r\n\r\n");
+            return;
+        }
+        out.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n").unwrap();
+        let mut buf = [0u8; 1024];
+        while let Ok(n @ 1..) = reader.read(&mut buf) {
+            if out.write_all(&buf[..n]).is_err() {
+                return;
+            }
+        }
+    });
+    let port = ws.addr.port();
+    let dns = DnsServer::start(&[("ws.test", "127.0.0.1")], &[], &[]);
+    let p = forward_proxy(rt, &format!("to=ws.test;to-net=127.0.0.0/8;ports={port}"), &dns.addr());
+    let c = p.connect();
+    let mut reader = BufReader::new(c.try_clone().unwrap());
+    let mut w = c;
+    // The first frame comes right behind the handshake, in the same write.
+    w.write_all(format!("GET http://ws.test:{port}/chat HTTP/1.1\r\nHost: other.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\nfirst").as_bytes()).unwrap();
+    let (head, _) = read_message(&mut reader).expect("the 101");
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    let mut got = [0u8; 5];
+    reader.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"first", "bytes sent with the handshake went on after it");
+    for msg in [&b"hello"[..], b"world, twice as long"] {
+        w.write_all(msg).unwrap();
+        let mut back = vec![0u8; msg.len()];
+        reader.read_exact(&mut back).unwrap();
+        assert_eq!(back, msg, "the tunnel carries both ways");
+    }
+    let head = seen.lock().unwrap().clone();
+    assert!(head.contains(&format!("Host: ws.test:{port}")) && head.contains("Upgrade: websocket") && head.to_ascii_lowercase().contains("connection: upgrade"), "{head}");
+}
