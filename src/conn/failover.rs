@@ -35,6 +35,18 @@ pub(super) struct Dest {
     pub(super) bind: Option<Box<super::bind::Bind>>,
     /// A plain request's exchange, to carry once connected.
     pub(super) http: Option<Box<crate::http1::Exchange>>,
+    /// A connection to the destination kept from an earlier request
+    /// (`proxy::parked`): tried first, instead of a connect.
+    parked: Option<(SocketAddr, Stream)>,
+}
+
+/// A forward proxy's destination, as the front checked it.
+pub struct Destination {
+    pub addrs: Vec<SocketAddr>,
+    /// A CONNECT tunnel, else a plain request.
+    pub tunnel: bool,
+    /// An open connection to one of `addrs`, kept from an earlier request.
+    pub parked: Option<(SocketAddr, Stream)>,
 }
 
 /// Why the connect phase gave up: the last address tried (if any) and why.
@@ -43,8 +55,8 @@ pub(super) type GaveUp = (Option<SocketAddr>, Reason);
 impl Failover {
     /// Start a connect to the first upstream the pool offers that does not
     /// fail at once.
-    pub(super) fn start(conn: u64, forward: Option<(Vec<SocketAddr>, bool)>, cx: &mut Context<'_>) -> Result<(Failover, Stream), GaveUp> {
-        let dest = forward.map(|(addrs, tunnel)| Box::new(Dest { addrs, tunnel, bind: None, http: None }));
+    pub(super) fn start(conn: u64, forward: Option<Destination>, cx: &mut Context<'_>) -> Result<(Failover, Stream), GaveUp> {
+        let dest = forward.map(|d| Box::new(Dest { addrs: d.addrs, tunnel: d.tunnel, bind: None, http: None, parked: d.parked }));
         let mut f = Failover { addr: SocketAddr::from(([0, 0, 0, 0], 0)), deadline: cx.now, tried: 0, attempts: 0, dest };
         let stream = f.next(conn, None, cx)?;
         Ok((f, stream))
@@ -56,6 +68,12 @@ impl Failover {
     /// `NoUpstream` if every server was in its cool-down before any was tried.
     pub(super) fn next(&mut self, conn: u64, mut last: Option<io::Error>, cx: &mut Context<'_>) -> Result<Stream, GaveUp> {
         let mut last_addr = None;
+        if let Some((addr, stream)) = self.dest.as_mut().and_then(|d| d.parked.take()) {
+            // Already connected: the first writable wake-up finds it so.
+            self.addr = addr;
+            self.deadline = cx.now + cx.connect_timeout;
+            return Ok(stream);
+        }
         let count = self.dest.as_ref().map_or(cx.upstreams.servers.len(), |d| d.addrs.len());
         while (self.attempts as usize) < count {
             let picked = match &self.dest {

@@ -37,13 +37,23 @@ impl Conn {
     }
 
     /// After `Reason::Answered`: the client, and what it sent past the
-    /// request (the start of its next), for the front to take again.
-    pub fn into_next(self) -> (Stream, SocketAddr, Vec<u8>) {
-        let leftover = match self.phase {
-            Phase::Relaying { http: Some(x), .. } => x.request.leftover,
-            _ => Vec::new(),
+    /// request (the start of its next), for the front to take again; and
+    /// the destination's connection with its address, if it may carry
+    /// another request (see `proxy::parked`).
+    pub fn into_next(self) -> (Stream, SocketAddr, Vec<u8>, Option<(SocketAddr, Stream)>) {
+        let clean = self.to_upstream.is_empty() && !self.to_upstream.is_done() && !self.to_client.is_done() && self.write_error.is_none() && self.tls.is_none();
+        let (leftover, upstream) = match self.phase {
+            Phase::Relaying { http: Some(x), addr, .. } => {
+                let reusable = clean && x.upstream_reusable();
+                if crate::log::tracing() {
+                    let verdict = if reusable { "kept for the next request to it" } else { "closed" };
+                    crate::log::trace_line(format_args!("keep(conn={}, {addr})", self.id), format_args!("{verdict}"));
+                }
+                (x.request.leftover, reusable.then_some((addr, self.upstream)))
+            }
+            _ => (Vec::new(), None),
         };
-        (self.client, self.client_addr, leftover)
+        (self.client, self.client_addr, leftover, upstream)
     }
 
     /// The exchange's framing, per direction: whether the request (from

@@ -26,6 +26,8 @@ mod dump;
 mod forwarding;
 mod failover;
 
+pub use failover::Destination;
+
 
 use std::io;
 use std::net::SocketAddr;
@@ -194,7 +196,7 @@ impl Conn {
         route: usize,
         (client, client_addr, asked): (Stream, SocketAddr, Option<Box<Asked>>),
         (early, read): (&[u8], &[u8]),
-        forward: Option<(Vec<SocketAddr>, bool)>,
+        forward: Option<Destination>,
         cx: &mut Context<'_>,
     ) -> Result<Conn, NotStarted> {
         if cx.nodelay {

@@ -8,10 +8,11 @@
 //! when its framing could be read two ways (both Content-Length and
 //! Transfer-Encoding, and the like).
 //!
-//! It is sent with `Connection: close` (the destination's connection
-//! carries this request alone); the client's connection carries its next
-//! request once the answer is through, and that request is read and checked
-//! here afresh (`crate::http1::Exchange`), whatever host it names.
+//! The client's connection carries its next request once the answer is
+//! through, and that request is read and checked here afresh
+//! (`crate::http1::Exchange`), whatever host it names; the destination's
+//! connection may be kept for the next request to the same host
+//! (`proxy::parked`).
 
 use super::http_head::{read_head, MAX_HEADERS};
 use crate::http1::{content_length, Body};
@@ -70,8 +71,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<Request>, Failure> {
     // The head again, in origin form: Host is the target's authority
     // (RFC 9112 section 3.2.2: a client's own Host, naming another site,
     // would pick that site on a shared origin), and the hop-by-hop headers
-    // (RFC 9110 section 7.6.1) are ours, not the origin's: dropped, with
-    // Connection: close in their place (see above).
+    // (RFC 9110 section 7.6.1) are ours, not the origin's: dropped.
     let hop = hop_by_hop(req.headers);
     let mut head = format!("{method} {path} HTTP/1.{minor}\r\nHost: {}\r\n", host_header(&host, port)).into_bytes();
     for h in req.headers.iter() {
@@ -87,9 +87,12 @@ pub fn parse(buf: &[u8]) -> Result<Option<Request>, Failure> {
     // destination too: if it answers 101, the connection becomes a tunnel
     // to that destination alone (`conn::forwarding`).
     let upgrade = header(req.headers, "upgrade").filter(|u| option("upgrade") && !u.is_empty() && u.bytes().all(|b| b.is_ascii_graphic() || b == b' ' || b == b','));
+    // Otherwise no Connection header: HTTP/1.1's default keeps the
+    // destination's connection open for the next request to it
+    // (`proxy::parked`); an HTTP/1.0 request line closes it.
     match upgrade {
         Some(protocol) => head.extend_from_slice(format!("Upgrade: {protocol}\r\nConnection: upgrade\r\n\r\n").as_bytes()),
-        None => head.extend_from_slice(b"Connection: close\r\n\r\n"),
+        None => head.extend_from_slice(b"\r\n"),
     }
     Ok(Some(Request { method: Method::Http { head, body, to_head, close }, host, port, auth, head_len }))
 }
@@ -193,19 +196,19 @@ mod tests {
     }
 
     #[test]
-    fn a_plain_request_goes_on_in_origin_form_with_connection_close() {
+    fn a_plain_request_goes_on_in_origin_form() {
         let r = parse(b"GET http://Example.Test:8080/a/b?q=1 HTTP/1.1\r\nHost: example.test:8080\r\nProxy-Connection: keep-alive\r\nConnection: keep-alive\r\nAccept: */*\r\n\r\nbody")
             .unwrap()
             .unwrap();
         assert_eq!((r.host.as_str(), r.port), ("example.test", 8080));
         let Method::Http { head, .. } = r.method else { panic!("a plain request") };
-        assert_eq!(String::from_utf8(head).unwrap(), "GET /a/b?q=1 HTTP/1.1\r\nHost: example.test:8080\r\nAccept: */*\r\nConnection: close\r\n\r\n");
+        assert_eq!(String::from_utf8(head).unwrap(), "GET /a/b?q=1 HTTP/1.1\r\nHost: example.test:8080\r\nAccept: */*\r\n\r\n");
         let v6 = parse(b"GET http://[::1]:81/ HTTP/1.1\r\n\r\n").unwrap().unwrap();
         let Method::Http { head, .. } = v6.method else { panic!() };
         assert!(head.starts_with(b"GET / HTTP/1.1\r\nHost: [::1]:81\r\n"), "{}", String::from_utf8_lossy(&head));
         let bare = parse(b"GET http://example.test HTTP/1.0\r\n\r\n").unwrap().unwrap();
         let Method::Http { head, .. } = bare.method else { panic!() };
-        assert_eq!((bare.port, String::from_utf8(head).unwrap().as_str()), (80, "GET / HTTP/1.0\r\nHost: example.test\r\nConnection: close\r\n\r\n"));
+        assert_eq!((bare.port, String::from_utf8(head).unwrap().as_str()), (80, "GET / HTTP/1.0\r\nHost: example.test\r\n\r\n"));
     }
 
     #[test]
@@ -216,7 +219,7 @@ mod tests {
             .unwrap()
             .unwrap();
         let Method::Http { head, .. } = r.method else { panic!("a plain request") };
-        assert_eq!(String::from_utf8(head).unwrap(), "GET /x HTTP/1.1\r\nHost: allowed.test\r\nAccept: */*\r\nConnection: close\r\n\r\n");
+        assert_eq!(String::from_utf8(head).unwrap(), "GET /x HTTP/1.1\r\nHost: allowed.test\r\nAccept: */*\r\n\r\n");
         // An upgrade asked for is asked of the destination.
         let ws = parse(b"GET http://ws.test/chat HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap().unwrap();
         let Method::Http { head, .. } = ws.method else { panic!("a plain request") };

@@ -29,13 +29,13 @@ pub struct Request {
 
 /// The destination->client side: the answer, whose end ends the exchange.
 #[derive(Debug)]
-pub struct Response(pub ResponseReader);
+pub struct Response(pub ResponseReader, /** bytes came past the answer's end */ pub bool);
 
 impl Exchange {
     /// A request whose head is read: its body is delimited by `body`; a
     /// `HEAD` request (`to_head`) gets an answer without one.
     pub fn new(body: Body, to_head: bool, client_close: bool) -> Exchange {
-        Exchange { request: Request { body: BodyReader::new(body), leftover: Vec::new() }, response: Response(ResponseReader::new(to_head)), client_close }
+        Exchange { request: Request { body: BodyReader::new(body), leftover: Vec::new() }, response: Response(ResponseReader::new(to_head), false), client_close }
     }
 
     /// The answer is complete and the client's connection may carry
@@ -43,6 +43,13 @@ impl Exchange {
     /// sent whole (a destination that answered early leaves it unfinished).
     pub fn goes_on(&self) -> bool {
         self.response.done() && self.request.done() && !self.client_close && !self.response.0.close
+    }
+
+    /// The destination's connection may carry another request: the answer
+    /// ended by its framing and said nothing of closing, nothing came after
+    /// it, the request went whole, and no upgrade took the connection.
+    pub fn upstream_reusable(&self) -> bool {
+        self.response.done() && self.request.done() && !self.response.0.close && !self.response.1 && self.response.0.status != Some(101)
     }
 }
 
@@ -62,7 +69,9 @@ impl Framing for Response {
     /// Bytes past the answer's end are dropped: nothing was asked for them,
     /// and the destination's connection is not used again.
     fn feed(&mut self, bytes: &[u8]) -> Result<usize, String> {
-        self.0.feed(bytes)
+        let used = self.0.feed(bytes)?;
+        self.1 |= used < bytes.len();
+        Ok(used)
     }
 
     fn done(&self) -> bool {
@@ -83,6 +92,13 @@ mod tests {
         assert!(!x.goes_on(), "no answer yet");
         assert_eq!(x.response.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxJUNK"), Ok(39));
         assert!(x.goes_on());
+        assert!(!x.upstream_reusable(), "bytes came after the answer");
+        let mut clean = Exchange::new(Body::Empty, false, false);
+        clean.response.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx").unwrap();
+        assert!(clean.goes_on() && clean.upstream_reusable());
+        let mut closing_origin = Exchange::new(Body::Empty, false, false);
+        closing_origin.response.feed(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx").unwrap();
+        assert!(!closing_origin.upstream_reusable());
         let mut closing = Exchange::new(Body::Empty, false, true);
         closing.response.feed(b"HTTP/1.1 204 No Content\r\n\r\n").unwrap();
         assert!(!closing.goes_on(), "the client asked to close");

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::{Proxy, ACCEPT_BATCH, ACCEPT_PAUSE};
 use crate::close::{log_close, Reason, Who};
-use crate::conn::{refuse_forward, Conn, NotStarted};
+use crate::conn::{refuse_forward, Conn, Destination, NotStarted};
 use crate::forward::{Decision, Forward, Rule};
 use crate::ledger::Destinations;
 use crate::front::{Front, Step};
@@ -139,7 +139,14 @@ impl Proxy {
         // they wait to be checked against its name with what follows.
         let bind = front.target.as_ref().filter(|t| t.tunnel).map(|t| (t.host.clone(), t.port, std::mem::take(&mut read)));
         let exchange = front.target.as_mut().and_then(|t| t.exchange.take());
-        let forward = front.target.take().map(|t| (t.addrs, t.tunnel));
+        // A plain request: a connection kept from an earlier request to
+        // the same host, if one is still open.
+        let asked = match &front.asked {
+            Some(Asked::Http { host: Some(h) }) if exchange.is_some() => Some(h.clone()),
+            _ => None,
+        };
+        let parked = front.target.as_ref().zip(asked.as_deref()).and_then(|(t, host)| self.parked.take(host, &t.addrs, now));
+        let forward = front.target.take().map(|t| Destination { addrs: t.addrs, tunnel: t.tunnel, parked });
         let tunnel = forward.is_some();
         let Some((mut cx, stats)) = self.shared.context(route, now) else { return };
         let client = (front.client, front.from, front.asked.map(Box::new));
@@ -183,7 +190,11 @@ impl Proxy {
         if let Some(stats) = self.doors.get_mut(door).and_then(|d| d.stats(&mut self.shared.routes)) {
             stats.active += 1; // still open: its exchange's close counted it out
         }
-        let (client, from, leftover) = conn.into_next();
+        let asked = conn.asked_host().map(str::to_string);
+        let (client, from, leftover, upstream) = conn.into_next();
+        if let (Some((addr, stream)), Some(host)) = (upstream, asked) {
+            self.parked.park(&host, addr, stream, now);
+        }
         let mut front = Front::next_request(id, door, client, from, leftover, now);
         match self.advance(&mut front, now) {
             Step::Wait => {

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 
 mod admission;
+mod parked;
 mod busy;
 mod chores;
 mod reload;
@@ -122,6 +123,9 @@ pub struct Proxy {
     wakeups: u64,
     /// Connections watched in every pass.
     busy: Busy,
+    /// Forward routes' idle connections to destinations, for the next
+    /// plain request to the same host.
+    parked: parked::Parked,
     /// When the next full pass (every connection watched) is due, and
     /// whether this pass is one.
     next_full: Instant,
@@ -175,6 +179,7 @@ impl Proxy {
             iterations: 0,
             wakeups: 0,
             busy: Busy::default(),
+            parked: parked::Parked::default(),
             next_full: now,
             full_pass: true,
             ready: Vec::new(),
@@ -393,6 +398,7 @@ impl Proxy {
 
     /// Step 3: connect and idle timeouts.
     fn expire(&mut self, now: Instant) {
+        self.parked.expire(now);
         let expired = std::mem::take(&mut self.expired);
         for &key in &expired {
             self.dispatch(key, now, |conn, cx| conn.on_timeout(cx));

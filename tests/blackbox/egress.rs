@@ -464,3 +464,45 @@ pub fn a_websocket_upgrade_becomes_a_tunnel_to_its_destination(rt: Runtime) {
     let head = seen.lock().unwrap().clone();
     assert!(head.contains(&format!("Host: ws.test:{port}")) && head.contains("Upgrade: websocket") && head.to_ascii_lowercase().contains("connection: upgrade"), "{head}");
 }
+
+pub fn connections_to_a_destination_are_kept_for_the_next_request(rt: Runtime) {
+    let (a, _) = head_echo_origin("origin A");
+    let (b, _) = head_echo_origin("origin B");
+    // An origin that closes after each answer without saying so: what a
+    // server's keep-alive timeout does to a kept connection.
+    let closer = Server::start(|s| {
+        let mut reader = BufReader::new(s.try_clone().unwrap());
+        let mut out = s;
+        if read_message(&mut reader).is_some() {
+            let _ = out.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\ncloser");
+        }
+    });
+    let (pa, pb, pc) = (a.addr.port(), b.addr.port(), closer.addr.port());
+    let dns = DnsServer::start(&[("allowed.test", "127.0.0.1"), ("other.test", "127.0.0.1"), ("closer.test", "127.0.0.1")], &[], &[]);
+    let p = forward_proxy(rt, &format!("to=allowed.test,other.test,closer.test;to-net=127.0.0.0/8;ports={pa},{pb},{pc}"), &dns.addr());
+    let get = |host: &str, port: u16| format!("GET http://{host}:{port}/ HTTP/1.1\r\n\r\n");
+    let c = p.connect();
+    let mut reader = BufReader::new(c.try_clone().unwrap());
+    let mut w = c;
+    for (host, port, tag) in [("allowed.test", pa, "origin A"), ("other.test", pb, "origin B"), ("allowed.test", pa, "origin A"), ("allowed.test", pa, "origin A")] {
+        w.write_all(get(host, port).as_bytes()).unwrap();
+        let (status, body) = answer(&mut reader);
+        assert!(status.starts_with("HTTP/1.1 200") && body.starts_with(tag), "{host}: {status} {body}");
+    }
+    // Another client, the same host: the same kept connection.
+    let c2 = p.connect();
+    let mut reader2 = BufReader::new(c2.try_clone().unwrap());
+    let mut w2 = c2;
+    w2.write_all(get("allowed.test", pa).as_bytes()).unwrap();
+    assert!(answer(&mut reader2).1.starts_with("origin A"));
+    assert_eq!((a.accepted(), b.accepted()), (1, 1), "one connection per destination for five requests");
+    // The closer's kept connection is found closed, and the next request
+    // dials anew instead of failing.
+    for _ in 0..3 {
+        w.write_all(get("closer.test", pc).as_bytes()).unwrap();
+        let (status, body) = answer(&mut reader);
+        assert!(status.starts_with("HTTP/1.1 200") && body == "closer", "{status} {body}");
+        thread::sleep(Duration::from_millis(100)); // its close arrives
+    }
+    assert_eq!(closer.accepted(), 3);
+}

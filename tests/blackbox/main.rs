@@ -72,6 +72,7 @@ every_runtime!(
     refusals_explain_themselves_and_every_decision_is_logged,
     report_mode_lets_unlisted_names_through_and_drafts_the_list,
     a_websocket_upgrade_becomes_a_tunnel_to_its_destination,
+    connections_to_a_destination_are_kept_for_the_next_request,
     http_download_of_8_mib_arrives_intact,
     large_bodies_cross_both_ways_at_once,
     fifty_concurrent_clients_each_get_their_own_bytes,

@@ -1,0 +1,69 @@
+//! A forward route's idle connections to destinations, kept after an answer
+//! for the next plain request to the same host and port (from any client):
+//! what spares a connect per request, as squid and HAProxy keep theirs.
+//!
+//! A connection is kept only when its answer ended by its framing, neither
+//! side asked to close, and nothing came after it. Bounded: `MAX` in all,
+//! `PER_HOST` per destination, each for `IDLE` at most; the oldest goes
+//! first. One that the server closed while it waited is found out when it
+//! is taken (a read that does not say "would block") and dropped: the
+//! request dials anew. Each is used again only for the name it was opened
+//! for, and only if its address is still among the name's checked ones.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::relay::would_block;
+use crate::sys::Stream;
+
+pub const MAX: usize = 64;
+pub const PER_HOST: usize = 8;
+pub const IDLE: Duration = Duration::from_secs(15);
+
+struct Entry {
+    /// `host:port` as the client asked for it.
+    host: String,
+    addr: SocketAddr,
+    stream: Stream,
+    since: Instant,
+}
+
+#[derive(Default)]
+pub struct Parked {
+    entries: Vec<Entry>,
+}
+
+impl Parked {
+    /// Keep `stream` (to `addr`, opened for `host`) for the next request.
+    pub fn park(&mut self, host: &str, addr: SocketAddr, stream: Stream, now: Instant) {
+        self.expire(now);
+        if self.entries.iter().filter(|e| e.host == host).count() >= PER_HOST {
+            if let Some(oldest) = self.entries.iter().position(|e| e.host == host) {
+                self.entries.remove(oldest);
+            }
+        }
+        if self.entries.len() >= MAX {
+            self.entries.remove(0);
+        }
+        self.entries.push(Entry { host: host.to_string(), addr, stream, since: now });
+    }
+
+    /// A kept connection to `host`, at one of `addrs`, that is still open.
+    pub fn take(&mut self, host: &str, addrs: &[SocketAddr], now: Instant) -> Option<(SocketAddr, Stream)> {
+        self.expire(now);
+        while let Some(i) = self.entries.iter().rposition(|e| e.host == host && addrs.contains(&e.addr)) {
+            let e = self.entries.remove(i);
+            let mut probe = [0u8; 1];
+            match e.stream.read(&mut probe) {
+                Err(err) if would_block(&err) => return Some((e.addr, e.stream)),
+                _ => {} // closed, reset or talking out of turn: dropped
+            }
+        }
+        None
+    }
+
+    /// Drop those kept longer than `IDLE`.
+    pub fn expire(&mut self, now: Instant) {
+        self.entries.retain(|e| now.saturating_duration_since(e.since) < IDLE);
+    }
+}
