@@ -18,7 +18,11 @@ use crate::sys::Stream;
 
 pub const MAX: usize = 64;
 pub const PER_HOST: usize = 8;
-pub const IDLE: Duration = Duration::from_secs(15);
+/// Under the 5 s that Node.js and Apache keep an idle connection by
+/// default: a server's close and our next request crossing on the wire
+/// (which the check at `take` cannot see) then needs a server that keeps
+/// connections for less.
+pub const IDLE: Duration = Duration::from_secs(4);
 
 struct Entry {
     /// `host:port` as the client asked for it.
