@@ -15,8 +15,13 @@ fuzz_target!(|data: &[u8]| {
             assert!(req.head_len <= data.len());
             assert!(req.port != 0);
             assert!(!req.host.is_empty() && req.host.bytes().all(|b| b.is_ascii_graphic()), "{:?}", req.host);
-            if let Method::Http { head } = &req.method {
-                assert!(head.ends_with(b"Connection: close\r\n\r\n"));
+            if let Method::Http { head, .. } = &req.method {
+                assert!(head.ends_with(b"\r\n\r\n"), "a complete head");
+                // Host is the target's, once, right after the request line.
+                let text = String::from_utf8_lossy(head);
+                let hosts = text.lines().filter(|l| l.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("host:"))).count();
+                assert_eq!(hosts, 1, "one Host: {text:?}");
+                assert!(text.lines().nth(1).is_some_and(|l| l.starts_with("Host: ")), "{text:?}");
             }
         }
         Err(Failure::BadRequest(why) | Failure::TooLarge(why) | Failure::BadClientHello(why)) => {
