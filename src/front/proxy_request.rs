@@ -15,7 +15,7 @@
 //! (`proxy::parked`).
 
 use super::http_head::{read_head, MAX_HEADERS};
-use crate::http1::{content_length, Body};
+use crate::http1::{closes, connection_options, declared, Body, Declared};
 use super::Failure;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,15 +64,14 @@ pub fn parse(buf: &[u8]) -> Result<Option<Request>, Failure> {
     let (host, port) = authority(auth_part, Some(80)).ok_or_else(|| bad(format!("a bad host in {target:?}")))?;
     let path = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
     let body = check_framing(req.headers, buf.get(..head_len).unwrap_or_default())?;
-    let connection = req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection")).map(|h| String::from_utf8_lossy(h.value).to_ascii_lowercase()).collect::<Vec<_>>().join(",");
-    let option = |o: &str| connection.split(',').any(|t| t.trim() == o);
-    let close = option("close") || (minor == 0 && !option("keep-alive"));
+    let options = connection_options(req.headers);
+    let close = closes(&options, minor);
     let to_head = method.eq_ignore_ascii_case("HEAD");
     // The head again, in origin form: Host is the target's authority
     // (RFC 9112 section 3.2.2: a client's own Host, naming another site,
     // would pick that site on a shared origin), and the hop-by-hop headers
     // (RFC 9110 section 7.6.1) are ours, not the origin's: dropped.
-    let hop = hop_by_hop(req.headers);
+    let hop = hop_by_hop(&options);
     let mut head = format!("{method} {path} HTTP/1.{minor}\r\nHost: {}\r\n", host_header(&host, port)).into_bytes();
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("host") || hop.iter().any(|name| h.name.eq_ignore_ascii_case(name)) {
@@ -86,7 +85,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<Request>, Failure> {
     // An upgrade the client asks for (a websocket) is asked of the
     // destination too: if it answers 101, the connection becomes a tunnel
     // to that destination alone (`conn::forwarding`).
-    let upgrade = header(req.headers, "upgrade").filter(|u| option("upgrade") && !u.is_empty() && u.bytes().all(|b| b.is_ascii_graphic() || b == b' ' || b == b','));
+    let upgrade = header(req.headers, "upgrade").filter(|u| options.iter().any(|o| o == "upgrade") && !u.is_empty() && u.bytes().all(|b| b.is_ascii_graphic() || b == b' ' || b == b','));
     // Otherwise no Connection header: HTTP/1.1's default keeps the
     // destination's connection open for the next request to it
     // (`proxy::parked`); an HTTP/1.0 request line closes it.
@@ -98,14 +97,11 @@ pub fn parse(buf: &[u8]) -> Result<Option<Request>, Failure> {
 }
 
 /// The headers a proxy consumes (RFC 9110 section 7.6.1): the fixed ones,
-/// and every header the client's `Connection` names. `Upgrade` goes too
-/// (put back, when the client asks for one, by `parse`).
-fn hop_by_hop(headers: &[httparse::Header<'_>]) -> Vec<String> {
+/// and every header the client's `Connection` names (`options`). `Upgrade`
+/// goes too (put back, when the client asks for one, by `parse`).
+fn hop_by_hop(options: &[String]) -> Vec<String> {
     let mut names: Vec<String> = ["connection", "keep-alive", "proxy-connection", "proxy-authorization", "te", "upgrade"].map(String::from).into();
-    for h in headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection")) {
-        let value = String::from_utf8_lossy(h.value);
-        names.extend(value.split(',').map(|n| n.trim().to_ascii_lowercase()).filter(|n| !n.is_empty() && n != "host"));
-    }
+    names.extend(options.iter().filter(|n| *n != "host").cloned());
     names
 }
 
@@ -121,19 +117,11 @@ fn check_framing(headers: &[httparse::Header<'_>], head: &[u8]) -> Result<Body, 
     if head.windows(3).any(|w| matches!(w, [b'\n', b' ' | b'\t', c] if *c != b'\r')) {
         return bad("a folded header line (obs-fold)");
     }
-    let values = |name: &str| headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name)).map(|h| String::from_utf8_lossy(h.value).trim().to_ascii_lowercase()).collect::<Vec<_>>();
-    let (lengths, codings) = (values("content-length"), values("transfer-encoding"));
-    if !lengths.is_empty() && !codings.is_empty() {
-        return bad("both Content-Length and Transfer-Encoding");
-    }
-    if !lengths.is_empty() {
-        return content_length(&lengths).map(Body::Length).map_err(Failure::BadRequest);
-    }
-    let last = codings.iter().flat_map(|v| v.split(',')).map(str::trim).rfind(|c| !c.is_empty());
-    match last {
-        None if codings.is_empty() => Ok(Body::Empty),
-        Some("chunked") => Ok(Body::Chunked),
-        _ => bad("a Transfer-Encoding that does not end in chunked"),
+    match declared(headers).map_err(Failure::BadRequest)? {
+        Declared::Nothing => Ok(Body::Empty),
+        Declared::Length(n) => Ok(Body::Length(n)),
+        Declared::Chunked => Ok(Body::Chunked),
+        Declared::OtherCoding => bad("a Transfer-Encoding that does not end in chunked"),
     }
 }
 

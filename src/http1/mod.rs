@@ -212,33 +212,71 @@ impl ResponseReader {
             return Ok(None);
         }
         self.status = Some(code);
-        let values = |name: &str| response.headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name)).map(|h| String::from_utf8_lossy(h.value).trim().to_ascii_lowercase()).collect::<Vec<_>>();
-        let connection = values("connection").join(",");
-        let option = |o: &str| connection.split(',').any(|t| t.trim() == o);
-        self.close = option("close") || (response.version == Some(0) && !option("keep-alive"));
-        let (lengths, codings) = (values("content-length"), values("transfer-encoding"));
+        self.close = closes(&connection_options(response.headers), response.version.unwrap_or(1));
         let body = if self.to_head || code == 204 || code == 304 {
             Body::Empty
         } else if code == 101 {
             Body::UntilClose // the connection is the upgraded protocol's now
-        } else if !codings.is_empty() {
-            if !lengths.is_empty() {
-                return Err("a response with both Content-Length and Transfer-Encoding".into());
-            }
-            let last = codings.iter().flat_map(|v| v.split(',')).map(str::trim).rfind(|c| !c.is_empty());
-            if last == Some("chunked") { Body::Chunked } else { Body::UntilClose }
-        } else if !lengths.is_empty() {
-            Body::Length(content_length(&lengths)?)
         } else {
-            Body::UntilClose
+            match declared(response.headers).map_err(|e| format!("a response with {e}"))? {
+                Declared::Length(n) => Body::Length(n),
+                Declared::Chunked => Body::Chunked,
+                Declared::Nothing | Declared::OtherCoding => Body::UntilClose,
+            }
         };
         self.close |= body == Body::UntilClose;
         Ok(Some(body))
     }
 }
 
+/// What a message's headers declare of its body (RFC 9112 section 6.3),
+/// before the rules in which a request and an answer differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Declared {
+    /// Neither Content-Length nor Transfer-Encoding.
+    Nothing,
+    Length(u64),
+    Chunked,
+    /// A Transfer-Encoding whose last coding is not chunked.
+    OtherCoding,
+}
+
+/// Read a message's framing headers. `Err`: both Content-Length and
+/// Transfer-Encoding, or Content-Length values that are not one number.
+pub fn declared(headers: &[httparse::Header<'_>]) -> Result<Declared, String> {
+    let (lengths, codings) = (values(headers, "content-length"), values(headers, "transfer-encoding"));
+    if !lengths.is_empty() && !codings.is_empty() {
+        return Err("both Content-Length and Transfer-Encoding".into());
+    }
+    if !lengths.is_empty() {
+        return content_length(&lengths).map(Declared::Length);
+    }
+    if codings.is_empty() {
+        return Ok(Declared::Nothing);
+    }
+    let last = codings.iter().flat_map(|v| v.split(',')).map(str::trim).rfind(|c| !c.is_empty());
+    Ok(if last == Some("chunked") { Declared::Chunked } else { Declared::OtherCoding })
+}
+
+/// The options of a message's `Connection` headers, in lower case.
+pub fn connection_options(headers: &[httparse::Header<'_>]) -> Vec<String> {
+    values(headers, "connection").iter().flat_map(|v| v.split(',')).map(str::trim).filter(|o| !o.is_empty()).map(String::from).collect()
+}
+
+/// The connection ends after this message: it says `close`, or it is
+/// HTTP/1.0 (`minor` 0) without `keep-alive`.
+pub fn closes(options: &[String], minor: u8) -> bool {
+    let has = |o: &str| options.iter().any(|t| t == o);
+    has("close") || (minor == 0 && !has("keep-alive"))
+}
+
+/// Every value of the headers called `name`, trimmed, in lower case.
+fn values(headers: &[httparse::Header<'_>], name: &str) -> Vec<String> {
+    headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name)).map(|h| String::from_utf8_lossy(h.value).trim().to_ascii_lowercase()).collect()
+}
+
 /// The one length that every Content-Length value (and list) states.
-pub fn content_length(values: &[String]) -> Result<u64, String> {
+fn content_length(values: &[String]) -> Result<u64, String> {
     let mut each = values.iter().flat_map(|v| v.split(',')).map(str::trim);
     let first = each.next().unwrap_or_default();
     if first.is_empty() || first.len() > 18 || !first.bytes().all(|b| b.is_ascii_digit()) {
