@@ -89,11 +89,9 @@ impl Bind {
 
     fn hello(&self, ended: bool) -> Verdict {
         let alert = |reason: Reason| {
-            // A fatal alert in the version of the client's first record:
-            // unrecognized_name (112) for a name, else handshake_failure (40).
-            let code = if matches!(reason, Reason::NameMismatch(_)) { 112 } else { 40 };
-            let (major, minor) = (self.read.get(1).copied().unwrap_or(3), self.read.get(2).copied().unwrap_or(1));
-            Verdict::Refuse(vec![21, major, minor, 0, 2, 2, code], reason)
+            // unrecognized_name for a name, else handshake_failure.
+            let code = if matches!(reason, Reason::NameMismatch(_)) { client_hello::UNRECOGNIZED_NAME } else { client_hello::HANDSHAKE_FAILURE };
+            Verdict::Refuse(client_hello::fatal_alert(&self.read, code), reason)
         };
         match client_hello::parse(&self.read) {
             Ok(None) if ended || self.read.len() > PEEK_LIMIT => alert(Reason::BadClientHello(format!("the ClientHello in the tunnel to {} ended after {} bytes", self.host, self.read.len()))),

@@ -33,6 +33,18 @@ pub struct Hello {
     pub alpn: Vec<String>,
 }
 
+/// TLS alert descriptions this proxy sends.
+pub const UNRECOGNIZED_NAME: u8 = 112;
+pub const HANDSHAKE_FAILURE: u8 = 40;
+
+/// A fatal alert record with this description, in the record version of the
+/// client's first record (`read`, what it sent so far): what a client is
+/// told when its ClientHello is refused before any server saw it.
+pub fn fatal_alert(read: &[u8], description: u8) -> Vec<u8> {
+    let (major, minor) = (read.get(1).copied().unwrap_or(3), read.get(2).copied().unwrap_or(1));
+    vec![21, major, minor, 0, 2, 2, description]
+}
+
 /// Does `first` start a TLS handshake record? (How a port that takes both
 /// TLS and plain HTTP tells them apart: no HTTP method starts with 0x16.)
 pub fn looks_like_tls(first: u8) -> bool {

@@ -270,12 +270,7 @@ impl Front {
     /// (a few bytes into an empty socket buffer).
     fn refuse(&mut self) {
         let answer = match &self.asked {
-            // A fatal unrecognized_name (112) alert, in the version of the
-            // client's first record.
-            Some(Asked::Tls { .. }) => {
-                let (major, minor) = (self.read.get(1).copied().unwrap_or(3), self.read.get(2).copied().unwrap_or(1));
-                vec![21, major, minor, 0, 2, 2, 112]
-            }
+            Some(Asked::Tls { .. }) => client_hello::fatal_alert(&self.read, client_hello::UNRECOGNIZED_NAME),
             Some(Asked::Http { host }) => {
                 let body = match host {
                     Some(h) => format!("wasiter: no route for host {h:?}\n"),
