@@ -52,8 +52,10 @@ pub enum Verdict {
 const METHODS: [&str; 9] = ["GET ", "POST ", "PUT ", "DELETE ", "HEAD ", "OPTIONS ", "PATCH ", "TRACE ", "CONNECT "];
 
 impl Bind {
-    pub fn new(host: String, port: u16) -> Bind {
-        Bind { host, port, read: Vec::new() }
+    /// A tunnel to `host:port`; `first`: what the client sent after its
+    /// CONNECT, the start of its first bytes.
+    pub fn new(host: String, port: u16, first: Vec<u8>) -> Bind {
+        Bind { host, port, read: first }
     }
 
     /// What the bytes read so far decide. `ended`: the client sent FIN (or
@@ -123,9 +125,7 @@ mod tests {
     }
 
     fn bind(host: &str, port: u16, bytes: &[u8]) -> Verdict {
-        let mut b = Bind::new(host.to_string(), port);
-        b.read = bytes.to_vec();
-        b.verdict(false)
+        Bind::new(host.to_string(), port, bytes.to_vec()).verdict(false)
     }
 
     fn refused(v: Verdict) -> String {

@@ -6,6 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use super::bind::Bind;
 use super::{log_attempt_failed, Context};
 use crate::close::Reason;
 use crate::pool::Outcome;
@@ -28,10 +29,9 @@ pub(super) struct Failover {
 /// A forward proxy's destination.
 pub(super) struct Dest {
     addrs: Vec<SocketAddr>,
-    /// A CONNECT tunnel (answered 200 once connected), else a plain HTTP
-    /// request; either is answered with an HTTP error if no connect succeeds.
-    pub(super) tunnel: bool,
-    /// A tunnel's name, to check its first bytes against once connected.
+    /// A CONNECT tunnel (answered 200 once connected) and its name, to check
+    /// its first bytes against; else a plain HTTP request. Either is
+    /// answered with an HTTP error if no connect succeeds.
     pub(super) bind: Option<Box<super::bind::Bind>>,
     /// A plain request's exchange, to carry once connected.
     pub(super) http: Option<Box<crate::http1::Exchange>>,
@@ -43,8 +43,12 @@ pub(super) struct Dest {
 /// A forward proxy's destination, as the front checked it.
 pub struct Destination {
     pub addrs: Vec<SocketAddr>,
-    /// A CONNECT tunnel, else a plain request.
-    pub tunnel: bool,
+    /// A CONNECT tunnel: the name and port it was opened for, and the bytes
+    /// the client sent after the CONNECT (its first bytes, checked against
+    /// the name with what follows: `bind.rs`).
+    pub tunnel: Option<(String, u16, Vec<u8>)>,
+    /// A plain request: its exchange (`crate::http1`).
+    pub http: Option<Box<crate::http1::Exchange>>,
     /// An open connection to one of `addrs`, kept from an earlier request.
     pub parked: Option<(SocketAddr, Stream)>,
 }
@@ -56,7 +60,10 @@ impl Failover {
     /// Start a connect to the first upstream the pool offers that does not
     /// fail at once.
     pub(super) fn start(conn: u64, forward: Option<Destination>, cx: &mut Context<'_>) -> Result<(Failover, Stream), GaveUp> {
-        let dest = forward.map(|d| Box::new(Dest { addrs: d.addrs, tunnel: d.tunnel, bind: None, http: None, parked: d.parked }));
+        let dest = forward.map(|d| {
+            let bind = d.tunnel.map(|(host, port, first)| Box::new(Bind::new(host, port, first)));
+            Box::new(Dest { addrs: d.addrs, bind, http: d.http, parked: d.parked })
+        });
         let mut f = Failover { addr: SocketAddr::from(([0, 0, 0, 0], 0)), deadline: cx.now, tried: 0, attempts: 0, dest };
         let stream = f.next(conn, None, cx)?;
         Ok((f, stream))

@@ -5,37 +5,16 @@
 
 use std::net::SocketAddr;
 
-use super::bind::{Bind, Verdict};
+use super::bind::Verdict;
 use super::dump::dump_bytes;
-use super::failover::Failover;
 use super::{Conn, Context, Phase};
 use crate::close::{Reason, Side};
 use crate::front;
-use crate::http1::Exchange;
 use crate::names::Asked;
 use crate::relay::Framing;
 use crate::sys::Stream;
 
 impl Conn {
-    /// A CONNECT tunnel to `host:port`: its first bytes (`first`, those
-    /// that came with the CONNECT, and what follows) must ask for that name
-    /// (see `bind.rs`).
-    pub fn bind_to(&mut self, host: String, port: u16, first: Vec<u8>) {
-        if let Phase::Connecting(Failover { dest: Some(d), .. }) = &mut self.phase {
-            let mut bind = Bind::new(host, port);
-            bind.read = first;
-            d.bind = Some(Box::new(bind));
-        }
-    }
-
-    /// A forward proxy's plain request: carry it and its answer, then end
-    /// with `Reason::Answered` (see `into_next`) if the client goes on.
-    pub fn carry(&mut self, exchange: Box<Exchange>) {
-        if let Phase::Connecting(Failover { dest: Some(d), .. }) = &mut self.phase {
-            d.http = Some(exchange);
-        }
-    }
-
     /// After `Reason::Answered`: the client, and what it sent past the
     /// request (the start of its next), for the front to take again; and
     /// the destination's connection with its address, if it may carry

@@ -369,10 +369,11 @@ impl Conn {
             self.tls.get_or_insert_with(Box::default).upstream = Some(tls);
             self.flush_tls(Side::Upstream)?;
         }
-        let (tunnel, bind, http) = match &mut self.phase {
-            Phase::Connecting(Failover { dest: Some(d), .. }) => (d.tunnel, d.bind.take(), d.http.take()),
-            _ => (false, None, None),
+        let (bind, http) = match &mut self.phase {
+            Phase::Connecting(Failover { dest: Some(d), .. }) => (d.bind.take(), d.http.take()),
+            _ => (None, None),
         };
+        let tunnel = bind.is_some();
         self.phase = Phase::Relaying { addr, bind, http };
         self.last_active = cx.now;
         self.who(cx.route, cx.backend).record(Level::Info, "open").str("upstream", addr).emit();

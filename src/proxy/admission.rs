@@ -135,29 +135,23 @@ impl Proxy {
             None => Vec::new(),
         };
         let mut read = front.take_read();
-        // A tunnel's bytes that came with its CONNECT are its first bytes:
-        // they wait to be checked against its name with what follows.
-        let bind = front.target.as_ref().filter(|t| t.tunnel).map(|t| (t.host.clone(), t.port, std::mem::take(&mut read)));
-        let exchange = front.target.as_mut().and_then(|t| t.exchange.take());
-        // A plain request: a connection kept from an earlier request to
-        // the same host, if one is still open.
-        let asked = match &front.asked {
-            Some(Asked::Http { host: Some(h) }) if exchange.is_some() => Some(h.clone()),
-            _ => None,
-        };
-        let parked = front.target.as_ref().zip(asked.as_deref()).and_then(|(t, host)| self.parked.take(host, &t.addrs, now));
-        let forward = front.target.take().map(|t| Destination { addrs: t.addrs, tunnel: t.tunnel, parked });
+        let forward = front.target.take().map(|t| {
+            // A tunnel's bytes that came with its CONNECT are its first
+            // bytes: they wait to be checked against its name with what
+            // follows. A plain request may find a connection kept from an
+            // earlier request to the same host, still open.
+            let tunnel = t.tunnel.then(|| (t.host, t.port, std::mem::take(&mut read)));
+            let parked = match &front.asked {
+                Some(Asked::Http { host: Some(h) }) if t.exchange.is_some() => self.parked.take(h, &t.addrs, now),
+                _ => None,
+            };
+            Destination { addrs: t.addrs, tunnel, http: t.exchange, parked }
+        });
         let tunnel = forward.is_some();
         let Some((mut cx, stats)) = self.shared.context(route, now) else { return };
         let client = (front.client, front.from, front.asked.map(Box::new));
         match Conn::start(front.id, route, client, (&early, &read), forward, &mut cx) {
-            Ok(mut conn) => {
-                if let Some((host, port, first)) = bind {
-                    conn.bind_to(host, port, first);
-                }
-                if let Some(x) = exchange {
-                    conn.carry(x);
-                }
+            Ok(conn) => {
                 let id = conn.id();
                 let key = self.conns.insert(conn);
                 self.busy.add(key, id); // connecting: watched in every pass
