@@ -28,8 +28,9 @@ pub struct Destinations {
 }
 
 impl Destinations {
-    /// A client named `host` (before any decision).
-    pub fn count(&mut self, host: &str) {
+    /// A client asked for `asked` (`host:port`), before any decision.
+    pub fn count(&mut self, asked: &str) {
+        let host = name_of(asked);
         if let Some((_, n)) = self.hosts.iter_mut().find(|(h, _)| h == host) {
             *n += 1;
         } else if self.hosts.len() < MAX_DESTINATIONS {
@@ -39,9 +40,10 @@ impl Destinations {
         }
     }
 
-    /// The policy decided for `host` (a name, without its port). `true`: a
-    /// name the draft did not hold yet (the draft changed).
-    pub fn decided(&mut self, host: &str, decision: Decision, rule: Rule) -> bool {
+    /// The policy decided for `asked` (`host:port`). `true`: a name the
+    /// draft did not hold yet (the draft changed).
+    pub fn decided(&mut self, asked: &str, decision: Decision, rule: Rule) -> bool {
+        let host = name_of(asked);
         if let Some(n) = self.decisions.get_mut(decision as usize).and_then(|row| row.get_mut(rule as usize)) {
             *n += 1;
         }
@@ -57,6 +59,13 @@ impl Destinations {
             self.passed_other += 1;
         }
         false
+    }
+
+    /// The names let through, in order of name.
+    fn passed_by_name(&self) -> Vec<&(String, u64, Decision)> {
+        let mut names: Vec<&(String, u64, Decision)> = self.passed.iter().collect();
+        names.sort_by(|a, b| a.0.cmp(&b.0));
+        names
     }
 
     /// Requests by the host they named, the rest as `other`.
@@ -78,17 +87,14 @@ impl Destinations {
     /// The names let through so far with their counts, on one line
     /// (`pypi.org=2 files.pythonhosted.org=1(would-deny)`), for the log.
     pub fn counts(&self) -> String {
-        let mut names: Vec<&(String, u64, Decision)> = self.passed.iter().collect();
-        names.sort_by(|a, b| a.0.cmp(&b.0));
-        let each = names.iter().map(|(h, n, d)| if *d == Decision::Allow { format!("{h}={n}") } else { format!("{h}={n}(would-deny)") });
+        let each = self.passed_by_name().into_iter().map(|(h, n, d)| if *d == Decision::Allow { format!("{h}={n}") } else { format!("{h}={n}(would-deny)") });
         each.collect::<Vec<_>>().join(" ")
     }
 
     /// The allowlist the names let through so far would make, for the route
     /// on `listen`: (the routes-file line, the whole text with counts).
     pub fn draft(&self, listen: &str, forward: &Forward) -> (String, String) {
-        let mut names: Vec<&(String, u64, Decision)> = self.passed.iter().collect();
-        names.sort_by(|a, b| a.0.cmp(&b.0));
+        let names = self.passed_by_name();
         let to = names.iter().map(|(h, _, _)| h.as_str()).collect::<Vec<_>>().join(",");
         let mut line = format!("{listen}=forward;to={}", if to.is_empty() { "none.invalid" } else { &to });
         let join = |v: Vec<String>| v.join(",");
@@ -112,6 +118,12 @@ impl Destinations {
         let _ = writeln!(text, "{line}");
         (line, text)
     }
+}
+
+/// The name in a `host:port` the front recorded (the port last, after the
+/// last colon, for an IPv6 address too).
+fn name_of(asked: &str) -> &str {
+    asked.rsplit_once(':').map_or(asked, |(name, _)| name)
 }
 
 #[cfg(test)]

@@ -203,7 +203,7 @@ impl Proxy {
     pub(super) fn tunnel_refused(&mut self, route: usize, id: u64, asked: &str, rule: Rule) {
         let Some(r) = self.shared.routes.get_mut(route) else { return };
         if let Some(d) = r.destinations.as_mut() {
-            d.decided(asked.rsplit_once(':').map_or(asked, |(name, _)| name), Decision::Deny, rule);
+            d.decided(asked, Decision::Deny, rule);
         }
         log_decision(id, &r.name, asked, Decision::Deny, rule);
     }
@@ -214,11 +214,10 @@ impl Proxy {
         let Some(door) = self.doors.get(front.door) else { return };
         let Some((route, _)) = &door.forward else { return };
         let Some(Asked::Http { host: Some(asked) }) = &front.asked else { return };
-        let name = asked.rsplit_once(':').map_or(asked.as_str(), |(name, _)| name);
         let Some(d) = self.shared.routes.get_mut(*route).and_then(|r| r.destinations.as_mut()) else { return };
-        d.count(name);
+        d.count(asked);
         if let Some((decision, rule)) = front.decision {
-            let grew = d.decided(name, decision, rule);
+            let grew = d.decided(asked, decision, rule);
             log_decision(front.id, &door.name, asked, decision, rule);
             if let Some((_, forward)) = door.forward.as_ref().filter(|(_, f)| f.report && grew) {
                 // A name new to report mode's draft: the draft as it is now
