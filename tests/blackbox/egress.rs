@@ -84,9 +84,9 @@ fn answer(reader: &mut impl BufRead) -> (String, String) {
     (head.lines().next().unwrap_or_default().to_string(), String::from_utf8_lossy(&body).into_owned())
 }
 
+/// A forward route with these options (`forward::forward`), and metrics.
 fn forward_proxy(rt: Runtime, options: &str, dns: &str) -> Proxy {
-    let route = format!("127.0.0.1:0=forward;{options}");
-    Proxy::start_routes(rt, 1, &[], &["--route", route.as_str(), "--resolver", dns, "--metrics", "127.0.0.1:0"]).0
+    forward(rt, options, dns, &["--metrics", "127.0.0.1:0"])
 }
 
 /// The close line of the connection that ended with `reason`.

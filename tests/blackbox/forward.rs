@@ -6,7 +6,7 @@
 use super::*;
 
 /// A forward route on 127.0.0.1 with these options, resolving through `dns`.
-fn forward(rt: Runtime, options: &str, dns: &str, more: &[&str]) -> Proxy {
+pub fn forward(rt: Runtime, options: &str, dns: &str, more: &[&str]) -> Proxy {
     let route = format!("127.0.0.1:0=forward;{options}");
     let mut args = vec!["--route", route.as_str(), "--resolver", dns];
     args.extend_from_slice(more);
