@@ -7,6 +7,7 @@
 use std::io;
 use std::time::{Duration, Instant};
 
+use super::state::{Door, RouteState};
 use super::{Proxy, ACCEPT_BATCH, ACCEPT_PAUSE};
 use crate::close::{log_close, Reason, Who};
 use crate::conn::{refuse_forward, Conn, Destination, NotStarted};
@@ -250,6 +251,15 @@ impl Proxy {
             .emit();
         self.accept_paused_until = Some(now + ACCEPT_PAUSE);
     }
+}
+
+/// The forward routes in report mode: (listen address, ledger, policy), for
+/// their drafts (in the log on stop, at the metrics port's /allowlist).
+pub(super) fn in_report_mode<'a>(doors: &'a [Door], routes: &'a [RouteState]) -> impl Iterator<Item = (&'a str, &'a Destinations, &'a Forward)> {
+    doors.iter().filter_map(|door| {
+        let (route, forward) = door.forward.as_ref().filter(|(_, f)| f.report)?;
+        Some((door.name.as_str(), routes.get(*route)?.destinations.as_ref()?, forward))
+    })
 }
 
 /// Report mode's draft allowlist of the route on `listen`, as a log line.

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::admission::transient_accept_error;
+use super::admission::{self, transient_accept_error};
 use super::{Proxy, MAX_SCRAPES};
 use crate::dns::{self, Lookup, LookupId};
 use crate::health;
@@ -125,10 +125,7 @@ impl Proxy {
         let body = |page| {
             if page == Page::Allowlist {
                 // Report mode's drafts, one block per forward route in it.
-                let drafts = doors.iter().filter_map(|d| {
-                    let (route, forward) = d.forward.as_ref().filter(|(_, f)| f.report)?;
-                    Some(routes.get(*route)?.destinations.as_ref()?.draft(&d.name, forward).1)
-                });
+                let drafts = admission::in_report_mode(doors, routes).map(|(listen, d, forward)| d.draft(listen, forward).1);
                 let text = drafts.collect::<Vec<_>>().join("\n");
                 return if text.is_empty() { "# no forward route is in report mode\n".to_string() } else { text };
             }

@@ -285,10 +285,8 @@ impl Proxy {
     /// Report mode: each such forward route's draft allowlist, in the log
     /// (on stop; the metrics port serves it at /allowlist at any time).
     fn log_drafts(&self) {
-        for door in &self.doors {
-            let Some((route, forward)) = door.forward.as_ref().filter(|(_, f)| f.report) else { continue };
-            let Some(d) = self.shared.routes.get(*route).and_then(|r| r.destinations.as_ref()) else { continue };
-            admission::log_draft(&door.name, d, forward);
+        for (listen, d, forward) in admission::in_report_mode(&self.doors, &self.shared.routes) {
+            admission::log_draft(listen, d, forward);
         }
     }
 
