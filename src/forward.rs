@@ -239,7 +239,9 @@ impl Forward {
 }
 
 fn guarded(ip: IpAddr) -> bool {
-    GUARDED.iter().filter_map(|g| g.parse::<IpNet>().ok()).any(|n| n.contains(&ip))
+    // Parsed once, not on every address of every request.
+    static NETS: std::sync::OnceLock<Vec<IpNet>> = std::sync::OnceLock::new();
+    NETS.get_or_init(|| GUARDED.iter().filter_map(|g| g.parse().ok()).collect()).iter().any(|n| n.contains(&ip))
 }
 
 /// The IPv4 address inside an IPv6 address of a form that translates or
@@ -352,6 +354,13 @@ mod tests {
         let lo = fwd(&["*"], &[], &["127.0.0.0/8"], &[]);
         assert_eq!(lo.check_addrs("x.test", 443, &[ip("127.0.0.1")]).unwrap(), vec![ip("127.0.0.1")]);
         assert!(lo.check_addrs("x.test", 443, &[ip("10.1.2.3")]).unwrap_err().text.contains("to-net=127.0.0.0/8"), "to-net= is the whole list");
+    }
+
+    #[test]
+    fn every_guarded_range_parses() {
+        for g in GUARDED {
+            assert!(g.parse::<IpNet>().is_ok(), "{g}: none may be dropped silently");
+        }
     }
 
     #[test]
