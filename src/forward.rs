@@ -216,7 +216,7 @@ impl Forward {
         if ok.is_empty() {
             let shown = addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",");
             let rule = if self.nets.is_empty() {
-                "loopback, link-local and non-host ranges are refused unless to-net= names them".to_string()
+                "loopback, link-local, private and non-host ranges are refused unless to-net= names them".to_string()
             } else {
                 format!("to-net={}", self.nets.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","))
             };
