@@ -90,7 +90,7 @@ impl Conn {
     /// ways, and what the client sent past its request goes first.
     pub(super) fn upgraded(&mut self, cx: &mut Context<'_>) {
         let Phase::Relaying { http: slot @ Some(_), .. } = &mut self.phase else { return };
-        if slot.as_ref().is_none_or(|x| x.response.0.status != Some(101)) {
+        if slot.as_ref().is_none_or(|x| x.response.reader.status != Some(101)) {
             return;
         }
         let leftover = slot.take().map(|x| x.request.leftover).unwrap_or_default();

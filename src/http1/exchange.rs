@@ -29,27 +29,31 @@ pub struct Request {
 
 /// The destination->client side: the answer, whose end ends the exchange.
 #[derive(Debug)]
-pub struct Response(pub ResponseReader, /** bytes came past the answer's end */ pub bool);
+pub struct Response {
+    pub reader: ResponseReader,
+    /// Bytes came past the answer's end (its connection is not used again).
+    pub excess: bool,
+}
 
 impl Exchange {
     /// A request whose head is read: its body is delimited by `body`; a
     /// `HEAD` request (`to_head`) gets an answer without one.
     pub fn new(body: Body, to_head: bool, client_close: bool) -> Exchange {
-        Exchange { request: Request { body: BodyReader::new(body), leftover: Vec::new() }, response: Response(ResponseReader::new(to_head), false), client_close }
+        Exchange { request: Request { body: BodyReader::new(body), leftover: Vec::new() }, response: Response { reader: ResponseReader::new(to_head), excess: false }, client_close }
     }
 
     /// The answer is complete and the client's connection may carry
     /// another request: neither side asked to close, and the request was
     /// sent whole (a destination that answered early leaves it unfinished).
     pub fn goes_on(&self) -> bool {
-        self.response.done() && self.request.done() && !self.client_close && !self.response.0.close
+        self.response.done() && self.request.done() && !self.client_close && !self.response.reader.close
     }
 
     /// The destination's connection may carry another request: the answer
     /// ended by its framing and said nothing of closing, nothing came after
     /// it, the request went whole, and no upgrade took the connection.
     pub fn upstream_reusable(&self) -> bool {
-        self.response.done() && self.request.done() && !self.response.0.close && !self.response.1 && self.response.0.status != Some(101)
+        self.response.done() && self.request.done() && !self.response.reader.close && !self.response.excess && self.response.reader.status != Some(101)
     }
 }
 
@@ -69,13 +73,13 @@ impl Framing for Response {
     /// Bytes past the answer's end are dropped: nothing was asked for them,
     /// and the destination's connection is not used again.
     fn feed(&mut self, bytes: &[u8]) -> Result<usize, String> {
-        let used = self.0.feed(bytes)?;
-        self.1 |= used < bytes.len();
+        let used = self.reader.feed(bytes)?;
+        self.excess |= used < bytes.len();
         Ok(used)
     }
 
     fn done(&self) -> bool {
-        self.0.done()
+        self.reader.done()
     }
 }
 
