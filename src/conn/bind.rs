@@ -23,7 +23,7 @@
 //! HTTP requests *inside* the TLS stream.
 
 use crate::close::Reason;
-use crate::front::{client_hello, http_head, Failure, PEEK_LIMIT};
+use crate::front::{client_hello, http_head, Failure};
 use crate::names::normalize;
 
 /// A tunnel waiting for its client's first bytes (boxed in the connection:
@@ -96,7 +96,7 @@ impl Bind {
             Verdict::Refuse(client_hello::fatal_alert(&self.read, code), reason)
         };
         match client_hello::parse(&self.read) {
-            Ok(None) if ended || self.read.len() > PEEK_LIMIT => alert(Reason::BadClientHello(format!("the ClientHello in the tunnel to {} ended after {} bytes", self.host, self.read.len()))),
+            Ok(None) if ended => alert(Reason::BadClientHello(format!("the ClientHello in the tunnel to {} ended after {} bytes", self.host, self.read.len()))),
             Ok(None) => Verdict::Wait,
             Err(Failure::BadClientHello(why) | Failure::BadRequest(why) | Failure::TooLarge(why)) => alert(Reason::BadClientHello(why)),
             Ok(Some(hello)) => match hello.server_name.as_deref().map(normalize) {
