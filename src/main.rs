@@ -174,7 +174,17 @@ fn main() -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(format_args!("cannot create the poller: {e}")),
     };
-    match proxy.run() {
+    // Lines are written once per pass of the loop (`log::hold`); whatever
+    // ends it, the held lines go out first.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        log::release();
+        default_hook(info);
+    }));
+    log::hold();
+    let result = proxy.run();
+    log::release();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(format_args!("event loop failed: {e}")),
     }

@@ -47,6 +47,11 @@ pub trait Endpoint {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
     fn write(&mut self, buf: &[u8]) -> io::Result<usize>;
     fn shutdown_write(&mut self) -> io::Result<()>;
+    /// The last direction has ended: the connection closes next, and the
+    /// close itself sends the FIN (a shutdown first would be one more call
+    /// per connection). What the end still owes before it (a TLS closing
+    /// alert) goes now.
+    fn end_before_close(&mut self) {}
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -228,8 +233,11 @@ impl Direction {
     /// Move as many bytes as the sockets allow right now, and pass an EOF on
     /// once everything before it is written. `note` sees every chunk as it
     /// is read (the traffic dump), and every hold. With `framing`, only the
-    /// bytes of the current message go on. Returns whether any byte moved or
-    /// the state changed (activity, for the idle timer).
+    /// bytes of the current message go on. `last`: the other direction is
+    /// done, so this one's EOF ends the connection, whose close passes it on.
+    /// Returns whether any byte moved or the state changed (activity, for
+    /// the idle timer).
+    #[allow(clippy::too_many_arguments)] // each is one thing the caller owns
     pub fn pump(
         &mut self,
         src: &mut impl Endpoint,
@@ -237,10 +245,11 @@ impl Direction {
         pool: &mut Buffers,
         pace: &mut Pace<'_>,
         framing: Option<&mut dyn Framing>,
+        last: bool,
         note: impl FnMut(Note<'_>),
     ) -> Result<bool, Failure> {
         let before = (self.bytes, self.read, self.state);
-        let result = self.pump_rounds(src, dst, pool, pace, framing, note);
+        let result = self.pump_rounds(src, dst, pool, pace, framing, last, note);
         if let Err(Failure::Write(_)) = result {
             // The destination is gone: what is buffered for it is lost.
             self.state = State::Done;
@@ -258,6 +267,7 @@ impl Direction {
         result.map(|()| (self.bytes, self.read, self.state) != before)
     }
 
+    #[allow(clippy::too_many_arguments)] // `pump`'s, passed on
     fn pump_rounds(
         &mut self,
         src: &mut impl Endpoint,
@@ -265,6 +275,7 @@ impl Direction {
         pool: &mut Buffers,
         pace: &mut Pace<'_>,
         mut framing: Option<&mut dyn Framing>,
+        last: bool,
         mut note: impl FnMut(Note<'_>),
     ) -> Result<(), Failure> {
         for _ in 0..ROUNDS {
@@ -334,7 +345,11 @@ impl Direction {
         if self.flush(dst)? == 0 && self.state == State::Draining {
             // Everything before the FIN is written: pass the FIN on. A failed
             // shutdown means the peer is gone; the direction is done either way.
-            let _ = dst.shutdown_write();
+            if last {
+                dst.end_before_close();
+            } else {
+                let _ = dst.shutdown_write();
+            }
             self.state = State::Done;
         }
         Ok(())

@@ -17,6 +17,7 @@ struct Fake {
     room: usize,
     write_error: bool,
     shut: bool,
+    ended_for_close: bool,
 }
 
 impl Endpoint for Fake {
@@ -55,6 +56,9 @@ impl Endpoint for Fake {
         self.shut = true;
         Ok(())
     }
+    fn end_before_close(&mut self) {
+        self.ended_for_close = true;
+    }
 }
 
 fn source(chunks: &[&[u8]], eof: bool) -> Fake {
@@ -69,14 +73,14 @@ fn sink(room: usize) -> Fake {
 fn pump(d: &mut Direction, src: &mut Fake, dst: &mut Fake, pool: &mut Buffers) -> Result<bool, Failure> {
     let mut shape = Shape::default();
     let mut pace = Pace { now: Instant::now(), cap: None, route: &mut shape };
-    d.pump(src, dst, pool, &mut pace, None, |_| {})
+    d.pump(src, dst, pool, &mut pace, None, false, |_| {})
 }
 
 /// One pump with holding on, at `now`; returns what it noted.
 fn pump_at(d: &mut Direction, src: &mut Fake, dst: &mut Fake, pool: &mut Buffers, now: Instant, route: &mut Shape) -> Vec<String> {
     let mut pace = Pace { now, cap: Some(crate::coalesce::DEFAULT_CAP), route };
     let mut notes = Vec::new();
-    d.pump(src, dst, pool, &mut pace, None, |n| notes.push(format!("{n:?}"))).unwrap();
+    d.pump(src, dst, pool, &mut pace, None, false, |n| notes.push(format!("{n:?}"))).unwrap();
     notes
 }
 
@@ -139,6 +143,22 @@ fn fin_releases_what_is_held_and_passes_on() {
     assert!(notes.iter().any(|n| n.contains("why: Fin")), "{notes:?}");
     assert_eq!(dst.written, b"last words");
     assert!(dst.shut && d.is_done());
+}
+
+#[test]
+fn the_last_fin_is_left_to_the_close() {
+    // The other direction is done: the close sends this FIN, so no shutdown
+    // (one call fewer per connection), but only once every byte is written.
+    let (mut pool, mut shape) = (Buffers::new(1024, 8), Shape::default());
+    let (mut src, mut dst) = (source(&[b"bye"], true), sink(2));
+    let mut d = Direction::new();
+    let mut pace = Pace { now: Instant::now(), cap: None, route: &mut shape };
+    d.pump(&mut src, &mut dst, &mut pool, &mut pace, None, true, |_| {}).unwrap();
+    assert!(!d.is_done() && !dst.ended_for_close, "a byte still waits");
+    dst.room = 10;
+    d.pump(&mut src, &mut dst, &mut pool, &mut pace, None, true, |_| {}).unwrap();
+    assert_eq!(dst.written, b"bye");
+    assert!(d.is_done() && dst.ended_for_close && !dst.shut);
 }
 
 #[test]

@@ -277,6 +277,14 @@ impl Endpoint for TlsEnd<'_> {
         Ok(n)
     }
 
+    /// The closing alert, without the FIN (the close sends that). If the
+    /// socket cannot take it all now, the connection waits to flush it
+    /// (`Conn::finished`) and then shuts down as usual.
+    fn end_before_close(&mut self) {
+        self.tls.send_close_notify();
+        let _ = flush(self.stream, self.tls);
+    }
+
     fn shutdown_write(&mut self) -> io::Result<()> {
         self.tls.send_close_notify();
         if flush(self.stream, self.tls)? {

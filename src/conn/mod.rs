@@ -46,7 +46,7 @@ use dump::{dump_bytes, dump_peeked};
 use failover::Failover;
 use crate::pool::{Outcome, Pool};
 use crate::relay::{Buffers, Direction, Endpoint, Failure, Framing, Note, Pace, State};
-use crate::sys::Stream;
+use crate::sys::{Event, Stream};
 use crate::tls::{self, TlsEnd};
 
 impl Endpoint for Stream {
@@ -94,6 +94,11 @@ impl Endpoint for End<'_> {
         match self {
             End::Plain(s) => s.shutdown_write(),
             End::Tls(t) => t.shutdown_write(),
+        }
+    }
+    fn end_before_close(&mut self) {
+        if let End::Tls(t) = self {
+            t.end_before_close();
         }
     }
 }
@@ -291,10 +296,11 @@ impl Conn {
     }
 
     /// A socket of this connection is ready. `Err` means it is over.
-    pub fn on_ready(&mut self, side: Side, readable: bool, writable: bool, cx: &mut Context<'_>) -> Result<(), Reason> {
+    pub fn on_ready(&mut self, side: Side, ev: Event, cx: &mut Context<'_>) -> Result<(), Reason> {
+        let (readable, writable) = (ev.readable, ev.writable);
         if let Phase::Connecting(f) = &self.phase {
             if side == Side::Upstream && (readable || writable) {
-                let result = self.upstream.finish_connect();
+                let result = self.upstream.connected_by(ev);
                 cx.record(f.addr, if result.is_ok() { Outcome::Relaying } else { Outcome::Failed });
                 match result {
                     Ok(()) => self.connected(cx)?,
@@ -453,10 +459,12 @@ impl Conn {
         };
         let to = from.other();
         let was_open = dir.state() == State::Open;
+        // The other direction is over: this one's FIN closes the connection.
+        let last = back.is_done();
         let read_before = dir.read;
         let (dump, id, dumped) = (cx.dump, self.id, &mut self.dumped);
         let mut pace = Pace { now: cx.now, cap: cx.coalesce, route: shape_from(cx.shapes, from) };
-        let result = dir.pump(src, dst, cx.buffers, &mut pace, framing, |note| match note {
+        let result = dir.pump(src, dst, cx.buffers, &mut pace, framing, last, |note| match note {
             Note::Read(bytes) => dump_bytes(dump, id, to, dumped, bytes),
             hold => trace_hold(id, to, &hold),
         });

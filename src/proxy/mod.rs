@@ -205,6 +205,7 @@ impl Proxy {
                 self.expire(now);
                 continue; // their interest changed: derive it again
             }
+            crate::log::flush(); // this pass's lines, in one write, before blocking
             self.poller.wait(wake_at.saturating_duration_since(now))?;
             if self.full_pass && !self.busy.is_empty() {
                 // Busy: this wait returned at once with work, so the pass's
@@ -227,7 +228,7 @@ impl Proxy {
                 let Some(kind) = Token::kind(ev.token) else { continue };
                 match kind {
                     Kind::Conn(key, side) => {
-                        self.dispatch(key, now, |conn, cx| conn.on_ready(side, ev.readable, ev.writable, cx));
+                        self.dispatch(key, now, |conn, cx| conn.on_ready(side, ev, cx));
                     }
                     Kind::Listener(route) => self.listeners_ready.push(route),
                     Kind::Metrics => scrape = true,

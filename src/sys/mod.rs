@@ -15,6 +15,10 @@
 //!                                 non-blocking: returns at once, usually still in
 //!                                 progress; wait for writable, then finish_connect()
 //!       .finish_connect()      -> io::Result<()>   the connect's outcome (SO_ERROR)
+//!       .connected_by(event)   -> io::Result<()>   the same, told by the event that
+//!                                 woke it where the poller reports a failed connect
+//!                                 as trouble (epoll, poll_oneoff: no call); else
+//!                                 (wasip2's poll) finish_connect()
 //!       .read(buf) / .write(buf)  never block: WouldBlock when not ready;
 //!                                 read() == 0 is the peer's FIN; a write to a reset
 //!                                 peer is an error, never a signal
@@ -31,9 +35,10 @@
 //!       .handle()
 //! Poller::new() -> io::Result<Poller>, .begin(full), .add(handle, token, read, write),
 //!       .wait(timeout)         -> io::Result<()>   timeout is always finite
-//!       .events()              -> iterator of Event { token, readable, writable }
+//!       .events()              -> iterator of Event { token, readable, writable, trouble }
 //!                                 hang-ups and errors come back as both readable
-//!                                 and writable, so the next read or write reports them
+//!                                 and writable, so the next read or write reports
+//!                                 them, and with `trouble` set (see connected_by)
 //! resolve(host, port)          -> io::Result<Vec<SocketAddr>>   blocking
 //! out_of_descriptors(&error)   EMFILE/ENFILE, in the platform's numbering
 //! init()                       once at start (raise the fd limit, where there is one;
@@ -99,4 +104,6 @@ pub struct Event {
     pub token: usize,
     pub readable: bool,
     pub writable: bool,
+    /// An error or hang-up came with it (then readable and writable are set too).
+    pub trouble: bool,
 }

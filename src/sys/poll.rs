@@ -79,6 +79,7 @@ impl Poller {
                 token,
                 readable: bad || p.revents & libc::POLLIN != 0,
                 writable: bad || p.revents & libc::POLLOUT != 0,
+                trouble: bad,
             }
         })
     }

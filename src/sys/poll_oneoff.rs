@@ -112,7 +112,7 @@ impl Poller {
             let trouble = ev.error != wasi::ERRNO_SUCCESS
                 || ev.fd_readwrite.flags & wasi::EVENTRWFLAGS_FD_READWRITE_HANGUP != 0;
             let write = ev.userdata & WRITE_BIT != 0;
-            self.ready.push(Event { token, readable: trouble || !write, writable: trouble || write });
+            self.ready.push(Event { token, readable: trouble || !write, writable: trouble || write, trouble });
         }
         Ok(())
     }

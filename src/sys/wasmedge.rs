@@ -157,7 +157,35 @@ pub fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
     Ok(out)
 }
 
-pub struct Listener(Socket);
+/// The crate's socket, closed with one `fd_close`: the crate's own drop
+/// calls `sock_shutdown(SHUT_RDWR)` first, a wasted host call per socket
+/// that fails (ENOTCONN) whenever the peer already closed. A FIN that must
+/// go before the close is sent by `shutdown_write`; the close sends it
+/// otherwise.
+struct Sock(std::mem::ManuallyDrop<Socket>);
+
+impl Sock {
+    fn new(socket: Socket) -> Sock {
+        Sock(std::mem::ManuallyDrop::new(socket))
+    }
+}
+
+impl std::ops::Deref for Sock {
+    type Target = Socket;
+    fn deref(&self) -> &Socket {
+        &self.0
+    }
+}
+
+impl Drop for Sock {
+    fn drop(&mut self) {
+        // SAFETY: the fd is this socket's own, closed once, here; the crate's
+        // Socket inside is never dropped (ManuallyDrop), so it does not close it again.
+        let _ = unsafe { wasi::fd_close(self.0.as_raw_fd() as u32) };
+    }
+}
+
+pub struct Listener(Sock);
 
 impl Listener {
     pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<Listener> {
@@ -166,7 +194,7 @@ impl Listener {
         sock.bind(&addr)?;
         sock.listen(backlog.min(i32::MAX as u32) as i32)?;
         set_nonblocking(sock.as_raw_fd() as u32)?;
-        Ok(Listener(sock))
+        Ok(Listener(Sock::new(sock)))
     }
 
     pub fn accept(&self) -> io::Result<(Stream, SocketAddr)> {
@@ -176,7 +204,7 @@ impl Listener {
         trace!(r, "sock_accept(fd={})", self.handle())?;
         // Own the fd first, so every early return below closes it.
         // SAFETY: `fd` was just returned by sock_accept and is owned by nothing else.
-        let stream = Stream(unsafe { Socket::from_raw_fd(fd as i32) });
+        let stream = Stream(Sock::new(unsafe { Socket::from_raw_fd(fd as i32) }));
         set_nonblocking(fd)?; // sock_accept's fd inherits nothing
         // Fails if the peer already reset: transient.
         let peer = trace!(socket_addr(fd, host::sock_getpeeraddr), "sock_getpeeraddr(fd={fd})")?;
@@ -192,20 +220,20 @@ impl Listener {
     }
 }
 
-pub struct Stream(Socket);
+pub struct Stream(Sock);
 
 impl Drop for Stream {
     fn drop(&mut self) {
-        // The crate's Socket then calls sock_shutdown(SHUT_RDWR) and fd_close.
-        let _ = trace!(io::Result::Ok(()), "sock_shutdown+fd_close(fd={})", self.handle());
+        // Then `Sock` closes it.
+        let _ = trace!(io::Result::Ok(()), "fd_close(fd={})", self.handle());
     }
 }
 
 /// A non-blocking socket of `kind`, connecting to `addr` (our own
 /// sock_connect: the crate's rejects IPv6). A TCP connect is usually still
 /// in progress when this returns; a UDP one is done.
-fn connect(addr: SocketAddr, kind: SocketType) -> io::Result<Socket> {
-    let sock = Socket::new(family(&addr), kind)?;
+fn connect(addr: SocketAddr, kind: SocketType) -> io::Result<Sock> {
+    let sock = Sock::new(Socket::new(family(&addr), kind)?);
     let fd = sock.as_raw_fd() as u32;
     set_nonblocking(fd)?;
     let mut ip = match addr.ip() {
@@ -225,6 +253,16 @@ fn connect(addr: SocketAddr, kind: SocketType) -> io::Result<Socket> {
 impl Stream {
     pub fn connect(addr: SocketAddr) -> io::Result<Stream> {
         connect(addr, SocketType::Stream).map(Stream)
+    }
+
+    /// WasmEdge's poll_oneoff reports a failed connect as a hang-up (the
+    /// host's EPOLLHUP): a write event without one is a connection, with no
+    /// SO_ERROR call.
+    pub fn connected_by(&self, ev: super::Event) -> io::Result<()> {
+        if ev.writable && !ev.trouble {
+            return Ok(());
+        }
+        self.finish_connect()
     }
 
     pub fn finish_connect(&self) -> io::Result<()> {
@@ -281,7 +319,7 @@ impl Stream {
 }
 
 /// A UDP socket connected to one peer (a DNS server).
-pub struct Datagram(Socket);
+pub struct Datagram(Sock);
 
 impl Datagram {
     pub fn connect(addr: SocketAddr) -> io::Result<Datagram> {
