@@ -139,6 +139,7 @@ every_runtime!(
     routes_reload_while_traffic_runs_without_dropping_anything,
     a_forward_route_with_auth_asks_for_a_login,
     tls_is_terminated_in_front_of_a_plain_server,
+    tls_the_server_picks_the_suite_its_runtime_is_fast_at,
     tls_certificates_are_chosen_by_the_name_asked,
     tls_alpn_h2_goes_to_the_route_that_offers_it,
     tls_garbage_instead_of_a_client_hello_gets_an_alert,

@@ -51,6 +51,31 @@ pub fn tls_is_terminated_in_front_of_a_plain_server(rt: Runtime) {
     assert_eq!((code, body.as_str()), (0, "plain server\n"), "{err}");
 }
 
+/// The suite a terminating route picks for a client that lists AES-GCM
+/// first, as every client with AES instructions does: on the wasm builds
+/// ChaCha20-Poly1305 (software AES is several times slower there); natively
+/// the client's choice. TLS 1.3 and 1.2 alike.
+pub fn tls_the_server_picks_the_suite_its_runtime_is_fast_at(rt: Runtime) {
+    let certs = Certs::new(&["app.test"]);
+    let web = nginx(&[("index.html", b"plain server\n")]);
+    let p = start_in(rt, &certs, &[format!("127.0.0.1:0=127.0.0.1:{};{}", web.port, cert_opts(&certs, "app.test"))]);
+    let suite = |version: &str, list: &str, which: &str| -> String {
+        let out = Command::new("openssl")
+            .args(["s_client", "-connect", &p.addr.to_string(), "-servername", "app.test", version, which, list])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("openssl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let line = text.lines().find(|l| l.contains("Cipher is ")).unwrap_or_else(|| panic!("no cipher in:\n{text}{}", String::from_utf8_lossy(&out.stderr)));
+        line.rsplit(' ').next().unwrap_or_default().to_string()
+    };
+    let wasm = rt != Runtime::Native;
+    let tls13 = suite("-tls1_3", "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256", "-ciphersuites");
+    assert_eq!(tls13, if wasm { "TLS_CHACHA20_POLY1305_SHA256" } else { "TLS_AES_128_GCM_SHA256" }, "TLS 1.3 on {rt:?}");
+    let tls12 = suite("-tls1_2", "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305", "-cipher");
+    assert!(tls12.contains("CHACHA20") == wasm && (wasm || tls12.contains("AES128-GCM")), "TLS 1.2 on {rt:?}: {tls12}");
+}
+
 pub fn tls_certificates_are_chosen_by_the_name_asked(rt: Runtime) {
     let certs = Certs::new(&["app.test", "api.test"]);
     let app = nginx(&[("index.html", b"app\n")]);
