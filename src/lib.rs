@@ -39,3 +39,4 @@ pub mod route;
 pub mod settings;
 pub mod sys;
 pub mod tls;
+pub mod tls_aes;

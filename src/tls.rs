@@ -49,6 +49,16 @@ pub struct Upstream {
     pub insecure: bool,
 }
 
+/// ring's suites; on the wasm builds, TLS 1.3's AES-GCM records are
+/// RustCrypto's instead (`tls_aes`: about twice as fast there).
+fn provider() -> rustls::crypto::CryptoProvider {
+    let mut provider = rustls::crypto::ring::default_provider();
+    if cfg!(target_family = "wasm") {
+        crate::tls_aes::swap_in(&mut provider.cipher_suites);
+    }
+    provider
+}
+
 /// The server side of a route: its certificate, and the ALPN protocols it
 /// offers (those of its `alpn=` option; none, and clients speak HTTP/1.1).
 pub fn server_config(files: &Files, alpn: &[String]) -> Result<Arc<ServerConfig>, String> {
@@ -57,7 +67,7 @@ pub fn server_config(files: &Files, alpn: &[String]) -> Result<Arc<ServerConfig>
         return Err(format!("cert={}: no CERTIFICATE block in it", files.cert));
     }
     let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| format!("key={}: {}", files.key, pem_error(&e)))?;
-    let mut provider = rustls::crypto::ring::default_provider();
+    let mut provider = provider();
     if cfg!(target_family = "wasm") {
         // wasm has no AES instructions: ring's portable AES-GCM moves ~75 MB/s
         // there, its ChaCha20-Poly1305 ~600 (WasmEdge AOT, simd128). A client
@@ -91,7 +101,7 @@ const SYSTEM_ROOTS: [&str; 3] = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki
 pub fn origin_for_route(spec: &crate::route::RouteSpec) -> Result<Option<Origin>, String> {
     let Some(up) = &spec.upstream_tls else { return Ok(None) };
     let err = |e: String| format!("{}: {e}", spec.origin);
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(provider());
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider)).with_safe_default_protocol_versions().map_err(|e| err(e.to_string()))?;
     let config = if up.insecure {
         builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerification(provider))).with_no_client_auth()
