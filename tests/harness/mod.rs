@@ -779,6 +779,23 @@ impl DnsServer {
     pub fn queries(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
     }
+
+    /// The queries, once every line in `lines` is among them. The server
+    /// logs a query before it answers, but a thread carries the line from
+    /// its stderr to us: on a loaded machine the proxy can act on the
+    /// answer before that line is here. A line that never comes fails
+    /// after PATIENCE, with what came.
+    pub fn queries_with(&self, lines: &[&str]) -> Vec<String> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let q = self.queries();
+            if lines.iter().all(|l| q.iter().any(|got| got == l)) {
+                return q;
+            }
+            assert!(Instant::now() < deadline, "DNS queries {lines:?} not all seen within {PATIENCE:?}: {q:?}");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 impl Drop for DnsServer {
