@@ -1,0 +1,135 @@
+//! The route syntax's unit tests: every option parsed, every mistake
+//! refused with its own words. A file of their own, beside `route.rs`.
+
+use super::*;
+
+#[test]
+fn a_full_route_parses() {
+    let r = parse_route("[::]:8080=web1:80, [::1]:81 ;policy=least-conn;allow=10.0.0.0/8,::1;deny=10.1.2.3;send-proxy=v2;accept-proxy")
+        .unwrap();
+    assert_eq!(r.listen, "[::]:8080".parse().unwrap());
+    assert_eq!(r.upstreams, vec![Remote { host: "web1".into(), port: 80 }, Remote { host: "::1".into(), port: 81 }]);
+    assert_eq!((r.policy, r.send_proxy, r.accept_proxy), (Policy::LeastConn, Some(ProxyVersion::V2), true));
+    assert_eq!(r.acl.allow, vec!["10.0.0.0/8".parse::<IpNet>().unwrap(), "::1/128".parse().unwrap()]);
+    assert_eq!(r.acl.deny, vec!["10.1.2.3/32".parse::<IpNet>().unwrap()]);
+    let plain = parse_route(":9=a:1").unwrap();
+    assert_eq!((plain.policy, plain.send_proxy, plain.accept_proxy, plain.acl.is_open()), (Policy::Failover, None, false, true));
+}
+
+#[test]
+fn routes_on_one_address_share_a_door_when_names_tell_them_apart() {
+    let parse = |specs: &[&str]| -> Vec<RouteSpec> {
+        specs.iter().enumerate().map(|(i, s)| RouteSpec { origin: format!("route {i}"), ..parse_route(s).unwrap() }).collect()
+    };
+    let routes = parse(&[":443=a:1;sni=app.test", ":80=w:1", ":443=b:1;sni=*.api.test;alpn=h2;policy=rr", ":443=c:1", ":0=d:1", ":0=e:1"]);
+    assert_eq!(doors(&routes).unwrap(), vec![vec![0, 2, 3], vec![1], vec![4], vec![5]]);
+    assert_eq!(routes[2].matches.label(), "sni=*.api.test;alpn=h2");
+    for (specs, want) in [
+        (&[":443=a:1", ":443=b:1"][..], "two routes listen on 0.0.0.0:443 and neither says"),
+        (&[":443=a:1;sni=x.test", ":443=b:1;sni=X.test."], "two routes on 0.0.0.0:443 both serve sni=x.test"),
+        (&[":443=a:1;sni=x.test;allow=10.0.0.0/8", ":443=b:1;sni=y.test"], "the routes on 0.0.0.0:443 (route 0 and route 1) differ"),
+        (&[":443=a:1;host=x.test", ":443=b:1;accept-proxy"], "the routes on 0.0.0.0:443 (route 0 and route 1) differ"),
+    ] {
+        let e = doors(&parse(specs)).unwrap_err();
+        assert!(e.starts_with(want), "{specs:?}: {e}");
+    }
+}
+
+#[test]
+fn forward_routes_parse_and_refuse_to_be_open_proxies() {
+    let r = parse_route("127.0.0.1:3128=forward;to=pypi.org,*.github.com;not-to=gist.github.com;to-net=10.0.0.0/8;ports=443,8443").unwrap();
+    let f = r.forward.clone().unwrap();
+    assert!(r.upstreams.is_empty());
+    assert_eq!((f.to.len(), f.not_to.len(), f.nets.len(), f.ports.as_slice()), (2, 1, 1, &[443u16, 8443][..]));
+    assert!(doors(&[r]).is_ok());
+    let open = RouteSpec { origin: "--route".into(), ..parse_route("0.0.0.0:3128=forward").unwrap() };
+    let report = RouteSpec { origin: "--route".into(), ..parse_route("0.0.0.0:3128=forward;to=*;report").unwrap() };
+    assert!(doors(&[report]).unwrap_err().contains("report lets every name through"));
+    assert!(parse_route("127.0.0.1:3128=forward;to=pypi.org;report").unwrap().forward.unwrap().report);
+    assert!(doors(&[open]).unwrap_err().starts_with("--route: a forward route on 0.0.0.0:3128 with no to= would be an open proxy"));
+    assert!(doors(&[parse_route("127.0.0.1:3128=forward").unwrap()]).is_ok(), "loopback only: allowed (it refuses every name)");
+    assert!(parse_route(":80=a:1;to=x.test").unwrap_err().contains("applies to a forward route"));
+    assert!(parse_route(":80=forward;ports=0").unwrap_err().contains("bad port"));
+    let shared = [parse_route("127.0.0.1:9=forward;to=*").unwrap(), parse_route("127.0.0.1:9=a:1;sni=a.test").unwrap()];
+    assert!(doors(&shared).unwrap_err().contains("needs a listen address of its own"));
+}
+
+#[test]
+fn a_diff_tells_added_removed_changed_and_kept_routes() {
+    let set = |specs: &[&str]| -> Vec<RouteSpec> { specs.iter().map(|s| parse_route(s).unwrap()).collect() };
+    let old = set(&[":8080=a:1", ":8443=b:1;sni=b.test", ":8443=c:1;sni=c.test", ":9000=d:1", ":0=e:1"]);
+    let new = set(&[
+        ":9000=d:1",                         // kept (moved in the file)
+        ":8080=a:1,a2:1;policy=rr",          // changed pool
+        ":8443=c:1;sni=c.test;send-proxy=v2", // changed option
+        ":8443=x:1;sni=x.test",              // added name on a kept port
+        ":7000=f:1",                         // added port
+        ":0=e:1",                            // port 0: always new
+    ]);
+    let d = diff(&old, &new);
+    assert_eq!(d.kept, vec![(3, 0)]);
+    assert_eq!(d.changed, vec![(0, 1), (2, 2)]);
+    assert_eq!(d.added, vec![3, 4, 5]);
+    assert_eq!(d.removed, vec![1, 4], "sni=b.test and the old port-0 route");
+    assert!(!d.is_empty());
+    let fixed = &old[..4];
+    assert!(diff(fixed, fixed).is_empty());
+}
+
+#[test]
+fn the_acl_denies_first_then_admits_only_the_allowed() {
+    let acl = Acl { allow: parse_cidrs("127.0.0.0/8,::1").unwrap(), deny: parse_cidrs("127.0.0.2").unwrap() };
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    assert!(acl.permits(ip("127.0.0.1")));
+    assert!(!acl.permits(ip("127.0.0.2")), "denied, though inside an allowed range");
+    assert!(!acl.permits(ip("10.0.0.1")), "not in the allow list");
+    assert!(acl.permits(ip("::1")));
+    assert!(acl.permits(ip("::ffff:127.0.0.1")), "IPv4-mapped is IPv4");
+    assert!(!acl.permits(ip("::ffff:127.0.0.2")));
+    let deny_only = Acl { allow: vec![], deny: parse_cidrs("192.168.0.0/16").unwrap() };
+    assert!(deny_only.permits(ip("10.0.0.1")) && !deny_only.permits(ip("192.168.3.4")));
+    assert_eq!(parse_cidrs("10.9.8.7/8").unwrap(), vec!["10.0.0.0/8".parse::<IpNet>().unwrap()], "host bits dropped");
+}
+
+#[test]
+fn tls_options_parse() {
+    let r = parse_route(":443=a:1;sni=app.test;cert=/c/app.pem;key=/c/app.key").unwrap();
+    assert_eq!(r.tls, Some(crate::tls::Files { cert: "/c/app.pem".into(), key: "/c/app.key".into() }));
+    assert_eq!(r.upstream_tls, None);
+    let r = parse_route(":80=db.internal:443;upstream-tls").unwrap();
+    assert_eq!(r.upstream_tls, Some(crate::tls::Upstream::default()));
+    let r = parse_route(":80=10.0.0.5:443;upstream-ca=/c/ca.pem;upstream-name=db.test").unwrap();
+    let up = r.upstream_tls.unwrap();
+    assert_eq!((up.ca.as_deref(), up.name.as_deref(), up.insecure), (Some("/c/ca.pem"), Some("db.test"), false));
+    assert!(parse_route(":80=a:443;upstream-insecure").unwrap().upstream_tls.is_some_and(|u| u.insecure));
+}
+
+#[test]
+fn bad_routes_say_what_is_wrong() {
+    for (spec, want) in [
+        ("0.0.0.0:80", "no '='"),
+        ("nowhere=a:1", "bad listen address \"nowhere\""),
+        (":80=", "no upstream (an empty pool)"),
+        (":80=;policy=rr", "no upstream"),
+        (":80=a:1,b", "bad upstream \"b\""),
+        (":80=a:1;allow=10.0.0.0/33", "bad CIDR \"10.0.0.0/33\""),
+        (":80=a:1;deny=10.0.0.x", "bad CIDR \"10.0.0.x\""),
+        (":80=a:1;allow=", "an empty address list"),
+        (":80=a:1;policy=random", "bad policy \"random\""),
+        (":80=a:1;send-proxy=v3", "bad send-proxy \"v3\""),
+        (":80=a:1;color=blue", "unknown option \"color\""),
+        (":80=a:1;sni=a*.test", "bad name \"a*.test\""),
+        (":80=a:1;host=", "bad name \"\""),
+        (":80=a:1;alpn=h2,", "bad alpn \"\""),
+        (":443=a:1;cert=c.pem", "cert= without key="),
+        (":443=a:1;key=k.pem", "key= without cert="),
+        (":443=a:1;cert=;key=k.pem", "cert= needs a PEM file's path"),
+        (":443=a:1;cert=c.pem;key=k.pem;host=x.test", "host= reads plain HTTP"),
+        (":3128=forward;to=*;cert=c.pem;key=k.pem", "cert= and key= apply to a relay route"),
+        (":3128=forward;to=*;upstream-tls", "upstream-tls applies to a relay route"),
+        (":80=a:1;upstream-ca=", "upstream-ca= needs a value"),
+    ] {
+        let e = parse_route(spec).expect_err(spec);
+        assert!(e.starts_with(want), "{spec}: got {e:?}, want {want:?}");
+    }
+}
