@@ -14,9 +14,14 @@
 //! The loop drives it: `lookup` (answer now, or a `LookupId` to wait for),
 //! `watch` (its sockets and their interest), `on_ready` and `expire`, then
 //! `take_done` (finished lookups and their results).
+//!
+//! Beside it: `conf.rs` (resolv.conf and /etc/hosts), `message.rs` (DNS
+//! messages, built and checked), `transport.rs` (a query on the wire, over
+//! UDP or TCP).
 
 mod conf;
 pub mod message;
+mod transport;
 
 pub use conf::{Hosts, ResolvConf};
 pub use message::Family;
@@ -30,9 +35,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use slab::Slab;
 
 use crate::log::{self, Level, Record};
-use crate::relay::would_block;
 use crate::sys::{Datagram, Handle, Poller, Stream};
 use message::Answer;
+use transport::{read_udp, step_tcp, Transport};
 
 /// Names remembered at once; the soonest to expire goes first when full.
 const MAX_CACHED: usize = 4096;
@@ -92,12 +97,6 @@ struct Pending {
     candidate: usize,
     v4: Option<Found>,
     v6: Option<Found>,
-}
-
-enum Transport {
-    Udp(Datagram),
-    /// After a truncated answer: the query again over TCP, length-prefixed.
-    Tcp { stream: Stream, out: Vec<u8>, sent: usize, read: Vec<u8> },
 }
 
 /// One question of a lookup, as it passes from server to server.
@@ -435,66 +434,5 @@ impl Resolver {
 fn trace_query(q: &Query, over: &str) {
     if log::tracing() {
         log::trace_line(format_args!("dns_query({} {}, id={}, {over} {})", q.ask.name, q.ask.family.name(), q.id, q.server), format_args!("sent"));
-    }
-}
-
-/// Read datagrams until one answers query `id`; strays are dropped.
-fn read_udp(sock: &Datagram, id: u16, family: Family) -> io::Result<Option<Answer>> {
-    let mut buf = [0u8; 4096];
-    loop {
-        match sock.recv(&mut buf) {
-            Ok(n) => {
-                if let Ok(answer) = message::parse(buf.get(..n).unwrap_or_default(), id, family) {
-                    return Ok(Some(answer));
-                }
-            }
-            Err(e) if would_block(&e) => return Ok(None),
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Move a TCP query on: finish the connect, write, read the length-prefixed answer.
-fn step_tcp(stream: &Stream, out: &[u8], sent: &mut usize, read: &mut Vec<u8>, id: u16, family: Family) -> io::Result<Option<Answer>> {
-    if *sent < out.len() {
-        stream.finish_connect()?;
-        loop {
-            match stream.write(out.get(*sent..).unwrap_or_default()) {
-                Ok(n) => {
-                    *sent += n;
-                    if *sent >= out.len() {
-                        break;
-                    }
-                }
-                Err(e) if would_block(&e) => return Ok(None),
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    let mut buf = [0u8; 4096];
-    loop {
-        // The answer may be complete before the server's FIN is read (or with it).
-        if let Some(answer) = tcp_answer(read, id, family)? {
-            return Ok(Some(answer));
-        }
-        match stream.read(&mut buf) {
-            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed before its answer ended")),
-            Ok(n) => read.extend_from_slice(buf.get(..n).unwrap_or_default()),
-            Err(e) if would_block(&e) => return Ok(None),
-            Err(e) => return Err(e),
-        }
-        if read.len() > MAX_ANSWER + 2 {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "an answer over 64 KiB"));
-        }
-    }
-}
-
-/// The length-prefixed answer in `read`, once it is all there.
-fn tcp_answer(read: &[u8], id: u16, family: Family) -> io::Result<Option<Answer>> {
-    let &[hi, lo, ..] = read else { return Ok(None) };
-    let len = u16::from_be_bytes([hi, lo]) as usize;
-    match read.get(2..2 + len) {
-        Some(msg) => message::parse(msg, id, family).map(Some).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
-        None => Ok(None),
     }
 }
