@@ -36,17 +36,20 @@ enum Size {
 enum Key {
     Aes128(Box<Aes128Gcm>),
     Aes256(Box<Aes256Gcm>),
+    /// A key of the wrong length: every record fails (never a stand-in key).
+    Unusable,
 }
 
 impl Key {
     fn new(size: Size, key: &AeadKey) -> Key {
-        // The key's length is the suite's (rustls derives `key_len()` bytes),
-        // so these cannot fail; an empty key would give a cipher that fails
-        // every record rather than a panic.
-        match size {
-            Size::Aes128 => Key::Aes128(Box::new(Aes128Gcm::new_from_slice(key.as_ref()).unwrap_or_else(|_| Aes128Gcm::new(&Default::default())))),
-            Size::Aes256 => Key::Aes256(Box::new(Aes256Gcm::new_from_slice(key.as_ref()).unwrap_or_else(|_| Aes256Gcm::new(&Default::default())))),
-        }
+        // rustls derives `key_len()` bytes, so the length always fits; if it
+        // ever did not, the connection fails at its first record.
+        let key = key.as_ref();
+        let made = match size {
+            Size::Aes128 => Aes128Gcm::new_from_slice(key).map(|k| Key::Aes128(Box::new(k))),
+            Size::Aes256 => Aes256Gcm::new_from_slice(key).map(|k| Key::Aes256(Box::new(k))),
+        };
+        made.unwrap_or(Key::Unusable)
     }
 
     /// Encrypt `buf` in place; the tag is returned.
@@ -55,6 +58,7 @@ impl Key {
         let tag = match self {
             Key::Aes128(k) => k.encrypt_inout_detached(&nonce, aad, buf.into()),
             Key::Aes256(k) => k.encrypt_inout_detached(&nonce, aad, buf.into()),
+            Key::Unusable => return Err(Error::EncryptError),
         };
         tag.map(|t| t.into()).map_err(|_| Error::EncryptError)
     }
@@ -65,6 +69,7 @@ impl Key {
         match self {
             Key::Aes128(k) => k.decrypt_inout_detached(&nonce, aad, buf.into(), &tag),
             Key::Aes256(k) => k.decrypt_inout_detached(&nonce, aad, buf.into(), &tag),
+            Key::Unusable => return Err(Error::DecryptError),
         }
         .map_err(|_| Error::DecryptError)
     }
@@ -227,6 +232,19 @@ mod tests {
     #[test]
     fn aes_256_gcm_records_are_ring_s() {
         agrees_with_ring(&Aead(Size::Aes256), tls13(TLS13_AES_256_GCM_SHA384));
+    }
+
+    #[test]
+    fn a_key_of_the_wrong_length_fails_every_record() {
+        let plain = [b"secret".as_slice()];
+        let msg = OutboundPlainMessage { typ: ContentType::ApplicationData, version: ProtocolVersion::TLSv1_2, payload: OutboundChunks::new(&plain) };
+        let iv = Iv::new([0; 12]);
+        // 32 bytes for AES-128: no stand-in key encrypts anything.
+        let mut enc = Aead(Size::Aes128).encrypter(AeadKey::from([7u8; 32]), iv);
+        assert!(enc.encrypt(msg, 0).is_err());
+        let mut rec = [0u8; 40];
+        let mut dec = Aead(Size::Aes128).decrypter(AeadKey::from([7u8; 32]), Iv::new([0; 12]));
+        assert!(dec.decrypt(InboundOpaqueMessage::new(ContentType::ApplicationData, ProtocolVersion::TLSv1_2, &mut rec), 0).is_err());
     }
 
     #[test]
