@@ -89,9 +89,11 @@ pub fn flush() {
 }
 
 /// Write the held lines and stop holding: lines go out as they come again.
+/// Called by the panic hook too, so it must not panic itself: if the panic
+/// came while a line was being added, the buffer is left as it is.
 pub fn release() {
     HELD.with(|h| {
-        if let Some(mut buf) = h.borrow_mut().take() {
+        if let Some(mut buf) = h.try_borrow_mut().ok().and_then(|mut held| held.take()) {
             write_out(&mut buf);
         }
     });

@@ -136,6 +136,12 @@ fn closing(handle: Handle) {
 
 pub struct Listener(TcpListener, u64);
 
+impl Drop for Listener {
+    fn drop(&mut self) {
+        closing(self.handle());
+    }
+}
+
 impl Listener {
     pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<Listener> {
         let sock = new_socket(&addr)?;
@@ -171,12 +177,6 @@ impl Listener {
 }
 
 pub struct Stream(TcpStream, u64);
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        closing(self.handle());
-    }
-}
 
 impl Drop for Stream {
     fn drop(&mut self) {
