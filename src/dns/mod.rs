@@ -41,9 +41,6 @@ use transport::{read_udp, step_tcp, Transport};
 
 /// Names remembered at once; the soonest to expire goes first when full.
 const MAX_CACHED: usize = 4096;
-/// The largest answer read (a UDP answer is at most 512 bytes without
-/// EDNS; over TCP, at most 64 KiB).
-const MAX_ANSWER: usize = 65_535;
 
 /// Why a name has no address.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -6,9 +6,12 @@
 use std::io;
 
 use super::message::{self, Answer, Family};
-use super::MAX_ANSWER;
 use crate::relay::would_block;
 use crate::sys::{Datagram, Stream};
+
+/// The largest answer read (a UDP answer is at most 512 bytes without
+/// EDNS; over TCP, at most 64 KiB).
+const MAX_ANSWER: usize = 65_535;
 
 /// How a query travels.
 pub(super) enum Transport {
