@@ -55,6 +55,9 @@ pub enum Reason {
     Forbidden(String),
     /// A forward route with auth=: no login, or a wrong one.
     ProxyAuth(String),
+    /// A forward route: a SOCKS greeting or request that is malformed, or
+    /// asks for what is not served (BIND, UDP ASSOCIATE, SOCKS4).
+    BadSocks(String),
     /// A forward route: the destination's name has no address, or DNS failed...
     DnsFailed(String),
     /// ...or no answer came in time (for this host).
@@ -93,6 +96,7 @@ pub enum Close {
     PeekTimeout,
     Forbidden,
     ProxyAuth,
+    BadSocks,
     DnsFailed,
     DnsTimeout,
     Tls,
@@ -104,7 +108,7 @@ pub enum Close {
 
 impl Close {
     /// Every kind, in counter order.
-    pub const ALL: [Close; 24] = [
+    pub const ALL: [Close; 25] = [
         Close::ClientClosed,
         Close::UpstreamClosed,
         Close::ClientError,
@@ -122,6 +126,7 @@ impl Close {
         Close::PeekTimeout,
         Close::Forbidden,
         Close::ProxyAuth,
+        Close::BadSocks,
         Close::DnsFailed,
         Close::DnsTimeout,
         Close::Tls,
@@ -151,6 +156,7 @@ impl Close {
             Close::PeekTimeout => "peek-timeout",
             Close::Forbidden => "forbidden",
             Close::ProxyAuth => "proxy-auth",
+            Close::BadSocks => "bad-socks",
             Close::DnsFailed => "dns-failed",
             Close::DnsTimeout => "dns-timeout",
             Close::Tls => "tls",
@@ -182,6 +188,7 @@ impl Reason {
             Reason::PeekTimeout(_) => Close::PeekTimeout,
             Reason::Forbidden(_) => Close::Forbidden,
             Reason::ProxyAuth(_) => Close::ProxyAuth,
+            Reason::BadSocks(_) => Close::BadSocks,
             Reason::DnsFailed(_) => Close::DnsFailed,
             Reason::DnsTimeout(_) => Close::DnsTimeout,
             Reason::Tls(Side::Client, _) => Close::Tls,
@@ -225,6 +232,7 @@ impl Reason {
             | Reason::PeekTooLarge(why)
             | Reason::Forbidden(why)
             | Reason::ProxyAuth(why)
+            | Reason::BadSocks(why)
             | Reason::DnsFailed(why)
             | Reason::NameMismatch(why)
             | Reason::NotTls(why)

@@ -9,6 +9,7 @@ use std::time::Instant;
 use super::bind::Bind;
 use super::{log_attempt_failed, Context};
 use crate::close::Reason;
+use crate::front::Speaks;
 use crate::pool::Outcome;
 use crate::sys::{self, Stream};
 
@@ -29,12 +30,14 @@ pub(super) struct Failover {
 /// A forward proxy's destination.
 pub(super) struct Dest {
     addrs: Vec<SocketAddr>,
-    /// A CONNECT tunnel (answered 200 once connected) and its name, to check
-    /// its first bytes against; else a plain HTTP request. Either is
-    /// answered with an HTTP error if no connect succeeds.
+    /// A tunnel (CONNECT or SOCKS5: answered once connected) and its name,
+    /// to check its first bytes against; else a plain HTTP request. Either
+    /// is answered in its client's protocol if no connect succeeds.
     pub(super) bind: Option<Box<super::bind::Bind>>,
     /// A plain request's exchange, to carry once connected.
     pub(super) http: Option<Box<crate::http1::Exchange>>,
+    /// The client's protocol: how a tunnel is opened, and a failure told.
+    pub(super) speaks: Speaks,
     /// A connection to the destination kept from an earlier request
     /// (`proxy::parked`): tried first, instead of a connect.
     parked: Option<(SocketAddr, Stream)>,
@@ -49,6 +52,8 @@ pub struct Destination {
     pub tunnel: Option<(String, u16, Vec<u8>)>,
     /// A plain request: its exchange (`crate::http1`).
     pub http: Option<Box<crate::http1::Exchange>>,
+    /// The client's protocol (HTTP, or SOCKS5 for a tunnel).
+    pub speaks: Speaks,
     /// An open connection to one of `addrs`, kept from an earlier request.
     pub parked: Option<(SocketAddr, Stream)>,
 }
@@ -62,7 +67,7 @@ impl Failover {
     pub(super) fn start(conn: u64, forward: Option<Destination>, cx: &mut Context<'_>) -> Result<(Failover, Stream), GaveUp> {
         let dest = forward.map(|d| {
             let bind = d.tunnel.map(|(host, port, first)| Box::new(Bind::new(host, port, first)));
-            Box::new(Dest { addrs: d.addrs, bind, http: d.http, parked: d.parked })
+            Box::new(Dest { addrs: d.addrs, bind, http: d.http, speaks: d.speaks, parked: d.parked })
         });
         let mut f = Failover { addr: SocketAddr::from(([0, 0, 0, 0], 0)), deadline: cx.now, tried: 0, attempts: 0, dest };
         let stream = f.next(conn, None, cx)?;

@@ -41,7 +41,7 @@ use crate::close::{log_close, Reason, Side, Who};
 use crate::coalesce::Shapes;
 use crate::settings::Dump;
 use crate::log::{Level, Record};
-use crate::front;
+use crate::front::Speaks;
 use crate::http1::Exchange;
 use crate::names::Asked;
 use bind::Bind;
@@ -325,17 +325,19 @@ impl Conn {
             self.tls.get_or_insert_with(Box::default).upstream = Some(tls);
             self.flush_tls(Side::Upstream)?;
         }
-        let (bind, http) = match &mut self.phase {
-            Phase::Connecting(Failover { dest: Some(d), .. }) => (d.bind.take(), d.http.take()),
-            _ => (None, None),
+        let (bind, http, speaks) = match &mut self.phase {
+            Phase::Connecting(Failover { dest: Some(d), .. }) => (d.bind.take(), d.http.take(), d.speaks),
+            _ => (None, None, Speaks::Http),
         };
         let tunnel = bind.is_some();
         self.phase = Phase::Relaying { addr, bind, http };
         self.last_active = cx.now;
         self.who(cx.route, cx.backend).record(Level::Info, "open").str("upstream", addr).emit();
         if tunnel {
-            // The tunnel is open: say so; the client's bytes follow.
-            self.to_client.preload(b"HTTP/1.1 200 Connection established\r\n\r\n", cx.buffers);
+            // The tunnel is open: say so (200, or SOCKS5's reply with the
+            // address we connected from); the client's bytes follow.
+            let opened = speaks.opened(self.upstream.local_addr().ok());
+            self.to_client.preload(&opened, cx.buffers);
             self.pump(Side::Upstream, cx)?;
         }
         // A client usually speaks first (an HTTP request is already waiting),
@@ -345,10 +347,11 @@ impl Conn {
     }
 
     /// Closing for `reason` before any upstream connected: a forward
-    /// proxy's client is owed an HTTP answer (502, or 504 for a timeout).
+    /// proxy's client is owed an answer in its protocol (HTTP 502, or 504
+    /// for a timeout; SOCKS5's reply code).
     pub fn refuse(&self, reason: &Reason) {
-        if matches!(&self.phase, Phase::Connecting(f) if f.dest.is_some()) {
-            refuse_forward(&self.client, reason);
+        if let Phase::Connecting(Failover { dest: Some(d), .. }) = &self.phase {
+            d.speaks.refuse(&self.client, reason);
         }
     }
 
@@ -407,17 +410,6 @@ impl Conn {
         let duration = cx.now.duration_since(self.opened);
         log_close(&self.who(cx.route, cx.backend), Some(self.upstream_addr()), bytes, duration, reason);
     }
-}
-
-/// A forward proxy's client whose destination could not be reached: 504
-/// for a timeout, else 502, with the reason (best effort: a few bytes).
-pub fn refuse_forward(client: &Stream, reason: &Reason) {
-    let (code, text) = match reason {
-        Reason::ConnectTimeout => (504, "Gateway Timeout"),
-        _ => (502, "Bad Gateway"),
-    };
-    let body = format!("wasiter: cannot reach the destination: {reason}\n");
-    front::tell(client, &front::http_answer(code, text, &body));
 }
 
 /// One upstream address failed (at once, later, or by timing out).

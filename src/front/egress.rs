@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::proxy_request::{self, Method};
-use super::{http_answer, http_answer_with, tell, Failure, Front, Phase, Rules, Step};
+use super::{http_answer, http_answer_with, tell, Failure, Front, Phase, Rules, Speaks, Step};
 use crate::close::{Reason, Side};
 use crate::dns::{self, Lookup, Resolver};
 use crate::forward::{Decision, Refusal};
@@ -91,16 +91,8 @@ impl Front {
             return self.close(Reason::ProxyAuth(why));
         }
         let tunnel = req.method == Method::Connect;
-        self.asked = Some(Asked::Http { host: Some(format!("{}:{}", req.host, req.port)) });
-        let checked = forward.check_name(&req.host, req.port, tunnel);
-        if crate::log::tracing() {
-            let verb = if tunnel { "CONNECT" } else { "GET/..." };
-            let verdict = checked.as_ref().map_or_else(|r| format!("refused: {}", r.text), |(d, _)| format!("{}: looking it up", d.name()));
-            crate::log::trace_line(format_args!("request(conn={}, {verb} {}:{})", self.id, req.host, req.port), format_args!("{verdict}"));
-        }
-        match checked {
-            Ok(decision) => self.decision = Some(decision),
-            Err(refusal) => return self.refused(refusal),
+        if let Err(step) = self.decide(&req.host, req.port, tunnel, rules) {
+            return step;
         }
         // What goes to the destination first: for a plain request its head
         // in origin form and as much of its body as came with it (what came
@@ -119,8 +111,40 @@ impl Front {
             Method::Connect => (rest.to_vec(), None),
         };
         self.read = early;
-        self.target = Some(Target { host: req.host.clone(), port: req.port, tunnel, addrs: Vec::new(), exchange });
-        match resolver.lookup(&req.host, now) {
+        self.look_up(Target { host: req.host, port: req.port, tunnel, addrs: Vec::new(), exchange }, rules, resolver, now)
+    }
+
+    /// What every front's client asks, checked by the route's policy:
+    /// `Err` with the step that refuses it. The decision is kept for the
+    /// decision line and the metrics.
+    pub(super) fn decide(&mut self, host: &str, port: u16, tunnel: bool, rules: &Rules<'_>) -> Result<(), Step> {
+        let Some((_, forward)) = rules.forward else { return Err(Step::Close) };
+        self.asked = Some(Asked::Http { host: Some(format!("{host}:{port}")) });
+        let checked = forward.check_name(host, port, tunnel);
+        if crate::log::tracing() {
+            let verb = match (self.speaks, tunnel) {
+                (Speaks::Socks5, _) => "SOCKS5 CONNECT",
+                (Speaks::Http, true) => "CONNECT",
+                (Speaks::Http, false) => "GET/...",
+            };
+            let verdict = checked.as_ref().map_or_else(|r| format!("refused: {}", r.text), |(d, _)| format!("{}: looking it up", d.name()));
+            crate::log::trace_line(format_args!("request(conn={}, {verb} {host}:{port})", self.id), format_args!("{verdict}"));
+        }
+        match checked {
+            Ok(decision) => {
+                self.decision = Some(decision);
+                Ok(())
+            }
+            Err(refusal) => Err(self.refused(refusal)),
+        }
+    }
+
+    /// Look the destination's name up (at once from the cache or
+    /// /etc/hosts, else wait for the answer).
+    pub(super) fn look_up(&mut self, target: Target, rules: &Rules<'_>, resolver: &mut Resolver, now: Instant) -> Step {
+        let lookup = resolver.lookup(&target.host, now);
+        self.target = Some(target);
+        match lookup {
             Lookup::Ready(result) => self.resolved(result, rules),
             Lookup::Pending(id) => {
                 self.phase = Phase::Resolve(id);
@@ -130,14 +154,17 @@ impl Front {
         }
     }
 
-    /// Answer a forward client with an HTTP error, then close it.
+    /// Answer a forward client (in its protocol: `Speaks`), then close it.
+    /// `code` and `text` are the HTTP status; a SOCKS5 client gets the
+    /// reply code for `reason`.
     pub(super) fn answer(&mut self, code: u16, text: &str, reason: Reason) -> Step {
-        self.reply(code, text, &reason);
+        match self.speaks {
+            Speaks::Http => {
+                let body = format!("wasiter: {}\n", reason.error().unwrap_or_else(|| reason.name().to_string()));
+                tell(&self.client, &http_answer(code, text, &body));
+            }
+            Speaks::Socks5 => self.speaks.refuse(&self.client, &reason),
+        }
         self.close(reason)
-    }
-
-    pub(super) fn reply(&mut self, code: u16, text: &str, reason: &Reason) {
-        let body = format!("wasiter: {}\n", reason.error().unwrap_or_else(|| reason.name().to_string()));
-        tell(&self.client, &http_answer(code, text, &body));
     }
 }

@@ -26,8 +26,12 @@ pub mod client_hello;
 mod egress;
 pub mod http_head;
 pub mod proxy_request;
+pub mod socks;
+mod socks_client;
+mod speaks;
 
 pub use egress::Target;
+pub use speaks::{http_answer, http_answer_with, tell, Speaks};
 
 use std::io;
 use std::net::SocketAddr;
@@ -73,8 +77,13 @@ pub(super) enum Phase {
     ProxyHeader(proxy_header::Reader),
     /// Reading the first bytes (ClientHello or request head) for the name.
     Peek,
+    /// A forward route's new client: nothing read yet to tell HTTP from
+    /// SOCKS5 (the first byte does).
+    Mixed,
     /// A forward route: the proxy request is still arriving.
     Request,
+    /// A forward route: a SOCKS5 client on its way to a request.
+    Socks(socks_client::Stage),
     /// A forward route: waiting for the destination's addresses.
     Resolve(LookupId),
     /// A forward route's client whose last request was answered: its next
@@ -114,6 +123,8 @@ pub struct Front {
     /// A forward route: what the policy decided, and by which rule (an
     /// allowed name may still be refused for its addresses).
     pub decision: Option<(Decision, Rule)>,
+    /// A forward route: the protocol its client speaks, to answer in.
+    pub speaks: Speaks,
     phase: Phase,
     /// Bytes read past any PROXY header: the start of the client's stream.
     read: Vec<u8>,
@@ -124,7 +135,7 @@ pub struct Front {
 
 impl Front {
     pub fn new(id: u64, door: usize, client: Stream, peer: SocketAddr, now: Instant) -> Front {
-        Front { id, door, client, peer, from: peer, to: None, asked: None, target: None, reason: None, decision: None, phase: Phase::Accepted, read: Vec::new(), deadline: now, opened: now }
+        Front { id, door, client, peer, from: peer, to: None, asked: None, target: None, reason: None, decision: None, speaks: Speaks::Http, phase: Phase::Accepted, read: Vec::new(), deadline: now, opened: now }
     }
 
     /// A forward client back for its next request, with what it already
@@ -155,7 +166,9 @@ impl Front {
                 Err(why) => self.close(Reason::BadProxyHeader(why)),
             },
             Phase::Peek => self.peek(rules),
+            Phase::Mixed => self.first_bytes(rules, resolver, now),
             Phase::Request => self.request(rules, resolver, now),
+            Phase::Socks(_) => self.socks(rules, resolver, now),
             Phase::Resolve(_) => Step::Wait, // nothing to read until the answer
         }
     }
@@ -171,11 +184,11 @@ impl Front {
     /// The deadline passed: why it is closed.
     pub fn expired(&mut self) -> Reason {
         match self.phase {
-            Phase::Peek | Phase::Request => Reason::PeekTimeout(self.read.len()),
+            Phase::Peek | Phase::Mixed | Phase::Request | Phase::Socks(_) => Reason::PeekTimeout(self.read.len()),
             Phase::Resolve(_) => {
                 let host = self.target.as_ref().map(|t| t.host.clone()).unwrap_or_default();
                 let why = Reason::DnsTimeout(host);
-                self.reply(504, "Gateway Timeout", &why);
+                self.speaks.refuse(&self.client, &why);
                 why
             }
             _ => Reason::BadProxyHeader("no PROXY header in time".into()),
@@ -194,9 +207,12 @@ impl Front {
             return self.close(Reason::Denied);
         }
         if rules.forward.is_some() {
-            self.phase = Phase::Request;
+            // A new client may speak HTTP or SOCKS5; one back for its next
+            // request speaks HTTP, as it did.
+            let fresh = !matches!(self.phase, Phase::Next);
+            self.phase = if fresh { Phase::Mixed } else { Phase::Request };
             self.deadline = now + rules.peek_timeout;
-            return self.request(rules, resolver, now);
+            return self.advance(rules, resolver, now);
         }
         if !rules.table.peeks() {
             return match rules.table.default_route() {
@@ -325,21 +341,4 @@ fn read_header(client: &mut Stream, reader: &mut proxy_header::Reader) -> Result
             Err(e) => return Err(e.to_string()),
         }
     }
-}
-
-/// A short HTTP answer that closes the connection: the proxy's own words.
-pub fn http_answer(code: u16, text: &str, body: &str) -> Vec<u8> {
-    http_answer_with(code, text, "", body)
-}
-
-/// The same, with more header lines (each ending in CRLF).
-pub fn http_answer_with(code: u16, text: &str, headers: &str, body: &str) -> Vec<u8> {
-    format!("HTTP/1.1 {code} {text}\r\n{headers}Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).into_bytes()
-}
-
-/// Write `answer` to a client about to be closed, then FIN: best effort (a
-/// few hundred bytes into an empty socket buffer; nothing waits for it).
-pub fn tell(client: &Stream, answer: &[u8]) {
-    let _ = client.write(answer);
-    let _ = client.shutdown_write();
 }

@@ -163,9 +163,16 @@ fn authority(s: &str, default_port: Option<u16>) -> Option<(String, u16)> {
         Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0)?,
         None => default_port?,
     };
+    Some((destination_host(host)?, port))
+}
+
+/// A destination's host as every front takes it: a DNS name (letters,
+/// digits, `-`, `_`, `.`; lower case, no trailing dot) or an IP literal
+/// (no brackets); `None` for anything else.
+pub fn destination_host(host: &str) -> Option<String> {
     let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
     let ok = !host.is_empty() && host.len() <= 253 && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
-    ok.then_some((host, port))
+    ok.then_some(host)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::state::{Door, RouteState};
 use super::{Proxy, ACCEPT_BATCH, ACCEPT_PAUSE};
 use crate::close::{log_close, Reason, Who};
-use crate::conn::{refuse_forward, Conn, Destination, NotStarted};
+use crate::conn::{Conn, Destination, NotStarted};
 use crate::forward::{Decision, Forward, Rule};
 use crate::ledger::Destinations;
 use crate::front::{Front, Step};
@@ -146,9 +146,9 @@ impl Proxy {
                 Some(Asked::Http { host: Some(h) }) if t.exchange.is_some() => self.parked.take(h, &t.addrs, now),
                 _ => None,
             };
-            Destination { addrs: t.addrs, tunnel, http: t.exchange, parked }
+            Destination { addrs: t.addrs, tunnel, http: t.exchange, speaks: front.speaks, parked }
         });
-        let tunnel = forward.is_some();
+        let speaks = forward.as_ref().map(|d| d.speaks);
         let Some((mut cx, stats)) = self.shared.context(route, now) else { return };
         let client = (front.client, front.from, front.asked.map(Box::new));
         match Conn::start(front.id, route, client, (&early, &read), forward, &mut cx) {
@@ -158,8 +158,8 @@ impl Proxy {
                 self.busy.add(key, id); // connecting: watched in every pass
             }
             Err(NotStarted { asked, upstream, reason, client }) => {
-                if tunnel {
-                    refuse_forward(&client, &reason);
+                if let Some(speaks) = speaks {
+                    speaks.refuse(&client, &reason);
                 }
                 stats.closed(reason.kind());
                 let who = Who { id: front.id, route: cx.route, backend: cx.backend, client: front.from, asked: asked.as_deref() };
