@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A destination that counts the bytes it receives and never answers:
 /// what reached it is what the proxy let through.
-fn counting_server() -> (Server, Arc<AtomicUsize>) {
+pub fn counting_server() -> (Server, Arc<AtomicUsize>) {
     let got = Arc::new(AtomicUsize::new(0));
     let count = got.clone();
     let server = Server::start(move |mut s| {
@@ -90,7 +90,7 @@ fn forward_proxy(rt: Runtime, options: &str, dns: &str) -> Proxy {
 }
 
 /// The close line of the connection that ended with `reason`.
-fn closed_with(p: &mut Proxy, reason: &str) -> HashMap<String, String> {
+pub fn closed_with(p: &mut Proxy, reason: &str) -> HashMap<String, String> {
     record(&p.wait_for_log(&format!("a close with reason={reason}"), |l| l.contains(" close ") && l.contains(&format!("reason={reason}"))))
 }
 
@@ -272,7 +272,7 @@ pub fn each_request_on_a_kept_alive_connection_goes_to_its_own_host(rt: Runtime)
 /// only loopback (`unshare -n`), where a check that failed could dial a
 /// refused address and no packet could leave: the test binary runs itself
 /// again in there, for this one case. `true`: this is that inner run.
-fn sealed(rt: Runtime, case: &str) -> bool {
+pub fn sealed(rt: Runtime, case: &str) -> bool {
     if std::env::var_os("WASITER_SEALED").is_some() {
         return true;
     }

@@ -20,6 +20,7 @@ mod observability;
 mod relaying;
 mod reload;
 mod routing;
+mod socks;
 mod startup;
 mod tls;
 
@@ -43,6 +44,7 @@ use observability::*;
 use relaying::*;
 use reload::*;
 use routing::*;
+use socks::*;
 use startup::*;
 use tls::*;
 
@@ -138,6 +140,10 @@ every_runtime!(
     sigterm_drains_open_connections_then_stops,
     routes_reload_while_traffic_runs_without_dropping_anything,
     a_forward_route_with_auth_asks_for_a_login,
+    socks5_and_http_clients_share_one_port,
+    socks5_refusals_carry_the_rfc_codes,
+    socks5_login_is_checked_and_never_logged,
+    socks5_tunnels_are_bound_to_the_name_asked,
     tls_is_terminated_in_front_of_a_plain_server,
     tls_the_server_picks_the_suite_its_runtime_is_fast_at,
     tls_certificates_are_chosen_by_the_name_asked,
