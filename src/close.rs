@@ -62,6 +62,9 @@ pub enum Reason {
     DnsFailed(String),
     /// ...or no answer came in time (for this host).
     DnsTimeout(String),
+    /// A forward route's parent proxy refused the tunnel (its status, if
+    /// it answered) or failed, in words.
+    Parent(Option<u16>, String),
     /// A forward proxy's plain request was answered, and its client goes on
     /// (its next request is checked on its own): this exchange's record.
     Answered,
@@ -99,6 +102,7 @@ pub enum Close {
     BadSocks,
     DnsFailed,
     DnsTimeout,
+    Parent,
     Tls,
     UpstreamTls,
     SniMismatch,
@@ -108,7 +112,7 @@ pub enum Close {
 
 impl Close {
     /// Every kind, in counter order.
-    pub const ALL: [Close; 25] = [
+    pub const ALL: [Close; 26] = [
         Close::ClientClosed,
         Close::UpstreamClosed,
         Close::ClientError,
@@ -129,6 +133,7 @@ impl Close {
         Close::BadSocks,
         Close::DnsFailed,
         Close::DnsTimeout,
+        Close::Parent,
         Close::Tls,
         Close::UpstreamTls,
         Close::SniMismatch,
@@ -159,6 +164,7 @@ impl Close {
             Close::BadSocks => "bad-socks",
             Close::DnsFailed => "dns-failed",
             Close::DnsTimeout => "dns-timeout",
+            Close::Parent => "parent",
             Close::Tls => "tls",
             Close::UpstreamTls => "upstream-tls",
             Close::SniMismatch => "sni-mismatch",
@@ -191,6 +197,7 @@ impl Reason {
             Reason::BadSocks(_) => Close::BadSocks,
             Reason::DnsFailed(_) => Close::DnsFailed,
             Reason::DnsTimeout(_) => Close::DnsTimeout,
+            Reason::Parent(..) => Close::Parent,
             Reason::Tls(Side::Client, _) => Close::Tls,
             Reason::Tls(Side::Upstream, _) => Close::UpstreamTls,
             Reason::NameMismatch(_) => Close::SniMismatch,
@@ -234,6 +241,7 @@ impl Reason {
             | Reason::ProxyAuth(why)
             | Reason::BadSocks(why)
             | Reason::DnsFailed(why)
+            | Reason::Parent(_, why)
             | Reason::NameMismatch(why)
             | Reason::NotTls(why)
             | Reason::Tls(_, why) => Some(why.clone()),

@@ -193,7 +193,7 @@ pub fn parse_target(listen: SocketAddr, s: &str) -> Result<RouteSpec, String> {
                     route.matches.alpn.push(p.to_string());
                 }
             }
-            "to" | "not-to" | "to-net" | "ports" | "auth" | "report" => {
+            "to" | "not-to" | "to-net" | "ports" | "auth" | "report" | "parent" | "direct" => {
                 let Some(f) = route.forward.as_mut() else {
                     return Err(format!("{} applies to a forward route (LISTEN=forward;...)", key.trim()));
                 };
@@ -203,6 +203,8 @@ pub fn parse_target(listen: SocketAddr, s: &str) -> Result<RouteSpec, String> {
                     "to-net" => f.nets.extend(parse_cidrs(value)?),
                     "auth" => f.set_auth(value)?,
                     "report" => f.report = true,
+                    "parent" => f.parent = Some(crate::forward::Parent::parse(value)?),
+                    "direct" => f.direct.extend(parse_names(value)?),
                     _ => {
                         for p in value.split(',').map(str::trim) {
                             f.ports.push(p.parse().ok().filter(|p| *p != 0).ok_or_else(|| format!("bad port {p:?} (1 to 65535)"))?);
@@ -222,6 +224,9 @@ pub fn parse_target(listen: SocketAddr, s: &str) -> Result<RouteSpec, String> {
             "key" => key_file = Some(value.to_string()),
             other => return Err(format!("unknown option {other:?}")),
         }
+    }
+    if route.forward.as_ref().is_some_and(|f| !f.direct.is_empty() && f.parent.is_none()) {
+        return Err("direct= names what skips the parent: it needs parent=http://HOST:PORT".into());
     }
     if route.upstream_tls.is_some() && route.forward.is_some() {
         return Err("upstream-tls applies to a relay route, not a forward route (its clients bring their own TLS)".into());

@@ -7,9 +7,13 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::bind::Bind;
-use super::{log_attempt_failed, Context};
-use crate::close::Reason;
+use super::chain::Chain;
+use super::{log_attempt_failed, Conn, Context, Phase};
+use crate::close::{Reason, Side};
 use crate::front::Speaks;
+use crate::http1::Exchange;
+use crate::log::Level;
+use crate::tls;
 use crate::pool::Outcome;
 use crate::sys::{self, Stream};
 
@@ -38,6 +42,8 @@ pub(super) struct Dest {
     pub(super) http: Option<Box<crate::http1::Exchange>>,
     /// The client's protocol: how a tunnel is opened, and a failure told.
     pub(super) speaks: Speaks,
+    /// A tunnel through a parent proxy: its name, and the CONNECT to ask it.
+    pub(super) chain: Option<(String, Vec<u8>)>,
     /// A connection to the destination kept from an earlier request
     /// (`proxy::parked`): tried first, instead of a connect.
     parked: Option<(SocketAddr, Stream)>,
@@ -54,9 +60,16 @@ pub struct Destination {
     pub http: Option<Box<crate::http1::Exchange>>,
     /// The client's protocol (HTTP, or SOCKS5 for a tunnel).
     pub speaks: Speaks,
+    /// A tunnel through a parent proxy (`addrs` are the parent's): its
+    /// name, and the CONNECT that asks it for the destination.
+    pub chain: Option<(String, Vec<u8>)>,
     /// An open connection to one of `addrs`, kept from an earlier request.
     pub parked: Option<(SocketAddr, Stream)>,
 }
+
+/// What a connection relays once connected: a tunnel's binding, a plain
+/// request's exchange, and the client's protocol.
+pub(super) type Ends = (Option<Box<Bind>>, Option<Box<Exchange>>, Speaks);
 
 /// Why the connect phase gave up: the last address tried (if any) and why.
 pub(super) type GaveUp = (Option<SocketAddr>, Reason);
@@ -67,7 +80,7 @@ impl Failover {
     pub(super) fn start(conn: u64, forward: Option<Destination>, cx: &mut Context<'_>) -> Result<(Failover, Stream), GaveUp> {
         let dest = forward.map(|d| {
             let bind = d.tunnel.map(|(host, port, first)| Box::new(Bind::new(host, port, first)));
-            Box::new(Dest { addrs: d.addrs, bind, http: d.http, speaks: d.speaks, parked: d.parked })
+            Box::new(Dest { addrs: d.addrs, bind, http: d.http, speaks: d.speaks, chain: d.chain, parked: d.parked })
         });
         let mut f = Failover { addr: SocketAddr::from(([0, 0, 0, 0], 0)), deadline: cx.now, tried: 0, attempts: 0, dest };
         let stream = f.next(conn, None, cx)?;
@@ -125,5 +138,78 @@ impl Failover {
             None => Reason::NoUpstream(count),
         };
         Err((last_addr, reason))
+    }
+}
+
+impl Conn {
+    /// The upstream accepted the connect: a tunnel through a parent proxy
+    /// asks it first (`chain.rs`); anything else starts relaying.
+    pub(super) fn connected(&mut self, cx: &mut Context<'_>) -> Result<(), Reason> {
+        let addr = self.upstream_addr();
+        if let Some(origin) = cx.upstream_tls {
+            // Our ClientHello goes first; the client's bytes follow once
+            // the handshake is through (rustls holds them until then).
+            let tls = tls::connect(origin).map_err(|e| Reason::Error(Side::Upstream, e))?;
+            self.tls.get_or_insert_with(Box::default).upstream = Some(tls);
+            self.flush_tls(Side::Upstream)?;
+        }
+        let (bind, http, speaks, chain) = match &mut self.phase {
+            Phase::Connecting(Failover { dest: Some(d), .. }) => (d.bind.take(), d.http.take(), d.speaks, d.chain.take()),
+            _ => (None, None, Speaks::Http, None),
+        };
+        match chain {
+            Some((parent, request)) => self.ask_parent(Chain::new(addr, parent, bind, speaks, cx.now + cx.connect_timeout), &request),
+            None => self.relay_from(addr, (bind, http, speaks), &[], cx),
+        }
+    }
+
+    /// Connected (to the destination, or through a parent to it): relay. A
+    /// tunnel's client hears first that it is open (200, or SOCKS5's reply
+    /// with the address we connected from), then `early`, what the
+    /// destination already sent through the parent.
+    pub(super) fn relay_from(&mut self, addr: SocketAddr, (bind, http, speaks): Ends, early: &[u8], cx: &mut Context<'_>) -> Result<(), Reason> {
+        let tunnel = bind.is_some();
+        self.phase = Phase::Relaying { addr, bind, http };
+        self.last_active = cx.now;
+        self.who(cx.route, cx.backend).record(Level::Info, "open").str("upstream", addr).emit();
+        if tunnel {
+            let opened = speaks.opened(self.upstream.local_addr().ok());
+            self.to_client.preload(&opened, cx.buffers);
+            self.to_client.preload(early, cx.buffers);
+            self.pump(Side::Upstream, cx)?;
+        }
+        // A client usually speaks first (an HTTP request is already waiting),
+        // and a PROXY header is already buffered.
+        self.pump(Side::Client, cx)?;
+        self.finished()
+    }
+
+    /// Closing for `reason` before any upstream connected: a forward
+    /// proxy's client is owed an answer in its protocol (HTTP 502, or 504
+    /// for a timeout; SOCKS5's reply code).
+    pub fn refuse(&self, reason: &Reason) {
+        match &self.phase {
+            Phase::Connecting(Failover { dest: Some(d), .. }) => d.speaks.refuse(&self.client, reason),
+            Phase::Chaining(chain) => chain.speaks.refuse(&self.client, reason),
+            _ => {}
+        }
+    }
+
+    /// Give up on the current upstream and try the next one the pool offers.
+    pub(super) fn next_upstream(&mut self, last: io::Error, cx: &mut Context<'_>) -> Result<(), Reason> {
+        let Phase::Connecting(f) = &mut self.phase else { return Ok(()) };
+        log_attempt_failed(self.id, f.addr, &last);
+        match f.next(self.id, Some(last), cx) {
+            Ok(upstream) => {
+                self.upstream = upstream;
+                Ok(())
+            }
+            Err((addr, reason)) => {
+                if let Some(addr) = addr {
+                    f.addr = addr; // the close line names the last one tried
+                }
+                Err(reason)
+            }
+        }
     }
 }

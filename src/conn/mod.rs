@@ -24,6 +24,7 @@
 //! and writes the close record.
 
 mod bind;
+mod chain;
 mod dump;
 mod forwarding;
 mod failover;
@@ -41,7 +42,6 @@ use crate::close::{log_close, Reason, Side, Who};
 use crate::coalesce::Shapes;
 use crate::settings::Dump;
 use crate::log::{Level, Record};
-use crate::front::Speaks;
 use crate::http1::Exchange;
 use crate::names::Asked;
 use bind::Bind;
@@ -79,6 +79,9 @@ pub struct Context<'a> {
 enum Phase {
     /// Trying upstreams, one at a time.
     Connecting(Failover),
+    /// Connected to a parent proxy, which was asked for the tunnel's
+    /// destination: waiting for its answer (`chain.rs`).
+    Chaining(Box<chain::Chain>),
     /// Connected to `addr`; a CONNECT tunnel's first bytes wait in `bind`
     /// until they are checked (see `bind.rs`); a forward proxy's plain
     /// request is one `http` exchange (see `crate::http1`).
@@ -209,6 +212,7 @@ impl Conn {
         match self.phase {
             // Nothing is read from the client until there is somewhere to send it.
             Phase::Connecting(_) => Interest { client: (false, false), upstream: (false, true) },
+            Phase::Chaining(_) => Interest { client: (false, false), upstream: (true, false) },
             Phase::Relaying { .. } => Interest {
                 client: ((self.binding() || self.to_upstream.wants_read()) && !self.message_ended(Side::Client), self.to_client.wants_write() || self.queued(Side::Client)),
                 upstream: (self.to_client.wants_read() && !self.message_ended(Side::Upstream), self.to_upstream.wants_write() || self.queued(Side::Upstream)),
@@ -237,6 +241,7 @@ impl Conn {
     pub fn deadline(&self, idle_timeout: Option<Duration>) -> Option<Instant> {
         match self.phase {
             Phase::Connecting(ref f) => Some(f.deadline),
+            Phase::Chaining(ref c) => Some(c.deadline),
             Phase::Relaying { .. } if self.backlogged() => Some(self.opened),
             Phase::Relaying { .. } => [self.to_upstream.hold_until(), self.to_client.hold_until(), idle_timeout.map(|t| self.last_active + t)]
                 .into_iter()
@@ -258,6 +263,9 @@ impl Conn {
                 }
             }
             return Ok(());
+        }
+        if let Phase::Chaining(_) = &self.phase {
+            return if side == Side::Upstream && (readable || ev.trouble) { self.parent_answered(cx) } else { Ok(()) };
         }
         if writable {
             self.flush_tls(side)?;
@@ -286,6 +294,7 @@ impl Conn {
                 let e = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
                 self.next_upstream(e, cx)
             }
+            Phase::Chaining(_) => Err(Reason::ConnectTimeout), // the parent did not answer in time
             Phase::Relaying { .. } if self.backlogged() => {
                 for from in [Side::Client, Side::Upstream] {
                     self.pump(from, cx)?;
@@ -316,67 +325,11 @@ impl Conn {
         }
     }
 
-    fn connected(&mut self, cx: &mut Context<'_>) -> Result<(), Reason> {
-        let addr = self.upstream_addr();
-        if let Some(origin) = cx.upstream_tls {
-            // Our ClientHello goes first; the client's bytes follow once
-            // the handshake is through (rustls holds them until then).
-            let tls = tls::connect(origin).map_err(|e| Reason::Error(Side::Upstream, e))?;
-            self.tls.get_or_insert_with(Box::default).upstream = Some(tls);
-            self.flush_tls(Side::Upstream)?;
-        }
-        let (bind, http, speaks) = match &mut self.phase {
-            Phase::Connecting(Failover { dest: Some(d), .. }) => (d.bind.take(), d.http.take(), d.speaks),
-            _ => (None, None, Speaks::Http),
-        };
-        let tunnel = bind.is_some();
-        self.phase = Phase::Relaying { addr, bind, http };
-        self.last_active = cx.now;
-        self.who(cx.route, cx.backend).record(Level::Info, "open").str("upstream", addr).emit();
-        if tunnel {
-            // The tunnel is open: say so (200, or SOCKS5's reply with the
-            // address we connected from); the client's bytes follow.
-            let opened = speaks.opened(self.upstream.local_addr().ok());
-            self.to_client.preload(&opened, cx.buffers);
-            self.pump(Side::Upstream, cx)?;
-        }
-        // A client usually speaks first (an HTTP request is already waiting),
-        // and a PROXY header is already buffered.
-        self.pump(Side::Client, cx)?;
-        self.finished()
-    }
-
-    /// Closing for `reason` before any upstream connected: a forward
-    /// proxy's client is owed an answer in its protocol (HTTP 502, or 504
-    /// for a timeout; SOCKS5's reply code).
-    pub fn refuse(&self, reason: &Reason) {
-        if let Phase::Connecting(Failover { dest: Some(d), .. }) = &self.phase {
-            d.speaks.refuse(&self.client, reason);
-        }
-    }
-
-    /// Give up on the current upstream and try the next one the pool offers.
-    fn next_upstream(&mut self, last: io::Error, cx: &mut Context<'_>) -> Result<(), Reason> {
-        let Phase::Connecting(f) = &mut self.phase else { return Ok(()) };
-        log_attempt_failed(self.id, f.addr, &last);
-        match f.next(self.id, Some(last), cx) {
-            Ok(upstream) => {
-                self.upstream = upstream;
-                Ok(())
-            }
-            Err((addr, reason)) => {
-                if let Some(addr) = addr {
-                    f.addr = addr; // the close line names the last one tried
-                }
-                Err(reason)
-            }
-        }
-    }
-
     /// The upstream being tried, or relayed to.
     fn upstream_addr(&self) -> SocketAddr {
         match &self.phase {
             Phase::Connecting(f) => f.addr,
+            Phase::Chaining(c) => c.addr,
             Phase::Relaying { addr, .. } => *addr,
         }
     }
@@ -391,7 +344,7 @@ impl Conn {
     pub fn relaying_to(&self) -> Option<SocketAddr> {
         match self.phase {
             Phase::Relaying { addr, .. } => Some(addr),
-            Phase::Connecting(_) => None,
+            Phase::Connecting(_) | Phase::Chaining(_) => None,
         }
     }
 

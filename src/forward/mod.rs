@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! LISTEN=forward;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;ports=PORT,...][;auth=USER:PASS][;report]
+//!               [;parent=http://[USER:PASS@]HOST:PORT[;direct=NAME,...]]
 //! ```
 //!
 //! Every decision names its `Rule`, a stable id for the decision log line,
@@ -21,6 +22,9 @@ use ipnet::IpNet;
 use crate::names::Pattern;
 
 mod login;
+mod parent;
+
+pub use parent::Parent;
 
 /// Where a forward route's clients may go.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -38,6 +42,10 @@ pub struct Forward {
     pub auth: Option<String>,
     /// `report`: names not in `to=` pass, as `would-deny` (drafting a list).
     pub report: bool,
+    /// `parent=`: the proxy every allowed request goes through...
+    pub parent: Option<Parent>,
+    /// ...except to the names of `direct=` (`parent.rs`).
+    pub direct: Vec<Pattern>,
 }
 
 /// What the policy decided for one request or tunnel.

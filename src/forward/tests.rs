@@ -7,7 +7,7 @@ mod checks {
 
     fn fwd(to: &[&str], not_to: &[&str], nets: &[&str], ports: &[u16]) -> Forward {
         let pats = |l: &[&str]| l.iter().map(|p| Pattern::parse(p).unwrap()).collect();
-        Forward { to: pats(to), not_to: pats(not_to), nets: nets.iter().map(|n| n.parse().unwrap()).collect(), ports: ports.to_vec(), auth: None, report: false }
+        Forward { to: pats(to), not_to: pats(not_to), nets: nets.iter().map(|n| n.parse().unwrap()).collect(), ports: ports.to_vec(), ..Forward::default() }
     }
 
     #[test]

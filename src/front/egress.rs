@@ -10,7 +10,7 @@ use super::proxy_request::{self, Method};
 use super::{http_answer, http_answer_with, tell, Failure, Front, Phase, Rules, Speaks, Step};
 use crate::close::{Reason, Side};
 use crate::dns::{self, Lookup, Resolver};
-use crate::forward::{Decision, Refusal};
+use crate::forward::{Decision, Parent, Refusal};
 use crate::http1::Exchange;
 use crate::names::Asked;
 use crate::relay::Framing;
@@ -30,6 +30,8 @@ pub struct Target {
     pub addrs: Vec<SocketAddr>,
     /// A plain request: its framing, and what the client sent after it.
     pub exchange: Option<Box<Exchange>>,
+    /// The parent proxy it goes through (`addrs` are then the parent's).
+    pub parent: Option<Parent>,
 }
 
 impl Front {
@@ -37,6 +39,20 @@ impl Front {
     pub fn resolved(&mut self, result: dns::Addrs, rules: &Rules<'_>) -> Step {
         let (Some((route, forward)), Some(target)) = (rules.forward, self.target.as_mut()) else { return Step::Close };
         let host = target.host.clone();
+        if let Some(parent) = &target.parent {
+            // The parent's addresses: the route names it, so the address
+            // rules (for where clients go) are not its to pass.
+            return match result {
+                Ok(ips) => {
+                    target.addrs = ips.into_iter().map(|ip| SocketAddr::new(ip, parent.port)).collect();
+                    Step::Relay(route)
+                }
+                Err(e) => {
+                    let name = parent.host.clone();
+                    self.dns_failed(e, format!("the parent {name}"))
+                }
+            };
+        }
         let ips = match result {
             Ok(ips) => ips,
             Err(e) => return self.dns_failed(e, host),
@@ -94,6 +110,7 @@ impl Front {
         if let Err(step) = self.decide(&req.host, req.port, tunnel, rules) {
             return step;
         }
+        let parent = forward.parent_for(&req.host).cloned();
         // What goes to the destination first: for a plain request its head
         // in origin form and as much of its body as came with it (what came
         // after is its next request: the exchange keeps it); for a tunnel
@@ -106,12 +123,14 @@ impl Front {
                     Ok(n) => n,
                     Err(why) => return self.answer(400, "Bad Request", Reason::BadRequest(why)),
                 };
-                ([head, rest.get(..used).unwrap_or_default()].concat(), Some(Box::new(exchange)))
+                // Through a parent: the request line in absolute form, and its login.
+                let head = parent.as_ref().map_or_else(|| head.clone(), |p| p.absolute_head(head, &req.host, req.port));
+                ([&head, rest.get(..used).unwrap_or_default()].concat(), Some(Box::new(exchange)))
             }
             Method::Connect => (rest.to_vec(), None),
         };
         self.read = early;
-        self.look_up(Target { host: req.host, port: req.port, tunnel, addrs: Vec::new(), exchange }, rules, resolver, now)
+        self.look_up(Target { host: req.host, port: req.port, tunnel, addrs: Vec::new(), exchange, parent }, rules, resolver, now)
     }
 
     /// What every front's client asks, checked by the route's policy:
@@ -139,10 +158,10 @@ impl Front {
         }
     }
 
-    /// Look the destination's name up (at once from the cache or
-    /// /etc/hosts, else wait for the answer).
+    /// Look the destination's name up, or its parent's (at once from the
+    /// cache or /etc/hosts, else wait for the answer).
     pub(super) fn look_up(&mut self, target: Target, rules: &Rules<'_>, resolver: &mut Resolver, now: Instant) -> Step {
-        let lookup = resolver.lookup(&target.host, now);
+        let lookup = resolver.lookup(target.parent.as_ref().map_or(&target.host, |p| &p.host), now);
         self.target = Some(target);
         match lookup {
             Lookup::Ready(result) => self.resolved(result, rules),

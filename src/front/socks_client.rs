@@ -122,7 +122,8 @@ impl Front {
         // What the client sent past its request is the tunnel's first bytes
         // (checked against the name by conn's bind, as after a CONNECT).
         self.read.drain(..used.min(self.read.len()));
-        self.look_up(Target { host: req.host, port: req.port, tunnel: true, addrs: Vec::new(), exchange: None }, rules, resolver, now)
+        let parent = rules.forward.and_then(|(_, f)| f.parent_for(&req.host)).cloned();
+        self.look_up(Target { host: req.host, port: req.port, tunnel: true, addrs: Vec::new(), exchange: None, parent }, rules, resolver, now)
     }
 
     /// Answer one SOCKS5 message (`used` bytes of what was read) with a few

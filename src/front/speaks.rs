@@ -58,7 +58,7 @@ fn http_status(reason: &Reason) -> (u16, &'static str) {
         Reason::Forbidden(_) => (403, "Forbidden"),
         Reason::BadRequest(_) | Reason::BadSocks(_) => (400, "Bad Request"),
         Reason::PeekTooLarge(_) => (431, "Request Header Fields Too Large"),
-        Reason::DnsTimeout(_) | Reason::ConnectTimeout => (504, "Gateway Timeout"),
+        Reason::DnsTimeout(_) | Reason::ConnectTimeout | Reason::Parent(Some(504), _) => (504, "Gateway Timeout"),
         _ => (502, "Bad Gateway"),
     }
 }
@@ -69,7 +69,9 @@ fn socks_rep(reason: &Reason) -> Rep {
     match reason {
         Reason::Forbidden(_) | Reason::ProxyAuth(_) => Rep::NotAllowed,
         Reason::DnsFailed(_) | Reason::NoUpstream(_) => Rep::HostUnreachable,
-        Reason::DnsTimeout(_) | Reason::ConnectTimeout => Rep::TtlExpired,
+        Reason::DnsTimeout(_) | Reason::ConnectTimeout | Reason::Parent(Some(504), _) => Rep::TtlExpired,
+        Reason::Parent(Some(403 | 407), _) => Rep::NotAllowed,
+        Reason::Parent(Some(502 | 503), _) => Rep::HostUnreachable,
         Reason::ConnectFailed(e) => match e.kind() {
             io::ErrorKind::ConnectionRefused => Rep::ConnectionRefused,
             io::ErrorKind::NetworkUnreachable => Rep::NetworkUnreachable,
@@ -114,6 +116,9 @@ mod tests {
             (e(io::ErrorKind::NetworkUnreachable), 502, Rep::NetworkUnreachable),
             (e(io::ErrorKind::HostUnreachable), 502, Rep::HostUnreachable),
             (e(io::ErrorKind::PermissionDenied), 502, Rep::GeneralFailure),
+            (Reason::Parent(Some(403), "the parent p:3128 answered the CONNECT with 403 Forbidden".into()), 502, Rep::NotAllowed),
+            (Reason::Parent(Some(504), "...".into()), 504, Rep::TtlExpired),
+            (Reason::Parent(None, "the parent p:3128 closed".into()), 502, Rep::GeneralFailure),
         ] {
             let http = String::from_utf8(Speaks::Http.refusal(&reason)).unwrap();
             assert!(http.starts_with(&format!("HTTP/1.1 {code} ")), "{reason}: {http}");

@@ -141,12 +141,14 @@ impl Proxy {
             // bytes: they wait to be checked against its name with what
             // follows. A plain request may find a connection kept from an
             // earlier request to the same host, still open.
+            // Through a parent, a tunnel is first a CONNECT to it.
+            let chain = t.parent.as_ref().filter(|_| t.tunnel).map(|p| (p.name(), p.connect_request(&t.host, t.port)));
             let tunnel = t.tunnel.then(|| (t.host, t.port, std::mem::take(&mut read)));
             let parked = match &front.asked {
                 Some(Asked::Http { host: Some(h) }) if t.exchange.is_some() => self.parked.take(h, &t.addrs, now),
                 _ => None,
             };
-            Destination { addrs: t.addrs, tunnel, http: t.exchange, speaks: front.speaks, parked }
+            Destination { addrs: t.addrs, tunnel, http: t.exchange, speaks: front.speaks, chain, parked }
         });
         let speaks = forward.as_ref().map(|d| d.speaks);
         let Some((mut cx, stats)) = self.shared.context(route, now) else { return };

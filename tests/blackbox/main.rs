@@ -17,6 +17,7 @@ mod load;
 mod naming;
 mod nagle;
 mod observability;
+mod parent;
 mod relaying;
 mod reload;
 mod routing;
@@ -41,6 +42,7 @@ use load::*;
 use naming::*;
 use nagle::*;
 use observability::*;
+use parent::*;
 use relaying::*;
 use reload::*;
 use routing::*;
@@ -144,6 +146,8 @@ every_runtime!(
     socks5_refusals_carry_the_rfc_codes,
     socks5_login_is_checked_and_never_logged,
     socks5_tunnels_are_bound_to_the_name_asked,
+    a_parent_proxy_carries_what_the_allowlist_lets_through,
+    a_parent_that_refuses_or_fails_is_named_in_the_answer,
     tls_is_terminated_in_front_of_a_plain_server,
     tls_the_server_picks_the_suite_its_runtime_is_fast_at,
     tls_certificates_are_chosen_by_the_name_asked,

@@ -493,7 +493,7 @@ impl Drop for Daemon {
     }
 }
 
-fn spawn_daemon(mut cmd: Command, port: u16, dir: TempDir, what: &str) -> Daemon {
+pub fn spawn_daemon(mut cmd: Command, port: u16, dir: TempDir, what: &str) -> Daemon {
     let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
