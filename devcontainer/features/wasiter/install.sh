@@ -219,7 +219,7 @@ for r in "${routes[@]}"; do args+=(--route "$r"); done
 check logLevel --route 127.0.0.1:1=127.0.0.1:1 --log-level "$log_level"
 # The egress Feature may have been installed first: check its route too.
 if [[ -f $etc/egress.route ]]; then
-  check "allow, deny, ports or toNet of wasiter-egress" --route "$(cat "$etc/egress.route")"
+  check "allow, deny, ports, toNet, parent or direct of wasiter-egress" --route "$(cat "$etc/egress.route")"
 fi
 
 # WasmEdge runs fastest compiled ahead of time; that takes a minute once.
