@@ -400,8 +400,8 @@ const ROUTE_OPTIONS: &str = "  OPTIONs, after the upstreams, each after a ';':
         --route ':8443=127.0.0.1:3000;sni=app.test'
         --route ':8443=127.0.0.1:8000;sni=api.test,*.api.test'
         --route ':8443=127.0.0.1:9000'
-  A forward proxy (HTTP CONNECT and absolute URLs), its clients naming
-  where to go: LISTEN=forward;OPTION...
+  A forward proxy (HTTP CONNECT and absolute URLs, and SOCKS5 on the same
+  port), its clients naming where to go: LISTEN=forward;OPTION...
         to=NAME,...  not-to=NAME,...             names allowed (* for any) and refused;
                                                  no to= only on a loopback address
         ports=PORT,...                           default 443 for CONNECT, 80 for HTTP
@@ -411,6 +411,9 @@ const ROUTE_OPTIONS: &str = "  OPTIONs, after the upstreams, each after a ';':
         auth=USER:PASS                           ask for a login (407 without)
         report                                   let unlisted names through as
                                                  would-deny; draft the list on stop
+        parent=http://[USER:PASS@]HOST:PORT      go out through this proxy (after
+                                                 the list is checked)...
+        direct=NAME,...                          ...except to these names
         --route '127.0.0.1:3128=forward;to=pypi.org,*.github.com'
 ";
 

@@ -117,7 +117,7 @@ pub struct RouteSpec {
 }
 
 pub const ROUTE_FORM: &str =
-    "LISTEN=HOST:PORT[,HOST:PORT...][;policy=failover|round-robin|least-conn][;allow=CIDR,...][;deny=CIDR,...][;send-proxy=v1|v2][;accept-proxy][;sni=NAME,...][;alpn=PROTO,...][;host=NAME,...][;cert=PEM;key=PEM][;upstream-tls][;upstream-ca=PEM][;upstream-name=NAME][;upstream-insecure], or LISTEN=forward;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;ports=PORT,...][;auth=USER:PASS][;report], e.g. 0.0.0.0:8080=web1:80,web2:80;policy=round-robin";
+    "LISTEN=HOST:PORT[,HOST:PORT...][;policy=failover|round-robin|least-conn][;allow=CIDR,...][;deny=CIDR,...][;send-proxy=v1|v2][;accept-proxy][;sni=NAME,...][;alpn=PROTO,...][;host=NAME,...][;cert=PEM;key=PEM][;upstream-tls][;upstream-ca=PEM][;upstream-name=NAME][;upstream-insecure], or LISTEN=forward;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;ports=PORT,...][;auth=USER:PASS][;report][;parent=http://HOST:PORT][;direct=NAME,...], e.g. 0.0.0.0:8080=web1:80,web2:80;policy=round-robin";
 
 /// `LISTEN=UPSTREAMS;OPTIONS`. The error says what part was wrong.
 pub fn parse_route(s: &str) -> Result<RouteSpec, String> {
