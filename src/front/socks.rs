@@ -129,7 +129,8 @@ pub fn request(buf: &[u8]) -> Result<Option<(Request, usize)>, Refused> {
             let Some(&len) = buf.get(4) else { return Ok(None) };
             let Some(name) = buf.get(5..5 + usize::from(len)) else { return Ok(None) };
             let shown = || String::from_utf8_lossy(name).escape_debug().to_string();
-            let host = std::str::from_utf8(name).ok().and_then(destination_host);
+            // A name, or an address written out (a colon only in IPv6's).
+            let host = std::str::from_utf8(name).ok().and_then(destination_host).filter(|h| !h.contains(':') || h.parse::<Ipv6Addr>().is_ok());
             match host {
                 Some(h) => (h, 5 + usize::from(len)),
                 None => return Err((Rep::HostUnreachable, format!("a SOCKS5 request for {:?}, which is no host name or address", shown()))),
@@ -203,6 +204,8 @@ mod tests {
             assert_eq!(request(&name[..cut]), Ok(None), "{cut} bytes");
         }
         assert_eq!(request(&[5, 1, 0, 1, 127, 0, 0, 1, 0, 80]), Ok(Some((Request { host: "127.0.0.1".into(), port: 80 }, 10))));
+        let v6_name = [&[5u8, 1, 0, 3, 3][..], b"::1", &[0, 22]].concat();
+        assert_eq!(request(&v6_name).unwrap().unwrap().0.host, "::1", "an address written as a name is that address");
         let v6 = [&[5u8, 1, 0, 4][..], &"::1".parse::<Ipv6Addr>().unwrap().octets(), &[0x1f, 0x90]].concat();
         assert_eq!(request(&v6), Ok(Some((Request { host: "::1".into(), port: 8080 }, 22))));
         let mapped = [&[5u8, 1, 0, 4][..], &"::ffff:10.1.2.3".parse::<Ipv6Addr>().unwrap().octets(), &[1, 187]].concat();
@@ -218,7 +221,7 @@ mod tests {
         assert_eq!(code(&[5, 1, 0, 7, 1, 2, 3, 4, 0, 80]), Rep::AddressTypeNotSupported);
         assert_eq!(code(&[5, 1, 0, 1, 1, 2, 3, 4, 0, 0]), Rep::GeneralFailure, "port 0");
         assert_eq!(code(&[4, 1, 0, 1, 1, 2, 3, 4, 0, 80]), Rep::GeneralFailure);
-        for bad in [&b"a b"[..], b"x/y", b"", b"evil.test\0.allowed.test", b"[::1]", &[0xc3, 0xa9]] {
+        for bad in [&b"a b"[..], b"x/y", b"", b"evil.test\0.allowed.test", b"[::1]", b"pypi.org:443", &[0xc3, 0xa9]] {
             let msg = [&[5u8, 1, 0, 3, bad.len() as u8][..], bad, &[1, 187]].concat();
             assert_eq!(code(&msg), Rep::HostUnreachable, "{:?}", String::from_utf8_lossy(bad));
         }

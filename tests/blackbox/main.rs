@@ -146,6 +146,7 @@ every_runtime!(
     socks5_refusals_carry_the_rfc_codes,
     socks5_login_is_checked_and_never_logged,
     socks5_tunnels_are_bound_to_the_name_asked,
+    ssh_goes_through_socks5_as_its_proxy_command,
     a_parent_proxy_carries_what_the_allowlist_lets_through,
     a_parent_that_refuses_or_fails_is_named_in_the_answer,
     tls_is_terminated_in_front_of_a_plain_server,

@@ -215,3 +215,42 @@ pub fn socks5_tunnels_are_bound_to_the_name_asked(rt: Runtime) {
     assert_eq!(answer[..2], [5, 0]);
     eventually("the ClientHello reaches the destination", || got.load(Ordering::SeqCst) == hello.len());
 }
+
+pub fn ssh_goes_through_socks5_as_its_proxy_command(rt: Runtime) {
+    // A real sshd on loopback with a key made here, and ssh with ncat as its
+    // ProxyCommand (`--proxy-dns remote`: the proxy resolves ssh.test).
+    let dir = TempDir::new("sshd");
+    let d = dir.path();
+    for key in ["host_key", "user_key"] {
+        let out = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", ""]).arg("-f").arg(d.join(key)).output().expect("ssh-keygen");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    std::fs::copy(d.join("user_key.pub"), d.join("authorized_keys")).unwrap();
+    std::fs::create_dir_all("/run/sshd").unwrap(); // sshd's privilege separation directory
+    let port = free_port();
+    let config = format!(
+        "Port {port}\nListenAddress 127.0.0.1\nHostKey {0}/host_key\nAuthorizedKeysFile {0}/authorized_keys\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nStrictModes no\nUsePAM no\nPidFile {0}/sshd.pid\n",
+        d.display()
+    );
+    std::fs::write(d.join("sshd_config"), config).unwrap();
+    let mut cmd = Command::new("/usr/sbin/sshd");
+    cmd.arg("-D").arg("-f").arg(d.join("sshd_config"));
+    let _sshd = spawn_daemon(cmd, port, TempDir::new("sshd-run"), "sshd (Debian's openssh-server; scripts/setup --peers installs it)");
+    let dns = DnsServer::start(&[("ssh.test", "127.0.0.1")], &[], &[]);
+    let p = forward(rt, &format!("to=ssh.test;to-net=127.0.0.0/8;ports={port}"), &dns.addr(), &[]);
+    let ssh = |host: &str| {
+        Command::new("ssh")
+            .args(["-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-i"])
+            .arg(d.join("user_key"))
+            .args(["-o", &format!("ProxyCommand=ncat --proxy {} --proxy-type socks5 --proxy-dns remote %h %p", p.addr), "-p", &port.to_string()])
+            .arg(format!("root@{host}"))
+            .args(["echo", "through socks5"])
+            .output()
+            .expect("ssh")
+    };
+    let out = ssh("ssh.test");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "through socks5\n", "ssh through the proxy: {}", String::from_utf8_lossy(&out.stderr));
+    let refused = ssh("other.test");
+    assert!(!refused.status.success() && refused.stdout.is_empty(), "a name not in to= is refused");
+    assert!(p.log().iter().any(|l| l.contains("host=other.test:") && l.contains("decision=deny")), "{}", p.log().join("\n"));
+}
