@@ -79,6 +79,15 @@ pub fn normalize(name: &str) -> String {
     name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
 }
 
+/// A destination's host as every front takes it: a DNS name (letters,
+/// digits, `-`, `_`, `.`; lower case, no trailing dot) or an IP literal
+/// (no brackets); `None` for anything else.
+pub fn destination_host(host: &str) -> Option<String> {
+    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    let ok = !host.is_empty() && host.len() <= 253 && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    ok.then_some(host)
+}
+
 /// What a route on a shared port serves. All empty: the port's default.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Match {

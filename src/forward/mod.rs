@@ -24,6 +24,7 @@ use crate::names::Pattern;
 mod login;
 mod parent;
 
+pub use login::Login;
 pub use parent::Parent;
 
 /// Where a forward route's clients may go.
@@ -37,9 +38,9 @@ pub struct Forward {
     pub nets: Vec<IpNet>,
     /// Ports allowed; empty: 443 for CONNECT, 80 for plain HTTP (as squid).
     pub ports: Vec<u16>,
-    /// `auth=USER:PASS`: the `Proxy-Authorization` a client must send
-    /// (`Basic` and the pair in base64), or `None` for no proxy login.
-    pub auth: Option<String>,
+    /// `auth=USER:PASS`: the login a client must give (`login.rs`), or
+    /// `None` for no proxy login.
+    pub auth: Option<Login>,
     /// `report`: names not in `to=` pass, as `would-deny` (drafting a list).
     pub report: bool,
     /// `parent=`: the proxy every allowed request goes through...
@@ -140,6 +141,34 @@ const GUARDED: [&str; 17] = [
 ];
 
 impl Forward {
+    /// Require `user:pass` (`login.rs`).
+    pub fn set_auth(&mut self, pair: &str) -> Result<(), String> {
+        self.auth = Some(Login::parse(pair)?);
+        Ok(())
+    }
+
+    /// Did an HTTP client log in (its `Proxy-Authorization`), if this route asks it to?
+    pub fn check_auth(&self, given: Option<&str>) -> Result<(), String> {
+        self.auth.as_ref().map_or(Ok(()), |login| login.check_basic(given))
+    }
+
+    /// Does this route ask its clients to log in?
+    pub fn asks_login(&self) -> bool {
+        self.auth.is_some()
+    }
+
+    /// Did a SOCKS5 client log in (its username and password), if this route asks it to?
+    pub fn check_login(&self, user: &[u8], pass: &[u8]) -> Result<(), String> {
+        self.auth.as_ref().map_or(Ok(()), |login| login.check_pair(user, pass))
+    }
+
+    /// The parent that a request for `host` goes through, if any: the
+    /// route's parent, unless a `direct=` pattern names the host.
+    pub fn parent_for(&self, host: &str) -> Option<&Parent> {
+        let parent = self.parent.as_ref()?;
+        (!self.direct.iter().any(|p| p.matches(host))).then_some(parent)
+    }
+
     /// May a client ask for `host:port`? `Ok`: allowed (or, in report mode,
     /// let through as `would-deny`) for this rule; `Err`: refused.
     pub fn check_name(&self, host: &str, port: u16, connect: bool) -> Result<(Decision, Rule), Refusal> {

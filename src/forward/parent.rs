@@ -16,8 +16,8 @@
 //! rules (`to-net=` and the refused ranges) are the parent's to apply to the
 //! names it reaches (an IP literal still needs `to=` or `to-net=` here).
 
-use super::login::base64;
-use super::Forward;
+use super::login::Login;
+use crate::names::destination_host;
 
 /// A parent proxy (HTTP; CONNECT for tunnels).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,8 +25,8 @@ pub struct Parent {
     /// A name (lower case) or an IP literal (no brackets), and its port.
     pub host: String,
     pub port: u16,
-    /// `Proxy-Authorization`'s value (`Basic ...`), from the URL's login.
-    auth: Option<String>,
+    /// The URL's login, sent in `Proxy-Authorization`.
+    auth: Option<Login>,
 }
 
 impl Parent {
@@ -43,8 +43,7 @@ impl Parent {
             None => (None, rest),
         };
         let auth = match login {
-            Some(pair) if pair.split_once(':').is_some_and(|(u, _)| !u.is_empty()) && pair.bytes().all(|b| b.is_ascii_graphic()) => Some(format!("Basic {}", base64(pair.as_bytes()))),
-            Some(_) => return Err(bad("its login is not USER:PASS")),
+            Some(pair) => Some(Login::parse(pair).map_err(|_| bad("its login is not USER:PASS"))?),
             None => None,
         };
         let (host, port) = match hostport.strip_prefix('[') {
@@ -52,7 +51,7 @@ impl Parent {
             None => hostport.rsplit_once(':').ok_or_else(|| bad("no port"))?,
         };
         let port = port.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| bad("a bad port"))?;
-        let host = crate::front::proxy_request::destination_host(host).ok_or_else(|| bad("a bad host"))?;
+        let host = destination_host(host).ok_or_else(|| bad("a bad host"))?;
         Ok(Parent { host, port, auth })
     }
 
@@ -70,7 +69,7 @@ impl Parent {
         let target = authority(host, port);
         let mut req = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
         if let Some(auth) = &self.auth {
-            req.push_str(&format!("Proxy-Authorization: {auth}\r\n"));
+            req.push_str(&format!("Proxy-Authorization: {}\r\n", auth.header()));
         }
         req.push_str("\r\n");
         req.into_bytes()
@@ -90,7 +89,7 @@ impl Parent {
         out.extend_from_slice(format!(" http://{}", authority(host, port)).as_bytes());
         out.extend_from_slice(target);
         if let Some(auth) = &self.auth {
-            out.extend_from_slice(format!("\r\nProxy-Authorization: {auth}").as_bytes());
+            out.extend_from_slice(format!("\r\nProxy-Authorization: {}", auth.header()).as_bytes());
         }
         out.extend_from_slice(rest);
         out
@@ -105,27 +104,18 @@ fn authority(host: &str, port: u16) -> String {
     }
 }
 
-impl Forward {
-    /// The parent that a request for `host` goes through, if any: the
-    /// route's parent, unless a `direct=` pattern names the host.
-    pub fn parent_for(&self, host: &str) -> Option<&Parent> {
-        let parent = self.parent.as_ref()?;
-        let direct = self.direct.iter().any(|p| p.matches(host));
-        (!direct).then_some(parent)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::forward::Forward;
     use crate::names::Pattern;
 
     #[test]
     fn a_parent_is_an_http_url_with_a_port() {
         let p = Parent::parse("http://proxy.corp:3128").unwrap();
-        assert_eq!((p.host.as_str(), p.port, p.auth.as_deref()), ("proxy.corp", 3128, None));
+        assert_eq!((p.host.as_str(), p.port, p.auth), ("proxy.corp", 3128, None));
         let p = Parent::parse("http://dev:s3cret@10.0.0.1:8080/").unwrap();
-        assert_eq!((p.host.as_str(), p.port, p.auth.as_deref()), ("10.0.0.1", 8080, Some("Basic ZGV2OnMzY3JldA==")));
+        assert_eq!((p.host.as_str(), p.port, p.auth.as_ref().map(Login::header)), ("10.0.0.1", 8080, Some("Basic ZGV2OnMzY3JldA==")));
         assert_eq!(Parent::parse("http://[::1]:3128").unwrap().name(), "[::1]:3128");
         for (bad, why) in [
             ("proxy.corp:3128", "no http://"),

@@ -17,6 +17,7 @@
 use super::http_head::{read_head, MAX_HEADERS};
 use crate::http1::{closes, connection_options, declared, Body, Declared};
 use super::Failure;
+use crate::names::destination_host;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Method {
@@ -164,15 +165,6 @@ fn authority(s: &str, default_port: Option<u16>) -> Option<(String, u16)> {
         None => default_port?,
     };
     Some((destination_host(host)?, port))
-}
-
-/// A destination's host as every front takes it: a DNS name (letters,
-/// digits, `-`, `_`, `.`; lower case, no trailing dot) or an IP literal
-/// (no brackets); `None` for anything else.
-pub fn destination_host(host: &str) -> Option<String> {
-    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
-    let ok = !host.is_empty() && host.len() <= 253 && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
-    ok.then_some(host)
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use super::proxy_request::destination_host;
+use crate::names::destination_host;
 
 /// The first byte of every SOCKS5 message from a client.
 pub const VERSION: u8 = 5;
