@@ -217,36 +217,28 @@ pub fn socks5_tunnels_are_bound_to_the_name_asked(rt: Runtime) {
 }
 
 pub fn ssh_goes_through_socks5_as_its_proxy_command(rt: Runtime) {
-    // A real sshd on loopback with a key made here, and ssh with ncat as its
+    // A real SSH-2 server (tests/ssh_server.py, paramiko: no system sshd)
+    // that lets one key in, and OpenSSH's client with ncat as its
     // ProxyCommand (`--proxy-dns remote`: the proxy resolves ssh.test).
-    let dir = TempDir::new("sshd");
-    let d = dir.path();
-    for key in ["host_key", "user_key"] {
-        let out = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", ""]).arg("-f").arg(d.join(key)).output().expect("ssh-keygen");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
-    std::fs::copy(d.join("user_key.pub"), d.join("authorized_keys")).unwrap();
-    std::fs::create_dir_all("/run/sshd").unwrap(); // sshd's privilege separation directory
+    let dir = TempDir::new("ssh");
+    let key = dir.path().join("user_key");
+    let out = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", ""]).arg("-f").arg(&key).output().expect("ssh-keygen (openssh-client)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let port = free_port();
-    let config = format!(
-        "Port {port}\nListenAddress 127.0.0.1\nHostKey {0}/host_key\nAuthorizedKeysFile {0}/authorized_keys\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nStrictModes no\nUsePAM no\nPidFile {0}/sshd.pid\n",
-        d.display()
-    );
-    std::fs::write(d.join("sshd_config"), config).unwrap();
-    let mut cmd = Command::new("/usr/sbin/sshd");
-    cmd.arg("-D").arg("-f").arg(d.join("sshd_config"));
-    let _sshd = spawn_daemon(cmd, port, TempDir::new("sshd-run"), "sshd (Debian's openssh-server; scripts/setup --peers installs it)");
-    let dns = DnsServer::start(&[("ssh.test", "127.0.0.1")], &[], &[]);
+    let mut cmd = Command::new("python3");
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ssh_server.py")).arg(port.to_string()).arg(dir.path().join("user_key.pub"));
+    let _server = spawn_daemon(cmd, port, TempDir::new("ssh-server"), "tests/ssh_server.py (paramiko; scripts/setup --peers installs it)");
+    let dns = DnsServer::start(&[("ssh.test", "127.0.0.1"), ("other.test", "127.0.0.1")], &[], &[]);
     let p = forward(rt, &format!("to=ssh.test;to-net=127.0.0.0/8;ports={port}"), &dns.addr(), &[]);
     let ssh = |host: &str| {
         Command::new("ssh")
-            .args(["-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-i"])
-            .arg(d.join("user_key"))
+            .args(["-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10", "-i"])
+            .arg(&key)
             .args(["-o", &format!("ProxyCommand=ncat --proxy {} --proxy-type socks5 --proxy-dns remote %h %p", p.addr), "-p", &port.to_string()])
-            .arg(format!("root@{host}"))
-            .args(["echo", "through socks5"])
+            .arg(format!("dev@{host}"))
+            .args(["echo", "through", "socks5"])
             .output()
-            .expect("ssh")
+            .expect("ssh (openssh-client)")
     };
     let out = ssh("ssh.test");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "through socks5\n", "ssh through the proxy: {}", String::from_utf8_lossy(&out.stderr));
