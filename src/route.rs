@@ -117,7 +117,7 @@ pub struct RouteSpec {
 }
 
 pub const ROUTE_FORM: &str =
-    "LISTEN=HOST:PORT[,HOST:PORT...][;policy=failover|round-robin|least-conn][;allow=CIDR,...][;deny=CIDR,...][;send-proxy=v1|v2][;accept-proxy][;sni=NAME,...][;alpn=PROTO,...][;host=NAME,...][;cert=PEM;key=PEM][;upstream-tls][;upstream-ca=PEM][;upstream-name=NAME][;upstream-insecure], or LISTEN=forward;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;ports=PORT,...][;auth=USER:PASS][;report][;parent=http://HOST:PORT][;direct=NAME,...], e.g. 0.0.0.0:8080=web1:80,web2:80;policy=round-robin";
+    "LISTEN=HOST:PORT[,HOST:PORT...][;policy=failover|round-robin|least-conn][;allow=CIDR,...][;deny=CIDR,...][;send-proxy=v1|v2][;accept-proxy][;sni=NAME,...][;alpn=PROTO,...][;host=NAME,...][;cert=PEM;key=PEM][;upstream-tls][;upstream-ca=PEM][;upstream-name=NAME][;upstream-insecure], or LISTEN=forward;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;ports=PORT,...][;auth=USER:PASS][;report][;parent=http://HOST:PORT][;direct=NAME,...][;transparent=PORT], e.g. 0.0.0.0:8080=web1:80,web2:80;policy=round-robin";
 
 /// `LISTEN=UPSTREAMS;OPTIONS`. The error says what part was wrong.
 pub fn parse_route(s: &str) -> Result<RouteSpec, String> {
@@ -193,7 +193,7 @@ pub fn parse_target(listen: SocketAddr, s: &str) -> Result<RouteSpec, String> {
                     route.matches.alpn.push(p.to_string());
                 }
             }
-            "to" | "not-to" | "to-net" | "ports" | "auth" | "report" | "parent" | "direct" => {
+            "to" | "not-to" | "to-net" | "ports" | "auth" | "report" | "parent" | "direct" | "transparent" => {
                 let Some(f) = route.forward.as_mut() else {
                     return Err(format!("{} applies to a forward route (LISTEN=forward;...)", key.trim()));
                 };
@@ -205,6 +205,7 @@ pub fn parse_target(listen: SocketAddr, s: &str) -> Result<RouteSpec, String> {
                     "report" => f.report = true,
                     "parent" => f.parent = Some(crate::forward::Parent::parse(value)?),
                     "direct" => f.direct.extend(parse_names(value)?),
+                    "transparent" => f.transparent = Some(value.parse().ok().filter(|p| *p != 0).ok_or_else(|| format!("bad transparent port {value:?} (the port the redirected connections were made to, 1 to 65535)"))?),
                     _ => {
                         for p in value.split(',').map(str::trim) {
                             f.ports.push(p.parse().ok().filter(|p| *p != 0).ok_or_else(|| format!("bad port {p:?} (1 to 65535)"))?);
@@ -224,6 +225,9 @@ pub fn parse_target(listen: SocketAddr, s: &str) -> Result<RouteSpec, String> {
             "key" => key_file = Some(value.to_string()),
             other => return Err(format!("unknown option {other:?}")),
         }
+    }
+    if route.forward.as_ref().is_some_and(|f| f.transparent.is_some() && f.auth.is_some()) {
+        return Err("auth= asks proxy clients to log in; a transparent listener's clients do not know it is there".into());
     }
     if route.forward.as_ref().is_some_and(|f| !f.direct.is_empty() && f.parent.is_none()) {
         return Err("direct= names what skips the parent: it needs parent=http://HOST:PORT".into());

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! LISTEN=forward;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;ports=PORT,...][;auth=USER:PASS][;report]
-//!               [;parent=http://[USER:PASS@]HOST:PORT[;direct=NAME,...]]
+//!               [;parent=http://[USER:PASS@]HOST:PORT[;direct=NAME,...]][;transparent=PORT]
 //! ```
 //!
 //! Every decision names its `Rule`, a stable id for the decision log line,
@@ -47,6 +47,10 @@ pub struct Forward {
     pub parent: Option<Parent>,
     /// ...except to the names of `direct=` (`parent.rs`).
     pub direct: Vec<Pattern>,
+    /// `transparent=PORT`: clients do not know the proxy is there (the
+    /// kernel redirected them); the destination is the TLS server name or
+    /// HTTP `Host` they send, on this port (`crate::front::transparent`).
+    pub transparent: Option<u16>,
 }
 
 /// What the policy decided for one request or tunnel.

@@ -90,6 +90,13 @@ impl Front {
             Ok(ended) => ended,
             Err(e) => return self.close(Reason::Error(Side::Client, e)),
         };
+        if let Some(port) = rules.forward.and_then(|(_, f)| f.transparent) {
+            // A transparent listener's client: TLS decided there; a plain
+            // request goes on below, now in absolute form.
+            if let super::transparent::First::Step(step) = self.transparent(port, ended, rules, resolver, now) {
+                return step;
+            }
+        }
         let req = match proxy_request::parse(&self.read) {
             Ok(Some(req)) => req,
             Ok(None) if ended && self.read.is_empty() => return self.close(Reason::Closed(Side::Client)),
@@ -143,6 +150,7 @@ impl Front {
         if crate::log::tracing() {
             let verb = match (self.speaks, tunnel) {
                 (Speaks::Socks5, _) => "SOCKS5 CONNECT",
+                (Speaks::Tls, _) => "TLS (transparent)",
                 (Speaks::Http, true) => "CONNECT",
                 (Speaks::Http, false) => "GET/...",
             };
@@ -175,14 +183,14 @@ impl Front {
 
     /// Answer a forward client (in its protocol: `Speaks`), then close it.
     /// `code` and `text` are the HTTP status; a SOCKS5 client gets the
-    /// reply code for `reason`.
+    /// reply code for `reason`, a TLS client its alert.
     pub(super) fn answer(&mut self, code: u16, text: &str, reason: Reason) -> Step {
         match self.speaks {
             Speaks::Http => {
                 let body = format!("wasiter: {}\n", reason.error().unwrap_or_else(|| reason.name().to_string()));
                 tell(&self.client, &http_answer(code, text, &body));
             }
-            Speaks::Socks5 => self.speaks.refuse(&self.client, &reason),
+            Speaks::Socks5 | Speaks::Tls => self.speaks.refuse(&self.client, &reason),
         }
         self.close(reason)
     }

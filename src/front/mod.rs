@@ -29,6 +29,7 @@ pub mod proxy_request;
 pub mod socks;
 mod socks_client;
 mod speaks;
+mod transparent;
 
 pub use egress::Target;
 pub use speaks::{http_answer, http_answer_with, tell, Speaks};
@@ -208,8 +209,9 @@ impl Front {
         }
         if rules.forward.is_some() {
             // A new client may speak HTTP or SOCKS5; one back for its next
-            // request speaks HTTP, as it did.
-            let fresh = !matches!(self.phase, Phase::Next);
+            // request speaks HTTP, as it did; a transparent listener's
+            // client speaks to the server it thinks it reaches.
+            let fresh = !matches!(self.phase, Phase::Next) && rules.forward.is_some_and(|(_, f)| f.transparent.is_none());
             self.phase = if fresh { Phase::Mixed } else { Phase::Request };
             self.deadline = now + rules.peek_timeout;
             return self.advance(rules, resolver, now);

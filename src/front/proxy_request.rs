@@ -97,6 +97,36 @@ pub fn parse(buf: &[u8]) -> Result<Option<Request>, Failure> {
     Ok(Some(Request { method: Method::Http { head, body, to_head, close }, host, port, auth, head_len }))
 }
 
+/// A transparent listener's request (`super::transparent`): a client that
+/// thinks it talks to the server sends `GET /path` with `Host`. `Ok(Some)`:
+/// the same bytes with the request line in absolute form,
+/// `GET http://HOST:PORT/path` (the name from `Host`, the port the listener
+/// stands for), for `parse` to read as any proxy request; `Ok(None)`: the
+/// head is not complete yet. A request already in absolute form, a
+/// CONNECT, and a `Host` that is missing, doubled or no host name are
+/// refused: a client of a transparent listener sends none of them.
+pub fn absolute_from_host(buf: &[u8], port: u16) -> Result<Option<Vec<u8>>, Failure> {
+    let bad = |why: String| Failure::BadRequest(why);
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    if read_head(&mut req, buf)?.is_none() {
+        return Ok(None);
+    }
+    let (method, target, minor) = (req.method.unwrap_or_default(), req.path.unwrap_or_default(), req.version.unwrap_or(1));
+    if !target.starts_with('/') {
+        return Err(bad(format!("{method} {target:?}: a transparent listener takes requests as a server does (GET /path, with Host)")));
+    }
+    let mut hosts = req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("host"));
+    let (Some(host), None) = (hosts.next(), hosts.next()) else {
+        return Err(bad("a request without one Host header: a transparent listener learns the destination from it".into()));
+    };
+    let named = std::str::from_utf8(host.value).ok().map(str::trim).unwrap_or_default();
+    let name = destination_host(super::http_head::without_port(named)).ok_or_else(|| bad(format!("Host {named:?} names no host")))?;
+    let line_end = buf.windows(2).position(|w| w == b"\r\n").unwrap_or(buf.len());
+    let line = format!("{method} http://{}{target} HTTP/1.{minor}", host_header(&name, port));
+    Ok(Some([line.as_bytes(), buf.get(line_end..).unwrap_or_default()].concat()))
+}
+
 /// The headers a proxy consumes (RFC 9110 section 7.6.1): the fixed ones,
 /// and every header the client's `Connection` names (`options`). `Upgrade`
 /// goes too (put back, when the client asks for one, by `parse`).
@@ -233,6 +263,30 @@ mod tests {
         // The same length twice is one length; chunked alone is fine.
         assert!(parse(b"POST http://a.test/ HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n").unwrap().is_some());
         assert!(parse(b"POST http://a.test/ HTTP/1.1\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n").unwrap().is_some());
+    }
+
+    #[test]
+    fn a_transparent_request_is_read_as_a_proxy_request_to_its_host() {
+        let plain = b"GET /simple/?q=1 HTTP/1.1\r\nHost: PyPI.org.:8080\r\nAccept: */*\r\n\r\nrest";
+        let abs = absolute_from_host(plain, 80).unwrap().unwrap();
+        assert_eq!(abs, b"GET http://pypi.org/simple/?q=1 HTTP/1.1\r\nHost: PyPI.org.:8080\r\nAccept: */*\r\n\r\nrest", "the listener's port, not Host's");
+        let req = parse(&abs).unwrap().unwrap();
+        assert_eq!((req.host.as_str(), req.port), ("pypi.org", 80));
+        assert_eq!(absolute_from_host(b"GET / HTTP/1.1\r\nHost: a.test\r\n", 80), Ok(None), "not complete");
+        assert_eq!(absolute_from_host(b"GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", 8080).unwrap().unwrap(), b"GET http://[::1]:8080/ HTTP/1.1\r\nHost: [::1]:80\r\n\r\n");
+        for (bad, why) in [
+            (&b"GET http://evil.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n"[..], "as a server does"),
+            (b"CONNECT evil.test:443 HTTP/1.1\r\nHost: a.test\r\n\r\n", "as a server does"),
+            (b"GET / HTTP/1.1\r\n\r\n", "without one Host"),
+            (b"GET / HTTP/1.1\r\nHost: a.test\r\nHost: evil.test\r\n\r\n", "without one Host"),
+            (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", "names no host"),
+            (b"GET / HTTP/1.1\r\nHost: \r\n\r\n", "names no host"),
+        ] {
+            match absolute_from_host(bad, 80) {
+                Err(Failure::BadRequest(w)) => assert!(w.contains(why), "{w}"),
+                other => panic!("{:?}: {other:?}", String::from_utf8_lossy(bad)),
+            }
+        }
     }
 
     #[test]

@@ -18,6 +18,9 @@ pub enum Speaks {
     Http,
     /// SOCKS5, on the same port.
     Socks5,
+    /// TLS to the server it thinks it reaches (a transparent listener's
+    /// client): nothing to say when the tunnel opens, an alert when refused.
+    Tls,
 }
 
 impl Speaks {
@@ -27,6 +30,7 @@ impl Speaks {
         match self {
             Speaks::Http => b"HTTP/1.1 200 Connection established\r\n\r\n".to_vec(),
             Speaks::Socks5 => socks::reply(Rep::Succeeded, bound),
+            Speaks::Tls => Vec::new(),
         }
     }
 
@@ -43,6 +47,7 @@ impl Speaks {
                 http_answer(code, text, &body)
             }
             Speaks::Socks5 => socks::reply(socks_rep(reason), None),
+            Speaks::Tls => vec![21, 3, 1, 0, 2, 2, tls_alert(reason)],
         }
     }
 
@@ -80,6 +85,17 @@ fn socks_rep(reason: &Reason) -> Rep {
             _ => Rep::GeneralFailure,
         },
         _ => Rep::GeneralFailure,
+    }
+}
+
+/// The TLS alert for a refusal (RFC 8446 section 6): the policy's is
+/// access_denied, a name that cannot be served unrecognized_name.
+fn tls_alert(reason: &Reason) -> u8 {
+    match reason {
+        Reason::Forbidden(_) | Reason::ProxyAuth(_) | Reason::Parent(Some(403 | 407), _) => 49, // access_denied
+        Reason::NameMismatch(_) | Reason::DnsFailed(_) => 112,                                  // unrecognized_name
+        Reason::BadClientHello(_) => 50,                                                         // decode_error
+        _ => 80,                                                                                 // internal_error
     }
 }
 

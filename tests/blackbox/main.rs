@@ -24,6 +24,7 @@ mod routing;
 mod socks;
 mod startup;
 mod tls;
+mod transparent;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -49,6 +50,7 @@ use routing::*;
 use socks::*;
 use startup::*;
 use tls::*;
+use transparent::*;
 
 macro_rules! every_runtime {
     ($($case:ident),* $(,)?) => {
@@ -147,6 +149,8 @@ every_runtime!(
     socks5_login_is_checked_and_never_logged,
     socks5_tunnels_are_bound_to_the_name_asked,
     ssh_goes_through_socks5_as_its_proxy_command,
+    a_transparent_listener_follows_the_server_name,
+    a_transparent_listener_checks_each_request_by_its_host,
     a_parent_proxy_carries_what_the_allowlist_lets_through,
     a_parent_that_refuses_or_fails_is_named_in_the_answer,
     tls_is_terminated_in_front_of_a_plain_server,
