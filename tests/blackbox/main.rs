@@ -151,6 +151,7 @@ every_runtime!(
     ssh_goes_through_socks5_as_its_proxy_command,
     a_transparent_listener_follows_the_server_name,
     a_transparent_listener_checks_each_request_by_its_host,
+    redirected_connections_reach_only_allowed_names,
     a_parent_proxy_carries_what_the_allowlist_lets_through,
     a_parent_that_refuses_or_fails_is_named_in_the_answer,
     tls_is_terminated_in_front_of_a_plain_server,

@@ -113,3 +113,66 @@ pub fn a_transparent_listener_checks_each_request_by_its_host(rt: Runtime) {
     let _ = c.read_to_end(&mut answer);
     assert!(!answer.starts_with(&[5, 0]), "no SOCKS5 answer: {answer:?}");
 }
+
+/// `nft -f -` with `rules`, in the test's own network namespace.
+fn nft(rules: &str) {
+    let mut child = Command::new("nft").args(["-f", "-"]).stdin(std::process::Stdio::piped()).spawn().expect("nft (Debian's nftables; scripts/setup --peers installs it)");
+    child.stdin.take().unwrap().write_all(rules.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success(), "nft refused:\n{rules}");
+}
+
+fn ip(args: &str) {
+    let ok = Command::new("ip").args(args.split(' ')).status().expect("ip (iproute2)").success();
+    assert!(ok, "ip {args}");
+}
+
+pub fn redirected_connections_reach_only_allowed_names(rt: Runtime) {
+    if !sealed(rt, "redirected_connections_reach_only_allowed_names") {
+        return;
+    }
+    // In a network namespace of this test's own, with only loopback: the
+    // kernel redirects what clients send to the documentation networks
+    // (203.0.113.0/24, 2001:db8::/32) on the servers' ports to the
+    // transparent listeners, as the Feature's lock-down does for 443 and
+    // 80. The clients know nothing of the proxy: no proxy variable, and
+    // they resolve every name to the documentation address themselves.
+    let certs = Certs::new(&["name.test", "evil.test"]);
+    let tls = nginx_tls(&certs, "name.test", false, "tls, redirected by the kernel");
+    let web = nginx(&[("index.html", b"plain, redirected by the kernel\n")]);
+    let dns = DnsServer::start(&[("name.test", "127.0.0.1"), ("web.test", "127.0.0.1"), ("evil.test", "127.0.0.1")], &[], &[]);
+    let route = |listen: &str, port: u16| format!("{listen}:0=forward;transparent={port};to=name.test,web.test;to-net=127.0.0.0/8;ports={port}");
+    let args = [route("127.0.0.1", tls.port), route("127.0.0.1", web.port), route("[::1]", tls.port), route("[::1]", web.port)];
+    let mut all = vec!["--resolver", dns.addr().leak() as &str];
+    for a in &args {
+        all.extend(["--route", a.as_str()]);
+    }
+    let (mut p, listens) = Proxy::start_routes(rt, 4, &[], &all);
+    let to = |i: usize| listens[i].port();
+    // The "servers" the clients dial: addresses of this namespace's loopback.
+    ip("addr add 203.0.113.10/32 dev lo");
+    ip("-6 addr add 2001:db8::10/128 dev lo");
+    nft(&format!(
+        "table inet wasiter_test {{\n chain out {{\n  type nat hook output priority -100;\n\
+         ip daddr 203.0.113.0/24 tcp dport {t} redirect to :{} \n ip daddr 203.0.113.0/24 tcp dport {w} redirect to :{}\n\
+         ip6 daddr 2001:db8::/32 tcp dport {t} redirect to :{}\n ip6 daddr 2001:db8::/32 tcp dport {w} redirect to :{}\n }}\n}}\n",
+        to(0), to(1), to(2), to(3), t = tls.port, w = web.port
+    ));
+    let ca = certs.ca();
+    for addr in ["203.0.113.10", "[2001:db8::10]"] {
+        let resolve = |name: &str, port: u16| format!("{name}:{port}:{addr}");
+        let (code, body, err) = curl(&["--resolve", &resolve("name.test", tls.port), "--cacert", ca.to_str().unwrap(), &format!("https://name.test:{}/", tls.port)]);
+        assert_eq!((code, body.as_str()), (0, "tls, redirected by the kernel\n"), "{addr}: {err}");
+        let (code, _, err) = curl(&["--resolve", &resolve("evil.test", tls.port), "-k", &format!("https://evil.test:{}/", tls.port)]);
+        assert_ne!(code, 0, "{addr}: evil.test is not listed: {err}");
+        let (code, body, err) = curl(&["--resolve", &resolve("web.test", web.port), &format!("http://web.test:{}/index.html", web.port)]);
+        assert_eq!((code, body.as_str()), (0, "plain, redirected by the kernel\n"), "{addr}: {err}");
+        let (code, body, _) = curl(&["--resolve", &resolve("evil.test", web.port), "-o", "-", "-w", "%{http_code}", &format!("http://evil.test:{}/", web.port)]);
+        assert!(code == 0 && body.ends_with("403") && body.contains("evil.test is not in to="), "{addr}: {body}");
+    }
+    // Every redirected connection was the proxy's to decide: two refusals
+    // per address family, by name.
+    eventually("four refusals of evil.test", || p.log().iter().filter(|l| l.contains("host=evil.test:") && l.contains("decision=deny")).count() == 4);
+    let opened = p.log().iter().filter(|l| l.contains(" open ") && (l.contains("host=name.test:") || l.contains("host=web.test:"))).count();
+    assert_eq!(opened, 4, "the allowed ones went through the proxy, not around it");
+    p.assert_alive();
+}
