@@ -414,6 +414,8 @@ const ROUTE_OPTIONS: &str = "  OPTIONs, after the upstreams, each after a ';':
         parent=http://[USER:PASS@]HOST:PORT      go out through this proxy (after
                                                  the list is checked)...
         direct=NAME,...                          ...except to these names
+        transparent=PORT                         for connections redirected from PORT:
+                                                 the name from SNI or Host
         --route '127.0.0.1:3128=forward;to=pypi.org,*.github.com'
 ";
 
