@@ -79,7 +79,7 @@ fn main() -> ExitCode {
                 Err(e) => return fail(format_args!("{}: cannot resolve {:?}: {}", spec.origin, remote.to_string(), sys::describe(&e))),
             }
         }
-        let tls = match wasiter::tls::for_route(spec) {
+        let tls = match spec.load_tls() {
             Ok(t) => t,
             Err(e) => return fail(format_args!("{e}")),
         };

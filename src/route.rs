@@ -246,6 +246,23 @@ pub fn parse_target(listen: SocketAddr, s: &str) -> Result<RouteSpec, String> {
     Ok(route)
 }
 
+impl RouteSpec {
+    /// Its TLS, both ways, its files read now: the server side if it
+    /// terminates TLS, the client side if it originates it. The error names
+    /// the route.
+    pub fn load_tls(&self) -> Result<(Option<std::sync::Arc<rustls::ServerConfig>>, Option<crate::tls::Origin>), String> {
+        let server = match &self.tls {
+            None => None,
+            Some(files) => Some(crate::tls::server_config(files, &self.matches.alpn).map_err(|e| format!("{}: {e}", self.origin))?),
+        };
+        let origin = match &self.upstream_tls {
+            None => None,
+            Some(up) => Some(crate::tls::origin(&self.origin, up, self.upstreams.first().map(|r| r.host.as_str()))?),
+        };
+        Ok((server, origin))
+    }
+}
+
 /// Group routes into doors: the routes on one listen address share one
 /// listener and are told apart by name (`sni=`, `alpn=`, `host=`). Returns
 /// each door's route indices, doors in the order first given. Port 0 asks

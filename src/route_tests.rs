@@ -133,3 +133,19 @@ fn bad_routes_say_what_is_wrong() {
         assert!(e.starts_with(want), "{spec}: got {e:?}, want {want:?}");
     }
 }
+
+#[test]
+fn upstream_tls_takes_the_system_roots_or_says_where_it_looked() {
+    let spec = RouteSpec { origin: "--route".into(), ..parse_route(":80=db.test:443;upstream-tls").unwrap() };
+    let bundles = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"];
+    match (bundles.iter().any(|f| std::path::Path::new(f).exists()), spec.load_tls().map(|(_, o)| o)) {
+        (true, Ok(Some(origin))) => assert_eq!(origin.name, rustls::pki_types::ServerName::try_from("db.test").unwrap()),
+        (false, Err(e)) => assert!(e.contains("no system CA bundle is readable") && e.contains("upstream-ca="), "{e}"),
+        (found, other) => panic!("bundle found: {found}, got {:?}", other.map(|o| o.is_some())),
+    }
+    let named = parse_route(":80=10.0.0.5:443;upstream-insecure;upstream-name=db.test").unwrap();
+    let origin = named.load_tls().unwrap().1.unwrap();
+    assert_eq!(origin.name, rustls::pki_types::ServerName::try_from("db.test").unwrap(), "upstream-name= wins over the address");
+    let bad = parse_route(":80=a:443;upstream-insecure;upstream-name=not a name").unwrap();
+    assert!(bad.load_tls().is_err_and(|e| e.contains("is not a DNS name or an IP address")));
+}

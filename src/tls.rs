@@ -97,10 +97,11 @@ pub struct Origin {
 /// macOS-style): read directly, as the wasm runtimes have no other way.
 const SYSTEM_ROOTS: [&str; 3] = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"];
 
-/// A route's upstream TLS, if it originates TLS. The error names the route.
-pub fn origin_for_route(spec: &crate::route::RouteSpec) -> Result<Option<Origin>, String> {
-    let Some(up) = &spec.upstream_tls else { return Ok(None) };
-    let err = |e: String| format!("{}: {e}", spec.origin);
+/// An originating route's client side (`up`: its options; `route`: how
+/// errors name it; `first_upstream`: the name sent and verified when no
+/// `upstream-name=` is given).
+pub fn origin(route: &str, up: &Upstream, first_upstream: Option<&str>) -> Result<Origin, String> {
+    let err = |e: String| format!("{route}: {e}");
     let provider = Arc::new(provider());
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider)).with_safe_default_protocol_versions().map_err(|e| err(e.to_string()))?;
     let config = if up.insecure {
@@ -122,9 +123,9 @@ pub fn origin_for_route(spec: &crate::route::RouteSpec) -> Result<Option<Origin>
         }
         builder.with_root_certificates(roots).with_no_client_auth()
     };
-    let host = up.name.clone().or_else(|| spec.upstreams.first().map(|r| r.host.clone())).unwrap_or_default();
+    let host = up.name.clone().or_else(|| first_upstream.map(str::to_string)).unwrap_or_default();
     let name = ServerName::try_from(host.clone()).map_err(|_| err(format!("upstream-name: {host:?} is not a DNS name or an IP address")))?;
-    Ok(Some(Origin { config: Arc::new(config), name }))
+    Ok(Origin { config: Arc::new(config), name })
 }
 
 /// A new upstream connection's TLS state: its ClientHello waits to be sent.
@@ -153,17 +154,6 @@ impl ServerCertVerifier for NoVerification {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
     }
-}
-
-/// A route's TLS, both ways, its files read now: the server side if it
-/// terminates TLS, the client side if it originates it. The error names
-/// the route.
-pub fn for_route(spec: &crate::route::RouteSpec) -> Result<(Option<Arc<ServerConfig>>, Option<Origin>), String> {
-    let server = match &spec.tls {
-        None => None,
-        Some(files) => Some(server_config(files, &spec.matches.alpn).map_err(|e| format!("{}: {e}", spec.origin))?),
-    };
-    Ok((server, origin_for_route(spec)?))
 }
 
 /// Every CERTIFICATE block of a PEM file (a chain, or a CA bundle).
@@ -340,21 +330,6 @@ mod tests {
         let e = server_config(&files(&dir, cert, key), &[]).unwrap_err();
         assert!(e.contains("do not go together"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn upstream_tls_takes_the_system_roots_or_says_where_it_looked() {
-        let spec = crate::route::RouteSpec { origin: "--route".into(), ..crate::route::parse_route(":80=db.test:443;upstream-tls").unwrap() };
-        match (SYSTEM_ROOTS.iter().any(|f| std::path::Path::new(f).exists()), origin_for_route(&spec)) {
-            (true, Ok(Some(origin))) => assert_eq!(origin.name, ServerName::try_from("db.test").unwrap()),
-            (false, Err(e)) => assert!(e.contains("no system CA bundle is readable") && e.contains("upstream-ca="), "{e}"),
-            (found, other) => panic!("bundle found: {found}, got {:?}", other.map(|o| o.is_some())),
-        }
-        let named = crate::route::parse_route(":80=10.0.0.5:443;upstream-insecure;upstream-name=db.test").unwrap();
-        let origin = origin_for_route(&named).unwrap().unwrap();
-        assert_eq!(origin.name, ServerName::try_from("db.test").unwrap(), "upstream-name= wins over the address");
-        let bad = crate::route::parse_route(":80=a:443;upstream-insecure;upstream-name=not a name").unwrap();
-        assert!(origin_for_route(&bad).is_err_and(|e| e.contains("is not a DNS name or an IP address")));
     }
 
     #[test]

@@ -25,7 +25,6 @@ use crate::cli;
 use crate::log::{Level, Record};
 use crate::route::{self, RouteSpec};
 use crate::sys::{self, Listener};
-use crate::tls;
 
 /// The routes file, watched.
 pub(super) struct Watch {
@@ -101,7 +100,7 @@ impl Proxy {
         for j in diff.added.iter().copied().chain(diff.changed.iter().map(|&(_, j)| j)) {
             let Some(spec) = new.get(j) else { continue };
             if let Some(slot) = certs.get_mut(j) {
-                *slot = Some(tls::for_route(spec)?);
+                *slot = Some(spec.load_tls()?);
             }
             let mut addrs = Vec::new();
             for remote in &spec.upstreams {

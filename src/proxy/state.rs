@@ -142,7 +142,7 @@ pub struct RouteState {
     pub(super) upstream_tls: Option<tls::Origin>,
 }
 
-/// A route's TLS, both ways, loaded from its files (`tls::for_route`).
+/// A route's TLS, both ways, loaded from its files (`RouteSpec::load_tls`).
 pub type Certs = (Option<Arc<rustls::ServerConfig>>, Option<tls::Origin>);
 
 impl RouteState {
