@@ -1,14 +1,29 @@
-//! Arbitrary bytes as what a client of a forward route sends first. The
-//! parser must never panic; a head it takes names a destination fit for a
-//! log line and a connect, and a plain request it rewrites is a complete
-//! head that ends the way HTTP heads end.
+//! Arbitrary bytes as what a client of a forward route sends first, and as
+//! what a client of a transparent listener sends (read through
+//! `absolute_from_host` first). The parser must never panic; a head it
+//! takes names a destination fit for a log line and a connect, and a plain
+//! request it rewrites is a complete head that ends the way HTTP heads end.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wasiter::front::proxy_request::{parse, Method};
+use wasiter::front::proxy_request::{absolute_from_host, parse, Method};
 use wasiter::front::Failure;
 
 fuzz_target!(|data: &[u8]| {
+    check(data);
+    // A transparent listener's request: origin form with Host, read as the
+    // forward proxy reads absolute form; always a plain request to port 8080.
+    if let Ok(Some(absolute)) = absolute_from_host(data, 8080) {
+        match parse(&absolute) {
+            Ok(Some(req)) => assert!(req.port == 8080 && matches!(req.method, Method::Http { .. }), "{:?}", String::from_utf8_lossy(&absolute)),
+            Ok(None) => panic!("a complete head became incomplete: {:?}", String::from_utf8_lossy(&absolute)),
+            Err(_) => {}
+        }
+        check(&absolute);
+    }
+});
+
+fn check(data: &[u8]) {
     match parse(data) {
         Ok(None) => {}
         Ok(Some(req)) => {
@@ -28,4 +43,4 @@ fuzz_target!(|data: &[u8]| {
             assert!(!why.contains('\n'), "one line: {why:?}")
         }
     }
-});
+}

@@ -122,7 +122,11 @@ pub fn absolute_from_host(buf: &[u8], port: u16) -> Result<Option<Vec<u8>>, Fail
     };
     let named = std::str::from_utf8(host.value).ok().map(str::trim).unwrap_or_default();
     let name = destination_host(super::http_head::without_port(named)).ok_or_else(|| bad(format!("Host {named:?} names no host")))?;
-    let line_end = buf.windows(2).position(|w| w == b"\r\n").unwrap_or(buf.len());
+    // The request line ends at its first LF (with the CR before it, if
+    // any): what follows, line ends and all, stays as sent, so that `parse`
+    // refuses a bare LF here as it does from a proxy client.
+    let lf = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+    let line_end = if lf > 0 && buf.get(lf - 1) == Some(&b'\r') { lf - 1 } else { lf };
     let line = format!("{method} http://{}{target} HTTP/1.{minor}", host_header(&name, port));
     Ok(Some([line.as_bytes(), buf.get(line_end..).unwrap_or_default()].concat()))
 }
@@ -273,6 +277,10 @@ mod tests {
         let req = parse(&abs).unwrap().unwrap();
         assert_eq!((req.host.as_str(), req.port), ("pypi.org", 80));
         assert_eq!(absolute_from_host(b"GET / HTTP/1.1\r\nHost: a.test\r\n", 80), Ok(None), "not complete");
+        // A head with bare LFs keeps them, and is refused as from any client.
+        let bare = absolute_from_host(b"GET / HTTP/1.1\nHost: a.test\n\n", 80).unwrap().unwrap();
+        assert_eq!(bare, b"GET http://a.test/ HTTP/1.1\nHost: a.test\n\n");
+        assert!(matches!(parse(&bare), Err(Failure::BadRequest(_))), "{:?}", parse(&bare));
         assert_eq!(absolute_from_host(b"GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", 8080).unwrap().unwrap(), b"GET http://[::1]:8080/ HTTP/1.1\r\nHost: [::1]:80\r\n\r\n");
         for (bad, why) in [
             (&b"GET http://evil.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n"[..], "as a server does"),
