@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::proxy_request::{self, Method};
-use super::{http_answer, http_answer_with, tell, Failure, Front, Phase, Rules, Speaks, Step};
+use super::{http_answer_with, tell, Failure, Front, Phase, Rules, Speaks, Step};
 use crate::close::{Reason, Side};
 use crate::dns::{self, Lookup, Resolver};
 use crate::forward::{Decision, Parent, Refusal};
@@ -70,9 +70,9 @@ impl Front {
     /// answer came.
     fn dns_failed(&mut self, e: dns::Error, h: String) -> Step {
         match e {
-            dns::Error::NotFound => self.answer(502, "Bad Gateway", Reason::DnsFailed(format!("{h}: no such name"))),
-            dns::Error::Timeout => self.answer(504, "Gateway Timeout", Reason::DnsTimeout(h)),
-            e => self.answer(502, "Bad Gateway", Reason::DnsFailed(format!("{h}: {e}"))),
+            dns::Error::NotFound => self.answer(Reason::DnsFailed(format!("{h}: no such name"))),
+            dns::Error::Timeout => self.answer(Reason::DnsTimeout(h)),
+            e => self.answer(Reason::DnsFailed(format!("{h}: {e}"))),
         }
     }
 
@@ -80,7 +80,7 @@ impl Front {
     /// for the decision log line and the metrics.
     fn refused(&mut self, refusal: Refusal) -> Step {
         self.decision = Some((Decision::Deny, refusal.rule));
-        self.answer(403, "Forbidden", Reason::Forbidden(refusal.text))
+        self.answer(Reason::Forbidden(refusal.text))
     }
 
     /// A forward route: read the proxy request; check what it names; look
@@ -100,10 +100,10 @@ impl Front {
         let req = match proxy_request::parse(&self.read) {
             Ok(Some(req)) => req,
             Ok(None) if ended && self.read.is_empty() => return self.close(Reason::Closed(Side::Client)),
-            Ok(None) if ended => return self.answer(400, "Bad Request", Reason::BadRequest("the client closed before its request ended".into())),
+            Ok(None) if ended => return self.answer(Reason::BadRequest("the client closed before its request ended".into())),
             Ok(None) => return Step::Wait,
-            Err(Failure::TooLarge(why)) => return self.answer(431, "Request Header Fields Too Large", Reason::PeekTooLarge(why)),
-            Err(Failure::BadRequest(why) | Failure::BadClientHello(why)) => return self.answer(400, "Bad Request", Reason::BadRequest(why)),
+            Err(Failure::TooLarge(why)) => return self.answer(Reason::PeekTooLarge(why)),
+            Err(Failure::BadRequest(why) | Failure::BadClientHello(why)) => return self.answer(Reason::BadRequest(why)),
         };
         let Some((_, forward)) = rules.forward else { return Step::Close };
         if let Err(why) = forward.check_auth(req.auth.as_deref()) {
@@ -128,7 +128,7 @@ impl Front {
                 let mut exchange = Exchange::new(*body, *to_head, *close);
                 let used = match exchange.request.feed(rest) {
                     Ok(n) => n,
-                    Err(why) => return self.answer(400, "Bad Request", Reason::BadRequest(why)),
+                    Err(why) => return self.answer(Reason::BadRequest(why)),
                 };
                 // Through a parent: the request line in absolute form, and its login.
                 let head = parent.as_ref().map_or_else(|| head.clone(), |p| p.absolute_head(head, &req.host, req.port));
@@ -181,17 +181,10 @@ impl Front {
         }
     }
 
-    /// Answer a forward client (in its protocol: `Speaks`), then close it.
-    /// `code` and `text` are the HTTP status; a SOCKS5 client gets the
-    /// reply code for `reason`, a TLS client its alert.
-    pub(super) fn answer(&mut self, code: u16, text: &str, reason: Reason) -> Step {
-        match self.speaks {
-            Speaks::Http => {
-                let body = format!("wasiter: {}\n", reason.error().unwrap_or_else(|| reason.name().to_string()));
-                tell(&self.client, &http_answer(code, text, &body));
-            }
-            Speaks::Socks5 | Speaks::Tls => self.speaks.refuse(&self.client, &reason),
-        }
+    /// Answer a forward client in its protocol (`Speaks`: an HTTP status,
+    /// a SOCKS5 reply code or a TLS alert, each from `reason`), then close it.
+    pub(super) fn answer(&mut self, reason: Reason) -> Step {
+        self.speaks.refuse(&self.client, &reason);
         self.close(reason)
     }
 }

@@ -45,9 +45,9 @@ impl Front {
                     self.read = request;
                     First::Request
                 }
-                Ok(None) if ended || self.read.len() > PEEK_LIMIT => First::Step(self.answer(400, "Bad Request", Reason::BadRequest(format!("no complete request head in {} bytes", self.read.len())))),
+                Ok(None) if ended || self.read.len() > PEEK_LIMIT => First::Step(self.answer(Reason::BadRequest(format!("no complete request head in {} bytes", self.read.len())))),
                 Ok(None) => First::Step(Step::Wait),
-                Err(Failure::BadRequest(why) | Failure::BadClientHello(why) | Failure::TooLarge(why)) => First::Step(self.answer(400, "Bad Request", Reason::BadRequest(why))),
+                Err(Failure::BadRequest(why) | Failure::BadClientHello(why) | Failure::TooLarge(why)) => First::Step(self.answer(Reason::BadRequest(why))),
             };
         }
         // TLS: refusals are alerts from here on.
@@ -56,15 +56,15 @@ impl Front {
             Ok(Some(hello)) => hello,
             Ok(None) if ended || self.read.len() > PEEK_LIMIT => {
                 let why = format!("the ClientHello did not end in {} bytes", self.read.len());
-                return First::Step(self.answer(0, "", Reason::BadClientHello(why)));
+                return First::Step(self.answer(Reason::BadClientHello(why)));
             }
             Ok(None) => return First::Step(Step::Wait),
-            Err(Failure::BadRequest(why) | Failure::BadClientHello(why) | Failure::TooLarge(why)) => return First::Step(self.answer(0, "", Reason::BadClientHello(why))),
+            Err(Failure::BadRequest(why) | Failure::BadClientHello(why) | Failure::TooLarge(why)) => return First::Step(self.answer(Reason::BadClientHello(why))),
         };
         let named = hello.server_name.as_deref().map(normalize);
         let Some(host) = named.as_deref().and_then(destination_host) else {
             let why = "a ClientHello with no server name: a transparent listener learns the destination from it".to_string();
-            return First::Step(self.answer(0, "", Reason::NameMismatch(why)));
+            return First::Step(self.answer(Reason::NameMismatch(why)));
         };
         if let Err(step) = self.decide(&host, port, true, rules) {
             return First::Step(step);
