@@ -22,6 +22,7 @@ pub mod cli;
 pub mod close;
 mod conn;
 pub mod dns;
+pub mod dns_server;
 pub mod forward;
 pub mod front;
 pub mod http1;

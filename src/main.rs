@@ -51,7 +51,7 @@ fn main() -> ExitCode {
     for group in &groups {
         let specs: Vec<(usize, &RouteSpec)> = group.iter().filter_map(|&i| Some((i, cfg.routes.get(i)?))).collect();
         let Some(&(_, first)) = specs.first() else { continue };
-        let listener = match sys::Listener::bind(first.listen, 1024) {
+        let listener = match proxy::Door::bind(first) {
             Ok(l) => l,
             Err(e) => {
                 // The LOCAL/REMOTE route listens where LOCAL says.
@@ -116,7 +116,7 @@ fn main() -> ExitCode {
         let mut line = Record::always("start").str("listen", door.name());
         if let [only] = specs.as_slice() {
             let resolved = group.first().and_then(|&i| routes.get(i)).map(|r| r.upstream_list()).unwrap_or_default();
-            let remote = if only.forward.is_some() { "forward".to_string() } else { upstreams(only) };
+            let remote = match &only.forward { Some(f) if f.dns => "dns".to_string(), Some(_) => "forward".to_string(), None => upstreams(only) };
             line = line.str("remote", remote).str("upstreams", resolved).str("policy", only.policy.name());
             if !only.matches.is_default() {
                 line = line.str("routes", format_args!("{}>{}", only.matches.label(), upstreams(only)));

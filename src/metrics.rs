@@ -56,6 +56,8 @@ pub struct RouteView<'a> {
     pub pool: Option<&'a Pool>,
     /// A forward route's destinations.
     pub destinations: Option<&'a Destinations>,
+    /// A DNS route's answers, by `dns_server::RCODES`, and the questions it dropped.
+    pub dns: Option<(&'a [u64; 6], u64)>,
 }
 
 impl RouteView<'_> {
@@ -128,6 +130,16 @@ pub fn render(routes: &[RouteView<'_>], reloads: &Reloads, iterations: u64, wake
         w("wasiter_forward_requests_total", "counter", help, &asked);
         let help = "A forward route's decisions, by decision (allow, deny, would-deny) and the rule that made it.";
         w("wasiter_forward_decisions_total", "counter", help, &decided);
+    }
+    let mut answers = Vec::new();
+    for r in routes {
+        let Some((counts, dropped)) = r.dns else { continue };
+        let route = r.labels();
+        answers.extend(crate::dns_server::RCODES.iter().zip(counts).map(|(code, n)| (format!("{{{route},answer=\"{code}\"}}"), *n)));
+        answers.push((format!("{{{route},answer=\"dropped\"}}"), dropped));
+    }
+    if !answers.is_empty() {
+        w("wasiter_dns_answers_total", "counter", "A DNS route's answers, by response code (dropped: not answered: unreadable, busy, or from a denied address).", &answers);
     }
     let by_result = [("{result=\"ok\"}".to_string(), reloads.ok), ("{result=\"failed\"}".to_string(), reloads.failed)];
     w("wasiter_reloads_total", "counter", "Reloads of the routes file, by result.", &by_result);
@@ -282,11 +294,11 @@ mod tests {
         let mut door = Stats { connections: 5, active: 1, ..Stats::default() };
         door.closed(Close::NoRoute);
         let routes = [
-            RouteView { name: "0.0.0.0:8080", backend: None, stats: &s, pool: Some(&p), destinations: None },
-            RouteView { name: "[::1]:9", backend: None, stats: &other, pool: Some(&p2), destinations: None },
-            RouteView { name: "0.0.0.0:443", backend: None, stats: &door, pool: None, destinations: None },
-            RouteView { name: "0.0.0.0:443", backend: Some("sni=app.test"), stats: &other, pool: Some(&p2), destinations: None },
-            RouteView { name: "127.0.0.1:3128", backend: None, stats: &other, pool: Some(&p2), destinations: Some(&asked) },
+            RouteView { name: "0.0.0.0:8080", backend: None, stats: &s, pool: Some(&p), destinations: None, dns: None },
+            RouteView { name: "[::1]:9", backend: None, stats: &other, pool: Some(&p2), destinations: None, dns: None },
+            RouteView { name: "0.0.0.0:443", backend: None, stats: &door, pool: None, destinations: None, dns: None },
+            RouteView { name: "0.0.0.0:443", backend: Some("sni=app.test"), stats: &other, pool: Some(&p2), destinations: None, dns: None },
+            RouteView { name: "127.0.0.1:3128", backend: None, stats: &other, pool: Some(&p2), destinations: Some(&asked), dns: Some((&[5, 0, 2, 0, 0, 0], 1)) },
         ];
         render(&routes, &Reloads { ok: 2, failed: 1, last_ok: Some(1_800_000_000) }, 7, 5, now)
     }
@@ -317,6 +329,9 @@ mod tests {
             "wasiter_reloads_total{result=\"failed\"} 1",
             "wasiter_last_reload_success_timestamp_seconds 1800000000",
             "# TYPE wasiter_poll_wakeups_total counter",
+            "wasiter_dns_answers_total{route=\"127.0.0.1:3128\",answer=\"NOERROR\"} 5",
+            "wasiter_dns_answers_total{route=\"127.0.0.1:3128\",answer=\"REFUSED\"} 2",
+            "wasiter_dns_answers_total{route=\"127.0.0.1:3128\",answer=\"dropped\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
         }

@@ -117,7 +117,7 @@ pub struct RouteSpec {
 }
 
 pub const ROUTE_FORM: &str =
-    "LISTEN=HOST:PORT[,HOST:PORT...][;policy=failover|round-robin|least-conn][;allow=CIDR,...][;deny=CIDR,...][;send-proxy=v1|v2][;accept-proxy][;sni=NAME,...][;alpn=PROTO,...][;host=NAME,...][;cert=PEM;key=PEM][;upstream-tls][;upstream-ca=PEM][;upstream-name=NAME][;upstream-insecure], or LISTEN=forward;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;ports=PORT,...][;auth=USER:PASS][;report][;parent=http://HOST:PORT][;direct=NAME,...][;transparent=PORT], e.g. 0.0.0.0:8080=web1:80,web2:80;policy=round-robin";
+    "LISTEN=HOST:PORT[,HOST:PORT...][;policy=failover|round-robin|least-conn][;allow=CIDR,...][;deny=CIDR,...][;send-proxy=v1|v2][;accept-proxy][;sni=NAME,...][;alpn=PROTO,...][;host=NAME,...][;cert=PEM;key=PEM][;upstream-tls][;upstream-ca=PEM][;upstream-name=NAME][;upstream-insecure], or LISTEN=forward;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;ports=PORT,...][;auth=USER:PASS][;report][;parent=http://HOST:PORT][;direct=NAME,...][;transparent=PORT], or LISTEN=dns;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;report], e.g. 0.0.0.0:8080=web1:80,web2:80;policy=round-robin";
 
 /// `LISTEN=UPSTREAMS;OPTIONS`. The error says what part was wrong.
 pub fn parse_route(s: &str) -> Result<RouteSpec, String> {
@@ -133,7 +133,12 @@ pub fn parse_target(listen: SocketAddr, s: &str) -> Result<RouteSpec, String> {
     if upstreams.is_empty() {
         return Err("no upstream (an empty pool)".into());
     }
-    let forward = (upstreams == "forward").then(Forward::default);
+    // `dns`: the allowlist DNS server, with a forward route's policy.
+    let forward = match upstreams {
+        "forward" => Some(Forward::default()),
+        "dns" => Some(Forward { dns: true, ..Forward::default() }),
+        _ => None,
+    };
     let upstreams = match forward {
         Some(_) => Vec::new(),
         None => upstreams
@@ -197,6 +202,9 @@ pub fn parse_target(listen: SocketAddr, s: &str) -> Result<RouteSpec, String> {
                 let Some(f) = route.forward.as_mut() else {
                     return Err(format!("{} applies to a forward route (LISTEN=forward;...)", key.trim()));
                 };
+                if f.dns && !matches!(key.trim(), "to" | "not-to" | "to-net" | "report") {
+                    return Err(format!("{} does not apply to a DNS route (it takes to=, not-to=, to-net=, report, allow= and deny=)", key.trim()));
+                }
                 match key.trim() {
                     "to" => f.to.extend(parse_names(value)?),
                     "not-to" => f.not_to.extend(parse_names(value)?),
@@ -225,6 +233,9 @@ pub fn parse_target(listen: SocketAddr, s: &str) -> Result<RouteSpec, String> {
             "key" => key_file = Some(value.to_string()),
             other => return Err(format!("unknown option {other:?}")),
         }
+    }
+    if route.forward.as_ref().is_some_and(|f| f.dns) && (route.send_proxy.is_some() || route.accept_proxy || !route.matches.is_default() || cert.is_some() || key_file.is_some()) {
+        return Err("a DNS route takes to=, not-to=, to-net=, report, allow= and deny= only".into());
     }
     if route.forward.as_ref().is_some_and(|f| f.transparent.is_some() && f.auth.is_some()) {
         return Err("auth= asks proxy clients to log in; a transparent listener's clients do not know it is there".into());

@@ -115,6 +115,12 @@ impl Hosts {
         out
     }
 
+    /// The first name listed for `ip` (a reverse lookup of this host's own
+    /// addresses).
+    pub fn name_of(&self, ip: IpAddr) -> Option<&str> {
+        self.entries.iter().find(|(_, a)| *a == ip).map(|(n, _)| n.as_str())
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -187,6 +187,12 @@ impl Resolver {
         Lookup::Pending(id)
     }
 
+    /// How long `name`'s cached answer has left (what the allowlist DNS
+    /// server tells its clients to keep it), if it is cached.
+    pub fn ttl_left(&self, name: &str, now: Instant) -> Option<Duration> {
+        self.cache.get(name).and_then(|c| c.expires.checked_duration_since(now))
+    }
+
     /// Are there servers to ask? Without, names are left to the runtime's
     /// getaddrinfo (`sys::resolve`).
     pub fn configured(&self) -> bool {

@@ -51,6 +51,9 @@ pub struct Forward {
     /// kernel redirected them); the destination is the TLS server name or
     /// HTTP `Host` they send, on this port (`crate::front::transparent`).
     pub transparent: Option<u16>,
+    /// `LISTEN=dns;...`: not a proxy but the allowlist DNS server, which
+    /// answers for the names this policy allows (`crate::dns_server`).
+    pub dns: bool,
 }
 
 /// What the policy decided for one request or tunnel.
@@ -122,9 +125,14 @@ pub struct Refusal {
 }
 
 impl Refusal {
+    /// Port 0: a name asked for without a port (a DNS question).
     fn new(rule: Rule, host: &str, port: u16, why: String, fix: String) -> Refusal {
-        let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
-        Refusal { rule, text: format!("{host}:{port} refused (rule {}): {why}; to allow it, {fix}", rule.id()) }
+        let target = match port {
+            0 => host.to_string(),
+            _ if host.contains(':') => format!("[{host}]:{port}"),
+            _ => format!("{host}:{port}"),
+        };
+        Refusal { rule, text: format!("{target} refused (rule {}): {why}; to allow it, {fix}", rule.id()) }
     }
 }
 
@@ -176,6 +184,13 @@ impl Forward {
     /// May a client ask for `host:port`? `Ok`: allowed (or, in report mode,
     /// let through as `would-deny`) for this rule; `Err`: refused.
     pub fn check_name(&self, host: &str, port: u16, connect: bool) -> Result<(Decision, Rule), Refusal> {
+        let decision = self.check_host(host, port)?;
+        self.check_port(host, port, connect).map(|()| decision)
+    }
+
+    /// The name rules alone, whatever the port (`port` only for the
+    /// refusal's text; 0 for none): what a DNS question for `host` meets.
+    pub fn check_host(&self, host: &str, port: u16) -> Result<(Decision, Rule), Refusal> {
         if let Ok(ip) = host.parse::<IpAddr>() {
             // An address skips every name rule, so it passes only where a
             // rule names it: itself in to=, or a network of to-net= (and
@@ -185,7 +200,7 @@ impl Forward {
                 let why = format!("{host} is an IP address, allowed only when to= or to-net= names it (to=*.x and * name no address)");
                 return Err(Refusal::new(Rule::IpLiteral, host, port, why, format!("add it to to= or its network to to-net= (to-net={}/{})", ip, if ip.is_ipv4() { 32 } else { 128 })));
             }
-            return self.check_port(host, port, connect).map(|()| (Decision::Allow, Rule::Listed));
+            return Ok((Decision::Allow, Rule::Listed));
         } else if looks_numeric(host) {
             let why = format!("{host} is an IP address in a form that is not dotted-quad (as 127.1 or 0x7f.1 read)");
             return Err(Refusal::new(Rule::IpLiteral, host, port, why, "ask for the address dotted-quad, and name it in to= or to-net=".into()));
@@ -194,15 +209,14 @@ impl Forward {
         if let Some(rule) = matches(&self.not_to) {
             return Err(Refusal::new(Rule::NotTo, host, port, format!("{host} is refused by not-to={rule}"), format!("take {rule} out of not-to=")));
         }
-        let decision = if matches(&self.to).is_some() {
-            (Decision::Allow, Rule::Listed)
+        if matches(&self.to).is_some() {
+            Ok((Decision::Allow, Rule::Listed))
         } else if self.report {
-            (Decision::WouldDeny, Rule::NotListed)
+            Ok((Decision::WouldDeny, Rule::NotListed))
         } else {
             let why = format!("{host} is not in to= (allowed: {})", list(&self.to));
-            return Err(Refusal::new(Rule::NotListed, host, port, why, format!("add it to to= (to=...,{host}), or a pattern such as *.{}", parent(host))));
-        };
-        self.check_port(host, port, connect).map(|()| decision)
+            Err(Refusal::new(Rule::NotListed, host, port, why, format!("add it to to= (to=...,{host}), or a pattern such as *.{}", parent(host))))
+        }
     }
 
     fn check_port(&self, host: &str, port: u16, connect: bool) -> Result<(), Refusal> {

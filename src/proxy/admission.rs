@@ -44,6 +44,10 @@ impl Proxy {
                     return;
                 }
             };
+            if d.dns.is_some() {
+                self.adopt_dns_client(door, client, peer, now);
+                continue;
+            }
             if let Some(stats) = d.stats(&mut self.shared.routes) {
                 stats.connections += 1;
                 stats.active += 1;
@@ -93,6 +97,7 @@ impl Proxy {
     pub(super) fn on_resolved(&mut self, now: Instant) {
         for (id, result) in self.resolver.take_done() {
             self.re_resolved(id, &result);
+            self.dns_resolved(id, &result, now);
             let waiting: Vec<usize> = self.fronts.iter().filter(|(_, f)| f.waits_for() == Some(id)).map(|(k, _)| k).collect();
             for key in waiting {
                 let Some(mut front) = self.fronts.try_remove(key) else { continue };

@@ -25,6 +25,7 @@ impl Proxy {
     /// checks that ran out of time.
     pub(super) fn scheduled(&mut self, now: Instant) {
         self.check_reload(now);
+        self.expire_dns_servers(now);
         if let Some((every, next)) = &mut self.resolve {
             if *next <= now {
                 *next = now + *every;
@@ -133,15 +134,17 @@ impl Proxy {
             // picked), then every route.
             let named = doors.iter().filter(|d| d.table.peeks());
             let views: Vec<RouteView<'_>> = named
-                .map(|d| RouteView { name: &d.name, backend: None, stats: &d.stats, pool: None, destinations: None })
+                .map(|d| RouteView { name: &d.name, backend: None, stats: &d.stats, pool: None, destinations: None, dns: None })
                 // A retired route shows while it is the only one of its name
                 // (a reload may have put another in its place).
-                .chain(routes.iter().filter(|r| !r.retired || !routes.iter().any(|o| !o.retired && o.name == r.name && o.backend == r.backend)).map(|r| RouteView {
+                .chain(routes.iter().enumerate().filter(|(_, r)| !r.retired || !routes.iter().any(|o| !o.retired && o.name == r.name && o.backend == r.backend)).map(|(i, r)| RouteView {
                     name: &r.name,
                     backend: r.backend(),
                     stats: &r.stats,
                     pool: Some(&r.pool),
                     destinations: r.destinations.as_ref(),
+                    // A DNS route's server lives on its door.
+                    dns: doors.iter().filter(|d| d.forward.as_ref().is_some_and(|(route, _)| *route == i)).find_map(|d| d.dns.as_ref()).map(|s| (&s.answers, s.dropped)),
                 }))
                 .collect();
             metrics::render(&views, reloads, iterations, wakeups, now)

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 
 mod admission;
+mod answering;
 mod parked;
 mod busy;
 mod chores;
@@ -236,6 +237,7 @@ impl Proxy {
                     Kind::Front(key) => self.on_front(key, now),
                     Kind::Check(key) => self.on_check(key, now),
                     Kind::Dns(key) => self.resolver.on_ready(key, now),
+                    Kind::Answering(door, sub) => self.on_dns_server(door, sub, now),
                 }
             }
             self.on_resolved(now);
@@ -372,6 +374,9 @@ impl Proxy {
         for (key, f) in &self.fronts {
             self.poller.add(f.client.handle(), Token::new(Kind::Front(key)).raw(), true, false);
             wake_at = wake_at.min(f.deadline);
+        }
+        if let Some(due) = self.watch_dns_servers() {
+            wake_at = wake_at.min(due);
         }
         let poller = &mut self.poller;
         if let Some(due) = self.resolver.watch(|key, handle, r, w| poller.add(handle, Token::new(Kind::Dns(key)).raw(), r, w)) {

@@ -24,6 +24,7 @@ use super::Proxy;
 use crate::cli;
 use crate::log::{Level, Record};
 use crate::route::{self, RouteSpec};
+use crate::dns_server::DnsServer;
 use crate::sys::{self, Listener};
 
 /// The routes file, watched.
@@ -114,12 +115,19 @@ impl Proxy {
                 *slot = Some(addrs);
             }
         }
-        let mut bound: Vec<(SocketAddr, Listener)> = Vec::new();
+        let mut bound: Vec<(SocketAddr, (Listener, Option<DnsServer>))> = Vec::new();
         for group in &groups {
             let Some(spec) = group.first().and_then(|&j| new.get(j)) else { continue };
-            if self.live_door(spec.listen).is_none() {
-                let l = Listener::bind(spec.listen, 1024).map_err(|e| format!("{}: cannot listen on {}: {}", spec.origin, spec.listen, sys::describe(&e)))?;
-                bound.push((spec.listen, l));
+            match self.live_door(spec.listen).and_then(|d| self.doors.get(d)) {
+                None => {
+                    let l = Door::bind(spec).map_err(|e| format!("{}: cannot listen on {}: {}", spec.origin, spec.listen, sys::describe(&e)))?;
+                    bound.push((spec.listen, l));
+                }
+                // Its sockets stay: a DNS server's UDP socket with them.
+                Some(d) if d.dns.is_some() != spec.forward.as_ref().is_some_and(|f| f.dns) => {
+                    return Err(format!("{}: {} would change between a DNS route and another kind; give the new route another address", spec.origin, spec.listen));
+                }
+                Some(_) => {}
             }
         }
 

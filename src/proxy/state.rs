@@ -17,7 +17,8 @@ use crate::pool::{FailPolicy, Pool};
 use crate::relay::Buffers;
 use crate::route::{Acl, ProxyVersion, RouteSpec};
 use crate::settings::Dump;
-use crate::sys::Listener;
+use crate::dns_server::DnsServer;
+use crate::sys::{Datagram, Listener};
 use crate::tls;
 
 /// One listen address at run time: its listener, and what its clients pass
@@ -37,6 +38,9 @@ pub struct Door {
     pub(super) table: Table,
     /// A forward route: its index and policy (then the door's only route).
     pub(super) forward: Option<(usize, Forward)>,
+    /// `LISTEN=dns;...`: the allowlist DNS server, whose TCP clients the
+    /// listener hands over and whose UDP socket is bound beside it.
+    pub(super) dns: Option<DnsServer>,
     /// On a port routed by name, what happened before a route was picked
     /// (accepted, denied, no route, ...). A plain port counts all of it on
     /// its one route.
@@ -46,12 +50,13 @@ pub struct Door {
 impl Door {
     /// The door of `routes` (index and spec; they agree on the listener's
     /// options, as `route::doors` checked), listening on `listener`.
-    pub fn new(routes: &[(usize, &RouteSpec)], listener: Listener) -> Option<Door> {
+    pub fn new(routes: &[(usize, &RouteSpec)], (listener, dns): (Listener, Option<DnsServer>)) -> Option<Door> {
         let &(_, first) = routes.first()?;
         let mut door = Door {
             name: listener.local_addr().unwrap_or(first.listen).to_string(),
             listen: first.listen,
             listener: Some(listener),
+            dns,
             acl: Acl::default(),
             accept_proxy: false,
             table: Table::default(),
@@ -75,6 +80,17 @@ impl Door {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Listen where `spec` says: its TCP listener, and for a DNS route the
+    /// UDP socket on the same address and port.
+    pub fn bind(spec: &RouteSpec) -> std::io::Result<(Listener, Option<DnsServer>)> {
+        let listener = Listener::bind(spec.listen, 1024)?;
+        if !spec.forward.as_ref().is_some_and(|f| f.dns) {
+            return Ok((listener, None));
+        }
+        let udp = Datagram::bind(listener.local_addr()?)?;
+        Ok((listener, Some(DnsServer::new(udp))))
     }
 
     pub(super) fn rules(&self, header_timeout: Duration, peek_timeout: Duration) -> Rules<'_> {

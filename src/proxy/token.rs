@@ -26,7 +26,13 @@ pub enum Kind {
     Check(usize),
     /// A DNS query of the resolver (its key there).
     Dns(usize),
+    /// A socket of door `door`'s allowlist DNS server (`dns_server::Sub`'s
+    /// index): the door in the top `DOOR_BITS` of the index.
+    Answering(usize, usize),
 }
+
+const DOOR_BITS: u32 = 10;
+const SUB_BITS: u32 = usize::BITS - 4 - DOOR_BITS;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Token(usize);
@@ -42,6 +48,7 @@ impl Token {
             Kind::Front(key) => (5, key),
             Kind::Check(key) => (6, key),
             Kind::Dns(key) => (7, key),
+            Kind::Answering(door, sub) => (8, (door << SUB_BITS) | (sub & ((1 << SUB_BITS) - 1))),
         };
         Token((tag << TAG_SHIFT) | (index & INDEX_MASK))
     }
@@ -64,6 +71,7 @@ impl Token {
             5 => Kind::Front(index),
             6 => Kind::Check(index),
             7 => Kind::Dns(index),
+            8 => Kind::Answering(index >> SUB_BITS, index & ((1 << SUB_BITS) - 1)),
             _ => return None,
         })
     }
@@ -85,6 +93,8 @@ mod tests {
             Kind::Front(9),
             Kind::Check(big),
             Kind::Dns(5),
+            Kind::Answering(3, 0),
+            Kind::Answering((1 << DOOR_BITS) - 1, 65),
         ] {
             assert_eq!(Token::kind(Token::new(kind).raw()), Some(kind));
         }

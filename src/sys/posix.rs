@@ -250,7 +250,8 @@ impl Stream {
     }
 }
 
-/// A UDP socket connected to one peer (a DNS server), non-blocking.
+/// A non-blocking UDP socket: connected to one peer (a DNS server the
+/// resolver asks), or bound to serve anyone (the allowlist DNS server).
 pub struct Datagram(UdpSocket, u64);
 
 impl Drop for Datagram {
@@ -268,8 +269,26 @@ impl Datagram {
         Ok(Datagram(sock, next_serial()))
     }
 
+    pub fn bind(addr: SocketAddr) -> io::Result<Datagram> {
+        let sock = UdpSocket::bind(addr)?;
+        sock.set_nonblocking(true)?;
+        Ok(Datagram(sock, next_serial()))
+    }
+
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
         trace!(self.0.send(buf), "send(fd={}, udp {})", self.handle(), buf.len())
+    }
+
+    pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        trace!(self.0.recv_from(buf), "recvfrom(fd={}, udp {})", self.handle(), buf.len())
+    }
+
+    pub fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
+        trace!(self.0.send_to(buf, to), "sendto(fd={}, udp {}, {to})", self.handle(), buf.len())
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
     }
 
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
