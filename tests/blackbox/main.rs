@@ -10,6 +10,7 @@
 
 #[path = "../harness/mod.rs"]
 mod harness;
+mod dns_server;
 mod egress;
 mod faults;
 mod forward;
@@ -36,6 +37,7 @@ use std::time::{Duration, Instant};
 
 use harness::*;
 // Every case, by topic; the macro below runs each on every runtime.
+use dns_server::*;
 use egress::*;
 use faults::*;
 use forward::*;
@@ -152,6 +154,8 @@ every_runtime!(
     a_transparent_listener_follows_the_server_name,
     a_transparent_listener_checks_each_request_by_its_host,
     redirected_connections_reach_only_allowed_names,
+    the_dns_route_answers_only_allowed_names,
+    a_locked_namespace_leaves_no_way_around_the_list,
     a_parent_proxy_carries_what_the_allowlist_lets_through,
     a_parent_that_refuses_or_fails_is_named_in_the_answer,
     tls_is_terminated_in_front_of_a_plain_server,

@@ -535,16 +535,30 @@ pub fn nginx_h2c(body: &str) -> Daemon {
     nginx_server(&[], &format!("LISTEN http2; location / {{ return 200 \"{body}\\n\"; }}"))
 }
 
+/// nginx on a port of the test's choosing (80 and 443 in a network
+/// namespace of its own, where the lock-down sends the web): over TLS with
+/// `cert` when given, answering every request with `body`.
+pub fn nginx_on(port: u16, cert: Option<(&Path, &Path)>, body: &str) -> Daemon {
+    let answer = format!("location / {{ return 200 \"{body}\\n\"; }}");
+    match cert {
+        Some((c, k)) => nginx_server_on(port, &[], &format!("LISTEN ssl; ssl_certificate {}; ssl_certificate_key {}; {answer}", c.display(), k.display())),
+        None => nginx_server_on(port, &[], &answer),
+    }
+}
+
 /// nginx with one server on 127.0.0.1; `server` adds to its block (a
 /// leading `LISTEN x;` adds `x` to the listen line).
 fn nginx_server(files: &[(&str, &[u8])], server: &str) -> Daemon {
+    nginx_server_on(free_port(), files, server)
+}
+
+fn nginx_server_on(port: u16, files: &[(&str, &[u8])], server: &str) -> Daemon {
     let dir = TempDir::new("nginx");
     let root = dir.path().join("www");
     std::fs::create_dir_all(&root).unwrap();
     for (name, data) in files {
         std::fs::write(root.join(name), data).unwrap();
     }
-    let port = free_port();
     let d = dir.path().display();
     let (listen_extra, server) = match server.strip_prefix("LISTEN ") {
         Some(rest) => rest.split_once(';').unwrap(),
