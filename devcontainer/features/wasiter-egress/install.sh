@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The wasiter-egress Feature's install step (root, during the image build;
-# options as ALLOW, DENY, PORTS, TONET, PARENT, DIRECT): write the forward-proxy route that
-# wasiter-service adds when the container starts. The proxy listens on
+# options as ALLOW, DENY, PORTS, TONET, PARENT, DIRECT, LOCKDOWN): write the
+# forward-proxy route that wasiter-service adds when the container starts,
+# and for LOCKDOWN the lock-down's settings, its script and the user the
+# proxy runs as (whose packets alone may leave). The proxy listens on
 # 127.0.0.1:3128, the address this Feature's containerEnv gives HTTP_PROXY
 # and HTTPS_PROXY (containerEnv is fixed text, so the port is too).
 #
@@ -14,6 +16,7 @@ etc=/usr/local/etc/wasiter
 launch=/usr/local/lib/wasiter/launch
 fail() { echo "wasiter-egress feature: $*" >&2; exit 1; }
 
+lockdown=${LOCKDOWN:-false}
 allow=${ALLOW:-}; deny=${DENY:-}; ports=${PORTS:-}; to_net=${TONET:-}; parent=${PARENT:-}; direct=${DIRECT:-}
 allow=${allow//[[:space:]]/}; deny=${deny//[[:space:]]/}; ports=${ports//[[:space:]]/}; to_net=${to_net//[[:space:]]/}
 parent=${parent//[[:space:]]/}; direct=${direct//[[:space:]]/}
@@ -48,4 +51,24 @@ fi
 
 mkdir -p "$etc"
 echo "$route" >"$etc/egress.route"
+rm -f "$etc/lockdown.conf"
+if [[ $lockdown == true ]]; then
+  # The allowlist options the transparent listeners and the DNS server share.
+  policy="to=$allow"
+  [[ -z $deny ]] || policy+=";not-to=$deny"
+  [[ -z $to_net ]] || policy+=";to-net=$to_net"
+  through=""
+  [[ -z $parent ]] || through="parent=$parent"
+  [[ -z $direct ]] || through+=";direct=$direct"
+  if ! command -v nft >/dev/null; then
+    command -v apt-get >/dev/null || fail "option lockdown needs nft (nftables) in the image, and this image has no apt-get to install it"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nftables >/dev/null; } \
+      || fail "option lockdown: cannot install nftables"
+  fi
+  id -u wasiter >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin wasiter \
+    || fail "option lockdown: cannot create the user wasiter, whose packets alone may leave"
+  install -m 0755 "$(dirname "$0")/wasiter-lockdown" /usr/local/bin/wasiter-lockdown
+  printf 'PROXY_USER=wasiter\nPOLICY=%q\nTHROUGH=%q\n' "$policy" "$through" >"$etc/lockdown.conf"
+  echo "wasiter-egress feature: lockdown: at start, DNS, HTTP and HTTPS go through wasiter and every other packet is dropped (needs --cap-add=NET_ADMIN; review: wasiter-lockdown rules)" >&2
+fi
 echo "wasiter-egress feature: the container's way out is http://$at, to: $allow${deny:+, not to: $deny}${ports:+, ports: $ports}${to_net:+, addresses: $to_net}${parent:+, through the parent ${parent#*@}}${direct:+ (direct: $direct)}" >&2
