@@ -269,8 +269,9 @@ impl DnsServer {
             To::Tcp(..) => ("tcp", usize::from(u16::MAX)),
         };
         let bytes = answer::write(q, reply, limit);
-        let level = if reply.rcode == RCODE::Refused { Level::Warn } else { Level::Info };
-        let mut line = Record::new(level, "dns")
+        // Info, refusals too: a program retrying a lookup makes many, and
+        // one line each is what an operator reads back, not a warning.
+        let mut line = Record::new(Level::Info, "dns")
             .str("route", cx.route)
             .str("client", from)
             .str("over", over)
