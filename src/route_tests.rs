@@ -149,3 +149,27 @@ fn upstream_tls_takes_the_system_roots_or_says_where_it_looked() {
     let bad = parse_route(":80=a:443;upstream-insecure;upstream-name=not a name").unwrap();
     assert!(bad.load_tls().is_err_and(|e| e.contains("is not a DNS name or an IP address")));
 }
+
+#[test]
+fn a_dns_route_takes_the_allowlist_options_and_nothing_else() {
+    let r = parse_route("127.0.0.1:3053=dns;to=*.github.com;not-to=evil.github.com;to-net=0.0.0.0/0;report;allow=127.0.0.0/8").unwrap();
+    let f = r.forward.unwrap();
+    assert!(f.dns && f.report && f.to.len() == 1 && f.not_to.len() == 1 && f.nets.len() == 1);
+    assert!(r.upstreams.is_empty());
+    for (spec, want) in [
+        ("127.0.0.1:53=dns;to=a.test;ports=53", "ports does not apply to a DNS route"),
+        ("127.0.0.1:53=dns;to=a.test;auth=u:p", "auth does not apply to a DNS route"),
+        ("127.0.0.1:53=dns;to=a.test;transparent=443", "transparent does not apply to a DNS route"),
+        ("127.0.0.1:53=dns;to=a.test;parent=http://p:3128", "parent does not apply to a DNS route"),
+        ("127.0.0.1:53=dns;to=a.test;send-proxy=v2", "a DNS route takes to=, not-to=, to-net=, report, allow= and deny= only"),
+        ("127.0.0.1:53=dns;to=a.test;sni=a.test", "a DNS route takes"),
+    ] {
+        let e = parse_route(spec).expect_err(spec);
+        assert!(e.starts_with(want), "{spec}: got {e:?}, want {want:?}");
+    }
+    // As a forward route: no accidental open resolver off loopback.
+    let open = parse_route("0.0.0.0:53=dns;to=").map(|r| vec![r]);
+    assert!(open.is_err() || doors(&open.unwrap()).is_err());
+    let open = vec![RouteSpec { origin: "x".into(), ..parse_route("0.0.0.0:53=dns;report").unwrap() }];
+    assert!(doors(&open).unwrap_err().contains("open proxy"));
+}

@@ -68,6 +68,10 @@ const ROUTE_OPTIONS: &str = "  OPTIONs, after the upstreams, each after a ';':
         transparent=PORT                         for connections redirected from PORT:
                                                  the name from SNI or Host
         --route '127.0.0.1:3128=forward;to=pypi.org,*.github.com'
+    LISTEN=dns;to=NAME,...       an allowlist DNS server (UDP and TCP): A/AAAA for
+                                 listed names, REFUSED for any other, never asked
+                                 upstream; takes not-to=, to-net=, report
+        --route '127.0.0.1:3053=dns;to=pypi.org,*.github.com'
 ";
 
 const OUTRO: &str = "\
