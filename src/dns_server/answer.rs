@@ -204,7 +204,12 @@ pub fn write(q: &Question, reply: &Reply, limit: usize) -> Vec<u8> {
     if full.len() <= limit {
         return full;
     }
-    build(q, reply, false)
+    let cut = build(q, reply, false);
+    if cut.len() <= limit {
+        return cut;
+    }
+    // A long name and a long reason past a small EDNS size: the code alone.
+    build(q, &Reply { why: None, ..reply.clone() }, false)
 }
 
 fn build(q: &Question, reply: &Reply, whole: bool) -> Vec<u8> {

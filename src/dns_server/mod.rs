@@ -18,7 +18,7 @@
 //! interest, keyed by `Sub`), `on_ready`, `resolved`, `expire`; and reads
 //! `take_asked` (names the policy judged, for the route's ledger).
 
-mod answer;
+pub mod answer;
 mod tcp;
 
 use std::net::SocketAddr;
@@ -218,7 +218,10 @@ impl DnsServer {
         // Absolute: the client's own search list already made the name.
         let absolute = format!("{}.", q.name);
         match cx.resolver.lookup(&absolute, cx.now) {
-            Lookup::Ready(result) => self.found(to, from, &q, family, &result, cx),
+            Lookup::Ready(result) => {
+                let ttl = cx.resolver.ttl_left(&absolute, cx.now);
+                self.found(to, from, &q, family, &result, ttl, cx)
+            }
             Lookup::Pending(lookup) if self.waiting.len() < MAX_WAITING => {
                 self.waiting.insert(Waiting { to, from, question: q, family, lookup, deadline: cx.now + WAIT_MAX });
             }
@@ -233,13 +236,16 @@ impl DnsServer {
         let due: Vec<usize> = self.waiting.iter().filter(|(_, w)| w.lookup == id).map(|(k, _)| k).collect();
         for key in due {
             if let Some(w) = self.waiting.try_remove(key) {
-                self.found(w.to, w.from, &w.question, w.family, result, cx);
+                let ttl = cx.resolver.ttl_left(&format!("{}.", w.question.name), cx.now);
+                self.found(w.to, w.from, &w.question, w.family, result, ttl, cx);
             }
         }
     }
 
-    fn found(&mut self, to: To, from: SocketAddr, q: &Question, family: crate::dns::Family, result: &Addrs, cx: &mut Cx<'_>) {
-        let ttl = cx.resolver.ttl_left(&format!("{}.", q.name), cx.now).map(|d| d.as_secs().clamp(1, u64::from(u32::MAX)) as u32);
+    /// The resolver's `result` for `q` (cached for `ttl` more): reply.
+    #[allow(clippy::too_many_arguments)]
+    fn found(&mut self, to: To, from: SocketAddr, q: &Question, family: crate::dns::Family, result: &Addrs, ttl: Option<Duration>, cx: &mut Cx<'_>) {
+        let ttl = ttl.map(|d| d.as_secs().clamp(1, u64::from(u32::MAX)) as u32);
         let (reply, refused) = answer::resolved(q, family, result, ttl, cx.policy);
         let rule = refused.or(Some(Rule::Listed));
         self.reply(to, from, q, &reply, rule, cx);
@@ -269,8 +275,12 @@ impl DnsServer {
             To::Tcp(..) => ("tcp", usize::from(u16::MAX)),
         };
         let bytes = answer::write(q, reply, limit);
+        self.send(to, &bytes, reply.rcode);
         // Info, refusals too: a program retrying a lookup makes many, and
         // one line each is what an operator reads back, not a warning.
+        if !crate::log::enabled(Level::Info) {
+            return;
+        }
         let mut line = Record::new(Level::Info, "dns")
             .str("route", cx.route)
             .str("client", from)
@@ -286,7 +296,6 @@ impl DnsServer {
             line = line.str("why", why);
         }
         line.emit();
-        self.send(to, &bytes, reply.rcode);
     }
 
     fn send(&mut self, to: To, bytes: &[u8], rcode: RCODE) {

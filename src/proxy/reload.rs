@@ -205,6 +205,7 @@ impl Proxy {
         for (i, d) in self.doors.iter_mut().enumerate() {
             if d.listener.is_some() && !live.contains(&i) {
                 d.listener = None;
+                d.dns = None; // its UDP socket and TCP clients close with it
                 closed.push(d.name.clone());
             }
         }

@@ -122,6 +122,43 @@ pub fn the_dns_route_answers_only_allowed_names(rt: Runtime) {
     p.assert_alive();
 }
 
+pub fn a_dns_route_follows_the_routes_file(rt: Runtime) {
+    let dns = DnsServer::start(&[("a.allowed.test", "93.184.216.34"), ("b.allowed.test", "93.184.216.35")], &[], &[]);
+    let (p1, p2) = (free_port(), free_port());
+    let dir = TempDir::new("dns-reload");
+    let file = dir.path().join("routes");
+    let write = |routes: &[String]| {
+        let tmp = file.with_extension("new");
+        std::fs::write(&tmp, routes.join("\n") + "\n").unwrap();
+        std::fs::rename(&tmp, &file).unwrap();
+    };
+    let first = format!("127.0.0.1:{p1}=dns;to=a.allowed.test");
+    write(&[first]);
+    let args = ["--routes-file", file.to_str().unwrap(), "--reload-interval", "100ms", "--resolver", dns.addr().leak()];
+    let (mut p, _) = Proxy::start_routes_in(rt, Some(dir.path()), 1, &[], &args);
+    let v1 = format!("127.0.0.1:{p1}");
+    assert_eq!(status(&dig(&v1, &["a.allowed.test"])), "NOERROR");
+    assert_eq!(status(&dig(&v1, &["b.allowed.test"])), "REFUSED");
+    // The list grows on the same address (its sockets stay), and a second
+    // DNS route appears on another.
+    write(&[format!("127.0.0.1:{p1}=dns;to=a.allowed.test,b.allowed.test"), format!("127.0.0.1:{p2}=dns;to=b.allowed.test")]);
+    p.wait_for_log("the reload", |l| l.contains(" reload ") && l.contains("changed=127.0.0.1:"));
+    let b = dig(&v1, &["b.allowed.test"]);
+    assert_eq!((status(&b), answers(&b)), ("NOERROR", vec!["93.184.216.35".to_string()]), "{b}");
+    let v2 = format!("127.0.0.1:{p2}");
+    assert_eq!(status(&dig(&v2, &["+tcp", "b.allowed.test"])), "NOERROR");
+    assert_eq!(status(&dig(&v2, &["a.allowed.test"])), "REFUSED");
+    // A DNS address cannot turn into another kind of route in place.
+    write(&[format!("127.0.0.1:{p1}=forward;to=a.allowed.test"), format!("127.0.0.1:{p2}=dns;to=b.allowed.test")]);
+    p.wait_for_log("the refused reload", |l| l.contains("reload-failed") && l.contains("between a DNS route and another kind"));
+    assert_eq!(status(&dig(&v1, &["b.allowed.test"])), "NOERROR", "the routes that ran still run");
+    // Removed: its address answers no more.
+    write(&[format!("127.0.0.1:{p2}=dns;to=b.allowed.test")]);
+    p.wait_for_log("the removal", |l| l.contains(" reload ") && l.contains("removed=127.0.0.1:"));
+    assert_eq!(status(&dig(&v1, &["+tries=1", "+time=1", "a.allowed.test"])), "no answer", "the UDP socket is closed with the listener");
+    p.assert_alive();
+}
+
 /// A query for `name`, type A, with this id.
 fn query(id: u16, name: &str) -> Vec<u8> {
     let mut q = id.to_be_bytes().to_vec();

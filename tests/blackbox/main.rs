@@ -155,6 +155,7 @@ every_runtime!(
     a_transparent_listener_checks_each_request_by_its_host,
     redirected_connections_reach_only_allowed_names,
     the_dns_route_answers_only_allowed_names,
+    a_dns_route_follows_the_routes_file,
     a_locked_namespace_leaves_no_way_around_the_list,
     a_parent_proxy_carries_what_the_allowlist_lets_through,
     a_parent_that_refuses_or_fails_is_named_in_the_answer,

@@ -62,6 +62,9 @@ if [[ $lockdown == true ]]; then
   [[ -z $direct ]] || through+=";direct=$direct"
   if ! command -v nft >/dev/null; then
     command -v apt-get >/dev/null || fail "option lockdown needs nft (nftables) in the image, and this image has no apt-get to install it"
+    # Not through this Feature's own proxy: its containerEnv already applies
+    # to the build, and nothing listens there until the container starts.
+    unset HTTP_PROXY http_proxy HTTPS_PROXY https_proxy ALL_PROXY all_proxy
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nftables >/dev/null; } \
       || fail "option lockdown: cannot install nftables"
   fi
