@@ -180,9 +180,12 @@ impl DnsServer {
         let Some((client, serial)) = self.tcp.get_mut(key) else { return };
         let serial = *serial;
         client.deadline = cx.now + TCP_IDLE;
-        if client.flush().is_err() {
+        if client.flush().is_err() || client.done() {
             self.tcp.try_remove(key);
             return;
+        }
+        if !client.interest().0 {
+            return; // woken to write: its questions in flight are at their bound
         }
         match client.on_readable() {
             tcp::Got::Close => {

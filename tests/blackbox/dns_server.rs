@@ -84,6 +84,29 @@ pub fn the_dns_route_answers_only_allowed_names(rt: Runtime) {
         let out = dig(&v4, &["api.allowed.test", t]);
         assert_eq!((status(&out), answers(&out).len()), ("NOERROR", 0), "{t}: {out}");
     }
+    // Over TCP: three questions in one write, then the client's FIN; three
+    // answers come back (in any order, each with its id), then the close.
+    let mut c = TcpStream::connect(at[0]).unwrap();
+    let mut framed = Vec::new();
+    for (id, name) in [(1u16, "api.allowed.test"), (2, "evil.test"), (3, "api.allowed.test")] {
+        let q = query(id, name);
+        framed.extend_from_slice(&(q.len() as u16).to_be_bytes());
+        framed.extend_from_slice(&q);
+    }
+    c.write_all(&framed).unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut all = Vec::new();
+    c.read_to_end(&mut all).expect("the server answers, then closes");
+    let mut rcodes = Vec::new();
+    let mut rest = all.as_slice();
+    while let [hi, lo, tail @ ..] = rest {
+        let len = u16::from_be_bytes([*hi, *lo]) as usize;
+        rcodes.push((u16::from_be_bytes([tail[0], tail[1]]), tail[3] & 0x0f));
+        rest = &tail[len..];
+    }
+    rcodes.sort();
+    assert_eq!(rcodes, vec![(1, 0), (2, 5), (3, 0)], "NOERROR, REFUSED, NOERROR by id");
     // What is not a query gets nothing, and changes nothing.
     let raw = UdpSocket::bind("127.0.0.1:0").unwrap();
     raw.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
