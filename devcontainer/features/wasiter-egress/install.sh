@@ -68,7 +68,8 @@ if [[ $lockdown == true ]]; then
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nftables >/dev/null; } \
       || fail "option lockdown: cannot install nftables"
   fi
-  id -u wasiter >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin wasiter \
+  # Its home holds what a runtime caches (wasmtime compiles the module there).
+  id -u wasiter >/dev/null 2>&1 || useradd --system --home-dir /var/lib/wasiter --create-home --shell /usr/sbin/nologin wasiter \
     || fail "option lockdown: cannot create the user wasiter, whose packets alone may leave"
   install -m 0755 "$(dirname "$0")/wasiter-lockdown" /usr/local/bin/wasiter-lockdown
   printf 'PROXY_USER=wasiter\nPOLICY=%q\nTHROUGH=%q\n' "$policy" "$through" >"$etc/lockdown.conf"
