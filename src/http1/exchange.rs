@@ -4,7 +4,7 @@
 //! goes back to the front with whatever the client sent after the request
 //! (its next request, checked on its own like the first).
 
-use super::{Body, BodyReader, ResponseReader};
+use super::framing::{Body, BodyReader, ResponseReader};
 use crate::relay::Framing;
 
 /// A request on its way and the answer to it (boxed in the connection).
