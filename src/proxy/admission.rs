@@ -64,6 +64,14 @@ impl Proxy {
         }
     }
 
+    /// Report mode: each such forward route's draft allowlist, in the log
+    /// (on stop; the metrics port serves it at /allowlist at any time).
+    pub(super) fn log_drafts(&self) {
+        for (listen, d, forward) in in_report_mode(&self.doors, &self.shared.routes) {
+            log_draft(listen, d, forward);
+        }
+    }
+
     /// The client of front `key` sent something: take it as far as it goes.
     pub(super) fn on_front(&mut self, key: usize, now: Instant) {
         let Some(mut front) = self.fronts.try_remove(key) else { return };

@@ -2,7 +2,7 @@
 //! checks, metrics scrapes, and the periodic summary line.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::admission::{self, transient_accept_error};
 use super::{Proxy, MAX_SCRAPES};
@@ -11,14 +11,6 @@ use crate::health;
 use crate::log::{Level, Record};
 use crate::metrics::{self, Page, RouteView, Scrape};
 use crate::relay::would_block;
-
-/// The periodic summary line (`--summary-interval`).
-pub(super) struct Summary {
-    pub(super) every: Duration,
-    pub(super) next: Instant,
-    /// Byte counters at the last summary, for the rates.
-    pub(super) last: (u64, u64),
-}
 
 impl Proxy {
     /// Step 1: re-resolution and health checks when due; drop headers and

@@ -35,11 +35,10 @@ mod reload;
 mod state;
 mod token;
 
-use reload::{watch, Watch};
 pub use state::{Door, RouteState};
+use state::{watch, Summary, Watch};
 
 use busy::Busy;
-use chores::Summary;
 use state::Shared;
 use token::{Kind, Token};
 
@@ -283,14 +282,6 @@ impl Proxy {
                 .emit();
         }
         done
-    }
-
-    /// Report mode: each such forward route's draft allowlist, in the log
-    /// (on stop; the metrics port serves it at /allowlist at any time).
-    fn log_drafts(&self) {
-        for (listen, d, forward) in admission::in_report_mode(&self.doors, &self.shared.routes) {
-            admission::log_draft(listen, d, forward);
-        }
     }
 
     /// Step 2: interest and deadlines. Returns when to wake at the latest;

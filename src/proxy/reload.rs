@@ -17,7 +17,7 @@
 //! that every index a connection or a front holds stays valid.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use super::state::{Certs, Door, RouteState};
 use super::Proxy;
@@ -26,18 +26,6 @@ use crate::log::{Level, Record};
 use crate::route::{self, RouteSpec};
 use crate::dns_server::DnsServer;
 use crate::sys::{self, Listener};
-
-/// The routes file, watched.
-pub(super) struct Watch {
-    pub(super) path: String,
-    pub(super) every: Duration,
-    pub(super) next: Instant,
-    /// The text last read (applied or not): a reload happens when it
-    /// changes. `None` while the file cannot be read (said once).
-    pub(super) text: Option<String>,
-    /// Routes given by flags or environment, which a reload keeps as they are.
-    pub(super) fixed: Vec<RouteSpec>,
-}
 
 impl Proxy {
     /// Step 1: read the routes file when due (or natively after SIGHUP), and
@@ -230,13 +218,4 @@ impl Proxy {
         }
         self.doors.iter().position(|d| d.listener.is_some() && d.listen == listen)
     }
-}
-
-/// For the start: how a Proxy watches its routes file.
-pub fn watch(path: Option<&str>, every: Option<Duration>, routes: &[RouteSpec], now: Instant) -> Option<Watch> {
-    let (path, every) = (path?, every?);
-    let text = std::fs::read_to_string(path).ok();
-    let prefix = format!("{path}, line ");
-    let fixed = routes.iter().filter(|r| !r.origin.starts_with(&prefix)).cloned().collect();
-    Some(Watch { path: path.to_string(), every, next: now + every, text, fixed })
 }

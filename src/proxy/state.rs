@@ -1,6 +1,7 @@
 //! What the loop keeps per listen address (a `Door`: listener, who may
 //! connect, how its routes are picked) and per route (pool, counters,
-//! learned shapes), and what every connection borrows from them on each call.
+//! learned shapes), what every connection borrows from them on each call,
+//! and its schedules (the summary line, the routes file watched).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -237,4 +238,33 @@ impl Shared {
         };
         Some((cx, &mut r.stats))
     }
+}
+
+/// The periodic summary line (`--summary-interval`).
+pub(super) struct Summary {
+    pub(super) every: Duration,
+    pub(super) next: Instant,
+    /// Byte counters at the last summary, for the rates.
+    pub(super) last: (u64, u64),
+}
+
+/// The routes file, watched.
+pub(super) struct Watch {
+    pub(super) path: String,
+    pub(super) every: Duration,
+    pub(super) next: Instant,
+    /// The text last read (applied or not): a reload happens when it
+    /// changes. `None` while the file cannot be read (said once).
+    pub(super) text: Option<String>,
+    /// Routes given by flags or environment, which a reload keeps as they are.
+    pub(super) fixed: Vec<RouteSpec>,
+}
+
+/// For the start: how a Proxy watches its routes file.
+pub(super) fn watch(path: Option<&str>, every: Option<Duration>, routes: &[RouteSpec], now: Instant) -> Option<Watch> {
+    let (path, every) = (path?, every?);
+    let text = std::fs::read_to_string(path).ok();
+    let prefix = format!("{path}, line ");
+    let fixed = routes.iter().filter(|r| !r.origin.starts_with(&prefix)).cloned().collect();
+    Some(Watch { path: path.to_string(), every, next: now + every, text, fixed })
 }
