@@ -5,7 +5,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-use super::{Event, Handle};
+use super::handle::{take_closed, Event, Handle};
 use crate::log::{trace_line, tracing};
 
 /// Native Linux: epoll, fed the same per-pass interest list. It remembers
@@ -35,19 +35,6 @@ struct Watch {
     pass: u64,
 }
 
-std::thread_local! {
-    /// Sockets closed since the last pass (`closed`).
-    static CLOSED: std::cell::RefCell<Vec<Handle>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// A socket is being closed: the kernel drops it from every epoll set by
-/// itself, so the next pass forgets it without a call (after a full pass it
-/// would otherwise try EPOLL_CTL_DEL on a closed fd: one failed call per
-/// socket). Called from the sockets' `Drop`.
-pub(super) fn closed(handle: Handle) {
-    CLOSED.with(|c| c.borrow_mut().push(handle));
-}
-
 impl Poller {
     /// Fails only without memory or descriptors.
     pub fn new() -> io::Result<Poller> {
@@ -69,12 +56,10 @@ impl Poller {
 
     pub fn begin(&mut self, full: bool) {
         let watched = &mut self.watched;
-        CLOSED.with(|c| {
-            for h in c.borrow_mut().drain(..) {
-                // Only if the entry is still that socket's (not a new one's on the same fd).
-                if watched.get(&h.fd).is_some_and(|w| w.serial == h.serial) {
-                    watched.remove(&h.fd);
-                }
+        take_closed(|h| {
+            // Only if the entry is still that socket's (not a new one's on the same fd).
+            if watched.get(&h.fd).is_some_and(|w| w.serial == h.serial) {
+                watched.remove(&h.fd);
             }
         });
         self.pass += 1;

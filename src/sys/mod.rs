@@ -58,7 +58,8 @@
 //! or watch only what is listed (poll() and poll_oneoff, which keep nothing).
 
 
-// Sockets, one file per family of runtimes; pollers, one file each.
+// Sockets, one file per family of runtimes; pollers, one file each; what
+// both share (Handle, Event) in handle.rs, below them.
 #[cfg(all(target_os = "wasi", target_env = "p1"))]
 #[path = "wasmedge.rs"]
 mod sockets;
@@ -82,7 +83,9 @@ pub use poll::Poller;
 #[cfg(not(any(unix, target_os = "wasi")))]
 compile_error!("wasiter runs on Linux (native), wasm32-wasip1 (WasmEdge) and wasm32-wasip2 (wasmtime)");
 
-pub use sockets::{init, out_of_descriptors, reload_requests, resolve, stop_requests, Datagram, Handle, Listener, Stream, RUNTIME};
+mod handle;
+pub use handle::{Event, Handle};
+pub use sockets::{init, out_of_descriptors, reload_requests, resolve, stop_requests, Datagram, Listener, Stream, RUNTIME};
 
 /// An I/O error in words, for logs and messages. On the wasm builds the
 /// "(os error N)" that std adds is a WASI errno (3 is EADDRINUSE there and
@@ -96,14 +99,4 @@ pub fn describe(e: &std::io::Error) -> String {
         }
     }
     text
-}
-
-/// One readiness report from `Poller::wait`.
-#[derive(Clone, Copy, Debug)]
-pub struct Event {
-    pub token: usize,
-    pub readable: bool,
-    pub writable: bool,
-    /// An error or hang-up came with it (then readable and writable are set too).
-    pub trouble: bool,
 }

@@ -7,7 +7,7 @@
 use std::io;
 use std::time::Duration;
 
-use super::{Event, Handle};
+use super::handle::{Event, Handle};
 use crate::log::{trace_line, tracing};
 
 /// `poll()` over an interest list rebuilt for every wait (wasip2, where

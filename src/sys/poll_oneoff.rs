@@ -6,7 +6,7 @@
 use std::io;
 use std::time::Duration;
 
-use super::{Event, Handle};
+use super::handle::{Event, Handle};
 use crate::log::{trace_line, tracing};
 
 /// Bit 0 of a subscription's userdata: 0 = read, 1 = write.

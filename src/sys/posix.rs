@@ -9,33 +9,13 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use socket2::{Domain, SockRef, Socket, Type};
 
+use super::handle::{next_serial, Handle};
 use crate::log::trace;
-
-/// What the poller watches: the fd, and a serial number unique to the
-/// socket, because a closed fd's number is soon reused by a new socket and
-/// the epoll poller must not mistake the one for the other.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Handle {
-    pub(super) fd: RawFd,
-    pub(super) serial: u64,
-}
-
-impl std::fmt::Display for Handle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.fd)
-    }
-}
-
-fn next_serial() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    NEXT.fetch_add(1, Ordering::Relaxed)
-}
 
 #[cfg(unix)]
 pub const RUNTIME: &str = "native";
@@ -128,10 +108,7 @@ fn new_socket(addr: &SocketAddr) -> io::Result<Socket> {
 /// The kernel's poller (epoll) forgets a socket when it is closed: tell
 /// ours too, so it does not try to remove it (a failed call per socket).
 fn closing(handle: Handle) {
-    #[cfg(target_os = "linux")]
-    super::epoll::closed(handle);
-    #[cfg(not(target_os = "linux"))]
-    let _ = handle;
+    super::handle::closed(handle);
 }
 
 pub struct Listener(TcpListener, u64);
@@ -200,7 +177,7 @@ impl Stream {
     /// writable event without one is a connection, with no SO_ERROR call.
     /// wasip2's poll() (wasmtime 49) reports a refused connect as plainly
     /// writable: ask.
-    pub fn connected_by(&self, ev: super::Event) -> io::Result<()> {
+    pub fn connected_by(&self, ev: super::handle::Event) -> io::Result<()> {
         if cfg!(target_os = "linux") && ev.writable && !ev.trouble {
             return Ok(());
         }

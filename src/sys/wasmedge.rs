@@ -24,10 +24,9 @@ use wasmedge_wasi_socket::socket::{
     AddressFamily, Socket, SocketOptLevel, SocketOptName, SocketType, WasiAddrinfo,
 };
 
+use super::handle::Handle;
 use crate::log::trace;
 
-/// WASI fd numbers on WasmEdge are random 31-bit values: a key, not an index.
-pub type Handle = u32;
 
 pub const RUNTIME: &str = "wasmedge";
 
@@ -278,7 +277,7 @@ impl Stream {
     /// WasmEdge's poll_oneoff reports a failed connect as a hang-up (the
     /// host's EPOLLHUP): a write event without one is a connection, with no
     /// SO_ERROR call.
-    pub fn connected_by(&self, ev: super::Event) -> io::Result<()> {
+    pub fn connected_by(&self, ev: super::handle::Event) -> io::Result<()> {
         if ev.writable && !ev.trouble {
             return Ok(());
         }
