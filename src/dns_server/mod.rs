@@ -119,10 +119,6 @@ impl DnsServer {
         DnsServer { udp, tcp: Slab::new(), waiting: Slab::new(), serial: 0, answers: [0; 6], dropped: 0, asked: Vec::new(), buf: vec![0; 4096] }
     }
 
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.udp.local_addr()
-    }
-
     /// Every socket with its interest; and the nearest deadline.
     pub fn watch(&self, mut add: impl FnMut(Sub, Handle, bool, bool)) -> Option<Instant> {
         add(Sub::Udp, self.udp.handle(), true, false);
@@ -302,7 +298,7 @@ impl DnsServer {
     }
 
     fn send(&mut self, to: To, bytes: &[u8], rcode: RCODE) {
-        if let Some(slot) = RCODES.iter().position(|r| *r == rcode_name(rcode)).and_then(|i| self.answers.get_mut(i)) {
+        if let Some(slot) = self.answers.get_mut(rcode_slot(rcode)) {
             *slot += 1;
         }
         match to {
@@ -332,13 +328,18 @@ impl DnsServer {
     }
 }
 
-fn rcode_name(rcode: RCODE) -> &'static str {
+/// An answer's place in `RCODES` (what the server never sends counts as SERVFAIL).
+fn rcode_slot(rcode: RCODE) -> usize {
     match rcode {
-        RCODE::NoError => "NOERROR",
-        RCODE::NameError => "NXDOMAIN",
-        RCODE::Refused => "REFUSED",
-        RCODE::FormatError => "FORMERR",
-        RCODE::NotImplemented => "NOTIMP",
-        _ => "SERVFAIL",
+        RCODE::NoError => 0,
+        RCODE::NameError => 1,
+        RCODE::Refused => 2,
+        RCODE::FormatError => 4,
+        RCODE::NotImplemented => 5,
+        _ => 3,
     }
+}
+
+fn rcode_name(rcode: RCODE) -> &'static str {
+    RCODES.get(rcode_slot(rcode)).copied().unwrap_or("SERVFAIL")
 }
