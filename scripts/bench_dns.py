@@ -31,19 +31,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ALLOWED = "api.allowed.test"
 
 
-def say(msg):
-    print(f"bench-dns: {msg}", file=sys.stderr, flush=True)
-
-
-def free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def wait_udp(port, timeout=20):
     """Until a DNS server on 127.0.0.1:port answers a question (any answer)."""
     end = time.time() + timeout
@@ -53,24 +40,6 @@ def wait_udp(port, timeout=20):
             return True
         time.sleep(0.2)
     return False
-
-
-def cpu_seconds(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError):
-        return 0.0
-
-
-def rss_kib(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            m = re.search(r"VmRSS:\s+(\d+) kB", f.read())
-        return int(m.group(1)) if m else 0
-    except OSError:
-        return 0
 
 
 def contenders(tmp, upstream):
@@ -132,23 +101,24 @@ def dnsperf(port, queries, seconds):
     return (float(m.group(1)) if m else None), (int(lost.group(1)) if lost else None)
 
 
-def measure(proc, port, files, seconds):
-    pid = proc.pid
+def measure(proc, port, files, seconds, tools):
+    pids = [proc.pid]
     got = {}
     dnsperf(port, files["cached"], 1)  # warm: the allowed name cached
     for key in ("cached", "refused"):
-        before_cpu, before_rss = cpu_seconds(pid), rss_kib(pid)
+        before_cpu, before_rss = tools.proc_cpu_seconds(pids), tools.proc_rss_kib(pids)
         qps, lost = dnsperf(port, files[key], seconds)
-        cpu = cpu_seconds(pid) - before_cpu
+        cpu = tools.proc_cpu_seconds(pids) - before_cpu
         got[f"dns_{key}"] = qps
         got[f"dns_{key}_lost"] = lost
         got[f"dns_{key}_cpu_us"] = (cpu / (qps * seconds) * 1e6) if qps else None
         if key == "refused":
-            got["dns_rss"] = rss_kib(pid) - before_rss
+            got["dns_rss"] = tools.proc_rss_kib(pids) - before_rss
     return got
 
 
-def run(rounds, seconds, tmp):
+def run(rounds, seconds, tmp, tools):
+    """`tools`: scripts/bench itself (say, free_port, proc_cpu_seconds, proc_rss_kib)."""
     for tool in ("dnsperf", "dig"):
         if not shutil.which(tool):
             raise SystemExit(f"bench: {tool} is needed for --dns: run scripts/setup --bench")
@@ -157,14 +127,14 @@ def run(rounds, seconds, tmp):
         f.write(f"{ALLOWED} A\n")
     with open(files["refused"], "w") as f:
         f.writelines(f"chunk{i:05}-c2VjcmV0.evil.test A\n" for i in range(10000))
-    upstream = free_port()
+    upstream = tools.free_port()
     up = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests/dns_server.py"), str(upstream), f"{ALLOWED}=93.184.216.34"],
                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     up.stdout.readline()
     entries = []
     for name, make, needs in contenders(tmp, upstream):
         if needs and not shutil.which(needs):
-            say(f"SKIPPED {name}: {needs} not installed")
+            tools.say(f"SKIPPED {name}: {needs} not installed")
             continue
         entries.append((name, make))
     results = {name: [] for name, _ in entries}
@@ -172,14 +142,14 @@ def run(rounds, seconds, tmp):
         for rnd in range(rounds):
             order = entries[rnd % len(entries):] + entries[:rnd % len(entries)]
             for name, make in order:
-                port = free_port()
-                say(f"round {rnd + 1}/{rounds}: {name}")
+                port = tools.free_port()
+                tools.say(f"dns round {rnd + 1}/{rounds}: {name}")
                 proc = subprocess.Popen(make(port), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
                 try:
                     if wait_udp(port):
-                        results[name].append(measure(proc, port, files, seconds))
+                        results[name].append(measure(proc, port, files, seconds, tools))
                     else:
-                        say(f"  {name} did not answer")
+                        tools.say(f"  {name} did not answer")
                 finally:
                     proc.terminate()
                     proc.wait()
