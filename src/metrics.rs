@@ -58,6 +58,19 @@ pub struct RouteView<'a> {
     pub destinations: Option<&'a Destinations>,
     /// A DNS route's answers, by `dns_server::RCODES`, and the questions it dropped.
     pub dns: Option<(&'a [u64; 6], u64)>,
+    /// A UDP route's datagrams (its flows are its connections).
+    pub udp: Option<UdpView>,
+}
+
+/// A UDP relay's counters, named by the relay (so this file needs no
+/// word of it).
+pub struct UdpView {
+    /// Datagrams passed on: to upstreams, to clients.
+    pub datagrams: (u64, u64),
+    /// Datagrams dropped, by reason.
+    pub dropped: Vec<(&'static str, u64)>,
+    /// Flows closed to make room for a new client.
+    pub evicted: u64,
 }
 
 impl RouteView<'_> {
@@ -140,6 +153,20 @@ pub fn render(routes: &[RouteView<'_>], reloads: &Reloads, iterations: u64, wake
     }
     if !answers.is_empty() {
         w("wasiter_dns_answers_total", "counter", "A DNS route's answers, by response code (dropped: not answered: unreadable, busy, or from a denied address).", &answers);
+    }
+    let (mut datagrams, mut dropped, mut evicted) = (Vec::new(), Vec::new(), Vec::new());
+    for r in routes {
+        let Some(u) = &r.udp else { continue };
+        let route = r.labels();
+        datagrams.push((format!("{{{route},direction=\"to_upstream\"}}"), u.datagrams.0));
+        datagrams.push((format!("{{{route},direction=\"to_client\"}}"), u.datagrams.1));
+        dropped.extend(u.dropped.iter().map(|(why, n)| (format!("{{{route},reason=\"{why}\"}}"), *n)));
+        evicted.push((format!("{{{route}}}"), u.evicted));
+    }
+    if !datagrams.is_empty() {
+        w("wasiter_udp_datagrams_total", "counter", "A UDP route's datagrams passed on, by direction (its flows count as connections, its bytes in wasiter_bytes_total).", &datagrams);
+        w("wasiter_udp_dropped_total", "counter", "A UDP route's datagrams not passed on, by reason (denied, no-upstream, full: no room in the socket's buffer, error).", &dropped);
+        w("wasiter_udp_flows_evicted_total", "counter", "A UDP route's flows closed to make room for a new client (flows= reached).", &evicted);
     }
     let by_result = [("{result=\"ok\"}".to_string(), reloads.ok), ("{result=\"failed\"}".to_string(), reloads.failed)];
     w("wasiter_reloads_total", "counter", "Reloads of the routes file, by result.", &by_result);
@@ -294,11 +321,12 @@ mod tests {
         let mut door = Stats { connections: 5, active: 1, ..Stats::default() };
         door.closed(Close::NoRoute);
         let routes = [
-            RouteView { name: "0.0.0.0:8080", backend: None, stats: &s, pool: Some(&p), destinations: None, dns: None },
-            RouteView { name: "[::1]:9", backend: None, stats: &other, pool: Some(&p2), destinations: None, dns: None },
-            RouteView { name: "0.0.0.0:443", backend: None, stats: &door, pool: None, destinations: None, dns: None },
-            RouteView { name: "0.0.0.0:443", backend: Some("sni=app.test"), stats: &other, pool: Some(&p2), destinations: None, dns: None },
-            RouteView { name: "127.0.0.1:3128", backend: None, stats: &other, pool: Some(&p2), destinations: Some(&asked), dns: Some((&[5, 0, 2, 0, 0, 0], 1)) },
+            RouteView { name: "0.0.0.0:8080", backend: None, stats: &s, pool: Some(&p), destinations: None, dns: None, udp: None },
+            RouteView { name: "[::1]:9", backend: None, stats: &other, pool: Some(&p2), destinations: None, dns: None, udp: None },
+            RouteView { name: "0.0.0.0:443", backend: None, stats: &door, pool: None, destinations: None, dns: None, udp: None },
+            RouteView { name: "0.0.0.0:443", backend: Some("sni=app.test"), stats: &other, pool: Some(&p2), destinations: None, dns: None, udp: None },
+            RouteView { name: "127.0.0.1:3128", backend: None, stats: &other, pool: Some(&p2), destinations: Some(&asked), dns: Some((&[5, 0, 2, 0, 0, 0], 1)), udp: None },
+            RouteView { name: "udp:127.0.0.1:5353", backend: None, stats: &other, pool: Some(&p2), destinations: None, dns: None, udp: Some(UdpView { datagrams: (7, 6), dropped: vec![("denied", 2)], evicted: 1 }) },
         ];
         render(&routes, &Reloads { ok: 2, failed: 1, last_ok: Some(1_800_000_000) }, 7, 5, now)
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::coalesce::Coalesce;
 use crate::log::{Format, Level};
-use crate::route::{self, parse_local, parse_route, parse_target, RouteSpec, ROUTE_FORM};
+use crate::route::{self, parse_rule, routes_for, Listen, RouteSpec, ROUTE_FORM};
 use crate::settings::{Config, Dump, DumpMode};
 
 mod help;
@@ -196,10 +196,11 @@ fn routes<E: Fn(&str) -> Option<String>>(src: &Sources<E>) -> Result<Vec<RouteSp
     let mut routes = Vec::new();
     match (LOCAL.pick(src), REMOTE.pick(src)) {
         (Some(local), Some(remote)) => {
-            let listen = parse_local(local.value.trim()).ok_or_else(|| LOCAL.error(&local))?;
-            let mut route = parse_target(listen, remote.value.trim()).map_err(|why| REMOTE.invalid(&remote, &why))?;
-            route.origin = if remote.from_flag { REMOTE.flag } else { REMOTE.env }.to_string();
-            routes.push(route);
+            let listen = Listen::parse(local.value.trim()).map_err(|why| LOCAL.invalid(&local, &why))?;
+            for mut route in routes_for(listen, remote.value.trim()).map_err(|why| REMOTE.invalid(&remote, &why))? {
+                route.origin = if remote.from_flag { REMOTE.flag } else { REMOTE.env }.to_string();
+                routes.push(route);
+            }
         }
         (Some(_), None) => return Err(REMOTE.missing()),
         (None, Some(_)) => return Err(LOCAL.missing()),
@@ -213,9 +214,10 @@ fn routes<E: Fn(&str) -> Option<String>>(src: &Sources<E>) -> Result<Vec<RouteSp
             .unwrap_or_default(),
     };
     for g in &given {
-        let mut route = parse_route(g.value.trim()).map_err(|why| ROUTE.invalid(g, &why))?;
-        route.origin = if g.from_flag { ROUTE.flag } else { ROUTE.env }.to_string();
-        routes.push(route);
+        for mut route in parse_rule(g.value.trim()).map_err(|why| ROUTE.invalid(g, &why))? {
+            route.origin = if g.from_flag { ROUTE.flag } else { ROUTE.env }.to_string();
+            routes.push(route);
+        }
     }
     if let Some(file) = ROUTES_FILE.pick(src) {
         let name = if file.from_flag { ROUTES_FILE.flag } else { ROUTES_FILE.env };
@@ -243,9 +245,10 @@ pub fn routes_in_file(path: &str, text: &str) -> Result<Vec<RouteSpec>, ConfigEr
         let line = line.split('#').next().unwrap_or_default().trim();
         if !line.is_empty() {
             let origin = format!("{path}, line {}", n + 1);
-            let mut route = parse_route(line).map_err(|why| ConfigError(format!("{origin}: {line:?} is not valid: {why}; expected {ROUTE_FORM}")))?;
-            route.origin = origin;
-            routes.push(route);
+            for mut route in parse_rule(line).map_err(|why| ConfigError(format!("{origin}: {line:?} is not valid: {why}; expected {ROUTE_FORM}")))? {
+                route.origin = origin.clone();
+                routes.push(route);
+            }
         }
     }
     Ok(routes)

@@ -30,8 +30,8 @@ pub(super) const LOCAL: Setting = Setting {
     env: "LOCAL",
     value: "ADDR",
     default: "",
-    expected: "IP:PORT, e.g. 0.0.0.0:8080, [::]:8080 or :8080",
-    help: "Listen address, IP:PORT: 0.0.0.0:8080, [::]:8080, or :8080 for all IPv4.",
+    expected: "[udp:]IP:PORT or IP:FIRST-LAST, e.g. 0.0.0.0:8080, [::]:8080, :8080, udp::5353 or 127.0.0.1:20000-20010",
+    help: "Listen address, IP:PORT: 0.0.0.0:8080, [::]:8080, or :8080 for all IPv4;\nIP:FIRST-LAST for a range of ports (REMOTE HOST:FIRST-LAST of the same\nlength, or one port); udp:IP:PORT relays datagrams.",
 };
 pub(super) const REMOTE: Setting = Setting {
     flag: "--remote",

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 
 use super::bind::Verdict;
-use super::dump::dump_bytes;
+use crate::dump::dump_bytes;
 use super::{Conn, Context, Phase};
 use crate::close::{Reason, Side};
 use crate::front;

@@ -25,7 +25,6 @@
 
 mod bind;
 mod chain;
-mod dump;
 mod forwarding;
 mod failover;
 mod relaying;
@@ -45,7 +44,7 @@ use crate::log::{Level, Record};
 use crate::http1::Exchange;
 use crate::names::Asked;
 use bind::Bind;
-use dump::dump_peeked;
+use crate::dump::dump_peeked;
 use failover::Failover;
 use crate::pool::{Outcome, Pool};
 use crate::relay::{Buffers, Direction};

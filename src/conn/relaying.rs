@@ -6,7 +6,7 @@
 
 use std::io;
 
-use super::dump::dump_bytes;
+use crate::dump::dump_bytes;
 use super::{Conn, Context, Phase};
 use crate::close::{Reason, Side};
 use crate::coalesce::{Shape, Shapes};

@@ -18,6 +18,7 @@ impl Proxy {
     pub(super) fn scheduled(&mut self, now: Instant) {
         self.check_reload(now);
         self.expire_dns_servers(now);
+        self.expire_udp_flows(now);
         if let Some((every, next)) = &mut self.resolve {
             if *next <= now {
                 *next = now + *every;
@@ -28,7 +29,9 @@ impl Proxy {
             if *next <= now {
                 *next = now + *every;
                 let in_flight: Vec<(usize, SocketAddr)> = self.checks.iter().map(|(_, c)| (c.route, c.addr)).collect();
-                for (i, r) in self.shared.routes.iter_mut().enumerate().filter(|(_, r)| !r.retired) {
+                // A TCP connect says nothing of a UDP server: a UDP route's
+                // pool learns from its flows (ICMP unreachable, answers).
+                for (i, r) in self.shared.routes.iter_mut().enumerate().filter(|(_, r)| !r.retired && !r.udp) {
                     for check in health::start_checks(i, &r.name, &mut r.pool, &in_flight, self.shared.connect_timeout, now) {
                         self.checks.insert(check);
                     }
@@ -126,7 +129,7 @@ impl Proxy {
             // picked), then every route.
             let named = doors.iter().filter(|d| d.table.peeks());
             let views: Vec<RouteView<'_>> = named
-                .map(|d| RouteView { name: &d.name, backend: None, stats: &d.stats, pool: None, destinations: None, dns: None })
+                .map(|d| RouteView { name: &d.name, backend: None, stats: &d.stats, pool: None, destinations: None, dns: None, udp: None })
                 // A retired route shows while it is the only one of its name
                 // (a reload may have put another in its place).
                 .chain(routes.iter().enumerate().filter(|(_, r)| !r.retired || !routes.iter().any(|o| !o.retired && o.name == r.name && o.backend == r.backend)).map(|(i, r)| RouteView {
@@ -137,6 +140,7 @@ impl Proxy {
                     destinations: r.destinations.as_ref(),
                     // A DNS route's server lives on its door.
                     dns: doors.iter().filter(|d| d.forward.as_ref().is_some_and(|(route, _)| *route == i)).find_map(|d| d.dns.as_ref()).map(|s| (&s.answers, s.dropped)),
+                    udp: doors.iter().filter(|d| d.table.default_route() == Some(i)).find_map(|d| d.udp.as_ref()).map(|u| u.view()),
                 }))
                 .collect();
             metrics::render(&views, reloads, iterations, wakeups, now)

@@ -28,6 +28,7 @@ use slab::Slab;
 
 mod admission;
 mod answering;
+mod datagrams;
 mod parked;
 mod busy;
 mod chores;
@@ -35,7 +36,7 @@ mod reload;
 mod state;
 mod token;
 
-pub use state::{Door, RouteState};
+pub use state::{Bound, Door, RouteState};
 use state::{watch, Summary, Watch};
 
 use busy::Busy;
@@ -237,6 +238,7 @@ impl Proxy {
                     Kind::Check(key) => self.on_check(key, now),
                     Kind::Dns(key) => self.resolver.on_ready(key, now),
                     Kind::Answering(door, sub) => self.on_dns_server(door, sub, now),
+                    Kind::Udp(door, sub) => self.on_udp(door, sub, now),
                 }
             }
             self.on_resolved(now);
@@ -273,6 +275,7 @@ impl Proxy {
         let done = self.active() == 0 || now >= until || asked >= 2;
         if done {
             self.log_drafts();
+            self.close_udp_flows(None, "stopped");
             Record::always("stopped")
                 .num("left_open", self.active() as u64)
                 .num("connections", self.shared.routes.iter().map(|r| r.stats.connections).sum())
@@ -366,7 +369,7 @@ impl Proxy {
             self.poller.add(f.client.handle(), Token::new(Kind::Front(key)).raw(), true, false);
             wake_at = wake_at.min(f.deadline);
         }
-        if let Some(due) = self.watch_dns_servers() {
+        for due in [self.watch_dns_servers(), self.watch_udp_relays()].into_iter().flatten() {
             wake_at = wake_at.min(due);
         }
         let poller = &mut self.poller;

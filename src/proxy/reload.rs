@@ -19,13 +19,12 @@
 use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};
 
-use super::state::{Certs, Door, RouteState};
+use super::state::{Bound, Certs, Door, RouteState};
 use super::Proxy;
 use crate::cli;
 use crate::log::{Level, Record};
 use crate::route::{self, RouteSpec};
-use crate::dns_server::DnsServer;
-use crate::sys::{self, Listener};
+use crate::sys;
 
 impl Proxy {
     /// Step 1: read the routes file when due (or natively after SIGHUP), and
@@ -103,13 +102,13 @@ impl Proxy {
                 *slot = Some(addrs);
             }
         }
-        let mut bound: Vec<(SocketAddr, (Listener, Option<DnsServer>))> = Vec::new();
+        let mut bound: Vec<(usize, Bound)> = Vec::new();
         for group in &groups {
             let Some(spec) = group.first().and_then(|&j| new.get(j)) else { continue };
-            match self.live_door(spec.listen).and_then(|d| self.doors.get(d)) {
+            match self.live_door(spec).and_then(|d| self.doors.get(d)) {
                 None => {
                     let l = Door::bind(spec).map_err(|e| format!("{}: cannot listen on {}: {}", spec.origin, spec.listen, sys::describe(&e)))?;
-                    bound.push((spec.listen, l));
+                    bound.push((group.first().copied().unwrap_or_default(), l));
                 }
                 // Its sockets stay: a DNS server's UDP socket with them.
                 Some(d) if d.dns.is_some() != spec.forward.as_ref().is_some_and(|f| f.dns) => {
@@ -142,11 +141,11 @@ impl Proxy {
         }
         let mut live = Vec::new();
         for group in &groups {
-            let Some(listen) = group.first().and_then(|&j| new.get(j)).map(|s| s.listen) else { continue };
-            let door = match self.live_door(listen) {
+            let Some((&first, spec)) = group.first().and_then(|j| Some((j, new.get(*j)?))) else { continue };
+            let door = match self.live_door(spec) {
                 Some(d) => d,
                 None => {
-                    let Some(pos) = bound.iter().position(|(a, _)| *a == listen) else { continue };
+                    let Some(pos) = bound.iter().position(|(j, _)| *j == first) else { continue };
                     let (_, listener) = bound.swap_remove(pos);
                     // Its routes' indices are set below, once they exist.
                     let specs: Vec<(usize, &RouteSpec)> = group.iter().filter_map(|&j| Some((usize::MAX, new.get(j)?))).collect();
@@ -164,7 +163,7 @@ impl Proxy {
                     let tls = certs.get_mut(j).and_then(Option::take).unwrap_or_default();
                     // A route removed earlier and now back: the same one
                     // again (its counters go on), else a new one.
-                    let back = self.shared.routes.iter().position(|r| r.retired && r.listen == spec.listen && spec.listen.port() != 0 && r.matches == spec.matches);
+                    let back = self.shared.routes.iter().position(|r| r.retired && r.listen == spec.listen && spec.listen.port() != 0 && r.matches == spec.matches && r.udp == spec.udp.is_some());
                     let r = match back {
                         Some(r) => {
                             if let Some(state) = self.shared.routes.get_mut(r) {
@@ -190,14 +189,20 @@ impl Proxy {
         }
         // Addresses no route uses any more: stop accepting there at once.
         let mut closed = Vec::new();
-        for (i, d) in self.doors.iter_mut().enumerate() {
-            if d.listener.is_some() && !live.contains(&i) {
+        for i in 0..self.doors.len() {
+            if self.doors.get(i).is_some_and(|d| d.is_open()) && !live.contains(&i) {
+                self.close_udp_flows(Some(i), "reload");
+                let Some(d) = self.doors.get_mut(i) else { continue };
                 d.listener = None;
                 d.dns = None; // its UDP socket and TCP clients close with it
+                d.udp = None;
                 closed.push(d.name.clone());
             }
         }
-        let label = |s: &RouteSpec| if s.matches.is_default() { s.listen.to_string() } else { format!("{} {}", s.listen, s.matches.label()) };
+        let label = |s: &RouteSpec| {
+            let udp = if s.udp.is_some() { "udp:" } else { "" };
+            if s.matches.is_default() { format!("{udp}{}", s.listen) } else { format!("{} {}", s.listen, s.matches.label()) }
+        };
         let names = |list: Vec<String>| if list.is_empty() { "-".to_string() } else { list.join(",") };
         let line = Record::always("reload") // as the start line: whatever the log level
             .str("file", path)
@@ -210,12 +215,9 @@ impl Proxy {
         Ok(Some(line))
     }
 
-    /// The door listening on `listen` now, if any (port 0 never matches: it
-    /// asks for a fresh port each time).
-    fn live_door(&self, listen: SocketAddr) -> Option<usize> {
-        if listen.port() == 0 {
-            return None;
-        }
-        self.doors.iter().position(|d| d.listener.is_some() && d.listen == listen)
+    /// The door listening where `spec` says now, if any (port 0 never
+    /// matches: it asks for a fresh port each time).
+    fn live_door(&self, spec: &RouteSpec) -> Option<usize> {
+        self.doors.iter().position(|d| d.serves(spec))
     }
 }

@@ -19,6 +19,7 @@ use crate::relay::Buffers;
 use crate::route::{Acl, ProxyVersion, RouteSpec};
 use crate::settings::Dump;
 use crate::dns_server::DnsServer;
+use crate::udp_relay::UdpRelay;
 use crate::sys::{Datagram, Listener};
 use crate::tls;
 
@@ -42,6 +43,8 @@ pub struct Door {
     /// `LISTEN=dns;...`: the allowlist DNS server, whose TCP clients the
     /// listener hands over and whose UDP socket is bound beside it.
     pub(super) dns: Option<DnsServer>,
+    /// `udp:LISTEN=...`: the UDP relay, with no listener beside it.
+    pub(super) udp: Option<UdpRelay>,
     /// On a port routed by name, what happened before a route was picked
     /// (accepted, denied, no route, ...). A plain port counts all of it on
     /// its one route.
@@ -51,13 +54,20 @@ pub struct Door {
 impl Door {
     /// The door of `routes` (index and spec; they agree on the listener's
     /// options, as `route::doors` checked), listening on `listener`.
-    pub fn new(routes: &[(usize, &RouteSpec)], (listener, dns): (Listener, Option<DnsServer>)) -> Option<Door> {
+    pub fn new(routes: &[(usize, &RouteSpec)], bound: Bound) -> Option<Door> {
         let &(_, first) = routes.first()?;
+        let Bound { listener, dns, udp } = bound;
+        let name = match (&listener, &udp) {
+            (Some(l), _) => l.local_addr().unwrap_or(first.listen).to_string(),
+            (None, Some(u)) => format!("udp:{}", u.local_addr().unwrap_or(first.listen)),
+            (None, None) => return None,
+        };
         let mut door = Door {
-            name: listener.local_addr().unwrap_or(first.listen).to_string(),
+            name,
             listen: first.listen,
-            listener: Some(listener),
+            listener,
             dns,
+            udp,
             acl: Acl::default(),
             accept_proxy: false,
             table: Table::default(),
@@ -77,6 +87,19 @@ impl Door {
         }
         self.table = Table::new(routes.iter().map(|(i, r)| (r.matches.clone(), *i)));
         self.forward = routes.iter().find_map(|(i, r)| Some((*i, r.forward.clone()?)));
+        if let (Some(relay), Some(settings)) = (self.udp.as_mut(), routes.first().and_then(|(_, r)| r.udp)) {
+            relay.set(settings);
+        }
+    }
+
+    /// It still takes clients (a reload has not removed its routes).
+    pub(super) fn is_open(&self) -> bool {
+        self.listener.is_some() || self.udp.is_some()
+    }
+
+    /// It listens where `spec` says, the same way (TCP or UDP).
+    pub(super) fn serves(&self, spec: &RouteSpec) -> bool {
+        self.is_open() && self.listen == spec.listen && self.udp.is_some() == spec.udp.is_some() && spec.listen.port() != 0
     }
 
     pub fn name(&self) -> &str {
@@ -84,14 +107,18 @@ impl Door {
     }
 
     /// Listen where `spec` says: its TCP listener, and for a DNS route the
-    /// UDP socket on the same address and port.
-    pub fn bind(spec: &RouteSpec) -> std::io::Result<(Listener, Option<DnsServer>)> {
-        let listener = Listener::bind(spec.listen, 1024)?;
-        if !spec.forward.as_ref().is_some_and(|f| f.dns) {
-            return Ok((listener, None));
+    /// UDP socket on the same address and port; a UDP route's socket alone.
+    pub fn bind(spec: &RouteSpec) -> std::io::Result<Bound> {
+        if let Some(settings) = spec.udp {
+            let udp = UdpRelay::new(Datagram::bind(spec.listen)?, settings);
+            return Ok(Bound { listener: None, dns: None, udp: Some(udp) });
         }
-        let udp = Datagram::bind(listener.local_addr()?)?;
-        Ok((listener, Some(DnsServer::new(udp))))
+        let listener = Listener::bind(spec.listen, 1024)?;
+        let dns = match spec.forward.as_ref().is_some_and(|f| f.dns) {
+            true => Some(DnsServer::new(Datagram::bind(listener.local_addr()?)?)),
+            false => None,
+        };
+        Ok(Bound { listener: Some(listener), dns, udp: None })
     }
 
     pub(super) fn rules(&self, header_timeout: Duration, peek_timeout: Duration) -> Rules<'_> {
@@ -126,6 +153,14 @@ impl Door {
     }
 }
 
+/// A door's sockets, bound before it is made (so a start or reload that
+/// cannot listen fails before it changes anything).
+pub struct Bound {
+    listener: Option<Listener>,
+    dns: Option<DnsServer>,
+    udp: Option<UdpRelay>,
+}
+
 /// Where a door counts the clients it has not routed yet.
 enum Counted {
     Door,
@@ -147,6 +182,8 @@ pub struct RouteState {
     /// serves there.
     pub(super) listen: SocketAddr,
     pub(super) matches: Match,
+    /// `udp:`: a UDP relay's route (its pool gets no TCP health checks).
+    pub(super) udp: bool,
     /// A reload removed it: it takes no new client (none can reach it) and
     /// is no longer checked or resolved; its open connections finish.
     pub(super) retired: bool,
@@ -174,6 +211,7 @@ impl RouteState {
             destinations: spec.forward.as_ref().map(|_| Destinations::default()),
             listen: spec.listen,
             matches: spec.matches.clone(),
+            udp: spec.udp.is_some(),
             retired: false,
             shapes: Shapes::default(),
             tls,

@@ -29,9 +29,16 @@ pub enum Kind {
     /// A socket of door `door`'s allowlist DNS server (`dns_server::Sub`'s
     /// index): the door in the top `DOOR_BITS` of the index.
     Answering(usize, usize),
+    /// A socket of door `door`'s UDP relay (0 its listen socket, else a
+    /// flow's: `udp_relay::sub_of_flow`), packed as `Answering`.
+    Udp(usize, usize),
 }
 
-const DOOR_BITS: u32 = 10;
+/// Doors fit in these bits (`route::MAX_DOORS` of them); a DNS server's or
+/// UDP relay's sockets in the rest (16 bits on wasm32: `route::MAX_FLOWS`).
+const DOOR_BITS: u32 = 12;
+const _: () = assert!(crate::route::MAX_DOORS <= 1 << DOOR_BITS);
+const _: () = assert!(crate::route::MAX_FLOWS < 1 << SUB_BITS);
 const SUB_BITS: u32 = usize::BITS - 4 - DOOR_BITS;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,7 +55,8 @@ impl Token {
             Kind::Front(key) => (5, key),
             Kind::Check(key) => (6, key),
             Kind::Dns(key) => (7, key),
-            Kind::Answering(door, sub) => (8, (door << SUB_BITS) | (sub & ((1 << SUB_BITS) - 1))),
+            Kind::Answering(door, sub) => (8, pack(door, sub)),
+            Kind::Udp(door, sub) => (9, pack(door, sub)),
         };
         Token((tag << TAG_SHIFT) | (index & INDEX_MASK))
     }
@@ -72,9 +80,15 @@ impl Token {
             6 => Kind::Check(index),
             7 => Kind::Dns(index),
             8 => Kind::Answering(index >> SUB_BITS, index & ((1 << SUB_BITS) - 1)),
+            9 => Kind::Udp(index >> SUB_BITS, index & ((1 << SUB_BITS) - 1)),
             _ => return None,
         })
     }
+}
+
+/// A door and one of its sockets, in one index.
+fn pack(door: usize, sub: usize) -> usize {
+    (door << SUB_BITS) | (sub & ((1 << SUB_BITS) - 1))
 }
 
 #[cfg(test)]
@@ -95,6 +109,7 @@ mod tests {
             Kind::Dns(5),
             Kind::Answering(3, 0),
             Kind::Answering((1 << DOOR_BITS) - 1, 65),
+            Kind::Udp(crate::route::MAX_DOORS - 1, crate::route::MAX_FLOWS),
         ] {
             assert_eq!(Token::kind(Token::new(kind).raw()), Some(kind));
         }

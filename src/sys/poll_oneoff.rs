@@ -103,6 +103,18 @@ impl Poller {
             trace_line(format_args!("poll_oneoff([{}])", asked.join(" ")), format_args!("{n} events [{}]", got.join(" ")));
         }
         self.ready.clear();
+        if n == 0 {
+            // Nothing fired, not even the timer: epoll woke WasmEdge for an
+            // error alone (EPOLLERR, which it maps to no event: a connected
+            // UDP socket whose server sent ICMP port unreachable). Level-
+            // triggered, it would wake every call and the loop would spin.
+            // Which socket is unknown: every one read-watched is said to be
+            // readable, so its owner's next read takes the error (the others
+            // see WouldBlock: rare, and cheaper than a spin).
+            let reads = self.subs.iter().filter(|s| s.userdata != TIMER && s.userdata & WRITE_BIT == 0);
+            self.ready.extend(reads.map(|s| Event { token: (s.userdata >> 1) as usize, readable: true, writable: false, trouble: false }));
+            return Ok(());
+        }
         for ev in self.out.iter().take(n) {
             if ev.userdata == TIMER {
                 continue;

@@ -129,7 +129,7 @@ impl Proxy {
         let mut proxy = Proxy::spawn(cmd);
         let start = proxy.wait_for_log("start line", |l| l.contains(" start listen=") || l.contains("\"event\":\"start\""));
         let start = record(&start);
-        proxy.addr = start["listen"].parse().expect("listen address parses");
+        proxy.addr = start["listen"].trim_start_matches("udp:").parse().expect("listen address parses");
         proxy.metrics = Some(start["metrics"].clone()).filter(|m| m != "off");
         proxy
     }
@@ -169,7 +169,7 @@ impl Proxy {
         let is_start = |l: &str| l.contains(" start listen=") || l.contains("\"event\":\"start\"");
         eventually_log(&mut proxy, routes, is_start);
         let addrs: Vec<SocketAddr> =
-            proxy.log().iter().filter(|l| is_start(l)).map(|l| record(l)["listen"].parse().expect("listen address parses")).collect();
+            proxy.log().iter().filter(|l| is_start(l)).map(|l| record(l)["listen"].trim_start_matches("udp:").parse().expect("listen address parses")).collect();
         assert_eq!(addrs.len(), routes, "one start line per route; log:\n{}", proxy.log().join("\n"));
         proxy.addr = addrs[0];
         let first = proxy.log().into_iter().find(|l| is_start(l)).unwrap();

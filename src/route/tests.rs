@@ -3,6 +3,13 @@
 
 use super::*;
 
+/// A rule that must be exactly one route.
+fn parse_route(s: &str) -> Result<RouteSpec, String> {
+    let mut routes = parse_rule(s)?;
+    assert_eq!(routes.len(), 1, "{s} is one route");
+    Ok(routes.remove(0))
+}
+
 #[test]
 fn a_full_route_parses() {
     let r = parse_route("[::]:8080=web1:80, [::1]:81 ;policy=least-conn;allow=10.0.0.0/8,::1;deny=10.1.2.3;send-proxy=v2;accept-proxy")
@@ -167,4 +174,58 @@ fn a_dns_route_takes_the_allowlist_options() {
     assert!(open.is_err() || doors(&open.unwrap()).is_err());
     let open = vec![RouteSpec { origin: "x".into(), ..parse_route("0.0.0.0:53=dns;report").unwrap() }];
     assert!(doors(&open).unwrap_err().contains("open proxy"));
+}
+
+#[test]
+fn a_udp_route_takes_its_flow_options_and_nothing_it_cannot_do() {
+    let r = parse_route("udp:127.0.0.1:5353=a:53,b:53;idle=5s;flows=10;policy=rr;allow=10.0.0.0/8").unwrap();
+    assert_eq!(r.udp, Some(Udp { idle: Duration::from_secs(5), flows: 10 }));
+    assert_eq!((r.upstreams.len(), r.policy), (2, Policy::RoundRobin));
+    assert_eq!(parse_route("udp::53=a:53").unwrap().udp, Some(Udp::default()));
+    assert_eq!(parse_route("tcp::53=a:53").unwrap().udp, None);
+    for (rule, want) in [
+        ("udp::53=a:53;send-proxy=v2", "a UDP route takes policy="),
+        ("udp::53=a:53;sni=x.test", "a UDP route takes policy="),
+        ("udp::53=forward;to=x.test", "forward and dns are TCP routes"),
+        ("udp::53=a:53;idle=0", "bad idle"),
+        ("udp::53=a:53;flows=0", "bad flows"),
+        ("udp::53=a:53;flows=100000", "bad flows"),
+        (":53=a:53;idle=5s", "idle applies to a UDP route"),
+    ] {
+        let e = parse_rule(rule).unwrap_err();
+        assert!(e.contains(want), "{rule}: {e}");
+    }
+    // UDP and TCP on one port are two doors and two identities.
+    let both: Vec<RouteSpec> = ["udp:127.0.0.1:53=a:53", "127.0.0.1:53=a:53"].iter().flat_map(|r| parse_rule(r).unwrap()).collect();
+    assert_eq!(doors(&both).unwrap(), vec![vec![0], vec![1]]);
+    let d = diff(&both[..1], &both[1..]);
+    assert_eq!((d.added, d.removed), (vec![0], vec![0]));
+}
+
+#[test]
+fn a_range_becomes_one_route_per_port_offsets_kept() {
+    let routes = parse_rule("127.0.0.1:20000-20002=b:30000-30002,c:9;policy=rr").unwrap();
+    let got: Vec<(u16, Vec<String>)> = routes.iter().map(|r| (r.listen.port(), r.upstreams.iter().map(|u| u.to_string()).collect())).collect();
+    assert_eq!(
+        got,
+        vec![(20000, vec!["b:30000".into(), "c:9".into()]), (20001, vec!["b:30001".into(), "c:9".into()]), (20002, vec!["b:30002".into(), "c:9".into()])]
+    );
+    assert!(routes.iter().all(|r| r.policy == Policy::RoundRobin));
+    let udp = parse_rule("udp:[::1]:7000-7009=b:7000-7009").unwrap();
+    assert_eq!((udp.len(), udp[9].listen.port(), udp[9].udp.is_some()), (10, 7009, true));
+    assert_eq!(parse_rule("127.0.0.1:5-5=b:6").unwrap().len(), 1);
+    assert_eq!(parse_rule(&format!("127.0.0.1:1000-{}=b:1", 1000 + MAX_RANGE - 1)).unwrap().len(), MAX_RANGE as usize);
+    for (rule, want) in [
+        (format!("127.0.0.1:1000-{}=b:1", 1000 + MAX_RANGE), "one rule may open at most 1024"),
+        ("127.0.0.1:20000-20002=b:30000-30005".into(), "has 6 ports and the listen range 3"),
+        ("127.0.0.1:20002-20000=b:1".into(), "bad port range"),
+        ("127.0.0.1:0-3=b:1".into(), "bad port range"),
+        ("127.0.0.1:20000-x=b:1".into(), "bad listen address"),
+        ("127.0.0.1:20000-20001=b:5-x".into(), "bad upstream range"),
+        ("127.0.0.1:20000-20001=forward;to=x.test".into(), "a port range applies to relay routes"),
+        ("127.0.0.1:20000-20001=b:65535-65536".into(), "bad upstream range"),
+    ] {
+        let e = parse_rule(&rule).unwrap_err();
+        assert!(e.contains(want), "{rule}: {e}");
+    }
 }

@@ -14,10 +14,23 @@
 //!   that ask for these (TLS server name, TLS ALPN, plain HTTP Host). Several
 //!   routes may then share one listen address; see `names` and `doors`.
 //!
-//! Parsing here is pure: names are resolved later, by the platform.
+//! A route may also relay datagrams (`udp:LISTEN=...`, options `idle=` and
+//! `flows=`: see `Udp`), and one rule may name a range of ports on both
+//! sides (`127.0.0.1:20000-20010=backend:20000-20010`): it becomes one
+//! route per port (`parse_rule`), each reloaded as any other.
+//!
+//! Parsing here is pure: names are resolved later, by the platform. The
+//! ends (`ends.rs`) and route sets (`doors.rs`) have files of their own.
+
+mod doors;
+mod ends;
+
+pub use doors::{diff, doors, Diff, MAX_DOORS};
+pub use ends::{parse_local, parse_remote, Listen, MAX_RANGE};
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use ipnet::IpNet;
 
@@ -114,20 +127,61 @@ pub struct RouteSpec {
     pub tls: Option<crate::tls::Files>,
     /// `upstream-tls` and its options: TLS is spoken to the upstreams.
     pub upstream_tls: Option<crate::tls::Upstream>,
+    /// `udp:`: a datagram relay, with its flows' bounds.
+    pub udp: Option<Udp>,
 }
+
+/// A UDP relay route's flows (one per client address, each with its own
+/// upstream socket): how long a silent one lives and how many there may be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Udp {
+    /// `idle=`: a flow with no datagram either way for this long closes.
+    /// 30 s, as Linux conntrack keeps an unanswered UDP flow; a DNS relay
+    /// wants a few seconds (`idle=5s`), a game or media server minutes.
+    pub idle: Duration,
+    /// `flows=`: past it, the flow idle longest is closed for the new one.
+    pub flows: usize,
+}
+
+impl Default for Udp {
+    fn default() -> Udp {
+        Udp { idle: Duration::from_secs(30), flows: 1024 }
+    }
+}
+
+/// The most flows one UDP route may keep (each is a socket).
+pub const MAX_FLOWS: usize = 65_000;
 
 pub const ROUTE_FORM: &str =
-    "LISTEN=HOST:PORT[,HOST:PORT...][;policy=failover|round-robin|least-conn][;allow=CIDR,...][;deny=CIDR,...][;send-proxy=v1|v2][;accept-proxy][;sni=NAME,...][;alpn=PROTO,...][;host=NAME,...][;cert=PEM;key=PEM][;upstream-tls][;upstream-ca=PEM][;upstream-name=NAME][;upstream-insecure], or LISTEN=forward;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;ports=PORT,...][;auth=USER:PASS][;report][;parent=http://HOST:PORT][;direct=NAME,...][;transparent=PORT], or LISTEN=dns;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;report], e.g. 0.0.0.0:8080=web1:80,web2:80;policy=round-robin";
+    "LISTEN=HOST:PORT[,HOST:PORT...][;policy=failover|round-robin|least-conn][;allow=CIDR,...][;deny=CIDR,...][;send-proxy=v1|v2][;accept-proxy][;sni=NAME,...][;alpn=PROTO,...][;host=NAME,...][;cert=PEM;key=PEM][;upstream-tls][;upstream-ca=PEM][;upstream-name=NAME][;upstream-insecure], or LISTEN=forward;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;ports=PORT,...][;auth=USER:PASS][;report][;parent=http://HOST:PORT][;direct=NAME,...][;transparent=PORT], or LISTEN=dns;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;report], or udp:LISTEN=HOST:PORT[,HOST:PORT...][;policy=...][;allow=CIDR,...][;deny=CIDR,...][;idle=30s][;flows=1024]; LISTEN may be HOST:FIRST-LAST (a range, an upstream HOST:FIRST-LAST of the same length or one port), e.g. 0.0.0.0:8080=web1:80,web2:80;policy=round-robin";
 
-/// `LISTEN=UPSTREAMS;OPTIONS`. The error says what part was wrong.
-pub fn parse_route(s: &str) -> Result<RouteSpec, String> {
+/// `LISTEN=UPSTREAMS;OPTIONS`: one route, or one per port of a range. The
+/// error says what part was wrong.
+pub fn parse_rule(s: &str) -> Result<Vec<RouteSpec>, String> {
     let (listen, rest) = s.split_once('=').ok_or("no '=' between the listen address and the upstreams")?;
-    let listen = parse_local(listen.trim()).ok_or_else(|| format!("bad listen address {:?}", listen.trim()))?;
-    parse_target(listen, rest)
+    routes_for(Listen::parse(listen)?, rest)
 }
 
-/// The right-hand side of a route: `UPSTREAM,...;OPTION...` (also `REMOTE`).
-pub fn parse_target(listen: SocketAddr, s: &str) -> Result<RouteSpec, String> {
+/// The routes of `listen` (`LOCAL`, or a rule's left-hand side) and the
+/// right-hand side `s` (`REMOTE`, or the rest of the rule).
+pub fn routes_for(listen: Listen, s: &str) -> Result<Vec<RouteSpec>, String> {
+    if listen.ports == 1 {
+        return Ok(vec![parse_target(listen.addr, listen.udp, s)?]);
+    }
+    let (list, options) = s.split_once(';').unwrap_or((s, ""));
+    if matches!(list.trim(), "forward" | "dns") {
+        return Err(format!("a port range applies to relay routes, not to {} (it listens on one port)", list.trim()));
+    }
+    (0..listen.ports)
+        .map(|k| {
+            let addr = SocketAddr::new(listen.addr.ip(), listen.addr.port() + k);
+            parse_target(addr, listen.udp, &format!("{};{options}", ends::upstreams_at(list, k, listen.ports)?))
+        })
+        .collect()
+}
+
+/// The right-hand side of a route: `UPSTREAM,...;OPTION...`.
+fn parse_target(listen: SocketAddr, udp: bool, s: &str) -> Result<RouteSpec, String> {
     let mut parts = s.split(';');
     let upstreams = parts.next().unwrap_or_default().trim();
     if upstreams.is_empty() {
@@ -158,7 +212,11 @@ pub fn parse_target(listen: SocketAddr, s: &str) -> Result<RouteSpec, String> {
         forward,
         tls: None,
         upstream_tls: None,
+        udp: udp.then(Udp::default),
     };
+    if udp && route.forward.is_some() {
+        return Err("udp: relays datagrams to upstreams; forward and dns are TCP routes (a DNS route listens on UDP by itself)".into());
+    }
     let (mut cert, mut key_file) = (None, None);
     for option in parts.map(str::trim).filter(|o| !o.is_empty()) {
         let (key, value) = option.split_once('=').unwrap_or((option, ""));
@@ -231,8 +289,21 @@ pub fn parse_target(listen: SocketAddr, s: &str) -> Result<RouteSpec, String> {
             "upstream-name" => route.upstream_tls.get_or_insert_with(Default::default).name = Some(value.to_string()),
             "upstream-insecure" => route.upstream_tls.get_or_insert_with(Default::default).insecure = true,
             "key" => key_file = Some(value.to_string()),
+            "idle" | "flows" => {
+                let Some(u) = route.udp.as_mut() else {
+                    return Err(format!("{} applies to a UDP route (udp:LISTEN=...)", key.trim()));
+                };
+                if key.trim() == "idle" {
+                    u.idle = humantime::parse_duration(value).ok().or_else(|| value.parse().ok().map(Duration::from_secs)).filter(|d| !d.is_zero()).ok_or_else(|| format!("bad idle {value:?} (how long a silent flow lives: 5s, 2m, 500ms)"))?;
+                } else {
+                    u.flows = value.parse().ok().filter(|n| (1..=MAX_FLOWS).contains(n)).ok_or_else(|| format!("bad flows {value:?} (how many client flows at once, 1 to {MAX_FLOWS})"))?;
+                }
+            }
             other => return Err(format!("unknown option {other:?}")),
         }
+    }
+    if route.udp.is_some() && (route.send_proxy.is_some() || route.accept_proxy || !route.matches.is_default() || cert.is_some() || key_file.is_some() || route.upstream_tls.is_some()) {
+        return Err("a UDP route takes policy=, allow=, deny=, idle= and flows= only (datagrams carry no PROXY header, name or TLS here)".into());
     }
     if route.forward.as_ref().is_some_and(|f| f.dns) && (route.send_proxy.is_some() || route.accept_proxy || !route.matches.is_default() || cert.is_some() || key_file.is_some()) {
         return Err("a DNS route takes to=, not-to=, to-net=, report, allow= and deny= only".into());
@@ -274,105 +345,6 @@ impl RouteSpec {
     }
 }
 
-/// Group routes into doors: the routes on one listen address share one
-/// listener and are told apart by name (`sni=`, `alpn=`, `host=`). Returns
-/// each door's route indices, doors in the order first given. Port 0 asks
-/// for a free port, so such routes never share.
-pub fn doors(routes: &[RouteSpec]) -> Result<Vec<Vec<usize>>, String> {
-    let mut doors: Vec<Vec<usize>> = Vec::new();
-    for (i, r) in routes.iter().enumerate() {
-        if let Some(f) = &r.forward {
-            // No accidental open proxy: an empty allowlist is fine on loopback only.
-            if f.report && f.auth.is_none() && !r.listen.ip().is_loopback() {
-                return Err(format!("{}: report lets every name through: on {} it would be an open proxy; listen on loopback, or add auth=", r.origin, r.listen));
-            }
-            if f.to.is_empty() && !r.listen.ip().is_loopback() {
-                return Err(format!(
-                    "{}: a forward route on {} with no to= would be an open proxy; list the names it may reach (to=pypi.org,*.github.com), or to=* on purpose",
-                    r.origin, r.listen
-                ));
-            }
-            if !r.matches.is_default() {
-                return Err(format!("{}: a forward route takes no sni=, alpn= or host=", r.origin));
-            }
-        }
-        let door = doors.iter_mut().find(|d| d.first().and_then(|&f| routes.get(f)).is_some_and(|f| f.listen == r.listen && r.listen.port() != 0));
-        let Some(door) = door else {
-            doors.push(vec![i]);
-            continue;
-        };
-        for other in door.iter().filter_map(|&o| routes.get(o)) {
-            let addr = r.listen;
-            if other.matches == r.matches {
-                let (a, b) = (&other.origin, &r.origin);
-                return Err(if r.matches.is_default() {
-                    format!("two routes listen on {addr} and neither says what it serves ({a} and {b}); give each route its own address, or tell them apart with sni=, alpn= or host=")
-                } else {
-                    format!("two routes on {addr} both serve {} ({a} and {b}); each name needs one route", r.matches.label())
-                });
-            }
-            if other.forward.is_some() || r.forward.is_some() {
-                return Err(format!("{} and {}: a forward route needs a listen address of its own ({addr})", other.origin, r.origin));
-            }
-            if other.acl != r.acl || other.accept_proxy != r.accept_proxy {
-                return Err(format!(
-                    "the routes on {addr} ({} and {}) differ in allow=, deny= or accept-proxy; they share one listener, so give each the same",
-                    other.origin, r.origin
-                ));
-            }
-        }
-        door.push(i);
-    }
-    Ok(doors)
-}
-
-/// What changed between two route sets, by identity: a route is its listen
-/// address and what it serves there (`matches`); anything else about it
-/// (upstreams, policy, options) may change in place.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Diff {
-    /// Indices into the new set.
-    pub added: Vec<usize>,
-    /// Indices into the old set.
-    pub removed: Vec<usize>,
-    /// (old, new) pairs with the same identity and some other difference.
-    pub changed: Vec<(usize, usize)>,
-    /// (old, new) pairs that are the same.
-    pub kept: Vec<(usize, usize)>,
-}
-
-impl Diff {
-    pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
-    }
-}
-
-/// Routes on port 0 ask for a fresh port each time: never the same route.
-fn same_route(a: &RouteSpec, b: &RouteSpec) -> bool {
-    a.listen == b.listen && a.listen.port() != 0 && a.matches == b.matches
-}
-
-/// The difference from `old` to `new` (`origin` does not count: a route
-/// moved to another line of the file is the same route).
-pub fn diff(old: &[RouteSpec], new: &[RouteSpec]) -> Diff {
-    let mut d = Diff::default();
-    for (j, n) in new.iter().enumerate() {
-        match old.iter().position(|o| same_route(o, n)) {
-            Some(i) => {
-                let same = old.get(i).is_some_and(|o| RouteSpec { origin: n.origin.clone(), ..o.clone() } == *n);
-                if same {
-                    d.kept.push((i, j));
-                } else {
-                    d.changed.push((i, j));
-                }
-            }
-            None => d.added.push(j),
-        }
-    }
-    d.removed = (0..old.len()).filter(|i| !d.kept.iter().chain(&d.changed).any(|(o, _)| o == i)).collect();
-    d
-}
-
 /// `app.test,*.app.test`: names to route by.
 fn parse_names(s: &str) -> Result<Vec<Pattern>, String> {
     s.split(',').map(|n| Pattern::parse(n.trim())).collect()
@@ -394,36 +366,5 @@ fn parse_cidrs(s: &str) -> Result<Vec<IpNet>, String> {
         .collect()
 }
 
-/// `IP:PORT`, `[IPv6]:PORT`, or `:PORT` for every IPv4 address.
-pub fn parse_local(s: &str) -> Option<SocketAddr> {
-    if let Some(port) = s.strip_prefix(':') {
-        return Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port.parse().ok()?));
-    }
-    s.parse().ok()
-}
-
-/// `HOST:PORT` where HOST is a name, an IPv4 address or a bracketed IPv6 one.
-pub fn parse_remote(s: &str) -> Option<Remote> {
-    let (host, port) = s.rsplit_once(':')?;
-    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
-    let host = match host.strip_prefix('[') {
-        Some(inner) => {
-            let v6 = inner.strip_suffix(']')?;
-            v6.parse::<std::net::Ipv6Addr>().ok()?;
-            v6
-        }
-        // A name or an IPv4 address: letters, digits, dots, dashes.
-        None if !host.is_empty()
-            && host.len() <= 253
-            && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')) =>
-        {
-            host
-        }
-        None => return None,
-    };
-    Some(Remote { host: host.to_string(), port })
-}
-
 #[cfg(test)]
-#[path = "route_tests.rs"]
 mod tests;
