@@ -196,7 +196,8 @@ fn routes<E: Fn(&str) -> Option<String>>(src: &Sources<E>) -> Result<Vec<RouteSp
     let mut routes = Vec::new();
     match (LOCAL.pick(src), REMOTE.pick(src)) {
         (Some(local), Some(remote)) => {
-            let listen = Listen::parse(local.value.trim()).map_err(|why| LOCAL.invalid(&local, &why))?;
+            // Not an address at all: the setting's form says it best.
+            let listen = Listen::parse(local.value.trim()).map_err(|why| if why.starts_with("bad listen address") { LOCAL.error(&local) } else { LOCAL.invalid(&local, &why) })?;
             for mut route in routes_for(listen, remote.value.trim()).map_err(|why| REMOTE.invalid(&remote, &why))? {
                 route.origin = if remote.from_flag { REMOTE.flag } else { REMOTE.env }.to_string();
                 routes.push(route);

@@ -132,7 +132,7 @@ fn missing_settings_name_the_variable() {
 fn bad_values_name_the_setting_the_value_and_the_form() {
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str); // args, env, error start
     let cases: &[Case] = &[
-        (&[], &[("LOCAL", "8080"), ("REMOTE", "a:1")], "LOCAL: \"8080\" is not valid; expected IP:PORT"),
+        (&[], &[("LOCAL", "8080"), ("REMOTE", "a:1")], "LOCAL: \"8080\" is not valid; expected [udp:]IP:PORT"),
         (&[], &[("LOCAL", "localhost:80"), ("REMOTE", "a:1")], "LOCAL: \"localhost:80\""),
         (&[], &[("LOCAL", ":1"), ("REMOTE", "backend")], "REMOTE: \"backend\" is not valid: bad upstream \"backend\"; expected HOST:PORT"),
         (&[], &[("LOCAL", ":1"), ("REMOTE", "backend:0")], "REMOTE: \"backend:0\""),

@@ -26,6 +26,7 @@ mod socks;
 mod startup;
 mod tls;
 mod transparent;
+mod udp;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -53,6 +54,7 @@ use socks::*;
 use startup::*;
 use tls::*;
 use transparent::*;
+use udp::*;
 
 macro_rules! every_runtime {
     ($($case:ident),* $(,)?) => {
@@ -72,6 +74,11 @@ macro_rules! every_runtime {
 }
 
 every_runtime!(
+    udp_relay_carries_dns_and_keeps_flows_apart,
+    a_silent_udp_flow_expires_and_a_full_table_drops_the_idlest,
+    an_unreachable_udp_server_is_marked_down_and_skipped,
+    iperf3_udp_crosses_the_relay_both_ways,
+    a_range_of_ten_ports_reaches_ten_servers,
     tunnel_tls_name_is_bound_to_the_connect_target,
     tunnel_plain_request_must_name_the_connect_host,
     plain_requests_carry_the_targets_host,

@@ -17,7 +17,7 @@ pub fn malformed_configuration_is_one_line_and_exit_2(rt: Runtime) {
     let cases: Vec<Case> = vec![
         (vec![("REMOTE", s("127.0.0.1:80"))], vec![], "LOCAL is not set"),
         (vec![("LOCAL", s("127.0.0.1:0"))], vec![], "REMOTE is not set"),
-        (vec![("LOCAL", s("8080")), ("REMOTE", s("127.0.0.1:80"))], vec![], "LOCAL: \"8080\" is not valid; expected IP:PORT"),
+        (vec![("LOCAL", s("8080")), ("REMOTE", s("127.0.0.1:80"))], vec![], "LOCAL: \"8080\" is not valid; expected [udp:]IP:PORT"),
         (vec![("LOCAL", s("127.0.0.1:0")), ("REMOTE", s("backend"))], vec![], "REMOTE: \"backend\" is not valid: bad upstream \"backend\"; expected HOST:PORT"),
         (vec![("LOCAL", s("127.0.0.1:0")), ("REMOTE", s("backend:70000"))], vec![], "REMOTE: \"backend:70000\""),
         (vec![("LOCAL", s("127.0.0.1:0")), ("REMOTE", s("a:1"))], vec!["--idle-timeout", "soon"], "--idle-timeout: \"soon\""),
