@@ -188,8 +188,8 @@ impl UdpRelay {
 
     pub fn on_ready(&mut self, sub: usize, cx: &mut Cx<'_>) {
         match sub.checked_sub(1) {
-            None => self.from_clients(cx),
-            Some(key) => self.from_upstream(key, cx),
+            None => self.read_clients(cx),
+            Some(key) => self.downward(key, cx),
         }
     }
 
@@ -207,10 +207,10 @@ impl UdpRelay {
         }
     }
 
-    fn from_clients(&mut self, cx: &mut Cx<'_>) {
+    fn read_clients(&mut self, cx: &mut Cx<'_>) {
         for _ in 0..BATCH {
             match self.socket.recv_from(&mut self.buf) {
-                Ok((n, from)) => self.from_client(n, from, cx),
+                Ok((n, from)) => self.upward(n, from, cx),
                 Err(e) if would_block(&e) => return,
                 // An unconnected socket reports nothing of one client's
                 // ICMP; what is left is transient: try on the next wake-up.
@@ -223,7 +223,7 @@ impl UdpRelay {
     }
 
     /// Datagram `buf[..n]` came from `from`: on to its flow's server.
-    fn from_client(&mut self, n: usize, from: SocketAddr, cx: &mut Cx<'_>) {
+    fn upward(&mut self, n: usize, from: SocketAddr, cx: &mut Cx<'_>) {
         if !cx.acl.permits(from.ip()) {
             Record::new(Level::Debug, "udp-denied").str("route", cx.route).str("client", from).emit();
             return self.drop_one(Dropped::Denied);
@@ -290,7 +290,7 @@ impl UdpRelay {
     /// Flow `key`'s socket is readable: the server's datagrams, back to the
     /// client from the listen socket (so they come from the address the
     /// client sent to).
-    fn from_upstream(&mut self, key: usize, cx: &mut Cx<'_>) {
+    fn downward(&mut self, key: usize, cx: &mut Cx<'_>) {
         for _ in 0..BATCH {
             let Some(flow) = self.flows.get_mut(key) else { return };
             let n = match flow.socket.recv(&mut self.buf) {
