@@ -278,7 +278,7 @@ impl Who<'_> {
         if let Some(b) = self.backend {
             r = r.str("backend", b);
         }
-        r = r.str("client", self.client);
+        r = r.str("client", crate::sys::show(self.client));
         for (k, v) in self.asked.map(Asked::fields).unwrap_or_default() {
             r = r.str(k, v);
         }
@@ -308,7 +308,7 @@ struct Upstream(Option<SocketAddr>);
 impl fmt::Display for Upstream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            Some(a) => write!(f, "{a}"),
+            Some(a) => write!(f, "{}", crate::sys::show(a)),
             None => f.write_str("-"),
         }
     }

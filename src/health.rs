@@ -60,7 +60,7 @@ pub fn checked(route: &str, pool: &mut Pool, addr: SocketAddr, result: Result<()
 pub fn re_resolve(name: &str, pool: &mut Pool) {
     for i in 0..pool.remotes.len() {
         let Some(remote) = pool.remotes.get(i).cloned() else { continue };
-        if remote.ip().is_some() {
+        if remote.is_fixed() {
             continue; // a literal address never changes
         }
         resolved(name, pool, i, sys::resolve(&remote.host, remote.port).map_err(|e| e.to_string()));

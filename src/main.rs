@@ -60,7 +60,7 @@ fn main() -> ExitCode {
                     "--remote" => "--local",
                     other => other,
                 };
-                return fail(format_args!("{what}: cannot listen on {}: {}", first.listen, sys::describe(&e)));
+                return fail(format_args!("{what}: cannot listen on {}: {}", first.place(), sys::describe(&e)));
             }
         };
         let Some(door) = proxy::Door::new(&specs, listener) else { continue };
@@ -73,6 +73,10 @@ fn main() -> ExitCode {
     for (spec, door) in cfg.routes.iter().zip(door_of(&groups, cfg.routes.len())) {
         let mut resolved = Vec::new();
         for remote in &spec.upstreams {
+            if remote.unix_path().is_some() {
+                resolved.push(vec![sys::UNIX_PEER]); // one server: the socket
+                continue;
+            }
             match resolver.upstream_now(&remote.host, remote.port) {
                 Ok(addrs) if !addrs.is_empty() => resolved.push(addrs),
                 Ok(_) => return fail(format_args!("{}: {:?} resolved to no address", spec.origin, remote.to_string())),

@@ -234,7 +234,24 @@ fn routes<E: Fn(&str) -> Option<String>>(src: &Sources<E>) -> Result<Vec<RouteSp
     }
     // Routes on one address share its listener: they must be told apart.
     route::doors(&routes).map_err(ConfigError)?;
+    unix_needs_native(&routes)?;
     Ok(routes)
+}
+
+/// WASI has no AF_UNIX: on the wasm builds a route with a Unix-socket end
+/// is refused at start (and by a reload), in one line.
+fn unix_needs_native(routes: &[RouteSpec]) -> Result<(), ConfigError> {
+    if crate::sys::UNIX_SOCKETS {
+        return Ok(());
+    }
+    match routes.iter().find(|r| r.unix.is_some() || r.upstreams.iter().any(|u| u.unix_path().is_some())) {
+        Some(r) => Err(ConfigError(format!(
+            "{}: Unix sockets (unix:/path) need the native build: WASI has no AF_UNIX, so {} cannot open one; forward a TCP port to it from the host instead",
+            r.origin,
+            crate::sys::RUNTIME
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The routes of a routes file's text (`path` names it in messages): one
@@ -252,6 +269,7 @@ pub fn routes_in_file(path: &str, text: &str) -> Result<Vec<RouteSpec>, ConfigEr
             }
         }
     }
+    unix_needs_native(&routes)?;
     Ok(routes)
 }
 

@@ -110,7 +110,11 @@ impl Failover {
             if index < 64 {
                 self.tried |= 1 << index;
             }
-            match Stream::connect(addr) {
+            let connected = match cx.unix_upstream {
+                Some(path) if self.dest.is_none() => Stream::connect_unix(path),
+                _ => Stream::connect(addr),
+            };
+            match connected {
                 Ok(stream) => {
                     if cx.nodelay {
                         let _ = stream.set_nodelay();
@@ -171,7 +175,7 @@ impl Conn {
         let tunnel = bind.is_some();
         self.phase = Phase::Relaying { addr, bind, http };
         self.last_active = cx.now;
-        self.who(cx.route, cx.backend).record(Level::Info, "open").str("upstream", addr).emit();
+        self.who(cx.route, cx.backend).record(Level::Info, "open").str("upstream", crate::sys::show(addr)).emit();
         if tunnel {
             let opened = speaks.opened(self.upstream.local_addr().ok());
             self.to_client.preload(&opened, cx.buffers);

@@ -72,6 +72,9 @@ pub struct Context<'a> {
     pub tls: Option<&'a Arc<rustls::ServerConfig>>,
     /// An originating route (`upstream-tls`): how to speak TLS to its upstreams.
     pub upstream_tls: Option<&'a tls::Origin>,
+    /// The route's upstream is this Unix socket (natively): its pool holds
+    /// one server at `sys::UNIX_PEER`.
+    pub unix_upstream: Option<&'a std::path::Path>,
     pub now: Instant,
 }
 
@@ -366,7 +369,7 @@ impl Conn {
 
 /// One upstream address failed (at once, later, or by timing out).
 fn log_attempt_failed(conn: u64, upstream: SocketAddr, e: &io::Error) {
-    Record::new(Level::Debug, "connect-failed").num("conn", conn).str("upstream", upstream).str("error", crate::sys::describe(e)).emit();
+    Record::new(Level::Debug, "connect-failed").num("conn", conn).str("upstream", crate::sys::show(upstream)).str("error", crate::sys::describe(e)).emit();
 }
 
 #[cfg(all(test, unix))] // drives real sockets on the Linux host

@@ -31,7 +31,7 @@ impl Proxy {
                 let in_flight: Vec<(usize, SocketAddr)> = self.checks.iter().map(|(_, c)| (c.route, c.addr)).collect();
                 // A TCP connect says nothing of a UDP server: a UDP route's
                 // pool learns from its flows (ICMP unreachable, answers).
-                for (i, r) in self.shared.routes.iter_mut().enumerate().filter(|(_, r)| !r.retired && !r.udp) {
+                for (i, r) in self.shared.routes.iter_mut().enumerate().filter(|(_, r)| !r.retired && !r.udp && r.unix_upstream.is_none()) {
                     for check in health::start_checks(i, &r.name, &mut r.pool, &in_flight, self.shared.connect_timeout, now) {
                         self.checks.insert(check);
                     }
@@ -65,7 +65,7 @@ impl Proxy {
         }
         for (route, r) in self.shared.routes.iter_mut().enumerate().filter(|(_, r)| !r.retired) {
             for (i, remote) in r.pool.remotes.clone().iter().enumerate() {
-                if remote.ip().is_some() || self.re_resolving.iter().any(|w| (w.1, w.2) == (route, i)) {
+                if remote.is_fixed() || self.re_resolving.iter().any(|w| (w.1, w.2) == (route, i)) {
                     continue; // a literal never changes; one lookup at a time
                 }
                 match self.resolver.lookup(&remote.host, now) {

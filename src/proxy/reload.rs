@@ -92,6 +92,10 @@ impl Proxy {
             }
             let mut addrs = Vec::new();
             for remote in &spec.upstreams {
+                if remote.unix_path().is_some() {
+                    addrs.push(vec![sys::UNIX_PEER]);
+                    continue;
+                }
                 match self.resolver.upstream_now(&remote.host, remote.port) {
                     Ok(a) if !a.is_empty() => addrs.push(a),
                     Ok(_) => return Err(format!("{}: {:?} resolved to no address", spec.origin, remote.to_string())),
@@ -107,7 +111,7 @@ impl Proxy {
             let Some(spec) = group.first().and_then(|&j| new.get(j)) else { continue };
             match self.live_door(spec).and_then(|d| self.doors.get(d)) {
                 None => {
-                    let l = Door::bind(spec).map_err(|e| format!("{}: cannot listen on {}: {}", spec.origin, spec.listen, sys::describe(&e)))?;
+                    let l = Door::bind(spec).map_err(|e| format!("{}: cannot listen on {}: {}", spec.origin, spec.place(), sys::describe(&e)))?;
                     bound.push((group.first().copied().unwrap_or_default(), l));
                 }
                 // Its sockets stay: a DNS server's UDP socket with them.
@@ -163,7 +167,8 @@ impl Proxy {
                     let tls = certs.get_mut(j).and_then(Option::take).unwrap_or_default();
                     // A route removed earlier and now back: the same one
                     // again (its counters go on), else a new one.
-                    let back = self.shared.routes.iter().position(|r| r.retired && r.listen == spec.listen && spec.listen.port() != 0 && r.matches == spec.matches && r.udp == spec.udp.is_some());
+                    let unix = spec.unix.as_ref().map(|u| u.path.clone());
+                    let back = self.shared.routes.iter().position(|r| r.retired && r.listen == spec.listen && (spec.listen.port() != 0 || unix.is_some()) && r.matches == spec.matches && r.udp == spec.udp.is_some() && r.unix == unix);
                     let r = match back {
                         Some(r) => {
                             if let Some(state) = self.shared.routes.get_mut(r) {
@@ -199,10 +204,7 @@ impl Proxy {
                 closed.push(d.name.clone());
             }
         }
-        let label = |s: &RouteSpec| {
-            let udp = if s.udp.is_some() { "udp:" } else { "" };
-            if s.matches.is_default() { format!("{udp}{}", s.listen) } else { format!("{} {}", s.listen, s.matches.label()) }
-        };
+        let label = |s: &RouteSpec| if s.matches.is_default() { s.place() } else { format!("{} {}", s.place(), s.matches.label()) };
         let names = |list: Vec<String>| if list.is_empty() { "-".to_string() } else { list.join(",") };
         let line = Record::always("reload") // as the start line: whatever the log level
             .str("file", path)

@@ -45,6 +45,8 @@ pub struct Door {
     pub(super) dns: Option<DnsServer>,
     /// `udp:LISTEN=...`: the UDP relay, with no listener beside it.
     pub(super) udp: Option<UdpRelay>,
+    /// `unix:/path=...`: the Unix socket's path (`listen` says nothing).
+    pub(super) unix: Option<String>,
     /// On a port routed by name, what happened before a route was picked
     /// (accepted, denied, no route, ...). A plain port counts all of it on
     /// its one route.
@@ -58,6 +60,7 @@ impl Door {
         let &(_, first) = routes.first()?;
         let Bound { listener, dns, udp } = bound;
         let name = match (&listener, &udp) {
+            (Some(_), _) if first.unix.is_some() => first.place(),
             (Some(l), _) => l.local_addr().unwrap_or(first.listen).to_string(),
             (None, Some(u)) => format!("udp:{}", u.local_addr().unwrap_or(first.listen)),
             (None, None) => return None,
@@ -68,6 +71,7 @@ impl Door {
             listener,
             dns,
             udp,
+            unix: first.unix.as_ref().map(|u| u.path.clone()),
             acl: Acl::default(),
             accept_proxy: false,
             table: Table::default(),
@@ -99,7 +103,11 @@ impl Door {
 
     /// It listens where `spec` says, the same way (TCP or UDP).
     pub(super) fn serves(&self, spec: &RouteSpec) -> bool {
-        self.is_open() && self.listen == spec.listen && self.udp.is_some() == spec.udp.is_some() && spec.listen.port() != 0
+        match (&self.unix, &spec.unix) {
+            (Some(a), Some(b)) => self.is_open() && *a == b.path,
+            (None, None) => self.is_open() && self.listen == spec.listen && self.udp.is_some() == spec.udp.is_some() && spec.listen.port() != 0,
+            _ => false,
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -109,6 +117,10 @@ impl Door {
     /// Listen where `spec` says: its TCP listener, and for a DNS route the
     /// UDP socket on the same address and port; a UDP route's socket alone.
     pub fn bind(spec: &RouteSpec) -> std::io::Result<Bound> {
+        if let Some(u) = &spec.unix {
+            let listener = Listener::bind_unix(std::path::Path::new(&u.path), u.mode, u.owner, 1024)?;
+            return Ok(Bound { listener: Some(listener), dns: None, udp: None });
+        }
         if let Some(settings) = spec.udp {
             let udp = UdpRelay::new(Datagram::bind(spec.listen)?, settings);
             return Ok(Bound { listener: None, dns: None, udp: Some(udp) });
@@ -184,6 +196,10 @@ pub struct RouteState {
     pub(super) matches: Match,
     /// `udp:`: a UDP relay's route (its pool gets no TCP health checks).
     pub(super) udp: bool,
+    /// `unix:/path=...`: its Unix socket's path (its identity, as `listen` is).
+    pub(super) unix: Option<String>,
+    /// `...=unix:/path`: its one upstream is a Unix socket (no checks either).
+    pub(super) unix_upstream: Option<std::path::PathBuf>,
     /// A reload removed it: it takes no new client (none can reach it) and
     /// is no longer checked or resolved; its open connections finish.
     pub(super) retired: bool,
@@ -194,6 +210,11 @@ pub struct RouteState {
     pub(super) tls: Option<Arc<rustls::ServerConfig>>,
     /// `upstream-tls`: how it speaks TLS to its upstreams.
     pub(super) upstream_tls: Option<tls::Origin>,
+}
+
+/// A route's Unix-socket upstream, if that is what it has.
+fn unix_upstream(spec: &RouteSpec) -> Option<std::path::PathBuf> {
+    spec.upstreams.first().and_then(|u| u.unix_path()).map(std::path::PathBuf::from)
 }
 
 /// A route's TLS, both ways, loaded from its files (`RouteSpec::load_tls`).
@@ -212,6 +233,8 @@ impl RouteState {
             listen: spec.listen,
             matches: spec.matches.clone(),
             udp: spec.udp.is_some(),
+            unix: spec.unix.as_ref().map(|u| u.path.clone()),
+            unix_upstream: unix_upstream(spec),
             retired: false,
             shapes: Shapes::default(),
             tls,
@@ -224,6 +247,7 @@ impl RouteState {
     /// keep their state; open connections keep their upstream.
     pub(super) fn reconfigure(&mut self, spec: &RouteSpec, resolved: Vec<Vec<SocketAddr>>, (tls, upstream_tls): Certs) {
         self.pool.reconfigure(spec.upstreams.clone(), resolved, spec.policy);
+        self.unix_upstream = unix_upstream(spec);
         self.send_proxy = spec.send_proxy;
         self.tls = tls;
         self.upstream_tls = upstream_tls;
@@ -240,7 +264,7 @@ impl RouteState {
 
     /// Every upstream address, comma-separated, for the start line.
     pub fn upstream_list(&self) -> String {
-        let addrs: Vec<String> = self.pool.servers.iter().map(|s| s.addr.to_string()).collect();
+        let addrs: Vec<String> = self.pool.servers.iter().map(|s| crate::sys::show(s.addr).to_string()).collect();
         addrs.join(",")
     }
 }
@@ -272,6 +296,7 @@ impl Shared {
             shapes: &mut r.shapes,
             tls: r.tls.as_ref(),
             upstream_tls: r.upstream_tls.as_ref(),
+            unix_upstream: r.unix_upstream.as_deref(),
             now,
         };
         Some((cx, &mut r.stats))

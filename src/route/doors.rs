@@ -29,7 +29,7 @@ pub fn doors(routes: &[RouteSpec]) -> Result<Vec<Vec<usize>>, String> {
                 return Err(format!("{}: a forward route takes no sni=, alpn= or host=", r.origin));
             }
         }
-        let door = doors.iter_mut().find(|d| d.first().and_then(|&f| routes.get(f)).is_some_and(|f| f.listen == r.listen && f.udp.is_some() == r.udp.is_some() && r.listen.port() != 0));
+        let door = doors.iter_mut().find(|d| d.first().and_then(|&f| routes.get(f)).is_some_and(|f| f.same_place(r)));
         let Some(door) = door else {
             doors.push(vec![i]);
             continue;
@@ -86,7 +86,7 @@ impl Diff {
 /// Routes on port 0 ask for a fresh port each time: never the same route.
 /// UDP and TCP on one port are two routes.
 fn same_route(a: &RouteSpec, b: &RouteSpec) -> bool {
-    a.listen == b.listen && a.listen.port() != 0 && a.matches == b.matches && a.udp.is_some() == b.udp.is_some()
+    a.same_place(b) && a.matches == b.matches
 }
 
 /// The difference from `old` to `new` (`origin` does not count: a route

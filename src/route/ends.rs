@@ -42,9 +42,11 @@ pub fn parse_remote(s: &str) -> Option<Remote> {
 /// often than a plan, and each costs a descriptor.
 pub const MAX_RANGE: u16 = 1024;
 
-/// The left-hand side of a route: `[udp:]HOST:PORT[-LAST]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The left-hand side of a route: `[udp:]HOST:PORT[-LAST]` or `unix:/path`.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Listen {
+    /// `unix:/path`: a Unix socket (natively); `addr` then means nothing.
+    pub unix: Option<String>,
     /// `udp:`: datagrams, not connections.
     pub udp: bool,
     /// Its address with the first port of the range.
@@ -57,6 +59,12 @@ impl Listen {
     /// `udp:0.0.0.0:5353`, `127.0.0.1:20000-20010`, `[::]:8080`, `:80`.
     pub fn parse(s: &str) -> Result<Listen, String> {
         let s = s.trim();
+        if let Some(path) = s.strip_prefix("unix:") {
+            if !path.starts_with('/') || path.len() > 107 {
+                return Err(format!("bad listen address {s:?} (unix:/ABSOLUTE/PATH, at most 107 bytes)"));
+            }
+            return Ok(Listen { unix: Some(path.to_string()), udp: false, addr: super::UNIX_LISTEN, ports: 1 });
+        }
         let (udp, addr) = match s.strip_prefix("udp:") {
             Some(rest) => (true, rest),
             None => (false, s.strip_prefix("tcp:").unwrap_or(s)),
@@ -72,7 +80,7 @@ impl Listen {
             None => 1,
             Some(last) => range_len(first, last, s)?,
         };
-        Ok(Listen { udp, addr, ports })
+        Ok(Listen { unix: None, udp, addr, ports })
     }
 }
 

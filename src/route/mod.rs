@@ -49,11 +49,23 @@ impl Remote {
     pub fn ip(&self) -> Option<IpAddr> {
         self.host.parse().ok()
     }
+
+    /// `unix:/path`: a Unix socket (natively), written as the host with port 0.
+    pub fn unix_path(&self) -> Option<&str> {
+        self.host.strip_prefix("unix:")
+    }
+
+    /// Nothing to look up: a literal IP or a Unix socket's path.
+    pub fn is_fixed(&self) -> bool {
+        self.ip().is_some() || self.unix_path().is_some()
+    }
 }
 
 impl fmt::Display for Remote {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
+        if self.unix_path().is_some() {
+            f.write_str(&self.host)
+        } else if self.host.contains(':') {
             write!(f, "[{}]:{}", self.host, self.port)
         } else {
             write!(f, "{}:{}", self.host, self.port)
@@ -129,6 +141,43 @@ pub struct RouteSpec {
     pub upstream_tls: Option<crate::tls::Upstream>,
     /// `udp:`: a datagram relay, with its flows' bounds.
     pub udp: Option<Udp>,
+    /// `unix:/path=...`: it listens on a Unix socket (natively), and
+    /// `listen` is `UNIX_LISTEN`.
+    pub unix: Option<UnixListen>,
+}
+
+/// A Unix socket to listen on, with its file's mode and owner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnixListen {
+    pub path: String,
+    /// `mode=0660` (octal), else what the umask gives.
+    pub mode: Option<u32>,
+    /// `owner=UID[:GID]` (numbers), else the proxy's.
+    pub owner: Option<(u32, Option<u32>)>,
+}
+
+/// What `listen` says for a route on a Unix socket (no IP address: port 0,
+/// so it never shares a door by address; its identity is its path).
+pub const UNIX_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+
+impl RouteSpec {
+    /// Where it listens, for messages: `unix:/path`, `udp:IP:PORT` or `IP:PORT`.
+    pub fn place(&self) -> String {
+        match (&self.unix, self.udp) {
+            (Some(u), _) => format!("unix:{}", u.path),
+            (None, Some(_)) => format!("udp:{}", self.listen),
+            (None, None) => self.listen.to_string(),
+        }
+    }
+
+    /// Listens where `other` does, the same way (a reload keeps its door).
+    pub fn same_place(&self, other: &RouteSpec) -> bool {
+        match (&self.unix, &other.unix) {
+            (Some(a), Some(b)) => a.path == b.path,
+            (None, None) => self.listen == other.listen && self.listen.port() != 0 && self.udp.is_some() == other.udp.is_some(),
+            _ => false,
+        }
+    }
 }
 
 /// A UDP relay route's flows (one per client address, each with its own
@@ -153,7 +202,7 @@ impl Default for Udp {
 pub const MAX_FLOWS: usize = 65_000;
 
 pub const ROUTE_FORM: &str =
-    "LISTEN=HOST:PORT[,HOST:PORT...][;policy=failover|round-robin|least-conn][;allow=CIDR,...][;deny=CIDR,...][;send-proxy=v1|v2][;accept-proxy][;sni=NAME,...][;alpn=PROTO,...][;host=NAME,...][;cert=PEM;key=PEM][;upstream-tls][;upstream-ca=PEM][;upstream-name=NAME][;upstream-insecure], or LISTEN=forward;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;ports=PORT,...][;auth=USER:PASS][;report][;parent=http://HOST:PORT][;direct=NAME,...][;transparent=PORT], or LISTEN=dns;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;report], or udp:LISTEN=HOST:PORT[,HOST:PORT...][;policy=...][;allow=CIDR,...][;deny=CIDR,...][;idle=30s][;flows=1024]; LISTEN may be HOST:FIRST-LAST (a range, an upstream HOST:FIRST-LAST of the same length or one port), e.g. 0.0.0.0:8080=web1:80,web2:80;policy=round-robin";
+    "LISTEN=HOST:PORT[,HOST:PORT...][;policy=failover|round-robin|least-conn][;allow=CIDR,...][;deny=CIDR,...][;send-proxy=v1|v2][;accept-proxy][;sni=NAME,...][;alpn=PROTO,...][;host=NAME,...][;cert=PEM;key=PEM][;upstream-tls][;upstream-ca=PEM][;upstream-name=NAME][;upstream-insecure], or LISTEN=forward;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;ports=PORT,...][;auth=USER:PASS][;report][;parent=http://HOST:PORT][;direct=NAME,...][;transparent=PORT], or LISTEN=dns;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;report], or udp:LISTEN=HOST:PORT[,HOST:PORT...][;policy=...][;allow=CIDR,...][;deny=CIDR,...][;idle=30s][;flows=1024], or unix:/PATH=UPSTREAMS[;mode=0660][;owner=UID:GID] and LISTEN=unix:/PATH (natively); LISTEN may be HOST:FIRST-LAST (a range, an upstream HOST:FIRST-LAST of the same length or one port), e.g. 0.0.0.0:8080=web1:80,web2:80;policy=round-robin";
 
 /// `LISTEN=UPSTREAMS;OPTIONS`: one route, or one per port of a range. The
 /// error says what part was wrong.
@@ -165,8 +214,11 @@ pub fn parse_rule(s: &str) -> Result<Vec<RouteSpec>, String> {
 /// The routes of `listen` (`LOCAL`, or a rule's left-hand side) and the
 /// right-hand side `s` (`REMOTE`, or the rest of the rule).
 pub fn routes_for(listen: Listen, s: &str) -> Result<Vec<RouteSpec>, String> {
+    if let Some(path) = &listen.unix {
+        return Ok(vec![parse_target(UNIX_LISTEN, false, Some(path), s)?]);
+    }
     if listen.ports == 1 {
-        return Ok(vec![parse_target(listen.addr, listen.udp, s)?]);
+        return Ok(vec![parse_target(listen.addr, listen.udp, None, s)?]);
     }
     let (list, options) = s.split_once(';').unwrap_or((s, ""));
     if matches!(list.trim(), "forward" | "dns") {
@@ -175,13 +227,13 @@ pub fn routes_for(listen: Listen, s: &str) -> Result<Vec<RouteSpec>, String> {
     (0..listen.ports)
         .map(|k| {
             let addr = SocketAddr::new(listen.addr.ip(), listen.addr.port() + k);
-            parse_target(addr, listen.udp, &format!("{};{options}", ends::upstreams_at(list, k, listen.ports)?))
+            parse_target(addr, listen.udp, None, &format!("{};{options}", ends::upstreams_at(list, k, listen.ports)?))
         })
         .collect()
 }
 
 /// The right-hand side of a route: `UPSTREAM,...;OPTION...`.
-fn parse_target(listen: SocketAddr, udp: bool, s: &str) -> Result<RouteSpec, String> {
+fn parse_target(listen: SocketAddr, udp: bool, unix: Option<&str>, s: &str) -> Result<RouteSpec, String> {
     let mut parts = s.split(';');
     let upstreams = parts.next().unwrap_or_default().trim();
     if upstreams.is_empty() {
@@ -195,6 +247,13 @@ fn parse_target(listen: SocketAddr, udp: bool, s: &str) -> Result<RouteSpec, Str
     };
     let upstreams = match forward {
         Some(_) => Vec::new(),
+        None if upstreams.starts_with("unix:") => {
+            let path = upstreams.trim_start_matches("unix:");
+            if !path.starts_with('/') || path.contains(',') {
+                return Err(format!("bad upstream {upstreams:?} (unix:/ABSOLUTE/PATH, alone: a Unix socket is one server)"));
+            }
+            vec![Remote { host: upstreams.to_string(), port: 0 }]
+        }
         None => upstreams
             .split(',')
             .map(|u| parse_remote(u.trim()).ok_or_else(|| format!("bad upstream {:?}", u.trim())))
@@ -213,6 +272,7 @@ fn parse_target(listen: SocketAddr, udp: bool, s: &str) -> Result<RouteSpec, Str
         tls: None,
         upstream_tls: None,
         udp: udp.then(Udp::default),
+        unix: unix.map(|path| UnixListen { path: path.to_string(), mode: None, owner: None }),
     };
     if udp && route.forward.is_some() {
         return Err("udp: relays datagrams to upstreams; forward and dns are TCP routes (a DNS route listens on UDP by itself)".into());
@@ -289,6 +349,18 @@ fn parse_target(listen: SocketAddr, udp: bool, s: &str) -> Result<RouteSpec, Str
             "upstream-name" => route.upstream_tls.get_or_insert_with(Default::default).name = Some(value.to_string()),
             "upstream-insecure" => route.upstream_tls.get_or_insert_with(Default::default).insecure = true,
             "key" => key_file = Some(value.to_string()),
+            "mode" | "owner" => {
+                let Some(u) = route.unix.as_mut() else {
+                    return Err(format!("{} applies to a route that listens on a Unix socket (unix:/path=...)", key.trim()));
+                };
+                if key.trim() == "mode" {
+                    u.mode = Some(u32::from_str_radix(value, 8).ok().filter(|m| *m <= 0o7777).ok_or_else(|| format!("bad mode {value:?} (octal, e.g. 0660)"))?);
+                } else {
+                    let (uid, gid) = value.split_once(':').map_or((value, None), |(u, g)| (u, Some(g)));
+                    let num = |n: &str| n.parse::<u32>().map_err(|_| format!("bad owner {value:?} (UID[:GID], numbers, e.g. 1000:1000)"));
+                    u.owner = Some((num(uid)?, gid.map(num).transpose()?));
+                }
+            }
             "idle" | "flows" => {
                 let Some(u) = route.udp.as_mut() else {
                     return Err(format!("{} applies to a UDP route (udp:LISTEN=...)", key.trim()));
@@ -301,6 +373,12 @@ fn parse_target(listen: SocketAddr, udp: bool, s: &str) -> Result<RouteSpec, Str
             }
             other => return Err(format!("unknown option {other:?}")),
         }
+    }
+    if route.unix.is_some() && (!route.acl.is_open() || route.forward.is_some() || !route.matches.is_default()) {
+        return Err("a route on a Unix socket relays to upstreams; allow=, deny=, forward, dns, sni=, alpn= and host= need a TCP listener".into());
+    }
+    if route.udp.is_some() && route.upstreams.iter().any(|u| u.unix_path().is_some()) {
+        return Err("a UDP route relays to UDP servers, not to a Unix socket".into());
     }
     if route.udp.is_some() && (route.send_proxy.is_some() || route.accept_proxy || !route.matches.is_default() || cert.is_some() || key_file.is_some() || route.upstream_tls.is_some()) {
         return Err("a UDP route takes policy=, allow=, deny=, idle= and flows= only (datagrams carry no PROXY header, name or TLS here)".into());

@@ -29,6 +29,9 @@
 //!       .local_addr()          -> io::Result<SocketAddr>   where it arrived
 //!       .handle()
 //!       (drop)                    closes the socket
+//! Listener::bind_unix(path, mode, owner, backlog), Stream::connect_unix(path)
+//!                                 natively (UNIX_SOCKETS); a Unix peer's address
+//!                                 is UNIX_PEER. The wasm builds: Unsupported
 //! Datagram::connect(addr)      -> io::Result<Datagram>   a non-blocking UDP socket
 //!                                 bound to any local port, connected to addr
 //!       .send(buf) / .recv(buf)   one datagram; WouldBlock when not ready
@@ -85,7 +88,22 @@ compile_error!("wasiter runs on Linux (native), wasm32-wasip1 (WasmEdge) and was
 
 mod handle;
 pub use handle::{Event, Handle};
-pub use sockets::{init, out_of_descriptors, reload_requests, resolve, stop_requests, Datagram, Listener, Stream, RUNTIME};
+pub use sockets::{init, out_of_descriptors, reload_requests, resolve, stop_requests, Datagram, Listener, Stream, RUNTIME, UNIX_PEER, UNIX_SOCKETS};
+
+/// An address for logs: `unix` for a Unix-socket peer (`UNIX_PEER`).
+pub fn show(addr: std::net::SocketAddr) -> impl std::fmt::Display {
+    struct Shown(std::net::SocketAddr);
+    impl std::fmt::Display for Shown {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            if self.0 == UNIX_PEER {
+                f.write_str("unix")
+            } else {
+                self.0.fmt(f)
+            }
+        }
+    }
+    Shown(addr)
+}
 
 /// An I/O error in words, for logs and messages. On the wasm builds the
 /// "(os error N)" that std adds is a WASI errno (3 is EADDRINUSE there and

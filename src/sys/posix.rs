@@ -111,11 +111,16 @@ fn closing(handle: Handle) {
     super::handle::closed(handle);
 }
 
-pub struct Listener(TcpListener, u64);
+/// A listening socket; a Unix-socket one remembers its path, removed when
+/// it closes (as nginx and socat's `unlink-close` do).
+pub struct Listener(TcpListener, u64, Option<std::path::PathBuf>);
 
 impl Drop for Listener {
     fn drop(&mut self) {
         closing(self.handle());
+        if let Some(path) = &self.2 {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -125,7 +130,7 @@ impl Listener {
         sock.set_reuse_address(true)?;
         sock.bind(&addr.into())?;
         sock.listen(backlog.min(i32::MAX as u32) as i32)?;
-        Ok(Listener(TcpListener::from(sock), next_serial()))
+        Ok(Listener(TcpListener::from(sock), next_serial(), None))
     }
 
     /// One call natively: accept4 gives the socket non-blocking and the
@@ -135,7 +140,8 @@ impl Listener {
         #[cfg(target_os = "linux")]
         let r = SockRef::from(&self.0)
             .accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
-            .and_then(|(s, peer)| peer.as_socket().map(|p| (TcpStream::from(s), p)).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput)));
+            // A Unix-socket client has no IP address: it is `UNIX_PEER`.
+            .map(|(s, peer)| (TcpStream::from(s), peer.as_socket().unwrap_or(UNIX_PEER)));
         #[cfg(not(target_os = "linux"))]
         let r = self.0.accept().and_then(|(s, peer)| s.set_nonblocking(true).map(|()| (s, peer)));
         // Shown as (fd, peer): a TcpStream's Debug says more than the trace needs.
@@ -154,6 +160,94 @@ impl Listener {
 }
 
 pub struct Stream(TcpStream, u64);
+
+/// Where a Unix-socket client or upstream stands in a `SocketAddr`: it has
+/// no IP address. Logs show it as `unix` (`show`).
+pub const UNIX_PEER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+
+/// Natively, Unix sockets work (`unix:/path`); WASI has no AF_UNIX.
+pub const UNIX_SOCKETS: bool = cfg!(unix);
+
+/// Unix-socket ends, natively. A Unix stream socket takes the same calls
+/// as a TCP one (accept4, recv, send, shutdown, getsockopt): its fd is kept
+/// in the same std type, so the relay and the pollers see no difference.
+/// What differs (no address to read, no Nagle to turn off) fails
+/// harmlessly where it is asked, and `UNIX_PEER` stands for the address.
+#[cfg(unix)]
+mod unix {
+    use std::io;
+    use std::net::{TcpListener, TcpStream};
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    use socket2::{Domain, SockAddr, Socket, Type};
+
+    use super::{is_in_progress, next_serial, Listener, Stream};
+
+    impl Listener {
+        /// Listen at `path`, with `mode` and `owner` (uid, gid) when given.
+        /// A socket file left by a process that is gone (connecting to it
+        /// is refused) is replaced; one that still answers, or a file that
+        /// is not a socket, is left alone and the error says so.
+        pub fn bind_unix(path: &Path, mode: Option<u32>, owner: Option<(u32, Option<u32>)>, backlog: u32) -> io::Result<Listener> {
+            if let Ok(meta) = std::fs::symlink_metadata(path) {
+                use std::os::unix::fs::FileTypeExt;
+                if !meta.file_type().is_socket() {
+                    return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} exists and is not a socket (left alone)", path.display())));
+                }
+                match std::os::unix::net::UnixStream::connect(path) {
+                    Ok(_) => return Err(io::Error::new(io::ErrorKind::AddrInUse, format!("another process listens on {}", path.display()))),
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path)?, // stale
+                    Err(e) => return Err(e),
+                }
+            }
+            let sock = Socket::new(Domain::UNIX, Type::STREAM.nonblocking(), None)?;
+            sock.bind(&SockAddr::unix(path)?)?;
+            // Mode and owner before listen: no client connects in between.
+            let set = || -> io::Result<()> {
+                if let Some(mode) = mode {
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+                }
+                if let Some((uid, gid)) = owner {
+                    std::os::unix::fs::lchown(path, Some(uid), gid)?;
+                }
+                Ok(())
+            };
+            let listener = Listener(TcpListener::from(std::os::fd::OwnedFd::from(sock)), next_serial(), Some(path.to_path_buf()));
+            set()?; // on failure, dropping the listener removes the file
+            socket2::SockRef::from(&listener.0).listen(backlog.min(i32::MAX as u32) as i32)?;
+            Ok(listener)
+        }
+    }
+
+    impl Stream {
+        /// Connect to the Unix socket at `path`, non-blocking (a Unix
+        /// connect is usually done at once; EAGAIN when its backlog is full).
+        pub fn connect_unix(path: &Path) -> io::Result<Stream> {
+            let sock = Socket::new(Domain::UNIX, Type::STREAM.nonblocking(), None)?;
+            match sock.connect(&SockAddr::unix(path)?) {
+                Ok(()) => {}
+                Err(e) if is_in_progress(&e) => {}
+                Err(e) => return Err(e),
+            }
+            Ok(Stream(TcpStream::from(std::os::fd::OwnedFd::from(sock)), next_serial()))
+        }
+    }
+}
+
+#[cfg(not(unix))]
+impl Listener {
+    pub fn bind_unix(_: &std::path::Path, _: Option<u32>, _: Option<(u32, Option<u32>)>, _: u32) -> io::Result<Listener> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+}
+
+#[cfg(not(unix))]
+impl Stream {
+    pub fn connect_unix(_: &std::path::Path) -> io::Result<Stream> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+}
 
 impl Drop for Stream {
     fn drop(&mut self) {

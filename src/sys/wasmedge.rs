@@ -206,6 +206,23 @@ impl Drop for Sock {
 
 pub struct Listener(Sock);
 
+/// Where a Unix-socket peer would stand: WASI has none (`UNIX_SOCKETS`).
+pub const UNIX_PEER: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+/// WASI has no AF_UNIX: `unix:/path` routes are refused at start.
+pub const UNIX_SOCKETS: bool = false;
+
+impl Listener {
+    pub fn bind_unix(_: &std::path::Path, _: Option<u32>, _: Option<(u32, Option<u32>)>, _: u32) -> io::Result<Listener> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+}
+
+impl Stream {
+    pub fn connect_unix(_: &std::path::Path) -> io::Result<Stream> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+}
+
 impl Listener {
     pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<Listener> {
         let sock = Socket::new(family(&addr), SocketType::Stream)?;

@@ -79,6 +79,7 @@ every_runtime!(
     an_unreachable_udp_server_is_marked_down_and_skipped,
     iperf3_udp_crosses_the_relay_both_ways,
     a_range_of_ten_ports_reaches_ten_servers,
+    unix_socket_ends_work_natively_and_are_refused_clearly_on_wasm,
     tunnel_tls_name_is_bound_to_the_connect_target,
     tunnel_plain_request_must_name_the_connect_host,
     plain_requests_carry_the_targets_host,

@@ -7,6 +7,7 @@
 use super::*;
 use std::collections::HashMap;
 use std::net::UdpSocket;
+use std::process::Child;
 
 /// A UDP echo server on 127.0.0.1: every datagram goes back to its sender,
 /// whole. Lives as long as the test (its thread blocks in recv_from).
@@ -162,7 +163,7 @@ fn iperf3_udp(port: u16, reverse: bool, mbit: u32) -> (u64, f64) {
 
 pub fn iperf3_udp_crosses_the_relay_both_ways(rt: Runtime) {
     let server_port = free_port();
-    let mut server = Command::new("iperf3").args(["-s", "-p", &server_port.to_string()]).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let _server = Killed(Command::new("iperf3").args(["-s", "-p", &server_port.to_string()]).stdout(std::process::Stdio::null()).spawn().unwrap());
     wait_port(server_port);
     // iperf3 talks TCP (its control connection) and UDP (its data) on one
     // port: two routes, one of each, on the same address.
@@ -177,8 +178,6 @@ pub fn iperf3_udp_crosses_the_relay_both_ways(rt: Runtime) {
     }
     assert!(p.log().iter().filter(|l| l.contains(" open ") && l.contains("proto=udp")).count() >= 2, "{}", p.log().join("\n"));
     p.assert_alive();
-    let _ = server.kill();
-    let _ = server.wait();
 }
 
 /// `n` consecutive ports nothing listens on (TCP and UDP), from a random
@@ -240,4 +239,83 @@ pub fn a_range_of_ten_ports_reaches_ten_servers(rt: Runtime) {
     assert!(TcpStream::connect(("127.0.0.1", tcp + 5)).is_err(), "port {} closed", tcp + 5);
     drop(servers);
     p.assert_alive();
+}
+
+/// A child process killed when the test ends, passed or not.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An HTTP server on a Unix socket at `path` (Python's http.server), answering `body`.
+fn http_on_unix_socket(path: &Path, body: &str) -> Killed {
+    let script = format!(
+        r#"
+import http.server, socketserver, os, sys
+class Answer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = {body:?}.encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): pass
+class Server(socketserver.UnixStreamServer):
+    def get_request(self):
+        conn, _ = self.socket.accept()
+        return conn, ("unix", 0)
+Server({path:?}, Answer).serve_forever()
+"#,
+        path = path.to_str().unwrap()
+    );
+    let child = Killed(Command::new("python3").args(["-c", &script]).stdout(std::process::Stdio::null()).spawn().unwrap());
+    let deadline = Instant::now() + PATIENCE;
+    while std::os::unix::net::UnixStream::connect(path).is_err() {
+        assert!(Instant::now() < deadline, "the Unix-socket server did not start");
+        thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+pub fn unix_socket_ends_work_natively_and_are_refused_clearly_on_wasm(rt: Runtime) {
+    let dir = TempDir::new("unix");
+    let (front, back) = (dir.path().join("front.sock"), dir.path().join("back.sock"));
+    let tcp = free_port();
+    // A Unix socket on both sides: curl → unix:front → TCP → wasiter → unix:back → the server.
+    let routes = [format!("unix:{}=127.0.0.1:{tcp};mode=0660", front.display()), format!("127.0.0.1:{tcp}=unix:{}", back.display())];
+    if rt != Runtime::Native {
+        // WASI has no AF_UNIX: one line at start, naming the route and why.
+        let (status, _, err) = rt.run(&[], &["--route", &routes[1]]);
+        assert!(!status.success(), "{err}"); // 2, where the runtime passes the code on (WASI 0.2 says only "failed")
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains("--route: Unix sockets (unix:/path) need the native build: WASI has no AF_UNIX"), "{err}");
+        return;
+    }
+    let _server = http_on_unix_socket(&back, "from the unix socket\n");
+    // A stale socket file where the front will listen (its process is gone): replaced.
+    drop(std::os::unix::net::UnixListener::bind(&front).unwrap());
+    assert!(front.exists());
+    let (mut p, _) = Proxy::start_routes(rt, 2, &[], &["--route", &routes[0], "--route", &routes[1]]);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&front).unwrap().permissions().mode() & 0o7777, 0o660, "mode= is the socket file's mode");
+    // curl through the Unix-socket listener, and through the Unix-socket upstream.
+    let (code, body, err) = curl(&["-s", "--unix-socket", front.to_str().unwrap(), "http://app/"]);
+    assert_eq!((code, body.as_str()), (0, "from the unix socket\n"), "{err}");
+    let (code, body, err) = curl(&["-s", &format!("http://127.0.0.1:{tcp}/")]);
+    assert_eq!((code, body.as_str()), (0, "from the unix socket\n"), "{err}");
+    let close = record(&p.wait_for_log("the Unix client's close line", |l| l.contains(" close ") && l.contains("route=unix:")));
+    assert_eq!((close["client"].as_str(), close["reason"].as_str()), ("unix", "upstream-closed"), "{close:?}");
+    // A second proxy may not take a socket that still answers, nor a file that is not a socket.
+    let (status, _, err) = Runtime::Native.run(&[], &["--route", &format!("unix:{}=127.0.0.1:1", front.display())]);
+    assert!(status.code() == Some(1) && err.contains("another process listens on"), "{err}");
+    let plain = dir.path().join("plain");
+    std::fs::write(&plain, "data").unwrap();
+    let (status, _, err) = Runtime::Native.run(&[], &["--route", &format!("unix:{}=127.0.0.1:1", plain.display())]);
+    assert!(status.code() == Some(1) && err.contains("exists and is not a socket"), "{err}");
+    assert_eq!(std::fs::read_to_string(&plain).unwrap(), "data", "left alone");
+    // Stopped, it removes its socket file.
+    p.signal(libc::SIGTERM);
+    assert!(p.wait_exit().success());
+    assert!(!front.exists(), "the socket file goes with the proxy");
 }

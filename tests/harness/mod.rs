@@ -129,7 +129,7 @@ impl Proxy {
         let mut proxy = Proxy::spawn(cmd);
         let start = proxy.wait_for_log("start line", |l| l.contains(" start listen=") || l.contains("\"event\":\"start\""));
         let start = record(&start);
-        proxy.addr = start["listen"].trim_start_matches("udp:").parse().expect("listen address parses");
+        proxy.addr = listen_addr(&start["listen"]);
         proxy.metrics = Some(start["metrics"].clone()).filter(|m| m != "off");
         proxy
     }
@@ -169,7 +169,7 @@ impl Proxy {
         let is_start = |l: &str| l.contains(" start listen=") || l.contains("\"event\":\"start\"");
         eventually_log(&mut proxy, routes, is_start);
         let addrs: Vec<SocketAddr> =
-            proxy.log().iter().filter(|l| is_start(l)).map(|l| record(l)["listen"].trim_start_matches("udp:").parse().expect("listen address parses")).collect();
+            proxy.log().iter().filter(|l| is_start(l)).map(|l| listen_addr(&record(l)["listen"])).collect();
         assert_eq!(addrs.len(), routes, "one start line per route; log:\n{}", proxy.log().join("\n"));
         proxy.addr = addrs[0];
         let first = proxy.log().into_iter().find(|l| is_start(l)).unwrap();
@@ -442,6 +442,15 @@ pub fn set_linger_zero(s: &TcpStream) {
         )
     };
     assert_eq!(r, 0, "SO_LINGER");
+}
+
+/// A start line's `listen=`: `IP:PORT`, `udp:IP:PORT`, or `unix:/path`
+/// (no address: 0.0.0.0:0 stands for it).
+fn listen_addr(listen: &str) -> SocketAddr {
+    if listen.starts_with("unix:") {
+        return "0.0.0.0:0".parse().unwrap();
+    }
+    listen.trim_start_matches("udp:").parse().expect("listen address parses")
 }
 
 /// A port nothing listens on (bound, then released).
