@@ -263,7 +263,7 @@ impl Resolver {
         match outcome {
             Ok(None) => {}
             Ok(Some(answer)) => self.answered(key, answer, now),
-            Err(e) => self.retry(key, Error::Failed(e.to_string()), now),
+            Err(e) => self.retry(key, Error::Failed(crate::sys::describe(&e)), now),
         }
     }
 
@@ -352,7 +352,7 @@ impl Resolver {
                 q.transport = Transport::Tcp { stream, out, sent: 0, read: Vec::new() };
                 q.deadline = now + self.conf.timeout;
             }
-            Err(e) => self.retry(key, Error::Failed(e.to_string()), now),
+            Err(e) => self.retry(key, Error::Failed(crate::sys::describe(&e)), now),
         }
     }
 
