@@ -24,7 +24,8 @@
 //! A server that drops datagrams silently cannot be told from a slow one.
 //!
 //! Memory: one 64 KiB buffer per route (shared by its flows, since a
-//! datagram is sent before the next is read) and about 200 bytes per flow;
+//! datagram is sent before the next is read) and about 430 bytes per flow
+//! (the table's share, measured natively with 4,000 flows) beside its socket;
 //! what waits is in the kernel's socket buffers, which drop when full, as
 //! UDP does. Nothing here blocks.
 
