@@ -18,7 +18,7 @@
 //!
 //! Beside it: `failover.rs` (the connect phase), `relaying.rs` (the
 //! relaying phase: the ends, one direction's pump, TLS flushing, when it is
-//! over), `dump.rs` (the traffic dump), `bind.rs` (a tunnel's name),
+//! over), `bind.rs` (a tunnel's name), `crate::dump` (the traffic dump),
 //! `forwarding.rs` (what a forward proxy's connection adds: a tunnel's
 //! binding, a plain request's exchange); `crate::close` says why it ended
 //! and writes the close record.
