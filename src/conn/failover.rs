@@ -1,19 +1,18 @@
 //! The connect phase of a connection: try the upstreams its route's pool
 //! offers (or a forward proxy's destination addresses, in order), one at a
-//! time, until one connects or none is left.
+//! time, until one connects or none is left. Its state only: what the
+//! connection does once connected is `connecting.rs`'s.
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::bind::Bind;
-use super::chain::Chain;
-use super::{log_attempt_failed, Conn, Context, Phase};
-use crate::close::{Reason, Side};
+use super::context::Context;
+use crate::close::Reason;
 use crate::front::Speaks;
 use crate::http1::Exchange;
-use crate::log::Level;
-use crate::tls;
+use crate::log::{Level, Record};
 use crate::pool::Outcome;
 use crate::sys::{self, Stream};
 
@@ -145,75 +144,8 @@ impl Failover {
     }
 }
 
-impl Conn {
-    /// The upstream accepted the connect: a tunnel through a parent proxy
-    /// asks it first (`chain.rs`); anything else starts relaying.
-    pub(super) fn connected(&mut self, cx: &mut Context<'_>) -> Result<(), Reason> {
-        let addr = self.upstream_addr();
-        if let Some(origin) = cx.upstream_tls {
-            // Our ClientHello goes first; the client's bytes follow once
-            // the handshake is through (rustls holds them until then).
-            let tls = tls::connect(origin).map_err(|e| Reason::Error(Side::Upstream, e))?;
-            self.tls.get_or_insert_with(Box::default).upstream = Some(tls);
-            self.flush_tls(Side::Upstream)?;
-        }
-        let (bind, http, speaks, chain) = match &mut self.phase {
-            Phase::Connecting(Failover { dest: Some(d), .. }) => (d.bind.take(), d.http.take(), d.speaks, d.chain.take()),
-            _ => (None, None, Speaks::Http, None),
-        };
-        match chain {
-            Some((parent, request)) => self.ask_parent(Chain::new(addr, parent, bind, speaks, cx.now + cx.connect_timeout), &request),
-            None => self.relay_from(addr, (bind, http, speaks), &[], cx),
-        }
-    }
-
-    /// Connected (to the destination, or through a parent to it): relay. A
-    /// tunnel's client hears first that it is open (200, or SOCKS5's reply
-    /// with the address we connected from), then `early`, what the
-    /// destination already sent through the parent.
-    pub(super) fn relay_from(&mut self, addr: SocketAddr, (bind, http, speaks): Ends, early: &[u8], cx: &mut Context<'_>) -> Result<(), Reason> {
-        let tunnel = bind.is_some();
-        self.phase = Phase::Relaying { addr, bind, http };
-        self.last_active = cx.now;
-        self.who(cx.route, cx.backend).record(Level::Info, "open").str("upstream", crate::sys::show(addr)).emit();
-        if tunnel {
-            let opened = speaks.opened(self.upstream.local_addr().ok());
-            self.to_client.preload(&opened, cx.buffers);
-            self.to_client.preload(early, cx.buffers);
-            self.pump(Side::Upstream, cx)?;
-        }
-        // A client usually speaks first (an HTTP request is already waiting),
-        // and a PROXY header is already buffered.
-        self.pump(Side::Client, cx)?;
-        self.finished()
-    }
-
-    /// Closing for `reason` before any upstream connected: a forward
-    /// proxy's client is owed an answer in its protocol (HTTP 502, or 504
-    /// for a timeout; SOCKS5's reply code).
-    pub fn refuse(&self, reason: &Reason) {
-        match &self.phase {
-            Phase::Connecting(Failover { dest: Some(d), .. }) => d.speaks.refuse(&self.client, reason),
-            Phase::Chaining(chain) => chain.speaks.refuse(&self.client, reason),
-            _ => {}
-        }
-    }
-
-    /// Give up on the current upstream and try the next one the pool offers.
-    pub(super) fn next_upstream(&mut self, last: io::Error, cx: &mut Context<'_>) -> Result<(), Reason> {
-        let Phase::Connecting(f) = &mut self.phase else { return Ok(()) };
-        log_attempt_failed(self.id, f.addr, &last);
-        match f.next(self.id, Some(last), cx) {
-            Ok(upstream) => {
-                self.upstream = upstream;
-                Ok(())
-            }
-            Err((addr, reason)) => {
-                if let Some(addr) = addr {
-                    f.addr = addr; // the close line names the last one tried
-                }
-                Err(reason)
-            }
-        }
-    }
+/// One upstream address failed (at once, later, or by timing out).
+pub(super) fn log_attempt_failed(conn: u64, upstream: SocketAddr, e: &io::Error) {
+    Record::new(Level::Debug, "connect-failed").num("conn", conn).str("upstream", crate::sys::show(upstream)).str("error", crate::sys::describe(e)).emit();
 }
+

@@ -16,67 +16,48 @@
 //! A CONNECT tunnel adds one step to 3: the client's first bytes are read
 //! and checked against the tunnel's name (`bind.rs`) before any is relayed.
 //!
-//! Beside it: `failover.rs` (the connect phase), `relaying.rs` (the
-//! relaying phase: the ends, one direction's pump, TLS flushing, when it is
-//! over), `bind.rs` (a tunnel's name), `crate::dump` (the traffic dump),
-//! `forwarding.rs` (what a forward proxy's connection adds: a tunnel's
-//! binding, a plain request's exchange); `crate::close` says why it ended
-//! and writes the close record.
+//! Beside it, in two layers. Below the connection, knowing nothing of it:
+//! `context.rs` (what it borrows on each call), `failover.rs` (the connect
+//! phase's state: which upstream, until when, what was tried), `chain.rs`
+//! (a parent proxy's answer awaited), `ends.rs` (an end as the relay sees
+//! it, plain or TLS), `bind.rs` (a tunnel's name). Above it, adding its
+//! methods phase by phase: `connecting.rs` (connected: through a parent,
+//! or straight to relaying; the next upstream), `relaying.rs` (one
+//! direction's pump, TLS flushing, when it is over), `forwarding.rs` (what
+//! a forward proxy's connection adds). `crate::close` says why it ended
+//! and writes the close record; `crate::dump` shows the bytes.
 
+// Leaves first (none of them takes the connection), then the files that
+// add the connection's methods phase by phase (they take it; it takes
+// nothing from them): see the tour above.
 mod bind;
 mod chain;
-mod forwarding;
+mod context;
+mod ends;
 mod failover;
+mod connecting;
+mod forwarding;
 mod relaying;
 
+pub use context::Context;
 pub use failover::Destination;
 
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::close::{log_close, Reason, Side, Who};
-use crate::coalesce::Shapes;
-use crate::settings::Dump;
-use crate::log::{Level, Record};
+use crate::dump::dump_peeked;
 use crate::http1::Exchange;
 use crate::names::Asked;
-use bind::Bind;
-use crate::dump::dump_peeked;
-use failover::Failover;
-use crate::pool::{Outcome, Pool};
-use crate::relay::{Buffers, Direction};
+use crate::pool::Outcome;
+use crate::relay::Direction;
 use crate::sys::{Event, Stream};
 use crate::tls;
-use relaying::{read_failed, shape_from, trace_hold, Tls};
-
-/// What a connection borrows from the proxy on every call: its route's
-/// name, pool and learned shapes, and what all routes share.
-pub struct Context<'a> {
-    pub route: &'a str,
-    /// On a port routed by name: which of its routes (`sni=app.test`).
-    pub backend: Option<&'a str>,
-    pub upstreams: &'a mut Pool,
-    pub buffers: &'a mut Buffers,
-    pub connect_timeout: Duration,
-    pub dump: Dump,
-    /// TCP_NODELAY really works here: set it on every socket.
-    pub nodelay: bool,
-    /// The longest a direction may hold a piece (`coalesce`); `None`: never.
-    pub coalesce: Option<Duration>,
-    /// What the route learned of how its answers arrive, per direction.
-    pub shapes: &'a mut Shapes,
-    /// A terminating route (`cert=`): its TLS server configuration.
-    pub tls: Option<&'a Arc<rustls::ServerConfig>>,
-    /// An originating route (`upstream-tls`): how to speak TLS to its upstreams.
-    pub upstream_tls: Option<&'a tls::Origin>,
-    /// The route's upstream is this Unix socket (natively): its pool holds
-    /// one server at `sys::UNIX_PEER`.
-    pub unix_upstream: Option<&'a std::path::Path>,
-    pub now: Instant,
-}
+use bind::Bind;
+use ends::{read_failed, shape_from, trace_hold, Tls};
+use failover::Failover;
 
 enum Phase {
     /// Trying upstreams, one at a time.
@@ -114,16 +95,6 @@ pub struct Conn {
     dumped: usize,
     opened: Instant,
     last_active: Instant,
-}
-
-impl Context<'_> {
-    /// A connect to `addr` ended: the pool counts it, and what that changed
-    /// in the upstream's health is logged.
-    fn record(&mut self, addr: SocketAddr, outcome: Outcome) {
-        if let Some(change) = self.upstreams.record(addr, outcome, self.now) {
-            change.log(self.route, addr);
-        }
-    }
 }
 
 /// Why a connection could not start: what its client asked for, the last
@@ -365,11 +336,6 @@ impl Conn {
         let duration = cx.now.duration_since(self.opened);
         log_close(&self.who(cx.route, cx.backend), Some(self.upstream_addr()), bytes, duration, reason);
     }
-}
-
-/// One upstream address failed (at once, later, or by timing out).
-fn log_attempt_failed(conn: u64, upstream: SocketAddr, e: &io::Error) {
-    Record::new(Level::Debug, "connect-failed").num("conn", conn).str("upstream", crate::sys::show(upstream)).str("error", crate::sys::describe(e)).emit();
 }
 
 #[cfg(all(test, unix))] // drives real sockets on the Linux host

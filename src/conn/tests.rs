@@ -2,7 +2,9 @@
 //! real platform layer on the Linux host (real sockets, a real poller).
 
 use super::*;
-use crate::pool::FailPolicy;
+use crate::pool::{FailPolicy, Pool};
+use crate::relay::Buffers;
+use crate::settings::Dump;
 use crate::route::{Policy, Remote};
 use crate::sys::{Listener, Poller};
 use std::net::TcpListener;

@@ -2,7 +2,7 @@
 //! told apart by name), and what a reload changes between two route sets.
 //! A file of its own: it reads whole route sets, where `mod.rs` reads one.
 
-use super::RouteSpec;
+use super::spec::RouteSpec;
 
 /// The most listen addresses the proxy keeps at once (each a listener).
 pub const MAX_DOORS: usize = 4096;

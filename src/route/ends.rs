@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use super::Remote;
+use super::spec::{Remote, UNIX_LISTEN};
 
 /// `IP:PORT`, `[IPv6]:PORT`, or `:PORT` for every IPv4 address.
 pub fn parse_local(s: &str) -> Option<SocketAddr> {
@@ -63,7 +63,7 @@ impl Listen {
             if !path.starts_with('/') || path.len() > 107 {
                 return Err(format!("bad listen address {s:?} (unix:/ABSOLUTE/PATH, at most 107 bytes)"));
             }
-            return Ok(Listen { unix: Some(path.to_string()), udp: false, addr: super::UNIX_LISTEN, ports: 1 });
+            return Ok(Listen { unix: Some(path.to_string()), udp: false, addr: UNIX_LISTEN, ports: 1 });
         }
         let (udp, addr) = match s.strip_prefix("udp:") {
             Some(rest) => (true, rest),

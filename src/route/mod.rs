@@ -20,15 +20,17 @@
 //! route per port (`parse_rule`), each reloaded as any other.
 //!
 //! Parsing here is pure: names are resolved later, by the platform. The
-//! ends (`ends.rs`) and route sets (`doors.rs`) have files of their own.
+//! route's types (`spec.rs`), its ends (`ends.rs`) and route sets
+//! (`doors.rs`) have files of their own.
 
 mod doors;
 mod ends;
+mod spec;
 
 pub use doors::{diff, doors, Diff, MAX_DOORS};
 pub use ends::{parse_local, parse_remote, Listen, MAX_RANGE};
+pub use spec::{Acl, Policy, ProxyVersion, Remote, RouteSpec, Udp, UnixListen, MAX_FLOWS, UNIX_LISTEN};
 
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -36,170 +38,6 @@ use ipnet::IpNet;
 
 use crate::forward::Forward;
 use crate::names::{Match, Pattern};
-
-/// An upstream as the user wrote it: resolved later, by the platform.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Remote {
-    pub host: String,
-    pub port: u16,
-}
-
-impl Remote {
-    /// A literal IP needs no resolving (and no re-resolving).
-    pub fn ip(&self) -> Option<IpAddr> {
-        self.host.parse().ok()
-    }
-
-    /// `unix:/path`: a Unix socket (natively), written as the host with port 0.
-    pub fn unix_path(&self) -> Option<&str> {
-        self.host.strip_prefix("unix:")
-    }
-
-    /// Nothing to look up: a literal IP or a Unix socket's path.
-    pub fn is_fixed(&self) -> bool {
-        self.ip().is_some() || self.unix_path().is_some()
-    }
-}
-
-impl fmt::Display for Remote {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.unix_path().is_some() {
-            f.write_str(&self.host)
-        } else if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
-    }
-}
-
-/// How a pool picks an upstream for a new connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Policy {
-    /// The first healthy upstream in the order given.
-    Failover,
-    /// Each healthy upstream in turn.
-    RoundRobin,
-    /// The healthy upstream with the fewest open connections.
-    LeastConn,
-}
-
-impl Policy {
-    /// As written in a route.
-    pub fn name(self) -> &'static str {
-        match self {
-            Policy::Failover => "failover",
-            Policy::RoundRobin => "round-robin",
-            Policy::LeastConn => "least-conn",
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProxyVersion {
-    V1,
-    V2,
-}
-
-/// Who may connect: deny wins; a non-empty allow list admits only its ranges.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Acl {
-    pub allow: Vec<IpNet>,
-    pub deny: Vec<IpNet>,
-}
-
-impl Acl {
-    pub fn permits(&self, ip: IpAddr) -> bool {
-        // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d.
-        let ip = ip.to_canonical();
-        let hit = |list: &[IpNet]| list.iter().any(|net| net.contains(&ip));
-        !hit(&self.deny) && (self.allow.is_empty() || hit(&self.allow))
-    }
-
-    pub fn is_open(&self) -> bool {
-        self.allow.is_empty() && self.deny.is_empty()
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RouteSpec {
-    /// Where it was given (REMOTE, --route, a file and line), for messages.
-    pub origin: String,
-    pub listen: SocketAddr,
-    pub upstreams: Vec<Remote>,
-    pub policy: Policy,
-    pub acl: Acl,
-    pub send_proxy: Option<ProxyVersion>,
-    pub accept_proxy: bool,
-    /// What it serves on a shared port; empty: everything else.
-    pub matches: Match,
-    /// `forward`: a forward proxy, the client names the destination.
-    pub forward: Option<Forward>,
-    /// `cert=` and `key=`: TLS is terminated here (see `tls`).
-    pub tls: Option<crate::tls::Files>,
-    /// `upstream-tls` and its options: TLS is spoken to the upstreams.
-    pub upstream_tls: Option<crate::tls::Upstream>,
-    /// `udp:`: a datagram relay, with its flows' bounds.
-    pub udp: Option<Udp>,
-    /// `unix:/path=...`: it listens on a Unix socket (natively), and
-    /// `listen` is `UNIX_LISTEN`.
-    pub unix: Option<UnixListen>,
-}
-
-/// A Unix socket to listen on, with its file's mode and owner.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UnixListen {
-    pub path: String,
-    /// `mode=0660` (octal), else what the umask gives.
-    pub mode: Option<u32>,
-    /// `owner=UID[:GID]` (numbers), else the proxy's.
-    pub owner: Option<(u32, Option<u32>)>,
-}
-
-/// What `listen` says for a route on a Unix socket (no IP address: port 0,
-/// so it never shares a door by address; its identity is its path).
-pub const UNIX_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
-
-impl RouteSpec {
-    /// Where it listens, for messages: `unix:/path`, `udp:IP:PORT` or `IP:PORT`.
-    pub fn place(&self) -> String {
-        match (&self.unix, self.udp) {
-            (Some(u), _) => format!("unix:{}", u.path),
-            (None, Some(_)) => format!("udp:{}", self.listen),
-            (None, None) => self.listen.to_string(),
-        }
-    }
-
-    /// Listens where `other` does, the same way (a reload keeps its door).
-    pub fn same_place(&self, other: &RouteSpec) -> bool {
-        match (&self.unix, &other.unix) {
-            (Some(a), Some(b)) => a.path == b.path,
-            (None, None) => self.listen == other.listen && self.listen.port() != 0 && self.udp.is_some() == other.udp.is_some(),
-            _ => false,
-        }
-    }
-}
-
-/// A UDP relay route's flows (one per client address, each with its own
-/// upstream socket): how long a silent one lives and how many there may be.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Udp {
-    /// `idle=`: a flow with no datagram either way for this long closes.
-    /// 30 s, as Linux conntrack keeps an unanswered UDP flow; a DNS relay
-    /// wants a few seconds (`idle=5s`), a game or media server minutes.
-    pub idle: Duration,
-    /// `flows=`: past it, the flow idle longest is closed for the new one.
-    pub flows: usize,
-}
-
-impl Default for Udp {
-    fn default() -> Udp {
-        Udp { idle: Duration::from_secs(30), flows: 1024 }
-    }
-}
-
-/// The most flows one UDP route may keep (each is a socket).
-pub const MAX_FLOWS: usize = 65_000;
 
 pub const ROUTE_FORM: &str =
     "LISTEN=HOST:PORT[,HOST:PORT...][;policy=failover|round-robin|least-conn][;allow=CIDR,...][;deny=CIDR,...][;send-proxy=v1|v2][;accept-proxy][;sni=NAME,...][;alpn=PROTO,...][;host=NAME,...][;cert=PEM;key=PEM][;upstream-tls][;upstream-ca=PEM][;upstream-name=NAME][;upstream-insecure], or LISTEN=forward;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;ports=PORT,...][;auth=USER:PASS][;report][;parent=http://HOST:PORT][;direct=NAME,...][;transparent=PORT], or LISTEN=dns;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;report], or udp:LISTEN=HOST:PORT[,HOST:PORT...][;policy=...][;allow=CIDR,...][;deny=CIDR,...][;idle=30s][;flows=1024], or unix:/PATH=UPSTREAMS[;mode=0660][;owner=UID:GID] and LISTEN=unix:/PATH (natively); LISTEN may be HOST:FIRST-LAST (a range, an upstream HOST:FIRST-LAST of the same length or one port), e.g. 0.0.0.0:8080=web1:80,web2:80;policy=round-robin";
@@ -404,23 +242,6 @@ fn parse_target(listen: SocketAddr, udp: bool, unix: Option<&str>, s: &str) -> R
         (Some(_), Some(_)) => return Err("host= reads plain HTTP; a route that terminates TLS (cert=) is chosen by sni=".into()),
     };
     Ok(route)
-}
-
-impl RouteSpec {
-    /// Its TLS, both ways, its files read now: the server side if it
-    /// terminates TLS, the client side if it originates it. The error names
-    /// the route.
-    pub fn load_tls(&self) -> Result<(Option<std::sync::Arc<rustls::ServerConfig>>, Option<crate::tls::Origin>), String> {
-        let server = match &self.tls {
-            None => None,
-            Some(files) => Some(crate::tls::server_config(files, &self.matches.alpn).map_err(|e| format!("{}: {e}", self.origin))?),
-        };
-        let origin = match &self.upstream_tls {
-            None => None,
-            Some(up) => Some(crate::tls::origin(&self.origin, up, self.upstreams.first().map(|r| r.host.as_str()))?),
-        };
-        Ok((server, origin))
-    }
 }
 
 /// `app.test,*.app.test`: names to route by.
