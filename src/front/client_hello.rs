@@ -9,7 +9,7 @@
 
 use tls_parser::{parse_tls_client_hello_extensions, parse_tls_message_handshake, TlsExtension, TlsMessage, TlsMessageHandshake};
 
-use super::Failure;
+use super::failure::Failure;
 
 /// The largest ClientHello taken (its 4-byte handshake header included).
 /// Today's are 200 B to 2 KiB (post-quantum key shares included); 16 KiB is

@@ -7,10 +7,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::proxy_request::{self, Method};
-use super::{http_answer_with, tell, Failure, Front, Phase, Rules, Speaks, Step};
+use super::failure::Failure;
+use super::target::Target;
+use super::{http_answer_with, tell, Front, Phase, Rules, Speaks, Step};
 use crate::close::{Reason, Side};
 use crate::dns::{self, Lookup, Resolver};
-use crate::forward::{Decision, Parent, Refusal};
+use crate::forward::{Decision, Refusal};
 use crate::http1::Exchange;
 use crate::names::Asked;
 use crate::relay::Framing;
@@ -18,21 +20,6 @@ use crate::relay::Framing;
 /// How long a forward client may wait for its destination's addresses, at
 /// most (the resolver gives up sooner: timeout x attempts x servers).
 const RESOLVE_LIMIT: Duration = Duration::from_secs(60);
-
-/// A forward proxy client's destination.
-#[derive(Debug)]
-pub struct Target {
-    pub host: String,
-    pub port: u16,
-    /// CONNECT (answer 200 once connected), or a plain HTTP request.
-    pub tunnel: bool,
-    /// Its addresses, once resolved and allowed.
-    pub addrs: Vec<SocketAddr>,
-    /// A plain request: its framing, and what the client sent after it.
-    pub exchange: Option<Box<Exchange>>,
-    /// The parent proxy it goes through (`addrs` are then the parent's).
-    pub parent: Option<Parent>,
-}
 
 impl Front {
     /// Its lookup finished: check the addresses, then relay or refuse.

@@ -6,7 +6,7 @@
 //! connection goes: later requests on a kept-alive connection follow it,
 //! whatever their Host says.
 
-use super::Failure;
+use super::failure::Failure;
 
 /// The largest request head taken (request line and headers).
 pub const MAX_HEAD: usize = 16 * 1024;

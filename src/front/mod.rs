@@ -22,17 +22,26 @@
 //! (how the name picks a route), `crate::forward` (where a forward route's
 //! clients may go) and `crate::dns` (the resolver).
 
+// Below the front, taking nothing from it: the readers of first bytes,
+// SOCKS5's wire format, the answers in a client's protocol, and the types
+// it keeps. Above it, adding its methods for a forward route's clients:
+// egress.rs, socks_client.rs, transparent.rs (the front takes nothing
+// from them).
 pub mod client_hello;
-mod egress;
+mod failure;
 pub mod http_head;
 pub mod proxy_request;
 pub mod socks;
-mod socks_client;
 mod speaks;
+mod target;
+
+mod egress;
+mod socks_client;
 mod transparent;
 
-pub use egress::Target;
+pub use failure::Failure;
 pub use speaks::{http_answer, http_answer_with, tell, Speaks};
+pub use target::Target;
 
 use std::io;
 use std::net::SocketAddr;
@@ -51,14 +60,6 @@ use crate::sys::Stream;
 /// most 16 KiB, plus room for record headers when a client splits it into
 /// many small records. Memory per peeking client is bounded by this.
 pub const PEEK_LIMIT: usize = 2 * client_hello::MAX_HELLO;
-
-/// Why the first bytes cannot be routed.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Failure {
-    BadClientHello(String),
-    BadRequest(String),
-    TooLarge(String),
-}
 
 /// What a port asks of its clients, from its routes.
 pub struct Rules<'a> {
@@ -84,7 +85,7 @@ pub(super) enum Phase {
     /// A forward route: the proxy request is still arriving.
     Request,
     /// A forward route: a SOCKS5 client on its way to a request.
-    Socks(socks_client::Stage),
+    Socks(socks::Stage),
     /// A forward route: waiting for the destination's addresses.
     Resolve(LookupId),
     /// A forward route's client whose last request was answered: its next

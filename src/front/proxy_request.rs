@@ -16,7 +16,7 @@
 
 use super::http_head::{read_head, MAX_HEADERS};
 use crate::http1::{closes, connection_options, declared, Body, Declared};
-use super::Failure;
+use super::failure::Failure;
 use crate::names::destination_host;
 
 #[derive(Clone, Debug, PartialEq, Eq)]

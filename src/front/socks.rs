@@ -235,3 +235,11 @@ mod tests {
         assert_eq!((v6.len(), v6[3], v6[19], v6[21]), (22, 4, 1, 1));
     }
 }
+
+/// Where a SOCKS5 client is in its negotiation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Greeting,
+    Login,
+    Request,
+}

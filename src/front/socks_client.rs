@@ -13,18 +13,11 @@
 use std::io;
 use std::time::Instant;
 
-use super::socks::{self, LOGIN, NO_AUTH};
-use super::{tell, Front, Phase, Rules, Speaks, Step, Target};
+use super::socks::{self, Stage, LOGIN, NO_AUTH};
+use super::target::Target;
+use super::{tell, Front, Phase, Rules, Speaks, Step};
 use crate::close::{Reason, Side};
 use crate::dns::Resolver;
-
-/// Where a SOCKS5 client is in its negotiation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stage {
-    Greeting,
-    Login,
-    Request,
-}
 
 impl Front {
     /// A forward route's new client: HTTP, SOCKS5, or SOCKS4 (refused), by

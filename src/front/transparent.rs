@@ -18,7 +18,9 @@
 //! reaches the allowed name, not the address.
 
 use super::proxy_request::absolute_from_host;
-use super::{client_hello, Failure, Front, Rules, Speaks, Step, Target, PEEK_LIMIT};
+use super::failure::Failure;
+use super::target::Target;
+use super::{client_hello, Front, Rules, Speaks, Step, PEEK_LIMIT};
 use crate::close::{Reason, Side};
 use crate::dns::Resolver;
 use crate::names::{destination_host, normalize};
