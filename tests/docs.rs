@@ -1,0 +1,117 @@
+//! The guide cannot go stale where it points into the code: every link of
+//! the form [`TEXT`](../src/FILE#LN) in docs/*.md and the README must land
+//! on a line that holds TEXT; and every route example in the guide (a
+//! `--route '...'` or a `WASITER_ROUTES=...` line) must be one that
+//! wasiter accepts (`wasiter --check`, the native build: `scripts/build`).
+
+use std::path::Path;
+use std::process::Command;
+
+fn pages() -> Vec<(String, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut out = vec![("README.md".to_string(), std::fs::read_to_string(root.join("README.md")).unwrap())];
+    for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            out.push((format!("docs/{}", path.file_name().unwrap().to_string_lossy()), std::fs::read_to_string(&path).unwrap()));
+        }
+    }
+    out
+}
+
+#[test]
+fn links_to_code_lines_land_on_what_they_name() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut checked = 0;
+    for (page, text) in pages() {
+        let base = if page.starts_with("docs/") { root.join("docs") } else { root.to_path_buf() };
+        for (i, _) in text.match_indices("[`") {
+            let rest = &text[i + 2..];
+            let Some(end) = rest.find("`](") else { continue };
+            let name = &rest[..end];
+            let target = &rest[end + 3..];
+            let Some(close) = target.find(')') else { continue };
+            let Some((file, line)) = target[..close].split_once("#L") else { continue };
+            let Ok(line) = line.parse::<usize>() else { continue };
+            let code = std::fs::read_to_string(base.join(file)).unwrap_or_else(|e| panic!("{page}: {file}: {e}"));
+            let at = code.lines().nth(line - 1).unwrap_or_default();
+            assert!(at.contains(name), "{page}: [`{name}`]({file}#L{line}) points at {at:?}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 9, "the code links were found ({checked})");
+}
+
+/// A line of a code block that is a route rule as a routes file holds
+/// it: a listen address (`:8080`, `0.0.0.0:80`, `[::]:443`, `udp:...`,
+/// `unix:/...`, a range), `=`, the rest; a trailing `# comment` dropped.
+fn rule_line(line: &str) -> Option<String> {
+    let rule = line.trim().split(" #").next()?.trim();
+    let (listen, rest) = rule.split_once('=')?;
+    let addr = listen.trim_start_matches("udp:").trim_start_matches("tcp:");
+    let looks = addr.starts_with("unix:/")
+        || (addr.contains(':') && !addr.contains(' ') && addr.rsplit(':').next()?.split('-').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())));
+    (looks && !rest.is_empty() && !rest.contains(' ')).then(|| rule.to_string())
+}
+
+/// The route rules in the guide's examples: `--route '...'`, the rules of
+/// a `WASITER_ROUTES='...'` (one per line or word), and routes-file lines.
+fn route_examples() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (page, text) in pages() {
+        // WASITER_ROUTES='...' (or "..."), over one or more lines: its value.
+        let mut routes_value: Option<String> = None;
+        for line in text.lines() {
+            if let Some(v) = routes_value.as_mut() {
+                match line.split_once(['\'', '"']) {
+                    Some((last, _)) => {
+                        v.push_str(last);
+                        out.extend(v.split_whitespace().filter_map(rule_line).map(|r| (page.clone(), r)));
+                        routes_value = None;
+                    }
+                    None => v.push_str(&format!(" {line}")),
+                }
+                continue;
+            }
+            if let Some(at) = line.find("WASITER_ROUTES=") {
+                let value = &line[at + 15..];
+                match value.split_once(['\'', '"']) {
+                    Some((whole, _)) => out.extend(whole.split_whitespace().filter_map(rule_line).map(|r| (page.clone(), r))),
+                    None => routes_value = Some(value.to_string()),
+                }
+            }
+            if line.starts_with("    ") && !line.contains("--route") && !line.contains("WASITER_ROUTES") {
+                if let Some(r) = rule_line(line) {
+                    out.push((page.clone(), r));
+                }
+            }
+            let mut rest = line;
+            while let Some(at) = rest.find("--route '") {
+                rest = &rest[at + 9..];
+                if let Some(end) = rest.find('\'') {
+                    out.push((page.clone(), rest[..end].to_string()));
+                    rest = &rest[end..];
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn route_examples_in_the_guide_are_accepted() {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/wasiter");
+    if !bin.exists() {
+        panic!("{} is missing: scripts/build first (scripts/test does)", bin.display());
+    }
+    let examples = route_examples();
+    assert!(examples.len() >= 20, "examples found: {examples:?}");
+    eprintln!("{} route examples", examples.len());
+    for (page, rule) in examples {
+        // Names resolve at start, not at --check; files named by cert=/key=
+        // are read at start too: the rule's form is what is checked.
+        let out = Command::new(&bin).args(["--check", "--route", &rule]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{page}: --route '{rule}' is refused: {err}");
+    }
+}
