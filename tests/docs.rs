@@ -115,3 +115,25 @@ fn route_examples_in_the_guide_are_accepted() {
         assert!(out.status.success(), "{page}: --route '{rule}' is refused: {err}");
     }
 }
+
+/// "The WasmEdge build is N.NN MB": the figure the guide states is the
+/// build's (within 0.02 MB), so a growing module cannot leave it behind.
+#[test]
+fn the_module_size_the_guide_states_is_the_builds() {
+    let wasm = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/wasm32-wasip1/release/wasiter.wasm");
+    let Ok(meta) = std::fs::metadata(&wasm) else {
+        panic!("{} is missing: scripts/build first (scripts/test does)", wasm.display());
+    };
+    let actual = meta.len() as f64 / 1e6;
+    let mut stated = 0;
+    for (page, text) in pages() {
+        let flat = text.replace('\n', " ");
+        for (i, _) in flat.match_indices("The WasmEdge build is ") {
+            let figure: String = flat[i + 22..].chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+            let mb: f64 = figure.parse().unwrap_or_else(|_| panic!("{page}: no figure after 'The WasmEdge build is'"));
+            assert!((mb - actual).abs() <= 0.02, "{page} says the WasmEdge build is {mb} MB; it is {actual:.2} MB: update the page");
+            stated += 1;
+        }
+    }
+    assert!(stated >= 1, "the guide states the module's size somewhere");
+}
