@@ -12,7 +12,21 @@
 //! moment where `nagle` found that the runtime cannot turn Nagle off
 //! (`coalesce`). `health` does the scheduled checks and re-resolution;
 //! `metrics` counts. Only `sys` talks to the host (WasmEdge's socket calls,
-//! or std::net with epoll or poll()).
+//! or std::net with epoll or poll()). Beside the relay: the UDP relay
+//! (`udp_relay`), the allowlist DNS server (`dns_server`), the in-loop
+//! resolver (`dns`), and a forward route's policy (`forward`, `ledger`).
+//!
+//! The layering rule: a module uses only modules on lower floors, and so
+//! does a file within a module's folder (its leaf types below it, the
+//! files that add its methods above it). From the top: `main`; `proxy`
+//! (the loop); `conn` and `udp_relay` (what moves bytes); `front`, `cli`,
+//! `health`, `metrics`, `dns_server`, `dump` (what they call); `pool`,
+//! `settings`, `route`, `proxy_header`; `close`, `dns`, `http1`, `tls`,
+//! `nagle`, `ledger`; `forward`, `relay`, `sys`; and at the bottom
+//! `coalesce`, `names`, `log`. No module reaches up: nothing below `proxy`
+//! knows the loop, and only `sys` says `cfg` for a platform (and `tls`,
+//! for the cipher suite order that suits wasm).
+//! `python3 ../shared/tools/house.py` prints the floors and any circle.
 #![deny(unsafe_code)]
 // Nothing on the network may stop the proxy: no unwrap/expect/panic outside tests.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
