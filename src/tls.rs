@@ -25,29 +25,26 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{ServerName, UnixTime};
-use rustls::{CipherSuite, ClientConfig, ClientConnection, Connection, DigitallySignedStruct, RootCertStore, ServerConfig, ServerConnection, SignatureScheme};
+use rustls::{CipherSuite, ClientConfig, ClientConnection, Connection, DigitallySignedStruct, RootCertStore, ServerConnection, SignatureScheme};
+
+/// A route's TLS server configuration, and one side's TLS session: the
+/// names the rest of the crate uses (`tls_off.rs` has the same ones).
+pub use rustls::ServerConfig;
+pub type Session = Connection;
+
+/// An originating route's options, as its route holds them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Upstream<'a> {
+    pub ca: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub insecure: bool,
+}
 
 use crate::relay::{would_block, Endpoint};
 use crate::sys::Stream;
 
 /// Encrypted bytes that may wait for the client's socket, per connection.
 pub const TLS_QUEUE: usize = 64 * 1024;
-
-/// A terminating route's certificate chain and key, as PEM files.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Files {
-    pub cert: String,
-    pub key: String,
-}
-
-/// An originating route's options: `upstream-ca=`, `upstream-name=`,
-/// `upstream-insecure` (each implies `upstream-tls`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Upstream {
-    pub ca: Option<String>,
-    pub name: Option<String>,
-    pub insecure: bool,
-}
 
 /// ring's suites; on the wasm builds, TLS 1.3's AES-GCM records are
 /// RustCrypto's instead (`tls_aes`: about twice as fast there).
@@ -61,12 +58,12 @@ fn provider() -> rustls::crypto::CryptoProvider {
 
 /// The server side of a route: its certificate, and the ALPN protocols it
 /// offers (those of its `alpn=` option; none, and clients speak HTTP/1.1).
-pub fn server_config(files: &Files, alpn: &[String]) -> Result<Arc<ServerConfig>, String> {
-    let certs = certificates(&files.cert).map_err(|e| format!("cert={}: {}", files.cert, pem_error(&e)))?;
+pub fn server_config(cert: &str, key_file: &str, alpn: &[String]) -> Result<Arc<ServerConfig>, String> {
+    let certs = certificates(cert).map_err(|e| format!("cert={cert}: {}", pem_error(&e)))?;
     if certs.is_empty() {
-        return Err(format!("cert={}: no CERTIFICATE block in it", files.cert));
+        return Err(format!("cert={cert}: no CERTIFICATE block in it"));
     }
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| format!("key={}: {}", files.key, pem_error(&e)))?;
+    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| format!("key={key_file}: {}", pem_error(&e)))?;
     let mut provider = provider();
     if cfg!(target_family = "wasm") {
         // wasm has no AES instructions: ring's portable AES-GCM moves ~75 MB/s
@@ -80,7 +77,7 @@ pub fn server_config(files: &Files, alpn: &[String]) -> Result<Arc<ServerConfig>
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| format!("cert={} and key={} do not go together: {e}", files.cert, files.key))?;
+        .map_err(|e| format!("cert={cert} and key={key_file} do not go together: {e}"))?;
     config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     config.ignore_client_order = cfg!(target_family = "wasm");
     Ok(Arc::new(config))
@@ -97,18 +94,19 @@ pub struct Origin {
 /// macOS-style): read directly, as the wasm runtimes have no other way.
 const SYSTEM_ROOTS: [&str; 3] = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"];
 
-/// An originating route's client side (`up`: its options; `route`: how
-/// errors name it; `first_upstream`: the name sent and verified when no
-/// `upstream-name=` is given).
-pub fn origin(route: &str, up: &Upstream, first_upstream: Option<&str>) -> Result<Origin, String> {
+/// An originating route's client side (`up`: its options, `upstream-ca=`,
+/// `upstream-name=`, `upstream-insecure`; `route`: how errors name it;
+/// `first_upstream`: the name sent and verified when no `upstream-name=`
+/// is given).
+pub fn origin(route: &str, up: &Upstream<'_>, first_upstream: Option<&str>) -> Result<Origin, String> {
     let err = |e: String| format!("{route}: {e}");
     let provider = Arc::new(provider());
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider)).with_safe_default_protocol_versions().map_err(|e| err(e.to_string()))?;
     let config = if up.insecure {
         builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerification(provider))).with_no_client_auth()
     } else {
-        let (file, given) = match &up.ca {
-            Some(ca) => (ca.clone(), true),
+        let (file, given) = match up.ca {
+            Some(ca) => (ca.to_string(), true),
             None => match SYSTEM_ROOTS.iter().find(|f| std::path::Path::new(f).exists()) {
                 Some(f) => (f.to_string(), false),
                 None => return Err(err(format!("upstream-tls: no system CA bundle is readable ({}); give upstream-ca=PEM (under WasmEdge or wasmtime, --dir /etc)", SYSTEM_ROOTS.join(", ")))),
@@ -123,7 +121,7 @@ pub fn origin(route: &str, up: &Upstream, first_upstream: Option<&str>) -> Resul
         }
         builder.with_root_certificates(roots).with_no_client_auth()
     };
-    let host = up.name.clone().or_else(|| first_upstream.map(str::to_string)).unwrap_or_default();
+    let host = up.name.or(first_upstream).unwrap_or_default().to_string();
     let name = ServerName::try_from(host.clone()).map_err(|_| err(format!("upstream-name: {host:?} is not a DNS name or an IP address")))?;
     Ok(Origin { config: Arc::new(config), name })
 }
@@ -245,6 +243,11 @@ pub fn flush(stream: &Stream, tls: &mut Connection) -> io::Result<bool> {
     Ok(false)
 }
 
+/// Records queued for the socket (the relay watches it for writing then).
+pub fn wants_write(tls: &Session) -> bool {
+    tls.wants_write()
+}
+
 /// Plain bytes already decrypted and not yet read (the socket may have
 /// nothing more to wake the loop with).
 pub fn has_plaintext(tls: &mut Connection) -> bool {
@@ -307,27 +310,31 @@ impl Endpoint for TlsEnd<'_> {
 mod tests {
     use super::*;
 
-    fn files(dir: &std::path::Path, cert: &[u8], key: &[u8]) -> Files {
+    /// Write `cert` and `key` as files in `dir`: their paths.
+    fn files(dir: &std::path::Path, cert: &[u8], key: &[u8]) -> (String, String) {
         let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
         std::fs::write(&c, cert).unwrap();
         std::fs::write(&k, key).unwrap();
-        Files { cert: c.display().to_string(), key: k.display().to_string() }
+        (c.display().to_string(), k.display().to_string())
+    }
+
+    fn config_of((cert, key): (String, String)) -> Result<Arc<ServerConfig>, String> {
+        server_config(&cert, &key, &[])
     }
 
     #[test]
     fn certificate_files_that_do_not_serve_say_why() {
         let dir = std::env::temp_dir().join(format!("wasiter-tls-unit-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let missing = Files { cert: dir.join("none.pem").display().to_string(), key: "k".into() };
-        let e = server_config(&missing, &[]).unwrap_err();
+        let e = config_of((dir.join("none.pem").display().to_string(), "k".into())).unwrap_err();
         assert!(e.contains("none.pem: cannot read it"), "{e}");
-        let e = server_config(&files(&dir, b"not pem at all", b""), &[]).unwrap_err();
+        let e = config_of(files(&dir, b"not pem at all", b"")).unwrap_err();
         assert!(e.contains("no CERTIFICATE block"), "{e}");
         let cert = b"-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n";
-        let e = server_config(&files(&dir, cert, b"no key here"), &[]).unwrap_err();
+        let e = config_of(files(&dir, cert, b"no key here")).unwrap_err();
         assert!(e.starts_with("key=") && e.contains("no PEM block"), "{e}");
         let key = b"-----BEGIN PRIVATE KEY-----\nMAA=\n-----END PRIVATE KEY-----\n";
-        let e = server_config(&files(&dir, cert, key), &[]).unwrap_err();
+        let e = config_of(files(&dir, cert, key)).unwrap_err();
         assert!(e.contains("do not go together"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -30,7 +30,7 @@ pub struct Context<'a> {
     /// What the route learned of how its answers arrive, per direction.
     pub shapes: &'a mut Shapes,
     /// A terminating route (`cert=`): its TLS server configuration.
-    pub tls: Option<&'a Arc<rustls::ServerConfig>>,
+    pub tls: Option<&'a Arc<tls::ServerConfig>>,
     /// An originating route (`upstream-tls`): how to speak TLS to its upstreams.
     pub upstream_tls: Option<&'a tls::Origin>,
     /// The route's upstream is this Unix socket (natively): its pool holds

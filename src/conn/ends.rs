@@ -33,7 +33,7 @@ pub(super) enum End<'a> {
 }
 
 impl<'a> End<'a> {
-    pub(super) fn of(stream: &'a mut Stream, tls: Option<&'a mut rustls::Connection>) -> End<'a> {
+    pub(super) fn of(stream: &'a mut Stream, tls: Option<&'a mut tls::Session>) -> End<'a> {
         match tls {
             Some(tls) => End::Tls(TlsEnd { stream, tls }),
             None => End::Plain(stream),
@@ -71,8 +71,8 @@ impl Endpoint for End<'_> {
 /// route, the upstream's on an originating one.
 #[derive(Default)]
 pub(super) struct Tls {
-    pub(super) client: Option<rustls::Connection>,
-    pub(super) upstream: Option<rustls::Connection>,
+    pub(super) client: Option<tls::Session>,
+    pub(super) upstream: Option<tls::Session>,
     /// Plain bytes rustls decrypted that the relay has not taken yet, per
     /// side (client, upstream): that socket may have nothing left to wake
     /// the loop with, so the connection is due at once (`deadline`).
@@ -80,14 +80,14 @@ pub(super) struct Tls {
 }
 
 impl Tls {
-    pub(super) fn side(&self, side: Side) -> Option<&rustls::Connection> {
+    pub(super) fn side(&self, side: Side) -> Option<&tls::Session> {
         match side {
             Side::Client => self.client.as_ref(),
             Side::Upstream => self.upstream.as_ref(),
         }
     }
 
-    pub(super) fn side_mut(&mut self, side: Side) -> Option<&mut rustls::Connection> {
+    pub(super) fn side_mut(&mut self, side: Side) -> Option<&mut tls::Session> {
         match side {
             Side::Client => self.client.as_mut(),
             Side::Upstream => self.upstream.as_mut(),

@@ -88,7 +88,7 @@ impl Conn {
 
     /// TLS records (or a closing alert) wait for this side's socket.
     pub(super) fn queued(&self, side: Side) -> bool {
-        self.tls.as_ref().and_then(|t| t.side(side)).is_some_and(|c| c.wants_write())
+        self.tls.as_ref().and_then(|t| t.side(side)).is_some_and(tls::wants_write)
     }
 
     /// A socket can take more: send what its TLS has queued (handshake,

@@ -207,7 +207,7 @@ pub struct RouteState {
     /// (`coalesce`).
     pub(super) shapes: Shapes,
     /// `cert=`: its TLS server configuration, certificate loaded.
-    pub(super) tls: Option<Arc<rustls::ServerConfig>>,
+    pub(super) tls: Option<Arc<tls::ServerConfig>>,
     /// `upstream-tls`: how it speaks TLS to its upstreams.
     pub(super) upstream_tls: Option<tls::Origin>,
 }
@@ -218,7 +218,7 @@ fn unix_upstream(spec: &RouteSpec) -> Option<std::path::PathBuf> {
 }
 
 /// A route's TLS, both ways, loaded from its files (`RouteSpec::load_tls`).
-pub type Certs = (Option<Arc<rustls::ServerConfig>>, Option<tls::Origin>);
+pub type Certs = (Option<Arc<tls::ServerConfig>>, Option<tls::Origin>);
 
 impl RouteState {
     /// A route of `door`; `resolved[i]` holds the addresses of `spec.upstreams[i]`.

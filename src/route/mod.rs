@@ -29,7 +29,7 @@ mod spec;
 
 pub use doors::{diff, doors, Diff, MAX_DOORS};
 pub use ends::{parse_local, parse_remote, Listen, MAX_RANGE};
-pub use spec::{Acl, Policy, ProxyVersion, Remote, RouteSpec, Udp, UnixListen, MAX_FLOWS, UNIX_LISTEN};
+pub use spec::{Acl, Policy, ProxyVersion, Remote, RouteSpec, TlsFiles, Udp, UnixListen, UpstreamTls, MAX_FLOWS, UNIX_LISTEN};
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -237,7 +237,7 @@ fn parse_target(listen: SocketAddr, udp: bool, unix: Option<&str>, s: &str) -> R
         (None, None) => None,
         (Some(_), None) => return Err("cert= without key= (the certificate's private key, PEM)".into()),
         (None, Some(_)) => return Err("key= without cert= (the certificate chain, PEM)".into()),
-        (Some(cert), Some(key)) if route.forward.is_none() && route.matches.host.is_empty() => Some(crate::tls::Files { cert, key }),
+        (Some(cert), Some(key)) if route.forward.is_none() && route.matches.host.is_empty() => Some(TlsFiles { cert, key }),
         (Some(_), Some(_)) if route.forward.is_some() => return Err("cert= and key= apply to a relay route, not a forward route".into()),
         (Some(_), Some(_)) => return Err("host= reads plain HTTP; a route that terminates TLS (cert=) is chosen by sni=".into()),
     };

@@ -112,14 +112,30 @@ pub struct RouteSpec {
     /// `forward`: a forward proxy, the client names the destination.
     pub forward: Option<Forward>,
     /// `cert=` and `key=`: TLS is terminated here (see `tls`).
-    pub tls: Option<crate::tls::Files>,
+    pub tls: Option<TlsFiles>,
     /// `upstream-tls` and its options: TLS is spoken to the upstreams.
-    pub upstream_tls: Option<crate::tls::Upstream>,
+    pub upstream_tls: Option<UpstreamTls>,
     /// `udp:`: a datagram relay, with its flows' bounds.
     pub udp: Option<Udp>,
     /// `unix:/path=...`: it listens on a Unix socket (natively), and
     /// `listen` is `UNIX_LISTEN`.
     pub unix: Option<UnixListen>,
+}
+
+/// `cert=` and `key=`: a terminating route's certificate chain and key, as PEM files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: String,
+    pub key: String,
+}
+
+/// `upstream-tls` and its options: `upstream-ca=`, `upstream-name=`,
+/// `upstream-insecure` (each implies `upstream-tls`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UpstreamTls {
+    pub ca: Option<String>,
+    pub name: Option<String>,
+    pub insecure: bool,
 }
 
 /// A Unix socket to listen on, with its file's mode and owner.
@@ -181,14 +197,17 @@ impl RouteSpec {
     /// Its TLS, both ways, its files read now: the server side if it
     /// terminates TLS, the client side if it originates it. The error names
     /// the route.
-    pub fn load_tls(&self) -> Result<(Option<std::sync::Arc<rustls::ServerConfig>>, Option<crate::tls::Origin>), String> {
+    pub fn load_tls(&self) -> Result<(Option<std::sync::Arc<crate::tls::ServerConfig>>, Option<crate::tls::Origin>), String> {
         let server = match &self.tls {
             None => None,
-            Some(files) => Some(crate::tls::server_config(files, &self.matches.alpn).map_err(|e| format!("{}: {e}", self.origin))?),
+            Some(files) => Some(crate::tls::server_config(&files.cert, &files.key, &self.matches.alpn).map_err(|e| format!("{}: {e}", self.origin))?),
         };
         let origin = match &self.upstream_tls {
             None => None,
-            Some(up) => Some(crate::tls::origin(&self.origin, up, self.upstreams.first().map(|r| r.host.as_str()))?),
+            Some(up) => {
+                let options = crate::tls::Upstream { ca: up.ca.as_deref(), name: up.name.as_deref(), insecure: up.insecure };
+                Some(crate::tls::origin(&self.origin, &options, self.upstreams.first().map(|r| r.host.as_str()))?)
+            }
         };
         Ok((server, origin))
     }

@@ -101,10 +101,10 @@ fn the_acl_denies_first_then_admits_only_the_allowed() {
 #[test]
 fn tls_options_parse() {
     let r = parse_route(":443=a:1;sni=app.test;cert=/c/app.pem;key=/c/app.key").unwrap();
-    assert_eq!(r.tls, Some(crate::tls::Files { cert: "/c/app.pem".into(), key: "/c/app.key".into() }));
+    assert_eq!(r.tls, Some(TlsFiles { cert: "/c/app.pem".into(), key: "/c/app.key".into() }));
     assert_eq!(r.upstream_tls, None);
     let r = parse_route(":80=db.internal:443;upstream-tls").unwrap();
-    assert_eq!(r.upstream_tls, Some(crate::tls::Upstream::default()));
+    assert_eq!(r.upstream_tls, Some(UpstreamTls::default()));
     let r = parse_route(":80=10.0.0.5:443;upstream-ca=/c/ca.pem;upstream-name=db.test").unwrap();
     let up = r.upstream_tls.unwrap();
     assert_eq!((up.ca.as_deref(), up.name.as_deref(), up.insecure), (Some("/c/ca.pem"), Some("db.test"), false));
@@ -148,6 +148,7 @@ fn bad_routes_say_what_is_wrong() {
 }
 
 #[test]
+#[cfg(feature = "tls")]
 fn upstream_tls_takes_the_system_roots_or_says_where_it_looked() {
     let spec = RouteSpec { origin: "--route".into(), ..parse_route(":80=db.test:443;upstream-tls").unwrap() };
     let bundles = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"];
@@ -228,4 +229,15 @@ fn a_range_becomes_one_route_per_port_offsets_kept() {
         let e = parse_rule(&rule).unwrap_err();
         assert!(e.contains(want), "{rule}: {e}");
     }
+}
+
+#[test]
+#[cfg(not(feature = "tls"))]
+fn a_build_without_tls_refuses_a_route_that_asks_for_it_in_one_line() {
+    for rule in [":8443=a:1;cert=/c/app.pem;key=/c/app.key", ":5432=db:5432;upstream-tls"] {
+        let route = RouteSpec { origin: "--route".into(), ..parse_route(rule).unwrap() };
+        let e = route.load_tls().err().unwrap_or_else(|| panic!("{rule} loads without TLS"));
+        assert!(e.starts_with("--route: this build has no TLS (it was built without the `tls` feature)") && !e.contains('\n'), "{rule}: {e}");
+    }
+    assert!(RouteSpec { origin: "--route".into(), ..parse_route(":80=a:1").unwrap() }.load_tls().is_ok_and(|(s, o)| s.is_none() && o.is_none()));
 }
