@@ -453,9 +453,18 @@ fn listen_addr(listen: &str) -> SocketAddr {
     listen.trim_start_matches("udp:").parse().expect("listen address parses")
 }
 
-/// A port nothing listens on (bound, then released).
+/// A port nothing listens on, TCP or UDP (bound, then released): the
+/// kernel hands out the same ephemeral ports to both, and a peer such as
+/// tests/dns_server.py or iperf3 binds both (a UDP relay's flow sockets
+/// hold UDP ports that a TCP-only check would not see).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Wait until a TCP port accepts connections.
@@ -764,26 +773,39 @@ pub struct DnsServer {
 
 impl DnsServer {
     pub fn start(records: &[(&str, &str)], slow: &[(&str, f64)], truncate: &[&str]) -> DnsServer {
-        let port = free_port();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dns_server.py");
-        let mut cmd = Command::new("python3");
-        cmd.arg(script).arg(port.to_string());
-        cmd.args(records.iter().map(|(n, ip)| format!("{n}={ip}")));
-        for (n, secs) in slow {
-            cmd.arg("--slow").arg(format!("{n}={secs}"));
-        }
-        for n in truncate {
-            cmd.arg("--truncate").arg(n);
-        }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("python3 with dnslib (scripts/setup --peers installs it)");
-        let mut ready = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready).unwrap();
-        assert_eq!(ready.trim(), "ready", "tests/dns_server.py did not start (is dnslib installed?)");
+        // A free port can be taken between the check and the server's bind
+        // (by another test's UDP socket): then the server exits at once,
+        // and another port is tried.
+        let mut tries = 0;
+        let (mut child, port) = loop {
+            let port = free_port();
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dns_server.py");
+            let mut cmd = Command::new("python3");
+            cmd.arg(script).arg(port.to_string());
+            cmd.args(records.iter().map(|(n, ip)| format!("{n}={ip}")));
+            for (n, secs) in slow {
+                cmd.arg("--slow").arg(format!("{n}={secs}"));
+            }
+            for n in truncate {
+                cmd.arg("--truncate").arg(n);
+            }
+            let mut child = cmd
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("python3 with dnslib (scripts/setup --peers installs it)");
+            let mut ready = String::new();
+            BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready).unwrap();
+            if ready.trim() == "ready" {
+                break (child, port);
+            }
+            let mut err = String::new();
+            let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+            let _ = child.wait();
+            tries += 1;
+            assert!(tries < 5, "tests/dns_server.py did not start (is dnslib installed?): {err}");
+        };
         let log = Arc::new(Mutex::new(Vec::new()));
         let sink = log.clone();
         let stderr = child.stderr.take().unwrap();
