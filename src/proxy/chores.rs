@@ -11,6 +11,7 @@ use crate::health;
 use crate::log::{Level, Record};
 use crate::metrics::{self, Page, RouteView, Scrape};
 use crate::relay::would_block;
+use crate::route::Place;
 
 impl Proxy {
     /// Step 1: re-resolution and health checks when due; drop headers and
@@ -31,7 +32,7 @@ impl Proxy {
                 let in_flight: Vec<(usize, SocketAddr)> = self.checks.iter().map(|(_, c)| (c.route, c.addr)).collect();
                 // A TCP connect says nothing of a UDP server: a UDP route's
                 // pool learns from its flows (ICMP unreachable, answers).
-                for (i, r) in self.shared.routes.iter_mut().enumerate().filter(|(_, r)| !r.retired && !r.udp && r.unix_upstream.is_none()) {
+                for (i, r) in self.shared.routes.iter_mut().enumerate().filter(|(_, r)| !r.retired && !matches!(r.place, Place::Udp(_)) && r.unix_upstream.is_none()) {
                     for check in health::start_checks(i, &r.name, &mut r.pool, &in_flight, self.shared.connect_timeout, now) {
                         self.checks.insert(check);
                     }

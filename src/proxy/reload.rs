@@ -167,8 +167,7 @@ impl Proxy {
                     let tls = certs.get_mut(j).and_then(Option::take).unwrap_or_default();
                     // A route removed earlier and now back: the same one
                     // again (its counters go on), else a new one.
-                    let unix = spec.unix.as_ref().map(|u| u.path.clone());
-                    let back = self.shared.routes.iter().position(|r| r.retired && r.listen == spec.listen && (spec.listen.port() != 0 || unix.is_some()) && r.matches == spec.matches && r.udp == spec.udp.is_some() && r.unix == unix);
+                    let back = self.shared.routes.iter().position(|r| r.retired && r.place.same(&spec.place()) && r.matches == spec.matches);
                     let r = match back {
                         Some(r) => {
                             if let Some(state) = self.shared.routes.get_mut(r) {
@@ -204,7 +203,7 @@ impl Proxy {
                 closed.push(d.name.clone());
             }
         }
-        let label = |s: &RouteSpec| if s.matches.is_default() { s.place() } else { format!("{} {}", s.place(), s.matches.label()) };
+        let label = |s: &RouteSpec| if s.matches.is_default() { s.place().to_string() } else { format!("{} {}", s.place(), s.matches.label()) };
         let names = |list: Vec<String>| if list.is_empty() { "-".to_string() } else { list.join(",") };
         let line = Record::always("reload") // as the start line: whatever the log level
             .str("file", path)

@@ -16,7 +16,7 @@ use crate::metrics::Stats;
 use crate::names::{Match, Table};
 use crate::pool::{FailPolicy, Pool};
 use crate::relay::Buffers;
-use crate::route::{Acl, ProxyVersion, RouteSpec};
+use crate::route::{Acl, Place, ProxyVersion, RouteSpec};
 use crate::settings::Dump;
 use crate::dns_server::DnsServer;
 use crate::udp_relay::UdpRelay;
@@ -29,8 +29,8 @@ pub struct Door {
     /// The address it really listens on (it may say port 0): the `route`
     /// of logs and metrics.
     pub(super) name: String,
-    /// The address as configured (what a reload compares).
-    pub(super) listen: SocketAddr,
+    /// Where it listens, as configured (what a reload compares).
+    pub(super) place: Place,
     /// `None` once a reload removed every route of this address: it stops
     /// accepting at once; what is open finishes.
     pub(super) listener: Option<Listener>,
@@ -45,8 +45,6 @@ pub struct Door {
     pub(super) dns: Option<DnsServer>,
     /// `udp:LISTEN=...`: the UDP relay, with no listener beside it.
     pub(super) udp: Option<UdpRelay>,
-    /// `unix:/path=...`: the Unix socket's path (`listen` says nothing).
-    pub(super) unix: Option<String>,
     /// On a port routed by name, what happened before a route was picked
     /// (accepted, denied, no route, ...). A plain port counts all of it on
     /// its one route.
@@ -60,18 +58,17 @@ impl Door {
         let &(_, first) = routes.first()?;
         let Bound { listener, dns, udp } = bound;
         let name = match (&listener, &udp) {
-            (Some(_), _) if first.unix.is_some() => first.place(),
+            (Some(_), _) if first.unix.is_some() => first.place().to_string(),
             (Some(l), _) => l.local_addr().unwrap_or(first.listen).to_string(),
             (None, Some(u)) => format!("udp:{}", u.local_addr().unwrap_or(first.listen)),
             (None, None) => return None,
         };
         let mut door = Door {
             name,
-            listen: first.listen,
+            place: first.place(),
             listener,
             dns,
             udp,
-            unix: first.unix.as_ref().map(|u| u.path.clone()),
             acl: Acl::default(),
             accept_proxy: false,
             table: Table::default(),
@@ -103,11 +100,7 @@ impl Door {
 
     /// It listens where `spec` says, the same way (TCP or UDP).
     pub(super) fn serves(&self, spec: &RouteSpec) -> bool {
-        match (&self.unix, &spec.unix) {
-            (Some(a), Some(b)) => self.is_open() && *a == b.path,
-            (None, None) => self.is_open() && self.listen == spec.listen && self.udp.is_some() == spec.udp.is_some() && spec.listen.port() != 0,
-            _ => false,
-        }
+        self.is_open() && self.place.same(&spec.place())
     }
 
     pub fn name(&self) -> &str {
@@ -190,14 +183,10 @@ pub struct RouteState {
     pub(super) send_proxy: Option<ProxyVersion>,
     /// A forward route: the hosts its clients asked for.
     pub(super) destinations: Option<Destinations>,
-    /// Who it is, for a reload: its listen address as configured and what it
-    /// serves there.
-    pub(super) listen: SocketAddr,
+    /// Who it is, for a reload: where it listens as configured (a UDP
+    /// route's pool gets no TCP health checks) and what it serves there.
+    pub(super) place: Place,
     pub(super) matches: Match,
-    /// `udp:`: a UDP relay's route (its pool gets no TCP health checks).
-    pub(super) udp: bool,
-    /// `unix:/path=...`: its Unix socket's path (its identity, as `listen` is).
-    pub(super) unix: Option<String>,
     /// `...=unix:/path`: its one upstream is a Unix socket (no checks either).
     pub(super) unix_upstream: Option<std::path::PathBuf>,
     /// A reload removed it: it takes no new client (none can reach it) and
@@ -230,10 +219,8 @@ impl RouteState {
             stats: Stats::default(),
             send_proxy: spec.send_proxy,
             destinations: spec.forward.as_ref().map(|_| Destinations::default()),
-            listen: spec.listen,
+            place: spec.place(),
             matches: spec.matches.clone(),
-            udp: spec.udp.is_some(),
-            unix: spec.unix.as_ref().map(|u| u.path.clone()),
             unix_upstream: unix_upstream(spec),
             retired: false,
             shapes: Shapes::default(),

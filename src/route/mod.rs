@@ -29,7 +29,7 @@ mod spec;
 
 pub use doors::{diff, doors, Diff, MAX_DOORS};
 pub use ends::{parse_local, parse_remote, Listen, MAX_RANGE};
-pub use spec::{Acl, Policy, ProxyVersion, Remote, RouteSpec, TlsFiles, Udp, UnixListen, UpstreamTls, MAX_FLOWS, UNIX_LISTEN};
+pub use spec::{Acl, Place, Policy, ProxyVersion, Remote, RouteSpec, TlsFiles, Udp, UnixListen, UpstreamTls, MAX_FLOWS, UNIX_LISTEN};
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

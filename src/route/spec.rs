@@ -153,21 +153,45 @@ pub struct UnixListen {
 pub const UNIX_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 
 impl RouteSpec {
-    /// Where it listens, for messages: `unix:/path`, `udp:IP:PORT` or `IP:PORT`.
-    pub fn place(&self) -> String {
+    /// Where it listens, and how: its identity for doors and reloads, and
+    /// in messages `IP:PORT`, `udp:IP:PORT` or `unix:/path`.
+    pub fn place(&self) -> Place {
         match (&self.unix, self.udp) {
-            (Some(u), _) => format!("unix:{}", u.path),
-            (None, Some(_)) => format!("udp:{}", self.listen),
-            (None, None) => self.listen.to_string(),
+            (Some(u), _) => Place::Unix(u.path.clone()),
+            (None, Some(_)) => Place::Udp(self.listen),
+            (None, None) => Place::Tcp(self.listen),
         }
     }
 
     /// Listens where `other` does, the same way (a reload keeps its door).
     pub fn same_place(&self, other: &RouteSpec) -> bool {
-        match (&self.unix, &other.unix) {
-            (Some(a), Some(b)) => a.path == b.path,
-            (None, None) => self.listen == other.listen && self.listen.port() != 0 && self.udp.is_some() == other.udp.is_some(),
-            _ => false,
+        self.place().same(&other.place())
+    }
+}
+
+/// Where a route listens: a TCP or UDP address, or a Unix socket's path.
+/// UDP and TCP on one port are two places.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Place {
+    Tcp(SocketAddr),
+    Udp(SocketAddr),
+    Unix(String),
+}
+
+impl Place {
+    /// The same place as `other`; never for port 0, which asks for a fresh
+    /// port each time.
+    pub fn same(&self, other: &Place) -> bool {
+        self == other && !matches!(self, Place::Tcp(a) | Place::Udp(a) if a.port() == 0)
+    }
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Place::Tcp(a) => write!(f, "{a}"),
+            Place::Udp(a) => write!(f, "udp:{a}"),
+            Place::Unix(path) => write!(f, "unix:{path}"),
         }
     }
 }
