@@ -122,6 +122,74 @@ fn route_examples_in_the_guide_are_accepted() {
     }
 }
 
+/// Every route example starts for real: names resolved, cert.pem read,
+/// ports bound and a connection accepted on each; and the egress refusal
+/// the guide quotes is the 403 a forward route sends for it. tests/doc_routes.py runs
+/// them in a network and mount namespace of their own (`unshare -n -m`), so
+/// the guide's ports are free and its names resolve to loopback only.
+#[test]
+fn route_examples_in_the_guide_start() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bin = root.join("target/release/wasiter");
+    assert!(bin.exists(), "{} is missing: scripts/build first (scripts/test does)", bin.display());
+    let probe = Command::new("unshare").args(["-n", "-m", "true"]).output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!("SKIPPED: the guide's routes were not started: `unshare -n -m` is not allowed here (run as root)");
+        return;
+    }
+    let mut rules: String = route_examples().into_iter().map(|(page, rule)| format!("{page}\t{rule}\n")).collect();
+    let refusals: Vec<String> = pages()
+        .iter()
+        .flat_map(|(_, text)| text.lines().filter(|l| l.starts_with("    wasiter: ") && l.contains(" refused (rule ")).map(|l| l.trim().to_string()).collect::<Vec<_>>())
+        .collect();
+    assert!(!refusals.is_empty(), "the guide quotes an egress refusal");
+    rules.extend(refusals.iter().map(|r| format!("refusal\t{r}\n")));
+    let mut child = Command::new("unshare")
+        .args(["-n", "-m", "python3"])
+        .arg(root.join("tests/doc_routes.py"))
+        .arg(&bin)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(rules.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    eprint!("{report}");
+    assert!(out.status.success(), "route examples that did not start:\n{}", report.lines().filter(|l| l.starts_with("FAIL")).collect::<Vec<_>>().join("\n"));
+    assert_eq!(report.lines().filter(|l| l.starts_with("ok ")).count(), route_examples().len() + refusals.len(), "every example reported");
+}
+
+/// The start-up refusals the guide quotes (`wasiter: REMOTE: "..." is not
+/// valid: ...`, `wasiter: --route: "..." ...`) are what wasiter prints for
+/// that input, word for word up to a closing `...`, with exit code 2.
+#[test]
+fn refusals_the_guide_quotes_are_what_wasiter_says() {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/wasiter");
+    assert!(bin.exists(), "{} is missing: scripts/build first (scripts/test does)", bin.display());
+    let mut checked = 0;
+    for (page, text) in pages() {
+        for line in text.lines().filter_map(|l| l.strip_prefix("    wasiter: ")) {
+            let Some((setting, rest)) = line.split_once(": \"") else { continue };
+            let Some((given, _)) = rest.split_once("\" is not valid") else { continue };
+            let mut cmd = Command::new(&bin);
+            match setting {
+                "REMOTE" => cmd.env("LOCAL", ":8080").env("REMOTE", given),
+                "--route" => cmd.args(["--route", given]),
+                _ => panic!("{page}: a quoted refusal of {setting}: teach this test to make it"),
+            };
+            let out = cmd.output().unwrap();
+            let said = String::from_utf8_lossy(&out.stderr);
+            let quoted = format!("wasiter: {}", line.trim_end_matches("..."));
+            assert!(said.starts_with(&quoted), "{page} quotes\n  {quoted}\nwasiter says\n  {said}");
+            assert_eq!(out.status.code(), Some(2), "{page}: {setting}={given}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "the quoted refusals were found ({checked})");
+}
+
 /// "The WasmEdge build is N.NN MB": the figure the guide states is the
 /// build's (within 0.02 MB), so a growing module cannot leave it behind.
 #[test]
