@@ -15,8 +15,8 @@ impl Proxy {
     pub(super) fn watch_udp_relays(&mut self) -> Option<Instant> {
         let mut due: Option<Instant> = None;
         let poller = &mut self.poller;
-        for (i, d) in self.doors.iter().enumerate() {
-            let Some(relay) = &d.udp else { continue };
+        for (i, d) in self.doors.iter_mut().enumerate() {
+            let Some(relay) = &mut d.udp else { continue };
             let next = relay.watch(|sub, handle, r, w| poller.add(handle, Token::new(Kind::Udp(i, sub)).raw(), r, w));
             due = match (due, next) {
                 (Some(a), Some(b)) => Some(a.min(b)),

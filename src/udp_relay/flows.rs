@@ -96,11 +96,6 @@ impl Flows {
         self.flows.iter().min_by_key(|(_, f)| f.last).map(|(k, _)| k)
     }
 
-    /// When the flow silent longest reaches `idle` (the loop wakes then).
-    pub fn next_idle(&self, idle: Duration) -> Option<Instant> {
-        self.flows.iter().map(|(_, f)| f.last).min().map(|last| last + idle)
-    }
-
     /// The flows silent for `idle` at `now`.
     pub fn idle_since(&self, now: Instant, idle: Duration) -> Vec<usize> {
         self.flows.iter().filter(|(_, f)| now.saturating_duration_since(f.last) >= idle).map(|(k, _)| k).collect()

@@ -153,17 +153,22 @@ pub struct UdpRelay {
     /// Shared by the flows: one datagram at a time.
     buf: Vec<u8>,
     pub counts: Counts,
+    /// No flow can go idle before this (learnt while `watch` lists the
+    /// flows anyway), so `expire` scans the table only when one may have;
+    /// None: not known, scan.
+    due: Option<Instant>,
 }
 
 impl UdpRelay {
     pub fn new(socket: Datagram, settings: Udp) -> UdpRelay {
-        UdpRelay { socket, settings, flows: Flows::default(), buf: vec![0; MAX_DATAGRAM], counts: Counts::default() }
+        UdpRelay { socket, settings, flows: Flows::default(), buf: vec![0; MAX_DATAGRAM], counts: Counts::default(), due: None }
     }
 
     /// A reload changed the route's options: for the flows to come (and
     /// the idle time of those open).
     pub fn set(&mut self, settings: Udp) {
         self.settings = settings;
+        self.due = None;
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -179,12 +184,15 @@ impl UdpRelay {
     /// Its sockets, all read interest (a send that finds no room drops, as
     /// UDP does: nothing waits to be written), and when it next has a flow
     /// that may have gone idle.
-    pub fn watch(&self, mut add: impl FnMut(usize, Handle, bool, bool)) -> Option<Instant> {
+    pub fn watch(&mut self, mut add: impl FnMut(usize, Handle, bool, bool)) -> Option<Instant> {
         add(0, self.socket.handle(), true, false);
+        let mut oldest: Option<Instant> = None;
         for (key, flow) in self.flows.iter() {
             add(sub_of_flow(key), flow.socket.handle(), true, false);
+            oldest = Some(oldest.map_or(flow.last, |o| o.min(flow.last)));
         }
-        self.flows.next_idle(self.settings.idle)
+        self.due = oldest.map(|last| last + self.settings.idle);
+        self.due
     }
 
     pub fn on_ready(&mut self, sub: usize, cx: &mut Cx<'_>) {
@@ -196,6 +204,9 @@ impl UdpRelay {
 
     /// Close the flows silent for `idle=`.
     pub fn expire(&mut self, cx: &mut Cx<'_>) {
+        if self.due.is_some_and(|due| cx.now < due) {
+            return; // flows only grow younger between two passes
+        }
         for key in self.flows.idle_since(cx.now, self.settings.idle) {
             self.close(key, Ended::Idle, cx);
         }
