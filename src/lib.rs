@@ -63,5 +63,5 @@ pub mod tls;
 #[path = "tls_off.rs"]
 pub mod tls;
 #[cfg(feature = "tls")]
-pub mod tls_aes;
+pub mod tls_aead;
 pub mod udp_relay;
