@@ -6,7 +6,7 @@ use aes_gcm::{Aes128Gcm, Aes256Gcm};
 use rustls::crypto::cipher::AeadKey;
 use rustls::Error;
 
-use super::{Seal, TAG};
+use super::seal::{Seal, TAG};
 
 /// One of the two AES-GCM key sizes.
 #[derive(Clone, Copy)]

@@ -25,7 +25,7 @@ use poly1305::Poly1305;
 use rustls::crypto::cipher::AeadKey;
 use rustls::Error;
 
-use super::{Seal, TAG};
+use super::seal::{Seal, TAG};
 use lanes::{transpose, V};
 
 /// "expand 32-byte k", the first row of every block.

@@ -23,6 +23,9 @@
 
 mod aes;
 mod chacha;
+mod seal;
+
+use seal::{Seal, TAG};
 
 use rustls::crypto::cipher::{
     make_tls13_aad, AeadKey, InboundOpaqueMessage, InboundPlainMessage, Iv, MessageDecrypter,
@@ -33,22 +36,6 @@ use rustls::{
     CipherSuiteCommon, ConnectionTrafficSecrets, ContentType, Error, ProtocolVersion,
     SupportedCipherSuite, Tls13CipherSuite,
 };
-
-const TAG: usize = 16;
-
-/// An AEAD key, ready to seal and open records in place (detached tags).
-trait Seal: Send + Sync {
-    /// Encrypt `buf` in place; the tag is returned.
-    fn seal(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> Result<[u8; TAG], Error>;
-    /// Decrypt `buf` in place if `tag` authenticates it (else leave it).
-    fn open(
-        &self,
-        nonce: &[u8; 12],
-        aad: &[u8],
-        buf: &mut [u8],
-        tag: &[u8; TAG],
-    ) -> Result<(), Error>;
-}
 
 /// One of this folder's AEADs, as rustls asks for one.
 #[derive(Clone, Copy)]
