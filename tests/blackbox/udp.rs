@@ -312,7 +312,10 @@ pub fn unix_socket_ends_work_natively_and_are_refused_clearly_on_wasm(rt: Runtim
     let (code, body, err) = curl(&["-s", &format!("http://127.0.0.1:{tcp}/")]);
     assert_eq!((code, body.as_str()), (0, "from the unix socket\n"), "{err}");
     let close = record(&p.wait_for_log("the Unix client's close line", |l| l.contains(" close ") && l.contains("route=unix:")));
-    assert_eq!((close["client"].as_str(), close["reason"].as_str()), ("unix", "upstream-closed"), "{close:?}");
+    // The server answers and closes while curl, with the whole body, closes
+    // too: whichever FIN the proxy reads first names the end.
+    assert_eq!(close["client"].as_str(), "unix", "a Unix peer is shown as unix: {close:?}");
+    assert!(matches!(close["reason"].as_str(), "upstream-closed" | "client-closed"), "{close:?}");
     // A second proxy may not take a socket that still answers, nor a file that is not a socket.
     let (status, _, err) = Runtime::Native.run(&[], &["--route", &format!("unix:{}=127.0.0.1:1", front.display())]);
     assert!(status.code() == Some(1) && err.contains("another process listens on"), "{err}");
