@@ -12,7 +12,7 @@
 //! `scripts/test` runs them compiled to wasm, where `v128` is used).
 //!
 //! ChaCha20 is add, rotate and xor only: no tables, no branch on a secret.
-//! Poly1305 is RustCrypto's `poly1305` (constant time, 32-bit limbs), and a
+//! Poly1305 is `poly1305.rs` (two blocks per vector, constant time), and a
 //! tag is compared without an early exit.
 //!
 //! Indexing here is into fixed-size arrays by constants or by loop bounds
@@ -20,8 +20,6 @@
 //! a peer sends can reach an index out of bounds.
 #![allow(clippy::indexing_slicing)]
 
-use poly1305::universal_hash::{KeyInit, UniversalHash};
-use poly1305::Poly1305;
 use rustls::crypto::cipher::AeadKey;
 use rustls::Error;
 
@@ -109,18 +107,10 @@ fn xor(data: &mut [u8], stream: &[u8]) {
 }
 
 /// The record's tag (RFC 8439, 2.8): Poly1305 keyed by block 0's first 32
-/// bytes over the AAD and the ciphertext, each padded to 16, then both
-/// lengths.
+/// bytes over the AAD and the ciphertext (`poly1305.rs`).
 fn tag(first: &[u8; 256], aad: &[u8], ciphertext: &[u8]) -> [u8; TAG] {
     let poly_key: [u8; 32] = std::array::from_fn(|i| first[i]);
-    let mut mac = Poly1305::new(&poly_key.into());
-    mac.update_padded(aad);
-    mac.update_padded(ciphertext);
-    let mut lengths = [0u8; 16];
-    lengths[..8].copy_from_slice(&(aad.len() as u64).to_le_bytes());
-    lengths[8..].copy_from_slice(&(ciphertext.len() as u64).to_le_bytes());
-    mac.update(&[lengths.into()]);
-    mac.finalize().into()
+    super::poly1305::aead_tag(&poly_key, aad, ciphertext)
 }
 
 /// Key stream blocks `counter` to `counter + 3`, 256 bytes.
