@@ -170,15 +170,24 @@ fn iperf3_udp(port: u16, reverse: bool, mbit: u32) -> (u64, f64) {
 
 pub fn iperf3_udp_crosses_the_relay_both_ways(rt: Runtime) {
     let server_port = free_port();
-    let _server = Killed(Command::new("iperf3").args(["-s", "-p", &server_port.to_string()]).stdout(std::process::Stdio::null()).spawn().unwrap());
-    wait_port(server_port);
     // iperf3 talks TCP (its control connection) and UDP (its data) on one
     // port: two routes, one of each, on the same address.
     let port = free_port();
     let (tcp, udp) = (format!("127.0.0.1:{port}=127.0.0.1:{server_port}"), format!("udp:127.0.0.1:{port}=127.0.0.1:{server_port}"));
     let (mut p, _) = Proxy::start_routes(rt, 2, &[], &["--route", &tcp, "--route", &udp]);
     for reverse in [false, true] {
+        // A server for this test alone (-1), ready when it says so: a
+        // connect to probe it would be its client, and a server still busy
+        // with the last test resets the next one's control connection.
+        let mut server = Killed(Command::new("iperf3").args(["-s", "-1", "--forceflush", "-p", &server_port.to_string()]).stdout(std::process::Stdio::piped()).spawn().unwrap());
+        let mut said = std::io::BufReader::new(server.0.stdout.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("Server listening") {
+            line.clear();
+            assert!(std::io::BufRead::read_line(&mut said, &mut line).unwrap() > 0, "iperf3 -s exited before it listened");
+        }
         let (packets, lost) = iperf3_udp(port, reverse, 20);
+        let _ = server.0.wait();
         // 20 Mbit/s of 1400-byte datagrams for 2 s: about 3,600 of them.
         assert!(packets > 1000, "reverse={reverse}: {packets} datagrams arrived");
         assert!(lost < 5.0, "reverse={reverse}: {lost}% lost at 20 Mbit/s");
