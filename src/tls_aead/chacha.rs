@@ -23,6 +23,7 @@
 use rustls::crypto::cipher::AeadKey;
 use rustls::Error;
 
+use super::poly1305::le32;
 use super::seal::{Seal, TAG};
 use lanes::{transpose, V};
 
@@ -36,17 +37,8 @@ struct Key(Option<[u32; 8]>);
 pub fn key(key: &AeadKey) -> Box<dyn Seal> {
     let words = <[u8; 32]>::try_from(key.as_ref())
         .ok()
-        .map(|k| std::array::from_fn(|i| word(&k, i)));
+        .map(|k| std::array::from_fn(|i| le32(&k, 4 * i)));
     Box::new(Key(words))
-}
-
-fn word(bytes: &[u8], i: usize) -> u32 {
-    u32::from_le_bytes([
-        bytes[4 * i],
-        bytes[4 * i + 1],
-        bytes[4 * i + 2],
-        bytes[4 * i + 3],
-    ])
 }
 
 impl Seal for Key {
@@ -119,7 +111,7 @@ fn four_blocks(key: &[u32; 8], nonce: &[u8; 12], counter: u32) -> [u8; 256] {
         0..=3 => V::splat(SIGMA[i]),
         4..=11 => V::splat(key[i - 4]),
         12 => V::counters(counter),
-        _ => V::splat(word(nonce, i - 13)),
+        _ => V::splat(le32(nonce, 4 * (i - 13))),
     });
     let mut x = start;
     for _ in 0..10 {
@@ -270,7 +262,7 @@ mod tests {
     #[test]
     fn the_rfc_block_is_ours() {
         let k: [u8; 32] = std::array::from_fn(|i| i as u8);
-        let key: [u32; 8] = std::array::from_fn(|i| word(&k, i));
+        let key: [u32; 8] = std::array::from_fn(|i| le32(&k, 4 * i));
         let nonce: [u8; 12] = hex("000000090000004a00000000").try_into().unwrap();
         let blocks = four_blocks(&key, &nonce, 1);
         let want = hex(concat!(
