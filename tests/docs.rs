@@ -137,7 +137,8 @@ fn route_examples_in_the_guide_start() {
         eprintln!("SKIPPED: the guide's routes were not started: `unshare -n -m` is not allowed here (run as root)");
         return;
     }
-    let mut rules: String = route_examples().into_iter().map(|(page, rule)| format!("{page}\t{rule}\n")).collect();
+    let examples = route_examples();
+    let mut rules: String = examples.iter().map(|(page, rule)| format!("{page}\t{rule}\n")).collect();
     let refusals: Vec<String> = pages()
         .iter()
         .flat_map(|(_, text)| text.lines().filter(|l| l.starts_with("    wasiter: ") && l.contains(" refused (rule ")).map(|l| l.trim().to_string()).collect::<Vec<_>>())
@@ -158,7 +159,7 @@ fn route_examples_in_the_guide_start() {
     let report = String::from_utf8_lossy(&out.stdout);
     eprint!("{report}");
     assert!(out.status.success(), "route examples that did not start:\n{}", report.lines().filter(|l| l.starts_with("FAIL")).collect::<Vec<_>>().join("\n"));
-    assert_eq!(report.lines().filter(|l| l.starts_with("ok ")).count(), route_examples().len() + refusals.len(), "every example reported");
+    assert_eq!(report.lines().filter(|l| l.starts_with("ok ")).count(), examples.len() + refusals.len(), "every example reported");
 }
 
 /// The start-up refusals the guide quotes (`wasiter: REMOTE: "..." is not
