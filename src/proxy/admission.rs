@@ -203,6 +203,10 @@ impl Proxy {
         let asked = conn.asked_host().map(str::to_string);
         let (client, from, leftover, upstream) = conn.into_next();
         if let (Some((addr, stream)), Some(host)) = (upstream, asked) {
+            // Unwatched while parked: a poller that keeps what it was told
+            // would still report it under its connection's token, which a
+            // new connection may hold by now.
+            self.poller.add(stream.handle(), 0, false, false);
             self.parked.park(&host, addr, stream, now);
         }
         let mut front = Front::next_request(id, door, client, from, leftover, now);

@@ -2,6 +2,9 @@
 //! within `QUIET_AFTER`). The others are watched only in full passes (see
 //! `Proxy::register`). This is the one record of who is busy: a list for the
 //! passes, and a mark per slab key so that a connection is listed once.
+//! Beside it, the connections *touched* since the last pass (new, or handed
+//! an event or a timeout): the only ones whose interest can have changed, so
+//! with a poller that keeps what it was told, they are all a pass must list.
 
 /// A connection's slab key and id (a key is reused after a close; the id is not).
 type Entry = (usize, u64);
@@ -10,11 +13,15 @@ type Entry = (usize, u64);
 pub struct Busy {
     list: Vec<Entry>,
     marked: Vec<bool>,
+    /// Touched since the last `take_touched` (a connection may be in twice).
+    touched: Vec<Entry>,
 }
 
 impl Busy {
-    /// Connection `key` (with this id) moved or is new: list it, once.
+    /// Connection `key` (with this id) moved or is new: list it, once, and
+    /// note it touched.
     pub fn add(&mut self, key: usize, id: u64) {
+        self.touched.push((key, id));
         if self.marked.len() <= key {
             self.marked.resize(key + 1, false);
         }
@@ -62,6 +69,20 @@ impl Busy {
     pub fn keys(&self) -> impl Iterator<Item = usize> + '_ {
         self.list.iter().map(|&(key, _)| key)
     }
+
+    /// The connections touched since the last call, as (key, id): the caller
+    /// checks that the key still holds that id. Hand the list back with
+    /// `give_back` so its room is kept.
+    pub fn take_touched(&mut self) -> Vec<Entry> {
+        std::mem::take(&mut self.touched)
+    }
+
+    pub fn give_back(&mut self, mut list: Vec<Entry>) {
+        list.clear();
+        if self.touched.is_empty() {
+            self.touched = list;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -85,5 +106,8 @@ mod tests {
         assert!(b.is_empty());
         b.add(3, 2);
         assert_eq!(b.len(), 1);
+        // Every add was a touch, in order; taking them empties the list.
+        assert_eq!(b.take_touched(), [(3, 1), (3, 1), (3, 2), (3, 2)]);
+        assert!(b.take_touched().is_empty());
     }
 }

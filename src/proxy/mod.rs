@@ -56,6 +56,14 @@ use crate::relay::Buffers;
 use crate::log::Record;
 use crate::sys::{self, Event, Listener, Poller};
 
+/// The earlier of two deadlines, either of which may be missing.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// An upper bound on one wait, so the loop always wakes to check its timers.
 const MAX_WAIT: Duration = Duration::from_secs(1);
 /// Accepts per listener per wake-up: a flood of new clients must not starve the others.
@@ -131,6 +139,9 @@ pub struct Proxy {
     /// whether this pass is one.
     next_full: Instant,
     full_pass: bool,
+    /// The earliest deadline of the connections a pass did not list, when
+    /// the poller keeps what it was told (see `register`).
+    untouched_due: Option<Instant>,
     /// Reused between passes so the loop does not allocate.
     ready: Vec<Event>,
     expired: Vec<usize>,
@@ -183,6 +194,7 @@ impl Proxy {
             parked: parked::Parked::default(),
             next_full: now,
             full_pass: true,
+            untouched_due: None,
             ready: Vec::new(),
             expired: Vec::new(),
             listeners_ready: Vec::new(),
@@ -309,13 +321,15 @@ impl Proxy {
             _ => None,
         });
         let conns = &self.conns;
-        // Full when nothing is busy, when everything is (there is nobody to
-        // leave out: no short timer for catching up), or when one is due.
-        let full = self.busy.is_empty() || self.busy.len() >= self.conns.len() || now >= self.next_full;
+        // Full when nothing is busy, or when one is due. With a poller that
+        // lists afresh, also when everything is busy (there is nobody to
+        // leave out: no short timer for catching up); one that keeps what it
+        // was told lists only the touched in most passes, so leaving out
+        // pays there even when everybody is busy.
+        let full = self.busy.is_empty() || (!Poller::KEEPS && self.busy.len() >= self.conns.len()) || now >= self.next_full;
         self.full_pass = full;
         self.poller.begin(full);
         let mut wake_at = now + MAX_WAIT;
-
         if let Some(until) = self.accept_paused_until {
             if until <= now {
                 self.accept_paused_until = None;
@@ -336,13 +350,13 @@ impl Proxy {
             wake_at = wake_at.min(next);
         }
 
-        let watch = |key: usize, conn: &Conn, poller: &mut Poller, expired: &mut Vec<usize>, wake_at: &mut Instant| {
-            if let Some(deadline) = conn.deadline(self.idle_timeout) {
-                if deadline <= now {
-                    expired.push(key);
-                    return;
-                }
-                *wake_at = (*wake_at).min(deadline);
+        // What the loop tells the poller of one connection; its deadline, if
+        // it has one and it has not passed (else it is in `expired`).
+        let watch = |key: usize, conn: &Conn, poller: &mut Poller, expired: &mut Vec<usize>| -> Option<Instant> {
+            let deadline = conn.deadline(self.idle_timeout);
+            if deadline.is_some_and(|d| d <= now) {
+                expired.push(key);
+                return None;
             }
             // Every socket of a listed connection, even with no interest:
             // a backend that keeps watching unlisted sockets must hear "none".
@@ -351,19 +365,42 @@ impl Proxy {
             poller.add(conn.client().handle(), Token::new(Kind::Conn(key, Side::Client)).raw(), r, w);
             let (r, w) = want.upstream;
             poller.add(conn.upstream().handle(), Token::new(Kind::Conn(key, Side::Upstream)).raw(), r, w);
+            deadline
         };
+        let touched = self.busy.take_touched();
+        // A poller that keeps what it was told needs only the touched, while
+        // no deadline of the others can have come (`untouched_due`, the
+        // earliest of them when they were last listed: a touch only moves a
+        // deadline by listing it).
+        let only_touched = !full && Poller::KEEPS && self.untouched_due.is_none_or(|due| now < due);
+        let mut due: Option<Instant> = None;
         if full {
             for (key, conn) in conns {
-                watch(key, conn, &mut self.poller, &mut self.expired, &mut wake_at);
+                due = earliest(due, watch(key, conn, &mut self.poller, &mut self.expired));
             }
             self.next_full = now + FULL_PASS_MIN; // until the wait tells what a full pass costs
+            self.untouched_due = due;
+        } else if only_touched {
+            for &(key, id) in &touched {
+                if let Some(conn) = conns.get(key).filter(|c| c.id() == id) {
+                    due = earliest(due, watch(key, conn, &mut self.poller, &mut self.expired));
+                }
+            }
+            self.untouched_due = earliest(self.untouched_due, due);
+            due = self.untouched_due;
+            wake_at = wake_at.min(self.next_full);
         } else {
             for key in self.busy.keys() {
                 if let Some(conn) = conns.get(key) {
-                    watch(key, conn, &mut self.poller, &mut self.expired, &mut wake_at);
+                    due = earliest(due, watch(key, conn, &mut self.poller, &mut self.expired));
                 }
             }
+            self.untouched_due = due;
             wake_at = wake_at.min(self.next_full);
+        }
+        self.busy.give_back(touched);
+        if let Some(due) = due {
+            wake_at = wake_at.min(due);
         }
         for (key, f) in &self.fronts {
             self.poller.add(f.client.handle(), Token::new(Kind::Front(key)).raw(), true, false);

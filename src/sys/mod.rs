@@ -37,6 +37,9 @@
 //!       .send(buf) / .recv(buf)   one datagram; WouldBlock when not ready
 //!       .handle()
 //! Poller::new() -> io::Result<Poller>, .begin(full), .add(handle, token, read, write),
+//!       KEEPS                     true when what `add` said holds until said
+//!                                 again (epoll); false when every pass must
+//!                                 list everything it watches (poll, poll_oneoff)
 //!       .wait(timeout)         -> io::Result<()>   timeout is always finite
 //!       .events()              -> iterator of Event { token, readable, writable, trouble }
 //!                                 hang-ups and errors come back as both readable
@@ -59,6 +62,9 @@
 //! each with its exact interest (`add(.., false, false)` for none): a backend
 //! may go on watching the others as they last were (epoll does, at no cost),
 //! or watch only what is listed (poll() and poll_oneoff, which keep nothing).
+//! Where the poller KEEPS, most partial passes list only the connections
+//! touched since the last (new, or handed an event or a timeout): nothing
+//! else can have changed its interest.
 
 
 // Sockets, one file per family of runtimes; pollers, one file each; what

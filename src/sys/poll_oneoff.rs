@@ -23,6 +23,10 @@ pub struct Poller {
 }
 
 impl Poller {
+    /// Whether what `add` was told holds until told otherwise: no, poll_oneoff
+    /// is handed its whole list on every call.
+    pub const KEEPS: bool = false;
+
     pub fn new() -> io::Result<Poller> {
         Ok(Poller::default())
     }

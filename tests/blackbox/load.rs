@@ -170,6 +170,18 @@ pub fn quiet_connections_are_served_and_timed_out_while_others_are_busy(rt: Runt
     // The rest stay silent: the idle timeout closes them, busy loop or not.
     let mut silent = quiet.pop().unwrap();
     assert!(is_closed(&mut silent), "idle timeout while the loop is busy");
+    // One that was busy a moment ago and then falls silent: natively most
+    // passes list only the connections touched since the last, so its
+    // deadline must come from what the loop noted when it last listed it.
+    let mut late = p.connect();
+    late.write_all(b"late").unwrap();
+    assert_eq!(read_exact_n(&mut late, 4), b"late");
+    let t = Instant::now();
+    late.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert!(is_closed(&mut late), "idle timeout of a lately busy connection");
+    let waited = t.elapsed();
+    println!("a lately busy connection closed after {waited:?} of silence (idle timeout 3 s)");
+    assert!(waited > Duration::from_millis(2900) && waited < Duration::from_secs(5), "closed after {waited:?} of silence, with a 3 s idle timeout");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let rounds = busy.join().unwrap();
     assert!(rounds > 0);
