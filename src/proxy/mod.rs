@@ -16,10 +16,11 @@
 //!    this pass is not reused under a stale event.
 //!
 //! Beside it: `state.rs` (what the loop keeps per listen address and per
-//! route), `token.rs` (whose socket an event is), `busy.rs` (who every pass
-//! watches), `admission.rs` (new clients through their `front`, until they
-//! are connections), `chores.rs` (checks, re-resolution, scrapes, the
-//! summary) and `reload.rs` (the routes file, applied again while running).
+//! route), `token.rs` (whose socket an event is), `interest.rs` (step 2),
+//! `busy.rs` (who every pass watches), `admission.rs` (new clients through
+//! their `front`, until they are connections), `chores.rs` (checks,
+//! re-resolution, scrapes, the summary) and `reload.rs` (the routes file,
+//! applied again while running).
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -29,6 +30,7 @@ use slab::Slab;
 mod admission;
 mod answering;
 mod datagrams;
+mod interest;
 mod parked;
 mod busy;
 mod chores;
@@ -46,7 +48,7 @@ use token::{Kind, Token};
 use crate::pool::FailPolicy;
 use crate::route::RouteSpec;
 use crate::settings::Config;
-use crate::close::{Reason, Side};
+use crate::close::Reason;
 use crate::conn::{Conn, Context};
 use crate::dns::{LookupId, Resolver};
 use crate::front::Front;
@@ -55,14 +57,6 @@ use crate::metrics::{Reloads, Scrape};
 use crate::relay::Buffers;
 use crate::log::Record;
 use crate::sys::{self, Event, Listener, Poller};
-
-/// The earlier of two deadlines, either of which may be missing.
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
 
 /// An upper bound on one wait, so the loop always wakes to check its timers.
 const MAX_WAIT: Duration = Duration::from_secs(1);
@@ -297,138 +291,6 @@ impl Proxy {
                 .emit();
         }
         done
-    }
-
-    /// Step 2: interest and deadlines. Returns when to wake at the latest;
-    /// fills `expired` with connections whose deadline has passed.
-    ///
-    /// Waiting costs in proportion to the sockets watched (WasmEdge's
-    /// poll_oneoff makes one epoll_ctl per subscription per call, poll()
-    /// scans its array), so thousands of quiet connections would tax every
-    /// wake-up of the few busy ones. So: a *full* pass watches everything;
-    /// a *busy* pass watches only the connections in `busy` (new, or active
-    /// within `QUIET_AFTER`) plus listeners and the rest. Full passes happen
-    /// whenever no connection is busy (then the loop blocks on everything, as
-    /// a plain loop would) and, while some are, at an interval that keeps
-    /// their cost a small share of the time (`FULL_PASS_*`).
-    fn register(&mut self, now: Instant) -> Instant {
-        self.expired.clear();
-        let quiet_since = now.checked_sub(QUIET_AFTER).unwrap_or(now);
-        let conns = &self.conns;
-        // Drop from `busy` what closed (or whose key now holds another) and what went quiet.
-        self.busy.retain(|key, id| match conns.get(key) {
-            Some(c) if c.id() == id => Some(!c.quiet_since(quiet_since)),
-            _ => None,
-        });
-        let conns = &self.conns;
-        // Full when nothing is busy, or when one is due. With a poller that
-        // lists afresh, also when everything is busy (there is nobody to
-        // leave out: no short timer for catching up); one that keeps what it
-        // was told lists only the touched in most passes, so leaving out
-        // pays there even when everybody is busy.
-        let full = self.busy.is_empty() || (!Poller::KEEPS && self.busy.len() >= self.conns.len()) || now >= self.next_full;
-        self.full_pass = full;
-        self.poller.begin(full);
-        let mut wake_at = now + MAX_WAIT;
-        if let Some(until) = self.accept_paused_until {
-            if until <= now {
-                self.accept_paused_until = None;
-            } else {
-                wake_at = wake_at.min(until);
-            }
-        }
-        // Listed even when not accepting (with no interest): a backend that
-        // keeps watching unlisted sockets must hear "none".
-        let accepting = self.accept_paused_until.is_none() && self.active() < self.max_conns && self.drain_until.is_none();
-        for (i, d) in self.doors.iter().enumerate() {
-            if let Some(l) = &d.listener {
-                self.poller.add(l.handle(), Token::new(Kind::Listener(i)).raw(), accepting, false);
-            }
-        }
-        let reload = self.watch.as_ref().map(|w| w.next);
-        for next in [self.summary.as_ref().map(|s| s.next), self.health_check.map(|h| h.1), self.resolve.map(|r| r.1), reload].into_iter().flatten() {
-            wake_at = wake_at.min(next);
-        }
-
-        // What the loop tells the poller of one connection; its deadline, if
-        // it has one and it has not passed (else it is in `expired`).
-        let watch = |key: usize, conn: &Conn, poller: &mut Poller, expired: &mut Vec<usize>| -> Option<Instant> {
-            let deadline = conn.deadline(self.idle_timeout);
-            if deadline.is_some_and(|d| d <= now) {
-                expired.push(key);
-                return None;
-            }
-            // Every socket of a listed connection, even with no interest:
-            // a backend that keeps watching unlisted sockets must hear "none".
-            let want = conn.interest();
-            let (r, w) = want.client;
-            poller.add(conn.client().handle(), Token::new(Kind::Conn(key, Side::Client)).raw(), r, w);
-            let (r, w) = want.upstream;
-            poller.add(conn.upstream().handle(), Token::new(Kind::Conn(key, Side::Upstream)).raw(), r, w);
-            deadline
-        };
-        let touched = self.busy.take_touched();
-        // A poller that keeps what it was told needs only the touched, while
-        // no deadline of the others can have come (`untouched_due`, the
-        // earliest of them when they were last listed: a touch only moves a
-        // deadline by listing it).
-        let only_touched = !full && Poller::KEEPS && self.untouched_due.is_none_or(|due| now < due);
-        let mut due: Option<Instant> = None;
-        if full {
-            for (key, conn) in conns {
-                due = earliest(due, watch(key, conn, &mut self.poller, &mut self.expired));
-            }
-            self.next_full = now + FULL_PASS_MIN; // until the wait tells what a full pass costs
-            self.untouched_due = due;
-        } else if only_touched {
-            for &(key, id) in &touched {
-                if let Some(conn) = conns.get(key).filter(|c| c.id() == id) {
-                    due = earliest(due, watch(key, conn, &mut self.poller, &mut self.expired));
-                }
-            }
-            self.untouched_due = earliest(self.untouched_due, due);
-            due = self.untouched_due;
-            wake_at = wake_at.min(self.next_full);
-        } else {
-            for key in self.busy.keys() {
-                if let Some(conn) = conns.get(key) {
-                    due = earliest(due, watch(key, conn, &mut self.poller, &mut self.expired));
-                }
-            }
-            self.untouched_due = due;
-            wake_at = wake_at.min(self.next_full);
-        }
-        self.busy.give_back(touched);
-        if let Some(due) = due {
-            wake_at = wake_at.min(due);
-        }
-        for (key, f) in &self.fronts {
-            self.poller.add(f.client.handle(), Token::new(Kind::Front(key)).raw(), true, false);
-            wake_at = wake_at.min(f.deadline);
-        }
-        for due in [self.watch_dns_servers(), self.watch_udp_relays()].into_iter().flatten() {
-            wake_at = wake_at.min(due);
-        }
-        let poller = &mut self.poller;
-        if let Some(due) = self.resolver.watch(|key, handle, r, w| poller.add(handle, Token::new(Kind::Dns(key)).raw(), r, w)) {
-            wake_at = wake_at.min(due);
-        }
-        for (key, c) in &self.checks {
-            self.poller.add(c.stream.handle(), Token::new(Kind::Check(key)).raw(), false, true);
-            wake_at = wake_at.min(c.deadline);
-        }
-
-        if let Some(metrics) = &self.metrics {
-            self.poller.add(metrics.handle(), Token::new(Kind::Metrics).raw(), self.scrapes.len() < MAX_SCRAPES, false);
-        }
-        // A scraper that stalls is simply dropped at its deadline.
-        self.scrapes.retain(|_, s| s.deadline > now);
-        for (key, s) in &self.scrapes {
-            let (r, w) = s.interest();
-            self.poller.add(s.stream().handle(), Token::new(Kind::Scrape(key)).raw(), r, w);
-            wake_at = wake_at.min(s.deadline);
-        }
-        wake_at
     }
 
     /// Step 3: connect and idle timeouts.
