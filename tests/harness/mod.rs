@@ -497,7 +497,7 @@ impl Drop for TempDir {
     }
 }
 
-/// A background program (nginx, redis-server), killed on drop.
+/// A background program (nginx, redis-server), stopped on drop.
 pub struct Daemon {
     child: Child,
     pub port: u16,
@@ -505,7 +505,20 @@ pub struct Daemon {
 }
 
 impl Drop for Daemon {
+    /// SIGTERM first, as users stop it: nginx's master then ends its worker
+    /// before it exits. A SIGKILL alone ended only the master, and every
+    /// test left an orphaned nginx worker behind, still listening. SIGKILL
+    /// only if it has not exited after a while.
     fn drop(&mut self) {
+        // SAFETY: kill only sends a signal to our own child's pid.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
