@@ -73,6 +73,9 @@ pub enum Reason {
     NameMismatch(String),
     /// A CONNECT tunnel to port 443 that did not start with TLS.
     NotTls(String),
+    /// A tunnel to a port not in `opaque=` whose bytes are neither TLS nor
+    /// an HTTP/1.x request that can be read.
+    NotHttp(String),
     /// TLS failed on this side (a handshake, a certificate not trusted, a
     /// record that did not decrypt), with rustls' words for it.
     Tls(Side, String),
@@ -108,11 +111,12 @@ pub enum Close {
     SniMismatch,
     TunnelNotTls,
     Answered,
+    TunnelNotHttp,
 }
 
 impl Close {
     /// Every kind, in counter order.
-    pub const ALL: [Close; 26] = [
+    pub const ALL: [Close; 27] = [
         Close::ClientClosed,
         Close::UpstreamClosed,
         Close::ClientError,
@@ -139,6 +143,7 @@ impl Close {
         Close::SniMismatch,
         Close::TunnelNotTls,
         Close::Answered,
+        Close::TunnelNotHttp,
     ];
 
     /// The `reason=` value.
@@ -170,6 +175,7 @@ impl Close {
             Close::SniMismatch => "sni-mismatch",
             Close::TunnelNotTls => "tunnel-not-tls",
             Close::Answered => "answered",
+            Close::TunnelNotHttp => "tunnel-not-http",
         }
     }
 }
@@ -203,6 +209,7 @@ impl Reason {
             Reason::NameMismatch(_) => Close::SniMismatch,
             Reason::NotTls(_) => Close::TunnelNotTls,
             Reason::Answered => Close::Answered,
+            Reason::NotHttp(_) => Close::TunnelNotHttp,
         }
     }
 
@@ -217,6 +224,7 @@ impl Reason {
         match self {
             Reason::NameMismatch(_) => Some(crate::forward::Rule::SniMismatch),
             Reason::NotTls(_) => Some(crate::forward::Rule::NotTls),
+            Reason::NotHttp(_) => Some(crate::forward::Rule::NotHttp),
             _ => None,
         }
     }
@@ -244,6 +252,7 @@ impl Reason {
             | Reason::Parent(_, why)
             | Reason::NameMismatch(why)
             | Reason::NotTls(why)
+            | Reason::NotHttp(why)
             | Reason::Tls(_, why) => Some(why.clone()),
             Reason::DnsTimeout(host) => Some(format!("{host}: no DNS answer in time")),
             Reason::PeekTimeout(n) => Some(format!("no complete ClientHello or request head in time ({n} bytes read)")),

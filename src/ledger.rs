@@ -107,6 +107,9 @@ impl Destinations {
         if !forward.ports.is_empty() {
             let _ = write!(line, ";ports={}", join(forward.ports.iter().map(|p| p.to_string()).collect()));
         }
+        if !forward.opaque.is_empty() {
+            let _ = write!(line, ";opaque={}", join(forward.opaque.iter().map(|p| p.to_string()).collect()));
+        }
         let mut text = format!("# wasiter: an allowlist drafted from what the clients of {listen} asked for (requests, and whether to= named it)\n");
         for (host, n, decision) in names {
             let how = if *decision == Decision::Allow { "listed" } else { "would-deny: not in to=" };
@@ -153,7 +156,7 @@ mod tests {
         assert_eq!(get(Decision::WouldDeny, Rule::NotListed), Some(1));
         assert_eq!(get(Decision::Deny, Rule::Address), Some(1));
         assert_eq!(get(Decision::Allow, Rule::Port), None, "only combinations that can happen");
-        assert_eq!(d.decisions().count(), 9);
+        assert_eq!(d.decisions().count(), 11);
     }
 
     #[test]

@@ -168,6 +168,15 @@ fn main() -> ExitCode {
             .emit();
     }
 
+    for spec in cfg.routes.iter().filter(|r| r.forward.as_ref().is_some_and(|f| !f.nets.is_empty())) {
+        // A change of meaning users must know about: to-net= once also let
+        // IP literals through, which opened a whole network to any client.
+        Record::new(Level::Warn, "to-net-for-names-only")
+            .str("route", &spec.origin)
+            .str("why", "to-net= says where allowed names may resolve to; an IP-literal destination passes only where to= names it (the address, or a network such as to=10.1.2.0/24)")
+            .emit();
+    }
+
     if cfg.routes.iter().any(|r| r.forward.is_some()) && !resolver.configured() {
         Record::new(log::Level::Warn, "no-resolver")
             .str("error", format_args!("no nameserver in {} and no --resolver", cfg.resolv_conf))

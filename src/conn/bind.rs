@@ -10,28 +10,34 @@
 //!   are everywhere (no case, no trailing dot). A ClientHello without a name
 //!   passes only when the tunnel was opened to an IP literal (clients send
 //!   none for those). Else: a fatal TLS alert, `reason=sni-mismatch`.
+//! - **anything else, on a port the route lists in `opaque=`** (ssh, a
+//!   database's protocol): passed on unread.
 //! - **anything else on port 443**: refused, `reason=tunnel-not-tls` (a
 //!   tunnel to 443 is for TLS, and plain bytes there cannot be checked).
-//! - **an HTTP/1.x request head**, on another port: its `Host` must name the
-//!   CONNECT host (else `403` and `reason=sni-mismatch`). Only the first
-//!   request is read: later ones in the same tunnel are not (a client that
-//!   wants every request checked sends them as plain proxy requests).
-//! - **other bytes**, on another port (ssh, a database's protocol): passed
-//!   on unread, as the CONNECT's `ports=` allowed them.
+//! - **an HTTP/1.x request head**, on another port: the tunnel carries
+//!   HTTP, and every request in it, the first and each after it, is read
+//!   and checked as a plain proxy request is (`Verdict::Requests`: the
+//!   client goes back to the front, pinned to the tunnel's destination, see
+//!   `proxy_request::in_tunnel`). Its `Host` must name the CONNECT host.
+//! - **other bytes**, on another port: refused, `reason=tunnel-not-http`
+//!   (what cannot be read cannot be checked: an HTTP/2 preface, a head
+//!   over 16 KiB or cut short, a protocol of its own).
 //!
 //! Not checked, and cannot be without intercepting TLS: the `Host` of the
 //! HTTP requests *inside* the TLS stream.
 
 use crate::close::Reason;
-use crate::front::{client_hello, http_head, Failure};
+use crate::front::{client_hello, http_head};
 use crate::names::normalize;
 
 /// A tunnel waiting for its client's first bytes (boxed in the connection:
 /// it is gone once they pass).
 pub struct Bind {
     /// The CONNECT target: a name (lower case) or an IP literal.
-    host: String,
-    port: u16,
+    pub host: String,
+    pub port: u16,
+    /// The route lists the port in `opaque=`: bytes that are not TLS pass.
+    opaque: bool,
     /// What the client sent so far; it goes to the destination if it passes.
     pub read: Vec<u8>,
 }
@@ -45,17 +51,16 @@ pub enum Verdict {
     /// Refuse: answer the client with these bytes (a TLS alert or an HTTP
     /// 403), then close for this reason.
     Refuse(Vec<u8>, Reason),
+    /// A request head: the tunnel carries HTTP, whose every request is read
+    /// and checked on its own by the front (none of it has been sent).
+    Requests,
 }
-
-/// Methods that mark a request head (the rest of a tunnel's bytes, on a
-/// port other than 443, pass unread).
-const METHODS: [&str; 9] = ["GET ", "POST ", "PUT ", "DELETE ", "HEAD ", "OPTIONS ", "PATCH ", "TRACE ", "CONNECT "];
 
 impl Bind {
     /// A tunnel to `host:port`; `first`: what the client sent after its
     /// CONNECT, the start of its first bytes.
-    pub fn new(host: String, port: u16, first: Vec<u8>) -> Bind {
-        Bind { host, port, read: first }
+    pub fn new(host: String, port: u16, opaque: bool, first: Vec<u8>) -> Bind {
+        Bind { host, port, opaque, read: first }
     }
 
     /// What the bytes read so far decide. `ended`: the client sent FIN (or
@@ -67,25 +72,22 @@ impl Bind {
         if client_hello::looks_like_tls(first) {
             return self.hello(ended);
         }
+        if self.opaque {
+            return Verdict::Pass;
+        }
         if self.port == 443 {
             let why = format!("the tunnel to {}:443 carries bytes that are not TLS (first byte {:?})", self.host, first.escape_ascii().to_string());
             return self.refuse_http(Reason::NotTls(why));
         }
-        let starts = |m: &str| self.read.starts_with(m.as_bytes()) || m.as_bytes().starts_with(&self.read);
-        if !METHODS.iter().any(|m| starts(m)) {
-            return Verdict::Pass;
-        }
-        match http_head::parse(&self.read) {
-            Ok(None) if !ended => Verdict::Wait,
-            Ok(Some(head)) => match head.host.as_deref().map(|h| normalize(http_head::without_port(h))) {
-                Some(h) if h == self.host => Verdict::Pass,
-                asked => {
-                    let named = asked.map_or("no Host".to_string(), |h| format!("Host {h}"));
-                    self.refuse_http(Reason::NameMismatch(format!("a request naming {named} in the tunnel to {}:{}", self.host, self.port)))
-                }
-            },
-            // Not a request after all (or cut short): bytes like any other.
-            Ok(None) | Err(_) => Verdict::Pass,
+        let not_http = |why: String| {
+            let why = format!("the tunnel to {}:{} carries bytes that are neither TLS nor an HTTP/1.x request ({why}); opaque={} would let them through unread", self.host, self.port, self.port);
+            self.refuse_http(Reason::NotHttp(why))
+        };
+        match http_head::complete(&self.read) {
+            Ok(true) => Verdict::Requests,
+            Ok(false) if ended => not_http(format!("no complete request head in {} bytes", self.read.len())),
+            Ok(false) => Verdict::Wait,
+            Err(failure) => not_http(failure.why()),
         }
     }
 
@@ -98,7 +100,7 @@ impl Bind {
         match client_hello::parse(&self.read) {
             Ok(None) if ended => alert(Reason::BadClientHello(format!("the ClientHello in the tunnel to {} ended after {} bytes", self.host, self.read.len()))),
             Ok(None) => Verdict::Wait,
-            Err(Failure::BadClientHello(why) | Failure::BadRequest(why) | Failure::TooLarge(why)) => alert(Reason::BadClientHello(why)),
+            Err(failure) => alert(Reason::BadClientHello(failure.why())),
             Ok(Some(hello)) => match hello.server_name.as_deref().map(normalize) {
                 Some(name) if name == self.host => Verdict::Pass,
                 None if self.host.parse::<std::net::IpAddr>().is_ok() => Verdict::Pass,
@@ -125,7 +127,7 @@ mod tests {
     }
 
     fn bind(host: &str, port: u16, bytes: &[u8]) -> Verdict {
-        Bind::new(host.to_string(), port, bytes.to_vec()).verdict(false)
+        Bind::new(host.to_string(), port, false, bytes.to_vec()).verdict(false)
     }
 
     fn refused(v: Verdict) -> String {
@@ -168,14 +170,24 @@ mod tests {
     }
 
     #[test]
-    fn elsewhere_a_request_must_name_the_host_and_other_bytes_pass() {
-        assert!(matches!(bind("allowed.test", 8080, b"GET / HTTP/1.1\r\nHost: allowed.test:8080\r\n\r\n"), Verdict::Pass));
-        let why = refused(bind("allowed.test", 8080, b"GET / HTTP/1.1\r\nHost: other.test\r\n\r\n"));
-        assert!(why.contains("Host other.test"), "{why}");
-        assert!(refused(bind("allowed.test", 8080, b"GET / HTTP/1.1\r\n\r\n")).contains("no Host"));
+    fn elsewhere_requests_are_handed_on_and_other_bytes_refused_unless_opaque() {
+        // Requests are each checked by the front, whatever their Host.
+        for head in [&b"GET / HTTP/1.1\r\nHost: allowed.test:8080\r\n\r\n"[..], b"PROPFIND / HTTP/1.1\r\nHost: other.test\r\n\r\n", b"GET / HTTP/1.1\r\n\r\n"] {
+            assert!(matches!(bind("allowed.test", 8080, head), Verdict::Requests), "{}", String::from_utf8_lossy(head));
+        }
         assert!(matches!(bind("allowed.test", 8080, b"GET / HTTP/1.1\r\nHo"), Verdict::Wait));
         assert!(matches!(bind("allowed.test", 8080, b"GE"), Verdict::Wait));
-        assert!(matches!(bind("allowed.test", 22, b"SSH-2.0-OpenSSH_9.2\r\n"), Verdict::Pass));
-        assert!(matches!(bind("allowed.test", 5432, b"\0\0\0\x08\x04\xd2\x16\x2f"), Verdict::Pass));
+        for bytes in [&b"SSH-2.0-OpenSSH_9.2\r\n"[..], b"\0\0\0\x08\x04\xd2\x16\x2f", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"] {
+            let why = refused(bind("allowed.test", 22, bytes));
+            assert!(why.starts_with("tunnel-not-http") && why.contains("opaque=22"), "{why}");
+            let opaque = Bind::new("allowed.test".into(), 22, true, bytes.to_vec()).verdict(false);
+            assert!(matches!(opaque, Verdict::Pass), "opaque=22 lets it through unread");
+        }
+        // Cut short by the client: cannot be read.
+        let cut = Bind::new("allowed.test".into(), 8080, false, b"GET / HTTP/1.1\r\n".to_vec()).verdict(true);
+        assert!(matches!(cut, Verdict::Refuse(_, Reason::NotHttp(_))));
+        // TLS is still bound by its name on an opaque port.
+        let other = Bind::new("allowed.test".into(), 22, true, hello(Some("other.test"))).verdict(false);
+        assert!(matches!(other, Verdict::Refuse(_, Reason::NameMismatch(_))));
     }
 }

@@ -51,10 +51,11 @@ pub(super) struct Dest {
 /// A forward proxy's destination, as the front checked it.
 pub struct Destination {
     pub addrs: Vec<SocketAddr>,
-    /// A CONNECT tunnel: the name and port it was opened for, and the bytes
-    /// the client sent after the CONNECT (its first bytes, checked against
-    /// the name with what follows: `bind.rs`).
-    pub tunnel: Option<(String, u16, Vec<u8>)>,
+    /// A CONNECT tunnel: the name and port it was opened for, whether the
+    /// route lets bytes that are not TLS through unread there (`opaque=`),
+    /// and the bytes the client sent after the CONNECT (its first bytes,
+    /// checked against the name with what follows: `bind.rs`).
+    pub tunnel: Option<(String, u16, bool, Vec<u8>)>,
     /// A plain request: its exchange (`crate::http1`).
     pub http: Option<Box<crate::http1::Exchange>>,
     /// The client's protocol (HTTP, or SOCKS5 for a tunnel).
@@ -78,7 +79,7 @@ impl Failover {
     /// fail at once.
     pub(super) fn start(conn: u64, forward: Option<Destination>, cx: &mut Context<'_>) -> Result<(Failover, Stream), GaveUp> {
         let dest = forward.map(|d| {
-            let bind = d.tunnel.map(|(host, port, first)| Box::new(Bind::new(host, port, first)));
+            let bind = d.tunnel.map(|(host, port, opaque, first)| Box::new(Bind::new(host, port, opaque, first)));
             Box::new(Dest { addrs: d.addrs, bind, http: d.http, speaks: d.speaks, chain: d.chain, parked: d.parked })
         });
         let mut f = Failover { addr: SocketAddr::from(([0, 0, 0, 0], 0)), deadline: cx.now, tried: 0, attempts: 0, dest };

@@ -3,36 +3,42 @@
 //! and a plain request carried as one exchange (`crate::http1`), after
 //! which the client goes back to the front for its next request.
 
-use std::net::SocketAddr;
 
-use super::bind::Verdict;
+use super::bind::{Bind, Verdict};
 use crate::dump::dump_bytes;
-use super::{Conn, Context, Phase};
+use super::{Conn, Context, Next, Phase};
 use crate::close::{Reason, Side};
 use crate::front;
 use crate::names::Asked;
 use crate::relay::Framing;
-use crate::sys::Stream;
 
 impl Conn {
     /// After `Reason::Answered`: the client, and what it sent past the
-    /// request (the start of its next), for the front to take again; and
-    /// the destination's connection with its address, if it may carry
-    /// another request (see `proxy::parked`).
-    pub fn into_next(self) -> (Stream, SocketAddr, Vec<u8>, Option<(SocketAddr, Stream)>) {
+    /// request (the start of its next), for the front to take again; the
+    /// destination's connection, if it may carry another request (see
+    /// `proxy::parked`); and the tunnel its requests must stay in, if any.
+    pub fn into_next(self) -> Next {
         let clean = self.to_upstream.is_empty() && !self.to_upstream.is_done() && !self.to_client.is_done() && self.write_error.is_none() && self.tls.is_none();
-        let (leftover, upstream) = match self.phase {
+        let (leftover, upstream, pinned) = match self.phase {
             Phase::Relaying { http: Some(x), addr, .. } => {
                 let reusable = clean && x.upstream_reusable();
                 if crate::log::tracing() {
                     let verdict = if reusable { "kept for the next request to it" } else { "closed" };
                     crate::log::trace_line(format_args!("keep(conn={}, {addr})", self.id), format_args!("{verdict}"));
                 }
-                (x.request.leftover, reusable.then_some((addr, self.upstream)))
+                (x.request.leftover, reusable.then_some((addr, self.upstream)), x.pinned)
             }
-            _ => (Vec::new(), None),
+            // A tunnel found to carry HTTP: its first request, unsent, goes
+            // back to the front with the client, pinned to the tunnel's
+            // destination from here on. Its connection is not kept: it may
+            // be a parent's tunnel, which no plain request may reuse.
+            Phase::Relaying { bind: Some(b), .. } => {
+                let Bind { host, port, read, .. } = *b;
+                (read, None, Some((host, port)))
+            }
+            _ => (Vec::new(), None, None),
         };
-        (self.client, self.client_addr, leftover, upstream)
+        Next { client: (self.client, self.client_addr), leftover, upstream, pinned }
     }
 
     /// The exchange's framing, per direction: whether the request (from
@@ -72,6 +78,11 @@ impl Conn {
                 }
                 Err(reason)
             }
+            Verdict::Requests => {
+                // Handed back to the front once the client has its 200
+                // (`exchange_over`); nothing of it went to the destination.
+                self.handing_over()
+            }
             Verdict::Pass => {
                 let read = std::mem::take(&mut bind.read);
                 *slot = None;
@@ -97,9 +108,24 @@ impl Conn {
         self.to_upstream.preload(&leftover, cx.buffers);
     }
 
+    /// A tunnel whose first bytes are a request head: once the client has
+    /// read its 200, the connection's record ends (`reason=answered`) and
+    /// the client goes back to the front for that request.
+    fn handing_over(&mut self) -> Result<(), Reason> {
+        match self.exchange_over() {
+            Some(reason) => Err(reason),
+            None => Ok(()),
+        }
+    }
+
     /// A plain request's exchange is over: why the connection ends now (the
     /// client going on to its next request, or closing), if it does.
     pub(super) fn exchange_over(&mut self) -> Option<Reason> {
+        if let Phase::Relaying { bind: Some(b), .. } = &self.phase {
+            let requests = matches!(b.verdict(false), Verdict::Requests);
+            let flushed = self.to_client.is_empty() && !self.queued(Side::Client);
+            return (requests && flushed && self.write_error.is_none()).then_some(Reason::Answered);
+        }
         let Phase::Relaying { http: Some(x), .. } = &self.phase else { return None };
         // A plain request's answer is out: the client goes on with its
         // next request (checked afresh), or the connection ends.

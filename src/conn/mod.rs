@@ -107,6 +107,18 @@ pub struct NotStarted {
     pub reason: Reason,
 }
 
+/// A forward client whose request was answered, on its way back to the
+/// front (`Conn::into_next`).
+pub struct Next {
+    pub client: (Stream, SocketAddr),
+    /// What it sent past its request: the start of its next.
+    pub leftover: Vec<u8>,
+    /// The destination's connection, if it may carry another request.
+    pub upstream: Option<(SocketAddr, Stream)>,
+    /// The tunnel its requests stay in, if it is inside one.
+    pub pinned: Option<(String, u16)>,
+}
+
 /// What the interest of a connection is, per socket: (read, write).
 pub struct Interest {
     pub client: (bool, bool),

@@ -5,7 +5,7 @@
 //! unless a rule says so.
 //!
 //! ```text
-//! LISTEN=forward;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;ports=PORT,...][;auth=USER:PASS][;report]
+//! LISTEN=forward;to=NAME|ADDRESS|CIDR,...[;not-to=NAME,...][;to-net=CIDR,...][;ports=PORT,...][;opaque=PORT,...][;auth=USER:PASS][;report]
 //!               [;parent=http://[USER:PASS@]HOST:PORT[;direct=NAME,...]][;transparent=PORT]
 //! ```
 //!
@@ -36,8 +36,17 @@ pub struct Forward {
     pub not_to: Vec<Pattern>,
     /// Addresses a name may resolve to; empty: any but the guarded ranges.
     pub nets: Vec<IpNet>,
+    /// Networks written in `to=` (`to=10.1.2.0/24`): the IP-literal
+    /// destinations allowed besides the addresses `to=` names one by one.
+    /// `nets` never allows a literal: it says where names may lead.
+    pub to_nets: Vec<IpNet>,
     /// Ports allowed; empty: 443 for CONNECT, 80 for plain HTTP (as squid).
     pub ports: Vec<u16>,
+    /// `opaque=PORT,...`: tunnels to these ports may carry bytes that are
+    /// neither TLS nor HTTP (ssh, a database), passed unread. On any other
+    /// port a tunnel carries TLS bound to its name, or HTTP requests each
+    /// read and checked (`crate::conn::bind`).
+    pub opaque: Vec<u16>,
     /// `auth=USER:PASS`: the login a client must give (`login.rs`), or
     /// `None` for no proxy login.
     pub auth: Option<Login>,
@@ -80,7 +89,7 @@ impl Decision {
 /// The rule behind a decision: its `rule=` id in logs, metrics and refusals.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rule {
-    /// The name is in `to=` (or the address in `to=`/`to-net=`), its port
+    /// The name is in `to=` (or the address, or a network holding it), its port
     /// allowed and its addresses outside the refused ranges.
     Listed,
     /// The name is in no `to=` pattern.
@@ -97,10 +106,17 @@ pub enum Rule {
     SniMismatch,
     /// A tunnel to port 443 that did not carry TLS.
     NotTls,
+    /// A tunnel to a port not in `opaque=` whose bytes are neither TLS nor
+    /// a well-formed HTTP/1.x request.
+    NotHttp,
+    /// A request whose framing could be read two ways: a `Connection`
+    /// header naming Content-Length, Transfer-Encoding or Host, both
+    /// Content-Length and Transfer-Encoding, and the like.
+    Framing,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 8] = [Rule::Listed, Rule::NotListed, Rule::NotTo, Rule::Port, Rule::Address, Rule::IpLiteral, Rule::SniMismatch, Rule::NotTls];
+    pub const ALL: [Rule; 10] = [Rule::Listed, Rule::NotListed, Rule::NotTo, Rule::Port, Rule::Address, Rule::IpLiteral, Rule::SniMismatch, Rule::NotTls, Rule::NotHttp, Rule::Framing];
 
     pub fn id(self) -> &'static str {
         match self {
@@ -112,6 +128,8 @@ impl Rule {
             Rule::IpLiteral => "ip-literal",
             Rule::SniMismatch => "sni-mismatch",
             Rule::NotTls => "tunnel-not-tls",
+            Rule::NotHttp => "tunnel-not-http",
+            Rule::Framing => "framing",
         }
     }
 }
@@ -192,18 +210,22 @@ impl Forward {
     /// refusal's text; 0 for none): what a DNS question for `host` meets.
     pub fn check_host(&self, host: &str, port: u16) -> Result<(Decision, Rule), Refusal> {
         if let Ok(ip) = host.parse::<IpAddr>() {
-            // An address skips every name rule, so it passes only where a
-            // rule names it: itself in to=, or a network of to-net= (and
-            // then the address rules below apply as to any name's).
-            let named = self.to.iter().any(|p| *p == Pattern::Exact(host.to_string())) || self.nets.iter().any(|n| n.contains(&ip.to_canonical()));
-            if !named || self.not_to.iter().any(|p| *p == Pattern::Exact(host.to_string())) {
-                let why = format!("{host} is an IP address, allowed only when to= or to-net= names it (to=*.x and * name no address)");
-                return Err(Refusal::new(Rule::IpLiteral, host, port, why, format!("add it to to= or its network to to-net= (to-net={}/{})", ip, if ip.is_ipv4() { 32 } else { 128 })));
+            // An address skips every name rule, so it passes only where
+            // to= names it: itself, or a network written in to=. Not
+            // to-net=, which says where names may lead: a network listed
+            // there for one name's sake would open every address in it to
+            // anyone who types one (a scan of the network).
+            let ip = ip.to_canonical();
+            let names = |p: &Pattern| matches!(p, Pattern::Exact(s) if s.parse::<IpAddr>().is_ok_and(|a| a.to_canonical() == ip));
+            let named = self.to.iter().any(names) || self.to_nets.iter().any(|n| n.contains(&ip));
+            if !named || self.not_to.iter().any(names) {
+                let why = format!("{host} is an IP address, allowed only when to= names it or a network holding it (to=*.x, * and to-net= name no address)");
+                return Err(Refusal::new(Rule::IpLiteral, host, port, why, format!("add it to to= (to=...,{ip}) or its network (to=...,{ip}/{})", if ip.is_ipv4() { 32 } else { 128 })));
             }
             return Ok((Decision::Allow, Rule::Listed));
         } else if looks_numeric(host) {
             let why = format!("{host} is an IP address in a form that is not dotted-quad (as 127.1 or 0x7f.1 read)");
-            return Err(Refusal::new(Rule::IpLiteral, host, port, why, "ask for the address dotted-quad, and name it in to= or to-net=".into()));
+            return Err(Refusal::new(Rule::IpLiteral, host, port, why, "ask for the address dotted-quad, and name it in to=".into()));
         }
         let matches = |list: &[Pattern]| list.iter().find(|p| p.matches(host)).map(|p| p.to_string());
         if let Some(rule) = matches(&self.not_to) {
@@ -239,6 +261,11 @@ impl Forward {
 
     /// The resolved addresses a client may reach; `Err` if none, naming why.
     pub fn check_addrs(&self, host: &str, port: u16, addrs: &[IpAddr]) -> Result<Vec<IpAddr>, Refusal> {
+        if host.parse::<IpAddr>().is_ok() {
+            // A literal that `check_host` let through: to= names it, which
+            // is the most a rule can say of one address.
+            return Ok(addrs.to_vec());
+        }
         let ok: Vec<IpAddr> = addrs.iter().copied().filter(|ip| self.permits(*ip)).collect();
         if ok.is_empty() {
             let shown = addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",");

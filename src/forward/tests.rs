@@ -85,11 +85,21 @@ mod checks {
         }
         assert_eq!(any.check_name("1password.com", 443, true), Ok((Decision::Allow, Rule::Listed)), "a label may start with a digit");
         assert_eq!(fwd(&["93.184.215.14"], &[], &[], &[443]).check_name("93.184.215.14", 443, true), Ok((Decision::Allow, Rule::Listed)));
-        let net = fwd(&["example.com"], &[], &["10.0.0.0/8"], &[443]);
-        assert_eq!(net.check_name("10.1.2.3", 443, true), Ok((Decision::Allow, Rule::Listed)), "to-net= names it");
-        assert!(net.check_name("10.1.2.3", 22, true).unwrap_err().text.contains("port 22"));
-        assert!(net.check_name("11.1.2.3", 443, true).is_err());
+        // to-net= says where names may lead, never which literals pass: a
+        // network opened for one name is not opened to a scan.
+        let net = fwd(&["registry.corp"], &[], &["10.0.0.0/8"], &[443]);
+        for literal in ["10.1.2.3", "::ffff:10.1.2.3", "10.0.0.1"] {
+            assert_eq!(net.check_name(literal, 443, true).unwrap_err().rule, Rule::IpLiteral, "{literal}");
+        }
+        let cidr = Forward { to_nets: vec!["10.1.2.0/24".parse().unwrap()], ..fwd(&["registry.corp"], &[], &["10.0.0.0/8"], &[443]) };
+        assert_eq!(cidr.check_name("10.1.2.3", 443, true), Ok((Decision::Allow, Rule::Listed)), "a network in to= names it");
+        assert_eq!(cidr.check_name("::ffff:10.1.2.3", 443, true), Ok((Decision::Allow, Rule::Listed)), "in any spelling");
+        assert!(cidr.check_name("10.1.3.3", 443, true).is_err());
+        assert!(cidr.check_name("10.1.2.3", 22, true).unwrap_err().text.contains("port 22"));
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(cidr.check_addrs("10.1.2.3", 443, &[ip("10.1.2.3")]), Ok(vec![ip("10.1.2.3")]), "to= is all a literal needs");
         assert!(fwd(&["10.1.2.3"], &["10.1.2.3"], &[], &[443]).check_name("10.1.2.3", 443, true).is_err(), "not-to= wins");
+        assert!(fwd(&["10.1.2.3"], &["::ffff:10.1.2.3"], &[], &[443]).check_name("10.1.2.3", 443, true).is_err(), "in any spelling");
     }
 }
 
@@ -108,7 +118,7 @@ mod decisions {
             ("files.example.com", 443, Rule::NotListed, "*.example.com"),
             ("bad.pypi.org", 443, Rule::NotTo, "take bad.pypi.org out of not-to="),
             ("pypi.org", 22, Rule::Port, "add 22 to ports="),
-            ("10.1.2.3", 443, Rule::IpLiteral, "to-net=10.1.2.3/32"),
+            ("10.1.2.3", 443, Rule::IpLiteral, "to=...,10.1.2.3/32"),
         ] {
             let r = f.check_name(host, port, true).unwrap_err();
             assert_eq!(r.rule, rule, "{host}");

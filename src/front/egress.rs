@@ -6,13 +6,13 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::proxy_request::{self, Method};
+use super::proxy_request::{self, InTunnel, Method};
 use super::failure::Failure;
 use super::target::Target;
-use super::{http_answer_with, tell, Front, Phase, Rules, Speaks, Step};
+use super::{http_answer_with, tell, Front, Phase, Rules, Speaks, Step, PEEK_LIMIT};
 use crate::close::{Reason, Side};
 use crate::dns::{self, Lookup, Resolver};
-use crate::forward::{Decision, Refusal};
+use crate::forward::{Decision, Refusal, Rule};
 use crate::http1::Exchange;
 use crate::names::Asked;
 use crate::relay::Framing;
@@ -77,7 +77,19 @@ impl Front {
             Ok(ended) => ended,
             Err(e) => return self.close(Reason::Error(Side::Client, e)),
         };
-        if let Some(port) = rules.forward.and_then(|(_, f)| f.transparent) {
+        if let Some((host, port)) = self.pinned.clone() {
+            // Inside a tunnel that carries HTTP: each request toward the
+            // tunnel's destination alone, then read as any proxy request.
+            match proxy_request::in_tunnel(&self.read, &host, port) {
+                Ok(Some(request)) => self.read = request,
+                Ok(None) if ended && self.read.is_empty() => return self.close(Reason::Closed(Side::Client)),
+                Ok(None) if ended || self.read.len() > PEEK_LIMIT => return self.refuse_in_tunnel(Rule::NotHttp, Reason::NotHttp(format!("no complete request head in {} bytes", self.read.len()))),
+                Ok(None) => return Step::Wait,
+                Err(InTunnel::OtherHost(why)) => return self.refuse_in_tunnel(Rule::SniMismatch, Reason::NameMismatch(why)),
+                Err(InTunnel::Unreadable(Failure::TooLarge(why))) => return self.answer(Reason::PeekTooLarge(why)),
+                Err(InTunnel::Unreadable(failure)) => return self.refuse_in_tunnel(Rule::NotHttp, Reason::NotHttp(failure.why())),
+            }
+        } else if let Some(port) = rules.forward.and_then(|(_, f)| f.transparent) {
             // A transparent listener's client: TLS decided there; a plain
             // request goes on below, now in absolute form.
             if let super::transparent::First::Step(step) = self.transparent(port, ended, rules, resolver, now) {
@@ -90,10 +102,18 @@ impl Front {
             Ok(None) if ended => return self.answer(Reason::BadRequest("the client closed before its request ended".into())),
             Ok(None) => return Step::Wait,
             Err(Failure::TooLarge(why)) => return self.answer(Reason::PeekTooLarge(why)),
+            Err(Failure::Framing(asked, why)) => {
+                // A smuggling attempt is a decision of its own (rule=framing).
+                self.asked = Some(Asked::Http { host: Some(asked) });
+                self.decision = Some((Decision::Deny, Rule::Framing));
+                return self.answer(Reason::BadRequest(why));
+            }
             Err(Failure::BadRequest(why) | Failure::BadClientHello(why)) => return self.answer(Reason::BadRequest(why)),
         };
         let Some((_, forward)) = rules.forward else { return Step::Close };
-        if let Err(why) = forward.check_auth(req.auth.as_deref()) {
+        // Inside a tunnel the client logged in with its CONNECT.
+        let login = if self.pinned.is_some() { Ok(()) } else { forward.check_auth(req.auth.as_deref()) };
+        if let Err(why) = login {
             // 407, with the challenge a client needs to log in (curl -x http://user:pass@...).
             let body = format!("wasiter: {why}\n");
             let head = "Proxy-Authenticate: Basic realm=\"wasiter\"\r\n";
@@ -101,7 +121,8 @@ impl Front {
             return self.close(Reason::ProxyAuth(why));
         }
         let tunnel = req.method == Method::Connect;
-        if let Err(step) = self.decide(&req.host, req.port, tunnel, rules) {
+        // A request inside a tunnel meets the ports its CONNECT met.
+        if let Err(step) = self.decide(&req.host, req.port, tunnel || self.pinned.is_some(), rules) {
             return step;
         }
         let parent = forward.parent_for(&req.host).cloned();
@@ -111,8 +132,9 @@ impl Front {
         // what the client sent after the CONNECT (checked by conn's bind).
         let rest = self.read.get(req.head_len..).unwrap_or_default();
         let (early, exchange) = match &req.method {
-            Method::Http { head, body, to_head, close } => {
-                let mut exchange = Exchange::new(*body, *to_head, *close);
+            Method::Http { head, body, to_head, close, upgrade } => {
+                let mut exchange = Exchange::new(*body, *to_head, *close, *upgrade);
+                exchange.pinned = self.pinned.clone();
                 let used = match exchange.request.feed(rest) {
                     Ok(n) => n,
                     Err(why) => return self.answer(Reason::BadRequest(why)),
@@ -166,6 +188,15 @@ impl Front {
                 Step::Wait
             }
         }
+    }
+
+    /// A request inside a tunnel refused for `rule`: a decision of its own.
+    fn refuse_in_tunnel(&mut self, rule: Rule, reason: Reason) -> Step {
+        if let Some((host, port)) = &self.pinned {
+            self.asked = Some(Asked::Http { host: Some(format!("{host}:{port}")) });
+        }
+        self.decision = Some((Decision::Deny, rule));
+        self.answer(reason)
     }
 
     /// Answer a forward client in its protocol (`Speaks`: an HTTP status,

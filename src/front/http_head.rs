@@ -46,6 +46,14 @@ pub fn parse(buf: &[u8]) -> Result<Option<Head>, Failure> {
     }
 }
 
+/// Does `buf` start with a complete HTTP/1.x request head (`Ok(true)`),
+/// may it still become one (`Ok(false)`), or can it not (`Err`)?
+pub fn complete(buf: &[u8]) -> Result<bool, Failure> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    read_head(&mut request, buf).map(|len| len.is_some())
+}
+
 /// Parse the request head in `buf` into `request`, within `MAX_HEAD`: its
 /// length once complete, `None` while it is not. What every reader of a
 /// client's request head (this one, `proxy_request`) starts with.

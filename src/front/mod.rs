@@ -127,6 +127,10 @@ pub struct Front {
     pub decision: Option<(Decision, Rule)>,
     /// A forward route: the protocol its client speaks, to answer in.
     pub speaks: Speaks,
+    /// A forward route's client inside a tunnel that carries plain HTTP
+    /// (`crate::conn::bind`): the tunnel's destination, which each of its
+    /// requests must name (`proxy_request::in_tunnel`).
+    pub pinned: Option<(String, u16)>,
     phase: Phase,
     /// Bytes read past any PROXY header: the start of the client's stream.
     read: Vec<u8>,
@@ -137,13 +141,14 @@ pub struct Front {
 
 impl Front {
     pub fn new(id: u64, door: usize, client: Stream, peer: SocketAddr, now: Instant) -> Front {
-        Front { id, door, client, peer, from: peer, to: None, asked: None, target: None, reason: None, decision: None, speaks: Speaks::Http, phase: Phase::Accepted, read: Vec::new(), deadline: now, opened: now }
+        Front { id, door, client, peer, from: peer, to: None, asked: None, target: None, reason: None, decision: None, speaks: Speaks::Http, pinned: None, phase: Phase::Accepted, read: Vec::new(), deadline: now, opened: now }
     }
 
     /// A forward client back for its next request, with what it already
-    /// sent of it (`read`): checked like a new client, PROXY header aside.
-    pub fn next_request(id: u64, door: usize, client: Stream, from: SocketAddr, read: Vec<u8>, now: Instant) -> Front {
-        Front { phase: Phase::Next, read, ..Front::new(id, door, client, from, now) }
+    /// sent of it (`read`): checked like a new client, PROXY header aside;
+    /// inside a tunnel (`pinned`), toward its destination alone.
+    pub fn next_request(id: u64, door: usize, (client, from): (Stream, SocketAddr), read: Vec<u8>, pinned: Option<(String, u16)>, now: Instant) -> Front {
+        Front { phase: Phase::Next, read, pinned, ..Front::new(id, door, client, from, now) }
     }
 
     /// Go as far as what the client has sent allows: called once at
@@ -250,6 +255,7 @@ impl Front {
             Err(Failure::BadClientHello(why)) => return self.close(Reason::BadClientHello(why)),
             Err(Failure::BadRequest(why)) => return self.close(Reason::BadRequest(why)),
             Err(Failure::TooLarge(why)) => return self.close(Reason::PeekTooLarge(why)),
+            Err(failure @ Failure::Framing(..)) => return self.close(Reason::BadRequest(failure.why())),
         };
         let picked = rules.table.pick(&asked);
         self.asked = Some(asked);

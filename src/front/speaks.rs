@@ -60,7 +60,7 @@ impl Speaks {
 /// The HTTP status for a refusal.
 fn http_status(reason: &Reason) -> (u16, &'static str) {
     match reason {
-        Reason::Forbidden(_) => (403, "Forbidden"),
+        Reason::Forbidden(_) | Reason::NameMismatch(_) | Reason::NotTls(_) | Reason::NotHttp(_) => (403, "Forbidden"),
         Reason::BadRequest(_) | Reason::BadSocks(_) => (400, "Bad Request"),
         Reason::PeekTooLarge(_) => (431, "Request Header Fields Too Large"),
         Reason::DnsTimeout(_) | Reason::ConnectTimeout | Reason::Parent(Some(504), _) => (504, "Gateway Timeout"),
@@ -72,7 +72,7 @@ fn http_status(reason: &Reason) -> (u16, &'static str) {
 /// failures (a timeout is "TTL expired", as HTTP's is 504).
 fn socks_rep(reason: &Reason) -> Rep {
     match reason {
-        Reason::Forbidden(_) | Reason::ProxyAuth(_) => Rep::NotAllowed,
+        Reason::Forbidden(_) | Reason::ProxyAuth(_) | Reason::NameMismatch(_) | Reason::NotTls(_) | Reason::NotHttp(_) => Rep::NotAllowed,
         Reason::DnsFailed(_) | Reason::NoUpstream(_) => Rep::HostUnreachable,
         Reason::DnsTimeout(_) | Reason::ConnectTimeout | Reason::Parent(Some(504), _) => Rep::TtlExpired,
         Reason::Parent(Some(403 | 407), _) => Rep::NotAllowed,

@@ -18,7 +18,6 @@
 //! reaches the allowed name, not the address.
 
 use super::proxy_request::absolute_from_host;
-use super::failure::Failure;
 use super::target::Target;
 use super::{client_hello, Front, Rules, Speaks, Step, PEEK_LIMIT};
 use crate::close::{Reason, Side};
@@ -49,7 +48,7 @@ impl Front {
                 }
                 Ok(None) if ended || self.read.len() > PEEK_LIMIT => First::Step(self.answer(Reason::BadRequest(format!("no complete request head in {} bytes", self.read.len())))),
                 Ok(None) => First::Step(Step::Wait),
-                Err(Failure::BadRequest(why) | Failure::BadClientHello(why) | Failure::TooLarge(why)) => First::Step(self.answer(Reason::BadRequest(why))),
+                Err(failure) => First::Step(self.answer(Reason::BadRequest(failure.why()))),
             };
         }
         // TLS: refusals are alerts from here on.
@@ -61,7 +60,7 @@ impl Front {
                 return First::Step(self.answer(Reason::BadClientHello(why)));
             }
             Ok(None) => return First::Step(Step::Wait),
-            Err(Failure::BadRequest(why) | Failure::BadClientHello(why) | Failure::TooLarge(why)) => return First::Step(self.answer(Reason::BadClientHello(why))),
+            Err(failure) => return First::Step(self.answer(Reason::BadClientHello(failure.why()))),
         };
         let named = hello.server_name.as_deref().map(normalize);
         let Some(host) = named.as_deref().and_then(destination_host) else {

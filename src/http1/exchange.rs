@@ -15,6 +15,10 @@ pub struct Exchange {
     /// The client asked to close after this answer (`Connection: close`, or
     /// HTTP/1.0 without keep-alive).
     pub client_close: bool,
+    /// A request inside a tunnel that carries HTTP: the tunnel's
+    /// destination, which the client's next request must name too
+    /// (`crate::front::Front::pinned`).
+    pub pinned: Option<(String, u16)>,
 }
 
 /// The client->destination side: the request's body, and what follows it.
@@ -37,9 +41,11 @@ pub struct Response {
 
 impl Exchange {
     /// A request whose head is read: its body is delimited by `body`; a
-    /// `HEAD` request (`to_head`) gets an answer without one.
-    pub fn new(body: Body, to_head: bool, client_close: bool) -> Exchange {
-        Exchange { request: Request { body: BodyReader::new(body), leftover: Vec::new() }, response: Response { reader: ResponseReader::new(to_head), excess: false }, client_close }
+    /// `HEAD` request (`to_head`) gets an answer without one; only one that
+    /// asked for an `upgrade` may be answered 101.
+    pub fn new(body: Body, to_head: bool, client_close: bool, upgrade: bool) -> Exchange {
+        let reader = if upgrade { ResponseReader::new(to_head).with_upgrade() } else { ResponseReader::new(to_head) };
+        Exchange { request: Request { body: BodyReader::new(body), leftover: Vec::new() }, response: Response { reader, excess: false }, client_close, pinned: None }
     }
 
     /// The answer is complete and the client's connection may carry
@@ -89,7 +95,7 @@ mod tests {
 
     #[test]
     fn the_next_request_is_kept_and_the_exchange_goes_on_only_when_both_may() {
-        let mut x = Exchange::new(Body::Length(3), false, false);
+        let mut x = Exchange::new(Body::Length(3), false, false, false);
         assert_eq!(x.request.feed(b"abcGET http://b.test/ HTTP/1.1\r\n"), Ok(3));
         assert!(x.request.done());
         assert_eq!(x.request.leftover, b"GET http://b.test/ HTTP/1.1\r\n");
@@ -97,16 +103,16 @@ mod tests {
         assert_eq!(x.response.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxJUNK"), Ok(39));
         assert!(x.goes_on());
         assert!(!x.upstream_reusable(), "bytes came after the answer");
-        let mut clean = Exchange::new(Body::Empty, false, false);
+        let mut clean = Exchange::new(Body::Empty, false, false, false);
         clean.response.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx").unwrap();
         assert!(clean.goes_on() && clean.upstream_reusable());
-        let mut closing_origin = Exchange::new(Body::Empty, false, false);
+        let mut closing_origin = Exchange::new(Body::Empty, false, false, false);
         closing_origin.response.feed(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx").unwrap();
         assert!(!closing_origin.upstream_reusable());
-        let mut closing = Exchange::new(Body::Empty, false, true);
+        let mut closing = Exchange::new(Body::Empty, false, true, false);
         closing.response.feed(b"HTTP/1.1 204 No Content\r\n\r\n").unwrap();
         assert!(!closing.goes_on(), "the client asked to close");
-        let mut early = Exchange::new(Body::Chunked, false, false);
+        let mut early = Exchange::new(Body::Chunked, false, false, false);
         early.response.feed(b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n").unwrap();
         assert!(early.response.done() && !early.goes_on(), "the request was not sent whole");
     }

@@ -1,7 +1,9 @@
 //! HTTP/1.1 message framing (RFC 9112 section 6), as the bytes pass: a
-//! body's end (`BodyReader`), a response's head and end (`ResponseReader`),
-//! and what a message's headers declare (`declared`, `connection_options`,
-//! `closes`). The room's tour is in `mod.rs`.
+//! body's end (`BodyReader`), a response's head and end (`ResponseReader`).
+//! What a message's headers declare is `headers.rs`'s. The room's tour is
+//! in `mod.rs`.
+
+use super::headers::{closes, connection_options, declared, names_framing, unsafe_head, Declared};
 
 /// The largest response head taken (status line and headers).
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -136,6 +138,9 @@ pub struct ResponseReader {
     body: Option<BodyReader>,
     /// The request was HEAD: no response to it has a body.
     to_head: bool,
+    /// The request asked for an upgrade (a websocket): only then may the
+    /// answer be 101 and the connection become the upgraded protocol's.
+    upgrade: bool,
     /// The final response's status, once its head is read.
     pub status: Option<u16>,
     /// The connection ends after this response: it said `Connection:
@@ -145,7 +150,12 @@ pub struct ResponseReader {
 
 impl ResponseReader {
     pub fn new(to_head: bool) -> ResponseReader {
-        ResponseReader { head: Vec::new(), body: None, to_head, status: None, close: false }
+        ResponseReader { head: Vec::new(), body: None, to_head, upgrade: false, status: None, close: false }
+    }
+
+    /// The same, for a request that asked for an upgrade.
+    pub fn with_upgrade(self) -> ResponseReader {
+        ResponseReader { upgrade: true, ..self }
     }
 
     pub fn done(&self) -> bool {
@@ -192,12 +202,25 @@ impl ResponseReader {
             Ok(httparse::Status::Partial) => return Err("a response head cut short".into()),
             Err(e) => return Err(format!("not an HTTP/1.x response ({e})")),
         }
+        // What would make the client and this proxy disagree on where the
+        // answer ends is refused as in a request (`unsafe_head`), and so is
+        // a switch of protocols nobody asked for: the connection ends.
+        if let Some(why) = unsafe_head(&self.head) {
+            return Err(format!("a response with {why}"));
+        }
         let code = response.code.unwrap_or_default();
+        if code == 101 && !self.upgrade {
+            return Err("a 101 Switching Protocols to a request that asked for no upgrade".into());
+        }
         if (100..200).contains(&code) && code != 101 {
             return Ok(None);
         }
         self.status = Some(code);
-        self.close = closes(&connection_options(response.headers), response.version.unwrap_or(1));
+        let options = connection_options(response.headers);
+        if let Some(named) = names_framing(&options) {
+            return Err(format!("a response whose Connection names {named}: a header its framing or routing is read from would be dropped as hop-by-hop"));
+        }
+        self.close = closes(&options, response.version.unwrap_or(1));
         let body = if self.to_head || code == 204 || code == 304 {
             Body::Empty
         } else if code == 101 {
@@ -212,65 +235,6 @@ impl ResponseReader {
         self.close |= body == Body::UntilClose;
         Ok(Some(body))
     }
-}
-
-/// What a message's headers declare of its body (RFC 9112 section 6.3),
-/// before the rules in which a request and an answer differ.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Declared {
-    /// Neither Content-Length nor Transfer-Encoding.
-    Nothing,
-    Length(u64),
-    Chunked,
-    /// A Transfer-Encoding whose last coding is not chunked.
-    OtherCoding,
-}
-
-/// Read a message's framing headers. `Err`: both Content-Length and
-/// Transfer-Encoding, or Content-Length values that are not one number.
-pub fn declared(headers: &[httparse::Header<'_>]) -> Result<Declared, String> {
-    let (lengths, codings) = (values(headers, "content-length"), values(headers, "transfer-encoding"));
-    if !lengths.is_empty() && !codings.is_empty() {
-        return Err("both Content-Length and Transfer-Encoding".into());
-    }
-    if !lengths.is_empty() {
-        return content_length(&lengths).map(Declared::Length);
-    }
-    if codings.is_empty() {
-        return Ok(Declared::Nothing);
-    }
-    let last = codings.iter().flat_map(|v| v.split(',')).map(str::trim).rfind(|c| !c.is_empty());
-    Ok(if last == Some("chunked") { Declared::Chunked } else { Declared::OtherCoding })
-}
-
-/// The options of a message's `Connection` headers, in lower case.
-pub fn connection_options(headers: &[httparse::Header<'_>]) -> Vec<String> {
-    values(headers, "connection").iter().flat_map(|v| v.split(',')).map(str::trim).filter(|o| !o.is_empty()).map(String::from).collect()
-}
-
-/// The connection ends after this message: it says `close`, or it is
-/// HTTP/1.0 (`minor` 0) without `keep-alive`.
-pub fn closes(options: &[String], minor: u8) -> bool {
-    let has = |o: &str| options.iter().any(|t| t == o);
-    has("close") || (minor == 0 && !has("keep-alive"))
-}
-
-/// Every value of the headers called `name`, trimmed, in lower case.
-fn values(headers: &[httparse::Header<'_>], name: &str) -> Vec<String> {
-    headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name)).map(|h| String::from_utf8_lossy(h.value).trim().to_ascii_lowercase()).collect()
-}
-
-/// The one length that every Content-Length value (and list) states.
-fn content_length(values: &[String]) -> Result<u64, String> {
-    let mut each = values.iter().flat_map(|v| v.split(',')).map(str::trim);
-    let first = each.next().unwrap_or_default();
-    if first.is_empty() || first.len() > 18 || !first.bytes().all(|b| b.is_ascii_digit()) {
-        return Err("a Content-Length that is not a number".into());
-    }
-    if each.any(|other| other != first) {
-        return Err("Content-Length values that differ".into());
-    }
-    first.parse().map_err(|_| "a Content-Length that is not a number".into())
 }
 
 #[cfg(test)]
@@ -399,6 +363,19 @@ mod tests {
             let err = response(false, bytes).1.unwrap_err();
             assert!(err.contains(want), "{}: {err}", String::from_utf8_lossy(bytes));
         }
+        // A response plays the request's tricks: the connection ends.
+        for (bytes, want) in [
+            (&b"HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 2\r\n\r\n"[..], "names content-length"),
+            (b"HTTP/1.1 200 OK\r\nconnection: close, Transfer-Encoding\r\nTransfer-Encoding: chunked\r\n\r\n", "names transfer-encoding"),
+            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", "twice"),
+            (b"HTTP/1.1 200 OK\nContent-Length: 2\r\n\r\n", "bare LF"),
+            (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n", "asked for no upgrade"),
+        ] {
+            let err = response(false, bytes).1.unwrap_err();
+            assert!(err.contains(want), "{}: {err}", String::from_utf8_lossy(bytes));
+        }
+        let mut ws = ResponseReader::new(false).with_upgrade();
+        assert!(ws.feed(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n").is_ok() && ws.status == Some(101));
         let mut big = b"HTTP/1.1 200 OK\r\nX: ".to_vec();
         big.extend(std::iter::repeat_n(b'a', MAX_HEAD));
         assert!(response(false, &big).1.unwrap_err().contains("over"));

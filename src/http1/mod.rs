@@ -11,12 +11,16 @@
 //! ```
 //! Framing that two readers could read two ways is an error, never a guess.
 //!
-//! Files: `framing.rs` reads the framing (bodies, response heads, the
-//! headers that declare them); `exchange.rs` is a request and its answer as
-//! the forward proxy's connection carries them, built on it.
+//! Files: `headers.rs` reads what a head's headers declare (its framing,
+//! its `Connection` options, what could be read two ways); `framing.rs`
+//! reads the framing as the bytes pass (bodies, response heads);
+//! `exchange.rs` is a request and its answer as the forward proxy's
+//! connection carries them, built on both.
 
 mod exchange;
 mod framing;
+mod headers;
 
 pub use exchange::Exchange;
-pub use framing::{closes, connection_options, declared, Body, BodyReader, Declared, ResponseReader, MAX_HEAD};
+pub use framing::{Body, BodyReader, ResponseReader, MAX_HEAD};
+pub use headers::{closes, connection_options, declared, names_framing, unsafe_head, Declared};

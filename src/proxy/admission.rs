@@ -149,6 +149,7 @@ impl Proxy {
             None => Vec::new(),
         };
         let mut read = front.take_read();
+        let opaque = door.forward.as_ref().map(|(_, f)| f.opaque.clone()).unwrap_or_default();
         let forward = front.target.take().map(|t| {
             // A tunnel's bytes that came with its CONNECT are its first
             // bytes: they wait to be checked against its name with what
@@ -156,7 +157,7 @@ impl Proxy {
             // earlier request to the same host, still open.
             // Through a parent, a tunnel is first a CONNECT to it.
             let chain = t.parent.as_ref().filter(|_| t.tunnel).map(|p| (p.name(), p.connect_request(&t.host, t.port)));
-            let tunnel = t.tunnel.then(|| (t.host, t.port, std::mem::take(&mut read)));
+            let tunnel = t.tunnel.then(|| (t.host, t.port, opaque.contains(&t.port), std::mem::take(&mut read)));
             let parked = match &front.asked {
                 Some(Asked::Http { host: Some(h) }) if t.exchange.is_some() => self.parked.take(h, &t.addrs, now),
                 _ => None,
@@ -201,15 +202,15 @@ impl Proxy {
             stats.active += 1; // still open: its exchange's close counted it out
         }
         let asked = conn.asked_host().map(str::to_string);
-        let (client, from, leftover, upstream) = conn.into_next();
-        if let (Some((addr, stream)), Some(host)) = (upstream, asked) {
+        let next = conn.into_next();
+        if let (Some((addr, stream)), Some(host)) = (next.upstream, asked) {
             // Unwatched while parked: a poller that keeps what it was told
             // would still report it under its connection's token, which a
             // new connection may hold by now.
             self.poller.add(stream.handle(), 0, false, false);
             self.parked.park(&host, addr, stream, now);
         }
-        let mut front = Front::next_request(id, door, client, from, leftover, now);
+        let mut front = Front::next_request(id, door, next.client, next.leftover, next.pinned, now);
         match self.advance(&mut front, now) {
             Step::Wait => {
                 self.fronts.insert(front);

@@ -154,7 +154,7 @@ fn parse_target(listen: SocketAddr, udp: bool, unix: Option<&str>, s: &str) -> R
                     route.matches.alpn.push(p.to_string());
                 }
             }
-            "to" | "not-to" | "to-net" | "ports" | "auth" | "report" | "parent" | "direct" | "transparent" => {
+            "to" | "not-to" | "to-net" | "ports" | "opaque" | "auth" | "report" | "parent" | "direct" | "transparent" => {
                 let Some(f) = route.forward.as_mut() else {
                     return Err(format!("{} applies to a forward route (LISTEN=forward;...)", key.trim()));
                 };
@@ -162,7 +162,17 @@ fn parse_target(listen: SocketAddr, udp: bool, unix: Option<&str>, s: &str) -> R
                     return Err(format!("{} does not apply to a DNS route (it takes to=, not-to=, to-net=, report, allow= and deny=)", key.trim()));
                 }
                 match key.trim() {
-                    "to" => f.to.extend(parse_names(value)?),
+                    "to" => {
+                        // A network in to= (10.1.2.0/24) names the IP-literal
+                        // destinations in it; everything else is a name.
+                        let (nets, names): (Vec<&str>, Vec<&str>) = value.split(',').map(str::trim).partition(|n| n.contains('/'));
+                        if !nets.is_empty() {
+                            f.to_nets.extend(parse_cidrs(&nets.join(","))?);
+                        }
+                        if !names.is_empty() {
+                            f.to.extend(parse_names(&names.join(","))?);
+                        }
+                    }
                     "not-to" => f.not_to.extend(parse_names(value)?),
                     "to-net" => f.nets.extend(parse_cidrs(value)?),
                     "auth" => f.set_auth(value)?,
@@ -170,9 +180,10 @@ fn parse_target(listen: SocketAddr, udp: bool, unix: Option<&str>, s: &str) -> R
                     "parent" => f.parent = Some(crate::forward::Parent::parse(value)?),
                     "direct" => f.direct.extend(parse_names(value)?),
                     "transparent" => f.transparent = Some(value.parse().ok().filter(|p| *p != 0).ok_or_else(|| format!("bad transparent port {value:?} (the port the redirected connections were made to, 1 to 65535)"))?),
-                    _ => {
+                    key => {
+                        let list = if key == "opaque" { &mut f.opaque } else { &mut f.ports };
                         for p in value.split(',').map(str::trim) {
-                            f.ports.push(p.parse().ok().filter(|p| *p != 0).ok_or_else(|| format!("bad port {p:?} (1 to 65535)"))?);
+                            list.push(p.parse().ok().filter(|p| *p != 0).ok_or_else(|| format!("bad port {p:?} in {key}= (1 to 65535)"))?);
                         }
                     }
                 }

@@ -53,7 +53,7 @@ pub fn forward_policy_refuses_names_ports_and_addresses(rt: Runtime) {
     let echo = Server::echo();
     let port = echo.addr.port();
     let dns = DnsServer::start(&[("ok.test", "127.0.0.1"), ("meta.test", "169.254.169.254")], &[], &[]);
-    let p = forward(rt, &format!("to=ok.test,meta.test,nowhere.test;not-to=bad.ok.test;to-net=127.0.0.0/8;ports={port}"), &dns.addr(), &["--metrics", "127.0.0.1:0"]);
+    let p = forward(rt, &format!("to=ok.test,meta.test,nowhere.test;not-to=bad.ok.test;to-net=127.0.0.0/8;ports={port};opaque={port}"), &dns.addr(), &["--metrics", "127.0.0.1:0"]);
     let status = |target: &str| {
         let mut c = p.connect();
         c.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes()).unwrap();
@@ -128,7 +128,7 @@ pub fn dns_failures_timeouts_and_truncation(rt: Runtime) {
     assert!(answer.starts_with("HTTP/1.1 502 ") && answer.contains("DNS failed: Connection refused"), "{answer}");
     // An answer too big for UDP is asked again over TCP.
     let dns = DnsServer::start(&[("big.test", "127.0.0.1")], &[], &["big.test"]);
-    let p = forward(rt, &format!("to=*;to-net=127.0.0.0/8;ports={port}"), &dns.addr(), &[]);
+    let p = forward(rt, &format!("to=*;to-net=127.0.0.0/8;ports={port};opaque={port}"), &dns.addr(), &[]);
     let mut c = p.connect();
     c.write_all(format!("CONNECT big.test:{port} HTTP/1.1\r\n\r\nhi").as_bytes()).unwrap();
     let want = b"HTTP/1.1 200 Connection established\r\n\r\nhi";
@@ -176,7 +176,7 @@ pub fn names_resolve_as_containers_expect(rt: Runtime) {
     let (conf, hosts) = (dir.path().join("resolv.conf"), dir.path().join("hosts"));
     std::fs::write(&conf, "nameserver 10.9.9.9\nsearch team.test corp.test\noptions ndots:2 timeout:1 attempts:1\n").unwrap();
     std::fs::write(&hosts, "127.0.0.1 localhost\n127.0.0.1 pinned.test\n").unwrap();
-    let fwd = format!("127.0.0.1:0=forward;to=*;to-net=127.0.0.0/8;ports={port}");
+    let fwd = format!("127.0.0.1:0=forward;to=*;to-net=127.0.0.0/8;ports={port};opaque={port}");
     let plain = format!("127.0.0.1:0=db:{port}"); // an upstream by its short name
     let args = ["--route", &fwd, "--route", &plain, "--resolver", &dns.addr(), "--resolv-conf", conf.to_str().unwrap(), "--hosts-file", hosts.to_str().unwrap()];
     let (mut p, addrs) = Proxy::start_routes_in(rt, Some(dir.path()), 2, &[], &args);
@@ -207,7 +207,7 @@ pub fn a_forward_route_with_auth_asks_for_a_login(rt: Runtime) {
     let echo = Server::echo();
     let web = nginx(&[("index.html", b"logged in\n")]);
     let port = echo.addr.port();
-    let p = forward(rt, &format!("to=*;to-net=127.0.0.0/8;ports={port},{};auth=dev:s3cret", web.port), "127.0.0.1:1", &[]);
+    let p = forward(rt, &format!("to=*,127.0.0.1;ports={port},{};opaque={port};auth=dev:s3cret", web.port), "127.0.0.1:1", &[]);
     let ask = |login: &str| {
         let mut c = p.connect();
         c.write_all(format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\n{login}\r\nping").as_bytes()).unwrap();

@@ -12,6 +12,7 @@
 mod harness;
 mod dns_server;
 mod egress;
+mod escape;
 mod faults;
 mod forward;
 mod load;
@@ -40,6 +41,7 @@ use harness::*;
 // Every case, by topic; the macro below runs each on every runtime.
 use dns_server::*;
 use egress::*;
+use escape::*;
 use faults::*;
 use forward::*;
 use load::*;
@@ -174,4 +176,10 @@ every_runtime!(
     tls_garbage_instead_of_a_client_hello_gets_an_alert,
     tls_to_the_upstream_is_verified_against_its_ca,
     tls_an_expired_upstream_certificate_is_refused,
+    // Issue 43: the forward proxy against a client that wants out (escape.rs).
+    framing_read_from_a_dropped_header_is_refused,
+    a_response_that_plays_the_same_tricks_closes_both_sides,
+    every_request_in_a_plain_tunnel_is_read_and_checked,
+    h2c_and_other_upgrades_are_dropped_on_forward_routes,
+    ip_literals_pass_only_where_to_names_them,
 );

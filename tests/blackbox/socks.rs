@@ -56,7 +56,7 @@ pub fn socks5_and_http_clients_share_one_port(rt: Runtime) {
         while let Ok(1..) = s.read(&mut buf) {}
     });
     let dns = DnsServer::start(&[("name.test", "127.0.0.1"), ("web.test", "127.0.0.1"), ("ssh.test", "127.0.0.1")], &[], &[]);
-    let opts = format!("to=name.test,web.test,ssh.test;to-net=127.0.0.0/8;ports={},{},{}", tls.port, web.port, banner.addr.port());
+    let opts = format!("to=name.test,web.test,ssh.test,127.0.0.1;to-net=127.0.0.0/8;ports={},{},{};opaque={}", tls.port, web.port, banner.addr.port(), banner.addr.port());
     let mut p = forward(rt, &opts, &dns.addr(), &["--metrics", "127.0.0.1:0"]);
     let ca = certs.ca();
     // socks5h: the proxy resolves the name; TLS end to end through the tunnel.
@@ -71,7 +71,7 @@ pub fn socks5_and_http_clients_share_one_port(rt: Runtime) {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "plain by name\n", "ALL_PROXY: {}", String::from_utf8_lossy(&out.stderr));
     let (code, body, err) = curl(&["-x", &format!("http://{}", p.addr), &web_url]);
     assert_eq!((code, body.as_str()), (0, "plain by name\n"), "HTTP on the same port: {err}");
-    // socks5 (the client resolves): an address, allowed because to-net= names it.
+    // socks5 (the client resolves): an address, allowed because to= names it.
     let (code, body, err) = curl(&["--socks5", &p.addr.to_string(), &format!("http://127.0.0.1:{}/index.html", web.port)]);
     assert_eq!((code, body.as_str()), (0, "plain by name\n"), "curl --socks5: {err}");
     // ncat as an ssh ProxyCommand would run it: the server's banner comes back.
@@ -85,7 +85,7 @@ pub fn socks5_and_http_clients_share_one_port(rt: Runtime) {
     let line = record(&p.wait_for_log("the SOCKS5 tunnel's decision", |l| l.contains(" decision ") && l.contains(&format!("host=name.test:{}", tls.port))));
     assert_eq!((line["decision"].as_str(), line["rule"].as_str()), ("allow", "listed"));
     let m = scrape(p.metrics.as_ref().unwrap());
-    assert_eq!(sample(&m, "wasiter_forward_requests_total", Some(("host", "web.test"))), 2.0, "one SOCKS5, one HTTP");
+    assert_eq!(sample(&m, "wasiter_forward_requests_total", Some(("host", "web.test"))), 3.0, "one SOCKS5 tunnel and the request read inside it, one HTTP");
     assert_eq!(sample(&m, "wasiter_forward_requests_total", Some(("host", "name.test"))), 1.0);
 }
 
@@ -99,7 +99,7 @@ pub fn socks5_refusals_carry_the_rfc_codes(rt: Runtime) {
     let port = dest.addr.port();
     let closed = free_port();
     let dns = DnsServer::start(&[("ok.test", "127.0.0.1"), ("meta.test", "169.254.169.254"), ("private.test", "10.1.2.3"), ("nat64.test", "64:ff9b::a9fe:a9fe")], &[], &[]);
-    let p = forward(rt, &format!("to=ok.test,meta.test,private.test,nat64.test,nowhere.test;to-net=127.0.0.0/8;ports={port},{closed}"), &dns.addr(), &[]);
+    let p = forward(rt, &format!("to=ok.test,meta.test,private.test,nat64.test,nowhere.test;to-net=127.0.0.0/8;ports={port},{closed};opaque={port}"), &dns.addr(), &[]);
     // Not allowed by the ruleset (2): names, ports, addresses and what
     // the names resolve to, in every form.
     for (what, request) in [
@@ -161,7 +161,7 @@ pub fn socks5_refusals_carry_the_rfc_codes(rt: Runtime) {
 
 pub fn socks5_login_is_checked_and_never_logged(rt: Runtime) {
     let web = nginx(&[("index.html", b"logged in\n")]);
-    let p = forward(rt, &format!("to=*;to-net=127.0.0.0/8;ports={};auth=dev:s3cret", web.port), "127.0.0.1:1", &[]);
+    let p = forward(rt, &format!("to=*,127.0.0.1;ports={};auth=dev:s3cret", web.port), "127.0.0.1:1", &[]);
     let url = format!("http://127.0.0.1:{}/", web.port);
     let (code, body, err) = curl(&["--proxy", &format!("socks5h://dev:s3cret@{}", p.addr), &url]);
     assert_eq!((code, body.as_str()), (0, "logged in\n"), "curl logs in over SOCKS5: {err}");
@@ -229,7 +229,7 @@ pub fn ssh_goes_through_socks5_as_its_proxy_command(rt: Runtime) {
     cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ssh_server.py")).arg(port.to_string()).arg(dir.path().join("user_key.pub"));
     let _server = spawn_daemon(cmd, port, TempDir::new("ssh-server"), "tests/ssh_server.py (paramiko; scripts/setup --peers installs it)");
     let dns = DnsServer::start(&[("ssh.test", "127.0.0.1"), ("other.test", "127.0.0.1")], &[], &[]);
-    let mut p = forward(rt, &format!("to=ssh.test;to-net=127.0.0.0/8;ports={port}"), &dns.addr(), &[]);
+    let mut p = forward(rt, &format!("to=ssh.test;to-net=127.0.0.0/8;ports={port};opaque={port}"), &dns.addr(), &[]);
     let ssh = |host: &str| {
         Command::new("ssh")
             .args(["-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10", "-i"])

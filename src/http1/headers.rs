@@ -1,0 +1,95 @@
+//! What a message's headers declare of its framing (RFC 9112 section 6.3)
+//! and its connection (`Connection`, RFC 9110 section 7.6.1), read the same
+//! way for a request and a response; and what in a head two readers could
+//! read two ways. The room's tour is in `mod.rs`.
+
+/// What a message's headers declare of its body (RFC 9112 section 6.3),
+/// before the rules in which a request and an answer differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Declared {
+    /// Neither Content-Length nor Transfer-Encoding.
+    Nothing,
+    Length(u64),
+    Chunked,
+    /// A Transfer-Encoding whose last coding is not chunked.
+    OtherCoding,
+}
+
+/// Read a message's framing headers. `Err`: both Content-Length and
+/// Transfer-Encoding, or Content-Length values that are not one number.
+pub fn declared(headers: &[httparse::Header<'_>]) -> Result<Declared, String> {
+    let (lengths, codings) = (values(headers, "content-length"), values(headers, "transfer-encoding"));
+    if !lengths.is_empty() && !codings.is_empty() {
+        return Err("both Content-Length and Transfer-Encoding".into());
+    }
+    if !lengths.is_empty() {
+        return content_length(&lengths).map(Declared::Length);
+    }
+    if codings.is_empty() {
+        return Ok(Declared::Nothing);
+    }
+    let each: Vec<&str> = codings.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|c| !c.is_empty()).collect();
+    // Chunked once, and last (RFC 9112 section 6.1): a reader that
+    // de-chunks once would read the rest as another message.
+    if each.iter().rev().skip(1).any(|c| *c == "chunked") {
+        return Err("a Transfer-Encoding that does not end in chunked, or applies it twice".into());
+    }
+    Ok(if each.last() == Some(&"chunked") { Declared::Chunked } else { Declared::OtherCoding })
+}
+
+/// The headers a message's framing and routing are read from. A
+/// `Connection` header that names one makes it hop-by-hop: a proxy drops
+/// it after reading the framing from it, and the next reader frames the
+/// message without it (a body read as a second request, or the next
+/// client's request read as this one's body).
+const FRAMING: [&str; 3] = ["content-length", "transfer-encoding", "host"];
+
+/// The first of `options` (a `Connection` header's, lower case) that names
+/// a header the framing or routing is read from, if any.
+pub fn names_framing(options: &[String]) -> Option<&str> {
+    options.iter().map(String::as_str).find(|o| FRAMING.contains(o))
+}
+
+/// What in a message head (up to its blank line) two readers could read
+/// two ways, beyond its headers: a bare LF ends a line for some and not
+/// for others, and an obs-fold line joins the one before it for some.
+pub fn unsafe_head(head: &[u8]) -> Option<&'static str> {
+    if head.windows(2).any(|w| matches!(w, [a, b'\n'] if *a != b'\r')) || head.first() == Some(&b'\n') {
+        return Some("a bare LF in its head (lines end in CRLF)");
+    }
+    if head.windows(3).any(|w| matches!(w, [b'\n', b' ' | b'\t', c] if *c != b'\r')) {
+        return Some("a folded header line (obs-fold)");
+    }
+    None
+}
+
+/// The options of a message's `Connection` headers, in lower case.
+pub fn connection_options(headers: &[httparse::Header<'_>]) -> Vec<String> {
+    values(headers, "connection").iter().flat_map(|v| v.split(',')).map(str::trim).filter(|o| !o.is_empty()).map(String::from).collect()
+}
+
+/// The connection ends after this message: it says `close`, or it is
+/// HTTP/1.0 (`minor` 0) without `keep-alive`.
+pub fn closes(options: &[String], minor: u8) -> bool {
+    let has = |o: &str| options.iter().any(|t| t == o);
+    has("close") || (minor == 0 && !has("keep-alive"))
+}
+
+/// Every value of the headers called `name`, trimmed, in lower case.
+fn values(headers: &[httparse::Header<'_>], name: &str) -> Vec<String> {
+    headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name)).map(|h| String::from_utf8_lossy(h.value).trim().to_ascii_lowercase()).collect()
+}
+
+/// The one length that every Content-Length value (and list) states.
+fn content_length(values: &[String]) -> Result<u64, String> {
+    let mut each = values.iter().flat_map(|v| v.split(',')).map(str::trim);
+    let first = each.next().unwrap_or_default();
+    if first.is_empty() || first.len() > 18 || !first.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("a Content-Length that is not a number".into());
+    }
+    if each.any(|other| other != first) {
+        return Err("Content-Length values that differ".into());
+    }
+    first.parse().map_err(|_| "a Content-Length that is not a number".into())
+}
+
