@@ -51,8 +51,15 @@ fuzz_target!(|input: &[u8]| {
     cuts.sort_unstable();
     if mode % 3 == 2 {
         let to_head = mode & 4 != 0;
-        let whole = run(&mut ResponseReader::new(to_head), data, &[], |r, b| r.feed(b), |r| r.done());
-        let split = run(&mut ResponseReader::new(to_head), data, &cuts, |r, b| r.feed(b), |r| r.done());
+        let reader = || if mode & 8 != 0 { ResponseReader::new(to_head).with_upgrade() } else { ResponseReader::new(to_head) };
+        let whole = run(&mut reader(), data, &[], |r, b| r.feed(b), |r| r.done());
+        let split = run(&mut reader(), data, &cuts, |r, b| r.feed(b), |r| r.done());
+        // A 101 only where an upgrade was asked for.
+        if whole.1 && !whole.2 && mode & 8 == 0 {
+            let mut r = reader();
+            let _ = r.feed(data);
+            assert_ne!(r.status, Some(101), "a 101 nobody asked for was taken");
+        }
         same(whole, split);
     } else {
         let body = if mode % 3 == 0 { Body::Chunked } else { Body::Length(u64::from(mode) * 7) };

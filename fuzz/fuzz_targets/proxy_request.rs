@@ -2,11 +2,14 @@
 //! what a client of a transparent listener sends (read through
 //! `absolute_from_host` first). The parser must never panic; a head it
 //! takes names a destination fit for a log line and a connect, and a plain
-//! request it rewrites is a complete head that ends the way HTTP heads end.
+//! request it rewrites is a complete head that ends the way HTTP heads end,
+//! with no framing or upgrade header but its own. The same bytes as a
+//! request inside a tunnel to a.test:8080 (`in_tunnel`): what it lets
+//! through is a request to a.test:8080 and nowhere else.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wasiter::front::proxy_request::{absolute_from_host, parse, Method};
+use wasiter::front::proxy_request::{absolute_from_host, in_tunnel, parse, Method};
 use wasiter::front::Failure;
 
 fuzz_target!(|data: &[u8]| {
@@ -20,6 +23,14 @@ fuzz_target!(|data: &[u8]| {
             Err(_) => {}
         }
         check(&absolute);
+    }
+    if let Ok(Some(pinned)) = in_tunnel(data, "a.test", 8080) {
+        match parse(&pinned) {
+            Ok(Some(req)) => assert!((req.host.as_str(), req.port) == ("a.test", 8080) && matches!(req.method, Method::Http { .. }), "{:?}", String::from_utf8_lossy(&pinned)),
+            Ok(None) => panic!("a complete head became incomplete: {:?}", String::from_utf8_lossy(&pinned)),
+            Err(_) => {}
+        }
+        check(&pinned);
     }
 });
 
@@ -37,9 +48,24 @@ fn check(data: &[u8]) {
                 let hosts = text.lines().filter(|l| l.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("host:"))).count();
                 assert_eq!(hosts, 1, "one Host: {text:?}");
                 assert!(text.lines().nth(1).is_some_and(|l| l.starts_with("Host: ")), "{text:?}");
+                // No Connection but the websocket's, no upgrade but a websocket.
+                let lower = text.to_ascii_lowercase();
+                for line in lower.lines() {
+                    assert!(!line.starts_with("http2-settings:") && !line.starts_with("te:") && !line.starts_with("proxy-"), "{text:?}");
+                    if line.starts_with("upgrade:") {
+                        assert_eq!(line, "upgrade: websocket", "{text:?}");
+                    }
+                    if line.starts_with("connection:") {
+                        assert_eq!(line, "connection: upgrade", "{text:?}");
+                    }
+                }
             }
         }
-        Err(Failure::BadRequest(why) | Failure::TooLarge(why) | Failure::BadClientHello(why)) => {
+        Err(failure) => {
+            if let Failure::Framing(asked, _) = &failure {
+                assert!(asked.bytes().all(|b| b.is_ascii_graphic()), "{asked:?}");
+            }
+            let why = failure.why();
             assert!(!why.contains('\n'), "one line: {why:?}")
         }
     }

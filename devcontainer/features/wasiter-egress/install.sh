@@ -17,12 +17,12 @@ launch=/usr/local/lib/wasiter/launch
 fail() { echo "wasiter-egress feature: $*" >&2; exit 1; }
 
 lockdown=${LOCKDOWN:-false}
-allow=${ALLOW:-}; deny=${DENY:-}; ports=${PORTS:-}; to_net=${TONET:-}; parent=${PARENT:-}; direct=${DIRECT:-}
-allow=${allow//[[:space:]]/}; deny=${deny//[[:space:]]/}; ports=${ports//[[:space:]]/}; to_net=${to_net//[[:space:]]/}
+allow=${ALLOW:-}; deny=${DENY:-}; ports=${PORTS:-}; opaque=${OPAQUE:-}; to_net=${TONET:-}; parent=${PARENT:-}; direct=${DIRECT:-}
+allow=${allow//[[:space:]]/}; deny=${deny//[[:space:]]/}; ports=${ports//[[:space:]]/}; opaque=${opaque//[[:space:]]/}; to_net=${to_net//[[:space:]]/}
 parent=${parent//[[:space:]]/}; direct=${direct//[[:space:]]/}
 [[ -n $allow ]] || fail "option allow is empty; expected the names the container may reach, comma-separated, e.g. pypi.org,*.github.com (or * for any)"
 [[ -z $direct || -n $parent ]] || fail "option direct names what skips the parent: it needs the option parent (http://HOST:PORT)"
-for pair in allow:allow deny:deny ports:ports toNet:to_net parent:parent direct:direct; do
+for pair in allow:allow deny:deny ports:ports opaque:opaque toNet:to_net parent:parent direct:direct; do
   var=${pair#*:}; value=${!var}
   [[ $value != *";"* ]] || fail "option ${pair%%:*}: \"$value\" has a ';'; expected a comma-separated list"
 done
@@ -31,6 +31,7 @@ at=127.0.0.1:3128
 route="$at=forward;to=$allow"
 [[ -z $deny ]] || route+=";not-to=$deny"
 [[ -z $ports ]] || route+=";ports=$ports"
+[[ -z $opaque ]] || route+=";opaque=$opaque"
 [[ -z $to_net ]] || route+=";to-net=$to_net"
 [[ -z $parent ]] || route+=";parent=$parent"
 [[ -z $direct ]] || route+=";direct=$direct"
@@ -44,6 +45,7 @@ if [[ -x $launch ]]; then
   check allow "$at=forward;to=$allow"
   [[ -z $deny ]] || check deny "$at=forward;to=*;not-to=$deny"
   [[ -z $ports ]] || check ports "$at=forward;to=*;ports=$ports"
+  [[ -z $opaque ]] || check opaque "$at=forward;to=*;opaque=$opaque"
   [[ -z $to_net ]] || check toNet "$at=forward;to=*;to-net=$to_net"
   [[ -z $parent ]] || check parent "$at=forward;to=*;parent=$parent"
   [[ -z $direct ]] || check direct "$at=forward;to=*;parent=http://parent:3128;direct=$direct"
@@ -75,4 +77,4 @@ if [[ $lockdown == true ]]; then
   printf 'PROXY_USER=wasiter\nPOLICY=%q\nTHROUGH=%q\n' "$policy" "$through" >"$etc/lockdown.conf"
   echo "wasiter-egress feature: lockdown: at start, DNS, HTTP and HTTPS go through wasiter and every other packet is dropped (needs --cap-add=NET_ADMIN; review: wasiter-lockdown rules)" >&2
 fi
-echo "wasiter-egress feature: the container's way out is http://$at, to: $allow${deny:+, not to: $deny}${ports:+, ports: $ports}${to_net:+, addresses: $to_net}${parent:+, through the parent ${parent#*@}}${direct:+ (direct: $direct)}" >&2
+echo "wasiter-egress feature: the container's way out is http://$at, to: $allow${deny:+, not to: $deny}${ports:+, ports: $ports}${opaque:+, opaque: $opaque}${to_net:+, addresses: $to_net}${parent:+, through the parent ${parent#*@}}${direct:+ (direct: $direct)}" >&2
