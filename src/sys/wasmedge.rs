@@ -185,6 +185,7 @@ struct Sock(std::mem::ManuallyDrop<Socket>);
 
 impl Sock {
     fn new(socket: Socket) -> Sock {
+        super::handle::opened();
         Sock(std::mem::ManuallyDrop::new(socket))
     }
 }
@@ -201,10 +202,17 @@ impl Drop for Sock {
         // SAFETY: the fd is this socket's own, closed once, here; the crate's
         // Socket inside is never dropped (ManuallyDrop), so it does not close it again.
         let _ = unsafe { wasi::fd_close(self.0.as_raw_fd() as u32) };
+        super::handle::gone();
     }
 }
 
 pub struct Listener(Sock);
+
+/// One unbound UDP socket: a descriptor and nothing else, no port taken
+/// (what `limits` counts the descriptors with).
+pub(super) fn spare_socket() -> io::Result<impl Drop> {
+    Socket::new(AddressFamily::Inet4, SocketType::Datagram).map(Sock::new)
+}
 
 /// Where a Unix-socket peer would stand: WASI has none (`UNIX_SOCKETS`).
 pub const UNIX_PEER: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);

@@ -7,7 +7,9 @@ pub fn running_out_of_descriptors_does_not_spin_and_recovers(rt: Runtime) {
     // 256 descriptors: the runtime's own, plus room for some pairs, then EMFILE.
     let mut p = Proxy::start_limited(rt, &echo.remote(), &[], &["--quiet"], Some(256));
     let mut clients: Vec<TcpStream> = (0..300).map(|_| p.connect()).collect();
-    p.wait_for_log("accepting paused", |l| l.contains(" warn accept-paused "));
+    // It takes what its descriptors fit (it keeps a reserve: no accept
+    // fails), then leaves the rest in the backlog.
+    eventually("the proxy holds what its descriptors fit", || p.open_fds() >= 240);
     thread::sleep(Duration::from_millis(500));
     let (cpu0, t0) = (p.cpu_time(), Instant::now());
     thread::sleep(Duration::from_secs(2));

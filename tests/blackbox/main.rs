@@ -14,6 +14,7 @@ mod dns_server;
 mod egress;
 mod faults;
 mod forward;
+mod limits;
 mod load;
 mod naming;
 mod nagle;
@@ -42,6 +43,7 @@ use dns_server::*;
 use egress::*;
 use faults::*;
 use forward::*;
+use limits::*;
 use load::*;
 use naming::*;
 use nagle::*;
@@ -174,4 +176,8 @@ every_runtime!(
     tls_garbage_instead_of_a_client_hello_gets_an_alert,
     tls_to_the_upstream_is_verified_against_its_ca,
     tls_an_expired_upstream_certificate_is_refused,
+    // The host's limits: descriptors and the listen backlog (issue 44).
+    at_the_fd_limit_clients_wait_in_the_backlog_and_all_are_served,
+    the_start_line_and_check_tell_the_descriptors_it_really_has,
+    the_listen_backlog_is_what_backlog_asks,
 );
