@@ -143,7 +143,8 @@ mod tests {
         assert!(b.room(1 + 2 * 124, 0));
         assert!(!b.room(1 + 2 * 125, 0));
         // An accepted client still connecting will take one more.
-        assert!(!b.room(1 + 2 * 123 + 1, 1));
+        assert!(b.room(1 + 2 * 123 + 1, 1));
+        assert!(!b.room(1 + 2 * 124 + 1, 1));
     }
 
     #[test]

@@ -78,7 +78,7 @@ fn probe(upto: usize) -> Option<usize> {
     while held.len() < upto {
         match super::sockets::spare_socket() {
             Ok(s) => held.push(s),
-            Err(e) if super::out_of_descriptors(&e) => return Some(held.len()),
+            Err(e) if super::sockets::out_of_descriptors(&e) => return Some(held.len()),
             Err(_) => return None,
         }
     }
