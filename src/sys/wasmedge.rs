@@ -208,12 +208,6 @@ impl Drop for Sock {
 
 pub struct Listener(Sock);
 
-/// One unbound UDP socket: a descriptor and nothing else, no port taken
-/// (what `limits` counts the descriptors with).
-pub(super) fn spare_socket() -> io::Result<impl Drop> {
-    Socket::new(AddressFamily::Inet4, SocketType::Datagram).map(Sock::new)
-}
-
 /// Where a Unix-socket peer would stand: WASI has none (`UNIX_SOCKETS`).
 pub const UNIX_PEER: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 /// WASI has no AF_UNIX: `unix:/path` routes are refused at start.
@@ -437,4 +431,10 @@ impl Datagram {
     pub fn handle(&self) -> Handle {
         self.0.as_raw_fd() as u32
     }
+}
+
+/// One unbound UDP socket: a descriptor and nothing else, no port taken
+/// (what `limits` counts the descriptors with).
+pub(super) fn spare_socket() -> io::Result<impl Drop> {
+    Socket::new(AddressFamily::Inet4, SocketType::Datagram).map(Sock::new)
 }
