@@ -56,6 +56,50 @@ pub fn at_the_fd_limit_clients_wait_in_the_backlog_and_all_are_served(rt: Runtim
     p.assert_alive();
 }
 
+pub fn a_limit_lowered_while_running_is_learned_from_the_first_refusal(rt: Runtime) {
+    let echo = Server::echo();
+    let mut p = Proxy::start_limited(rt, &echo.remote(), &[], &["--quiet"], Some(256));
+    // Counted at start, the limit is lowered under it: the first refusal
+    // (at accept, or at the upstream's socket) must teach it the new one.
+    let lowered = Command::new("prlimit").arg(format!("--pid={}", p.pid())).arg("--nofile=160:160").status().expect("prlimit runs");
+    assert!(lowered.success());
+    let total = 150;
+    let (served, empty, release) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+    let clients: Vec<_> = (0..total)
+        .map(|i| {
+            let (addr, served, empty, release) = (p.addr, served.clone(), empty.clone(), release.clone());
+            thread::spawn(move || {
+                let mut s = connect(addr);
+                let msg = format!("client {i:04}");
+                let mut back = vec![0u8; msg.len()];
+                if s.write_all(msg.as_bytes()).and_then(|()| s.read_exact(&mut back)).is_err() || back != msg.as_bytes() {
+                    empty.fetch_add(1, Ordering::SeqCst);
+                    return;
+                }
+                served.fetch_add(1, Ordering::SeqCst);
+                while !release.load(Ordering::SeqCst) {
+                    thread::sleep(Duration::from_millis(10));
+                }
+            })
+        })
+        .collect();
+    let learned = p.wait_for_log("the limit learned", |l| l.contains(" warn accept-paused ") && l.contains("until="));
+    thread::sleep(Duration::from_millis(1500));
+    let (full, closed) = (served.load(Ordering::SeqCst), empty.load(Ordering::SeqCst));
+    // A refusal at the upstream's socket costs the client just accepted;
+    // after it, nobody.
+    assert!(closed <= 1 && full < total, "{closed} closed empty, {full} served at once, after: {learned}");
+    release.store(true, Ordering::SeqCst);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let (served, closed) = (served.load(Ordering::SeqCst), empty.load(Ordering::SeqCst));
+    println!("{rt:?}: limit lowered to 160 while running: {full} at once, {served} of {total} served, {closed} closed empty; {learned}");
+    assert!(closed <= 1 && served + closed == total, "{served} served, {closed} closed empty");
+    assert_eq!(exchange(p.connect(), b"bystander".to_vec()), b"bystander");
+    p.assert_alive();
+}
+
 /// `--check` under the open-file limit `soft:hard`, with these variables.
 fn check_under(rt: Runtime, (soft, hard): (u32, u32), env: &[(&str, String)]) -> String {
     let cmd = rt.command(env, &["--check", "--local", "127.0.0.1:1", "--remote", "127.0.0.1:2"]);

@@ -180,4 +180,5 @@ every_runtime!(
     at_the_fd_limit_clients_wait_in_the_backlog_and_all_are_served,
     the_start_line_and_check_tell_the_descriptors_it_really_has,
     the_listen_backlog_is_what_backlog_asks,
+    a_limit_lowered_while_running_is_learned_from_the_first_refusal,
 );

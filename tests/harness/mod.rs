@@ -244,6 +244,11 @@ impl Proxy {
         }
     }
 
+    /// The process's id (for prlimit --pid and the like).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// CPU time the process has used so far, from /proc (utime + stime).
     pub fn cpu_time(&self) -> Duration {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).expect("/proc/PID/stat");
