@@ -4,14 +4,19 @@
 # Docker+Wasm with the WasmEdge containerd shim:
 #   docker buildx build --platform wasi/wasm -t wasiter .
 #   docker run --runtime=io.containerd.wasmedge.v1 --platform=wasi/wasm \
+#     --ulimit nofile=65536:65536 -e WASITER_NOFILE=65536 \
 #     -p 8080:8080 -e LOCAL=0.0.0.0:8080 -e REMOTE=backend:80 wasiter
+# (--ulimit: a client takes two descriptors, and neither the image, which
+# has no shell, nor the wasm runtime raises a soft limit of 1024; the
+# module cannot ask for it, so WASITER_NOFILE says it. See
+# docs/reliability-and-security.md, "Descriptors and the listen backlog".)
 #
 # With the wasmedge CLI inside an ordinary image (no Wasm shim needed),
 # AOT-compiled at build time. The wasmedge CLI hands a module only the
 # variables named with --env and the image has no shell to name them, so the
 # settings are flags after the image name (or a routes file under /etc):
 #   docker build --target wasmedge -t wasiter:wasmedge .
-#   docker run -p 8080:8080 wasiter:wasmedge --local 0.0.0.0:8080 --remote backend:80
+#   docker run --ulimit nofile=65536:65536 -p 8080:8080 wasiter:wasmedge --local 0.0.0.0:8080 --remote backend:80
 #
 # Offline, from a module already built here (scripts/build), no registry and no
 # network: the context is a folder holding only wasiter.wasm (scripts/image

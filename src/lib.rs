@@ -21,7 +21,7 @@
 //! files that add its methods above it). From the top: `main`; `proxy`
 //! (the loop); `conn` and `udp_relay` (what moves bytes); `front`, `cli`,
 //! `health`, `metrics`, `dns_server`, `dump` (what they call); `pool`,
-//! `settings`, `route`, `proxy_header`; `close`, `dns`, `http1`, `tls`,
+//! `settings`, `route`, `proxy_header`; `close`, `dns`, `http1`, `tls`, `limits`,
 //! `nagle`, `ledger`; `forward`, `relay`, `sys`; and at the bottom
 //! `coalesce`, `names`, `log`. No module reaches up: nothing below `proxy`
 //! knows the loop, and only `sys` says `cfg` for a platform (and `tls`,
@@ -43,6 +43,7 @@ pub mod front;
 pub mod http1;
 pub mod ledger;
 mod health;
+pub mod limits;
 pub mod log;
 pub mod metrics;
 pub mod nagle;

@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 
 use wasiter::cli::{self, Command};
+use wasiter::limits::{self, Budget};
 use wasiter::log::{self, Level, Record};
 use wasiter::pool::FailPolicy;
 use wasiter::route::{self, RouteSpec};
@@ -18,8 +19,11 @@ fn main() -> ExitCode {
             // parsed and told apart on each shared address. Names are not
             // looked up (a service may not exist yet when this runs, as in
             // a container's build), and nothing is bound.
+            // And the descriptors this process would have: what they fit.
             let doors = route::doors(&cfg.routes).map(|d| d.len()).unwrap_or_default();
-            println!("wasiter: configuration ok: {} route(s) on {doors} listen address(es)", cfg.routes.len());
+            sys::init();
+            let budget = Budget::measure(cfg.max_conns, doors + usize::from(cfg.metrics.is_some()));
+            println!("wasiter: configuration ok: {} route(s) on {doors} listen address(es); {}", cfg.routes.len(), fits(&budget));
             return ExitCode::SUCCESS;
         }
         Ok(Command::Help) => {
@@ -48,10 +52,11 @@ fn main() -> ExitCode {
     };
     let mut doors = Vec::new();
     let mut routes = Vec::new();
+    let (backlog, backlog_from) = limits::backlog(cfg.backlog);
     for group in &groups {
         let specs: Vec<(usize, &RouteSpec)> = group.iter().filter_map(|&i| Some((i, cfg.routes.get(i)?))).collect();
         let Some(&(_, first)) = specs.first() else { continue };
-        let listener = match proxy::Door::bind(first) {
+        let listener = match proxy::Door::bind(first, backlog) {
             Ok(l) => l,
             Err(e) => {
                 // The LOCAL/REMOTE route listens where LOCAL says.
@@ -112,6 +117,9 @@ fn main() -> ExitCode {
     } else {
         "getaddrinfo".to_string()
     };
+    // The descriptors this process has (a wasm module counts them), with
+    // every listener open: how many clients they fit.
+    let budget = Budget::measure(cfg.max_conns, sys::open_sockets());
     // One start line per listen address, naming its real address and, on a
     // port routed by name, what each of its routes serves.
     for (door, group) in doors.iter().zip(&groups) {
@@ -153,11 +161,27 @@ fn main() -> ExitCode {
             .str("metrics", &metrics_addr)
             .str("runtime", sys::RUNTIME)
             .str("version", env!("CARGO_PKG_VERSION"))
-            .num("max_conns", cfg.max_conns as u64)
+            .num("max_conns", budget.max_conns as u64)
+            .str("fds", budget.fds())
+            .str("fds_from", budget.descriptors.from)
+            .num("backlog", u64::from(backlog))
+            .str("backlog_from", backlog_from)
             .num("buffer", cfg.buffer_size as u64)
             .str("nodelay", if nodelay.works() { "yes" } else { "no" })
             .str("nodelay_probe", nodelay.name())
             .str("coalesce", &coalesce)
+            .emit();
+    }
+
+    if let Some(fits) = budget.short() {
+        // A soft limit left low (a runtime never raises it, and a wasm
+        // module cannot): said once, with the way out.
+        Record::new(Level::Warn, "fd-limit")
+            .str("fds", budget.fds())
+            .str("fds_from", budget.descriptors.from)
+            .num("fits", fits as u64)
+            .num("max_conns", budget.max_conns as u64)
+            .str("action", "clients beyond it wait in the backlog; give it more: ulimit -n \"$(ulimit -Hn)\" before starting it")
             .emit();
     }
 
@@ -183,7 +207,7 @@ fn main() -> ExitCode {
             .str("action", "forward routes reach only IP addresses and hosts-file names; give --resolver, or on WasmEdge and wasmtime --dir /etc")
             .emit();
     }
-    let mut proxy = match proxy::Proxy::new(&cfg, (doors, routes), resolver, metrics, nodelay.works()) {
+    let mut proxy = match proxy::Proxy::new(&cfg, (doors, routes), resolver, metrics, nodelay.works(), (budget, backlog)) {
         Ok(p) => p,
         Err(e) => return fail(format_args!("cannot create the poller: {e}")),
     };
@@ -201,6 +225,17 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(format_args!("event loop failed: {e}")),
     }
+}
+
+/// `--check`'s words for the descriptors and the clients they fit.
+fn fits(budget: &Budget) -> String {
+    let clients = match budget.short() {
+        Some(fits) if budget.max_conns_given => format!("room for {fits} clients at once, fewer than --max-conns {}", budget.max_conns),
+        Some(fits) => format!("room for {fits} clients at once"),
+        None => format!("room for {} clients at once", budget.max_conns),
+    };
+    let raise = if budget.short().is_some() { "; give it more: ulimit -n \"$(ulimit -Hn)\" before starting it (see docs/reliability-and-security.md)" } else { "" };
+    format!("{} descriptors ({}): {clients}{raise}", budget.fds(), budget.descriptors.from)
 }
 
 fn fail(msg: std::fmt::Arguments<'_>) -> ExitCode {

@@ -34,7 +34,10 @@ pub struct Config {
     /// again for a reload (`None`: never).
     pub routes_file: Option<String>,
     pub reload_interval: Option<Duration>,
-    pub max_conns: usize,
+    /// `None`: as many as the descriptors fit (`crate::fds`).
+    pub max_conns: Option<usize>,
+    /// A listener's backlog; `None`: the kernel's somaxconn (`sys::somaxconn`), else 4096.
+    pub backlog: Option<u32>,
     pub buffer_size: usize,
     pub coalesce: Coalesce,
     pub log_level: Level,

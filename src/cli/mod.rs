@@ -154,7 +154,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Opt
         drain_timeout: DRAIN_TIMEOUT.parse(&src, Duration::from_secs(10), parse_duration)?,
         reload_interval: RELOAD_INTERVAL.parse(&src, Some(Duration::from_secs(1)), off_if_zero)?,
         routes_file: ROUTES_FILE.pick(&src).map(|f| f.value.trim().to_string()),
-        max_conns: MAX_CONNS.parse(&src, 10_000, |s| s.parse().ok().filter(|n| (1..=1_000_000).contains(n)))?,
+        max_conns: MAX_CONNS.parse(&src, None, |s| s.parse().ok().filter(|n| (1..=1_000_000).contains(n)).map(Some))?,
+        backlog: BACKLOG.parse(&src, None, |s| s.parse().ok().filter(|n| (1..=1_000_000).contains(n)).map(Some))?,
         buffer_size: BUFFER_SIZE.parse(&src, 256 * 1024, |s| parse_size(s).filter(|n| (1024..=16 << 20).contains(n)))?,
         coalesce: COALESCE.parse(&src, Coalesce::Auto, |s| match s.to_ascii_lowercase().as_str() {
             "auto" => Some(Coalesce::Auto),

@@ -191,9 +191,18 @@ pub(super) const MAX_CONNS: Setting = Setting {
     short: None,
     env: "WASITER_MAX_CONNS",
     value: "N",
-    default: "10000",
+    default: "fit",
     expected: "a whole number from 1 to 1000000",
-    help: "At this many connections the listener stops accepting until one closes.",
+    help: "At this many connections the listener stops accepting until one closes.\nDefault: as many as the descriptors fit (two each), at most 10000.",
+};
+pub(super) const BACKLOG: Setting = Setting {
+    flag: "--backlog",
+    short: None,
+    env: "WASITER_BACKLOG",
+    value: "N",
+    default: "somaxconn",
+    expected: "a whole number from 1 to 1000000",
+    help: "Clients a listener's queue holds while none is accepted (listen's backlog;\nthe kernel caps it at net.core.somaxconn). Default: somaxconn, else 4096.",
 };
 pub(super) const BUFFER_SIZE: Setting = Setting {
     flag: "--buffer-size",
@@ -293,7 +302,7 @@ pub(super) const TRACE: Setting = Setting {
 /// Where clients come in and where they go.
 pub const ROUTING: [&Setting; 4] = [&LOCAL, &REMOTE, &ROUTE, &ROUTES_FILE];
 /// Everything else, in --help's order.
-pub const TUNING: [&Setting; 25] = [
+pub const TUNING: [&Setting; 26] = [
     &CONNECT_TIMEOUT,
     &FAIL_THRESHOLD,
     &COOLDOWN,
@@ -309,6 +318,7 @@ pub const TUNING: [&Setting; 25] = [
     &RELOAD_INTERVAL,
     &IDLE_TIMEOUT,
     &MAX_CONNS,
+    &BACKLOG,
     &BUFFER_SIZE,
     &COALESCE,
     &LOG_LEVEL,

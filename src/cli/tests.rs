@@ -29,7 +29,7 @@ fn env_alone_is_enough_and_defaults_apply() {
     assert_eq!((c.health_check, c.resolve_interval), (None, Some(Duration::from_secs(30))));
     assert_eq!(c.proxy_header_timeout, Duration::from_secs(5));
     assert_eq!(c.idle_timeout, Some(Duration::from_secs(600)));
-    assert_eq!((c.max_conns, c.buffer_size, c.log_level), (10_000, 256 * 1024, Level::Info));
+    assert_eq!((c.max_conns, c.backlog, c.buffer_size, c.log_level), (None, None, 256 * 1024, Level::Info));
     assert_eq!((c.log_format, c.dump.mode, c.metrics, c.summary_interval, c.trace), (Format::Text, DumpMode::Off, None, None, false));
 }
 
@@ -44,7 +44,7 @@ fn flags_win_over_env() {
 #[test]
 fn every_setting_parses() {
     let c = run(
-        &["--connect-timeout", "250ms", "--idle-timeout", "0", "--max-conns", "3", "--buffer-size", "16k"],
+        &["--connect-timeout", "250ms", "--idle-timeout", "0", "--max-conns", "3", "--backlog", "8192", "--buffer-size", "16k"],
         &[("LOCAL", ":9"), ("REMOTE", "[::1]:443"), ("WASITER_QUIET", "yes")],
     )
     .unwrap();
@@ -53,7 +53,7 @@ fn every_setting_parses() {
     assert_eq!(c.routes[0].upstreams[0].to_string(), "[::1]:443");
     assert_eq!(c.connect_timeout, Duration::from_millis(250));
     assert_eq!(c.idle_timeout, None);
-    assert_eq!((c.max_conns, c.buffer_size, c.log_level), (3, 16384, Level::Warn));
+    assert_eq!((c.max_conns, c.backlog, c.buffer_size, c.log_level), (Some(3), Some(8192), 16384, Level::Warn));
     assert_eq!(run(&["--idle-timeout", "1m 30s"], &BASE).unwrap().idle_timeout, Some(Duration::from_secs(90)));
     assert_eq!(run(&["--buffer-size", "1MiB"], &BASE).unwrap().buffer_size, 1 << 20);
 }
@@ -145,6 +145,7 @@ fn bad_values_name_the_setting_the_value_and_the_form() {
         (&["--connect-timeout", "0"], &BASE, "--connect-timeout: \"0\""),
         (&["--idle-timeout", "-1"], &BASE, "--idle-timeout: \"-1\""),
         (&["--max-conns", "0"], &BASE, "--max-conns: \"0\" is not valid; expected a whole number"),
+        (&["--backlog", "0"], &BASE, "--backlog: \"0\" is not valid; expected a whole number from 1 to 1000000"),
         (&["--coalesce", "1s"], &BASE, "--coalesce: \"1s\" is not valid; expected auto, off, or a duration"),
         (&["--coalesce", "sometimes"], &BASE, "--coalesce: \"sometimes\" is not valid; expected auto"),
         (&["--buffer-size", "10"], &BASE, "--buffer-size: \"10\" is not valid; expected a size"),

@@ -28,9 +28,13 @@ impl Proxy {
             if self.accept_paused_until.is_some() {
                 return;
             }
-            if self.active() >= self.max_conns {
-                Record::new(Level::Debug, "limit").num("max_conns", self.max_conns as u64).str("action", "pausing accepts").emit();
-                return; // the listeners are left out of the interest until a slot frees
+            if !self.room() {
+                Record::new(Level::Debug, "limit")
+                    .num("max_conns", self.max_conns as u64)
+                    .num("sockets", sys::open_sockets() as u64)
+                    .str("action", "pausing accepts")
+                    .emit();
+                return; // the listeners are left out of the interest until a slot (or a descriptor) frees
             }
             let Some(d) = self.doors.get_mut(door) else { return };
             let Some(listener) = &d.listener else { return }; // removed by a reload
@@ -262,11 +266,23 @@ impl Proxy {
         // dropping `front` closes the client: no upstream ever saw it
     }
 
-    /// Stop accepting for `ACCEPT_PAUSE`: the listener stays readable while
-    /// the failure lasts (EMFILE, mostly), and the loop must not spin on it.
+    /// Stop accepting: the listener stays readable while the failure lasts
+    /// (EMFILE, mostly), and the loop must not spin on it. Out of
+    /// descriptors, the sockets open now are the most this process may hold
+    /// (a wasm module cannot ask), so accepting waits until one is freed and
+    /// then keeps the reserve below that; otherwise for `ACCEPT_PAUSE`.
     fn pause_accepting(&mut self, e: &io::Error, now: Instant) {
+        let open = sys::open_sockets();
+        if sys::out_of_descriptors(e) && self.budget.learn(open) {
+            Record::new(Level::Warn, "accept-paused")
+                .str("error", sys::describe(e))
+                .num("sockets", open as u64)
+                .str("until", "a descriptor is freed")
+                .emit();
+            return;
+        }
         Record::new(Level::Warn, "accept-paused")
-            .str("error", e)
+            .str("error", sys::describe(e))
             .num("for_ms", ACCEPT_PAUSE.as_millis() as u64)
             .emit();
         self.accept_paused_until = Some(now + ACCEPT_PAUSE);

@@ -57,7 +57,7 @@ impl Proxy {
         }
         // Listed even when not accepting (with no interest): a backend that
         // keeps watching unlisted sockets must hear "none".
-        let accepting = self.accept_paused_until.is_none() && self.active() < self.max_conns && self.drain_until.is_none();
+        let accepting = self.accept_paused_until.is_none() && self.room() && self.drain_until.is_none();
         for (i, d) in self.doors.iter().enumerate() {
             if let Some(l) = &d.listener {
                 self.poller.add(l.handle(), Token::new(Kind::Listener(i)).raw(), accepting, false);

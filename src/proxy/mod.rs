@@ -47,6 +47,7 @@ use token::{Kind, Token};
 
 use crate::pool::FailPolicy;
 use crate::route::RouteSpec;
+use crate::limits::Budget;
 use crate::settings::Config;
 use crate::close::Reason;
 use crate::conn::{Conn, Context};
@@ -114,6 +115,11 @@ pub struct Proxy {
     drain: Duration,
     drain_until: Option<Instant>,
     max_conns: usize,
+    /// The descriptors the process has: accepting stops while the next
+    /// client could not have its upstream (`limits`).
+    budget: Budget,
+    /// A listener's backlog, for the listeners a reload adds.
+    backlog: u32,
     next_id: u64,
     accept_paused_until: Option<Instant>,
     metrics: Option<Listener>,
@@ -143,8 +149,9 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// `nodelay`: TCP_NODELAY really works on this runtime (`nagle::probe`).
-    pub fn new(cfg: &Config, (doors, routes): (Vec<Door>, Vec<RouteState>), resolver: Resolver, metrics: Option<Listener>, nodelay: bool) -> io::Result<Proxy> {
+    /// `nodelay`: TCP_NODELAY really works on this runtime (`nagle::probe`);
+    /// `budget`: the descriptors measured at start, `backlog` the listeners'.
+    pub fn new(cfg: &Config, (doors, routes): (Vec<Door>, Vec<RouteState>), resolver: Resolver, metrics: Option<Listener>, nodelay: bool, (budget, backlog): (Budget, u32)) -> io::Result<Proxy> {
         let now = Instant::now();
         Ok(Proxy {
             doors,
@@ -173,7 +180,9 @@ impl Proxy {
             peek_timeout: cfg.peek_timeout,
             drain: cfg.drain_timeout,
             drain_until: None,
-            max_conns: cfg.max_conns,
+            max_conns: budget.max_conns,
+            budget,
+            backlog,
             next_id: 1,
             accept_paused_until: None,
             metrics,
@@ -263,6 +272,12 @@ impl Proxy {
 
     fn active(&self) -> usize {
         self.conns.len() + self.fronts.len()
+    }
+
+    /// Below `--max-conns`, with descriptors for one more client and its
+    /// upstream beside those the accepted clients still need (one each).
+    fn room(&self) -> bool {
+        self.active() < self.max_conns && self.budget.room(sys::open_sockets(), self.fronts.len())
     }
 
     /// A stop was asked for: true when it is time to return (nothing left

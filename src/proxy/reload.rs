@@ -111,7 +111,7 @@ impl Proxy {
             let Some(spec) = group.first().and_then(|&j| new.get(j)) else { continue };
             match self.live_door(spec).and_then(|d| self.doors.get(d)) {
                 None => {
-                    let l = Door::bind(spec).map_err(|e| format!("{}: cannot listen on {}: {}", spec.origin, spec.place(), sys::describe(&e)))?;
+                    let l = Door::bind(spec, self.backlog).map_err(|e| format!("{}: cannot listen on {}: {}", spec.origin, spec.place(), sys::describe(&e)))?;
                     bound.push((group.first().copied().unwrap_or_default(), l));
                 }
                 // Its sockets stay: a DNS server's UDP socket with them.

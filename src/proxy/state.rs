@@ -109,16 +109,17 @@ impl Door {
 
     /// Listen where `spec` says: its TCP listener, and for a DNS route the
     /// UDP socket on the same address and port; a UDP route's socket alone.
-    pub fn bind(spec: &RouteSpec) -> std::io::Result<Bound> {
+    /// `backlog`: how many clients a listener's queue holds (`--backlog`).
+    pub fn bind(spec: &RouteSpec, backlog: u32) -> std::io::Result<Bound> {
         if let Some(u) = &spec.unix {
-            let listener = Listener::bind_unix(std::path::Path::new(&u.path), u.mode, u.owner, 1024)?;
+            let listener = Listener::bind_unix(std::path::Path::new(&u.path), u.mode, u.owner, backlog)?;
             return Ok(Bound { listener: Some(listener), dns: None, udp: None });
         }
         if let Some(settings) = spec.udp {
             let udp = UdpRelay::new(Datagram::bind(spec.listen)?, settings);
             return Ok(Bound { listener: None, dns: None, udp: Some(udp) });
         }
-        let listener = Listener::bind(spec.listen, 1024)?;
+        let listener = Listener::bind(spec.listen, backlog)?;
         let dns = match spec.forward.as_ref().is_some_and(|f| f.dns) {
             true => Some(DnsServer::new(Datagram::bind(listener.local_addr()?)?)),
             false => None,

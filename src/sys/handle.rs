@@ -24,11 +24,31 @@ impl std::fmt::Display for Handle {
     }
 }
 
+/// A new socket's serial; it is counted open (`open_sockets`) until its
+/// `Drop` calls `closed`.
 #[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 pub(super) fn next_serial() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(1);
+    opened();
     NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Sockets open now, of every kind the platform layer makes: what the
+/// loop's descriptor reserve counts (`crate::fds`).
+static OPEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+pub(super) fn opened() {
+    OPEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub(super) fn gone() {
+    OPEN.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How many sockets are open now.
+pub fn open_sockets() -> usize {
+    OPEN.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// One readiness report from `Poller::wait`.
@@ -53,6 +73,7 @@ std::thread_local! {
 /// socket). Called from the sockets' `Drop`; elsewhere nothing keeps it.
 #[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 pub(super) fn closed(handle: Handle) {
+    gone();
     #[cfg(target_os = "linux")]
     CLOSED.with(|c| c.borrow_mut().push(handle));
     #[cfg(not(target_os = "linux"))]

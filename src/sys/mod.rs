@@ -52,6 +52,11 @@
 //! stop_requests()              how many times the process was asked to stop (natively:
 //!                              SIGTERM or SIGINT; on the wasm runtimes always 0)
 //! reload_requests()            how many SIGHUPs came (natively; else always 0)
+//! descriptors(enough)          the descriptors this process has (`limits.rs`): its limit
+//!                              where the host says it, and how many sockets may be
+//!                              open at once (a wasm module counts what it can open)
+//! open_sockets()               how many sockets the layer holds open now
+//! somaxconn()                  the kernel's cap on a listen backlog, where readable
 //! RUNTIME                      a short name for the startup line
 //! ```
 //!
@@ -93,7 +98,9 @@ pub use poll::Poller;
 compile_error!("wasiter runs on Linux (native), wasm32-wasip1 (WasmEdge) and wasm32-wasip2 (wasmtime)");
 
 mod handle;
-pub use handle::{Event, Handle};
+mod limits;
+pub use handle::{open_sockets, Event, Handle};
+pub use limits::{descriptors, somaxconn, Descriptors};
 pub use sockets::{init, out_of_descriptors, reload_requests, resolve, stop_requests, Datagram, Listener, Stream, RUNTIME, UNIX_PEER, UNIX_SOCKETS};
 
 /// An address for logs: `unix` for a Unix-socket peer (`UNIX_PEER`).

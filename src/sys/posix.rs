@@ -111,6 +111,13 @@ fn closing(handle: Handle) {
     super::handle::closed(handle);
 }
 
+/// One unbound UDP socket: a descriptor and nothing else, no port taken
+/// (what `limits` counts the descriptors with on wasip2).
+#[cfg(not(unix))]
+pub(super) fn spare_socket() -> io::Result<Socket> {
+    Socket::new(Domain::IPV4, Type::DGRAM, None)
+}
+
 /// A listening socket; a Unix-socket one remembers its path, removed when
 /// it closes (as nginx and socat's `unlink-close` do).
 pub struct Listener(TcpListener, u64, Option<std::path::PathBuf>);

@@ -185,6 +185,7 @@ struct Sock(std::mem::ManuallyDrop<Socket>);
 
 impl Sock {
     fn new(socket: Socket) -> Sock {
+        super::handle::opened();
         Sock(std::mem::ManuallyDrop::new(socket))
     }
 }
@@ -201,6 +202,7 @@ impl Drop for Sock {
         // SAFETY: the fd is this socket's own, closed once, here; the crate's
         // Socket inside is never dropped (ManuallyDrop), so it does not close it again.
         let _ = unsafe { wasi::fd_close(self.0.as_raw_fd() as u32) };
+        super::handle::gone();
     }
 }
 
@@ -429,4 +431,10 @@ impl Datagram {
     pub fn handle(&self) -> Handle {
         self.0.as_raw_fd() as u32
     }
+}
+
+/// One unbound UDP socket: a descriptor and nothing else, no port taken
+/// (what `limits` counts the descriptors with).
+pub(super) fn spare_socket() -> io::Result<impl Drop> {
+    Socket::new(AddressFamily::Inet4, SocketType::Datagram).map(Sock::new)
 }

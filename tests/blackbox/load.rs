@@ -7,18 +7,20 @@ pub fn running_out_of_descriptors_does_not_spin_and_recovers(rt: Runtime) {
     // 256 descriptors: the runtime's own, plus room for some pairs, then EMFILE.
     let mut p = Proxy::start_limited(rt, &echo.remote(), &[], &["--quiet"], Some(256));
     let mut clients: Vec<TcpStream> = (0..300).map(|_| p.connect()).collect();
-    p.wait_for_log("accepting paused", |l| l.contains(" warn accept-paused "));
+    // It takes what its descriptors fit (it keeps a reserve: no accept
+    // fails), then leaves the rest in the backlog.
+    eventually("the proxy holds what its descriptors fit", || p.open_fds() >= 240);
     thread::sleep(Duration::from_millis(500));
     let (cpu0, t0) = (p.cpu_time(), Instant::now());
     thread::sleep(Duration::from_secs(2));
     let share = (p.cpu_time() - cpu0).as_secs_f64() / t0.elapsed().as_secs_f64();
     assert!(share < 0.3, "the loop spins while out of descriptors: {:.0}% of a core", share * 100.0);
     p.assert_alive();
-    // Descriptors free up: a newcomer is served. The 200 clients just gone
-    // still sit in the accept queue, closed: the proxy accepts each, and
-    // while it churns through them its last descriptors can be taken at
-    // the moment the newcomer comes (closed at once, as on a full machine).
-    // Recovery is that a newcomer is served once that passes.
+    // Descriptors free up: a newcomer is served. The clients just gone that
+    // still sit in the accept queue, closed, are accepted and ended first;
+    // the newcomer waits its turn behind them (the reserve keeps a
+    // descriptor for its upstream: limits.rs has the case where none is
+    // closed empty).
     clients.truncate(100);
     drop(clients);
     eventually("a newcomer is served once descriptors are free again", || {

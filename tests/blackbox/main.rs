@@ -15,6 +15,7 @@ mod egress;
 mod escape;
 mod faults;
 mod forward;
+mod limits;
 mod load;
 mod naming;
 mod nagle;
@@ -44,6 +45,7 @@ use egress::*;
 use escape::*;
 use faults::*;
 use forward::*;
+use limits::*;
 use load::*;
 use naming::*;
 use nagle::*;
@@ -182,4 +184,9 @@ every_runtime!(
     every_request_in_a_plain_tunnel_is_read_and_checked,
     h2c_and_other_upgrades_are_dropped_on_forward_routes,
     ip_literals_pass_only_where_to_names_them,
+    // The host's limits: descriptors and the listen backlog (issue 44).
+    at_the_fd_limit_clients_wait_in_the_backlog_and_all_are_served,
+    the_start_line_and_check_tell_the_descriptors_it_really_has,
+    the_listen_backlog_is_what_backlog_asks,
+    a_limit_lowered_while_running_is_learned_from_the_first_refusal,
 );

@@ -109,15 +109,20 @@ impl Proxy {
 
     /// The same, with the process's open-file limit set (soft and hard) to `nofile`.
     pub fn start_limited(rt: Runtime, remote: &str, env: &[(&str, &str)], args: &[&str], nofile: Option<u32>) -> Proxy {
+        Self::start_prlimit(rt, remote, env, args, nofile.map(|n| (n, n)))
+    }
+
+    /// The same, with the open-file limit's soft and hard values apart.
+    pub fn start_prlimit(rt: Runtime, remote: &str, env: &[(&str, &str)], args: &[&str], nofile: Option<(u32, u32)>) -> Proxy {
         // LOCAL is 127.0.0.1:0 unless the test gives its own.
         let local = env.iter().find(|(k, _)| *k == "LOCAL").map_or("127.0.0.1:0", |(_, v)| *v);
         let mut all = vec![("LOCAL", local.to_string()), ("REMOTE", remote.to_string())];
         all.extend(env.iter().filter(|(k, _)| *k != "LOCAL").map(|(k, v)| (*k, v.to_string())));
         let mut cmd = rt.command(&all, args);
-        if let Some(n) = nofile {
+        if let Some((soft, hard)) = nofile {
             // prlimit sets the limit and execs the command: same pid, measurable.
             let mut limited = Command::new("prlimit");
-            limited.arg(format!("--nofile={n}:{n}")).arg(cmd.get_program()).args(cmd.get_args());
+            limited.arg(format!("--nofile={soft}:{hard}")).arg(cmd.get_program()).args(cmd.get_args());
             limited.env_clear();
             for (k, v) in cmd.get_envs() {
                 if let Some(v) = v {
@@ -237,6 +242,11 @@ impl Proxy {
             assert!(Instant::now() < deadline, "no {what} in the log within {PATIENCE:?}; log:\n{}", self.log().join("\n"));
             thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The process's id (for prlimit --pid and the like).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// CPU time the process has used so far, from /proc (utime + stime).

@@ -178,6 +178,12 @@ rm -rf "$stage/unpack" "$stage/download"
 # The launcher: wasiter on its runtime, with the arguments given. The wasm
 # runtimes see only the folders named: /etc (resolv.conf and hosts, for
 # names looked up in the loop) and those in WASITER_DIRS (the routes file's).
+# Every way the Features start wasiter goes through it (wasiter-service, so
+# the entrypoint and the egress Feature's proxy too, and `wasiter --check`),
+# so it is where the descriptor limit is raised: a wasm runtime never raises
+# the soft limit (Docker and systemd leave 1024 under a hard 524288) and a
+# module cannot, nor ask for it (it is told in WASITER_NOFILE). The native
+# build raises it itself.
 write_launcher() {
   local module=$1 sep=: env=""
   [[ $runtime == wasmtime ]] && sep=::
@@ -196,8 +202,9 @@ EOF
 # for the names it looks up) and those in WASITER_DIRS (the routes file's).
 dirs=()
 for d in /etc \${WASITER_DIRS:-}; do dirs+=(--dir "\$d$sep\$d"); done
+ulimit -n "\$(ulimit -Hn)" 2>/dev/null || true   # a client takes two descriptors
 $env
-exec$(printf ' %q' "${cmd[@]}") "\${dirs[@]}" $(printf %q "$module") "\$@"
+exec$(printf ' %q' "${cmd[@]}") "\${dirs[@]}" --env "WASITER_NOFILE=\$(ulimit -n)" $(printf %q "$module") "\$@"
 EOF
   fi
   chmod 0755 "$stage/launch"
