@@ -36,6 +36,8 @@ pub struct Config {
     pub reload_interval: Option<Duration>,
     pub max_conns: usize,
     pub buffer_size: usize,
+    /// `--udp-buffer`: the kernel buffer asked for each UDP relay socket.
+    pub udp_buffer: usize,
     pub coalesce: Coalesce,
     pub log_level: Level,
     pub log_format: Format,

@@ -28,11 +28,18 @@
 //! (the table's share, measured natively with 4,000 flows) beside its socket;
 //! what waits is in the kernel's socket buffers, which drop when full, as
 //! UDP does. Nothing here blocks.
+//!
+//! Those buffers are sized (`--udp-buffer`, every socket of the route, both
+//! ways): the kernel's default, about 212 KiB, holds only some 250 small
+//! datagrams, and a burst while the loop is busy elsewhere would be lost.
+//! What the kernel still drops at our sockets is counted where the platform
+//! tells it (`Datagram::dropped`: natively), as `reason="kernel"`.
 
 mod flows;
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crate::dump::dump_bytes;
@@ -52,6 +59,24 @@ const BATCH: usize = 64;
 /// Larger than any UDP payload (65,507 bytes over IPv4, 65,527 over IPv6):
 /// a datagram is never cut.
 const MAX_DATAGRAM: usize = 65_536;
+
+/// `--udp-buffer`'s default, asked of each socket each way: Linux grants
+/// twice that where net.core.rmem_max allows, room for about 10,000 small
+/// datagrams (the kernel counts some 830 bytes for each) or 3,600 of 1,400.
+pub const DEFAULT_BUFFER: usize = 4 << 20;
+/// `--udp-buffer`, set once at start: one setting for every relay socket,
+/// those a reload opens too.
+static BUFFER: AtomicUsize = AtomicUsize::new(DEFAULT_BUFFER);
+
+/// Take `--udp-buffer` (before any route is bound).
+pub fn configure(buffer: usize) {
+    BUFFER.store(buffer, Ordering::Relaxed);
+}
+
+/// Ask for `--udp-buffer` on `socket`, both ways.
+fn size(socket: &Datagram) -> io::Result<()> {
+    socket.set_buffers(BUFFER.load(Ordering::Relaxed))
+}
 
 /// Why a datagram was not passed on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,6 +150,8 @@ pub struct Counts {
     /// By `Dropped::ALL`'s order.
     pub dropped: [u64; 4],
     pub evicted: u64,
+    /// What the kernel dropped at the sockets of flows now closed.
+    pub kernel_closed: u64,
 }
 
 /// What the relay needs from the loop on each call.
@@ -157,11 +184,38 @@ pub struct UdpRelay {
     /// flows anyway), so `expire` scans the table only when one may have;
     /// None: not known, scan.
     due: Option<Instant>,
+    /// The listen socket's buffers as the kernel granted them (receive, send).
+    pub granted: Option<(usize, usize)>,
 }
 
 impl UdpRelay {
     pub fn new(socket: Datagram, settings: Udp) -> UdpRelay {
-        UdpRelay { socket, settings, flows: Flows::default(), buf: vec![0; MAX_DATAGRAM], counts: Counts::default(), due: None }
+        let listen = socket.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let granted = match size(&socket).and_then(|()| socket.buffers()) {
+            Ok(granted) => Some(granted),
+            Err(e) => {
+                Record::new(Level::Warn, "udp-buffer-not-set").str("listen", &listen).str("error", crate::sys::describe(&e)).emit();
+                None
+            }
+        };
+        let asked = BUFFER.load(Ordering::Relaxed);
+        if let Some((rcv, snd)) = granted.filter(|(rcv, snd)| rcv.min(snd) < &asked) {
+            Record::new(Level::Warn, "udp-buffer-capped")
+                .str("listen", &listen)
+                .num("asked", asked as u64)
+                .num("rcvbuf", rcv as u64)
+                .num("sndbuf", snd as u64)
+                .str("action", "the kernel caps it at net.core.rmem_max and wmem_max: raise them (sysctl, on the host) for bursts to wait instead of being dropped")
+                .emit();
+        }
+        UdpRelay { socket, settings, flows: Flows::default(), buf: vec![0; MAX_DATAGRAM], counts: Counts::default(), due: None, granted }
+    }
+
+    /// Datagrams the kernel dropped at this route's sockets (its listen
+    /// socket's, its flows' now and before), where the platform tells.
+    pub fn kernel_dropped(&self) -> Option<u64> {
+        let open: u64 = self.flows.iter().filter_map(|(_, f)| f.socket.dropped()).sum();
+        Some(self.socket.dropped()? + open + self.counts.kernel_closed)
     }
 
     /// A reload changed the route's options: for the flows to come (and
@@ -177,7 +231,9 @@ impl UdpRelay {
 
     /// Its counters, for the metrics.
     pub fn view(&self) -> UdpView {
-        let dropped = Dropped::ALL.iter().zip(self.counts.dropped).map(|(why, n)| (why.name(), n)).collect();
+        let mut dropped: Vec<_> = Dropped::ALL.iter().zip(self.counts.dropped).map(|(why, n)| (why.name(), n)).collect();
+        // Absent, not 0, where the platform does not tell.
+        dropped.extend(self.kernel_dropped().map(|n| ("kernel", n)));
         UdpView { datagrams: self.counts.datagrams, dropped, evicted: self.counts.evicted }
     }
 
@@ -291,6 +347,10 @@ impl UdpRelay {
                 return None;
             }
         };
+        if let Err(e) = size(&socket) {
+            // The flow works without: its server's answers wait in the kernel's default.
+            Record::new(Level::Debug, "udp-buffer-not-set").str("route", cx.route).str("error", crate::sys::describe(&e)).emit();
+        }
         let id = *cx.next_id;
         *cx.next_id += 1;
         cx.stats.connections += 1;
@@ -341,6 +401,7 @@ impl UdpRelay {
     /// Close flow `key`: its socket, its place in the pool, its close line.
     fn close(&mut self, key: usize, why: Ended, cx: &mut Cx<'_>) {
         let Some(flow) = self.flows.remove(key) else { return };
+        self.counts.kernel_closed += flow.socket.dropped().unwrap_or(0);
         match why.kind() {
             Some(kind) => cx.stats.closed(kind),
             None => cx.stats.active = cx.stats.active.saturating_sub(1),

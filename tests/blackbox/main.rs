@@ -27,6 +27,7 @@ mod startup;
 mod tls;
 mod transparent;
 mod udp;
+mod bursts;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -55,6 +56,7 @@ use startup::*;
 use tls::*;
 use transparent::*;
 use udp::*;
+use bursts::*;
 
 macro_rules! every_runtime {
     ($($case:ident),* $(,)?) => {
@@ -174,4 +176,6 @@ every_runtime!(
     tls_garbage_instead_of_a_client_hello_gets_an_alert,
     tls_to_the_upstream_is_verified_against_its_ca,
     tls_an_expired_upstream_certificate_is_refused,
+    // Issue 44: bursts of datagrams, sized buffers, the kernel's drops counted.
+    a_udp_burst_waits_in_a_sized_buffer_and_kernel_drops_are_counted,
 );
