@@ -178,4 +178,6 @@ every_runtime!(
     tls_an_expired_upstream_certificate_is_refused,
     // Issue 44: bursts of datagrams, sized buffers, the kernel's drops counted.
     a_udp_burst_waits_in_a_sized_buffer_and_kernel_drops_are_counted,
+    // Issue 44: the lock-down lets the proxy out over IPv6 (neighbour discovery).
+    a_locked_namespace_lets_the_proxy_out_over_ipv4_and_ipv6,
 );
