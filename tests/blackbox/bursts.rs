@@ -163,8 +163,11 @@ pub fn a_udp_burst_waits_in_a_sized_buffer_and_kernel_drops_are_counted(rt: Runt
     // The default buffer holds a burst of 5,000 (where net.core.rmem_max
     // lets it: on a machine that caps it lower, as large a burst as it
     // grants room for): none lost. The kernel's default, ~212 KiB, holds about 250.
-    let (granted, held) = burst(rt, None, |granted| BURST.min(granted / PER_DATAGRAM));
-    assert!(granted >= 4 << 20 || held.sent < BURST as u64, "the start line's udp_rcvbuf={granted}");
+    // (Linux reports twice the size asked, and so do the native build and
+    // WasmEdge; wasmtime halves it back to the size asked.)
+    let kernels = |granted: usize| if rt == Runtime::Wasmtime { granted * 2 } else { granted };
+    let (granted, held) = burst(rt, None, |granted| BURST.min(kernels(granted) / PER_DATAGRAM));
+    assert!(kernels(granted) >= 8 << 20 || held.sent < BURST as u64, "the start line's udp_rcvbuf={granted}");
     if held.sent < BURST as u64 {
         eprintln!("NOTE: {rt:?}: the kernel granted udp_rcvbuf={granted} (net.core.rmem_max caps it): a burst of {} instead of {BURST}", held.sent);
     }
