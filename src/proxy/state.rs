@@ -107,14 +107,6 @@ impl Door {
         &self.name
     }
 
-    /// A UDP door's buffers as granted (receive, send), and whether the
-    /// kernel's drops are counted on this platform.
-    pub fn udp_buffers(&self) -> Option<(usize, usize, bool)> {
-        let relay = self.udp.as_ref()?;
-        let (rcv, snd) = relay.granted?;
-        Some((rcv, snd, relay.kernel_dropped().is_some()))
-    }
-
     /// Listen where `spec` says: its TCP listener, and for a DNS route the
     /// UDP socket on the same address and port; a UDP route's socket alone.
     pub fn bind(spec: &RouteSpec) -> std::io::Result<Bound> {
@@ -132,6 +124,14 @@ impl Door {
             false => None,
         };
         Ok(Bound { listener: Some(listener), dns, udp: None })
+    }
+
+    /// A UDP door's buffers as granted (receive, send), and whether the
+    /// kernel's drops are counted on this platform.
+    pub fn udp_buffers(&self) -> Option<(usize, usize, bool)> {
+        let relay = self.udp.as_ref()?;
+        let (rcv, snd) = relay.granted?;
+        Some((rcv, snd, relay.kernel_dropped().is_some()))
     }
 
     pub(super) fn rules(&self, header_timeout: Duration, peek_timeout: Duration) -> Rules<'_> {
