@@ -201,10 +201,10 @@ def main():
                 for mode in ("burst", "paused"):
                     results.setdefault((name, mode), []).append(once(make, mode == "paused"))
     print(f"UDP bursts: {BURST} datagrams of 14 bytes, {rounds} rounds each (every round shown: lost/kernel-dropped/metric-counted)")
-    print(f"{'relay':24} {'mode':7} {'lost (each round)':24} {'kernel dropped (/proc)':24} {'its metric counted':20}")
+    print(f"{'relay':26} {'mode':7} {'lost (each round)':24} {'kernel dropped (/proc)':24} {'its metric counted':20}")
     for (name, mode), runs in results.items():
         show = lambda key: ",".join("-" if r[key] is None else str(r[key]) for r in runs)
-        print(f"{name:24} {mode:7} {show('lost'):24} {show('kernel'):24} {show('counted'):20}")
+        print(f"{name:26} {mode:7} {show('lost'):24} {show('kernel'):24} {show('counted'):20}")
         if any(r["sink_dropped"] for r in runs):
             print(f"  (the sink itself dropped {show('sink_dropped')}: not the relay's)")
     print("metric counted: wasiter_udp_dropped_total, every reason (- : the relay has none; the wasm builds count no kernel drops)")
