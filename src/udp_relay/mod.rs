@@ -29,17 +29,17 @@
 //! what waits is in the kernel's socket buffers, which drop when full, as
 //! UDP does. Nothing here blocks.
 //!
-//! Those buffers are sized (`--udp-buffer`, every socket of the route, both
+//! Those buffers are sized (`buffers.rs`: `--udp-buffer`, every socket of the route, both
 //! ways): the kernel's default, about 212 KiB, holds only some 250 small
 //! datagrams, and a burst while the loop is busy elsewhere would be lost.
 //! What the kernel still drops at our sockets is counted where the platform
 //! tells it (`Datagram::dropped`: natively), as `reason="kernel"`.
 
+mod buffers;
 mod flows;
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crate::dump::dump_bytes;
@@ -51,6 +51,8 @@ use crate::relay::would_block;
 use crate::route::{Acl, Udp};
 use crate::settings::Dump;
 use crate::sys::{Datagram, Handle};
+pub use buffers::{configure, DEFAULT_BUFFER};
+use buffers::size;
 use flows::{Flow, Flows};
 
 /// Datagrams read from one socket per wake-up: a flood on one must not
@@ -59,24 +61,6 @@ const BATCH: usize = 64;
 /// Larger than any UDP payload (65,507 bytes over IPv4, 65,527 over IPv6):
 /// a datagram is never cut.
 const MAX_DATAGRAM: usize = 65_536;
-
-/// `--udp-buffer`'s default, asked of each socket each way: Linux grants
-/// twice that where net.core.rmem_max allows, room for about 10,000 small
-/// datagrams (the kernel counts some 830 bytes for each) or 3,600 of 1,400.
-pub const DEFAULT_BUFFER: usize = 4 << 20;
-/// `--udp-buffer`, set once at start: one setting for every relay socket,
-/// those a reload opens too.
-static BUFFER: AtomicUsize = AtomicUsize::new(DEFAULT_BUFFER);
-
-/// Take `--udp-buffer` (before any route is bound).
-pub fn configure(buffer: usize) {
-    BUFFER.store(buffer, Ordering::Relaxed);
-}
-
-/// Ask for `--udp-buffer` on `socket`, both ways.
-fn size(socket: &Datagram) -> io::Result<()> {
-    socket.set_buffers(BUFFER.load(Ordering::Relaxed))
-}
 
 /// Why a datagram was not passed on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -190,24 +174,7 @@ pub struct UdpRelay {
 
 impl UdpRelay {
     pub fn new(socket: Datagram, settings: Udp) -> UdpRelay {
-        let listen = socket.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        let granted = match size(&socket).and_then(|()| socket.buffers()) {
-            Ok(granted) => Some(granted),
-            Err(e) => {
-                Record::new(Level::Warn, "udp-buffer-not-set").str("listen", &listen).str("error", crate::sys::describe(&e)).emit();
-                None
-            }
-        };
-        let asked = BUFFER.load(Ordering::Relaxed);
-        if let Some((rcv, snd)) = granted.filter(|(rcv, snd)| rcv.min(snd) < &asked) {
-            Record::new(Level::Warn, "udp-buffer-capped")
-                .str("listen", &listen)
-                .num("asked", asked as u64)
-                .num("rcvbuf", rcv as u64)
-                .num("sndbuf", snd as u64)
-                .str("action", "the kernel caps it at net.core.rmem_max and wmem_max: raise them (sysctl, on the host) for bursts to wait instead of being dropped")
-                .emit();
-        }
+        let granted = buffers::sized(&socket);
         UdpRelay { socket, settings, flows: Flows::default(), buf: vec![0; MAX_DATAGRAM], counts: Counts::default(), due: None, granted }
     }
 
