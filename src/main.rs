@@ -9,7 +9,7 @@ use wasiter::limits::{self, Budget};
 use wasiter::log::{self, Level, Record};
 use wasiter::pool::FailPolicy;
 use wasiter::route::{self, RouteSpec};
-use wasiter::{dns, nagle, proxy, sys};
+use wasiter::{dns, nagle, proxy, sys, udp_relay};
 
 fn main() -> ExitCode {
     let cfg = match cli::parse(std::env::args_os().skip(1), |k| std::env::var(k).ok()) {
@@ -41,6 +41,7 @@ fn main() -> ExitCode {
     };
     log::configure(cfg.log_level, cfg.log_format, cfg.trace);
     sys::init();
+    udp_relay::configure(cfg.udp_buffer);
 
     // Every listen address (a door, shared by the routes on it): bind it;
     // every route: resolve its upstreams. Any failure stops the start with
@@ -156,6 +157,10 @@ fn main() -> ExitCode {
         let origin: Vec<&str> = specs.iter().filter_map(|s| s.upstream_tls.as_ref()).map(|u| if u.insecure { "unverified" } else { "verified" }).collect();
         if !origin.is_empty() {
             line = line.str("upstream_tls", origin.join(","));
+        }
+        // A UDP route's buffers as the kernel granted them, and whether its drops can be counted here.
+        if let Some((rcv, snd, counted)) = door.udp_buffers() {
+            line = line.num("udp_rcvbuf", rcv as u64).num("udp_sndbuf", snd as u64).str("udp_kernel_drops", if counted { "counted" } else { "uncounted" });
         }
         line.str("names", &names)
             .str("metrics", &metrics_addr)

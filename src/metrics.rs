@@ -165,7 +165,7 @@ pub fn render(routes: &[RouteView<'_>], reloads: &Reloads, iterations: u64, wake
     }
     if !datagrams.is_empty() {
         w("wasiter_udp_datagrams_total", "counter", "A UDP route's datagrams passed on, by direction (its flows count as connections, its bytes in wasiter_bytes_total).", &datagrams);
-        w("wasiter_udp_dropped_total", "counter", "A UDP route's datagrams not passed on, by reason (denied, no-upstream, full: no room in the socket's buffer, error).", &dropped);
+        w("wasiter_udp_dropped_total", "counter", "A UDP route's datagrams not passed on, by reason (denied, no-upstream, full: no room in the socket's buffer, error; kernel: dropped by the kernel at the route's sockets, their buffer full, natively only).", &dropped);
         w("wasiter_udp_flows_evicted_total", "counter", "A UDP route's flows closed to make room for a new client (flows= reached).", &evicted);
     }
     let by_result = [("{result=\"ok\"}".to_string(), reloads.ok), ("{result=\"failed\"}".to_string(), reloads.failed)];

@@ -39,6 +39,8 @@ pub struct Config {
     /// A listener's backlog; `None`: the kernel's somaxconn (`sys::somaxconn`), else 4096.
     pub backlog: Option<u32>,
     pub buffer_size: usize,
+    /// `--udp-buffer`: the kernel buffer asked for each UDP relay socket.
+    pub udp_buffer: usize,
     pub coalesce: Coalesce,
     pub log_level: Level,
     pub log_format: Format,

@@ -157,6 +157,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Opt
         max_conns: MAX_CONNS.parse(&src, None, |s| s.parse().ok().filter(|n| (1..=1_000_000).contains(n)).map(Some))?,
         backlog: BACKLOG.parse(&src, None, |s| s.parse().ok().filter(|n| (1..=1_000_000).contains(n)).map(Some))?,
         buffer_size: BUFFER_SIZE.parse(&src, 256 * 1024, |s| parse_size(s).filter(|n| (1024..=16 << 20).contains(n)))?,
+        udp_buffer: UDP_BUFFER.parse(&src, crate::udp_relay::DEFAULT_BUFFER, |s| parse_size(s).filter(|n| (4 << 10..=512 << 20).contains(n)))?,
         coalesce: COALESCE.parse(&src, Coalesce::Auto, |s| match s.to_ascii_lowercase().as_str() {
             "auto" => Some(Coalesce::Auto),
             "off" | "0" => Some(Coalesce::Off),

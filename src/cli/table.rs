@@ -213,6 +213,15 @@ pub(super) const BUFFER_SIZE: Setting = Setting {
     expected: "a size from 1KiB to 16MiB, e.g. 16384, 16k or 64KiB",
     help: "Buffer per direction, held only while it has bytes in it.",
 };
+pub(super) const UDP_BUFFER: Setting = Setting {
+    flag: "--udp-buffer",
+    short: None,
+    env: "WASITER_UDP_BUFFER",
+    value: "SIZE",
+    default: "4MiB",
+    expected: "a size from 4KiB to 512MiB, e.g. 4m or 16MiB",
+    help: "The kernel buffer asked for each socket of a UDP route, both ways:\nroom for a burst of datagrams while the proxy is busy. The kernel\ncaps it at net.core.rmem_max/wmem_max; the start line says what it granted.",
+};
 pub(super) const COALESCE: Setting = Setting {
     flag: "--coalesce",
     short: None,
@@ -302,7 +311,7 @@ pub(super) const TRACE: Setting = Setting {
 /// Where clients come in and where they go.
 pub const ROUTING: [&Setting; 4] = [&LOCAL, &REMOTE, &ROUTE, &ROUTES_FILE];
 /// Everything else, in --help's order.
-pub const TUNING: [&Setting; 26] = [
+pub const TUNING: [&Setting; 27] = [
     &CONNECT_TIMEOUT,
     &FAIL_THRESHOLD,
     &COOLDOWN,
@@ -320,6 +329,7 @@ pub const TUNING: [&Setting; 26] = [
     &MAX_CONNS,
     &BACKLOG,
     &BUFFER_SIZE,
+    &UDP_BUFFER,
     &COALESCE,
     &LOG_LEVEL,
     &LOG_FORMAT,

@@ -196,3 +196,12 @@ fn help_and_version() {
     assert!(matches!(parse(["--help".into()], |_| None), Ok(Command::Help)));
     assert!(matches!(parse(["-V".into()], |_| None), Ok(Command::Version)));
 }
+
+#[test]
+fn udp_buffer_is_a_size_within_what_a_socket_takes() {
+    assert_eq!(run(&[], &BASE).unwrap().udp_buffer, 4 << 20);
+    assert_eq!(run(&["--udp-buffer", "16m"], &BASE).unwrap().udp_buffer, 16 << 20);
+    assert_eq!(run(&[], &[BASE[0], BASE[1], ("WASITER_UDP_BUFFER", "64KiB")]).unwrap().udp_buffer, 64 << 10);
+    assert_eq!(err(&["--udp-buffer", "1k"], &BASE), r#"--udp-buffer: "1k" is not valid; expected a size from 4KiB to 512MiB, e.g. 4m or 16MiB"#);
+    assert!(err(&["--udp-buffer", "1024m"], &BASE).starts_with(r#"--udp-buffer: "1024m" is not valid"#));
+}

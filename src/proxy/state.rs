@@ -127,6 +127,14 @@ impl Door {
         Ok(Bound { listener: Some(listener), dns, udp: None })
     }
 
+    /// A UDP door's buffers as granted (receive, send), and whether the
+    /// kernel's drops are counted on this platform.
+    pub fn udp_buffers(&self) -> Option<(usize, usize, bool)> {
+        let relay = self.udp.as_ref()?;
+        let (rcv, snd) = relay.granted?;
+        Some((rcv, snd, relay.kernel_dropped().is_some()))
+    }
+
     pub(super) fn rules(&self, header_timeout: Duration, peek_timeout: Duration) -> Rules<'_> {
         let forward = self.forward.as_ref().map(|(i, f)| (*i, f));
         Rules { acl: &self.acl, accept_proxy: self.accept_proxy, table: &self.table, forward, header_timeout, peek_timeout }

@@ -35,6 +35,11 @@
 //! Datagram::connect(addr)      -> io::Result<Datagram>   a non-blocking UDP socket
 //!                                 bound to any local port, connected to addr
 //!       .send(buf) / .recv(buf)   one datagram; WouldBlock when not ready
+//!       .set_buffers(size)        ask for SO_RCVBUF and SO_SNDBUF of `size`
+//!       .buffers()             -> io::Result<(usize, usize)>   what the kernel granted
+//!       .dropped()             -> Option<u64>   datagrams the kernel dropped at
+//!                                 this socket (natively); None where the
+//!                                 platform does not tell (both wasm builds)
 //!       .handle()
 //! Poller::new() -> io::Result<Poller>, .begin(full), .add(handle, token, read, write),
 //!       KEEPS                     true when what `add` said holds until said

@@ -373,6 +373,43 @@ impl Datagram {
         trace!(self.0.recv(buf), "recv(fd={}, udp {})", self.handle(), buf.len())
     }
 
+    /// Ask for `size` bytes of kernel buffer each way (SO_RCVBUF,
+    /// SO_SNDBUF): Linux caps them at net.core.rmem_max and wmem_max
+    /// (SO_RCVBUFFORCE, past them, needs CAP_NET_ADMIN: not tried) and
+    /// doubles what it grants, for its bookkeeping. On wasip2 wasi-libc
+    /// passes them to wasi:sockets' set-receive-buffer-size and set-send-buffer-size.
+    pub fn set_buffers(&self, size: usize) -> io::Result<()> {
+        let s = SockRef::from(&self.0);
+        trace!(s.set_recv_buffer_size(size), "setsockopt(fd={}, SO_RCVBUF, {size})", self.handle())?;
+        trace!(s.set_send_buffer_size(size), "setsockopt(fd={}, SO_SNDBUF, {size})", self.handle())
+    }
+
+    /// What the kernel granted: (receive, send) bytes, as it reports them.
+    pub fn buffers(&self) -> io::Result<(usize, usize)> {
+        let s = SockRef::from(&self.0);
+        Ok((s.recv_buffer_size()?, s.send_buffer_size()?))
+    }
+
+    /// Datagrams the kernel dropped at this socket so far (its receive
+    /// buffer full, mostly): natively SO_MEMINFO's drop count, the same
+    /// counter as /proc/net/udp's drops column, exact whenever it is read
+    /// (SO_RXQ_OVFL would tell it only with the next datagram to arrive).
+    /// wasip2 has no such option: None.
+    pub fn dropped(&self) -> Option<u64> {
+        #[cfg(target_os = "linux")]
+        {
+            let mut info = [0u32; libc::SK_MEMINFO_DROPS as usize + 1];
+            let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+            // SAFETY: the kernel writes at most `len` bytes into `info`, ours.
+            let r = unsafe { libc::getsockopt(self.0.as_raw_fd(), libc::SOL_SOCKET, libc::SO_MEMINFO, info.as_mut_ptr().cast(), &mut len) };
+            // A kernel too old to have the count (before 4.x) writes less.
+            let enough = len as usize >= std::mem::size_of_val(&info);
+            (r == 0 && enough).then(|| info.get(libc::SK_MEMINFO_DROPS as usize).copied().map(u64::from)).flatten()
+        }
+        #[cfg(not(target_os = "linux"))]
+        None
+    }
+
     pub fn handle(&self) -> Handle {
         Handle { fd: self.0.as_raw_fd(), serial: self.1 }
     }

@@ -28,7 +28,14 @@
 //! (the table's share, measured natively with 4,000 flows) beside its socket;
 //! what waits is in the kernel's socket buffers, which drop when full, as
 //! UDP does. Nothing here blocks.
+//!
+//! Those buffers are sized (`buffers.rs`: `--udp-buffer`, every socket of the route, both
+//! ways): the kernel's default, about 212 KiB, holds only some 250 small
+//! datagrams, and a burst while the loop is busy elsewhere would be lost.
+//! What the kernel still drops at our sockets is counted where the platform
+//! tells it (`Datagram::dropped`: natively), as `reason="kernel"`.
 
+mod buffers;
 mod flows;
 
 use std::io;
@@ -44,6 +51,8 @@ use crate::relay::would_block;
 use crate::route::{Acl, Udp};
 use crate::settings::Dump;
 use crate::sys::{Datagram, Handle};
+pub use buffers::{configure, DEFAULT_BUFFER};
+use buffers::size;
 use flows::{Flow, Flows};
 
 /// Datagrams read from one socket per wake-up: a flood on one must not
@@ -125,6 +134,8 @@ pub struct Counts {
     /// By `Dropped::ALL`'s order.
     pub dropped: [u64; 4],
     pub evicted: u64,
+    /// What the kernel dropped at the sockets of flows now closed.
+    pub kernel_closed: u64,
 }
 
 /// What the relay needs from the loop on each call.
@@ -157,11 +168,21 @@ pub struct UdpRelay {
     /// flows anyway), so `expire` scans the table only when one may have;
     /// None: not known, scan.
     due: Option<Instant>,
+    /// The listen socket's buffers as the kernel granted them (receive, send).
+    pub granted: Option<(usize, usize)>,
 }
 
 impl UdpRelay {
     pub fn new(socket: Datagram, settings: Udp) -> UdpRelay {
-        UdpRelay { socket, settings, flows: Flows::default(), buf: vec![0; MAX_DATAGRAM], counts: Counts::default(), due: None }
+        let granted = buffers::sized(&socket);
+        UdpRelay { socket, settings, flows: Flows::default(), buf: vec![0; MAX_DATAGRAM], counts: Counts::default(), due: None, granted }
+    }
+
+    /// Datagrams the kernel dropped at this route's sockets (its listen
+    /// socket's, its flows' now and before), where the platform tells.
+    pub fn kernel_dropped(&self) -> Option<u64> {
+        let open: u64 = self.flows.iter().filter_map(|(_, f)| f.socket.dropped()).sum();
+        Some(self.socket.dropped()? + open + self.counts.kernel_closed)
     }
 
     /// A reload changed the route's options: for the flows to come (and
@@ -177,7 +198,9 @@ impl UdpRelay {
 
     /// Its counters, for the metrics.
     pub fn view(&self) -> UdpView {
-        let dropped = Dropped::ALL.iter().zip(self.counts.dropped).map(|(why, n)| (why.name(), n)).collect();
+        let mut dropped: Vec<_> = Dropped::ALL.iter().zip(self.counts.dropped).map(|(why, n)| (why.name(), n)).collect();
+        // Absent, not 0, where the platform does not tell.
+        dropped.extend(self.kernel_dropped().map(|n| ("kernel", n)));
         UdpView { datagrams: self.counts.datagrams, dropped, evicted: self.counts.evicted }
     }
 
@@ -291,6 +314,10 @@ impl UdpRelay {
                 return None;
             }
         };
+        if let Err(e) = size(&socket) {
+            // The flow works without: its server's answers wait in the kernel's default.
+            Record::new(Level::Debug, "udp-buffer-not-set").str("route", cx.route).str("error", crate::sys::describe(&e)).emit();
+        }
         let id = *cx.next_id;
         *cx.next_id += 1;
         cx.stats.connections += 1;
@@ -341,6 +368,7 @@ impl UdpRelay {
     /// Close flow `key`: its socket, its place in the pool, its close line.
     fn close(&mut self, key: usize, why: Ended, cx: &mut Cx<'_>) {
         let Some(flow) = self.flows.remove(key) else { return };
+        self.counts.kernel_closed += flow.socket.dropped().unwrap_or(0);
         match why.kind() {
             Some(kind) => cx.stats.closed(kind),
             None => cx.stats.active = cx.stats.active.saturating_sub(1),

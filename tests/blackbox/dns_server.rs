@@ -314,3 +314,89 @@ pub fn a_locked_namespace_leaves_no_way_around_the_list(rt: Runtime) {
     assert_eq!(lockdown(&["status"], &env).status.code(), Some(3), "removed cleanly");
     p.assert_alive();
 }
+
+/// A process holding a network namespace of its own (the peer outside the
+/// locked one), killed when the test ends.
+struct PeerNamespace(std::process::Child);
+
+impl PeerNamespace {
+    fn start() -> PeerNamespace {
+        let child = Command::new("unshare").args(["-n", "sleep", "600"]).spawn().expect("unshare (util-linux)");
+        let ours = std::fs::read_link("/proc/self/ns/net").unwrap();
+        let theirs = format!("/proc/{}/ns/net", child.id());
+        eventually("the peer's namespace", || std::fs::read_link(&theirs).is_ok_and(|ns| ns != ours));
+        PeerNamespace(child)
+    }
+
+    /// `program` with `args`, run inside the peer's namespace.
+    fn command(&self, program: &str, args: &[&str]) -> Command {
+        let mut c = Command::new("nsenter");
+        c.args(["-t", &self.0.id().to_string(), "-n", program]).args(args);
+        c
+    }
+}
+
+impl Drop for PeerNamespace {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn a_locked_namespace_lets_the_proxy_out_over_ipv4_and_ipv6(rt: Runtime) {
+    if !sealed(rt, "a_locked_namespace_lets_the_proxy_out_over_ipv4_and_ipv6") {
+        return;
+    }
+    // Two namespaces of this test's own, joined by a veth pair: this one
+    // (to be locked) and the peer's, which holds a server on 8080 over IPv4
+    // and IPv6. Documentation addresses, inside the two namespaces only.
+    let peer = PeerNamespace::start();
+    let in_peer = |args: &str| {
+        let ok = peer.command("ip", &args.split(' ').collect::<Vec<_>>()).status().unwrap().success();
+        assert!(ok, "in the peer: ip {args}");
+    };
+    ip("link add wt0 type veth peer name wt1");
+    ip(&format!("link set wt1 netns {}", peer.0.id()));
+    ip("link set wt0 up");
+    ip("addr add 192.0.2.1/24 dev wt0");
+    ip("-6 addr add 2001:db8:1::1/64 dev wt0 nodad");
+    for args in ["link set lo up", "link set wt1 up", "addr add 192.0.2.2/24 dev wt1", "-6 addr add 2001:db8:1::2/64 dev wt1 nodad"] {
+        in_peer(args);
+    }
+    let server = "import socket\ns = socket.create_server(('::', 8080), family=socket.AF_INET6, dualstack_ipv6=True)\nwhile True:\n    c, _ = s.accept()\n    c.recv(4096)\n    c.sendall(b'HTTP/1.0 200 OK\\r\\nContent-Length: 12\\r\\n\\r\\nfrom a peer\\n')\n    c.close()";
+    let _server = PeerNamespace(peer.command("python3", &["-c", server]).spawn().unwrap());
+    // Nothing of the peer is reachable before its server listens (and no
+    // neighbour discovery is blocked yet): wait for both families.
+    for addr in ["192.0.2.2:8080", "[2001:db8:1::2]:8080"] {
+        eventually(&format!("the peer's server at {addr}"), || std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_millis(500)).is_ok());
+    }
+    // The lock-down, with a route to the peer over each family; flush the
+    // neighbour cache the waits above filled, so the proxy must discover
+    // its neighbour again under the rules.
+    let ports = [free_port(), free_port(), free_port()];
+    let env = [("PROXY_UID", "0".to_string()), ("HTTP_PORT", ports[0].to_string()), ("HTTPS_PORT", ports[1].to_string()), ("DNS_PORT", ports[2].to_string())];
+    let routes = ["127.0.0.1:0=192.0.2.2:8080".to_string(), "127.0.0.1:0=[2001:db8:1::2]:8080".to_string()];
+    let (mut p, at) = Proxy::start_routes(rt, 2, &[], &["--route", &routes[0], "--route", &routes[1], "--connect-timeout", "3s"]);
+    let applied = lockdown(&["apply"], &env);
+    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    ip("neigh flush dev wt0");
+    in_peer("neigh flush dev wt1");
+    let curl_as_nobody = |url: &str| {
+        let out = as_user_command(Some(65534), "curl").args(["-sS", "--noproxy", "*", "--max-time", "8", "--connect-timeout", "2", url]).output().unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // Through the proxy: the peer, over IPv4 and over IPv6.
+    for (at, family) in at.iter().zip(["IPv4", "IPv6"]) {
+        let (code, body, err) = curl_as_nobody(&format!("http://{at}/"));
+        assert_eq!((code, body.as_str()), (0, "from a peer\n"), "through the proxy over {family}: {err}\nlog:\n{}", p.log().join("\n"));
+    }
+    // Directly: nothing, over either family (dropped, so the connect times out).
+    let before = dropped();
+    for url in ["http://192.0.2.2:8080/", "http://[2001:db8:1::2]:8080/"] {
+        let (code, _, err) = curl_as_nobody(url);
+        assert_eq!(code, 28, "{url} directly: {err}");
+    }
+    assert!(dropped() > before, "the direct tries were dropped by the lock-down");
+    assert!(lockdown(&["remove"], &env).status.success());
+    p.assert_alive();
+}

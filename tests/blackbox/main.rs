@@ -29,6 +29,7 @@ mod startup;
 mod tls;
 mod transparent;
 mod udp;
+mod bursts;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -59,6 +60,7 @@ use startup::*;
 use tls::*;
 use transparent::*;
 use udp::*;
+use bursts::*;
 
 macro_rules! every_runtime {
     ($($case:ident),* $(,)?) => {
@@ -189,4 +191,8 @@ every_runtime!(
     the_start_line_and_check_tell_the_descriptors_it_really_has,
     the_listen_backlog_is_what_backlog_asks,
     a_limit_lowered_while_running_is_learned_from_the_first_refusal,
+    // Issue 44: bursts of datagrams, sized buffers, the kernel's drops counted.
+    a_udp_burst_waits_in_a_sized_buffer_and_kernel_drops_are_counted,
+    // Issue 44: the lock-down lets the proxy out over IPv6 (neighbour discovery).
+    a_locked_namespace_lets_the_proxy_out_over_ipv4_and_ipv6,
 );
