@@ -33,7 +33,9 @@ pub const RUNTIME: &str = "wasmedge";
 /// WASI errno EINPROGRESS (not the host's 115).
 const EINPROGRESS: i32 = 26;
 
-pub fn init() {}
+pub fn init() {
+    super::stderr::init();
+}
 
 /// A module under WasmEdge never sees a signal: the runtime ends the process.
 pub fn stop_requests() -> u32 {

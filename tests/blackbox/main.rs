@@ -24,6 +24,7 @@ mod reload;
 mod routing;
 mod socks;
 mod startup;
+mod stalls;
 mod tls;
 mod transparent;
 mod udp;
@@ -52,6 +53,7 @@ use reload::*;
 use routing::*;
 use socks::*;
 use startup::*;
+use stalls::*;
 use tls::*;
 use transparent::*;
 use udp::*;
@@ -174,4 +176,6 @@ every_runtime!(
     tls_garbage_instead_of_a_client_hello_gets_an_alert,
     tls_to_the_upstream_is_verified_against_its_ca,
     tls_an_expired_upstream_certificate_is_refused,
+    // What the proxy writes that nobody takes (issue 44: a log pipe nobody reads).
+    a_log_pipe_nobody_reads_stops_no_client,
 );
