@@ -12,7 +12,7 @@
 #![allow(unsafe_code)]
 
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
 /// stderr's WASI fd.
@@ -22,33 +22,42 @@ pub const FD: u32 = 2;
 /// page does not wait.
 const PIPE_BUF: usize = 4096;
 
-/// Writes wait for the poller's word (a pipe, terminal or socket); false
-/// for a file, and for what cannot be polled (/dev/null: epoll refuses it).
-static POLLED: AtomicBool = AtomicBool::new(true);
+/// Writes wait for the poller's word (a pipe, terminal or socket), or not
+/// (a file, and what cannot be polled: /dev/null, which epoll refuses).
+/// Found out at the first use.
+static KIND: AtomicU8 = AtomicU8::new(UNKNOWN);
+const UNKNOWN: u8 = 0;
+const POLLED: u8 = 1;
+const PLAIN: u8 = 2;
 /// The last wait found stderr writable, and nothing was written since.
 static READY: AtomicBool = AtomicBool::new(false);
 
-/// Once at start: a regular file (or block device) is written as is.
-pub fn init() {
-    // SAFETY: fd_fdstat_get only fills the returned struct.
-    if let Ok(stat) = unsafe { wasi::fd_fdstat_get(FD) } {
-        if stat.fs_filetype == wasi::FILETYPE_REGULAR_FILE || stat.fs_filetype == wasi::FILETYPE_BLOCK_DEVICE {
-            POLLED.store(false, Ordering::Relaxed);
+/// Whether writes wait for the poller's word: not for a regular file (or
+/// block device), which never waits for a reader.
+fn polled() -> bool {
+    match KIND.load(Ordering::Relaxed) {
+        UNKNOWN => {
+            // SAFETY: fd_fdstat_get only fills the returned struct.
+            let plain = unsafe { wasi::fd_fdstat_get(FD) }
+                .is_ok_and(|st| st.fs_filetype == wasi::FILETYPE_REGULAR_FILE || st.fs_filetype == wasi::FILETYPE_BLOCK_DEVICE);
+            KIND.store(if plain { PLAIN } else { POLLED }, Ordering::Relaxed);
+            !plain
         }
+        kind => kind == POLLED,
     }
 }
 
 /// The poller asks: list stderr for writability in this wait? Only while
 /// lines wait for it and it was not already found writable.
 pub fn watch() -> bool {
-    POLLED.load(Ordering::Relaxed) && !READY.load(Ordering::Relaxed) && crate::log::pending()
+    !READY.load(Ordering::Relaxed) && crate::log::pending() && polled()
 }
 
 /// The poller answers: stderr was found writable, or its subscription
 /// failed (`ok` false: epoll cannot watch it, so it never waits).
 pub fn writable(ok: bool) {
     if !ok {
-        POLLED.store(false, Ordering::Relaxed);
+        KIND.store(PLAIN, Ordering::Relaxed);
     }
     READY.store(true, Ordering::Relaxed);
 }
@@ -56,7 +65,7 @@ pub fn writable(ok: bool) {
 /// Some of `buf` to stderr, never blocking: WouldBlock until the poller
 /// found it writable again.
 pub fn log_write(buf: &[u8]) -> io::Result<usize> {
-    if !POLLED.load(Ordering::Relaxed) {
+    if !polled() {
         return io::stderr().write(buf);
     }
     if !READY.swap(false, Ordering::Relaxed) {
@@ -68,7 +77,7 @@ pub fn log_write(buf: &[u8]) -> io::Result<usize> {
 /// Wait until stderr may take bytes, at most `timeout` (at exit: a
 /// poll_oneoff of its own, as the loop's is over).
 pub fn log_wait(timeout: Duration) {
-    if !POLLED.load(Ordering::Relaxed) || READY.load(Ordering::Relaxed) {
+    if READY.load(Ordering::Relaxed) || !polled() {
         return;
     }
     let rw = wasi::SubscriptionFdReadwrite { file_descriptor: FD };

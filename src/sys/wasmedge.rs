@@ -33,9 +33,7 @@ pub const RUNTIME: &str = "wasmedge";
 /// WASI errno EINPROGRESS (not the host's 115).
 const EINPROGRESS: i32 = 26;
 
-pub fn init() {
-    super::stderr::init();
-}
+pub fn init() {}
 
 /// A module under WasmEdge never sees a signal: the runtime ends the process.
 pub fn stop_requests() -> u32 {
