@@ -5,17 +5,23 @@
 //! trace line costs one atomic load. Write errors are ignored on purpose: a
 //! closed stderr must not stop the proxy.
 //!
-//! While the loop runs (`hold`), lines are collected and written with one
-//! call per pass (`flush`, before the loop waits), not one per line: a
-//! connection's open and close lines were two system calls of the ~20 it
-//! costs. Nothing is lost on the way out: `release` writes what is held,
-//! and the panic hook calls it.
+//! While the loop runs (`hold`), lines wait in a bounded buffer (`out`) and
+//! are written with one call per pass (`flush`, before the loop waits), not
+//! one per line: a connection's open and close lines were two system calls
+//! of the ~20 it costs. Those writes never block: a stderr that nobody reads
+//! keeps 1 MiB of lines, drops the rest (counted, and told in one line when
+//! the reader catches up), and the proxy goes on serving. Before the loop
+//! (the start lines, fatal errors at start) lines are written as they come,
+//! blocking. On the way out, `release` writes what is held for up to a
+//! second (the panic hook calls it too).
 
-use std::cell::RefCell;
 use std::fmt::{self, Display, Write as _};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
+
+mod out;
+pub use out::{dropped_total, pending, Sink, CAPACITY};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -62,63 +68,46 @@ pub fn configure(level: Level, format: Format, trace: bool) {
     TRACE.store(trace, Ordering::Relaxed);
 }
 
-std::thread_local! {
-    /// Lines waiting for `flush`, while lines are held.
-    static HELD: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
+/// How long the way out may wait for stderr to take what is held.
+const AT_EXIT: Duration = Duration::from_secs(1);
+
+/// From now on, hold lines and write them through `sink` (the platform's
+/// non-blocking write), one call per pass; in trace mode, as each comes.
+pub fn hold(sink: Sink) {
+    out::hold(sink, tracing());
 }
 
-/// Held lines past this size are written at once (a pass that logs a lot,
-/// such as a traffic dump, holds no more than this).
-const HELD_MAX: usize = 64 << 10;
-
-/// From now on, collect lines until `flush`. Not in trace mode: a trace is
-/// read to see what happened just before a crash, so it is written as it comes.
-pub fn hold() {
-    if !tracing() {
-        HELD.with(|h| *h.borrow_mut() = Some(Vec::with_capacity(4096)));
-    }
-}
-
-/// Write the held lines, with one call.
+/// Write the held lines, as far as stderr takes them now; once all are out
+/// after some were dropped, say how many.
 pub fn flush() {
-    HELD.with(|h| {
-        if let Some(buf) = h.borrow_mut().as_mut() {
-            write_out(buf);
-        }
-    });
-}
-
-/// Write the held lines and stop holding: lines go out as they come again.
-/// Called by the panic hook too, so it must not panic itself: if the panic
-/// came while a line was being added, the buffer is left as it is.
-pub fn release() {
-    HELD.with(|h| {
-        if let Some(mut buf) = h.try_borrow_mut().ok().and_then(|mut held| held.take()) {
-            write_out(&mut buf);
-        }
-    });
-}
-
-fn write_out(buf: &mut Vec<u8>) {
-    if !buf.is_empty() {
-        let _ = std::io::stderr().lock().write_all(buf);
-        buf.clear();
+    if let Some(lines) = out::flush() {
+        Record { on: true, ..Record::new(Level::Warn, "log-dropped") }
+            .num("lines", lines)
+            .str("why", format_args!("stderr was not read: lines beyond the {} MiB waiting were dropped", CAPACITY >> 20))
+            .emit();
+        out::flush();
     }
+}
+
+/// Write what is held, waiting for stderr at most `AT_EXIT`, and stop
+/// holding. Called by the panic hook too, so it must not panic itself: if
+/// the panic came while a line was being added, the buffer is left as it is.
+pub fn release() {
+    let until = Instant::now() + AT_EXIT;
+    loop {
+        flush();
+        let left = until.saturating_duration_since(Instant::now());
+        if !out::pending() || left.is_zero() {
+            break;
+        }
+        out::wait(left.min(Duration::from_millis(100)));
+    }
+    out::stop();
 }
 
 /// One finished line: held, or written now.
 fn put(line: &str) {
-    let written = HELD.with(|h| match h.borrow_mut().as_mut() {
-        Some(buf) => {
-            buf.extend_from_slice(line.as_bytes());
-            if buf.len() >= HELD_MAX {
-                write_out(buf);
-            }
-            true
-        }
-        None => false,
-    });
-    if !written {
+    if !out::put(line.as_bytes()) {
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 }

@@ -216,14 +216,15 @@ fn main() -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(format_args!("cannot create the poller: {e}")),
     };
-    // Lines are written once per pass of the loop (`log::hold`); whatever
-    // ends it, the held lines go out first.
+    // Lines are written once per pass of the loop (`log::hold`), never
+    // blocking it; whatever ends it, the held lines go out first (for a
+    // second at most, should nobody read stderr).
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         log::release();
         default_hook(info);
     }));
-    log::hold();
+    log::hold(log::Sink { write: sys::log_write, wait: sys::log_wait });
     let result = proxy.run();
     log::release();
     match result {

@@ -175,6 +175,8 @@ pub fn render(routes: &[RouteView<'_>], reloads: &Reloads, iterations: u64, wake
     }
     w("wasiter_loop_iterations_total", "counter", "Passes of the event loop.", &[(String::new(), iterations)]);
     w("wasiter_poll_wakeups_total", "counter", "Waits that returned at least one ready socket.", &[(String::new(), wakeups)]);
+    let dropped = crate::log::dropped_total();
+    w("wasiter_log_lines_dropped_total", "counter", "Log lines dropped because stderr was not read and 1 MiB of lines already waited.", &[(String::new(), dropped)]);
     out
 }
 
@@ -354,6 +356,7 @@ mod tests {
             "wasiter_bytes_total{route=\"0.0.0.0:443\",backend=\"sni=app.test\",direction=\"to_client\"} 0",
             "wasiter_upstream_up{route=\"0.0.0.0:443\",backend=\"sni=app.test\",upstream=\"127.0.0.1:80\"} 1",
             "wasiter_loop_iterations_total 7",
+            "# TYPE wasiter_log_lines_dropped_total counter",
             "wasiter_reloads_total{result=\"failed\"} 1",
             "wasiter_last_reload_success_timestamp_seconds 1800000000",
             "# TYPE wasiter_poll_wakeups_total counter",

@@ -33,7 +33,12 @@ pub struct Poller {
     full: bool,
     events: Vec<libc::epoll_event>,
     ready: usize,
+    /// stderr, watched while it is full and log lines wait (`stderr::watch`).
+    log: Option<RawFd>,
 }
+
+/// The token of stderr's event, which goes no further than `wait`.
+const LOG: u64 = u64::MAX;
 
 #[derive(Clone, Copy, Default)]
 struct Watch {
@@ -66,6 +71,7 @@ impl Poller {
             full: true,
             events: Vec::with_capacity(256),
             ready: 0,
+            log: None,
         })
     }
 
@@ -182,6 +188,18 @@ impl Poller {
                 }
             }
         }
+        let log = super::stderr::watch();
+        if log != self.log {
+            // Wake when a full stderr drains (the next pass writes what waits).
+            if let Some(fd) = self.log {
+                // SAFETY: EPOLL_CTL_DEL ignores the event pointer (null is allowed).
+                unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) };
+            }
+            if let Some(fd) = log {
+                let _ = self.ctl(libc::EPOLL_CTL_ADD, fd, libc::EPOLLOUT as u32, LOG as usize);
+            }
+            self.log = log;
+        }
         // Errors found by `add` are already in `events`: return them at once.
         let failed = self.events.len();
         let ms = if failed > 0 { 0 } else { timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32 };
@@ -203,8 +221,11 @@ impl Poller {
         } else {
             n as usize
         };
-        self.ready = failed + n;
-        self.events.truncate(self.ready);
+        self.events.truncate(failed + n);
+        if self.log.is_some() {
+            self.events.retain(|e| e.u64 != LOG);
+        }
+        self.ready = self.events.len();
         if tracing() {
             let got: Vec<String> = self.events.iter().map(|e| format!("{:#x}:{:#x}", { e.u64 }, { e.events })).collect();
             trace_line(format_args!("epoll_wait({} watched, {ms}ms)", self.count), format_args!("{n} ready [{}]", got.join(" ")));

@@ -63,7 +63,17 @@
 //! open_sockets()               how many sockets the layer holds open now
 //! somaxconn()                  the kernel's cap on a listen backlog, where readable
 //! RUNTIME                      a short name for the startup line
+//! log_write(buf)               -> io::Result<usize>   some of a log's bytes to stderr,
+//!                              never blocking: WouldBlock when it takes nothing now (a
+//!                              reader that stopped); at most as many bytes as given
+//! log_wait(timeout)            wait until log_write may take bytes again, at most
+//!                              timeout (on the way out, when the loop no longer runs)
 //! ```
+//!
+//! stderr is never made non-blocking itself (O_NONBLOCK would reach every
+//! holder of the inherited description): see `stderr.rs` for how each
+//! runtime writes it without waiting. On WasmEdge the poller watches it
+//! beside the sockets while log lines wait (the core never sees that).
 //!
 //! Interest is given afresh for every wait (`begin`, then `add` per socket), as
 //! `poll(2)` and WASI `poll_oneoff` both take it: the core derives it from buffer
@@ -85,11 +95,16 @@ mod sockets;
 #[cfg(all(target_os = "wasi", target_env = "p1"))]
 mod poll_oneoff;
 #[cfg(all(target_os = "wasi", target_env = "p1"))]
+#[path = "stderr_wasmedge.rs"]
+mod stderr;
+#[cfg(all(target_os = "wasi", target_env = "p1"))]
 pub use poll_oneoff::Poller;
 
 #[cfg(any(unix, all(target_os = "wasi", target_env = "p2")))]
 #[path = "posix.rs"]
 mod sockets;
+#[cfg(any(unix, all(target_os = "wasi", target_env = "p2")))]
+mod stderr;
 #[cfg(target_os = "linux")]
 mod epoll;
 #[cfg(target_os = "linux")]
@@ -106,6 +121,7 @@ mod handle;
 mod limits;
 pub use handle::{open_sockets, Event, Handle};
 pub use limits::{descriptors, somaxconn, Descriptors};
+pub use stderr::{log_wait, log_write};
 pub use sockets::{init, out_of_descriptors, reload_requests, resolve, stop_requests, Datagram, Listener, Stream, RUNTIME, UNIX_PEER, UNIX_SOCKETS};
 
 /// An address for logs: `unix` for a Unix-socket peer (`UNIX_PEER`).

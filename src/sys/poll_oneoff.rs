@@ -12,6 +12,9 @@ use crate::log::{trace_line, tracing};
 /// Bit 0 of a subscription's userdata: 0 = read, 1 = write.
 const WRITE_BIT: u64 = 1;
 const TIMER: u64 = u64::MAX;
+/// stderr, watched while log lines wait for it (`stderr.rs`); its event
+/// goes there, not to the core.
+const LOG: u64 = u64::MAX - 1;
 
 /// `poll_oneoff` with buffers kept between calls (the crate's `poll` allocates
 /// three vectors per call and uses wall-clock deadlines).
@@ -60,6 +63,9 @@ impl Poller {
     /// once (a spin), and a subscription the host fails to register is only
     /// reported when something else wakes the call.
     pub fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        if super::stderr::watch() {
+            self.push(LOG, wasi::EVENTTYPE_FD_WRITE, super::stderr::FD);
+        }
         let clock = wasi::SubscriptionClock {
             id: wasi::CLOCKID_MONOTONIC,
             timeout: timeout.as_nanos().min(u64::MAX as u128) as u64,
@@ -87,6 +93,7 @@ impl Poller {
         if tracing() {
             let show = |s: &wasi::Subscription| match s.userdata {
                 TIMER => format!("timer:{}ms", timeout.as_millis()),
+                LOG => "stderr:w".to_string(),
                 u => {
                     // SAFETY: every non-timer subscription was built by `push` as
                     // fd_read or fd_write, which share one layout.
@@ -115,12 +122,20 @@ impl Poller {
             // Which socket is unknown: every one read-watched is said to be
             // readable, so its owner's next read takes the error (the others
             // see WouldBlock: rare, and cheaper than a spin).
-            let reads = self.subs.iter().filter(|s| s.userdata != TIMER && s.userdata & WRITE_BIT == 0);
+            // stderr too: a pipe whose reader is gone (the write will say so).
+            if self.subs.iter().any(|s| s.userdata == LOG) {
+                super::stderr::writable(true);
+            }
+            let reads = self.subs.iter().filter(|s| s.userdata != TIMER && s.userdata != LOG && s.userdata & WRITE_BIT == 0);
             self.ready.extend(reads.map(|s| Event { token: (s.userdata >> 1) as usize, readable: true, writable: false, trouble: false }));
             return Ok(());
         }
         for ev in self.out.iter().take(n) {
             if ev.userdata == TIMER {
+                continue;
+            }
+            if ev.userdata == LOG {
+                super::stderr::writable(ev.error == wasi::ERRNO_SUCCESS);
                 continue;
             }
             let token = (ev.userdata >> 1) as usize;

@@ -26,6 +26,7 @@ mod reload;
 mod routing;
 mod socks;
 mod startup;
+mod stalls;
 mod tls;
 mod transparent;
 mod udp;
@@ -57,6 +58,7 @@ use reload::*;
 use routing::*;
 use socks::*;
 use startup::*;
+use stalls::*;
 use tls::*;
 use transparent::*;
 use udp::*;
@@ -195,4 +197,6 @@ every_runtime!(
     a_udp_burst_waits_in_a_sized_buffer_and_kernel_drops_are_counted,
     // Issue 44: the lock-down lets the proxy out over IPv6 (neighbour discovery).
     a_locked_namespace_lets_the_proxy_out_over_ipv4_and_ipv6,
+    // What the proxy writes that nobody takes (issue 44: a log pipe nobody reads).
+    a_log_pipe_nobody_reads_stops_no_client,
 );

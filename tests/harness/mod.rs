@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -99,6 +99,8 @@ pub struct Proxy {
     log: Arc<Mutex<Vec<String>>>,
     /// The reader has seen the end of stderr: every line is in `log`.
     log_done: Arc<AtomicBool>,
+    /// stdout, held open and never read (`start_unread`).
+    unread: Option<ChildStdout>,
 }
 
 impl Proxy {
@@ -157,7 +159,40 @@ impl Proxy {
             }
             done.store(true, Ordering::SeqCst);
         });
-        Proxy { child, addr: "0.0.0.0:0".parse().unwrap(), metrics: None, log, log_done }
+        Proxy { child, addr: "0.0.0.0:0".parse().unwrap(), metrics: None, log, log_done, unread: None }
+    }
+
+    /// Start as `start` does, but leave stdout and stderr pipes that nobody
+    /// reads (a stuck log shipper's): stderr is read up to the end of the
+    /// start line, a byte at a time so that nothing after it is taken, and
+    /// handed back unread from there on.
+    pub fn start_unread(rt: Runtime, remote: &str, args: &[&str]) -> (Proxy, ChildStderr) {
+        let env = [("LOCAL", "127.0.0.1:0".to_string()), ("REMOTE", remote.to_string())];
+        let mut child = rt
+            .command(&env, args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("runtime starts");
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while stderr.read(&mut byte).expect("read stderr") == 1 && byte[0] != b'\n' {
+            line.push(byte[0]);
+        }
+        let line = String::from_utf8_lossy(&line).into_owned();
+        assert!(line.contains(" start listen=") || line.contains("\"event\":\"start\""), "a start line first, got: {line}");
+        let start = record(&line);
+        let proxy = Proxy {
+            addr: listen_addr(&start["listen"]),
+            metrics: Some(start["metrics"].clone()).filter(|m| m != "off"),
+            log: Arc::new(Mutex::new(vec![line])),
+            log_done: Arc::new(AtomicBool::new(true)),
+            unread: child.stdout.take(),
+            child,
+        };
+        (proxy, stderr)
     }
 
     /// Start with no LOCAL/REMOTE: the routes come from `args` (--route) or
