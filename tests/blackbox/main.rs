@@ -15,6 +15,7 @@ mod egress;
 mod escape;
 mod faults;
 mod forward;
+mod learner;
 mod load;
 mod naming;
 mod nagle;
@@ -44,6 +45,7 @@ use egress::*;
 use escape::*;
 use faults::*;
 use forward::*;
+use learner::*;
 use load::*;
 use naming::*;
 use nagle::*;
@@ -182,4 +184,7 @@ every_runtime!(
     every_request_in_a_plain_tunnel_is_read_and_checked,
     h2c_and_other_upgrades_are_dropped_on_forward_routes,
     ip_literals_pass_only_where_to_names_them,
+    // Issue 48: the learner's trace, from the listener's first call (learner.rs;
+    // the examples' own tests are there too, outside this list: one runtime each).
+    the_trace_starts_at_the_listener_and_labels_the_nagle_probe,
 );
