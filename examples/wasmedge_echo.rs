@@ -70,7 +70,7 @@ mod wasmedge {
         let mut ip = [127, 0, 0, 1];
         let mut addr = Address { buf: ip.as_mut_ptr(), len: 4 };
         ok(unsafe { sock_bind(listener, &mut addr, u32::from(port)) })?; // the port in host order
-        ok(unsafe { sock_listen(listener, 128) })?;
+        ok(unsafe { sock_listen(listener, 128) })?; // up to 128 clients may wait to be accepted
         ok(unsafe { fd_fdstat_set_flags(listener, 4) })?; // accept must answer EAGAIN, never wait
         println!("listening on 127.0.0.1:{port}");
         let mut clients: Vec<Client> = Vec::new();
@@ -100,8 +100,8 @@ mod wasmedge {
                     continue;
                 }
                 let Some(c) = clients.get_mut(ev.userdata as usize - 1) else { continue };
-                // A socket error or hang-up arrives as the event's error: the read or
-                // write below then fails too, and the client is closed.
+                // A reset or hang-up wakes the wait too (with a flag or an error in the
+                // event): the read or write below then says so, and the client is closed.
                 if ev.tag == READ {
                     let mut iov = Iovec { buf: c.buf.as_mut_ptr(), len: c.buf.len() as u32 };
                     let (mut read, mut oflags) = (0, 0);
