@@ -246,9 +246,24 @@ fn json_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
+std::thread_local! {
+    /// What the traced calls are part of, when it is not the proxy's work.
+    static DURING: std::cell::Cell<Option<&'static str>> = const { std::cell::Cell::new(None) };
+}
+
+/// From now on (until `None`), trace lines end `during=WHAT`: the Nagle
+/// probe's calls at start are told apart from the proxy's own.
+pub fn trace_during(what: Option<&'static str>) {
+    DURING.with(|d| d.set(what));
+}
+
 /// A trace line: `trace call="sock_recv(fd=5, 65536)" result=512`.
 pub fn trace_line(call: fmt::Arguments<'_>, result: fmt::Arguments<'_>) {
-    Record::always("trace").str("call", call).str("result", result).emit();
+    let line = Record::always("trace").str("call", call).str("result", result);
+    match DURING.with(std::cell::Cell::get) {
+        Some(what) => line.str("during", what).emit(),
+        None => line.emit(),
+    }
 }
 
 /// How a traced call ended: its value, EAGAIN, or the error. (Generic over

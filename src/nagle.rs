@@ -58,8 +58,12 @@ impl Nodelay {
     }
 }
 
+/// Its host calls show in `--trace` as `during=nagle-probe`.
 pub fn probe() -> Nodelay {
-    experiment().unwrap_or(Nodelay::Unknown)
+    crate::log::trace_during(Some("nagle-probe"));
+    let found = experiment().unwrap_or(Nodelay::Unknown); // its sockets are closed by now
+    crate::log::trace_during(None);
+    found
 }
 
 fn experiment() -> io::Result<Nodelay> {

@@ -212,3 +212,169 @@ fn the_module_size_the_guide_states_is_the_builds() {
     }
     assert!(stated >= 1, "the guide states the module's size somewhere");
 }
+
+/// Is `tool` on PATH? (`wasmedge --version`, `wasmtime --version`.)
+fn on_path(tool: &str) -> bool {
+    Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
+/// Run a page's shell lines from the repository root, as a learner would,
+/// in a network namespace of its own when one can be made (`unshare -n`,
+/// loopback up): the pages' fixed ports are then free whatever else runs.
+fn run_as_written(script: &str) -> std::process::Output {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let sealed = Command::new("unshare").args(["-n", "true"]).output().is_ok_and(|o| o.status.success());
+    let mut cmd = if sealed {
+        let mut c = Command::new("unshare");
+        c.args(["-n", "bash", "-c", &format!("ip link set lo up\n{script}")]);
+        c
+    } else {
+        eprintln!("(no network namespace here: the page's ports are used as they are)");
+        let mut c = Command::new("bash");
+        c.args(["-c", script]);
+        c
+    };
+    cmd.current_dir(root).output().unwrap()
+}
+
+/// The shell lines of the first fenced block after `marker`, and the marker's line.
+fn block_after(text: &str, marker: &str) -> Option<(String, Vec<String>)> {
+    let at = text.find(marker)?;
+    let line = text[at..].lines().next()?.to_string();
+    let rest = &text[at..];
+    let open = rest.find("```sh")?;
+    let body = &rest[open + 5..];
+    let close = body.find("```")?;
+    Some((line, body[..close].lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()))
+}
+
+/// Each block of the learner's pages marked "runs as written" runs, as
+/// written, from the repository root, and prints what its marker says
+/// (`<!-- runs as written (tests/docs.rs), needs TOOL, prints: TEXT -->`).
+/// A block whose runtime is missing says SKIPPED.
+#[test]
+fn the_learners_commands_run_as_written() {
+    let mut ran = 0;
+    for (page, text) in pages() {
+        let mut rest = text.as_str();
+        while let Some((marker, lines)) = block_after(rest, "<!-- runs as written") {
+            rest = &rest[rest.find("<!-- runs as written").unwrap_or_default() + 20..];
+            let needs = marker.split("needs ").nth(1).and_then(|s| s.split(',').next()).unwrap_or_default().trim().to_string();
+            let prints = marker.split("prints: ").nth(1).map(|s| s.trim_end_matches("-->").trim().to_string()).unwrap_or_default();
+            assert!(!needs.is_empty() && !prints.is_empty(), "{page}: the marker says what it needs and prints: {marker}");
+            if !on_path(&needs) {
+                eprintln!("SKIPPED: {page}: {needs} is not on PATH: {lines:?} did not run");
+                continue;
+            }
+            let out = run_as_written(&lines.join("\n"));
+            let said = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{page}: {lines:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(said.lines().any(|l| l.trim() == prints), "{page}: {lines:?} printed {said:?}, not {prints:?}");
+            ran += 1;
+        }
+    }
+    assert!(ran > 0 || !on_path("wasmtime"), "the learner's blocks were found");
+}
+
+/// The README's first command starts wasiter, as written, from the
+/// repository root (after `scripts/build`).
+#[test]
+fn the_readmes_first_command_starts_wasiter() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let first = readme.lines().find(|l| l.starts_with("    ")).unwrap().trim().to_string();
+    let runtime = first.split_whitespace().next().unwrap_or_default();
+    if !on_path(runtime) {
+        eprintln!("SKIPPED: {runtime} is not on PATH: the README's first command did not run");
+        return;
+    }
+    // Its start line says it listens; then it is stopped. (unshare and bash
+    // exec it: the child is wasiter's runtime itself.)
+    let sealed = Command::new("unshare").args(["-n", "true"]).output().is_ok_and(|o| o.status.success());
+    let mut cmd = Command::new(if sealed { "unshare" } else { "bash" });
+    if sealed {
+        cmd.args(["-n", "bash", "-c", &format!("ip link set lo up && exec {first}")]);
+    } else {
+        cmd.args(["-c", &format!("exec {first}")]);
+    }
+    let mut child = cmd.current_dir(env!("CARGO_MANIFEST_DIR")).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    // Whatever happens, it does not outlive the minute (and once it is
+    // stopped below, the watchdog is called off: its pid could be reused).
+    let (done, stop) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(std::time::Duration::from_secs(60)) {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+    });
+    use std::io::BufRead;
+    let mut said = Vec::new();
+    for line in std::io::BufReader::new(child.stderr.take().unwrap()).lines().map_while(Result::ok) {
+        let started = line.contains(" start listen=0.0.0.0:8080 ");
+        said.push(line);
+        if started {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = done.send(());
+    let _ = watchdog.join();
+    let started = said.last().is_some_and(|l| l.contains(" start listen="));
+    assert!(started, "the README's first command, {first:?}, did not start wasiter: {said:?}");
+}
+
+/// The trace in docs/wasi-sockets.md is a fresh run's, call for call: its
+/// three lines "by hand" run as written (the server, wasiter under WasmEdge
+/// with --trace, the client), and `scripts/trace-tour --compare` names the
+/// fds as the page does and compares every host call but the waits.
+#[test]
+fn the_trace_on_the_page_is_a_fresh_runs() {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/wasi-sockets.md")).unwrap();
+    let (_, lines) = block_after(&text, "<!-- the trace by hand").expect("the page gives the trace by hand");
+    assert_eq!(lines.len(), 3, "three commands: {lines:?}");
+    if !on_path("wasmedge") {
+        eprintln!("SKIPPED: wasmedge is not on PATH: the page's trace (WasmEdge's) was not compared");
+        return;
+    }
+    // wasiter's trace goes to stderr, as in a terminal; the rest to stdout.
+    // As a learner does, each after the one before is ready (the server
+    // listening; the client waits for wasiter itself); then both stopped
+    // (the server is gone already unless the client failed).
+    let ready = "until ss -ltn | grep -q ':7071 '; do sleep 0.1; done";
+    let script = format!("{}\n{ready}\n{}\n{}\nsleep 0.5\nkill %1 %2 2>/dev/null\nwait", lines[0], lines[1], lines[2]);
+    let out = run_as_written(&script);
+    let (said, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("echo:ping"), "the client's answer: {said:?}; the run said:\n{err}");
+    let mut compare = Command::new("scripts/trace-tour")
+        .arg("--compare")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    compare.stdin.take().unwrap().write_all(&out.stderr).unwrap();
+    let said = compare.wait_with_output().unwrap();
+    assert!(said.status.success(), "{}", String::from_utf8_lossy(&said.stderr));
+    eprint!("{}", String::from_utf8_lossy(&said.stdout));
+}
+
+/// The learner's afternoon names its files with their lengths: each exists
+/// and is within a sixth of what the page says, so that the page is
+/// rewritten when a file has really grown or shrunk.
+#[test]
+fn the_afternoons_files_are_as_long_as_the_page_says() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let page = std::fs::read_to_string(root.join("docs/learn.md")).unwrap();
+    let mut rows = 0;
+    for line in page.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let (Some(file), Some(Ok(stated))) = (cells.get(1).map(|c| c.trim_matches('`')), cells.get(2).map(|c| c.parse::<usize>())) else { continue };
+        let text = std::fs::read_to_string(root.join(file)).unwrap_or_else(|e| panic!("docs/learn.md names {file}: {e}"));
+        let lines = text.lines().count();
+        assert!(lines.abs_diff(stated) * 6 <= stated, "docs/learn.md says {file} has {stated} lines; it has {lines}: update the page");
+        rows += 1;
+    }
+    assert!(rows >= 10, "the afternoon's files were found ({rows})");
+}

@@ -102,7 +102,9 @@ pub fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
 /// SOCK_NONBLOCK (Linux), which saves an ioctl per socket; on wasip2,
 /// wasi-libc's socket() takes it too.
 fn new_socket(addr: &SocketAddr) -> io::Result<Socket> {
-    Socket::new(Domain::for_address(*addr), Type::STREAM.nonblocking(), None)
+    let r = Socket::new(Domain::for_address(*addr), Type::STREAM.nonblocking(), None);
+    let _ = trace!(r.as_ref().map(|s| s.as_raw_fd()), "socket({}, SOCK_STREAM|SOCK_NONBLOCK)", if addr.is_ipv4() { "AF_INET" } else { "AF_INET6" });
+    r
 }
 
 /// The kernel's poller (epoll) forgets a socket when it is closed: tell
@@ -125,6 +127,7 @@ pub struct Listener(TcpListener, u64, Option<std::path::PathBuf>);
 impl Drop for Listener {
     fn drop(&mut self) {
         closing(self.handle());
+        let _ = trace!(io::Result::Ok(()), "close(fd={})", self.handle());
         if let Some(path) = &self.2 {
             let _ = std::fs::remove_file(path);
         }
@@ -134,9 +137,11 @@ impl Drop for Listener {
 impl Listener {
     pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<Listener> {
         let sock = new_socket(&addr)?;
-        sock.set_reuse_address(true)?;
-        sock.bind(&addr.into())?;
-        sock.listen(backlog.min(i32::MAX as u32) as i32)?;
+        let fd = sock.as_raw_fd();
+        trace!(sock.set_reuse_address(true), "setsockopt(fd={fd}, SO_REUSEADDR, 1)")?;
+        trace!(sock.bind(&addr.into()), "bind(fd={fd}, {addr})")?;
+        let backlog = backlog.min(i32::MAX as u32) as i32;
+        trace!(sock.listen(backlog), "listen(fd={fd}, {backlog})")?;
         Ok(Listener(TcpListener::from(sock), next_serial(), None))
     }
 
@@ -158,7 +163,7 @@ impl Listener {
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0.local_addr()
+        trace!(self.0.local_addr(), "getsockname(fd={})", self.handle())
     }
 
     pub fn handle(&self) -> Handle {
@@ -320,7 +325,7 @@ impl Stream {
 
     /// The address this connection arrived at (for a PROXY header).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0.local_addr()
+        trace!(self.0.local_addr(), "getsockname(fd={})", self.handle())
     }
 
     pub fn handle(&self) -> Handle {

@@ -121,8 +121,16 @@ fn family(addr: &SocketAddr) -> AddressFamily {
 /// One host call, where `Socket::set_nonblocking` makes two (get, then set).
 fn set_nonblocking(fd: u32) -> io::Result<()> {
     // SAFETY: a host call on a number; a wrong fd is an error, not UB.
-    unsafe { wasi::fd_fdstat_set_flags(fd, wasi::FDFLAGS_NONBLOCK) }
-        .map_err(|e| io::Error::from_raw_os_error(e.raw() as i32))
+    let r = unsafe { wasi::fd_fdstat_set_flags(fd, wasi::FDFLAGS_NONBLOCK) }.map_err(|e| io::Error::from_raw_os_error(e.raw() as i32));
+    trace!(r, "fd_fdstat_set_flags(fd={fd}, NONBLOCK)")
+}
+
+/// A new socket for `addr`'s family: the crate's `Socket::new` is one `sock_open`.
+fn open(addr: &SocketAddr, kind: SocketType) -> io::Result<Socket> {
+    let r = Socket::new(family(addr), kind);
+    let (af, ty) = (if addr.is_ipv4() { "INET4" } else { "INET6" }, if matches!(kind, SocketType::Stream) { "STREAM" } else { "DGRAM" });
+    let _ = trace!(r.as_ref().map(|s| s.as_raw_fd()), "sock_open({af}, {ty})");
+    r
 }
 
 /// The peer's or the local address, read into a buffer the host may write
@@ -154,15 +162,9 @@ pub fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
     }
     let hints = WasiAddrinfo::default();
     let (mut sockaddrs, mut bufs, mut names) = (Vec::new(), Vec::new(), Vec::new());
-    let infos = WasiAddrinfo::get_addrinfo(
-        host,
-        &port.to_string(),
-        &hints,
-        16,
-        &mut sockaddrs,
-        &mut bufs,
-        &mut names,
-    )?;
+    let infos = WasiAddrinfo::get_addrinfo(host, &port.to_string(), &hints, 16, &mut sockaddrs, &mut bufs, &mut names);
+    let _ = trace!(infos.as_ref().map(Vec::len), "sock_getaddrinfo({host}, {port})");
+    let infos = infos?;
     let mut out = Vec::new();
     for (info, b) in infos.iter().zip(&bufs) {
         // sockaddr_in without its family: port (2 bytes), then the address.
@@ -199,9 +201,11 @@ impl std::ops::Deref for Sock {
 
 impl Drop for Sock {
     fn drop(&mut self) {
+        let fd = self.0.as_raw_fd() as u32;
         // SAFETY: the fd is this socket's own, closed once, here; the crate's
         // Socket inside is never dropped (ManuallyDrop), so it does not close it again.
-        let _ = unsafe { wasi::fd_close(self.0.as_raw_fd() as u32) };
+        let r = unsafe { wasi::fd_close(fd) }.map_err(|e| io::Error::from_raw_os_error(e.raw() as i32));
+        let _ = trace!(r, "fd_close(fd={fd})");
         super::handle::gone();
     }
 }
@@ -227,12 +231,14 @@ impl Stream {
 
 impl Listener {
     pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<Listener> {
-        let sock = Socket::new(family(&addr), SocketType::Stream)?;
-        sock.setsockopt(SocketOptLevel::SolSocket, SocketOptName::SoReuseaddr, 1i32)?;
-        sock.bind(&addr)?;
-        sock.listen(backlog.min(i32::MAX as u32) as i32)?;
-        set_nonblocking(sock.as_raw_fd() as u32)?;
-        Ok(Listener(Sock::new(sock)))
+        let sock = Sock::new(open(&addr, SocketType::Stream)?); // closed by any early return
+        let fd = sock.as_raw_fd() as u32;
+        trace!(sock.setsockopt(SocketOptLevel::SolSocket, SocketOptName::SoReuseaddr, 1i32), "sock_setsockopt(fd={fd}, SO_REUSEADDR, 1)")?;
+        trace!(sock.bind(&addr), "sock_bind(fd={fd}, {addr})")?;
+        let backlog = backlog.min(i32::MAX as u32) as i32;
+        trace!(sock.listen(backlog), "sock_listen(fd={fd}, {backlog})")?;
+        set_nonblocking(fd)?;
+        Ok(Listener(sock))
     }
 
     pub fn accept(&self) -> io::Result<(Stream, SocketAddr)> {
@@ -250,7 +256,7 @@ impl Listener {
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        socket_addr(self.handle(), host::sock_getlocaladdr)
+        trace!(socket_addr(self.handle(), host::sock_getlocaladdr), "sock_getlocaladdr(fd={})", self.handle())
     }
 
     pub fn handle(&self) -> Handle {
@@ -260,18 +266,11 @@ impl Listener {
 
 pub struct Stream(Sock);
 
-impl Drop for Stream {
-    fn drop(&mut self) {
-        // Then `Sock` closes it.
-        let _ = trace!(io::Result::Ok(()), "fd_close(fd={})", self.handle());
-    }
-}
-
 /// A non-blocking socket of `kind`, connecting to `addr` (our own
 /// sock_connect: the crate's rejects IPv6). A TCP connect is usually still
 /// in progress when this returns; a UDP one is done.
 fn connect(addr: SocketAddr, kind: SocketType) -> io::Result<Sock> {
-    let sock = Sock::new(Socket::new(family(&addr), kind)?);
+    let sock = Sock::new(open(&addr, kind)?);
     let fd = sock.as_raw_fd() as u32;
     set_nonblocking(fd)?;
     let mut ip = match addr.ip() {
@@ -348,7 +347,7 @@ impl Stream {
     /// The address this connection arrived at (for a PROXY header). Our own
     /// sock_getlocaladdr: the crate's local_addr() loses the IP in release builds.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        socket_addr(self.handle(), host::sock_getlocaladdr)
+        trace!(socket_addr(self.handle(), host::sock_getlocaladdr), "sock_getlocaladdr(fd={})", self.handle())
     }
 
     pub fn handle(&self) -> Handle {

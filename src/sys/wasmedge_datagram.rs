@@ -7,9 +7,9 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 
-use wasmedge_wasi_socket::socket::{Socket, SocketOptLevel, SocketOptName, SocketType};
+use wasmedge_wasi_socket::socket::{SocketOptLevel, SocketOptName, SocketType};
 
-use super::{check, connect, family, host, set_nonblocking, socket_addr, Handle, Iovec, Sock, WasiAddress};
+use super::{check, connect, host, open, set_nonblocking, socket_addr, Handle, Iovec, Sock, WasiAddress};
 use crate::log::trace;
 
 /// A UDP socket: connected to one peer (a DNS server the resolver asks), or
@@ -25,8 +25,8 @@ impl Datagram {
     }
 
     pub fn bind(addr: SocketAddr) -> io::Result<Datagram> {
-        let sock = Socket::new(family(&addr), SocketType::Datagram)?;
-        sock.bind(&addr)?;
+        let sock = open(&addr, SocketType::Datagram)?;
+        trace!(sock.bind(&addr), "sock_bind(fd={}, {addr})", sock.as_raw_fd())?;
         set_nonblocking(sock.as_raw_fd() as u32)?;
         Ok(Datagram(Sock::new(sock)))
     }
@@ -73,7 +73,7 @@ impl Datagram {
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        socket_addr(self.handle(), host::sock_getlocaladdr)
+        trace!(socket_addr(self.handle(), host::sock_getlocaladdr), "sock_getlocaladdr(fd={})", self.handle())
     }
 
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {

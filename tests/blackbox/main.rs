@@ -16,6 +16,7 @@ mod escape;
 mod faults;
 mod forward;
 mod limits;
+mod learner;
 mod load;
 mod naming;
 mod nagle;
@@ -48,6 +49,7 @@ use escape::*;
 use faults::*;
 use forward::*;
 use limits::*;
+use learner::*;
 use load::*;
 use naming::*;
 use nagle::*;
@@ -199,4 +201,7 @@ every_runtime!(
     a_locked_namespace_lets_the_proxy_out_over_ipv4_and_ipv6,
     // What the proxy writes that nobody takes (issue 44: a log pipe nobody reads).
     a_log_pipe_nobody_reads_stops_no_client,
+    // Issue 48: the learner's trace, from the listener's first call (learner.rs;
+    // the examples' own tests are there too, outside this list: one runtime each).
+    the_trace_starts_at_the_listener_and_labels_the_nagle_probe,
 );
