@@ -50,11 +50,16 @@ pub enum Answer {
     Failed(String),
 }
 
-/// The query for `name` and `family`, with this id.
+/// The query for `name` (one trailing dot allowed) and `family`, with this
+/// id. A name that is not a host name (`crate::names::check`, `_` allowed)
+/// is refused, not mended: simple-dns would drop an empty label and ask
+/// for another name than the one the policy checked.
 pub fn query(id: u16, name: &str, family: Family) -> Result<Vec<u8>, String> {
     let mut packet = Packet::new_query(id);
     packet.set_flags(PacketFlag::RECURSION_DESIRED);
-    let qname = Name::new(name).map_err(|e| format!("cannot ask for {name:?}: {e}"))?;
+    let bare = name.strip_suffix('.').unwrap_or(name);
+    crate::names::check(bare, true).map_err(|why| format!("cannot ask for {name:?}: {why}"))?;
+    let qname = Name::new(bare).map_err(|e| format!("cannot ask for {name:?}: {e}"))?;
     packet.questions.push(Question::new(qname, QTYPE::TYPE(family.qtype()), QCLASS::CLASS(CLASS::IN), false));
     packet.build_bytes_vec().map_err(|e| format!("cannot ask for {name:?}: {e}"))
 }
@@ -141,6 +146,15 @@ pub mod tests {
         ];
         let a = parse(&answer(&q, RCODE::NoError, records, false), 7, Family::V4).unwrap();
         assert_eq!(a, Answer::Addrs(vec!["10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()], Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn a_query_asks_for_the_name_as_given_or_not_at_all() {
+        for bad in ["blocked..wild.test", ".a.test", "a.test..", "a b.test", "b\u{fc}cher.test", "", "."] {
+            assert!(query(1, bad, Family::V4).unwrap_err().starts_with("cannot ask for"), "{bad:?}: never mended into another name");
+        }
+        let q = Packet::parse(&query(1, "_svc.Db.test.", Family::V4).unwrap()).unwrap().questions[0].qname.to_string();
+        assert_eq!(q, "_svc.Db.test", "one trailing dot (absolute) and '_' (a service name) are fine");
     }
 
     #[test]

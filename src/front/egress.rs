@@ -154,9 +154,15 @@ impl Front {
     }
 
     /// Look the destination's name up, or its parent's (at once from the
-    /// cache or /etc/hosts, else wait for the answer).
+    /// cache or /etc/hosts, else wait for the answer). The destination's
+    /// name is asked as absolute (`name.`): exactly the name the policy
+    /// checked, never one that resolv.conf's search list made of it.
     pub(super) fn look_up(&mut self, target: Target, rules: &Rules<'_>, resolver: &mut Resolver, now: Instant) -> Step {
-        let lookup = resolver.lookup(target.parent.as_ref().map_or(&target.host, |p| &p.host), now);
+        let lookup = match &target.parent {
+            Some(parent) => resolver.lookup(&parent.host, now),
+            None if target.host.parse::<std::net::IpAddr>().is_ok() => resolver.lookup(&target.host, now),
+            None => resolver.lookup(&format!("{}.", target.host), now),
+        };
         self.target = Some(target);
         match lookup {
             Lookup::Ready(result) => self.resolved(result, rules),
