@@ -74,9 +74,12 @@ impl fmt::Display for Pattern {
     }
 }
 
-/// Lower case, no trailing dot: how names compare.
+/// Lower case, no trailing dot: how names compare. One trailing dot (an
+/// absolute name) goes; two stay, as the empty label they are, so that
+/// normalizing again (a name that passes through two fronts, as a
+/// transparent listener's Host does) changes nothing.
 pub fn normalize(name: &str) -> String {
-    name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
+    name.strip_suffix('.').filter(|n| !n.ends_with('.')).unwrap_or(name).to_ascii_lowercase()
 }
 
 /// A destination's host as every front takes it, normalized (`normalize`):
@@ -335,7 +338,10 @@ mod tests {
     #[test]
     fn destination_hosts_leave_odd_names_to_the_check() {
         assert_eq!(destination_host("Blocked..Wild.Test."), Some("blocked..wild.test".into()));
-        assert_eq!(destination_host("a.test.."), Some("a.test.".into()), "the second dot stays: an empty label");
+        assert_eq!(destination_host("a.test.."), Some("a.test..".into()), "two dots stay: an empty label");
+        for name in ["A.test.", "a.test..", "a..", "."] {
+            assert_eq!(normalize(&normalize(name)), normalize(name), "once or twice, the same: {name:?}");
+        }
         assert_eq!(destination_host("a%2eb"), Some("a%2eb".into()));
         for none in ["", "a b", "a/b", "a@b", "a\tb", "a\u{0}b", "[::1]", "a\\b", "a?b", "a#b"] {
             assert_eq!(destination_host(none), None, "{none:?}");
