@@ -12,6 +12,7 @@
 mod harness;
 mod dns_server;
 mod egress;
+mod escape_names;
 mod faults;
 mod forward;
 mod load;
@@ -40,6 +41,7 @@ use harness::*;
 // Every case, by topic; the macro below runs each on every runtime.
 use dns_server::*;
 use egress::*;
+use escape_names::*;
 use faults::*;
 use forward::*;
 use load::*;
@@ -174,4 +176,10 @@ every_runtime!(
     tls_garbage_instead_of_a_client_hello_gets_an_alert,
     tls_to_the_upstream_is_verified_against_its_ca,
     tls_an_expired_upstream_certificate_is_refused,
+    // Getting out by the name (issue 43): bad names, two server names, a DNS client that never reads.
+    names_no_pattern_was_written_for_never_reach_a_destination,
+    a_transparent_listener_refuses_bad_names_in_host_and_sni,
+    the_dns_route_refuses_bad_names_in_questions,
+    two_server_names_are_refused_in_a_tunnel_and_on_a_shared_port,
+    a_dns_client_that_never_reads_is_held_to_a_bound,
 );
