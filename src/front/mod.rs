@@ -127,6 +127,9 @@ pub struct Front {
     pub decision: Option<(Decision, Rule)>,
     /// A forward route: the protocol its client speaks, to answer in.
     pub speaks: Speaks,
+    /// A forward route: the names still to ask for its destination (from
+    /// the search list, each checked by the policy), the next one last.
+    candidates: Vec<String>,
     phase: Phase,
     /// Bytes read past any PROXY header: the start of the client's stream.
     read: Vec<u8>,
@@ -137,7 +140,7 @@ pub struct Front {
 
 impl Front {
     pub fn new(id: u64, door: usize, client: Stream, peer: SocketAddr, now: Instant) -> Front {
-        Front { id, door, client, peer, from: peer, to: None, asked: None, target: None, reason: None, decision: None, speaks: Speaks::Http, phase: Phase::Accepted, read: Vec::new(), deadline: now, opened: now }
+        Front { id, door, client, peer, from: peer, to: None, asked: None, target: None, reason: None, decision: None, speaks: Speaks::Http, candidates: Vec::new(), phase: Phase::Accepted, read: Vec::new(), deadline: now, opened: now }
     }
 
     /// A forward client back for its next request, with what it already

@@ -301,3 +301,29 @@ pub fn a_dns_client_that_never_reads_is_held_to_a_bound(rt: Runtime) {
     drop(flood);
     p.assert_alive();
 }
+
+pub fn the_search_list_never_makes_a_name_the_policy_refuses(rt: Runtime) {
+    let (dest, got) = counting_server();
+    let port = dest.addr.port();
+    // resolv.conf's search list would make blocked.wild.test of "blocked".
+    let dns = DnsServer::start(&[("blocked.wild.test", "127.0.0.1"), ("ok.wild.test", "127.0.0.1")], &[], &[]);
+    let dir = TempDir::new("resolv");
+    let conf = dir.path().join("resolv.conf");
+    std::fs::write(&conf, "nameserver 10.9.9.9\nsearch wild.test\noptions ndots:1 timeout:1 attempts:1\n").unwrap();
+    let fwd = format!("127.0.0.1:0=forward;to=*;not-to=blocked.wild.test;to-net=127.0.0.0/8;ports={port}");
+    let args = ["--route", &fwd, "--resolver", &dns.addr(), "--resolv-conf", conf.to_str().unwrap()];
+    let (mut p, _) = Proxy::start_routes_in(rt, Some(dir.path()), 1, &[], &args);
+    // "ok" goes through the search list, as in a container (each name made checked).
+    let mut c = p.connect();
+    c.write_all(format!("CONNECT ok:{port} HTTP/1.1\r\n\r\nhi").as_bytes()).unwrap();
+    assert_eq!(read_exact_n(&mut c, 39), b"HTTP/1.1 200 Connection established\r\n\r\n"[..39]);
+    eventually("ok.wild.test reached", || got.load(Ordering::SeqCst) == 2);
+    drop(c);
+    // "blocked": the name made of it is refused by not-to=, so never asked; "blocked" alone does not exist.
+    let answer = ask_text(&p, &format!("CONNECT blocked:{port} HTTP/1.1\r\n\r\nhi"));
+    assert!(answer.starts_with("HTTP/1.1 502 ") && answer.contains("no such name"), "{answer}");
+    dns.queries_with(&["query ok.wild.test A udp", "query blocked A udp"]);
+    never_asked(&dns, "blocked.wild");
+    assert_eq!(got.load(Ordering::SeqCst), 2, "only ok.wild.test was reached");
+    p.assert_alive();
+}

@@ -182,4 +182,5 @@ every_runtime!(
     the_dns_route_refuses_bad_names_in_questions,
     two_server_names_are_refused_in_a_tunnel_and_on_a_shared_port,
     a_dns_client_that_never_reads_is_held_to_a_bound,
+    the_search_list_never_makes_a_name_the_policy_refuses,
 );
