@@ -50,16 +50,16 @@ pub enum Answer {
     Failed(String),
 }
 
-/// The query for `name` (one trailing dot allowed) and `family`, with this
-/// id. A name that is not a host name (`crate::names::check`, `_` allowed)
-/// is refused, not mended: simple-dns would drop an empty label and ask
-/// for another name than the one the policy checked.
+/// The query for `name` (as `ResolvConf::candidates` made it: no
+/// trailing dot) and `family`, with this id. A name that is not a host
+/// name (`crate::names::check`, `_` allowed; a trailing dot is an empty
+/// label here) is refused, not mended: simple-dns would drop an empty
+/// label and ask for another name than the one the policy checked.
 pub fn query(id: u16, name: &str, family: Family) -> Result<Vec<u8>, String> {
     let mut packet = Packet::new_query(id);
     packet.set_flags(PacketFlag::RECURSION_DESIRED);
-    let bare = name.strip_suffix('.').unwrap_or(name);
-    crate::names::check(bare, true).map_err(|why| format!("cannot ask for {name:?}: {why}"))?;
-    let qname = Name::new(bare).map_err(|e| format!("cannot ask for {name:?}: {e}"))?;
+    crate::names::check(name, true).map_err(|why| format!("cannot ask for {name:?}: {why}"))?;
+    let qname = Name::new(name).map_err(|e| format!("cannot ask for {name:?}: {e}"))?;
     packet.questions.push(Question::new(qname, QTYPE::TYPE(family.qtype()), QCLASS::CLASS(CLASS::IN), false));
     packet.build_bytes_vec().map_err(|e| format!("cannot ask for {name:?}: {e}"))
 }
@@ -150,11 +150,14 @@ pub mod tests {
 
     #[test]
     fn a_query_asks_for_the_name_as_given_or_not_at_all() {
-        for bad in ["blocked..wild.test", ".a.test", "a.test..", "a b.test", "b\u{fc}cher.test", "", "."] {
+        for bad in ["blocked..wild.test", ".a.test", "a.test.", "a b.test", "b\u{fc}cher.test", "", "."] {
             assert!(query(1, bad, Family::V4).unwrap_err().starts_with("cannot ask for"), "{bad:?}: never mended into another name");
         }
-        let q = Packet::parse(&query(1, "_svc.Db.test.", Family::V4).unwrap()).unwrap().questions[0].qname.to_string();
-        assert_eq!(q, "_svc.Db.test", "one trailing dot (absolute) and '_' (a service name) are fine");
+        let q = Packet::parse(&query(1, "_svc.Db.test", Family::V4).unwrap()).unwrap().questions[0].qname.to_string();
+        assert_eq!(q, "_svc.Db.test", "'_' (a service name) is fine");
+        let conf = super::super::ResolvConf::default();
+        let asked: Vec<bool> = ["a.test.", "a.test.."].iter().map(|n| conf.candidates(n).iter().all(|c| query(1, c, Family::V4).is_ok())).collect();
+        assert_eq!(asked, [true, false], "an absolute name is asked; two trailing dots are an empty label to the end");
     }
 
     #[test]
