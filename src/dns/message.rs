@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use simple_dns::rdata::RData;
-use simple_dns::{Name, Packet, PacketFlag, Question, CLASS, QCLASS, QTYPE, RCODE, TYPE};
+use simple_dns::{Label, Name, Packet, PacketFlag, Question, CLASS, QCLASS, QTYPE, RCODE, TYPE};
 
 /// Which address family a query asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -59,7 +59,9 @@ pub fn query(id: u16, name: &str, family: Family) -> Result<Vec<u8>, String> {
     let mut packet = Packet::new_query(id);
     packet.set_flags(PacketFlag::RECURSION_DESIRED);
     crate::names::check(name, true).map_err(|why| format!("cannot ask for {name:?}: {why}"))?;
-    let qname = Name::new(name).map_err(|e| format!("cannot ask for {name:?}: {e}"))?;
+    // The labels as checked (simple-dns's own rules differ: no '_' last).
+    let labels: Vec<Label<'_>> = name.split('.').map(|l| Label::new_unchecked(l.as_bytes())).collect();
+    let qname = Name::new_with_labels(&labels);
     packet.questions.push(Question::new(qname, QTYPE::TYPE(family.qtype()), QCLASS::CLASS(CLASS::IN), false));
     packet.build_bytes_vec().map_err(|e| format!("cannot ask for {name:?}: {e}"))
 }
@@ -153,8 +155,8 @@ pub mod tests {
         for bad in ["blocked..wild.test", ".a.test", "a.test.", "a b.test", "b\u{fc}cher.test", "", "."] {
             assert!(query(1, bad, Family::V4).unwrap_err().starts_with("cannot ask for"), "{bad:?}: never mended into another name");
         }
-        let q = Packet::parse(&query(1, "_svc.Db.test", Family::V4).unwrap()).unwrap().questions[0].qname.to_string();
-        assert_eq!(q, "_svc.Db.test", "'_' (a service name) is fine");
+        let q = Packet::parse(&query(1, "_svc.Db_.test", Family::V4).unwrap()).unwrap().questions[0].qname.to_string();
+        assert_eq!(q, "_svc.Db_.test", "'_' (a service name) is fine, anywhere in a label");
         let conf = super::super::ResolvConf::default();
         let asked: Vec<bool> = ["a.test.", "a.test.."].iter().map(|n| conf.candidates(n).iter().all(|c| query(1, c, Family::V4).is_ok())).collect();
         assert_eq!(asked, [true, false], "an absolute name is asked; two trailing dots are an empty label to the end");
