@@ -74,18 +74,69 @@ impl fmt::Display for Pattern {
     }
 }
 
-/// Lower case, no trailing dot: how names compare.
+/// Lower case, no trailing dot: how names compare. One trailing dot (an
+/// absolute name) goes; two stay, as the empty label they are, so that
+/// normalizing again (a name that passes through two fronts, as a
+/// transparent listener's Host does) changes nothing.
 pub fn normalize(name: &str) -> String {
-    name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
+    name.strip_suffix('.').filter(|n| !n.ends_with('.')).unwrap_or(name).to_ascii_lowercase()
 }
 
-/// A destination's host as every front takes it: a DNS name (letters,
-/// digits, `-`, `_`, `.`; lower case, no trailing dot) or an IP literal
-/// (no brackets); `None` for anything else.
+/// A destination's host as every front takes it, normalized (`normalize`):
+/// a name or an IP literal (no brackets). `None` only for what cannot be a
+/// host in any syntax (empty, spaces, control bytes, a URL's delimiters);
+/// anything else, however odd, goes on to the policy, whose name check
+/// (`check`) refuses it with a reason of its own (`rule=bad-name`).
 pub fn destination_host(host: &str) -> Option<String> {
-    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
-    let ok = !host.is_empty() && host.len() <= 253 && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    let host = normalize(host);
+    let ok = !host.is_empty() && host.len() <= 4 * MAX_NAME && !host.chars().any(|c| c.is_control() || c.is_whitespace() || matches!(c, '/' | '?' | '#' | '@' | '[' | ']' | '\\'));
     ok.then_some(host)
+}
+
+/// The longest name (253 octets written out, 255 on the wire) and label.
+pub const MAX_NAME: usize = 253;
+pub const MAX_LABEL: usize = 63;
+
+/// The one name check every front's destination meets (absolute form,
+/// CONNECT, `Host`, SNI, SOCKS5, transparent listeners, the allowlist DNS
+/// route's questions, and the resolver's own queries), on the name as
+/// `normalize` leaves it (lower case, one trailing dot gone: a second one
+/// is an empty label). A host name of dot-separated labels, each 1 to 63
+/// octets of letters, digits and `-` (not first or last), `_` too where
+/// `underscore` says so, 253 octets at most. `Err`: what is wrong, in words.
+///
+/// Internationalized names: a U-label (non-ASCII) is refused, its A-label
+/// (`xn--...`) is an ASCII name like any other and compares as ASCII
+/// (no IDNA mapping is done, so no two spellings reach one name).
+pub fn check(name: &str, underscore: bool) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("an empty name".into());
+    }
+    if name.len() > MAX_NAME {
+        return Err(format!("a name of {} octets (at most {MAX_NAME})", name.len()));
+    }
+    for (i, label) in name.split('.').enumerate() {
+        if label.is_empty() {
+            let at = if i == 0 { "at its start".to_string() } else { format!("after {:?}", name.split('.').take(i).collect::<Vec<_>>().join(".")) };
+            return Err(format!("an empty label {at} (two dots in a row, or a dot first or last)"));
+        }
+        if label.len() > MAX_LABEL {
+            return Err(format!("a label of {} octets (at most {MAX_LABEL}): {:?}", label.len(), label.get(..20).unwrap_or(label)));
+        }
+        if let Some(c) = label.chars().find(|c| !c.is_ascii()) {
+            return Err(format!("a non-ASCII character {c:?} (an internationalized name is asked for by its xn-- form)"));
+        }
+        if let Some(b) = label.bytes().find(|&b| !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_')) {
+            return Err(format!("the character {:?} in label {label:?} (letters, digits and '-' only)", char::from(b)));
+        }
+        if !underscore && label.contains('_') {
+            return Err(format!("'_' in label {label:?}, which this route does not allow (its option underscore does)"));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!("the label {label:?} starts or ends with '-'"));
+        }
+    }
+    Ok(())
 }
 
 /// What a route on a shared port serves. All empty: the port's default.
@@ -259,6 +310,43 @@ mod tests {
         for bad in ["", "a*.test", "a..test", "*.*.test", "a test", ".test", "app.test:443"] {
             assert!(Pattern::parse(bad).unwrap_err().starts_with("bad name"), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn one_name_check_says_what_is_wrong() {
+        let bad = |name: &str| check(&normalize(name), false).unwrap_err();
+        for ok in ["a.test", "Pypi.Org.", "1password.com", "xn--bcher-kva.example", "a-b.c-d.test", "localhost", "a.b.c.d.e.f.g"] {
+            assert_eq!(check(&normalize(ok), false), Ok(()), "{ok}");
+        }
+        assert!(bad("blocked..wild.test").contains("empty label after \"blocked\""));
+        assert!(bad("a.test..").contains("empty label"), "one trailing dot is normalized away, not two");
+        assert!(bad(".a.test").contains("empty label at its start"));
+        assert!(bad("").contains("empty name"));
+        assert!(bad(&format!("{}.test", "a".repeat(64))).contains("label of 64 octets"));
+        assert_eq!(check(&format!("{}.test", "a".repeat(63)), false), Ok(()));
+        let long = ["a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(61)].join(".");
+        assert_eq!((long.len(), check(&long, false)), (253, Ok(())));
+        assert!(bad(&format!("{long}e")).contains("254 octets"));
+        assert!(bad("bücher.example").contains("non-ASCII"), "a U-label: ask for its xn-- form");
+        assert!(bad("a%2eb.test").contains("'%'"));
+        assert!(bad("a:b.test").contains("':'"));
+        assert!(bad("a*b.test").contains("'*'"));
+        assert!(bad("-a.test").contains("starts or ends with '-'") && bad("a-.test").contains("'-'"));
+        assert!(bad("_acme.a.test").contains("does not allow") && check("_acme.a.test", true).is_ok(), "'_' only where the route says");
+    }
+
+    #[test]
+    fn destination_hosts_leave_odd_names_to_the_check() {
+        assert_eq!(destination_host("Blocked..Wild.Test."), Some("blocked..wild.test".into()));
+        assert_eq!(destination_host("a.test.."), Some("a.test..".into()), "two dots stay: an empty label");
+        for name in ["A.test.", "a.test..", "a..", "."] {
+            assert_eq!(normalize(&normalize(name)), normalize(name), "once or twice, the same: {name:?}");
+        }
+        assert_eq!(destination_host("a%2eb"), Some("a%2eb".into()));
+        for none in ["", "a b", "a/b", "a@b", "a\tb", "a\u{0}b", "[::1]", "a\\b", "a?b", "a#b"] {
+            assert_eq!(destination_host(none), None, "{none:?}");
+        }
+        assert_eq!(destination_host(&"a".repeat(2000)), None, "no name is that long");
     }
 
     #[test]

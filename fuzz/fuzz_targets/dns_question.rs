@@ -8,6 +8,7 @@
 use std::net::IpAddr;
 
 use libfuzzer_sys::fuzz_target;
+use wasiter::dns::message::{query, Family};
 use wasiter::dns::Hosts;
 use wasiter::dns_server::answer::{decide, read, resolved, write, Plan, Read};
 use wasiter::forward::{Decision, Forward};
@@ -27,6 +28,13 @@ fuzz_target!(|data: &[u8]| {
         Plan::Resolve(family) => {
             assert!(matches!(decision, Some((Decision::Allow, _))), "only allowed names are looked up: {:?} {decision:?}", q.name);
             assert!(q.name.ends_with(".allowed.test"), "{:?}", q.name);
+            // One name check, and the resolver asks for the name it passed, label for label.
+            assert_eq!(wasiter::names::check(&q.name, false), Ok(()), "{:?}", q.name);
+            let asked = query(9, &q.name, Family::V4).expect("an allowed name can be asked for");
+            let labels: Vec<String> = simple_dns::Packet::parse(&asked).unwrap().questions[0].qname.as_bytes().map(|l| String::from_utf8_lossy(l).into_owned()).collect();
+            assert_eq!(labels.join("."), q.name);
+            let wire: Vec<Vec<u8>> = simple_dns::Packet::parse(data).unwrap().questions[0].qname.as_bytes().map(|l| l.to_ascii_lowercase()).collect();
+            assert_eq!(wire, labels.iter().map(|l| l.as_bytes().to_vec()).collect::<Vec<_>>(), "the wire labels are the labels checked");
             let addrs: Vec<IpAddr> = ["93.184.216.34", "10.0.0.1", "2606:2800::1", "::1"].iter().map(|a| a.parse().unwrap()).collect();
             resolved(&q, family, &Ok(addrs), Some(60), &policy).0
         }

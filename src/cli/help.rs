@@ -62,6 +62,8 @@ const ROUTE_OPTIONS: &str = "  OPTIONs, after the upstreams, each after a ';':
         auth=USER:PASS                           ask for a login (407 without)
         report                                   let unlisted names through as
                                                  would-deny; draft the list on stop
+        underscore                               names may hold '_' (else refused,
+                                                 rule bad-name)
         parent=http://[USER:PASS@]HOST:PORT      go out through this proxy (after
                                                  the list is checked)...
         direct=NAME,...                          ...except to these names
@@ -70,7 +72,8 @@ const ROUTE_OPTIONS: &str = "  OPTIONs, after the upstreams, each after a ';':
         --route '127.0.0.1:3128=forward;to=pypi.org,*.github.com'
     LISTEN=dns;to=NAME,...       an allowlist DNS server (UDP and TCP): A/AAAA for
                                  listed names, REFUSED for any other, never asked
-                                 upstream; takes not-to=, to-net=, report
+                                 upstream; takes not-to=, to-net=, report,
+                                 underscore
         --route '127.0.0.1:3053=dns;to=pypi.org,*.github.com'
 ";
 

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use simple_dns::rdata::RData;
-use simple_dns::{Name, Packet, PacketFlag, Question, CLASS, QCLASS, QTYPE, RCODE, TYPE};
+use simple_dns::{Label, Name, Packet, PacketFlag, Question, CLASS, QCLASS, QTYPE, RCODE, TYPE};
 
 /// Which address family a query asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -50,11 +50,18 @@ pub enum Answer {
     Failed(String),
 }
 
-/// The query for `name` and `family`, with this id.
+/// The query for `name` (as `ResolvConf::candidates` made it: no
+/// trailing dot) and `family`, with this id. A name that is not a host
+/// name (`crate::names::check`, `_` allowed; a trailing dot is an empty
+/// label here) is refused, not mended: simple-dns would drop an empty
+/// label and ask for another name than the one the policy checked.
 pub fn query(id: u16, name: &str, family: Family) -> Result<Vec<u8>, String> {
     let mut packet = Packet::new_query(id);
     packet.set_flags(PacketFlag::RECURSION_DESIRED);
-    let qname = Name::new(name).map_err(|e| format!("cannot ask for {name:?}: {e}"))?;
+    crate::names::check(name, true).map_err(|why| format!("cannot ask for {name:?}: {why}"))?;
+    // The labels as checked (simple-dns's own rules differ: no '_' last).
+    let labels: Vec<Label<'_>> = name.split('.').map(|l| Label::new_unchecked(l.as_bytes())).collect();
+    let qname = Name::new_with_labels(&labels);
     packet.questions.push(Question::new(qname, QTYPE::TYPE(family.qtype()), QCLASS::CLASS(CLASS::IN), false));
     packet.build_bytes_vec().map_err(|e| format!("cannot ask for {name:?}: {e}"))
 }
@@ -141,6 +148,18 @@ pub mod tests {
         ];
         let a = parse(&answer(&q, RCODE::NoError, records, false), 7, Family::V4).unwrap();
         assert_eq!(a, Answer::Addrs(vec!["10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()], Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn a_query_asks_for_the_name_as_given_or_not_at_all() {
+        for bad in ["blocked..wild.test", ".a.test", "a.test.", "a b.test", "b\u{fc}cher.test", "", "."] {
+            assert!(query(1, bad, Family::V4).unwrap_err().starts_with("cannot ask for"), "{bad:?}: never mended into another name");
+        }
+        let q = Packet::parse(&query(1, "_svc.Db_.test", Family::V4).unwrap()).unwrap().questions[0].qname.to_string();
+        assert_eq!(q, "_svc.Db_.test", "'_' (a service name) is fine, anywhere in a label");
+        let conf = super::super::ResolvConf::default();
+        let asked: Vec<bool> = ["a.test.", "a.test.."].iter().map(|n| conf.candidates(n).iter().all(|c| query(1, c, Family::V4).is_ok())).collect();
+        assert_eq!(asked, [true, false], "an absolute name is asked; two trailing dots are an empty label to the end");
     }
 
     #[test]

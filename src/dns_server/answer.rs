@@ -25,7 +25,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use simple_dns::rdata::{RData, A, AAAA, OPT, OPTCode, PTR};
-use simple_dns::{Name, Packet, PacketFlag, Question as Q, ResourceRecord, CLASS, OPCODE, QCLASS, QTYPE, RCODE, TYPE};
+use simple_dns::{Label, Name, Packet, PacketFlag, Question as Q, ResourceRecord, CLASS, OPCODE, QCLASS, QTYPE, RCODE, TYPE};
 
 use crate::dns::{self, Family, Hosts};
 use crate::forward::{Decision, Forward, Rule};
@@ -38,6 +38,9 @@ const UDP_EDNS_MAX: usize = 1232;
 /// How long an answer that came from no cache (a literal, `/etc/hosts`)
 /// may be kept.
 const LOCAL_TTL: u32 = 60;
+/// The most addresses one reply gives (a name with more gets these): so
+/// that a reply stays under 2 KiB, and a TCP client's queue bounded.
+pub const MAX_ADDRS: usize = 32;
 /// Extended DNS Error codes (RFC 8914).
 const EDE_BLOCKED: u16 = 15;
 const EDE_NETWORK: u16 = 23;
@@ -48,8 +51,12 @@ pub struct Question {
     pub id: u16,
     /// Lower case, no trailing dot: what the policy reads.
     pub name: String,
-    /// As asked (a client that randomizes the case checks it comes back).
-    asked: String,
+    /// Its labels as asked, byte for byte (a client that randomizes the
+    /// case checks it comes back; a refused odd name is echoed as sent).
+    asked: Vec<Vec<u8>>,
+    /// What its wire form says that the text cannot: a label that holds a
+    /// dot (`name` would read it as two). Refused as a bad name.
+    wire: Option<String>,
     pub qtype: u16,
     recursion: bool,
     /// The client's EDNS UDP size, if it sent an OPT record.
@@ -99,7 +106,9 @@ pub fn read(bytes: &[u8]) -> Read {
     let [question] = packet.questions.as_slice() else {
         return Read::Reply(bare(packet.id(), RCODE::FormatError), RCODE::FormatError);
     };
-    let asked = question.qname.to_string();
+    let text = question.qname.to_string();
+    let asked = question.qname.as_bytes().map(<[u8]>::to_vec).collect();
+    let wire = question.qname.as_bytes().find(|l| l.contains(&b'.')).map(|l| format!("the label {:?} holds a dot (the name would read as other labels)", String::from_utf8_lossy(l)));
     let qtype = match question.qtype {
         QTYPE::TYPE(t) => u16::from(t),
         QTYPE::ANY => 255,
@@ -107,8 +116,9 @@ pub fn read(bytes: &[u8]) -> Read {
     };
     Read::Query(Question {
         id: packet.id(),
-        name: asked.to_ascii_lowercase(),
+        name: text.to_ascii_lowercase(),
         asked,
+        wire,
         qtype,
         recursion: packet.has_flags(PacketFlag::RECURSION_DESIRED),
         edns: packet.opt().map(|o| o.udp_packet_size),
@@ -162,9 +172,9 @@ pub fn decide(q: &Question, policy: &Forward, hosts: &Hosts) -> (Option<(Decisio
         };
         return (None, Plan::Reply(reply));
     }
-    if !is_host_name(&q.name) {
-        let why = format!("{:?} is not a host name (letters, digits, '-' and '_' in dot-separated labels)", q.name);
-        return (Some((Decision::Deny, Rule::NotListed)), Plan::Reply(Reply::refused(why)));
+    if let Some(why) = &q.wire {
+        let why = format!("{:?} refused (rule {}): {why}", q.name.escape_debug().to_string(), Rule::BadName.id());
+        return (Some((Decision::Deny, Rule::BadName)), Plan::Reply(Reply::refused(why)));
     }
     let decision = match policy.check_host(&q.name, 0) {
         Ok(d) => d,
@@ -193,7 +203,7 @@ pub fn resolved(q: &Question, family: Family, result: &dns::Addrs, ttl: Option<u
         Err(refusal) => return (Reply::refused(refusal.text), Some(refusal.rule)),
     };
     let wanted = |ip: &IpAddr| matches!((ip, family), (IpAddr::V4(_), Family::V4) | (IpAddr::V6(_), Family::V6));
-    let addrs = reachable.into_iter().filter(wanted).collect();
+    let addrs = reachable.into_iter().filter(wanted).take(MAX_ADDRS).collect();
     (Reply { addrs, ttl: ttl.unwrap_or(LOCAL_TTL), ..Reply::empty(RCODE::NoError) }, None)
 }
 
@@ -219,7 +229,8 @@ fn build(q: &Question, reply: &Reply, whole: bool) -> Vec<u8> {
         p.set_flags(PacketFlag::RECURSION_DESIRED);
     }
     p.set_flags(PacketFlag::RECURSION_AVAILABLE);
-    let Ok(name) = Name::new(&q.asked) else { return bare(q.id, RCODE::FormatError) };
+    let labels: Vec<Label<'_>> = q.asked.iter().map(|l| Label::new_unchecked(l.as_slice())).collect();
+    let name = Name::new_with_labels(&labels);
     p.questions.push(Q::new(name.clone(), QTYPE::try_from(q.qtype).unwrap_or(QTYPE::ANY), QCLASS::CLASS(CLASS::IN), false));
     if !whole {
         p.set_flags(PacketFlag::TRUNCATION);
@@ -253,14 +264,6 @@ fn bare(id: u16, rcode: RCODE) -> Vec<u8> {
     let mut out = id.to_be_bytes().to_vec();
     out.extend_from_slice(&[0x80, rcode as u8, 0, 0, 0, 0, 0, 0, 0, 0]);
     out
-}
-
-/// Letters, digits, '-' and '_' in labels of 1 to 63 (no empty name, no
-/// label holding a dot or a byte a host name never has).
-fn is_host_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
 }
 
 /// The address a reverse name stands for (`4.3.2.1.in-addr.arpa`, or 32

@@ -66,7 +66,7 @@ fn an_unlisted_name_is_refused_at_once_with_the_reason() {
 fn names_that_are_addresses_or_not_host_names_are_refused() {
     let p = policy(&["*.example.com"]);
     for name in ["10.0.0.1", "2130706433", "0x7f.1", "a\\.b.example.com", "x y.example.com"] {
-        let q = Question { id: 1, name: name.into(), asked: name.into(), qtype: 1, recursion: true, edns: None };
+        let q = Question { id: 1, name: name.into(), asked: name.split('.').map(|l| l.as_bytes().to_vec()).collect(), wire: None, qtype: 1, recursion: true, edns: None };
         let (decision, plan) = decide(&q, &p, &hosts());
         assert!(matches!(decision, Some((Decision::Deny, _))), "{name}");
         assert!(matches!(plan, Plan::Reply(Reply { rcode: RCODE::Refused, .. })), "{name}");
@@ -162,4 +162,53 @@ fn a_reply_keeps_the_case_asked_and_is_truncated_to_fit() {
     let plain = question("app.test", TYPE::A);
     let plain = Question { edns: None, ..plain };
     assert_eq!(plain.udp_limit(), 512);
+}
+
+/// A query whose name is these wire labels, as they are (dots and all).
+fn wire_query(labels: &[&[u8]]) -> Vec<u8> {
+    let mut bytes = vec![0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    for l in labels {
+        bytes.push(l.len() as u8);
+        bytes.extend_from_slice(l);
+    }
+    bytes.extend_from_slice(&[0, 0, 1, 0, 1]);
+    bytes
+}
+
+#[test]
+fn a_bad_name_is_refused_by_its_own_rule_and_never_looked_up() {
+    let p = Forward { not_to: vec![Pattern::parse("blocked.wild.test").unwrap()], ..policy(&["*.wild.test"]) };
+    let refused = |bytes: Vec<u8>| {
+        let Read::Query(q) = read(&bytes) else { panic!("a query") };
+        let (decision, plan) = decide(&q, &p, &hosts());
+        let Plan::Reply(reply) = plan else { panic!("{:?} must not be looked up", q.name) };
+        assert_eq!((decision, reply.rcode), (Some((Decision::Deny, Rule::BadName)), RCODE::Refused), "{:?}", q.name);
+        reply.why.unwrap().1
+    };
+    // The label "blocked.wild" holds a dot: read as text it is blocked.wild.test's
+    // labels, on the wire one label fewer. Neither reading may pass.
+    assert!(refused(wire_query(&[b"x", b"blocked.wild", b"test"])).contains("holds a dot"));
+    assert!(refused(wire_query(&[b"a", b"blocked.wild.test"])).contains("holds a dot"));
+    assert!(refused(wire_query(&[b"a b", b"wild", b"test"])).contains("' '"));
+    let Read::Query(q) = read(&wire_query(&[b"x", b"blocked.wild", b"test"])) else { panic!() };
+    let Plan::Reply(reply) = decide(&q, &p, &hosts()).1 else { panic!() };
+    let bytes = write(&q, &reply, 512);
+    let echoed = Packet::parse(&bytes).unwrap();
+    assert_eq!(echoed.rcode(), RCODE::Refused, "REFUSED, not a FORMERR for a name the reply could not write");
+    assert_eq!(echoed.questions[0].qname.as_bytes().collect::<Vec<_>>(), [&b"x"[..], b"blocked.wild", b"test"], "the question as asked");
+    assert!(refused(wire_query(&[b"a\0", b"wild", b"test"])).contains("is not a host name"));
+    assert!(refused(wire_query(&[&[0xc3, 0xbc], b"wild", b"test"])).contains("non-ASCII"));
+    assert!(refused(wire_query(&[b"_x", b"wild", b"test"])).contains("'_'"));
+    assert!(refused(wire_query(&[])).contains("empty name"), "the root");
+    let Read::Query(ok) = read(&wire_query(&[b"Ok", b"Wild", b"TEST"])) else { panic!() };
+    assert_eq!(decide(&ok, &p, &hosts()).1, Plan::Resolve(Family::V4), "one normalisation: case");
+}
+
+#[test]
+fn a_reply_gives_at_most_max_addrs_addresses() {
+    let q = question("many.example", TYPE::A);
+    let many: Vec<IpAddr> = (0..200u8).map(|i| IpAddr::V4(Ipv4Addr::new(93, 184, 1, i))).collect();
+    let (reply, _) = resolved(&q, Family::V4, &Ok(many), Some(60), &policy(&["*"]));
+    assert_eq!(reply.addrs.len(), MAX_ADDRS);
+    assert!(write(&q, &reply, usize::from(u16::MAX)).len() < 2048, "under 2 KiB, as tcp.rs counts on");
 }

@@ -38,7 +38,9 @@ use answer::{Plan, Question, Read, Reply};
 /// Datagrams read per wake-up: a flood must not starve the other sockets.
 const UDP_BATCH: usize = 64;
 /// Questions waiting for the resolver at once (over all clients); past it,
-/// SERVFAIL at once. With `MAX_TCP` clients, this bounds the memory.
+/// SERVFAIL at once. With `MAX_TCP` clients (each bounded in `tcp.rs`),
+/// this bounds the memory: a UDP client holds nothing between datagrams
+/// but its waiting questions (a reply the socket cannot take is dropped).
 const MAX_WAITING: usize = 1024;
 /// TCP clients at once; more are closed as they come.
 const MAX_TCP: usize = 64;
@@ -173,24 +175,40 @@ impl DnsServer {
     }
 
     fn on_tcp(&mut self, key: usize, cx: &mut Cx<'_>) {
-        let Some((client, serial)) = self.tcp.get_mut(key) else { return };
-        let serial = *serial;
+        let Some((client, _)) = self.tcp.get_mut(key) else { return };
         client.deadline = cx.now + TCP_IDLE;
-        if client.flush().is_err() || client.done() {
+        let failed = client.flush().is_err() || (client.interest().0 && client.on_readable().is_err());
+        if failed {
             self.tcp.try_remove(key);
             return;
         }
-        if !client.interest().0 {
-            return; // woken to write: its questions in flight are at their bound
-        }
-        match client.on_readable() {
-            tcp::Got::Close => {
-                self.tcp.try_remove(key);
+        self.pump(key, cx);
+    }
+
+    /// Answer the queries TCP client `key` has sent, as far as its bounds
+    /// allow (`tcp.rs`); close it once it is done. Called when it was
+    /// ready, and when one of its questions was answered later (room made).
+    fn pump(&mut self, key: usize, cx: &mut Cx<'_>) {
+        loop {
+            let Some((client, serial)) = self.tcp.get_mut(key) else { return };
+            let (serial, peer) = (*serial, client.peer);
+            match client.take() {
+                Ok(Some(query)) => self.question(&query, To::Tcp(key, serial), peer, cx),
+                Ok(None) if !client.done() => return,
+                Ok(None) | Err(()) => {
+                    self.tcp.try_remove(key);
+                    return;
+                }
             }
-            tcp::Got::Queries(queries) => {
-                let peer = client.peer;
-                for q in queries {
-                    self.question(&q, To::Tcp(key, serial), peer, cx);
+        }
+    }
+
+    /// After replies to waiting questions: their TCP clients may take more.
+    fn pump_all(&mut self, answered: Vec<To>, cx: &mut Cx<'_>) {
+        for to in answered {
+            if let To::Tcp(key, serial) = to {
+                if self.tcp.get(key).is_some_and(|(_, s)| *s == serial) {
+                    self.pump(key, cx);
                 }
             }
         }
@@ -233,12 +251,15 @@ impl DnsServer {
     /// Lookups the resolver finished: the questions waiting for them.
     pub fn resolved(&mut self, id: LookupId, result: &Addrs, cx: &mut Cx<'_>) {
         let due: Vec<usize> = self.waiting.iter().filter(|(_, w)| w.lookup == id).map(|(k, _)| k).collect();
+        let mut answered = Vec::new();
         for key in due {
             if let Some(w) = self.waiting.try_remove(key) {
                 let ttl = cx.resolver.ttl_left(&format!("{}.", w.question.name), cx.now);
                 self.found(w.to, w.from, &w.question, w.family, result, ttl, cx);
+                answered.push(w.to);
             }
         }
+        self.pump_all(answered, cx);
     }
 
     /// The resolver's `result` for `q` (cached for `ttl` more): reply.
@@ -254,12 +275,15 @@ impl DnsServer {
     pub fn expire(&mut self, cx: &mut Cx<'_>) {
         let now = cx.now;
         let due: Vec<usize> = self.waiting.iter().filter(|(_, w)| w.deadline <= now).map(|(k, _)| k).collect();
+        let mut answered = Vec::new();
         for key in due {
             if let Some(w) = self.waiting.try_remove(key) {
                 self.reply(w.to, w.from, &w.question, &answer::servfail(None), None, cx);
+                answered.push(w.to);
             }
         }
         self.tcp.retain(|_, (c, _)| c.deadline > now);
+        self.pump_all(answered, cx);
     }
 
     /// Names judged since the last call: (name, decision, rule).

@@ -63,6 +63,10 @@ pub struct Forward {
     /// `LISTEN=dns;...`: not a proxy but the allowlist DNS server, which
     /// answers for the names this policy allows (`crate::dns_server`).
     pub dns: bool,
+    /// `underscore`: names may hold `_` (service names such as
+    /// `_acme-challenge`, or hosts named so); else a name with one is
+    /// refused as a bad name (`crate::names::check`).
+    pub underscore: bool,
 }
 
 /// What the policy decided for one request or tunnel.
@@ -113,10 +117,13 @@ pub enum Rule {
     /// header naming Content-Length, Transfer-Encoding or Host, both
     /// Content-Length and Transfer-Encoding, and the like.
     Framing,
+    /// Not a host name: an empty label, a label or name too long, a
+    /// character a host name never has (`crate::names::check`).
+    BadName,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 10] = [Rule::Listed, Rule::NotListed, Rule::NotTo, Rule::Port, Rule::Address, Rule::IpLiteral, Rule::SniMismatch, Rule::NotTls, Rule::NotHttp, Rule::Framing];
+    pub const ALL: [Rule; 11] = [Rule::Listed, Rule::NotListed, Rule::NotTo, Rule::Port, Rule::Address, Rule::IpLiteral, Rule::SniMismatch, Rule::NotTls, Rule::NotHttp, Rule::Framing, Rule::BadName];
 
     pub fn id(self) -> &'static str {
         match self {
@@ -130,6 +137,7 @@ impl Rule {
             Rule::NotTls => "tunnel-not-tls",
             Rule::NotHttp => "tunnel-not-http",
             Rule::Framing => "framing",
+            Rule::BadName => "bad-name",
         }
     }
 }
@@ -226,6 +234,12 @@ impl Forward {
         } else if looks_numeric(host) {
             let why = format!("{host} is an IP address in a form that is not dotted-quad (as 127.1 or 0x7f.1 read)");
             return Err(Refusal::new(Rule::IpLiteral, host, port, why, "ask for the address dotted-quad, and name it in to=".into()));
+        }
+        // One check of what a name may be, before any pattern sees it: a
+        // name no pattern was written for (an empty label) must not match one.
+        if let Err(why) = crate::names::check(host, self.underscore) {
+            let shown = host.escape_debug().to_string();
+            return Err(Refusal::new(Rule::BadName, &shown, port, format!("{shown:?} is not a host name: {why}"), "ask for the name as DNS writes it (letters, digits, '-'; labels of 1 to 63 between single dots)".into()));
         }
         let matches = |list: &[Pattern]| list.iter().find(|p| p.matches(host)).map(|p| p.to_string());
         if let Some(rule) = matches(&self.not_to) {

@@ -140,3 +140,55 @@ mod decisions {
         assert!(f.check_addrs("example.com", 443, &["10.1.2.3".parse().unwrap()]).is_err(), "and the address ranges");
     }
 }
+
+mod bad_names {
+    use super::*;
+
+    fn fwd(to: &[&str], not_to: &[&str], report: bool, underscore: bool) -> Forward {
+        let pats = |l: &[&str]| l.iter().map(|p| Pattern::parse(p).unwrap()).collect();
+        Forward { to: pats(to), not_to: pats(not_to), report, underscore, ..Forward::default() }
+    }
+
+    #[test]
+    fn a_name_no_pattern_was_written_for_is_refused_before_any_pattern_sees_it() {
+        let f = fwd(&["*.wild.test"], &["blocked.wild.test"], false, false);
+        assert_eq!(f.check_name("blocked.wild.test", 443, true).unwrap_err().rule, Rule::NotTo);
+        for (name, why) in [
+            ("blocked..wild.test", "empty label"),
+            ("blocked.wild.test.", "empty label"), // a second trailing dot, after normalize took one
+            (".blocked.wild.test", "empty label"),
+            ("x%2eblocked.wild.test", "'%'"),
+            ("blocked.wild.test:443", "':'"),
+            ("b\u{fc}cher.wild.test", "non-ASCII"),
+            ("a_b.wild.test", "does not allow"),
+            ("-a.wild.test", "'-'"),
+        ] {
+            let r = f.check_name(name, 443, true).unwrap_err();
+            assert_eq!(r.rule, Rule::BadName, "{name}");
+            assert!(r.text.contains("(rule bad-name)") && r.text.contains("is not a host name") && r.text.contains(why), "{name}: {}", r.text);
+            assert!(!r.text.contains('\n'), "one line");
+        }
+        let long = format!("{}.wild.test", "a".repeat(64));
+        assert!(f.check_name(&long, 443, true).unwrap_err().text.contains("label of 64 octets"));
+        let deep = format!("{}wild.test", "a.".repeat(125));
+        assert!(f.check_name(&deep, 443, true).unwrap_err().text.contains("octets (at most 253)"));
+        assert_eq!(f.check_host("xn--bcher-kva.wild.test", 0), Ok((Decision::Allow, Rule::Listed)), "an A-label is a name like any other");
+    }
+
+    #[test]
+    fn report_mode_and_to_star_do_not_let_a_bad_name_through() {
+        for f in [fwd(&["*"], &[], false, false), fwd(&[], &[], true, false)] {
+            assert_eq!(f.check_host("a..test", 0).unwrap_err().rule, Rule::BadName);
+        }
+        let u = fwd(&["*.test"], &[], false, true);
+        assert_eq!(u.check_host("_acme.a.test", 0), Ok((Decision::Allow, Rule::Listed)), "underscore: '_' allowed");
+        assert_eq!(u.check_host("a..test", 0).unwrap_err().rule, Rule::BadName, "and nothing else");
+    }
+
+    #[test]
+    fn ip_literals_still_meet_their_own_rule() {
+        let f = fwd(&["*"], &[], false, false);
+        assert_eq!(f.check_host("::1", 0).unwrap_err().rule, Rule::IpLiteral);
+        assert_eq!(f.check_host("127.1", 0).unwrap_err().rule, Rule::IpLiteral);
+    }
+}

@@ -22,8 +22,14 @@ use crate::relay::Framing;
 const RESOLVE_LIMIT: Duration = Duration::from_secs(60);
 
 impl Front {
-    /// Its lookup finished: check the addresses, then relay or refuse.
-    pub fn resolved(&mut self, result: dns::Addrs, rules: &Rules<'_>) -> Step {
+    /// Its lookup finished: check the addresses, then relay or refuse; no
+    /// such name: the next name the search list makes of it, if any.
+    pub fn resolved(&mut self, result: dns::Addrs, rules: &Rules<'_>, resolver: &mut Resolver, now: Instant) -> Step {
+        if matches!(result, Err(dns::Error::NotFound)) {
+            if let Some(next) = self.candidates.pop() {
+                return self.ask(&next, rules, resolver, now);
+            }
+        }
         let (Some((route, forward)), Some(target)) = (rules.forward, self.target.as_mut()) else { return Step::Close };
         let host = target.host.clone();
         if let Some(parent) = &target.parent {
@@ -176,12 +182,32 @@ impl Front {
     }
 
     /// Look the destination's name up, or its parent's (at once from the
-    /// cache or /etc/hosts, else wait for the answer).
+    /// cache or /etc/hosts, else wait for the answer). The resolver is
+    /// asked only for names the policy saw: each name resolv.conf's search
+    /// list makes of the destination's (`api` -> `api.corp.test`, as
+    /// getaddrinfo would try them) is checked as the name itself was, the
+    /// ones it refuses are never asked, and the rest are asked as absolute
+    /// names (`name.`), one after the other while the answer is "no such name".
     pub(super) fn look_up(&mut self, target: Target, rules: &Rules<'_>, resolver: &mut Resolver, now: Instant) -> Step {
-        let lookup = resolver.lookup(target.parent.as_ref().map_or(&target.host, |p| &p.host), now);
+        let name = match &target.parent {
+            Some(parent) => parent.host.clone(),
+            // An address, or a name /etc/hosts gives: answered as it is.
+            None if target.host.parse::<std::net::IpAddr>().is_ok() || !resolver.hosts().lookup(&target.host).is_empty() => target.host.clone(),
+            None => {
+                let policy = rules.forward.map(|(_, f)| f);
+                let checked = |c: &String| policy.is_some_and(|f| f.check_host(c, target.port).is_ok());
+                self.candidates = resolver.conf().candidates(&target.host).into_iter().filter(checked).map(|c| format!("{c}.")).rev().collect();
+                self.candidates.pop().unwrap_or_else(|| format!("{}.", target.host))
+            }
+        };
         self.target = Some(target);
-        match lookup {
-            Lookup::Ready(result) => self.resolved(result, rules),
+        self.ask(&name, rules, resolver, now)
+    }
+
+    /// Ask the resolver for `name`: go on now, or wait for its answer.
+    fn ask(&mut self, name: &str, rules: &Rules<'_>, resolver: &mut Resolver, now: Instant) -> Step {
+        match resolver.lookup(name, now) {
+            Lookup::Ready(result) => self.resolved(result, rules, resolver, now),
             Lookup::Pending(id) => {
                 self.phase = Phase::Resolve(id);
                 self.deadline = now + RESOLVE_LIMIT;

@@ -131,6 +131,9 @@ pub struct Front {
     /// (`crate::conn::bind`): the tunnel's destination, which each of its
     /// requests must name (`proxy_request::in_tunnel`).
     pub pinned: Option<(String, u16)>,
+    /// A forward route: the names still to ask for its destination (from
+    /// the search list, each checked by the policy), the next one last.
+    candidates: Vec<String>,
     phase: Phase,
     /// Bytes read past any PROXY header: the start of the client's stream.
     read: Vec<u8>,
@@ -141,7 +144,7 @@ pub struct Front {
 
 impl Front {
     pub fn new(id: u64, door: usize, client: Stream, peer: SocketAddr, now: Instant) -> Front {
-        Front { id, door, client, peer, from: peer, to: None, asked: None, target: None, reason: None, decision: None, speaks: Speaks::Http, pinned: None, phase: Phase::Accepted, read: Vec::new(), deadline: now, opened: now }
+        Front { id, door, client, peer, from: peer, to: None, asked: None, target: None, reason: None, decision: None, speaks: Speaks::Http, pinned: None, candidates: Vec::new(), phase: Phase::Accepted, read: Vec::new(), deadline: now, opened: now }
     }
 
     /// A forward client back for its next request, with what it already
@@ -252,7 +255,13 @@ impl Front {
                 return self.close(if tls { Reason::BadClientHello(why) } else { Reason::BadRequest(why) });
             }
             Ok(None) => return Step::Wait,
-            Err(Failure::BadClientHello(why)) => return self.close(Reason::BadClientHello(why)),
+            Err(Failure::BadClientHello(why)) => {
+                // A fatal alert (decode_error), as a server would send.
+                if self.read.first().is_some_and(|&b| client_hello::looks_like_tls(b)) {
+                    tell(&self.client, &client_hello::fatal_alert(&self.read, client_hello::DECODE_ERROR));
+                }
+                return self.close(Reason::BadClientHello(why));
+            }
             Err(Failure::BadRequest(why)) => return self.close(Reason::BadRequest(why)),
             Err(Failure::TooLarge(why)) => return self.close(Reason::PeekTooLarge(why)),
             Err(failure @ Failure::Framing(..)) => return self.close(Reason::BadRequest(failure.why())),
@@ -283,8 +292,13 @@ impl Front {
             if !client_hello::looks_like_tls(first) {
                 return Err(Failure::BadClientHello(format!("not TLS: the first byte is {:?}", first.escape_ascii().to_string())));
             }
-            let hello = client_hello::parse(&self.read)?;
-            Ok(hello.map(|h| Asked::Tls { name: h.server_name.as_deref().map(normalize), alpn: h.alpn }))
+            let Some(hello) = client_hello::parse(&self.read)? else { return Ok(None) };
+            let name = hello.server_name.as_deref().map(normalize);
+            // The name check of every front (`_` allowed: sni= patterns take it).
+            if let Some(Err(why)) = name.as_deref().map(|n| crate::names::check(n, true)) {
+                return Err(Failure::BadClientHello(format!("the server name {:?} is not a host name: {why}", name.unwrap_or_default())));
+            }
+            Ok(Some(Asked::Tls { name, alpn: hello.alpn }))
         } else {
             let head = http_head::parse(&self.read)?;
             Ok(head.map(|h| Asked::Http { host: h.host.as_deref().map(|host| normalize(http_head::without_port(host))) }))

@@ -129,9 +129,10 @@ pub fn request(buf: &[u8]) -> Result<Option<(Request, usize)>, Refused> {
             let Some(&len) = buf.get(4) else { return Ok(None) };
             let Some(name) = buf.get(5..5 + usize::from(len)) else { return Ok(None) };
             let shown = || String::from_utf8_lossy(name).escape_debug().to_string();
-            // A name, or an address written out (a colon only in IPv6's).
-            let host = std::str::from_utf8(name).ok().and_then(destination_host).filter(|h| !h.contains(':') || h.parse::<Ipv6Addr>().is_ok());
-            match host {
+            // A name, or an address written out. Odd bytes go on (as U+FFFD
+            // when not UTF-8) to the policy's name check, which refuses
+            // them with its reason (`rule=bad-name`) as on every front.
+            match destination_host(&String::from_utf8_lossy(name)) {
                 Some(h) => (h, 5 + usize::from(len)),
                 None => return Err((Rep::HostUnreachable, format!("a SOCKS5 request for {:?}, which is no host name or address", shown()))),
             }
@@ -221,9 +222,13 @@ mod tests {
         assert_eq!(code(&[5, 1, 0, 7, 1, 2, 3, 4, 0, 80]), Rep::AddressTypeNotSupported);
         assert_eq!(code(&[5, 1, 0, 1, 1, 2, 3, 4, 0, 0]), Rep::GeneralFailure, "port 0");
         assert_eq!(code(&[4, 1, 0, 1, 1, 2, 3, 4, 0, 80]), Rep::GeneralFailure);
-        for bad in [&b"a b"[..], b"x/y", b"", b"evil.test\0.allowed.test", b"[::1]", b"pypi.org:443", &[0xc3, 0xa9]] {
-            let msg = [&[5u8, 1, 0, 3, bad.len() as u8][..], bad, &[1, 187]].concat();
-            assert_eq!(code(&msg), Rep::HostUnreachable, "{:?}", String::from_utf8_lossy(bad));
+        let msg = |name: &[u8]| [&[5u8, 1, 0, 3, name.len() as u8][..], name, &[1, 187]].concat();
+        for bad in [&b"a b"[..], b"x/y", b"", b"evil.test\0.allowed.test", b"[::1]"] {
+            assert_eq!(code(&msg(bad)), Rep::HostUnreachable, "{:?}", String::from_utf8_lossy(bad));
+        }
+        // Odd but not structural: on to the policy's name check (rule bad-name), as written.
+        for (odd, host) in [(&b"pypi.org:443"[..], "pypi.org:443"), (&[0xc3, 0xa9], "\u{e9}"), (&[0xff, b'.', b'a'], "\u{fffd}.a"), (b"Blocked..Wild.Test.", "blocked..wild.test")] {
+            assert_eq!(request(&msg(odd)).unwrap().unwrap().0.host, host);
         }
     }
 

@@ -114,9 +114,13 @@ impl Proxy {
             for key in waiting {
                 let Some(mut front) = self.fronts.try_remove(key) else { continue };
                 let step = match self.doors.get(front.door) {
-                    Some(door) => front.resolved(result.clone(), &door.rules(self.header_timeout, self.peek_timeout)),
+                    Some(door) => front.resolved(result.clone(), &door.rules(self.header_timeout, self.peek_timeout), &mut self.resolver, now),
                     None => Step::Close,
                 };
+                if step == Step::Wait && front.waits_for().is_some() {
+                    self.fronts.insert(front); // its next name is asked: the same key, the slot was just freed
+                    continue;
+                }
                 self.finish(front, step, now);
             }
         }

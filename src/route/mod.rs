@@ -40,7 +40,7 @@ use crate::forward::Forward;
 use crate::names::{Match, Pattern};
 
 pub const ROUTE_FORM: &str =
-    "LISTEN=HOST:PORT[,HOST:PORT...][;policy=failover|round-robin|least-conn][;allow=CIDR,...][;deny=CIDR,...][;send-proxy=v1|v2][;accept-proxy][;sni=NAME,...][;alpn=PROTO,...][;host=NAME,...][;cert=PEM;key=PEM][;upstream-tls][;upstream-ca=PEM][;upstream-name=NAME][;upstream-insecure], or LISTEN=forward;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;ports=PORT,...][;auth=USER:PASS][;report][;parent=http://HOST:PORT][;direct=NAME,...][;transparent=PORT], or LISTEN=dns;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;report], or udp:LISTEN=HOST:PORT[,HOST:PORT...][;policy=...][;allow=CIDR,...][;deny=CIDR,...][;idle=30s][;flows=1024], or unix:/PATH=UPSTREAMS[;mode=0660][;owner=UID:GID] and LISTEN=unix:/PATH (natively); LISTEN may be HOST:FIRST-LAST (a range, an upstream HOST:FIRST-LAST of the same length or one port), e.g. 0.0.0.0:8080=web1:80,web2:80;policy=round-robin";
+    "LISTEN=HOST:PORT[,HOST:PORT...][;policy=failover|round-robin|least-conn][;allow=CIDR,...][;deny=CIDR,...][;send-proxy=v1|v2][;accept-proxy][;sni=NAME,...][;alpn=PROTO,...][;host=NAME,...][;cert=PEM;key=PEM][;upstream-tls][;upstream-ca=PEM][;upstream-name=NAME][;upstream-insecure], or LISTEN=forward;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;ports=PORT,...][;auth=USER:PASS][;report][;underscore][;parent=http://HOST:PORT][;direct=NAME,...][;transparent=PORT], or LISTEN=dns;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;report][;underscore], or udp:LISTEN=HOST:PORT[,HOST:PORT...][;policy=...][;allow=CIDR,...][;deny=CIDR,...][;idle=30s][;flows=1024], or unix:/PATH=UPSTREAMS[;mode=0660][;owner=UID:GID] and LISTEN=unix:/PATH (natively); LISTEN may be HOST:FIRST-LAST (a range, an upstream HOST:FIRST-LAST of the same length or one port), e.g. 0.0.0.0:8080=web1:80,web2:80;policy=round-robin";
 
 /// `LISTEN=UPSTREAMS;OPTIONS`: one route, or one per port of a range. The
 /// error says what part was wrong.
@@ -154,12 +154,12 @@ fn parse_target(listen: SocketAddr, udp: bool, unix: Option<&str>, s: &str) -> R
                     route.matches.alpn.push(p.to_string());
                 }
             }
-            "to" | "not-to" | "to-net" | "ports" | "opaque" | "auth" | "report" | "parent" | "direct" | "transparent" => {
+            "to" | "not-to" | "to-net" | "ports" | "opaque" | "auth" | "report" | "underscore" | "parent" | "direct" | "transparent" => {
                 let Some(f) = route.forward.as_mut() else {
                     return Err(format!("{} applies to a forward route (LISTEN=forward;...)", key.trim()));
                 };
-                if f.dns && !matches!(key.trim(), "to" | "not-to" | "to-net" | "report") {
-                    return Err(format!("{} does not apply to a DNS route (it takes to=, not-to=, to-net=, report, allow= and deny=)", key.trim()));
+                if f.dns && !matches!(key.trim(), "to" | "not-to" | "to-net" | "report" | "underscore") {
+                    return Err(format!("{} does not apply to a DNS route (it takes to=, not-to=, to-net=, report, underscore, allow= and deny=)", key.trim()));
                 }
                 match key.trim() {
                     "to" => {
@@ -177,6 +177,7 @@ fn parse_target(listen: SocketAddr, udp: bool, unix: Option<&str>, s: &str) -> R
                     "to-net" => f.nets.extend(parse_cidrs(value)?),
                     "auth" => f.set_auth(value)?,
                     "report" => f.report = true,
+                    "underscore" => f.underscore = true,
                     "parent" => f.parent = Some(crate::forward::Parent::parse(value)?),
                     "direct" => f.direct.extend(parse_names(value)?),
                     "transparent" => f.transparent = Some(value.parse().ok().filter(|p| *p != 0).ok_or_else(|| format!("bad transparent port {value:?} (the port the redirected connections were made to, 1 to 65535)"))?),
@@ -233,7 +234,10 @@ fn parse_target(listen: SocketAddr, udp: bool, unix: Option<&str>, s: &str) -> R
         return Err("a UDP route takes policy=, allow=, deny=, idle= and flows= only (datagrams carry no PROXY header, name or TLS here)".into());
     }
     if route.forward.as_ref().is_some_and(|f| f.dns) && (route.send_proxy.is_some() || route.accept_proxy || !route.matches.is_default() || cert.is_some() || key_file.is_some()) {
-        return Err("a DNS route takes to=, not-to=, to-net=, report, allow= and deny= only".into());
+        return Err("a DNS route takes to=, not-to=, to-net=, report, underscore, allow= and deny= only".into());
+    }
+    if let Some(p) = route.forward.as_ref().filter(|f| !f.underscore).and_then(|f| f.to.iter().find(|p| p.to_string().contains('_'))) {
+        return Err(format!("to={p} holds '_', which names are refused for unless the route says underscore (add ;underscore)"));
     }
     if route.forward.as_ref().is_some_and(|f| f.transparent.is_some() && f.auth.is_some()) {
         return Err("auth= asks proxy clients to log in; a transparent listener's clients do not know it is there".into());

@@ -139,7 +139,7 @@ fn bad_routes_say_what_is_wrong() {
         ("127.0.0.1:53=dns;to=a.test;auth=u:p", "auth does not apply to a DNS route"),
         ("127.0.0.1:53=dns;to=a.test;transparent=443", "transparent does not apply to a DNS route"),
         ("127.0.0.1:53=dns;to=a.test;parent=http://p:3128", "parent does not apply to a DNS route"),
-        ("127.0.0.1:53=dns;to=a.test;send-proxy=v2", "a DNS route takes to=, not-to=, to-net=, report, allow= and deny= only"),
+        ("127.0.0.1:53=dns;to=a.test;send-proxy=v2", "a DNS route takes to=, not-to=, to-net=, report, underscore, allow= and deny= only"),
         ("127.0.0.1:53=dns;to=a.test;sni=a.test", "a DNS route takes"),
     ] {
         let e = parse_route(spec).expect_err(spec);
@@ -240,4 +240,15 @@ fn a_build_without_tls_refuses_a_route_that_asks_for_it_in_one_line() {
         assert!(e.starts_with("--route: this build has no TLS (it was built without the `tls` feature)") && !e.contains('\n'), "{rule}: {e}");
     }
     assert!(RouteSpec { origin: "--route".into(), ..parse_route(":80=a:1").unwrap() }.load_tls().is_ok_and(|(s, o)| s.is_none() && o.is_none()));
+}
+
+#[test]
+fn underscore_lets_names_hold_it_and_a_to_that_needs_it_says_so() {
+    assert!(!parse_route("127.0.0.1:3128=forward;to=*.test").unwrap().forward.unwrap().underscore);
+    assert!(parse_route("127.0.0.1:3128=forward;to=_acme.a.test;underscore").unwrap().forward.unwrap().underscore);
+    assert!(parse_route("127.0.0.1:3053=dns;to=*.test;underscore").unwrap().forward.unwrap().underscore);
+    let err = parse_route("127.0.0.1:3128=forward;to=my_host.test").unwrap_err();
+    assert!(err.contains("to=my_host.test holds '_'") && err.contains(";underscore"), "{err}");
+    assert!(parse_route("127.0.0.1:3128=forward;to=*;not-to=my_host.test").is_ok(), "a not-to= with '_' refuses nothing more");
+    assert!(parse_route("127.0.0.1:8080=a:80;underscore").unwrap_err().contains("applies to a forward route"));
 }

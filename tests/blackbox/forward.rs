@@ -41,7 +41,7 @@ pub fn connect_and_plain_requests_reach_allowed_names(rt: Runtime) {
     let steps = [
         at(&format!("request(conn=1, CONNECT name.test:{})", tls.port)),
         at("dns_query(name.test A"),
-        at("resolve(name.test)"),
+        at("resolve(name.test.)"), // absolute: the name the policy checked, as it checked it
         at(&format!("127.0.0.1:{})\" result=", tls.port)),
         at(" open conn=1 "),
     ];

@@ -13,6 +13,7 @@ mod harness;
 mod dns_server;
 mod egress;
 mod escape;
+mod escape_names;
 mod faults;
 mod forward;
 mod limits;
@@ -46,6 +47,7 @@ use harness::*;
 use dns_server::*;
 use egress::*;
 use escape::*;
+use escape_names::*;
 use faults::*;
 use forward::*;
 use limits::*;
@@ -204,4 +206,11 @@ every_runtime!(
     // Issue 48: the learner's trace, from the listener's first call (learner.rs;
     // the examples' own tests are there too, outside this list: one runtime each).
     the_trace_starts_at_the_listener_and_labels_the_nagle_probe,
+    // Getting out by the name (issue 43): bad names, two server names, a DNS client that never reads.
+    names_no_pattern_was_written_for_never_reach_a_destination,
+    a_transparent_listener_refuses_bad_names_in_host_and_sni,
+    the_dns_route_refuses_bad_names_in_questions,
+    two_server_names_are_refused_in_a_tunnel_and_on_a_shared_port,
+    a_dns_client_that_never_reads_is_held_to_a_bound,
+    the_search_list_never_makes_a_name_the_policy_refuses,
 );

@@ -174,10 +174,12 @@ pub fn silent_garbage_and_oversized_clients_are_closed_with_their_reason(rt: Run
     assert!(is_closed(&mut silent));
     assert!(t.elapsed() >= Duration::from_millis(250), "not before the peek timeout");
     assert!(reason_of(&mut p, "peek-timeout")["error"].contains("0 bytes read"));
-    // Garbage, and a TLS record that is not a ClientHello.
-    for (bytes, why) in [(&b"\x00\x01\x02garbage"[..], "not TLS"), (b"\x16\x03\x01\x00\x05\x02\x00\x00\x01\x00", "not a ClientHello")] {
+    // Garbage (closed), and a TLS record that is not a ClientHello (a
+    // fatal decode_error alert, then closed).
+    for (bytes, why, answer) in [(&b"\x00\x01\x02garbage"[..], "not TLS", &[][..]), (b"\x16\x03\x01\x00\x05\x02\x00\x00\x01\x00", "not a ClientHello", &[21, 3, 1, 0, 2, 2, 50])] {
         let mut c = p.connect();
         c.write_all(bytes).unwrap();
+        assert_eq!(read_exact_n(&mut c, answer.len()), answer, "{why}");
         assert!(is_closed(&mut c));
         p.wait_for_log(why, |l| l.contains("reason=bad-client-hello") && l.contains(why));
     }
