@@ -7,15 +7,14 @@
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use wasiter::tls::{self, Files};
+use wasiter::tls;
 
 /// The route's configuration, from the test certificate in fuzz/tls/.
 fn config() -> &'static Arc<rustls::ServerConfig> {
     static CONFIG: OnceLock<Arc<rustls::ServerConfig>> = OnceLock::new();
     CONFIG.get_or_init(|| {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tls");
-        let files = Files { cert: format!("{dir}/cert.pem"), key: format!("{dir}/key.pem") };
-        tls::server_config(&files, &["h2".to_string(), "http/1.1".to_string()]).expect("the fuzz certificate loads")
+        tls::server_config(&format!("{dir}/cert.pem"), &format!("{dir}/key.pem"), &["h2".to_string(), "http/1.1".to_string()]).expect("the fuzz certificate loads")
     })
 }
 
