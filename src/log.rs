@@ -121,6 +121,12 @@ pub fn tracing() -> bool {
     TRACE.load(Ordering::Relaxed)
 }
 
+/// Turn trace mode on or off (for a stretch of calls traced as one line,
+/// as the descriptor probe's); says whether it was on.
+pub fn set_tracing(on: bool) -> bool {
+    TRACE.swap(on, Ordering::Relaxed)
+}
+
 enum Value {
     Num(u64),
     Text(String),

@@ -74,15 +74,30 @@ fn native() -> Descriptors {
 /// descriptors: `None` when it gave `upto` (or refused for another reason).
 #[cfg(not(unix))]
 fn probe(upto: usize) -> Option<usize> {
+    // Thousands of the same two calls: one trace line for them all, marked
+    // as the probe's (`scripts/trace-tour` leaves it out of the page).
+    let traced = crate::log::set_tracing(false);
     let mut held = Vec::new();
-    while held.len() < upto {
+    let found = loop {
+        if held.len() >= upto {
+            break None;
+        }
         match super::sockets::spare_socket() {
             Ok(s) => held.push(s),
-            Err(e) if super::sockets::out_of_descriptors(&e) => return Some(held.len()),
-            Err(_) => return None,
+            Err(e) if super::sockets::out_of_descriptors(&e) => break Some(held.len()),
+            Err(_) => break None,
         }
+    };
+    let opened = held.len();
+    drop(held);
+    crate::log::set_tracing(traced);
+    if traced {
+        crate::log::trace_during(Some("descriptor-probe"));
+        let end = if found.is_some() { "refused after" } else { "stopped at" };
+        crate::log::trace_line(format_args!("sock_open(DGRAM) and fd_close, each until refused or {upto} times"), format_args!("{end} {opened}"));
+        crate::log::trace_during(None);
     }
-    None
+    found
 }
 
 /// The kernel's cap on a listen backlog (net.core.somaxconn), where this
