@@ -14,9 +14,10 @@ use std::sync::atomic::Ordering;
 
 use wasiter::front::client_hello::{server_name_extension, with_extensions};
 
-/// The policy every case here is tried against.
+/// The policy every case here is tried against (opaque: its tunnels carry
+/// bytes of the tests' own, neither TLS nor HTTP).
 fn wild(port: u16) -> String {
-    format!("to=*.wild.test;not-to=blocked.wild.test;to-net=127.0.0.0/8;ports={port}")
+    format!("to=*.wild.test;not-to=blocked.wild.test;to-net=127.0.0.0/8;ports={port};opaque={port}")
 }
 
 /// Send `request` on a new connection, read until the proxy closes.
@@ -310,7 +311,7 @@ pub fn the_search_list_never_makes_a_name_the_policy_refuses(rt: Runtime) {
     let dir = TempDir::new("resolv");
     let conf = dir.path().join("resolv.conf");
     std::fs::write(&conf, "nameserver 10.9.9.9\nsearch wild.test\noptions ndots:1 timeout:1 attempts:1\n").unwrap();
-    let fwd = format!("127.0.0.1:0=forward;to=*;not-to=blocked.wild.test;to-net=127.0.0.0/8;ports={port}");
+    let fwd = format!("127.0.0.1:0=forward;to=*;not-to=blocked.wild.test;to-net=127.0.0.0/8;ports={port};opaque={port}");
     let args = ["--route", &fwd, "--resolver", &dns.addr(), "--resolv-conf", conf.to_str().unwrap()];
     let (mut p, _) = Proxy::start_routes_in(rt, Some(dir.path()), 1, &[], &args);
     // "ok" goes through the search list, as in a container (each name made checked).
