@@ -377,6 +377,11 @@ mod tests {
             (b"GET http://a.test/ HTTP/1.1\r\nConnection: host\r\nHost: a.test\r\n\r\n", "naming host"),
             (b"POST http://a.test/ HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", "applies it twice"),
             (b"POST http://a.test/ HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", "HTTP/1.0"),
+            // Space is SP and HTAB alone (RFC 9110 section 5.6.3): a
+            // no-break space an origin does not trim is no framing here.
+            (b"POST http://a.test/ HTTP/1.1\r\nContent-Length: \xc2\xa044\r\n\r\n", "not a number"),
+            (b"POST http://a.test/ HTTP/1.1\r\nContent-Length: 44\xe3\x80\x80\r\n\r\n", "not a number"),
+            (b"POST http://a.test/ HTTP/1.1\r\nTransfer-Encoding: chunked\xc2\x85\r\n\r\n", "does not end in chunked"),
         ] {
             match parse(req) {
                 Err(Failure::Framing(asked, why)) if asked == "a.test:80" => assert!(why.contains(want), "{}: {why}", String::from_utf8_lossy(req)),

@@ -33,6 +33,9 @@ enum State {
     DataLf,
     /// After the last chunk: a trailer line, or the CRLF that ends all.
     LineStart,
+    /// A trailer field's name so far (bytes of the line so far).
+    TrailerName(u32),
+    /// A trailer field's value, after its colon (bytes of the line so far).
     Trailer(u32),
     TrailerLf,
     EndLf,
@@ -116,9 +119,16 @@ fn step(state: State, b: u8) -> Result<State, String> {
         State::DataLf if b == b'\n' => State::Size(0, 0),
         State::DataCr | State::DataLf => return bad("chunk data longer than its size"),
         State::LineStart if b == b'\r' => State::EndLf,
-        State::LineStart | State::Trailer(_) if b == b'\n' => return bad("a bare LF"),
-        State::LineStart => State::Trailer(1),
-        State::Trailer(n) if n >= MAX_LINE => return bad("a trailer line over 4 KiB"),
+        State::LineStart | State::TrailerName(_) | State::Trailer(_) if b == b'\n' => return bad("a bare LF"),
+        // A trailer line is a field, `name: value` (RFC 9112 section 7.1.2):
+        // an origin that skips trailers (or a CRLF after the last chunk)
+        // would read a line that is not one, `GET /x HTTP/1.1`, as a request.
+        State::LineStart | State::TrailerName(_) if !is_tchar(b) && b != b':' => return bad("a trailer line that is not a field (name: value)"),
+        State::LineStart if b == b':' => return bad("a trailer line that is not a field (name: value)"),
+        State::LineStart => State::TrailerName(1),
+        State::TrailerName(n) | State::Trailer(n) if n >= MAX_LINE => return bad("a trailer line over 4 KiB"),
+        State::TrailerName(n) if b == b':' => State::Trailer(n + 1),
+        State::TrailerName(n) => State::TrailerName(n + 1),
         State::Trailer(_) if b == b'\r' => State::TrailerLf,
         State::Trailer(n) => State::Trailer(n + 1),
         State::TrailerLf if b == b'\n' => State::LineStart,
@@ -126,6 +136,11 @@ fn step(state: State, b: u8) -> Result<State, String> {
         State::TrailerLf | State::EndLf => return bad("a line not ending in CRLF"),
         State::Length(_) | State::Data(_) | State::UntilClose | State::Done => state,
     })
+}
+
+/// A byte of a token, as a field name is spelt (RFC 9110 section 5.6.2).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Where a response ends: its head (and any 1xx heads before it), then its
@@ -291,6 +306,10 @@ mod tests {
             (b"1000000000000000\r\n", "over 15 hex digits"),
             (b"0\r\nX: 1\n", "bare LF"),
             (b"0\r\n\r\r", "CRLF"),
+            (b"0\r\nX:\r\nGET /smuggled HTTP/1.1\r\nHost: evil.test\r\n\r\n", "not a field"),
+            (b"0\r\n folded: x\r\n\r\n", "not a field"),
+            (b"0\r\n: x\r\n\r\n", "not a field"),
+            (b"0\r\nX\r\n\r\n", "not a field"),
         ] {
             let err = BodyReader::new(Body::Chunked).feed(bytes).unwrap_err();
             assert!(err.contains(want), "{}: {err}", String::from_utf8_lossy(bytes));

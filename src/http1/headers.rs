@@ -28,7 +28,7 @@ pub fn declared(headers: &[httparse::Header<'_>]) -> Result<Declared, String> {
     if codings.is_empty() {
         return Ok(Declared::Nothing);
     }
-    let each: Vec<&str> = codings.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|c| !c.is_empty()).collect();
+    let each: Vec<&str> = codings.iter().flat_map(|v| v.split(',')).map(ows).filter(|c| !c.is_empty()).collect();
     // Chunked once, and last (RFC 9112 section 6.1): a reader that
     // de-chunks once would read the rest as another message.
     if each.iter().rev().skip(1).any(|c| *c == "chunked") {
@@ -65,7 +65,7 @@ pub fn unsafe_head(head: &[u8]) -> Option<&'static str> {
 
 /// The options of a message's `Connection` headers, in lower case.
 pub fn connection_options(headers: &[httparse::Header<'_>]) -> Vec<String> {
-    values(headers, "connection").iter().flat_map(|v| v.split(',')).map(str::trim).filter(|o| !o.is_empty()).map(String::from).collect()
+    values(headers, "connection").iter().flat_map(|v| v.split(',')).map(ows).filter(|o| !o.is_empty()).map(String::from).collect()
 }
 
 /// The connection ends after this message: it says `close`, or it is
@@ -77,12 +77,21 @@ pub fn closes(options: &[String], minor: u8) -> bool {
 
 /// Every value of the headers called `name`, trimmed, in lower case.
 fn values(headers: &[httparse::Header<'_>], name: &str) -> Vec<String> {
-    headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name)).map(|h| String::from_utf8_lossy(h.value).trim().to_ascii_lowercase()).collect()
+    headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name)).map(|h| ows(&String::from_utf8_lossy(h.value)).to_ascii_lowercase()).collect()
+}
+
+/// `s` without the optional whitespace around a field value or list
+/// element (RFC 9110 section 5.6.3: space and tab alone). `str::trim`
+/// also drops U+00A0, U+0085, U+3000...: `Content-Length: \u{a0}44` would
+/// read 44 here and not a number (0, or none) at the origin, which then
+/// reads the body as a request of its own.
+fn ows(s: &str) -> &str {
+    s.trim_matches([' ', '\t'])
 }
 
 /// The one length that every Content-Length value (and list) states.
 fn content_length(values: &[String]) -> Result<u64, String> {
-    let mut each = values.iter().flat_map(|v| v.split(',')).map(str::trim);
+    let mut each = values.iter().flat_map(|v| v.split(',')).map(ows);
     let first = each.next().unwrap_or_default();
     if first.is_empty() || first.len() > 18 || !first.bytes().all(|b| b.is_ascii_digit()) {
         return Err("a Content-Length that is not a number".into());
