@@ -91,6 +91,11 @@ impl Bind {
         }
     }
 
+    /// The route lets this port's bytes through unread (`opaque=`).
+    pub fn opaque(&self) -> bool {
+        self.opaque
+    }
+
     fn hello(&self, ended: bool) -> Verdict {
         let alert = |reason: Reason| {
             // unrecognized_name for a name, else handshake_failure.

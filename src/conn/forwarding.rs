@@ -69,7 +69,11 @@ impl Conn {
     pub(super) fn bind_read(&mut self, cx: &mut Context<'_>) -> Result<(), Reason> {
         let Phase::Relaying { bind: slot @ Some(_), .. } = &mut self.phase else { return Ok(()) };
         let Some(bind) = slot.as_deref_mut() else { return Ok(()) };
+        let before = bind.read.len();
         let ended = front::read_up_to(&self.client, &mut bind.read, front::PEEK_LIMIT).map_err(|e| Reason::Error(Side::Client, e))?;
+        if !ended && !bind.opaque() && front::no_line_end_since(&bind.read, before) {
+            return Ok(());
+        }
         match bind.verdict(ended || bind.read.len() > front::PEEK_LIMIT) {
             Verdict::Wait => Ok(()),
             Verdict::Refuse(answer, reason) => {

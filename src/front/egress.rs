@@ -79,10 +79,14 @@ impl Front {
     /// A forward route: read the proxy request; check what it names; look
     /// the name up (at once from the cache or /etc/hosts, else wait).
     pub(super) fn request(&mut self, rules: &Rules<'_>, resolver: &mut Resolver, now: Instant) -> Step {
+        let before = self.read.len();
         let ended = match self.read_more() {
             Ok(ended) => ended,
             Err(e) => return self.close(Reason::Error(Side::Client, e)),
         };
+        if !ended && super::no_line_end_since(&self.read, before) {
+            return Step::Wait;
+        }
         if let Some((host, port)) = self.pinned.clone() {
             // Inside a tunnel that carries HTTP: each request toward the
             // tunnel's destination alone, then read as any proxy request.

@@ -239,10 +239,14 @@ impl Front {
     /// Read what the client has sent (up to `PEEK_LIMIT`), and route it
     /// once the ClientHello or request head is complete.
     fn peek(&mut self, rules: &Rules<'_>) -> Step {
+        let before = self.read.len();
         let ended = match self.read_more() {
             Ok(ended) => ended,
             Err(e) => return self.close(Reason::Error(Side::Client, e)),
         };
+        if !ended && no_line_end_since(&self.read, before) {
+            return Step::Wait;
+        }
         let asked = match self.parse(rules) {
             Ok(Some(asked)) => asked,
             Ok(None) if self.read.len() > PEEK_LIMIT => {
@@ -328,6 +332,19 @@ impl Front {
     }
 }
 
+/// Bytes of a plain head came since `before`, text with no line's end
+/// among them, and the head is not past its limit: nothing can be complete
+/// (or malformed) that was not, so it is not read again. A head sent a byte
+/// at a time would otherwise be parsed whole once per byte (quadratic work
+/// for one client); this way once per line, and a head has at most 100. A
+/// ClientHello has no lines, and a control byte makes anything malformed at
+/// once: those are always read.
+pub fn no_line_end_since(read: &[u8], before: usize) -> bool {
+    let plain = read.first().is_some_and(|&b| !client_hello::looks_like_tls(b));
+    let text = |b: &u8| *b == b'\t' || *b == b'\r' || (*b >= b' ' && *b != 0x7f);
+    plain && read.len() > before && read.len() <= PEEK_LIMIT && read.get(before..).unwrap_or_default().iter().all(text)
+}
+
 /// Read what `stream` has sent onto `read`, until it holds `limit` bytes
 /// and one more (to see that it is over) or nothing more is waiting.
 /// `Ok(true)`: the peer has closed.
@@ -363,5 +380,23 @@ fn read_header(client: &mut Stream, reader: &mut proxy_header::Reader) -> Result
             Err(e) if would_block(&e) => return Ok(None),
             Err(e) => return Err(e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::no_line_end_since;
+
+    #[test]
+    fn a_head_is_read_again_only_when_a_line_may_have_ended() {
+        let head = b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n";
+        // A byte at a time: read again at each LF only (and it has three).
+        let reads = (1..=head.len()).filter(|&n| !no_line_end_since(&head[..n], n - 1)).count();
+        assert_eq!(reads, 3);
+        assert!(!no_line_end_since(b"GET", 3), "nothing new: read (a wake-up with bytes already there)");
+        assert!(!no_line_end_since(b"SSH\x00", 3), "a control byte: read, to refuse at once");
+        assert!(!no_line_end_since(b"\x16\x03\x01\x00", 2), "a ClientHello: always read");
+        let big = vec![b'a'; super::PEEK_LIMIT + 1];
+        assert!(!no_line_end_since(&big, super::PEEK_LIMIT), "past the limit: read, to refuse it");
     }
 }
