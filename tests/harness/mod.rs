@@ -498,15 +498,23 @@ fn listen_addr(listen: &str) -> SocketAddr {
     listen.trim_start_matches("udp:").parse().expect("listen address parses")
 }
 
-/// A port nothing listens on, TCP or UDP (bound, then released): the
-/// kernel hands out the same ephemeral ports to both, and a peer such as
-/// tests/dns_server.py or iperf3 binds both (a UDP relay's flow sockets
-/// hold UDP ports that a TCP-only check would not see).
+/// A port nothing listens on, TCP or UDP (bound, then released): a peer
+/// such as tests/dns_server.py or iperf3 binds both (a UDP relay's flow
+/// sockets hold UDP ports that a TCP-only check would not see). Picked
+/// below the kernel's ephemeral range (32768 up): a port from that range
+/// could be handed to another test's connection or listener before this
+/// one binds it ("Address in use"), while these are only ever taken on
+/// purpose, and each call of this process picks the next one.
 pub fn free_port() -> u16 {
+    const FIRST: usize = 20_000;
+    const COUNT: usize = 12_000;
+    static NEXT: AtomicUsize = AtomicUsize::new(usize::MAX);
+    let seed = std::process::id() as usize * 7919 + std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos() as usize);
+    let _ = NEXT.compare_exchange(usize::MAX, seed % COUNT, Ordering::SeqCst, Ordering::SeqCst);
     loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % COUNT) as u16;
+        let tcp = TcpListener::bind(("127.0.0.1", port));
+        if tcp.is_ok() && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
