@@ -51,7 +51,7 @@ fuzz_target!(|input: &[u8]| {
     cuts.sort_unstable();
     if mode % 3 == 2 {
         let to_head = mode & 4 != 0;
-        let reader = || if mode & 8 != 0 { ResponseReader::new(to_head).with_upgrade() } else { ResponseReader::new(to_head) };
+        let reader = || ResponseReader::new(to_head).with_upgrade(mode & 8 != 0);
         let whole = run(&mut reader(), data, &[], |r, b| r.feed(b), |r| r.done());
         let split = run(&mut reader(), data, &cuts, |r, b| r.feed(b), |r| r.done());
         // A 101 only where an upgrade was asked for.

@@ -38,6 +38,9 @@ pub struct Bind {
     pub port: u16,
     /// The route lists the port in `opaque=`: bytes that are not TLS pass.
     opaque: bool,
+    /// The first bytes were found to be a request head (`Verdict::Requests`):
+    /// the client goes back to the front once it has its 200.
+    pub requests: bool,
     /// What the client sent so far; it goes to the destination if it passes.
     pub read: Vec<u8>,
 }
@@ -60,7 +63,7 @@ impl Bind {
     /// A tunnel to `host:port`; `first`: what the client sent after its
     /// CONNECT, the start of its first bytes.
     pub fn new(host: String, port: u16, opaque: bool, first: Vec<u8>) -> Bind {
-        Bind { host, port, opaque, read: first }
+        Bind { host, port, opaque, requests: false, read: first }
     }
 
     /// What the bytes read so far decide. `ended`: the client sent FIN (or

@@ -85,6 +85,7 @@ impl Conn {
             Verdict::Requests => {
                 // Handed back to the front once the client has its 200
                 // (`exchange_over`); nothing of it went to the destination.
+                bind.requests = true;
                 self.handing_over()
             }
             Verdict::Pass => {
@@ -126,9 +127,8 @@ impl Conn {
     /// client going on to its next request, or closing), if it does.
     pub(super) fn exchange_over(&mut self) -> Option<Reason> {
         if let Phase::Relaying { bind: Some(b), .. } = &self.phase {
-            let requests = matches!(b.verdict(false), Verdict::Requests);
             let flushed = self.to_client.is_empty() && !self.queued(Side::Client);
-            return (requests && flushed && self.write_error.is_none()).then_some(Reason::Answered);
+            return (b.requests && flushed && self.write_error.is_none()).then_some(Reason::Answered);
         }
         let Phase::Relaying { http: Some(x), .. } = &self.phase else { return None };
         // A plain request's answer is out: the client goes on with its

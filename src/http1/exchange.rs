@@ -44,7 +44,7 @@ impl Exchange {
     /// `HEAD` request (`to_head`) gets an answer without one; only one that
     /// asked for an `upgrade` may be answered 101.
     pub fn new(body: Body, to_head: bool, client_close: bool, upgrade: bool) -> Exchange {
-        let reader = if upgrade { ResponseReader::new(to_head).with_upgrade() } else { ResponseReader::new(to_head) };
+        let reader = ResponseReader::new(to_head).with_upgrade(upgrade);
         Exchange { request: Request { body: BodyReader::new(body), leftover: Vec::new() }, response: Response { reader, excess: false }, client_close, pinned: None }
     }
 

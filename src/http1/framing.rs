@@ -168,9 +168,9 @@ impl ResponseReader {
         ResponseReader { head: Vec::new(), body: None, to_head, upgrade: false, status: None, close: false }
     }
 
-    /// The same, for a request that asked for an upgrade.
-    pub fn with_upgrade(self) -> ResponseReader {
-        ResponseReader { upgrade: true, ..self }
+    /// The same, for a request that asked for an upgrade (`upgrade`) or not.
+    pub fn with_upgrade(self, upgrade: bool) -> ResponseReader {
+        ResponseReader { upgrade, ..self }
     }
 
     pub fn done(&self) -> bool {
@@ -393,7 +393,7 @@ mod tests {
             let err = response(false, bytes).1.unwrap_err();
             assert!(err.contains(want), "{}: {err}", String::from_utf8_lossy(bytes));
         }
-        let mut ws = ResponseReader::new(false).with_upgrade();
+        let mut ws = ResponseReader::new(false).with_upgrade(true);
         assert!(ws.feed(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n").is_ok() && ws.status == Some(101));
         let mut big = b"HTTP/1.1 200 OK\r\nX: ".to_vec();
         big.extend(std::iter::repeat_n(b'a', MAX_HEAD));

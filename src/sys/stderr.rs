@@ -103,6 +103,12 @@ mod native {
         if !STALLED.load(Ordering::Relaxed) || !crate::log::pending() {
             return None;
         }
+        waitable()
+    }
+
+    /// The descriptor a wait for stderr's room watches: none for a plain
+    /// file (it never waits for a reader).
+    fn waitable() -> Option<RawFd> {
         match out() {
             Out::Plain => None,
             Out::Own(fd) => Some(fd.as_raw_fd()),
@@ -124,14 +130,8 @@ mod native {
     /// Wait until stderr may take bytes, at most `timeout` (at exit).
     pub fn log_wait(timeout: Duration) {
         let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-        match out() {
-            Out::Plain => {}
-            Out::Own(fd) => {
-                writable(fd.as_raw_fd(), ms);
-            }
-            Out::Polled => {
-                writable(libc::STDERR_FILENO, ms);
-            }
+        if let Some(fd) = waitable() {
+            writable(fd, ms);
         }
     }
 }
