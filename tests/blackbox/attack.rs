@@ -84,16 +84,6 @@ fn read_request(reader: &mut impl BufRead) -> Option<(String, String)> {
     Some((String::from_utf8_lossy(&first).trim_end().to_string(), host))
 }
 
-/// Everything the proxy answers on one connection until it closes (or 5 s).
-fn exchange(p: &Proxy, bytes: &[u8]) -> String {
-    let mut c = p.connect();
-    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let _ = c.write_all(bytes);
-    let mut answer = Vec::new();
-    let _ = c.read_to_end(&mut answer);
-    String::from_utf8_lossy(&answer).into_owned()
-}
-
 const SMUGGLED: &str = "GET /smuggled HTTP/1.1\r\nHost: evil.test\r\n\r\n";
 
 pub fn a_framing_value_is_trimmed_of_space_and_tab_alone(rt: Runtime) {
@@ -108,11 +98,11 @@ pub fn a_framing_value_is_trimmed_of_space_and_tab_alone(rt: Runtime) {
     for framing in [format!("Content-Length: \u{a0}{n}"), format!("Content-Length: {n}\u{3000}"), format!("Content-Length: \u{85}{n}"), "Transfer-Encoding: chunked\u{a0}".to_string()] {
         let body = if framing.contains("chunked") { format!("{n:x}\r\n{SMUGGLED}\r\n0\r\n\r\n") } else { SMUGGLED.to_string() };
         let request = format!("POST http://allowed.test:{port}/upload HTTP/1.1\r\n{framing}\r\n\r\n{body}");
-        let answer = exchange(&p, request.as_bytes());
+        let answer = all_answered(&p, request.as_bytes());
         assert!(answer.starts_with("HTTP/1.1 400 "), "{framing:?}: {answer}");
     }
     // A later client's request on a kept connection is the origin's next.
-    let answer = exchange(&p, format!("GET http://allowed.test:{port}/next HTTP/1.1\r\nConnection: close\r\n\r\n").as_bytes());
+    let answer = all_answered(&p, format!("GET http://allowed.test:{port}/next HTTP/1.1\r\nConnection: close\r\n\r\n").as_bytes());
     assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
     assert_eq!(origin.seen(), [format!("GET /next HTTP/1.1 host=allowed.test:{port}")], "nothing smuggled reached the origin");
     p.assert_alive();
@@ -129,7 +119,7 @@ pub fn a_trailer_line_that_is_not_a_field_is_refused(rt: Runtime) {
     let url = format!("http://allowed.test:{port}/upload");
     let head = format!("POST {url} HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
     let body = format!("3\r\nabc\r\n0\r\nX:\r\n{SMUGGLED}");
-    let answer = exchange(&p, format!("{head}{body}").as_bytes());
+    let answer = all_answered(&p, format!("{head}{body}").as_bytes());
     assert!(answer.starts_with("HTTP/1.1 400 ") && answer.contains("not a field"), "{answer}");
     let mut c = p.connect();
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -141,7 +131,7 @@ pub fn a_trailer_line_that_is_not_a_field_is_refused(rt: Runtime) {
     assert!(!String::from_utf8_lossy(&answer).contains("smuggled"), "{}", String::from_utf8_lossy(&answer));
     // Real trailers still pass.
     let clean = format!("{head}3\r\nabc\r\n0\r\nX-Sum: 1\r\n\r\n");
-    let answer = exchange(&p, format!("{clean}GET {url} HTTP/1.1\r\nConnection: close\r\n\r\n").as_bytes());
+    let answer = all_answered(&p, format!("{clean}GET {url} HTTP/1.1\r\nConnection: close\r\n\r\n").as_bytes());
     assert_eq!(answer.matches("HTTP/1.1 200 ").count(), 2, "{answer}");
     let seen = origin.seen();
     assert!(!seen.iter().any(|l| l.contains("smuggled")), "the trailer's request never reached the origin: {seen:?}");

@@ -95,7 +95,7 @@ fn read_request(reader: &mut impl BufRead) -> Option<(String, String, String)> {
 }
 
 /// Everything the proxy answers on one connection until it closes (or 5 s).
-fn exchange(p: &Proxy, bytes: &[u8]) -> String {
+pub fn all_answered(p: &Proxy, bytes: &[u8]) -> String {
     let mut c = p.connect();
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let _ = c.write_all(bytes);
@@ -127,7 +127,7 @@ pub fn framing_read_from_a_dropped_header_is_refused(rt: Runtime) {
         ("Connection: Host\r\n", format!("Content-Length: {}\r\n", smuggled.len()), smuggled.to_string()),
     ] {
         let request = format!("POST http://allowed.test:{port}/upload HTTP/1.1\r\nHost: allowed.test:{port}\r\n{connection}{framing}\r\n{body}GET http://allowed.test:{port}/next HTTP/1.1\r\n\r\n");
-        let answer = exchange(&p, request.as_bytes());
+        let answer = all_answered(&p, request.as_bytes());
         assert!(answer.starts_with("HTTP/1.1 400 ") && answer.contains("Connection header naming"), "{connection}: {answer}");
         assert_eq!(answer.matches("HTTP/1.1").count(), 1, "one answer and a close: {answer}");
     }
@@ -137,13 +137,13 @@ pub fn framing_read_from_a_dropped_header_is_refused(rt: Runtime) {
     closed_with(&mut p, "bad-request");
     // The framing tricks that were refused already still are, by rule.
     let both = format!("POST http://allowed.test:{port}/ HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
-    assert!(exchange(&p, both.as_bytes()).starts_with("HTTP/1.1 400 "));
+    assert!(all_answered(&p, both.as_bytes()).starts_with("HTTP/1.1 400 "));
     let twice = format!("POST http://allowed.test:{port}/ HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n");
-    assert!(exchange(&p, twice.as_bytes()).starts_with("HTTP/1.1 400 "));
+    assert!(all_answered(&p, twice.as_bytes()).starts_with("HTTP/1.1 400 "));
     assert!(origin.seen().is_empty());
     // A clean request still goes, and its Host is the target's, whatever
     // the client's own Host said.
-    let answer = exchange(&p, format!("GET http://allowed.test:{port}/fine HTTP/1.1\r\nHost: evil.test\r\nConnection: close\r\n\r\n").as_bytes());
+    let answer = all_answered(&p, format!("GET http://allowed.test:{port}/fine HTTP/1.1\r\nHost: evil.test\r\nConnection: close\r\n\r\n").as_bytes());
     assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
     assert_eq!(origin.seen(), [format!("GET /fine HTTP/1.1 host=allowed.test:{port}")]);
     p.assert_alive();
@@ -170,12 +170,12 @@ pub fn a_response_that_plays_the_same_tricks_closes_both_sides(rt: Runtime) {
     let dns = DnsServer::start(&[("allowed.test", "127.0.0.1")], &[], &[]);
     let mut p = forward(rt, &format!("to=allowed.test;to-net=127.0.0.0/8;ports={port}"), &dns.addr(), &[]);
     let req = format!("GET http://allowed.test:{port}/a HTTP/1.1\r\n\r\nGET http://allowed.test:{port}/b HTTP/1.1\r\n\r\n");
-    let answer = exchange(&p, req.as_bytes());
+    let answer = all_answered(&p, req.as_bytes());
     assert!(!answer.contains("forged"), "the hidden answer never reaches the client as one: {answer}");
     assert!(*asked.lock().unwrap() <= 1, "the second request did not go on the doubtful connection");
     // The upstream connection was not kept: a new request dials anew and
     // is the origin's first request on it.
-    let _ = exchange(&p, format!("GET http://allowed.test:{port}/c HTTP/1.1\r\nConnection: close\r\n\r\n").as_bytes());
+    let _ = all_answered(&p, format!("GET http://allowed.test:{port}/c HTTP/1.1\r\nConnection: close\r\n\r\n").as_bytes());
     p.assert_alive();
 }
 
@@ -189,7 +189,7 @@ pub fn every_request_in_a_plain_tunnel_is_read_and_checked(rt: Runtime) {
     let good = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: allowed.test:{port}\r\n\r\n");
     // The second request names another host (allowed by to=, but not this
     // tunnel's): the first is answered, the second refused.
-    let answer = exchange(&p, format!("{connect}{}GET /second HTTP/1.1\r\nHost: other.test:{port}\r\n\r\n", good("/first")).as_bytes());
+    let answer = all_answered(&p, format!("{connect}{}GET /second HTTP/1.1\r\nHost: other.test:{port}\r\n\r\n", good("/first")).as_bytes());
     assert!(answer.starts_with(ok) && answer.contains("GET /first HTTP/1.1") && answer.contains("HTTP/1.1 403 "), "{answer}");
     // Odd heads, each after a good first request.
     let big = format!("GET /big HTTP/1.1\r\nHost: allowed.test:{port}\r\nX-Pad: {}\r\n\r\n", "a".repeat(17 * 1024));
@@ -203,18 +203,18 @@ pub fn every_request_in_a_plain_tunnel_is_read_and_checked(rt: Runtime) {
         (format!("POST /cl HTTP/1.1\r\nHost: allowed.test:{port}\r\nConnection: Content-Length\r\nContent-Length: 40\r\n\r\nGET /hidden HTTP/1.1\r\nHost: blocked.test\r\n\r\n"), "400"),
         (big, "431"),
     ] {
-        let answer = exchange(&p, format!("{connect}{}{trick}", good("/first")).as_bytes());
+        let answer = all_answered(&p, format!("{connect}{}{trick}", good("/first")).as_bytes());
         let after = answer.split_once("GET /first HTTP/1.1\n").map(|(_, rest)| rest).unwrap_or_default();
         assert!(after.starts_with(&format!("HTTP/1.1 {want} ")), "{trick:.60}: {answer}");
     }
     // The same tricks as the first bytes: refused before anything goes.
     for trick in ["GET / HTTP/1.1\r\nHost: blocked.test\r\n\r\n".to_string(), "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".into(), "SSH-2.0-OpenSSH_9.2\r\n".into()] {
-        let answer = exchange(&p, format!("{connect}{trick}").as_bytes());
+        let answer = all_answered(&p, format!("{connect}{trick}").as_bytes());
         assert!(answer.starts_with(ok) && answer[ok.len()..].starts_with("HTTP/1.1 403 "), "{trick:.40}: {answer}");
     }
     // Empty lines before the request line: read past, and the origin gets
     // a clean head.
-    let answer = exchange(&p, format!("{connect}\r\n\r\nGET /late HTTP/1.1\r\nHost: allowed.test:{port}\r\nConnection: close\r\n\r\n").as_bytes());
+    let answer = all_answered(&p, format!("{connect}\r\n\r\nGET /late HTTP/1.1\r\nHost: allowed.test:{port}\r\nConnection: close\r\n\r\n").as_bytes());
     assert!(answer.contains("GET /late HTTP/1.1"), "{answer}");
     let seen = origin.seen();
     assert!(seen.iter().all(|l| l.ends_with(&format!("host=allowed.test:{port}")) && (l.starts_with("GET /first ") || l.starts_with("GET /late "))), "only checked requests reached the origin: {seen:?}");
@@ -236,7 +236,7 @@ pub fn h2c_and_other_upgrades_are_dropped_on_forward_routes(rt: Runtime) {
     let (code, body, err) = curl(&["--http2", "-x", &format!("http://{}", p.addr), &url]);
     assert_eq!((code, body.as_str()), (0, "GET /h2c HTTP/1.1\n"), "{err}");
     let by_hand = format!("GET {url} HTTP/1.1\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c, TLS/1.2\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\nConnection: close\r\n\r\n");
-    assert!(exchange(&p, by_hand.as_bytes()).starts_with("HTTP/1.1 200 "));
+    assert!(all_answered(&p, by_hand.as_bytes()).starts_with("HTTP/1.1 200 "));
     let heads = origin.heads.lock().unwrap().clone();
     assert_eq!(heads.len(), 2);
     for head in heads {
@@ -258,18 +258,18 @@ pub fn ip_literals_pass_only_where_to_names_them(rt: Runtime) {
     let mut p = forward(rt, &format!("to=registry.corp;to-net=10.0.0.0/8,127.0.0.0/8;ports=443,{port}"), &dns.addr(), &[]);
     p.wait_for_log("the to-net warning", |l| l.contains("to-net-for-names-only"));
     for target in ["10.1.2.3:443".to_string(), "[::ffff:10.1.2.3]:443".into(), "[::ffff:a01:203]:443".into(), format!("127.0.0.1:{port}"), "10.0.0.1:443".into()] {
-        let answer = exchange(&p, format!("CONNECT {target} HTTP/1.1\r\n\r\n").as_bytes());
+        let answer = all_answered(&p, format!("CONNECT {target} HTTP/1.1\r\n\r\n").as_bytes());
         assert!(answer.starts_with("HTTP/1.1 403 ") && answer.contains("rule ip-literal"), "{target}: {answer}");
     }
-    let answer = exchange(&p, format!("GET http://127.0.0.1:{port}/literal HTTP/1.1\r\n\r\n").as_bytes());
+    let answer = all_answered(&p, format!("GET http://127.0.0.1:{port}/literal HTTP/1.1\r\n\r\n").as_bytes());
     assert!(answer.starts_with("HTTP/1.1 403 "), "{answer}");
     // The name itself goes where to-net= lets it.
-    let answer = exchange(&p, format!("GET http://registry.corp:{port}/by-name HTTP/1.1\r\nConnection: close\r\n\r\n").as_bytes());
+    let answer = all_answered(&p, format!("GET http://registry.corp:{port}/by-name HTTP/1.1\r\nConnection: close\r\n\r\n").as_bytes());
     assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
     assert_eq!(origin.seen(), [format!("GET /by-name HTTP/1.1 host=registry.corp:{port}")]);
     // An address, or a network, written in to= names literals.
     let listed = forward(rt, &format!("to=127.0.0.0/24;ports={port}"), &dns.addr(), &[]);
-    let answer = exchange(&listed, format!("GET http://127.0.0.1:{port}/listed HTTP/1.1\r\nConnection: close\r\n\r\n").as_bytes());
+    let answer = all_answered(&listed, format!("GET http://127.0.0.1:{port}/listed HTTP/1.1\r\nConnection: close\r\n\r\n").as_bytes());
     assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
     p.assert_alive();
 }
