@@ -34,6 +34,11 @@ mod transparent;
 mod udp;
 mod bursts;
 mod attack;
+mod keys;
+mod keys_ca;
+mod keys_git;
+mod keys_peers;
+mod keys_rules;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -69,6 +74,10 @@ use tls::*;
 use transparent::*;
 use udp::*;
 use bursts::*;
+use keys::*;
+use keys_ca::*;
+use keys_git::*;
+use keys_rules::*;
 
 macro_rules! every_runtime {
     ($($case:ident),* $(,)?) => {
@@ -218,4 +227,19 @@ every_runtime!(
     // What still got past after issue 43 (attack.rs): framing values read past odd space, trailers that are requests.
     a_framing_value_is_trimmed_of_space_and_tab_alone,
     a_trailer_line_that_is_not_a_field_is_refused,
+    // Issue 45: keys the sandbox never holds (keys*.rs): TLS opened for listed
+    // names, placeholders swapped for real values, method and path rules.
+    curl_sends_a_placeholder_and_only_the_origin_gets_the_token,
+    python_urllib_and_requests_send_a_placeholder_and_read_it_back,
+    node_sends_a_placeholder_and_reads_it_back,
+    git_clones_and_pushes_through_the_proxy_with_a_placeholder,
+    a_placeholder_on_its_way_anywhere_else_is_refused_as_a_leak,
+    a_clients_own_token_passes_unchanged,
+    method_and_path_rules_refuse_what_they_do_not_allow,
+    a_name_not_listed_for_opening_stays_a_tunnel,
+    a_wrong_upstream_certificate_is_refused_with_its_reason,
+    no_log_line_carries_a_value_with_trace_and_dump_on,
+    a_changed_secrets_file_is_used_on_a_connection_kept_open,
+    the_ca_is_made_once_and_its_leaves_are_short_lived,
+    a_secrets_file_others_can_read_is_refused_at_start,
 );
