@@ -47,7 +47,7 @@ if (undici) {
       return;
     }
     const req = https.request({
-      host, path, headers, ca, servername: host, agent: false,
+      host, path, headers, ca, servername: host,
       createConnection: () => tls.connect({ socket, servername: host, ca }),
     }, (r) => {
       let body = '';

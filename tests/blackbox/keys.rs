@@ -60,7 +60,7 @@ pub fn python_urllib_and_requests_send_a_placeholder_and_read_it_back(rt: Runtim
     let ph = k.ph("GH_TOKEN").to_string();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys_client.py");
     for (lib, path) in [("urllib", "/echo?by=urllib"), ("requests", "/echo?by=requests")] {
-        let out = Command::new("python3")
+        let out = without_ca_settings(&mut Command::new("python3"))
             .arg(&script)
             .args([lib, &k.proxy_url(), k.ca_pem().to_str().unwrap(), &format!("https://api.github.test{path}"), &format!("Authorization: Bearer {ph}")])
             .output()
@@ -94,7 +94,7 @@ pub fn node_sends_a_placeholder_and_reads_it_back(rt: Runtime) {
     let ph = k.ph("GH_TOKEN").to_string();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys_node.js");
     let port = k.proxy.addr.port().to_string();
-    let out = Command::new("node")
+    let out = without_ca_settings(&mut Command::new("node"))
         .arg(&script)
         .args([port.as_str(), k.ca_pem().to_str().unwrap(), "api.github.test", "/echo?by=node", &format!("Authorization: Bearer {ph}")])
         .output()

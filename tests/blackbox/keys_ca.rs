@@ -122,7 +122,7 @@ pub fn a_changed_secrets_file_is_used_on_a_connection_kept_open(rt: Runtime) {
     let mut k = Keys::start_with(rt, &v1, &["--reload-interval", "100ms"]);
     assert_eq!(k.ph("GH_TOKEN"), ph);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys_client.py");
-    let mut client = Command::new("python3")
+    let mut client = without_ca_settings(&mut Command::new("python3"))
         .arg(script)
         .args(["session", &k.proxy_url(), k.ca_pem().to_str().unwrap(), "api.github.test"])
         .stdin(Stdio::piped())

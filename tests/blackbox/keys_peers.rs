@@ -279,7 +279,18 @@ fn bare_repositories(d: &Path) -> PathBuf {
 pub fn git_command(dir: &Path) -> Command {
     let mut cmd = Command::new("git");
     cmd.current_dir(dir).env("HOME", dir).env("GIT_CONFIG_NOSYSTEM", "1").env("GIT_TERMINAL_PROMPT", "0");
+    without_ca_settings(&mut cmd);
     cmd.env("GIT_AUTHOR_NAME", "t").env("GIT_AUTHOR_EMAIL", "t@t").env("GIT_COMMITTER_NAME", "t").env("GIT_COMMITTER_EMAIL", "t@t");
+    cmd
+}
+
+/// Leave out the machine's CA settings (GIT_SSL_CAINFO outranks git's
+/// http.sslCAInfo; SSL_CERT_FILE and the like would add the system roots):
+/// a client trusts what its test gives it, nothing else.
+pub fn without_ca_settings(cmd: &mut Command) -> &mut Command {
+    for var in ["GIT_SSL_CAINFO", "GIT_SSL_CAPATH", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS"] {
+        cmd.env_remove(var);
+    }
     cmd
 }
 
