@@ -187,7 +187,7 @@ impl Keys {
 
     /// The last status a curl `-D -` output shows (after a CONNECT's own 200).
     pub fn status(out: &str) -> u16 {
-        let line = out.lines().filter(|l| l.starts_with("HTTP/")).last().unwrap_or_else(|| panic!("no status line in: {out}"));
+        let line = out.lines().rfind(|l| l.starts_with("HTTP/")).unwrap_or_else(|| panic!("no status line in: {out}"));
         line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("a status in {line}"))
     }
 
