@@ -18,6 +18,7 @@ pub fn the_ca_is_made_once_and_its_leaves_are_short_lived(rt: Runtime) {
     let d = k.dir.path();
     // --make-ca: makes the key (owner only) and the certificate, exits 0.
     let made = d.join("made");
+    std::fs::create_dir_all(&made).unwrap();
     let make = |dir: &Path| {
         let out = rt.command_in(Some(d), &[], &["--make-ca", dir.to_str().unwrap()]).stdin(Stdio::null()).output().expect("runtime starts");
         (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
