@@ -157,6 +157,7 @@ impl Conn {
         let mut forward = forward;
         let opened = forward.as_mut().and_then(|d| d.client_tls.take());
         let read_was_hello = opened.is_none() && cx.tls.is_some();
+        let forward_shown = forward.as_mut().and_then(|d| d.http.as_mut()).and_then(|x| x.shown.take());
         let client_tls = match opened {
             Some(t) => Some(*t),
             None => match cx.tls.map(|config| tls::accept(config, read)) {
@@ -172,7 +173,10 @@ impl Conn {
                 to_upstream.preload(early, cx.buffers);
                 to_upstream.preload(plain, cx.buffers);
                 let mut dumped = 0;
-                dump_peeked(cx.dump, id, asked.as_deref(), &mut dumped, plain);
+                // Where secrets were swapped in, the dump shows what the
+                // client sent (the placeholders), never what went out.
+                let shown = forward_shown.as_deref().unwrap_or(plain);
+                dump_peeked(cx.dump, id, asked.as_deref(), &mut dumped, shown);
                 Ok(Conn {
                     id,
                     route,

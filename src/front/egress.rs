@@ -158,10 +158,12 @@ impl Front {
                 // may go (over TLS we opened, to its names), refused where
                 // it may not; the answer gets the placeholders back.
                 let head = if opened { super::proxy_request::https_host(head.clone(), &req.host, req.port) } else { head.clone() };
+                let mut shown = None;
                 let head = match rules.secrets.inject(&head, &req.host, opened) {
                     Ok(None) => head,
                     Ok(Some(injected)) => {
                         exchange.response.redactor = Some(rules.secrets.redactor(injected.echoes));
+                        shown = Some(head);
                         injected.head
                     }
                     Err(leak) => return self.refused(crate::forward::Forward::leak(&req.host, req.port, leak.why)),
@@ -175,6 +177,7 @@ impl Front {
                 };
                 // Through a parent: the request line in absolute form, and its login.
                 let head = parent.as_ref().map_or_else(|| head.clone(), |p| p.absolute_head(&head, &req.host, req.port));
+                exchange.shown = shown.map(|s| [&s, rest.get(..used).unwrap_or_default()].concat());
                 ([&head, rest.get(..used).unwrap_or_default()].concat(), Some(Box::new(exchange)))
             }
             Method::Connect => (rest.to_vec(), None),

@@ -20,6 +20,9 @@ pub struct Exchange {
     /// destination, which the client's next request must name too
     /// (`crate::front::Front::pinned`).
     pub pinned: Option<(String, u16)>,
+    /// The request's first bytes as the client sent them, where secrets
+    /// were swapped in: what the traffic dump shows instead.
+    pub shown: Option<Vec<u8>>,
 }
 
 /// The client->destination side: the request's body, and what follows it.
@@ -49,7 +52,7 @@ impl Exchange {
     /// asked for an `upgrade` may be answered 101.
     pub fn new(body: Body, to_head: bool, client_close: bool, upgrade: bool) -> Exchange {
         let reader = ResponseReader::new(to_head).with_upgrade(upgrade);
-        Exchange { request: Request { body: BodyReader::new(body), leftover: Vec::new() }, response: Response { reader, excess: false, redactor: None }, client_close, pinned: None }
+        Exchange { request: Request { body: BodyReader::new(body), leftover: Vec::new() }, response: Response { reader, excess: false, redactor: None }, client_close, pinned: None, shown: None }
     }
 
     /// The answer is complete and the client's connection may carry

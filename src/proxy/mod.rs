@@ -157,6 +157,7 @@ impl Proxy {
     pub fn new(cfg: &Config, (doors, routes): (Vec<Door>, Vec<RouteState>), resolver: Resolver, metrics: Option<Listener>, nodelay: bool, (budget, backlog): (Budget, u32), mut keys: Keys) -> io::Result<Proxy> {
         let now = Instant::now();
         keys.secrets_text = keys.secrets_file.as_ref().and_then(|f| std::fs::read_to_string(f).ok());
+        crate::log::redact(keys.redactions());
         Ok(Proxy {
             doors,
             resolver,

@@ -237,6 +237,7 @@ impl Proxy {
             Ok(secrets) => {
                 let names: Vec<String> = secrets.placeholders().into_iter().map(|(n, _)| n).collect();
                 keys.secrets = secrets;
+                crate::log::redact(keys.redactions());
                 Record::always("reload").str("file", &file).str("secrets", names.join(",")).num("open_connections", self.conns.len() as u64).emit();
             }
             Err(why) => Record::new(Level::Warn, "reload-failed").str("file", &file).str("error", why).str("action", "keeping the secrets in force").emit(),
