@@ -306,6 +306,13 @@ impl Endpoint for TlsEnd<'_> {
     }
 }
 
+/// SHA-256 of `bytes` (derived placeholders, `secrets`), by the ring that
+/// rustls already builds. `Err` only in the build without TLS (tls_off.rs).
+pub fn sha256(bytes: &[u8]) -> Result<[u8; 32], String> {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    digest.as_ref().try_into().map_err(|_| "SHA-256 gave other than 32 bytes".to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -81,3 +81,8 @@ impl Endpoint for TlsEnd<'_> {
         match *self.tls {}
     }
 }
+
+/// No SHA-256 without ring: derived placeholders (`secrets`) need the default build.
+pub fn sha256(_bytes: &[u8]) -> Result<[u8; 32], String> {
+    Err("this build has no TLS (it was built without the `tls` feature): --secrets needs the default build".to_string())
+}
