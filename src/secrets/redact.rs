@@ -1,0 +1,114 @@
+//! Responses: every value replaced by its placeholder, in place.
+//!
+//! A response's bytes (head and body alike, before the dump, the framing
+//! or the client see them) have every occurrence of every entry's value,
+//! and of the exchange's echoes (the base64 of `USER:VALUE` that `as=basic`
+//! sent), overwritten by the placeholder of the same length: nothing moves,
+//! so `Content-Length` and chunk sizes stay right. Across reads: a read that
+//! ends in the first bytes of a value, more of them than the value shares
+//! with its placeholder, has those bytes replaced at once by the
+//! placeholder's (they cannot be held back: the read goes on now), and the
+//! match goes on into the next read. So no byte of a value that differs
+//! from its placeholder ever leaves. The price: a read that happens to end
+//! in such a piece of a value that the next read does not complete has that
+//! piece replaced all the same (a few bytes that spelled the start of a
+//! secret). A redactor keeps at most the longest value's length (less one)
+//! of the bytes last read.
+
+use std::borrow::Cow;
+
+use super::{Redactor, Secrets};
+
+impl Secrets {
+    /// A redactor for one exchange's response, with that exchange's echoes
+    /// (`Injected::echoes`).
+    pub fn redactor(&self, echoes: Vec<(Vec<u8>, Vec<u8>)>) -> Redactor {
+        let pairs = self.entries.iter().map(|e| (e.value.clone(), e.placeholder.clone())).chain(echoes);
+        let pairs: Vec<_> = pairs
+            .filter(|(v, p)| !v.is_empty() && v.len() == p.len() && v != p)
+            .map(|(v, p)| {
+                let common = v.iter().zip(&p).take_while(|(a, b)| a == b).count();
+                (v, p, common)
+            })
+            .collect();
+        let longest = pairs.iter().map(|(v, ..)| v.len()).max().unwrap_or(0);
+        Redactor { pairs, carry: Vec::new(), longest }
+    }
+
+    /// Values replaced by placeholders in a log line (`log::Record`'s last guard).
+    pub fn redact_text<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let mut text = Cow::Borrowed(text);
+        for e in &self.entries {
+            // Both visible ASCII (file.rs): a valid str stays one.
+            if let (Ok(value), Ok(placeholder)) = (std::str::from_utf8(&e.value), std::str::from_utf8(&e.placeholder)) {
+                if text.contains(value) {
+                    text = Cow::Owned(text.replace(value, placeholder));
+                }
+            }
+        }
+        text
+    }
+}
+
+impl Redactor {
+    /// Bytes just read from the origin, redacted in place (see the opening).
+    pub fn redact(&mut self, bytes: &mut [u8]) {
+        if self.pairs.is_empty() || bytes.is_empty() {
+            return;
+        }
+        let c = self.carry.len();
+        let total = c + bytes.len();
+        // The carry and the first bytes of this read: where a value that
+        // began in an earlier read ends.
+        let edge = [self.carry.as_slice(), bytes.get(..bytes.len().min(self.longest)).unwrap_or_default()].concat();
+        // This read's last bytes as read (with the carry): where a value
+        // that goes on into the next read begins; the next carry.
+        let keep = self.longest.saturating_sub(1);
+        let tail_start = total.saturating_sub(keep);
+        let tail: Vec<u8> = (tail_start..total).filter_map(|i| if i < c { self.carry.get(i).copied() } else { bytes.get(i - c).copied() }).collect();
+        // (where in carry + bytes, which pair, how many of its bytes).
+        let mut writes: Vec<(usize, usize, usize)> = Vec::new();
+        for (k, (value, _, common)) in self.pairs.iter().enumerate() {
+            let n = value.len();
+            for start in 0..c {
+                if edge.get(start..start + n) == Some(value.as_slice()) {
+                    writes.push((start, k, n));
+                }
+            }
+            let mut from = 0;
+            while let Some(at) = find(bytes.get(from..).unwrap_or_default(), value) {
+                writes.push((c + from + at, k, n));
+                from += at + 1;
+            }
+            for start in tail_start.max(total.saturating_sub(n - 1))..total {
+                let piece = tail.get(start - tail_start..).unwrap_or_default();
+                if piece.len() > *common && value.starts_with(piece) {
+                    writes.push((start, k, piece.len()));
+                }
+            }
+        }
+        writes.sort_unstable();
+        for (start, k, len) in writes {
+            let Some((_, placeholder, _)) = self.pairs.get(k) else { continue };
+            for (i, &b) in placeholder.iter().enumerate().take(len) {
+                if let Some(slot) = (start + i).checked_sub(c).and_then(|at| bytes.get_mut(at)) {
+                    *slot = b;
+                }
+            }
+        }
+        self.carry = tail;
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let first = *needle.first()?;
+    let mut from = 0;
+    while let Some(at) = hay.get(from..)?.iter().position(|&b| b == first) {
+        let start = from + at;
+        if hay.get(start..start + needle.len())? == needle {
+            return Some(start);
+        }
+        from = start + 1;
+    }
+    None
+}
