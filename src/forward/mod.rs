@@ -23,9 +23,11 @@ use crate::names::Pattern;
 
 mod login;
 mod parent;
+pub mod http_rules;
 
 pub use login::Login;
 pub use parent::Parent;
+pub use http_rules::{HttpRule, HttpRules};
 
 /// Where a forward route's clients may go.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
