@@ -96,12 +96,24 @@ impl Secrets {
         for e in &self.entries {
             let hit = lines.iter().find(|(_, lower, decoded)| contains(lower, &e.placeholder) || decoded.as_ref().is_some_and(|c| contains(c, &e.placeholder)));
             match hit {
-                Some((Some(name), ..)) => found.push((e, format!("in header {}", String::from_utf8_lossy(name)))),
+                Some((Some(name), ..)) => found.push((e, format!("in header {}", self.shown(name)))),
                 Some((None, ..)) => found.push((e, "in the request line".to_string())),
                 None => {}
             }
         }
         found
+    }
+}
+
+impl Secrets {
+    /// A header's name for a leak's words: a token of at most 64 characters
+    /// (else "(a name not shown)"), with any value in it replaced.
+    fn shown(&self, name: &[u8]) -> String {
+        let token = name.len() <= 64 && name.iter().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b));
+        match std::str::from_utf8(name) {
+            Ok(name) if token => self.redact_text(name).into_owned(),
+            _ => "(a name not shown)".to_string(),
+        }
     }
 }
 

@@ -90,6 +90,10 @@ pub struct Redactor {
     /// The last bytes read (as read), one fewer than the longest value.
     carry: Vec<u8>,
     longest: usize,
+    /// How many bytes came before this read.
+    pos: u64,
+    /// Where the last match replaced ends: the next may not start before.
+    free: u64,
 }
 
 impl Secrets {

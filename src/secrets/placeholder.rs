@@ -4,11 +4,11 @@
 //! among its first 16 characters (`ghp_`, `github_pat_`, `sk-ant-api03-`,
 //! `npm_`, `glpat-`), kept, so that a tool that checks the shape is
 //! content; then at each later position a character of the value's class
-//! there (digit, lower case, upper case; any other character kept), drawn
-//! from SHA-256 in counter mode: block `i` is SHA-256(K, i as 4 bytes big
-//! endian), K = SHA-256(`wasiter placeholder` 0 NAME 0 VALUE). The same
-//! entry gives the same placeholder at every start, so a sandbox's
-//! environment stays right across restarts.
+//! there (digit, lower case, upper case; any other character kept), other
+//! than the value's own, drawn from SHA-256 in counter mode: block `i` is
+//! SHA-256(K, i as 4 bytes big endian), K = SHA-256(`wasiter placeholder`
+//! 0 NAME 0 VALUE). The same entry gives the same placeholder at every
+//! start, so a sandbox's environment stays right across restarts.
 
 /// Below this, a derived placeholder could be guessed back from the hash.
 pub const MIN_DERIVED: usize = 20;
@@ -40,7 +40,15 @@ pub fn derive(name: &str, value: &[u8]) -> Result<Vec<u8>, String> {
         out.push(match class {
             Some((base, n)) => {
                 drawn += 1;
-                base + stream.below(n)?
+                // Never the value's own character: a placeholder differs from
+                // its value wherever it was drawn, so that no byte replaced in
+                // a response is left as it was.
+                let c = base + stream.below(n - 1)?;
+                if c >= b {
+                    c + 1
+                } else {
+                    c
+                }
             }
             None => b,
         });

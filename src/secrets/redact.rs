@@ -4,7 +4,10 @@
 //! or the client see them) have every occurrence of every entry's value,
 //! and of the exchange's echoes (the base64 of `USER:VALUE` that `as=basic`
 //! sent), overwritten by the placeholder of the same length: nothing moves,
-//! so `Content-Length` and chunk sizes stay right. Across reads: a read that
+//! so `Content-Length` and chunk sizes stay right. Matches are taken from
+//! the left and do not overlap, whichever value they are of (as
+//! `str::replace` takes them), so a run of a repeated value becomes
+//! placeholder after placeholder. Across reads: a read that
 //! ends in the first bytes of a value, more of them than the value shares
 //! with its placeholder, has those bytes replaced at once by the
 //! placeholder's (they cannot be held back: the read goes on now), and the
@@ -32,7 +35,7 @@ impl Secrets {
             })
             .collect();
         let longest = pairs.iter().map(|(v, ..)| v.len()).max().unwrap_or(0);
-        Redactor { pairs, carry: Vec::new(), longest }
+        Redactor { pairs, carry: Vec::new(), longest, pos: 0, free: 0 }
     }
 
     /// Values replaced by placeholders in a log line (`log::Record`'s last guard).
@@ -66,24 +69,49 @@ impl Redactor {
         let keep = self.longest.saturating_sub(1);
         let tail_start = total.saturating_sub(keep);
         let tail: Vec<u8> = (tail_start..total).filter_map(|i| if i < c { self.carry.get(i).copied() } else { bytes.get(i - c).copied() }).collect();
-        // (where in carry + bytes, which pair, how many of its bytes).
-        let mut writes: Vec<(usize, usize, usize)> = Vec::new();
-        for (k, (value, _, common)) in self.pairs.iter().enumerate() {
+        // Window offset w is stream offset `base + w`.
+        let base = self.pos.saturating_sub(c as u64);
+        let free = |free: u64| usize::try_from(free.saturating_sub(base)).unwrap_or(usize::MAX);
+        // Every match that ends in this read: (where in carry + bytes, longest first, which pair).
+        let mut found: Vec<(usize, std::cmp::Reverse<usize>, usize)> = Vec::new();
+        for (k, (value, ..)) in self.pairs.iter().enumerate() {
             let n = value.len();
-            for start in 0..c {
-                if edge.get(start..start + n) == Some(value.as_slice()) {
-                    writes.push((start, k, n));
+            for start in free(self.free)..c {
+                if start + n > c && edge.get(start..start + n) == Some(value.as_slice()) {
+                    found.push((start, std::cmp::Reverse(n), k));
                 }
             }
-            let mut from = 0;
-            while let Some(at) = find(bytes.get(from..).unwrap_or_default(), value) {
-                writes.push((c + from + at, k, n));
+            let mut from = free(self.free).saturating_sub(c);
+            while let Some(at) = bytes.get(from..).and_then(|rest| find(rest, value)) {
+                found.push((c + from + at, std::cmp::Reverse(n), k));
                 from += at + 1;
             }
-            for start in tail_start.max(total.saturating_sub(n - 1))..total {
+        }
+        // Taken from the left, never overlapping, whichever value (as
+        // `str::replace` takes them): a run of a repeated value gives
+        // placeholder after placeholder, and a value inside another's match
+        // cannot hide a third after it.
+        found.sort_unstable();
+        // (where in carry + bytes, which pair, how many of its bytes).
+        let mut writes: Vec<(usize, usize, usize)> = Vec::new();
+        for (start, std::cmp::Reverse(n), k) in found {
+            if start >= free(self.free) {
+                writes.push((start, k, n));
+                self.free = base + (start + n) as u64;
+            }
+        }
+        // Of each value, the earliest (longest) piece that ends this read
+        // after the last match: past the common prefix, replaced now, in its
+        // alignment.
+        for (k, (value, _, common)) in self.pairs.iter().enumerate() {
+            let n = value.len();
+            for start in tail_start.max(total.saturating_sub(n - 1)).max(free(self.free))..total {
                 let piece = tail.get(start - tail_start..).unwrap_or_default();
-                if piece.len() > *common && value.starts_with(piece) {
-                    writes.push((start, k, piece.len()));
+                if value.starts_with(piece) {
+                    if piece.len() > *common {
+                        writes.push((start, k, piece.len()));
+                    }
+                    break;
                 }
             }
         }
@@ -97,6 +125,7 @@ impl Redactor {
             }
         }
         self.carry = tail;
+        self.pos += bytes.len() as u64;
     }
 }
 
