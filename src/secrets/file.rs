@@ -53,7 +53,7 @@ impl Secrets {
             }
             entries.push(entry);
         }
-        Ok(Secrets { entries })
+        Ok(Secrets::new(entries))
     }
 }
 

@@ -22,6 +22,8 @@
 //!   same length, so that no framing changes; across reads too (see there).
 //!   And `redact_text`, the last guard of a log line.
 
+use std::sync::Arc;
+
 use crate::names::Pattern;
 
 mod file;
@@ -37,6 +39,8 @@ mod tests_inject;
 #[derive(Clone, Debug, Default)]
 pub struct Secrets {
     entries: Vec<Entry>,
+    /// Their (value, placeholder) pairs, shared by every redactor.
+    pairs: Arc<Vec<Pair>>,
 }
 
 /// Where a value goes in a request (`as=`).
@@ -72,6 +76,12 @@ pub struct Leak {
     pub why: String,
 }
 
+impl std::fmt::Display for Leak {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.why)
+    }
+}
+
 /// A request head with values swapped in.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Injected {
@@ -82,11 +92,29 @@ pub struct Injected {
     pub echoes: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
+/// What the redactor replaces by what.
+#[derive(Clone, Debug)]
+struct Pair {
+    value: Vec<u8>,
+    placeholder: Vec<u8>,
+    /// The length of their common prefix.
+    common: usize,
+}
+
+impl Pair {
+    /// `None` for what cannot be replaced in place (empty, lengths apart, or the same).
+    fn new(value: Vec<u8>, placeholder: Vec<u8>) -> Option<Pair> {
+        let common = value.iter().zip(&placeholder).take_while(|(a, b)| a == b).count();
+        (!value.is_empty() && value.len() == placeholder.len() && common < value.len()).then_some(Pair { value, placeholder, common })
+    }
+}
+
 /// One exchange's response redactor (`Secrets::redactor`, `redact.rs`).
 #[derive(Clone, Debug)]
 pub struct Redactor {
-    /// (value, placeholder, the length of their common prefix).
-    pairs: Vec<(Vec<u8>, Vec<u8>, usize)>,
+    /// The entries' pairs, then this exchange's echoes.
+    shared: Arc<Vec<Pair>>,
+    echoes: Vec<Pair>,
     /// The last bytes read (as read), one fewer than the longest value.
     carry: Vec<u8>,
     longest: usize,
@@ -97,6 +125,11 @@ pub struct Redactor {
 }
 
 impl Secrets {
+    fn new(entries: Vec<Entry>) -> Secrets {
+        let pairs = entries.iter().filter_map(|e| Pair::new(e.value.clone(), e.placeholder.clone())).collect();
+        Secrets { entries, pairs: Arc::new(pairs) }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

@@ -19,23 +19,17 @@
 //! of the bytes last read.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
-use super::{Redactor, Secrets};
+use super::{Pair, Redactor, Secrets};
 
 impl Secrets {
     /// A redactor for one exchange's response, with that exchange's echoes
     /// (`Injected::echoes`).
     pub fn redactor(&self, echoes: Vec<(Vec<u8>, Vec<u8>)>) -> Redactor {
-        let pairs = self.entries.iter().map(|e| (e.value.clone(), e.placeholder.clone())).chain(echoes);
-        let pairs: Vec<_> = pairs
-            .filter(|(v, p)| !v.is_empty() && v.len() == p.len() && v != p)
-            .map(|(v, p)| {
-                let common = v.iter().zip(&p).take_while(|(a, b)| a == b).count();
-                (v, p, common)
-            })
-            .collect();
-        let longest = pairs.iter().map(|(v, ..)| v.len()).max().unwrap_or(0);
-        Redactor { pairs, carry: Vec::new(), longest, pos: 0, free: 0 }
+        let echoes: Vec<Pair> = echoes.into_iter().filter_map(|(v, p)| Pair::new(v, p)).collect();
+        let longest = self.pairs.iter().chain(&echoes).map(|p| p.value.len()).max().unwrap_or(0);
+        Redactor { shared: Arc::clone(&self.pairs), echoes, carry: Vec::new(), longest, pos: 0, free: 0 }
     }
 
     /// Values replaced by placeholders in a log line (`log::Record`'s last guard).
@@ -56,7 +50,7 @@ impl Secrets {
 impl Redactor {
     /// Bytes just read from the origin, redacted in place (see the opening).
     pub fn redact(&mut self, bytes: &mut [u8]) {
-        if self.pairs.is_empty() || bytes.is_empty() {
+        if self.longest == 0 || bytes.is_empty() {
             return;
         }
         let c = self.carry.len();
@@ -74,7 +68,7 @@ impl Redactor {
         let free = |free: u64| usize::try_from(free.saturating_sub(base)).unwrap_or(usize::MAX);
         // Every match that ends in this read: (where in carry + bytes, longest first, which pair).
         let mut found: Vec<(usize, std::cmp::Reverse<usize>, usize)> = Vec::new();
-        for (k, (value, ..)) in self.pairs.iter().enumerate() {
+        for (k, Pair { value, .. }) in self.pairs().enumerate() {
             let n = value.len();
             for start in free(self.free)..c {
                 if start + n > c && edge.get(start..start + n) == Some(value.as_slice()) {
@@ -103,7 +97,7 @@ impl Redactor {
         // Of each value, the earliest (longest) piece that ends this read
         // after the last match: past the common prefix, replaced now, in its
         // alignment.
-        for (k, (value, _, common)) in self.pairs.iter().enumerate() {
+        for (k, Pair { value, common, .. }) in self.pairs().enumerate() {
             let n = value.len();
             for start in tail_start.max(total.saturating_sub(n - 1)).max(free(self.free))..total {
                 let piece = tail.get(start - tail_start..).unwrap_or_default();
@@ -117,7 +111,7 @@ impl Redactor {
         }
         writes.sort_unstable();
         for (start, k, len) in writes {
-            let Some((_, placeholder, _)) = self.pairs.get(k) else { continue };
+            let Some(Pair { placeholder, .. }) = self.pairs().nth(k) else { continue };
             for (i, &b) in placeholder.iter().enumerate().take(len) {
                 if let Some(slot) = (start + i).checked_sub(c).and_then(|at| bytes.get_mut(at)) {
                     *slot = b;
@@ -126,6 +120,12 @@ impl Redactor {
         }
         self.carry = tail;
         self.pos += bytes.len() as u64;
+    }
+}
+
+impl Redactor {
+    fn pairs(&self) -> impl Iterator<Item = &Pair> {
+        self.shared.iter().chain(&self.echoes)
     }
 }
 
