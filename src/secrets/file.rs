@@ -5,11 +5,13 @@
 //! NAME value=VALUE|env:VAR to=PATTERN,... as=bearer|basic|header:NAME [placeholder=P]
 //! ```
 //!
+//! A word starting with `#` starts a comment to the end of its line.
 //! Every error is one line naming the file and line. A value is visible
 //! ASCII (it goes in a header) of at least `MIN_VALUE` characters (shorter,
 //! its bytes would be found, and replaced, all over responses); a
 //! placeholder has the value's length, differs from it even without case,
-//! and from every other entry's placeholder and value; names are unique.
+//! and from every other entry's placeholder and value; names are unique;
+//! `to=*` is refused (name the hosts a value is for).
 
 use super::placeholder::derive;
 use super::{Entry, Place, Secrets};
@@ -65,7 +67,8 @@ fn entry(line: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Entry, Stri
         return Err(format!("{name:?} is no NAME (letters, digits and _, not first a digit): {form}"));
     }
     let (mut value, mut to, mut place, mut placeholder) = (None, None, None, None);
-    for word in words {
+    // A word starting with # starts a comment to the line's end.
+    for word in words.take_while(|w| !w.starts_with('#')) {
         let Some((key, arg)) = word.split_once('=') else {
             return Err(format!("{name}: {word:?} is no KEY=VALUE: {form}"));
         };
