@@ -47,7 +47,7 @@ if (undici) {
       return;
     }
     const req = https.request({
-      host, path, headers, ca, servername: host,
+      host, port: 443, defaultPort: 443, path, headers, ca, servername: host,
       createConnection: () => tls.connect({ socket, servername: host, ca }),
     }, (r) => {
       let body = '';
