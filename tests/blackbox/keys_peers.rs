@@ -168,7 +168,11 @@ impl Keys {
         args.extend(more.iter().map(|s| s.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let placeholders = placeholders(rt, d, &file);
-        let (proxy, _) = Proxy::start_routes_in(rt, Some(d), 1, &env(), &args);
+        let (mut proxy, _) = Proxy::start_routes_in(rt, Some(d), 1, &env(), &args);
+        // The CA is written after the start line (on WasmEdge's interpreter
+        // long enough after it for a client to find no ca.pem): its own line
+        // says it is there.
+        proxy.wait_for_log("the CA's line", |l| l.contains(" ca cert="));
         Keys { dir, dns, origin, proxy, placeholders }
     }
 
