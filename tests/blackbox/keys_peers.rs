@@ -27,7 +27,7 @@ pub const KEY_PLACEHOLDER: &str = "keyplaceholder0123456789abcdefgh";
 
 /// What the proxy may ask of GitHub: read everything, write one repository.
 pub const RULES: &str = "api.github.test/**:GET|HEAD,api.github.test/repos/me/proj/**:POST|PATCH|PUT|DELETE,\
-github.test/*/*/info/refs:GET,github.test/*/*/git-upload-pack:POST,github.test/me/proj.git/git-receive-pack:POST";
+github.test/*/*/info/refs:GET,github.test/*/*/git-upload-pack:POST,github.test/me/proj.git/git-receive-pack:POST,github.test/echo:GET";
 
 /// The secrets file of most cases.
 pub fn secrets_file() -> String {
