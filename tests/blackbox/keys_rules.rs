@@ -39,7 +39,7 @@ pub fn method_and_path_rules_refuse_what_they_do_not_allow(rt: Runtime) {
     }
     let line = k.denied_by("http-rule");
     assert!(line.get("host").is_some_and(|h| h.starts_with("api.github.test")), "the decision names the host: {line:?}");
-    eventually("a deny decision per refused request", || k.proxy.log().iter().filter(|l| l.contains(" decision ") && l.contains("decision=deny")).count() >= refused.len());
+    eventually("an http-rule decision per refused request", || k.proxy.log().iter().filter(|l| l.contains(" decision ") && l.contains("decision=deny rule=http-rule")).count() >= refused.len());
     // Plain HTTP gets the same rules.
     let (code, out, err) = k.curl("http://api.github.test/repos/other/x/issues", &post);
     assert_eq!((code, Keys::status(&out)), (0, 403), "{out}{err}");
