@@ -9,7 +9,8 @@ text too), recording every request it receives.
 Prints `ready` once listening, then one JSON line per request received:
 {"tls": bool, "method", "path", "headers": [[name, value], ...], "body"}.
 Answers JSON. `/echo` sends the request's headers back, in response headers
-(`X-Echo-<Name>`) and in its body, as an origin that echoes a token would.
+(`X-Echo-<Name>`) and in its body, as an origin that echoes a token would
+(`/echo?chunk=N`: the body chunked, N bytes a chunk, one write each).
 `/<owner>/<repo>.git/...` is `git http-backend` (CGI) for the bare
 repositories under --git-root, behind HTTP Basic auth whose password must be
 --token (any user name). Only the Python standard library.
@@ -66,7 +67,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         git = GIT.match(path)
         if path == "/echo":
             out = json.dumps({"headers": headers}).encode()
-            self.answer(200, out, [("X-Echo-" + k, v) for k, v in headers])
+            chunk = re.search(r"(?:^|&)chunk=(\d+)", self.path.partition("?")[2])
+            if chunk:
+                self.chunked(out, int(chunk.group(1)), [("X-Echo-" + k, v) for k, v in headers])
+            else:
+                self.answer(200, out, [("X-Echo-" + k, v) for k, v in headers])
         elif git:
             self.git(git, body)
         else:
@@ -84,6 +89,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+    def chunked(self, body, size, extra):
+        """The body in chunks of `size` bytes, each its own write (and TLS
+        record): an echoed value is cut across chunks and records."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        for k, v in extra:
+            self.send_header(k, v)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for at in range(0, len(body), size):
+            piece = body[at:at + size]
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
 
     def git(self, match, body):
         auth = self.headers.get("Authorization", "")

@@ -49,6 +49,13 @@ pub fn curl_sends_a_placeholder_and_only_the_origin_gets_the_token(rt: Runtime) 
     assert!(out.contains(&format!("X-Echo-X-Api-Key: {KEY_PLACEHOLDER}\r\n")), "{out}");
     assert!(out.contains(&format!("\"Bearer {ph}\"")) && out.contains(&format!("\"{KEY_PLACEHOLDER}\"")), "the echoed body, in place: {out}");
     k.assert_clean("curl's output", &format!("{out}{err}"));
+    // The same echo chunked, 7 bytes a chunk and a write (a TLS record)
+    // each: the value is cut across chunks, and still never arrives.
+    let (code, out, err) = k.curl("https://api.github.test/echo?chunk=7", &["-H", &bearer]);
+    assert_eq!((code, Keys::status(&out)), (0, 200), "{out}{err}");
+    assert_eq!(header(&k.origin.request_for("/echo?chunk=7"), "Authorization"), Some(format!("Bearer {REAL_GH}")));
+    assert!(out.contains(&format!("\"Bearer {ph}\"")), "the body, de-chunked by curl, has the placeholder: {out}");
+    k.assert_clean("curl's output", &format!("{out}{err}"));
     // A Basic password (as=basic, git's way): the origin's echo of the
     // login comes back as the login the client sent.
     let login = base64(&format!("x:{}", k.ph("GIT_TOKEN")));
