@@ -56,6 +56,15 @@ pub fn curl_sends_a_placeholder_and_only_the_origin_gets_the_token(rt: Runtime) 
     assert_eq!(header(&k.origin.request_for("/echo?chunk=7"), "Authorization"), Some(format!("Bearer {REAL_GH}")));
     assert!(out.contains(&format!("\"Bearer {ph}\"")), "the body, de-chunked by curl, has the placeholder: {out}");
     k.assert_clean("curl's output", &format!("{out}{err}"));
+    // Through SOCKS5 on the same port, and as a client that would rather
+    // speak HTTP/2: offered only http/1.1, it speaks that.
+    let ca = k.ca_pem();
+    let socks = format!("socks5h://{}", k.proxy.addr);
+    let (code, out, err) = curl(&["--http2", "-x", &socks, "--cacert", ca.to_str().unwrap(), "-H", &bearer, "-w", "\n%{http_version}", "https://api.github.test/socks"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.ends_with("\n1.1"), "HTTP/1.1 by ALPN: {out}");
+    assert_eq!(header(&k.origin.request_for("/socks"), "Authorization"), Some(format!("Bearer {REAL_GH}")), "opened after SOCKS5 too");
+    k.assert_clean("curl's output", &format!("{out}{err}"));
     // A Basic password (as=basic, git's way): the origin's echo of the
     // login comes back as the login the client sent.
     let login = base64(&format!("x:{}", k.ph("GIT_TOKEN")));
