@@ -58,6 +58,7 @@ TRANSPARENT = "transparent"  # in a pair's third place: a transparent listener s
 TERMINATE = "terminate"  # in a pair's third place: the proxy terminates TLS there (the bench certificate)
 
 
+OPENED = "opened"  # in a pair's third place: a forward proxy port that opens TLS to SNI (open=), its upstream the origin's port
 TERM_SIZE = 128 << 20  # the terminated downloads: software AES on wasm is slow, 1 GiB would take minutes
 
 

@@ -8,18 +8,22 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 
-from .common import (CHAINED, FORWARD, ROOT, SNI, TERMINATE, TRANSPARENT, children, free_port, proc_cpu_split,
+from .common import (CHAINED, FORWARD, OPENED, ROOT, SNI, TERMINATE, TRANSPARENT, children, free_port, proc_cpu_split,
                      proc_rss_kib, say, wait_port)
-from .figures import REFERENCES
 
+SQUID_CERTGEN = "/usr/lib/squid/security_file_certgen"  # squid-openssl's: squid-bump needs it
+# The credential of the opened figures: what the origin must get (squid adds
+# it; wasiter swaps it for its placeholder, or the client sends it itself
+# where the build has no --secrets yet).
+OPENED_SECRET = "bench_real_token_0123456789abcdef"
 PATCHED_WASMEDGE = {}  # --wasmedge-patched: contender name -> wasmedge binary
 WASMEDGE_AOT = "target/wasm32-wasip1/release/wasiter.aot.wasm"
 
 
 class Contender:
-    def __init__(self, name, make, sni=True, forward=False, only_forward=False, terminate=False, http_proxy=True, socks=False, transparent=False):
+    def __init__(self, name, make, sni=True, forward=False, only_forward=False, terminate=False, http_proxy=True, socks=False, transparent=False,
+                 opened=False, only_opened=False):
         # make(tmp, [(listen, upstream, sni), ...]) -> argv: one relay per
         # pair; where `sni` is a name, the port routes by it (TLS SNI).
         # sni=False: it cannot (a --baseline build from before routing by
@@ -37,11 +41,16 @@ class Contender:
         # terminate: it also serves a port where it terminates TLS in front
         # of the plain nginx (the term-* figures; n/a for the others).
         self.terminate = terminate
+        # opened: it also serves a forward proxy port that opens TLS to the
+        # origin (wasiter `open=`, squid `ssl_bump`); only_opened: that is
+        # all it serves (the --opened run).
+        self.opened, self.only_opened = opened, only_opened
         self.proc = None
 
     def start(self, peers, tmp):
         self.peer_tls, self.peer_redis, self.peer_http = peers.tls, peers.redis_port, peers.http
-        self.proxy_port = self.chain_port = self.tp_tls = self.tp_http = None
+        self.peer_origin = peers.origin
+        self.proxy_port = self.chain_port = self.tp_tls = self.tp_http = self.opened_port = None
         if self.name == "direct":
             self.http, self.whole, self.redis = peers.http, peers.whole, peers.redis_port
             self.tls = self.tls_sni = self.term = peers.tls  # nginx terminates TLS itself
@@ -66,8 +75,13 @@ class Contender:
         if self.terminate:
             self.term = free_port()
             pairs.append((self.term, peers.http, TERMINATE))
+        if self.opened:
+            self.opened_port = free_port()
+            pairs.append((self.opened_port, peers.origin, OPENED))
         if self.only_forward:
             pairs = [p for p in pairs if p[2] in (FORWARD, CHAINED)]
+        if self.only_opened:
+            pairs = [p for p in pairs if p[2] == OPENED]
         argv = self.make(tmp, pairs)
         self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
@@ -101,8 +115,8 @@ def wasiter(runtime, root="."):
     """wasiter on a runtime, built in `root` (the project, or a --baseline worktree)."""
     def make(tmp, pairs):
         args = ["--quiet", "--max-conns", "9000"]
-        if any(kind == TRANSPARENT for _, _, kind in pairs):
-            # The transparent TLS listener resolves the SNI name: from a hosts file.
+        if any(kind in (TRANSPARENT, OPENED) for _, _, kind in pairs):
+            # The transparent TLS listener (and the opened one) resolves the SNI name: from a hosts file.
             with open(os.path.join(tmp, "bench.hosts"), "w") as f:
                 f.write(f"127.0.0.1 {SNI}\n")
             args += ["--hosts-file", f"{tmp}/bench.hosts"]
@@ -114,6 +128,14 @@ def wasiter(runtime, root="."):
                 args += ["--route", f"127.0.0.1:{listen}=forward;transparent={up};to=*;to-net=127.0.0.0/8;ports={up}"]
             elif sni == CHAINED:
                 args += ["--route", f"127.0.0.1:{listen}=forward;to=*;to-net=127.0.0.0/8;ports={ports};parent=http://127.0.0.1:{up}"]
+            elif sni == OPENED:
+                # The opened figures' route: TLS opened for SNI with the CA opened.py made,
+                # the origin verified against its test CA, and the credential swapped in
+                # when this build takes --secrets (opened.py wrote the file then).
+                args += ["--route", f"127.0.0.1:{listen}=forward;to={SNI};to-net=127.0.0.0/8;ports={up};open={SNI}",
+                         "--ca", f"{tmp}/opened-ca", "--upstream-ca", f"{tmp}/origin-ca.pem"]
+                if os.path.exists(f"{tmp}/opened.secrets"):
+                    args += ["--secrets", f"{tmp}/opened.secrets"]
             elif sni == TERMINATE:
                 args += ["--route", f"127.0.0.1:{listen}=127.0.0.1:{up};cert={tmp}/bench.pem;key={tmp}/bench.key"]
             else:
@@ -204,6 +226,50 @@ max_filedescriptors 20000
     return ["squid", "-N", "-f", conf]
 
 
+def squid_bump(tmp, pairs):
+    """squid with ssl_bump (Debian's squid-openssl), its own CA, leaves made
+    by its certificate helper and kept in memory, the origin verified against
+    its test CA, and the credential added to each request
+    (`request_header_add`): the opened figures' reference."""
+    (listen, origin, _), = pairs
+    ca, key = f"{tmp}/squid-bump-ca.pem", f"{tmp}/squid-bump-ca.key"
+    quiet = dict(check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if not os.path.exists(ca):
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                        "-days", "2", "-subj", "/CN=squid bench CA", "-addext", "basicConstraints=critical,CA:TRUE",
+                        "-addext", "keyUsage=critical,keyCertSign", "-keyout", key, "-out", ca], **quiet)
+    # The helper's certificate database, new for each start; run as root,
+    # squid's helpers run as its effective user (proxy on Debian), which must own it.
+    home = os.path.join(tmp, f"squid-bump-{listen}")
+    os.makedirs(home)
+    subprocess.run([SQUID_CERTGEN, "-c", "-s", f"{home}/db", "-M", "16MB"], **quiet)
+    if os.geteuid() == 0:
+        subprocess.run(["chown", "-R", "proxy:proxy", home], **quiet)
+    conf = os.path.join(tmp, f"squid-bump-{listen}.conf")
+    with open(conf, "w") as f:
+        f.write(f"""http_port 127.0.0.1:{listen} ssl-bump tls-cert={ca} tls-key={key} generate-host-certificates=on dynamic_cert_mem_cache_size=16MB
+sslcrtd_program {SQUID_CERTGEN} -s {home}/db -M 16MB
+sslcrtd_children 5 startup=1 idle=1
+ssl_bump bump all
+tls_outgoing_options cafile={tmp}/origin-ca.pem
+request_header_add Authorization "Bearer {OPENED_SECRET}" all
+hosts_file {tmp}/bench.hosts
+acl allowed_ports port {origin}
+http_access deny !allowed_ports
+http_access allow localhost
+http_access deny all
+cache deny all
+access_log none
+cache_log /dev/null
+cache_store_log none
+pid_filename none
+workers 1
+shutdown_lifetime 0 seconds
+max_filedescriptors 20000
+""")
+    return ["squid", "-N", "-f", conf]
+
+
 def dante(tmp, pairs):
     """Dante's danted as a SOCKS5 server (no login, CONNECT only, no logs):
     one of the SOCKS figures' references."""
@@ -244,6 +310,9 @@ def available(name):
         "wasiter-wasmtime": ["wasmtime"], "wasiter-wasmedge-aot": ["wasmedge"], "wasiter-wasmedge": ["wasmedge"],
     }.get(name, [])
     missing = [c for c in need if not shutil.which(c)]
+    if name == "squid-bump":
+        missing += [what for what, there in ((f"{SQUID_CERTGEN} (squid-openssl)", os.path.exists(SQUID_CERTGEN)),
+                                             ("squid", shutil.which("squid"))) if not there]
     if name == "nginx-stream" and not os.path.exists("/usr/lib/nginx/modules/ngx_stream_module.so"):
         missing.append("ngx_stream_module (libnginx-mod-stream)")
     if name.startswith("wasiter-wasmedge-aot") and not os.path.exists(os.path.join(ROOT, WASMEDGE_AOT)):
@@ -273,76 +342,3 @@ def routes_by_name(root):
                          capture_output=True, text=True, timeout=10)
     return "--max-conns" in out.stderr
 
-
-def lineup(args):
-    """The contenders of a run (--only, --baseline, --wasmedge-patched), and
-    those skipped ({name: why}): the references always, whatever --only says."""
-    all_contenders = [
-        Contender("direct", None),
-        Contender("haproxy", haproxy, terminate=True),
-        Contender("socat", socat),
-        Contender("nginx-stream", nginx_stream),
-        Contender("squid", squid, forward=True, only_forward=True),
-        Contender("dante", dante, forward=True, only_forward=True, http_proxy=False, socks=True),
-        Contender("microsocks", microsocks, forward=True, only_forward=True, http_proxy=False, socks=True),
-        Contender("wasiter-wasmedge-aot", wasiter("wasmedge-aot"), forward=True, terminate=True, socks=True, transparent=True),
-    ] + [
-        Contender(name, wasiter(name.removeprefix("wasiter-")), forward=True, terminate=True, socks=True, transparent=True)
-        for name in PATCHED_WASMEDGE or ["wasiter-wasmedge-aot-patched"]
-    ] + [
-        Contender("wasiter-wasmedge", wasiter("wasmedge"), forward=True, terminate=True, socks=True, transparent=True),
-        Contender("wasiter-wasmtime", wasiter("wasmtime"), forward=True, terminate=True, socks=True, transparent=True),
-        Contender("wasiter-native", wasiter("native"), forward=True, terminate=True, socks=True, transparent=True),
-    ]
-    ours = [c for c in all_contenders if c.name.startswith("wasiter-")]
-    for rev in [r for r in args.baseline.split(",") if r]:
-        base = build_baseline(rev)
-        sni = routes_by_name(base)
-        # route.rs, or the route/ folder it became.
-        route_files = [os.path.join(base, "src", "route.rs")] + [os.path.join(base, "src", "route", f) for f in ("mod.rs", "spec.rs")]
-        route_text = "".join(open(f).read() for f in route_files if os.path.exists(f))
-        # What that code can do, so that it is measured on the same figures
-        # (forward routes since issue 12, SOCKS5 since 27, transparent since 26).
-        can = dict(terminate="cert=" in route_text, forward="forward" in route_text,
-                   socks=os.path.exists(os.path.join(base, "src", "front", "socks.rs")),
-                   transparent="transparent" in route_text)
-        all_contenders += [Contender(f"{c.name}@{rev[:12]}", wasiter(c.name.removeprefix("wasiter-"), base), sni, **can) for c in ours]
-    return pick(all_contenders, args.only, REFERENCES)
-
-
-def pick(all_contenders, only, references):
-    """Those of `all_contenders` that --only names (and the references), and
-    installed; the others that --only names, with why they are skipped."""
-    only = [o for o in only.split(",") if o]
-    contenders, skipped = [], {}
-    for c in all_contenders:
-        if only and c.name.split("@")[0] not in only and c.name not in references:
-            continue
-        missing = available(c.name.split("@")[0])
-        if missing:
-            skipped[c.name] = "not installed: " + ", ".join(missing)
-            say(f"SKIPPED {c.name}: {skipped[c.name]}")
-        else:
-            contenders.append(c)
-    return contenders, skipped
-
-
-def run_rounds(contenders, rounds, measure_one, peers, tmp):
-    """Interleaved rounds: every contender started, measured by
-    measure_one(c) and stopped, in an order rotated each round so that no
-    contender always runs first. {name: [figures of each round]}."""
-    results = {c.name: [] for c in contenders}
-    for rnd in range(rounds):
-        order = contenders[rnd % len(contenders):] + contenders[:rnd % len(contenders)]
-        for c in order:
-            say(f"round {rnd + 1}/{rounds}: {c.name}")
-            if not c.start(peers, tmp):
-                say(f"  {c.name} did not start")
-                c.stop()
-                continue
-            try:
-                results[c.name].append(measure_one(c))
-            finally:
-                c.stop()
-                time.sleep(0.5)
-    return results
