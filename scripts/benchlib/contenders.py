@@ -113,6 +113,17 @@ class Contender:
 
 def wasiter(runtime, root="."):
     """wasiter on a runtime, built in `root` (the project, or a --baseline worktree)."""
+    # Since to-net= stopped letting IP-literal destinations through (main.rs
+    # warns `to-net-for-names-only`), the forward routes name loopback in to=
+    # as well: the figures ask for 127.0.0.1:PORT. An older build keeps to=*.
+    with open(os.path.join(root, "src", "main.rs")) as f:
+        to = "*,127.0.0.0/8" if "to-net-for-names-only" in f.read() else "*"
+    # Since tunnels carry TLS or HTTP only, except to opaque= ports, the
+    # tunnels to redis (the tunnels figures) need its port there.
+    route_dir = os.path.join(root, "src", "route")
+    opaque = os.path.isdir(route_dir) and any('"opaque"' in open(os.path.join(route_dir, n)).read()
+                                              for n in os.listdir(route_dir) if n.endswith(".rs"))
+
     def make(tmp, pairs):
         args = ["--quiet", "--max-conns", "9000"]
         if any(kind in (TRANSPARENT, OPENED) for _, _, kind in pairs):
@@ -122,12 +133,14 @@ def wasiter(runtime, root="."):
             args += ["--hosts-file", f"{tmp}/bench.hosts"]
         for listen, up, sni in pairs:
             if sni == FORWARD:
-                args += ["--route", f"127.0.0.1:{listen}=forward;to=*;to-net=127.0.0.0/8;ports={up}"]
+                # up: the TLS nginx, redis, the plain nginx.
+                tail = f";opaque={up.split(',')[1]}" if opaque else ""
+                args += ["--route", f"127.0.0.1:{listen}=forward;to={to};to-net=127.0.0.0/8;ports={up}{tail}"]
                 ports = up
             elif sni == TRANSPARENT:
-                args += ["--route", f"127.0.0.1:{listen}=forward;transparent={up};to=*;to-net=127.0.0.0/8;ports={up}"]
+                args += ["--route", f"127.0.0.1:{listen}=forward;transparent={up};to={to};to-net=127.0.0.0/8;ports={up}"]
             elif sni == CHAINED:
-                args += ["--route", f"127.0.0.1:{listen}=forward;to=*;to-net=127.0.0.0/8;ports={ports};parent=http://127.0.0.1:{up}"]
+                args += ["--route", f"127.0.0.1:{listen}=forward;to={to};to-net=127.0.0.0/8;ports={ports}{tail};parent=http://127.0.0.1:{up}"]
             elif sni == OPENED:
                 # The opened figures' route: TLS opened for SNI with the CA opened.py made,
                 # the origin verified against its test CA, and the credential swapped in
