@@ -17,6 +17,7 @@ SQUID_CERTGEN = "/usr/lib/squid/security_file_certgen"  # squid-openssl's: squid
 # it; wasiter swaps it for its placeholder, or the client sends it itself
 # where the build has no --secrets yet).
 OPENED_SECRET = "bench_real_token_0123456789abcdef"
+PLACEHOLDER = "bench_fake_token_" + "x" * (len(OPENED_SECRET) - len("bench_fake_token_"))  # as long as the value
 PATCHED_WASMEDGE = {}  # --wasmedge-patched: contender name -> wasmedge binary
 WASMEDGE_AOT = "target/wasm32-wasip1/release/wasiter.aot.wasm"
 

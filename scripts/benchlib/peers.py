@@ -8,7 +8,7 @@ import subprocess
 from .common import FORWARD, SNI, TERM_SIZE, free_port, wait_port
 
 CERT_ARGS = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-from .contenders import squid
+from .contenders import OPENED_SECRET, PLACEHOLDER, squid
 
 
 class Peers:
@@ -16,7 +16,9 @@ class Peers:
     server with sendfile off for one-piece answers; a third over TLS, with a
     certificate for SNI made here; a fourth over TLS, the opened figures'
     origin, whose certificate a test CA signed, as a public origin's is, and
-    which answers /auth with the Authorization header it got) and
+    which answers /auth with what the Authorization header it got was: real,
+    placeholder, none or other; not the value, which wasiter would redact)
+    and
     redis-server."""
 
     def __init__(self, tmp):
@@ -61,7 +63,8 @@ http {{ access_log off; sendfile on; keepalive_requests 1000000; keepalive_timeo
        server {{ listen 127.0.0.1:{self.whole} backlog=4096; root {www}; sendfile off; }}
        server {{ listen 127.0.0.1:{self.tls} ssl backlog=4096; root {www}; ssl_certificate {cert}; ssl_certificate_key {key}; ssl_protocols TLSv1.2 TLSv1.3; }}
        server {{ listen 127.0.0.1:{self.origin} ssl backlog=4096; root {www}; ssl_certificate {origin_cert}; ssl_certificate_key {origin_key};
-                location = /auth {{ default_type text/plain; return 200 "$http_authorization"; }} }} }}
+                location = /auth {{ default_type text/plain; return 200 "$bench_auth"; }} }}
+       map $http_authorization $bench_auth {{ "Bearer {OPENED_SECRET}" real; "Bearer {PLACEHOLDER}" placeholder; "" none; default other; }} }}
 """)
         self.nginx = subprocess.Popen(["nginx", "-c", conf, "-p", tmp, "-g", "daemon off;"],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
