@@ -118,7 +118,7 @@ def measure(proc, port, files, seconds, tools):
 
 
 def run(rounds, seconds, tmp, tools):
-    """`tools`: scripts/bench itself (say, free_port, proc_cpu_seconds, proc_rss_kib)."""
+    """`tools`: scripts/benchlib/common.py, the bench's helpers (say, free_port, proc_cpu_seconds, proc_rss_kib)."""
     for tool in ("dnsperf", "dig"):
         if not shutil.which(tool):
             raise SystemExit(f"bench: {tool} is needed for --dns: run scripts/setup --bench")

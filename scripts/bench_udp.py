@@ -99,7 +99,7 @@ def measure(make, server_port, size, rate, seconds, tools):
 
 
 def run(rounds, seconds, tmp, tools):
-    """`tools`: scripts/bench itself (say, free_port, wait_port, children, proc_cpu_seconds)."""
+    """`tools`: scripts/benchlib/common.py, the bench's helpers (say, free_port, wait_port, children, proc_cpu_seconds)."""
     if not shutil.which("iperf3"):
         raise SystemExit("bench: iperf3 is needed for --udp: run scripts/setup --bench")
     server_port = tools.free_port()

@@ -1,0 +1,55 @@
+"""wrk, the load of most figures, and what its output says: requests/s,
+p50/p99, and the proxy's CPU per request over the run."""
+
+import re
+import subprocess
+
+from .common import say
+
+
+def wrk(port, clients, seconds, close=False, path="small", cpu=None, scheme="http"):
+    """requests/s and {"50": ms, "99": ms}; with `cpu` (the contender), also
+    the proxy's CPU microseconds per request under "cpu"."""
+    cmd = ["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "--latency", f"{scheme}://127.0.0.1:{port}/{path}"]
+    if close:
+        cmd[1:1] = ["-H", "Connection: close"]
+    before = cpu.cpu_split() if cpu else None
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
+    after = cpu.cpu_split() if cpu else None
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    done = re.search(r"^\s+(\d+) requests in", out, re.M)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
+    lat = {}
+    for pct in ("50", "99"):
+        m = re.search(rf"^\s+{pct}(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if m:
+            lat[pct] = float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
+    if errors and "Socket errors" in errors.group(0):
+        say(f"  wrk on {port}: {errors.group(0).strip()}")
+    if before is not None and after is not None and done and int(done.group(1)) > 0:
+        lat["cpu"] = (sum(after) - sum(before)) * 1e6 / int(done.group(1))
+        lat["user"] = (after[0] - before[0]) * 1e6 / int(done.group(1))  # the proxy's own code (and its runtime's)
+    if done:
+        lat["n"] = int(done.group(1))
+    return (float(rps.group(1)) if rps else None), lat
+
+
+def wrk_run(cmd, c, seconds):
+    """Run wrk: requests/s, and p50/p99 (ms) with the proxy's CPU
+    microseconds per request under "cpu"."""
+    before = c.cpu_seconds()
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
+    after = c.cpu_seconds()
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    done = re.search(r"^\s+(\d+) requests in", out, re.M)
+    if re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+        say(f"  {c.name}: non-2xx answers")
+        return None, {}
+    lat = {}
+    for pct in ("50", "99"):
+        m = re.search(rf"^\s+{pct}(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if m:
+            lat[pct] = float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
+    if done and int(done.group(1)) > 0 and before is not None and after is not None:
+        lat["cpu"] = (after - before) * 1e6 / int(done.group(1))
+    return (float(rps.group(1)) if rps else None), lat
