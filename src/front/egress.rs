@@ -141,7 +141,7 @@ impl Front {
             if let Some(step) = self.tunnel_checks((&req.host, req.port), (&asked, "in the CONNECT request", req.head_len), rules) {
                 return step;
             }
-        } else if let Err(refusal) = forward.check_request(&req.host, req.port, &req.verb, &req.target) {
+        } else if let Some(Err(refusal)) = std::iter::once(&req.verb).chain(&req.overrides).map(|verb| forward.check_request(&req.host, req.port, verb, &req.target)).find(Result::is_err) {
             return self.refused(refusal);
         }
         let parent = forward.parent_for(&req.host).cloned().filter(|_| !opened);
