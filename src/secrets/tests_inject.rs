@@ -111,3 +111,11 @@ fn what_is_no_request_is_scanned_without_case() {
     assert_eq!(leak.entry, "GITHUB_TOKEN");
     assert_eq!(leak.why, "the placeholder of GITHUB_TOKEN in the name asked (it may go to api.github.com only, over TLS the proxy opened)");
 }
+
+#[test]
+fn a_head_with_a_value_swapped_in_asks_for_its_answer_uncompressed() {
+    let h = head("GET /user HTTP/1.1", &["accept-encoding: gzip, br", "Accept: */*", "Accept-Encoding: deflate"]);
+    let want = head("GET /user HTTP/1.1", &["Accept: */*", "Accept-Encoding: identity"]);
+    assert_eq!(String::from_utf8(uncompressed(&h)).unwrap(), String::from_utf8(want.clone()).unwrap());
+    assert_eq!(uncompressed(&head("GET /user HTTP/1.1", &["Accept: */*"])), want, "added where the client asked none");
+}
