@@ -67,6 +67,16 @@ fn main() -> ExitCode {
     log::configure(cfg.log_level, cfg.log_format, cfg.trace);
     sys::init();
     udp_relay::configure(cfg.udp_buffer);
+    // The CA and the secrets before anything is bound: a launcher that waits
+    // for the start line finds ca.pem written, and a bad secrets file is a
+    // configuration error (exit 2) that no start line came before.
+    let keys = match keys(&cfg) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("wasiter: {e}");
+            return ExitCode::from(2);
+        }
+    };
 
     // Every listen address (a door, shared by the routes on it): bind it;
     // every route: resolve its upstreams. Any failure stops the start with
@@ -237,10 +247,6 @@ fn main() -> ExitCode {
             .str("action", "forward routes reach only IP addresses and hosts-file names; give --resolver, or on WasmEdge and wasmtime --dir /etc")
             .emit();
     }
-    let keys = match keys(&cfg) {
-        Ok(k) => k,
-        Err(e) => return fail(format_args!("{e}")),
-    };
     let mut proxy = match proxy::Proxy::new(&cfg, (doors, routes), resolver, metrics, nodelay.works(), (budget, backlog), keys) {
         Ok(p) => p,
         Err(e) => return fail(format_args!("cannot create the poller: {e}")),

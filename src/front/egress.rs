@@ -141,7 +141,7 @@ impl Front {
             if let Some(step) = self.tunnel_checks((&req.host, req.port), (&asked, "in the CONNECT request", req.head_len), rules) {
                 return step;
             }
-        } else if let Err(refusal) = forward.check_request(&req.host, req.port, &req.verb, &req.target) {
+        } else if let Some(Err(refusal)) = std::iter::once(&req.verb).chain(&req.overrides).map(|verb| forward.check_request(&req.host, req.port, verb, &req.target)).find(Result::is_err) {
             return self.refused(refusal);
         }
         let parent = forward.parent_for(&req.host).cloned().filter(|_| !opened);
@@ -164,7 +164,7 @@ impl Front {
                     Ok(Some(injected)) => {
                         exchange.response.redactor = Some(rules.secrets.redactor(injected.echoes));
                         shown = Some(head);
-                        if *upgrade {
+                        let head = if *upgrade {
                             // A websocket's frames after its 101 are not
                             // read: one opened with a value swapped in could
                             // echo it unseen. Asked without the upgrade.
@@ -172,7 +172,9 @@ impl Front {
                             without_upgrade(injected.head)
                         } else {
                             injected.head
-                        }
+                        };
+                        // An echo in a body the client had compressed would hide.
+                        crate::secrets::uncompressed(&head)
                     }
                     Err(leak) => return self.refused(crate::forward::Forward::leak(&req.host, req.port, leak.why)),
                 };

@@ -43,9 +43,17 @@ pub struct Request {
     /// a CONNECT's is its authority): what `allow-http=` rules match.
     pub verb: String,
     pub target: String,
+    /// The methods its method-override headers name (`X-HTTP-Method-Override`
+    /// and the like, which many frameworks obey on a POST): `allow-http=`
+    /// rules must allow them too.
+    pub overrides: Vec<String>,
     /// Bytes of the head in what was read; what follows is the client's stream.
     pub head_len: usize,
 }
+
+/// Headers that ask a server to take the request for another method
+/// (Rails, Express, Google's APIs, ASP.NET read one or another).
+const OVERRIDES: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
 
 /// `Ok(None)`: the head is not complete yet. `Err`: a bad request (400).
 pub fn parse(buf: &[u8]) -> Result<Option<Request>, Failure> {
@@ -57,7 +65,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<Request>, Failure> {
     let auth = header(req.headers, "proxy-authorization").map(str::to_string);
     if method.eq_ignore_ascii_case("CONNECT") {
         let (host, port) = authority(target, None).ok_or_else(|| bad(format!("CONNECT to {target:?}: expected HOST:PORT")))?;
-        return Ok(Some(Request { method: Method::Connect, host, port, auth, verb: method.to_string(), target: target.to_string(), head_len }));
+        return Ok(Some(Request { method: Method::Connect, host, port, auth, verb: method.to_string(), target: target.to_string(), overrides: Vec::new(), head_len }));
     }
     let Some(rest) = strip_prefix_ignore_case(target, "http://") else {
         return Err(bad(format!("{method} {target:?}: a proxy request names an absolute http:// URL (or use CONNECT)")));
@@ -106,7 +114,8 @@ pub fn parse(buf: &[u8]) -> Result<Option<Request>, Failure> {
     // destination's connection open for the next request to it
     // (`proxy::parked`); an HTTP/1.0 request line closes it.
     head.extend_from_slice(if websocket { b"Upgrade: websocket\r\nConnection: upgrade\r\n\r\n" } else { b"\r\n" });
-    Ok(Some(Request { method: Method::Http { head, body, to_head, close, upgrade: websocket }, host, port, auth, verb: method.to_string(), target: path, head_len }))
+    let overrides = req.headers.iter().filter(|h| OVERRIDES.iter().any(|o| h.name.eq_ignore_ascii_case(o))).map(|h| String::from_utf8_lossy(h.value).trim().to_string()).collect();
+    Ok(Some(Request { method: Method::Http { head, body, to_head, close, upgrade: websocket }, host, port, auth, verb: method.to_string(), target: path, overrides, head_len }))
 }
 
 /// A head as `parse` writes it for an origin reached over TLS (an opened

@@ -183,3 +183,10 @@ fn a_head_for_an_origin_over_tls_names_its_host_without_port_443() {
     let Some(Request { method: Method::Http { head, .. }, .. }) = parse(b"GET http://api.test:8443/x HTTP/1.1\r\n\r\n").unwrap() else { panic!() };
     assert_eq!(https_host(head.clone(), "api.test", 8443), head, "another port stays");
 }
+
+#[test]
+fn method_override_headers_are_read_for_the_rules() {
+    let req = parse(b"POST http://a.test/x HTTP/1.1\r\nX-HTTP-Method-Override:  DELETE \r\nx-http-method: PUT\r\nX-Method-Override: PATCH\r\nContent-Length: 0\r\n\r\n").unwrap().unwrap();
+    assert_eq!((req.verb.as_str(), req.overrides), ("POST", vec!["DELETE".to_string(), "PUT".to_string(), "PATCH".to_string()]));
+    assert!(parse(b"GET http://a.test/x HTTP/1.1\r\n\r\n").unwrap().unwrap().overrides.is_empty());
+}

@@ -44,6 +44,10 @@ pub struct Response {
     /// Where secrets were swapped into the request (`crate::secrets`): what
     /// puts their placeholders back over any value the answer echoes.
     pub redactor: Option<Redactor>,
+    /// The same for the bytes around the content (chunk size lines with
+    /// their extensions, trailers), read as a stream of their own: a client
+    /// reading the raw answer sees them too.
+    framing: Option<Redactor>,
 }
 
 impl Exchange {
@@ -52,7 +56,7 @@ impl Exchange {
     /// asked for an `upgrade` may be answered 101.
     pub fn new(body: Body, to_head: bool, client_close: bool, upgrade: bool) -> Exchange {
         let reader = ResponseReader::new(to_head).with_upgrade(upgrade);
-        Exchange { request: Request { body: BodyReader::new(body), leftover: Vec::new() }, response: Response { reader, excess: false, redactor: None }, client_close, pinned: None, shown: None }
+        Exchange { request: Request { body: BodyReader::new(body), leftover: Vec::new() }, response: Response { reader, excess: false, redactor: None, framing: None }, client_close, pinned: None, shown: None }
     }
 
     /// The answer is complete and the client's connection may carry
@@ -95,9 +99,24 @@ impl Framing for Response {
                 // byte's place, so the framing just read stays true).
                 let mut content = Vec::new();
                 let used = self.reader.feed_marking(bytes, &mut |r| content.push(r))?;
+                // Between and after the content: the chunked framing, whose
+                // extensions and trailers an origin may fill with an echo.
+                let mut around = Vec::new();
+                let mut at = 0;
+                for r in &content {
+                    around.push(at..r.start);
+                    at = r.end;
+                }
+                around.push(at..used);
                 for r in content {
                     if let Some(piece) = bytes.get_mut(r) {
                         redactor.redact(piece);
+                    }
+                }
+                let framing = self.framing.get_or_insert_with(|| redactor.fresh());
+                for r in around.into_iter().filter(|r| r.start < r.end) {
+                    if let Some(piece) = bytes.get_mut(r) {
+                        framing.redact(piece);
                     }
                 }
                 used
@@ -138,5 +157,24 @@ mod tests {
         let mut early = Exchange::new(Body::Chunked, false, false, false);
         early.response.feed(&mut b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n".to_vec()).unwrap();
         assert!(early.response.done() && !early.goes_on(), "the request was not sent whole");
+    }
+
+    #[test]
+    fn a_value_echoed_in_a_chunk_extension_or_a_trailer_is_replaced_too() {
+        let secrets = crate::secrets::Secrets::parse("K value=VALUEvalue0123456789 to=a.test as=bearer placeholder=PHPHphph9876543210ab", "t", &|_| None).unwrap();
+        let answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;v=VALUEvalue0123456789\r\nabc\r\n0\r\nX-T: VALUEvalue0123456789\r\n\r\n";
+        for step in [1, 5, 1000] {
+            let mut x = Exchange::new(Body::Empty, false, false, false);
+            x.response.redactor = Some(secrets.redactor(Vec::new()));
+            let mut seen = Vec::new();
+            for piece in answer.chunks(step) {
+                let mut piece = piece.to_vec();
+                assert_eq!(x.response.feed(&mut piece), Ok(piece.len()));
+                seen.extend_from_slice(&piece);
+            }
+            assert!(x.response.done());
+            let want = String::from_utf8_lossy(answer).replace("VALUEvalue0123456789", "PHPHphph9876543210ab");
+            assert_eq!(String::from_utf8_lossy(&seen), want, "in pieces of {step}");
+        }
     }
 }

@@ -117,6 +117,25 @@ impl Secrets {
     }
 }
 
+/// A head with a value swapped in, asking for its answer uncompressed: any
+/// `Accept-Encoding` the client sent gives way to `identity`. The redactor
+/// reads the answer's bytes as they come, and a value the origin echoes in
+/// a body it compressed is no longer those bytes: the client would pick
+/// the compression that hides an echo from it.
+pub fn uncompressed(head: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(head.len() + 26);
+    for (i, line) in head.split_inclusive(|&b| b == b'\n').enumerate() {
+        let accept = i > 0 && split_header(line).is_some_and(|(name, _)| name.eq_ignore_ascii_case(b"accept-encoding"));
+        if line == b"\r\n" || line == b"\n" {
+            out.extend_from_slice(b"Accept-Encoding: identity\r\n");
+        }
+        if !accept {
+            out.extend_from_slice(line);
+        }
+    }
+    out
+}
+
 /// (the bytes sent, the bytes the client sent): `Injected::echoes`.
 type Echo = (Vec<u8>, Vec<u8>);
 
@@ -142,7 +161,11 @@ fn swap(e: &Entry, name: &[u8], value: &[u8]) -> Option<(Vec<u8>, Option<Echo>)>
             }
             let sent = base64(&[user, &e.value].concat());
             let asked = base64(&[user, &e.placeholder].concat());
-            Some(([&b"Basic "[..], &sent].concat(), Some((sent, asked))))
+            // The echo without its padding: found too where an origin
+            // echoes the credential unpadded (as the padded one starts so).
+            let unpadded = |b64: &[u8]| b64.strip_suffix(b"==").or_else(|| b64.strip_suffix(b"=")).unwrap_or(b64).to_vec();
+            let echo = (unpadded(&sent), unpadded(&asked));
+            Some(([&b"Basic "[..], &sent].concat(), Some(echo)))
         }
         _ => None,
     }

@@ -28,6 +28,7 @@ use crate::names::Pattern;
 
 mod file;
 mod inject;
+pub use inject::uncompressed;
 mod placeholder;
 mod redact;
 #[cfg(test)]

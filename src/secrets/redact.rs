@@ -48,6 +48,12 @@ impl Secrets {
 }
 
 impl Redactor {
+    /// A redactor of the same values and echoes, for another stream of the
+    /// same answer (its chunked framing: `http1::exchange`), from its start.
+    pub fn fresh(&self) -> Redactor {
+        Redactor { shared: Arc::clone(&self.shared), echoes: self.echoes.clone(), carry: Vec::new(), longest: self.longest, pos: 0, free: 0 }
+    }
+
     /// Bytes just read from the origin, redacted in place (see the opening).
     pub fn redact(&mut self, bytes: &mut [u8]) {
         if self.longest == 0 || bytes.is_empty() {

@@ -47,7 +47,13 @@ fn a_basic_password_is_swapped_and_its_echo_returned() {
     let out = s.inject(&h, "github.com", true).unwrap().unwrap();
     let real = base64(b"x-access-token:ghp_GITgitGIT0123456789abc");
     assert_eq!(String::from_utf8(out.head).unwrap(), String::from_utf8(head("POST /me/proj.git/git-receive-pack HTTP/1.1", &[&format!("authorization: Basic {}", String::from_utf8_lossy(&real))])).unwrap());
-    assert_eq!(out.echoes, [(real, asked)]);
+    assert!(real.ends_with(b"=") && asked.ends_with(b"="), "padded, as the test means it");
+    let unpadded = |b: &[u8]| b.strip_suffix(b"=").unwrap().to_vec();
+    assert_eq!(out.echoes, [(unpadded(&real), unpadded(&asked))], "the echo without its padding, which an origin may drop");
+    let mut answer = [b"X-Echo: ".as_slice(), &real, b"\r\nX-Bare: ", &unpadded(&real), b"\r\n"].concat();
+    s.redactor(out.echoes.clone()).redact(&mut answer);
+    let want = [b"X-Echo: ".as_slice(), &asked, b"\r\nX-Bare: ", &unpadded(&asked), b"\r\n"].concat();
+    assert_eq!(String::from_utf8_lossy(&answer), String::from_utf8_lossy(&want));
     // The placeholder as the user name is no password: it passes as it is.
     let h = head("GET / HTTP/1.1", &[&format!("Authorization: Basic {}", String::from_utf8_lossy(&base64(b"ghp_xyzXYZxyz9876543210zyx:x")))]);
     assert_eq!(s.inject(&h, "github.com", true), Ok(None));
@@ -110,4 +116,12 @@ fn what_is_no_request_is_scanned_without_case() {
     let leak = s.scan(b"ghp_fakefakefake9876543210.evil.test", "in the name asked").unwrap_err();
     assert_eq!(leak.entry, "GITHUB_TOKEN");
     assert_eq!(leak.why, "the placeholder of GITHUB_TOKEN in the name asked (it may go to api.github.com only, over TLS the proxy opened)");
+}
+
+#[test]
+fn a_head_with_a_value_swapped_in_asks_for_its_answer_uncompressed() {
+    let h = head("GET /user HTTP/1.1", &["accept-encoding: gzip, br", "Accept: */*", "Accept-Encoding: deflate"]);
+    let want = head("GET /user HTTP/1.1", &["Accept: */*", "Accept-Encoding: identity"]);
+    assert_eq!(String::from_utf8(uncompressed(&h)).unwrap(), String::from_utf8(want.clone()).unwrap());
+    assert_eq!(uncompressed(&head("GET /user HTTP/1.1", &["Accept: */*"])), want, "added where the client asked none");
 }

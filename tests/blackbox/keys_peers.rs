@@ -169,9 +169,8 @@ impl Keys {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let placeholders = placeholders(rt, d, &file);
         let (mut proxy, _) = Proxy::start_routes_in(rt, Some(d), 1, &env(), &args);
-        // The CA is written after the start line (on WasmEdge's interpreter
-        // long enough after it for a client to find no ca.pem): its own line
-        // says it is there.
+        // The CA is made before anything is bound, and its own line says it
+        // is there (a client that read only the start line would find it too).
         proxy.wait_for_log("the CA's line", |l| l.contains(" ca cert="));
         Keys { dir, dns, origin, proxy, placeholders }
     }

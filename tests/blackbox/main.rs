@@ -39,6 +39,7 @@ mod keys_ca;
 mod keys_git;
 mod keys_peers;
 mod keys_rules;
+mod escape_keys;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -55,6 +56,7 @@ use egress::*;
 use escape::*;
 use escape_names::*;
 use attack::*;
+use escape_keys::*;
 use faults::*;
 use forward::*;
 use limits::*;
@@ -242,4 +244,7 @@ every_runtime!(
     a_changed_secrets_file_is_used_on_a_connection_kept_open,
     the_ca_is_made_once_and_its_leaves_are_short_lived,
     a_secrets_file_others_can_read_is_refused_at_start,
+    // Keys the sandbox never holds, attacked from inside (escape_keys.rs).
+    an_echo_in_chunk_extensions_trailers_or_a_compressed_body_never_reaches_the_sandbox,
+    a_method_override_header_meets_the_method_rules,
 );
