@@ -100,7 +100,8 @@ pub fn a_secrets_file_others_can_read_is_refused_at_start(rt: Runtime) {
     drop(good);
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
     let (code, err) = start();
-    assert_ne!(code, Some(0), "readable by others: refused");
+    assert_eq!(code, Some(2), "readable by others: refused as a configuration error: {err}");
+    assert!(!err.contains(" start listen="), "refused before anything is bound: {err}");
     let line = err.trim_end().lines().last().unwrap_or_default();
     assert!(line.contains(&file.display().to_string()) && line.contains("0644"), "a line naming the file and its mode: {err}");
     // Not the proxy's user's: refused, saying both.
