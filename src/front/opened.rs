@@ -38,7 +38,10 @@ impl Front {
         if let Err(refusal) = forward.check_tunnel(host, port) {
             return Some(self.refused(refusal));
         }
-        if !forward.opens(host, port) || rules.opener.is_none() {
+        // Opened only where to= allows the name outright: in report mode an
+        // unlisted name passes as would-deny, and must not get values.
+        let listed = matches!(self.decision, Some((Decision::Allow, _)));
+        if !forward.opens(host, port) || !listed || rules.opener.is_none() {
             return None; // a route with open= does not start without --ca
         }
         // The client hears that its tunnel is open (an HTTP 200, a SOCKS5
