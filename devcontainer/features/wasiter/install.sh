@@ -263,6 +263,7 @@ trap - EXIT
 ln -sf "$lib/launch" /usr/local/bin/wasiter
 install -m 0755 "$here/wasiter-service" /usr/local/bin/wasiter-service
 install -m 0755 "$here/wasiter-keys" /usr/local/bin/wasiter-keys
+install -m 0755 "$here/wasiter-sidecar" /usr/local/bin/wasiter-sidecar
 install -d /usr/local/share/wasiter
 install -m 0755 "$here/entrypoint" /usr/local/share/wasiter/entrypoint
 
