@@ -99,11 +99,14 @@ if [[ -n $open ]]; then
     || fail "option open: cannot create the user wasiter, which alone may read the CA key and the secrets"
   install -d -m 0700 -o wasiter -g "$(id -gn wasiter)" /var/lib/wasiter
   if [[ -n $secrets && -f $secrets ]]; then
-    # A file in the image: the proxy's user's alone from now on.
-    chown wasiter:"$(id -gn wasiter)" "$secrets"; chmod 0600 "$secrets"
+    # A file in the image: the proxy's user's alone from now on (one that
+    # cannot be changed, a mount, is copied for it at each start instead).
+    { chown wasiter:"$(id -gn wasiter)" "$secrets" && chmod 0600 "$secrets"; } 2>/dev/null \
+      || echo "wasiter-egress feature: option secrets: $secrets cannot be made wasiter's here: it is copied for wasiter at each start" >&2
   fi
-  users="${_REMOTE_USER:-} ${_CONTAINER_USER:-}"
-  [[ -n ${users// /} ]] || users=root
+  # The sandbox's user: the one the dev container tools run commands as
+  # (remoteUser, which defaults to the user the container starts as).
+  users=${_REMOTE_USER:-${_CONTAINER_USER:-root}}
   {
     echo "# Written by the wasiter-egress Feature's install.sh; read by wasiter-keys at each start."
     printf 'SECRETS=%q\nCA_DIR=%q\nPROXY_USER=wasiter\nSANDBOX_USERS=%q\n' "$secrets" "${ca_dir:-/var/lib/wasiter/ca}" "$users"
