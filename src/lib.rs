@@ -53,6 +53,8 @@ pub mod proxy;
 pub mod proxy_header;
 mod relay;
 pub mod route;
+#[path = "secrets_stub.rs"]
+pub mod secrets;
 pub mod settings;
 pub mod sys;
 // TLS is a Cargo feature (default on): without it, tls_off.rs stands in

@@ -184,7 +184,7 @@ impl Record {
         }
         let ts = humantime::format_rfc3339_millis(SystemTime::now());
         let line = if JSON.load(Ordering::Relaxed) { self.json(ts) } else { self.text(ts) };
-        put(&line);
+        put(&redacted(line));
     }
 
     fn text(&self, ts: impl Display) -> String {
@@ -250,6 +250,31 @@ fn json_string(out: &mut String, s: &str) {
         }
     }
     out.push('"');
+}
+
+std::thread_local! {
+    /// Texts no line may carry (a secret's value, as text and as the hex
+    /// dump writes it), each with what is written instead.
+    static REDACT: std::cell::RefCell<Vec<(String, String)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// From now on, every line has each `(text, instead)` pair's text replaced
+/// (`crate::secrets`: the last guard, whatever a line was made of).
+pub fn redact(pairs: Vec<(String, String)>) {
+    REDACT.with(|r| *r.borrow_mut() = pairs);
+}
+
+fn redacted(line: String) -> String {
+    REDACT.with(|r| {
+        let pairs = r.borrow();
+        let mut line = line;
+        for (text, instead) in pairs.iter().filter(|(t, _)| !t.is_empty()) {
+            if line.contains(text.as_str()) {
+                line = line.replace(text.as_str(), instead);
+            }
+        }
+        line
+    })
 }
 
 std::thread_local! {

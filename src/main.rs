@@ -9,7 +9,8 @@ use wasiter::limits::{self, Budget};
 use wasiter::log::{self, Level, Record};
 use wasiter::pool::FailPolicy;
 use wasiter::route::{self, RouteSpec};
-use wasiter::{dns, nagle, proxy, sys, udp_relay};
+use wasiter::secrets::Secrets;
+use wasiter::{dns, nagle, proxy, sys, tls, udp_relay};
 
 fn main() -> ExitCode {
     let cfg = match cli::parse(std::env::args_os().skip(1), |k| std::env::var(k).ok()) {
@@ -33,6 +34,31 @@ fn main() -> ExitCode {
         Ok(Command::Version) => {
             println!("wasiter {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
+        }
+        Ok(Command::MakeCa(dir)) => {
+            return match tls::make_ca(&dir) {
+                Ok((tls::Made::New, cert)) => {
+                    println!("wasiter: made a CA in {dir}: give the sandbox {cert} to trust; {dir}/ca-key.pem stays with the proxy's user");
+                    ExitCode::SUCCESS
+                }
+                Ok((tls::Made::Kept, cert)) => {
+                    println!("wasiter: {dir} already holds a CA, kept as it is ({cert})");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(format_args!("{e}")),
+            };
+        }
+        Ok(Command::Placeholders(cfg)) => {
+            let file = cfg.secrets.unwrap_or_default();
+            return match Secrets::load(&file, &|k| std::env::var(k).ok()) {
+                Ok(secrets) => {
+                    for (name, placeholder) in secrets.placeholders() {
+                        println!("{name}={placeholder}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(format_args!("{e}")),
+            };
         }
         Err(e) => {
             eprintln!("wasiter: {e}");
@@ -212,7 +238,11 @@ fn main() -> ExitCode {
             .str("action", "forward routes reach only IP addresses and hosts-file names; give --resolver, or on WasmEdge and wasmtime --dir /etc")
             .emit();
     }
-    let mut proxy = match proxy::Proxy::new(&cfg, (doors, routes), resolver, metrics, nodelay.works(), (budget, backlog)) {
+    let keys = match keys(&cfg) {
+        Ok(k) => k,
+        Err(e) => return fail(format_args!("{e}")),
+    };
+    let mut proxy = match proxy::Proxy::new(&cfg, (doors, routes), resolver, metrics, nodelay.works(), (budget, backlog), keys) {
         Ok(p) => p,
         Err(e) => return fail(format_args!("cannot create the poller: {e}")),
     };
@@ -262,6 +292,37 @@ fn resolver(cfg: &wasiter::settings::Config) -> dns::Resolver {
     }
     let hosts = std::fs::read_to_string(&cfg.hosts_file).map(|t| dns::Hosts::parse(&t)).unwrap_or_default();
     dns::Resolver::new(conf, hosts)
+}
+
+/// The CA, when a route opens TLS (`open=`), and the secrets (`--secrets`):
+/// an error is one line naming what to give.
+fn keys(cfg: &wasiter::settings::Config) -> Result<proxy::Keys, String> {
+    let mut keys = proxy::Keys::default();
+    let opening: Vec<&RouteSpec> = cfg.routes.iter().filter(|r| r.forward.as_ref().is_some_and(|f| !f.open.is_empty())).collect();
+    if let Some(route) = opening.iter().find(|r| r.forward.as_ref().is_some_and(|f| f.parent.is_some())) {
+        return Err(format!("{}: open= with parent= is not supported: an opened name's requests would not go through the parent; leave one out", route.origin));
+    }
+    if let Some(route) = opening.first() {
+        let Some(dir) = cfg.ca.as_deref() else {
+            return Err(format!("{}: open= needs the sandbox's CA: give --ca DIR (made there at first start; the sandbox trusts DIR/ca.pem)", route.origin));
+        };
+        let (opener, made) = tls::opener(dir, cfg.upstream_ca.as_deref())?;
+        let names: Vec<String> = opening.iter().filter_map(|r| r.forward.as_ref()).flat_map(|f| f.open.iter().map(|p| p.to_string())).collect();
+        Record::always("ca")
+            .str("cert", opener.cert_file())
+            .str("made", if made == tls::Made::New { "now" } else { "before" })
+            .str("open", names.join(","))
+            .str("upstream_ca", cfg.upstream_ca.as_deref().unwrap_or("system"))
+            .emit();
+        keys.opener = Some(opener);
+    }
+    if let Some(file) = &cfg.secrets {
+        keys.secrets = Secrets::load(file, &|k| std::env::var(k).ok())?;
+        keys.secrets_file = Some(file.clone());
+        let names: Vec<String> = keys.secrets.placeholders().into_iter().map(|(n, _)| n).collect();
+        Record::always("secrets").str("file", file).str("entries", names.join(",")).emit();
+    }
+    Ok(keys)
 }
 
 /// For each route (by index), the index of its door.

@@ -37,7 +37,9 @@ pub trait Framing {
     /// Take `bytes`, just read: how many belong to the current message (all
     /// of them until it ends). The others are the framing's to keep (the
     /// client's next request) or drop. `Err`: framing that cannot be trusted.
-    fn feed(&mut self, bytes: &[u8]) -> Result<usize, String>;
+    /// The framing sees them first, and may change them in place (a
+    /// secret's value echoed by an origin, replaced by its placeholder).
+    fn feed(&mut self, bytes: &mut [u8]) -> Result<usize, String>;
     /// The message has ended.
     fn done(&self) -> bool;
 }
@@ -305,7 +307,7 @@ impl Direction {
                 Ok(n) => {
                     let n = match framing.as_deref_mut() {
                         // Past the message's end: not ours to pass on.
-                        Some(f) => f.feed(room.get(..n).unwrap_or_default()).map_err(|why| Failure::Read(io::Error::new(io::ErrorKind::InvalidData, why)))?,
+                        Some(f) => f.feed(room.get_mut(..n).unwrap_or_default()).map_err(|why| Failure::Read(io::Error::new(io::ErrorKind::InvalidData, why)))?,
                         None => n,
                     };
                     let ended = framing.as_deref().is_some_and(|f| f.done());

@@ -48,6 +48,12 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
     pub summary_interval: Option<Duration>,
     pub trace: bool,
+    /// `--ca DIR`: the sandbox's CA, for routes that open TLS (`open=`).
+    pub ca: Option<String>,
+    /// `--upstream-ca FILE`: roots for opened names' origins; `None`: the system's.
+    pub upstream_ca: Option<String>,
+    /// `--secrets FILE`: credentials swapped in at the proxy (`crate::secrets`).
+    pub secrets: Option<String>,
 }
 
 /// Traffic dump: which form, and the cap per connection.

@@ -24,6 +24,41 @@ pub enum ServerConfig {}
 /// An originating route's TLS client side: none can be made.
 pub enum Origin {}
 
+/// What opens TLS for `open=`: none can be made.
+#[derive(Debug)]
+pub enum Opener {}
+
+/// Whether `opener` made the CA or found it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Made {
+    Kept,
+    New,
+}
+
+pub fn opener(_ca_dir: &str, _upstream_ca: Option<&str>) -> Result<(Opener, Made), String> {
+    Err(format!("open= and --make-ca: {NO_TLS}"))
+}
+
+impl Opener {
+    pub fn cert_file(&self) -> &str {
+        match *self {}
+    }
+    pub fn accept(&self, _name: &str, _already_read: &[u8]) -> io::Result<Session> {
+        match *self {}
+    }
+    pub fn connect(&self, _name: &str) -> io::Result<Session> {
+        match *self {}
+    }
+}
+
+pub fn make_ca(_dir: &str) -> Result<(Made, String), String> {
+    Err(format!("--make-ca: {NO_TLS}"))
+}
+
+pub fn sha256(_bytes: &[u8]) -> Result<[u8; 32], String> {
+    Err(format!("--secrets: {NO_TLS}"))
+}
+
 /// An originating route's options, as in `tls.rs`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Upstream<'a> {
@@ -53,6 +88,18 @@ pub fn tls_failure(_e: &io::Error) -> Option<String> {
 }
 
 pub fn flush(_stream: &Stream, tls: &mut Session) -> io::Result<bool> {
+    match *tls {}
+}
+
+pub fn tell(_stream: &Stream, tls: &mut Session, _bytes: &[u8]) {
+    match *tls {}
+}
+
+pub fn read_up_to(_stream: &Stream, tls: &mut Session, _read: &mut Vec<u8>, _limit: usize) -> io::Result<bool> {
+    match *tls {}
+}
+
+pub fn quiet_and_open(_stream: &Stream, tls: &mut Session) -> bool {
     match *tls {}
 }
 

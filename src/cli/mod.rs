@@ -32,6 +32,10 @@ pub enum Command {
     Check(Box<Config>),
     Help,
     Version,
+    /// `--make-ca DIR`: make the CA there (or keep it) and exit.
+    MakeCa(String),
+    /// `--placeholders`: print each secret's placeholder and exit.
+    Placeholders(Box<Config>),
 }
 
 /// A one-line, user-facing reason the configuration was rejected.
@@ -130,6 +134,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Opt
     }
 
     let src = Sources { flags, env };
+    if let Some(dir) = MAKE_CA.pick(&src) {
+        return Ok(Command::MakeCa(dir.value.trim().to_string()));
+    }
     let positive = |s: &str| parse_duration(s).filter(|d| !d.is_zero());
     let off_if_zero = |s: &str| parse_duration(s).map(|d| Some(d).filter(|d| !d.is_zero()));
     let quiet = QUIET.parse(&src, false, parse_bool)?;
@@ -188,7 +195,16 @@ pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Opt
         })?,
         summary_interval: SUMMARY_INTERVAL.parse(&src, None, off_if_zero)?,
         trace: TRACE.parse(&src, false, parse_bool)?,
+        ca: CA.pick(&src).map(|g| g.value.trim().to_string()).filter(|s| !s.is_empty()),
+        upstream_ca: UPSTREAM_CA.pick(&src).map(|g| g.value.trim().to_string()).filter(|s| !s.is_empty()),
+        secrets: SECRETS.pick(&src).map(|g| g.value.trim().to_string()).filter(|s| !s.is_empty()),
     });
+    if PLACEHOLDERS.parse(&src, false, parse_bool)? {
+        if config.secrets.is_none() {
+            return Err(ConfigError("--placeholders prints the placeholders of a secrets file: give it with --secrets FILE".into()));
+        }
+        return Ok(Command::Placeholders(config));
+    }
     Ok(if check { Command::Check(config) } else { Command::Run(config) })
 }
 

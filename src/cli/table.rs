@@ -307,11 +307,56 @@ pub(super) const TRACE: Setting = Setting {
     expected: BOOLEAN,
     help: "Log every socket call and poll wake-up: watch WASI sockets at work.",
 };
+pub(super) const CA: Setting = Setting {
+    flag: "--ca",
+    short: None,
+    env: "WASITER_CA",
+    value: "DIR",
+    default: "",
+    expected: "a folder for the CA's two files (made at start if absent)",
+    help: "The sandbox's CA for open=: DIR/ca-key.pem (its key, mode 0600) and\nDIR/ca.pem (what the sandbox trusts); made at first start when absent.",
+};
+pub(super) const MAKE_CA: Setting = Setting {
+    flag: "--make-ca",
+    short: None,
+    env: "WASITER_MAKE_CA",
+    value: "DIR",
+    default: "",
+    expected: "a folder for the CA's two files",
+    help: "Make the CA in DIR (ca-key.pem, ca.pem) and exit; an existing one is kept.",
+};
+pub(super) const UPSTREAM_CA: Setting = Setting {
+    flag: "--upstream-ca",
+    short: None,
+    env: "WASITER_UPSTREAM_CA",
+    value: "FILE",
+    default: "the system's",
+    expected: "a PEM file of CA certificates",
+    help: "The roots opened names' origins are verified against (open=).",
+};
+pub(super) const SECRETS: Setting = Setting {
+    flag: "--secrets",
+    short: None,
+    env: "WASITER_SECRETS",
+    value: "FILE",
+    default: "",
+    expected: "a secrets file only the proxy's user can read (docs/egress.md)",
+    help: "Credentials swapped in at the proxy: the sandbox holds placeholders only.",
+};
+pub(super) const PLACEHOLDERS: Setting = Setting {
+    flag: "--placeholders",
+    short: None,
+    env: "WASITER_PLACEHOLDERS",
+    value: "",
+    default: "off",
+    expected: BOOLEAN,
+    help: "With --secrets: print NAME=PLACEHOLDER per entry (for the sandbox) and exit.",
+};
 
 /// Where clients come in and where they go.
 pub const ROUTING: [&Setting; 4] = [&LOCAL, &REMOTE, &ROUTE, &ROUTES_FILE];
 /// Everything else, in --help's order.
-pub const TUNING: [&Setting; 27] = [
+pub const TUNING: [&Setting; 32] = [
     &CONNECT_TIMEOUT,
     &FAIL_THRESHOLD,
     &COOLDOWN,
@@ -339,4 +384,9 @@ pub const TUNING: [&Setting; 27] = [
     &METRICS,
     &SUMMARY_INTERVAL,
     &TRACE,
+    &CA,
+    &MAKE_CA,
+    &UPSTREAM_CA,
+    &SECRETS,
+    &PLACEHOLDERS,
 ];

@@ -68,9 +68,20 @@ fn help_lists_every_setting_and_every_flag_parses() {
     // Every flag of the table is known to the parser (a switch takes no value).
     for s in TUNING {
         let args: Vec<&str> = if s.value.is_empty() { vec![s.flag] } else { vec![s.flag, "x"] };
-        let err = run(&args, &BASE).err().map(|e| e.0).unwrap_or_default();
+        let env: HashMap<String, String> = BASE.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let err = parse(args.iter().map(OsString::from), |k| env.get(k).cloned()).err().map(|e| e.0).unwrap_or_default();
         assert!(!err.contains("unexpected"), "{}: {err}", s.flag);
     }
+}
+
+#[test]
+fn the_keys_flags_ask_for_what_they_need() {
+    let c = run(&["--ca", "/ca", "--upstream-ca", "/roots.pem", "--secrets", "/s"], &BASE).unwrap();
+    assert_eq!((c.ca.as_deref(), c.upstream_ca.as_deref(), c.secrets.as_deref()), (Some("/ca"), Some("/roots.pem"), Some("/s")));
+    let make = parse(["--make-ca", "/ca"].iter().map(OsString::from), |_| None).unwrap();
+    assert!(matches!(make, Command::MakeCa(d) if d == "/ca"), "needs no route");
+    let e = parse(["--placeholders"].iter().map(OsString::from), |k| BASE.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())).unwrap_err();
+    assert!(e.0.contains("--secrets FILE"), "{}", e.0);
 }
 
 #[test]

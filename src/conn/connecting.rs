@@ -22,7 +22,21 @@ impl Conn {
     /// asks it first (`chain.rs`); anything else starts relaying.
     pub(super) fn connected(&mut self, cx: &mut Context<'_>) -> Result<(), Reason> {
         let addr = self.upstream_addr();
-        if let Some(origin) = cx.upstream_tls {
+        let (open, kept) = match &mut self.phase {
+            Phase::Connecting(Failover { dest: Some(d), .. }) => (d.open.take(), d.kept_tls.take()),
+            _ => (None, None),
+        };
+        if let Some(kept) = kept {
+            // A kept connection of an opened tunnel's: its TLS goes on.
+            self.tls.get_or_insert_with(Box::default).upstream = Some(*kept);
+        } else if let Some(name) = open {
+            // An opened tunnel's request: TLS of our own, for its name,
+            // verified against the origin's roots (`tls::Opener`).
+            let opener = cx.opener.ok_or_else(|| Reason::Tls(Side::Upstream, "no --ca: nothing opens TLS here".into()))?;
+            let tls = opener.connect(&name).map_err(|e| Reason::Error(Side::Upstream, e))?;
+            self.tls.get_or_insert_with(Box::default).upstream = Some(tls);
+            self.flush_tls(Side::Upstream)?;
+        } else if let Some(origin) = cx.upstream_tls {
             // Our ClientHello goes first; the client's bytes follow once
             // the handshake is through (rustls holds them until then).
             let tls = tls::connect(origin).map_err(|e| Reason::Error(Side::Upstream, e))?;
@@ -63,11 +77,18 @@ impl Conn {
     /// Closing for `reason` before any upstream connected: a forward
     /// proxy's client is owed an answer in its protocol (HTTP 502, or 504
     /// for a timeout; SOCKS5's reply code).
-    pub fn refuse(&self, reason: &Reason) {
-        match &self.phase {
-            Phase::Connecting(Failover { dest: Some(d), .. }) => d.speaks.refuse(&self.client, reason),
-            Phase::Chaining(chain) => chain.speaks.refuse(&self.client, reason),
-            _ => {}
+    /// Also a plain request whose destination failed before any byte of
+    /// an answer came back (its TLS refused, a reset): a 502 that says why.
+    pub fn refuse(&mut self, reason: &Reason) {
+        let answer = match &self.phase {
+            Phase::Connecting(Failover { dest: Some(d), .. }) => d.speaks.refusal(reason),
+            Phase::Chaining(chain) => chain.speaks.refusal(reason),
+            Phase::Relaying { http: Some(_), .. } if self.to_client.bytes == 0 && self.to_client.is_empty() && matches!(reason, Reason::Tls(Side::Upstream, _) | Reason::Error(Side::Upstream, _)) => Speaks::Http.refusal(reason),
+            _ => return,
+        };
+        match self.tls.as_deref_mut().and_then(|t| t.client.as_mut()) {
+            Some(tls) => tls::tell(&self.client, tls, &answer),
+            None => front::tell(&self.client, &answer),
         }
     }
 

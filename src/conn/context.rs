@@ -36,6 +36,8 @@ pub struct Context<'a> {
     /// The route's upstream is this Unix socket (natively): its pool holds
     /// one server at `sys::UNIX_PEER`.
     pub unix_upstream: Option<&'a std::path::Path>,
+    /// What speaks TLS to the origins of opened tunnels (`open=`).
+    pub opener: Option<&'a tls::Opener>,
     pub now: Instant,
 }
 

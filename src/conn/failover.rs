@@ -15,6 +15,7 @@ use crate::http1::Exchange;
 use crate::log::{Level, Record};
 use crate::pool::Outcome;
 use crate::sys::{self, Stream};
+use crate::tls;
 
 /// The connect phase: which upstream is being tried, until when, and what
 /// was tried before it.
@@ -45,8 +46,17 @@ pub(super) struct Dest {
     pub(super) chain: Option<(String, Vec<u8>)>,
     /// A connection to the destination kept from an earlier request
     /// (`proxy::parked`): tried first, instead of a connect.
-    parked: Option<(SocketAddr, Stream)>,
+    parked: Option<Kept>,
+    /// A request of a tunnel the proxy opened: the name its TLS to the
+    /// destination is for (`connecting.rs` starts it)...
+    pub(super) open: Option<String>,
+    /// ...or that TLS already, kept with the parked connection.
+    pub(super) kept_tls: Option<Box<tls::Session>>,
 }
+
+/// A destination's connection kept from an earlier request: where, its
+/// socket, and its TLS (an opened tunnel's request's).
+pub type Kept = (SocketAddr, Stream, Option<Box<tls::Session>>);
 
 /// A forward proxy's destination, as the front checked it.
 pub struct Destination {
@@ -64,7 +74,12 @@ pub struct Destination {
     /// name, and the CONNECT that asks it for the destination.
     pub chain: Option<(String, Vec<u8>)>,
     /// An open connection to one of `addrs`, kept from an earlier request.
-    pub parked: Option<(SocketAddr, Stream)>,
+    pub parked: Option<Kept>,
+    /// A request inside a tunnel the proxy opened (`open=`): the client's
+    /// TLS (the connection goes on through it), and the destination's name,
+    /// which the proxy's own TLS to it is for.
+    pub client_tls: Option<Box<tls::Session>>,
+    pub open: Option<String>,
 }
 
 /// What a connection relays once connected: a tunnel's binding, a plain
@@ -80,7 +95,7 @@ impl Failover {
     pub(super) fn start(conn: u64, forward: Option<Destination>, cx: &mut Context<'_>) -> Result<(Failover, Stream), GaveUp> {
         let dest = forward.map(|d| {
             let bind = d.tunnel.map(|(host, port, opaque, first)| Box::new(Bind::new(host, port, opaque, first)));
-            Box::new(Dest { addrs: d.addrs, bind, http: d.http, speaks: d.speaks, chain: d.chain, parked: d.parked })
+            Box::new(Dest { addrs: d.addrs, bind, http: d.http, speaks: d.speaks, chain: d.chain, parked: d.parked, open: d.open, kept_tls: None })
         });
         let mut f = Failover { addr: SocketAddr::from(([0, 0, 0, 0], 0)), deadline: cx.now, tried: 0, attempts: 0, dest };
         let stream = f.next(conn, None, cx)?;
@@ -93,8 +108,11 @@ impl Failover {
     /// `NoUpstream` if every server was in its cool-down before any was tried.
     pub(super) fn next(&mut self, conn: u64, mut last: Option<io::Error>, cx: &mut Context<'_>) -> Result<Stream, GaveUp> {
         let mut last_addr = None;
-        if let Some((addr, stream)) = self.dest.as_mut().and_then(|d| d.parked.take()) {
+        if let Some((addr, stream, tls)) = self.dest.as_mut().and_then(|d| d.parked.take()) {
             // Already connected: the first writable wake-up finds it so.
+            if let Some(d) = self.dest.as_mut() {
+                d.kept_tls = tls;
+            }
             self.addr = addr;
             self.deadline = cx.now + cx.connect_timeout;
             return Ok(stream);

@@ -18,7 +18,11 @@ impl Conn {
     /// destination's connection, if it may carry another request (see
     /// `proxy::parked`); and the tunnel its requests must stay in, if any.
     pub fn into_next(self) -> Next {
-        let clean = self.to_upstream.is_empty() && !self.to_upstream.is_done() && !self.to_client.is_done() && self.write_error.is_none() && self.tls.is_none();
+        let clean = self.to_upstream.is_empty() && !self.to_upstream.is_done() && !self.to_client.is_done() && self.write_error.is_none() && !self.queued(Side::Upstream);
+        let (client_tls, upstream_tls) = match self.tls {
+            Some(t) => (t.client.map(Box::new), t.upstream.map(Box::new)),
+            None => (None, None),
+        };
         let (leftover, upstream, pinned) = match self.phase {
             Phase::Relaying { http: Some(x), addr, .. } => {
                 let reusable = clean && x.upstream_reusable();
@@ -26,7 +30,7 @@ impl Conn {
                     let verdict = if reusable { "kept for the next request to it" } else { "closed" };
                     crate::log::trace_line(format_args!("keep(conn={}, {addr})", self.id), format_args!("{verdict}"));
                 }
-                (x.request.leftover, reusable.then_some((addr, self.upstream)), x.pinned)
+                (x.request.leftover, reusable.then_some((addr, self.upstream, upstream_tls)), x.pinned)
             }
             // A tunnel found to carry HTTP: its first request, unsent, goes
             // back to the front with the client, pinned to the tunnel's
@@ -38,7 +42,7 @@ impl Conn {
             }
             _ => (Vec::new(), None, None),
         };
-        Next { client: (self.client, self.client_addr), leftover, upstream, pinned }
+        Next { client: (self.client, self.client_addr), leftover, upstream, pinned, client_tls }
     }
 
     /// The exchange's framing, per direction: whether the request (from

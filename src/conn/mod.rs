@@ -40,7 +40,7 @@ mod forwarding;
 mod relaying;
 
 pub use context::Context;
-pub use failover::Destination;
+pub use failover::{Destination, Kept};
 
 
 use std::io;
@@ -100,8 +100,10 @@ pub struct Conn {
 /// Why a connection could not start: what its client asked for, the last
 /// upstream tried (if any), and why.
 pub struct NotStarted {
-    /// The client, to be closed (dropped) once told.
+    /// The client, to be closed (dropped) once told, and its TLS if the
+    /// proxy opened it (the answer goes through it).
     pub client: Stream,
+    pub client_tls: Option<Box<tls::Session>>,
     pub asked: Option<Box<Asked>>,
     pub upstream: Option<SocketAddr>,
     pub reason: Reason,
@@ -113,8 +115,11 @@ pub struct Next {
     pub client: (Stream, SocketAddr),
     /// What it sent past its request: the start of its next.
     pub leftover: Vec<u8>,
-    /// The destination's connection, if it may carry another request.
-    pub upstream: Option<(SocketAddr, Stream)>,
+    /// The destination's connection, if it may carry another request
+    /// (with its TLS, an opened tunnel's).
+    pub upstream: Option<failover::Kept>,
+    /// The client's TLS, inside a tunnel the proxy opened.
+    pub client_tls: Option<Box<tls::Session>>,
     /// The tunnel its requests stay in, if it is inside one.
     pub pinned: Option<(String, u16)>,
 }
@@ -148,21 +153,30 @@ impl Conn {
         // A terminating route: what the front read (a ClientHello) is the
         // start of the client's TLS, not bytes for the upstream. A client
         // that is not speaking TLS is turned away before any upstream sees it.
-        let client_tls = match cx.tls.map(|config| tls::accept(config, read)) {
-            None => None,
-            Some(Ok(t)) => Some(t),
-            Some(Err(e)) => {
-                return Err(NotStarted { client, asked, upstream: None, reason: read_failed(Side::Client, e) });
-            }
+        // An opened tunnel's client comes with its TLS already.
+        let mut forward = forward;
+        let opened = forward.as_mut().and_then(|d| d.client_tls.take());
+        let read_was_hello = opened.is_none() && cx.tls.is_some();
+        let forward_shown = forward.as_mut().and_then(|d| d.http.as_mut()).and_then(|x| x.shown.take());
+        let client_tls = match opened {
+            Some(t) => Some(*t),
+            None => match cx.tls.map(|config| tls::accept(config, read)) {
+                None => None,
+                Some(Ok(t)) => Some(t),
+                Some(Err(e)) => return Err(NotStarted { client, client_tls: None, asked, upstream: None, reason: read_failed(Side::Client, e) }),
+            },
         };
-        let plain = if client_tls.is_some() { &[][..] } else { read };
+        let plain = if read_was_hello { &[][..] } else { read };
         match Failover::start(id, forward, cx) {
             Ok((failover, upstream)) => {
                 let mut to_upstream = Direction::with_shape(cx.shapes.to_upstream);
                 to_upstream.preload(early, cx.buffers);
                 to_upstream.preload(plain, cx.buffers);
                 let mut dumped = 0;
-                dump_peeked(cx.dump, id, asked.as_deref(), &mut dumped, plain);
+                // Where secrets were swapped in, the dump shows what the
+                // client sent (the placeholders), never what went out.
+                let shown = forward_shown.as_deref().unwrap_or(plain);
+                dump_peeked(cx.dump, id, asked.as_deref(), &mut dumped, shown);
                 Ok(Conn {
                     id,
                     route,
@@ -181,7 +195,7 @@ impl Conn {
                     last_active: cx.now,
                 })
             }
-            Err((upstream, reason)) => Err(NotStarted { client, asked, upstream, reason }),
+            Err((upstream, reason)) => Err(NotStarted { client, client_tls: client_tls.map(Box::new), asked, upstream, reason }),
         }
     }
 

@@ -68,7 +68,7 @@ fn context<'a>(
 ) -> Context<'a> {
     let dump = Dump { mode: crate::settings::DumpMode::Off, limit: 0 };
     let shapes = Box::leak(Box::default()); // a few bytes per test
-    Context { route: "test", backend: None, upstreams, buffers, connect_timeout: ups.connect_timeout, dump, nodelay: true, coalesce: None, shapes, tls: None, upstream_tls: None, unix_upstream: None, now }
+    Context { route: "test", backend: None, opener: None, upstreams, buffers, connect_timeout: ups.connect_timeout, dump, nodelay: true, coalesce: None, shapes, tls: None, upstream_tls: None, unix_upstream: None, now }
 }
 
 fn dead_addr() -> SocketAddr {

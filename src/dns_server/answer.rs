@@ -151,7 +151,7 @@ impl Reply {
         Reply { rcode, addrs: Vec::new(), ttl: 0, ptr: None, why: None }
     }
 
-    fn refused(why: String) -> Reply {
+    pub fn refused(why: String) -> Reply {
         Reply { why: Some((EDE_BLOCKED, why)), ..Reply::empty(RCODE::Refused) }
     }
 }

@@ -99,6 +99,8 @@ pub struct Cx<'a> {
     pub policy: &'a Forward,
     pub acl: &'a Acl,
     pub resolver: &'a mut Resolver,
+    /// A secret's placeholder in a name asked is an attempted leak.
+    pub secrets: &'a crate::secrets::Secrets,
     pub now: Instant,
 }
 
@@ -224,7 +226,15 @@ impl DnsServer {
                 return self.unanswered(to);
             }
         };
-        let (decision, plan) = answer::decide(&q, cx.policy, cx.resolver.hosts());
+        let (decision, plan) = match cx.secrets.scan(q.name.as_bytes(), "in a DNS question") {
+            // A name carrying a placeholder out (`ghp_x.evil.test`): refused
+            // whatever the list says, as an attempted leak.
+            Err(leak) => {
+                let why = format!("{:?} refused (rule {}): {}", q.name.escape_debug().to_string(), Rule::PlaceholderLeak.id(), leak.why);
+                (Some((Decision::Deny, Rule::PlaceholderLeak)), Plan::Reply(answer::Reply::refused(why)))
+            }
+            Ok(()) => answer::decide(&q, cx.policy, cx.resolver.hosts()),
+        };
         if let Some((decision, rule)) = decision {
             self.asked.push((q.name.clone(), decision, rule));
         }

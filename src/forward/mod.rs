@@ -21,6 +21,7 @@ use ipnet::IpNet;
 
 use crate::names::Pattern;
 
+pub mod http_rules;
 mod login;
 mod parent;
 
@@ -67,6 +68,13 @@ pub struct Forward {
     /// `_acme-challenge`, or hosts named so); else a name with one is
     /// refused as a bad name (`crate::names::check`).
     pub underscore: bool,
+    /// `open=NAME,...`: names whose TLS the proxy terminates on tunnels to
+    /// port 443 (with a leaf from `--ca`), so that each request inside is
+    /// read, checked (`http`) and given its credentials (`crate::secrets`).
+    pub open: Vec<Pattern>,
+    /// `allow-http=HOST/PATH:METHODS,...`: the requests the hosts they name
+    /// may be asked (`http_rules.rs`).
+    pub http: http_rules::HttpRules,
 }
 
 /// What the policy decided for one request or tunnel.
@@ -120,10 +128,17 @@ pub enum Rule {
     /// Not a host name: an empty label, a label or name too long, a
     /// character a host name never has (`crate::names::check`).
     BadName,
+    /// A request an `allow-http=` rule of its host does not allow (its
+    /// method or path), a path that cannot be matched safely, or a tunnel
+    /// to such a host that the proxy does not open (it would skip them).
+    HttpRule,
+    /// A secret's placeholder on its way where its value may not go
+    /// (`crate::secrets`): an attempted leak.
+    PlaceholderLeak,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 11] = [Rule::Listed, Rule::NotListed, Rule::NotTo, Rule::Port, Rule::Address, Rule::IpLiteral, Rule::SniMismatch, Rule::NotTls, Rule::NotHttp, Rule::Framing, Rule::BadName];
+    pub const ALL: [Rule; 13] = [Rule::Listed, Rule::NotListed, Rule::NotTo, Rule::Port, Rule::Address, Rule::IpLiteral, Rule::SniMismatch, Rule::NotTls, Rule::NotHttp, Rule::Framing, Rule::BadName, Rule::HttpRule, Rule::PlaceholderLeak];
 
     pub fn id(self) -> &'static str {
         match self {
@@ -138,6 +153,8 @@ impl Rule {
             Rule::NotHttp => "tunnel-not-http",
             Rule::Framing => "framing",
             Rule::BadName => "bad-name",
+            Rule::HttpRule => "http-rule",
+            Rule::PlaceholderLeak => "placeholder-leak",
         }
     }
 }
@@ -198,6 +215,33 @@ impl Forward {
     /// Did a SOCKS5 client log in (its username and password), if this route asks it to?
     pub fn check_login(&self, user: &[u8], pass: &[u8]) -> Result<(), String> {
         self.auth.as_ref().map_or(Ok(()), |login| login.check_pair(user, pass))
+    }
+
+    /// Does the proxy open the TLS of a tunnel to `host` (`open=`), on
+    /// whichever port `ports=` lets it reach? Such a tunnel must carry TLS.
+    pub fn opens(&self, host: &str, _port: u16) -> bool {
+        self.open.iter().any(|p| p.matches(host))
+    }
+
+    /// A tunnel to `host:port` that the proxy will not open: refused when
+    /// `allow-http=` rules name the host, which the tunnel would skip.
+    pub fn check_tunnel(&self, host: &str, port: u16) -> Result<(), Refusal> {
+        if !self.http.names(host) || self.opens(host, port) {
+            return Ok(());
+        }
+        let why = format!("allow-http= rules name {host}, and a tunnel the proxy does not open would skip them");
+        Err(Refusal::new(Rule::HttpRule, host, port, why, format!("list {host} in open= (and give --ca), or take it out of allow-http=")))
+    }
+
+    /// A request to `host:port` read whole (plain, in a tunnel that carries
+    /// HTTP, or opened): what `allow-http=` says of its method and target.
+    pub fn check_request(&self, host: &str, port: u16, method: &str, target: &str) -> Result<(), Refusal> {
+        self.http.check(host, method, target).map_err(|why| Refusal::new(Rule::HttpRule, host, port, why, "add a rule to allow-http= for it".into()))
+    }
+
+    /// A secret's placeholder seen where its value may not go.
+    pub fn leak(host: &str, port: u16, why: String) -> Refusal {
+        Refusal::new(Rule::PlaceholderLeak, host, port, why, "send the placeholder only to the names its secret lists, over TLS the proxy opens".into())
     }
 
     /// The parent that a request for `host` goes through, if any: the

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::proxy_request::{self, InTunnel, Method};
 use super::failure::Failure;
 use super::target::Target;
-use super::{http_answer_with, tell, Front, Phase, Rules, Speaks, Step, PEEK_LIMIT};
+use super::{http_answer_with, Front, Phase, Rules, Speaks, Step, PEEK_LIMIT};
 use crate::close::{Reason, Side};
 use crate::dns::{self, Lookup, Resolver};
 use crate::forward::{Decision, Refusal, Rule};
@@ -71,7 +71,7 @@ impl Front {
 
     /// The policy refused: 403 with its one line, and the decision kept
     /// for the decision log line and the metrics.
-    fn refused(&mut self, refusal: Refusal) -> Step {
+    pub(super) fn refused(&mut self, refusal: Refusal) -> Step {
         self.decision = Some((Decision::Deny, refusal.rule));
         self.answer(Reason::Forbidden(refusal.text))
     }
@@ -127,7 +127,7 @@ impl Front {
             // 407, with the challenge a client needs to log in (curl -x http://user:pass@...).
             let body = format!("wasiter: {why}\n");
             let head = "Proxy-Authenticate: Basic realm=\"wasiter\"\r\n";
-            tell(&self.client, &http_answer_with(407, "Proxy Authentication Required", head, &body));
+            self.tell(&http_answer_with(407, "Proxy Authentication Required", head, &body));
             return self.close(Reason::ProxyAuth(why));
         }
         let tunnel = req.method == Method::Connect;
@@ -135,7 +135,16 @@ impl Front {
         if let Err(step) = self.decide(&req.host, req.port, tunnel || self.pinned.is_some(), rules) {
             return step;
         }
-        let parent = forward.parent_for(&req.host).cloned();
+        let opened = self.tls.is_some();
+        if tunnel {
+            let asked = self.read.get(..req.head_len).unwrap_or_default().to_vec();
+            if let Some(step) = self.tunnel_checks((&req.host, req.port), (&asked, "in the CONNECT request", req.head_len), rules) {
+                return step;
+            }
+        } else if let Err(refusal) = forward.check_request(&req.host, req.port, &req.verb, &req.target) {
+            return self.refused(refusal);
+        }
+        let parent = forward.parent_for(&req.host).cloned().filter(|_| !opened);
         // What goes to the destination first: for a plain request its head
         // in origin form and as much of its body as came with it (what came
         // after is its next request: the exchange keeps it); for a tunnel
@@ -145,18 +154,36 @@ impl Front {
             Method::Http { head, body, to_head, close, upgrade } => {
                 let mut exchange = Exchange::new(*body, *to_head, *close, *upgrade);
                 exchange.pinned = self.pinned.clone();
-                let used = match exchange.request.feed(rest) {
+                // Credentials: a placeholder swapped for its value where it
+                // may go (over TLS we opened, to its names), refused where
+                // it may not; the answer gets the placeholders back.
+                let head = if opened { super::proxy_request::https_host(head.clone(), &req.host, req.port) } else { head.clone() };
+                let mut shown = None;
+                let head = match rules.secrets.inject(&head, &req.host, opened) {
+                    Ok(None) => head,
+                    Ok(Some(injected)) => {
+                        exchange.response.redactor = Some(rules.secrets.redactor(injected.echoes));
+                        shown = Some(head);
+                        injected.head
+                    }
+                    Err(leak) => return self.refused(crate::forward::Forward::leak(&req.host, req.port, leak.why)),
+                };
+                if exchange.response.redactor.is_none() && !rules.secrets.is_empty() {
+                    exchange.response.redactor = Some(rules.secrets.redactor(Vec::new()));
+                }
+                let used = match exchange.request.feed(&mut rest.to_vec()) {
                     Ok(n) => n,
                     Err(why) => return self.answer(Reason::BadRequest(why)),
                 };
                 // Through a parent: the request line in absolute form, and its login.
-                let head = parent.as_ref().map_or_else(|| head.clone(), |p| p.absolute_head(head, &req.host, req.port));
+                let head = parent.as_ref().map_or_else(|| head.clone(), |p| p.absolute_head(&head, &req.host, req.port));
+                exchange.shown = shown.map(|s| [&s, rest.get(..used).unwrap_or_default()].concat());
                 ([&head, rest.get(..used).unwrap_or_default()].concat(), Some(Box::new(exchange)))
             }
             Method::Connect => (rest.to_vec(), None),
         };
         self.read = early;
-        self.look_up(Target { host: req.host, port: req.port, tunnel, addrs: Vec::new(), exchange, parent }, rules, resolver, now)
+        self.look_up(Target { host: req.host, port: req.port, tunnel, addrs: Vec::new(), exchange, parent, opened }, rules, resolver, now)
     }
 
     /// What every front's client asks, checked by the route's policy:
@@ -232,7 +259,7 @@ impl Front {
     /// Answer a forward client in its protocol (`Speaks`: an HTTP status,
     /// a SOCKS5 reply code or a TLS alert, each from `reason`), then close it.
     pub(super) fn answer(&mut self, reason: Reason) -> Step {
-        self.speaks.refuse(&self.client, &reason);
+        self.tell(&self.speaks.refusal(&reason));
         self.close(reason)
     }
 }

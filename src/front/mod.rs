@@ -36,6 +36,7 @@ mod speaks;
 mod target;
 
 mod egress;
+mod opened;
 mod socks_client;
 mod transparent;
 
@@ -54,7 +55,9 @@ use crate::names::{normalize, Asked, Table};
 use crate::proxy_header::{self, Received};
 use crate::relay::would_block;
 use crate::route::Acl;
+use crate::secrets::Secrets;
 use crate::sys::Stream;
+use crate::tls;
 
 /// The most bytes held while peeking: a ClientHello or request head of at
 /// most 16 KiB, plus room for record headers when a client splits it into
@@ -70,6 +73,10 @@ pub struct Rules<'a> {
     pub forward: Option<(usize, &'a Forward)>,
     pub header_timeout: Duration,
     pub peek_timeout: Duration,
+    /// `--ca`: what opens TLS for a forward route's `open=` names.
+    pub opener: Option<&'a tls::Opener>,
+    /// `--secrets`: the placeholders every request is checked for.
+    pub secrets: &'a Secrets,
 }
 
 pub(super) enum Phase {
@@ -84,6 +91,9 @@ pub(super) enum Phase {
     Mixed,
     /// A forward route: the proxy request is still arriving.
     Request,
+    /// A tunnel the route opens (`open=`): its ClientHello is arriving
+    /// (`opened.rs`).
+    Hello,
     /// A forward route: a SOCKS5 client on its way to a request.
     Socks(socks::Stage),
     /// A forward route: waiting for the destination's addresses.
@@ -131,6 +141,9 @@ pub struct Front {
     /// (`crate::conn::bind`): the tunnel's destination, which each of its
     /// requests must name (`proxy_request::in_tunnel`).
     pub pinned: Option<(String, u16)>,
+    /// Inside a tunnel the proxy opened (`open=`): the client's TLS, which
+    /// every byte read from it and every answer to it goes through.
+    pub tls: Option<Box<tls::Session>>,
     /// A forward route: the names still to ask for its destination (from
     /// the search list, each checked by the policy), the next one last.
     candidates: Vec<String>,
@@ -144,14 +157,15 @@ pub struct Front {
 
 impl Front {
     pub fn new(id: u64, door: usize, client: Stream, peer: SocketAddr, now: Instant) -> Front {
-        Front { id, door, client, peer, from: peer, to: None, asked: None, target: None, reason: None, decision: None, speaks: Speaks::Http, pinned: None, candidates: Vec::new(), phase: Phase::Accepted, read: Vec::new(), deadline: now, opened: now }
+        Front { id, door, client, peer, from: peer, to: None, asked: None, target: None, reason: None, decision: None, speaks: Speaks::Http, pinned: None, tls: None, candidates: Vec::new(), phase: Phase::Accepted, read: Vec::new(), deadline: now, opened: now }
     }
 
     /// A forward client back for its next request, with what it already
     /// sent of it (`read`): checked like a new client, PROXY header aside;
-    /// inside a tunnel (`pinned`), toward its destination alone.
-    pub fn next_request(id: u64, door: usize, (client, from): (Stream, SocketAddr), read: Vec<u8>, pinned: Option<(String, u16)>, now: Instant) -> Front {
-        Front { phase: Phase::Next, read, pinned, ..Front::new(id, door, client, from, now) }
+    /// inside a tunnel (`pinned`), toward its destination alone, through
+    /// the client's TLS if the tunnel was opened.
+    pub fn next_request(id: u64, door: usize, (client, from): (Stream, SocketAddr), read: Vec<u8>, (pinned, tls): (Option<(String, u16)>, Option<Box<tls::Session>>), now: Instant) -> Front {
+        Front { phase: Phase::Next, read, pinned, tls, ..Front::new(id, door, client, from, now) }
     }
 
     /// Go as far as what the client has sent allows: called once at
@@ -178,6 +192,7 @@ impl Front {
             Phase::Peek => self.peek(rules),
             Phase::Mixed => self.first_bytes(rules, resolver, now),
             Phase::Request => self.request(rules, resolver, now),
+            Phase::Hello => self.hello(rules),
             Phase::Socks(_) => self.socks(rules, resolver, now),
             Phase::Resolve(_) => Step::Wait, // nothing to read until the answer
         }
@@ -194,11 +209,11 @@ impl Front {
     /// The deadline passed: why it is closed.
     pub fn expired(&mut self) -> Reason {
         match self.phase {
-            Phase::Peek | Phase::Mixed | Phase::Request | Phase::Socks(_) => Reason::PeekTimeout(self.read.len()),
+            Phase::Peek | Phase::Mixed | Phase::Request | Phase::Hello | Phase::Socks(_) => Reason::PeekTimeout(self.read.len()),
             Phase::Resolve(_) => {
                 let host = self.target.as_ref().map(|t| t.host.clone()).unwrap_or_default();
                 let why = Reason::DnsTimeout(host);
-                self.speaks.refuse(&self.client, &why);
+                self.tell(&self.speaks.refusal(&why));
                 why
             }
             _ => Reason::BadProxyHeader("no PROXY header in time".into()),
@@ -284,7 +299,18 @@ impl Front {
     /// Read what the client has sent, up to `PEEK_LIMIT` (one byte more, to
     /// see that it is over). `Ok(true)`: the client has closed.
     pub(super) fn read_more(&mut self) -> io::Result<bool> {
-        read_up_to(&self.client, &mut self.read, PEEK_LIMIT)
+        match self.tls.as_deref_mut() {
+            Some(tls) => tls::read_up_to(&self.client, tls, &mut self.read, PEEK_LIMIT),
+            None => read_up_to(&self.client, &mut self.read, PEEK_LIMIT),
+        }
+    }
+
+    /// Answer the client (then close it), through its TLS if it has one.
+    pub(super) fn tell(&mut self, answer: &[u8]) {
+        match self.tls.as_deref_mut() {
+            Some(tls) => tls::tell(&self.client, tls, answer),
+            None => tell(&self.client, answer),
+        }
     }
 
     /// What the bytes so far ask for: TLS if they start a handshake record

@@ -39,6 +39,10 @@ pub struct Request {
     pub port: u16,
     /// The `Proxy-Authorization` header, if any.
     pub auth: Option<String>,
+    /// The method as sent, and the target in origin form (`/path?query`;
+    /// a CONNECT's is its authority): what `allow-http=` rules match.
+    pub verb: String,
+    pub target: String,
     /// Bytes of the head in what was read; what follows is the client's stream.
     pub head_len: usize,
 }
@@ -53,7 +57,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<Request>, Failure> {
     let auth = header(req.headers, "proxy-authorization").map(str::to_string);
     if method.eq_ignore_ascii_case("CONNECT") {
         let (host, port) = authority(target, None).ok_or_else(|| bad(format!("CONNECT to {target:?}: expected HOST:PORT")))?;
-        return Ok(Some(Request { method: Method::Connect, host, port, auth, head_len }));
+        return Ok(Some(Request { method: Method::Connect, host, port, auth, verb: method.to_string(), target: target.to_string(), head_len }));
     }
     let Some(rest) = strip_prefix_ignore_case(target, "http://") else {
         return Err(bad(format!("{method} {target:?}: a proxy request names an absolute http:// URL (or use CONNECT)")));
@@ -102,7 +106,20 @@ pub fn parse(buf: &[u8]) -> Result<Option<Request>, Failure> {
     // destination's connection open for the next request to it
     // (`proxy::parked`); an HTTP/1.0 request line closes it.
     head.extend_from_slice(if websocket { b"Upgrade: websocket\r\nConnection: upgrade\r\n\r\n" } else { b"\r\n" });
-    Ok(Some(Request { method: Method::Http { head, body, to_head, close, upgrade: websocket }, host, port, auth, head_len }))
+    Ok(Some(Request { method: Method::Http { head, body, to_head, close, upgrade: websocket }, host, port, auth, verb: method.to_string(), target: path, head_len }))
+}
+
+/// A head as `parse` writes it for an origin reached over TLS (an opened
+/// tunnel's): `Host` without the port when it is 443, as an `https` URL
+/// would have it.
+pub fn https_host(head: Vec<u8>, host: &str, port: u16) -> Vec<u8> {
+    if port != 443 {
+        return head;
+    }
+    let with_port = format!("\r\nHost: {}\r\n", host_header(host, port));
+    let Some(at) = head.windows(with_port.len()).position(|w| w == with_port.as_bytes()) else { return head };
+    let without = format!("\r\nHost: {}\r\n", host_header(host, 80));
+    [head.get(..at).unwrap_or_default(), without.as_bytes(), head.get(at + with_port.len()..).unwrap_or_default()].concat()
 }
 
 /// A transparent listener's request (`super::transparent`): a client that

@@ -115,8 +115,11 @@ impl Front {
         // What the client sent past its request is the tunnel's first bytes
         // (checked against the name by conn's bind, as after a CONNECT).
         self.read.drain(..used.min(self.read.len()));
+        if let Some(step) = self.tunnel_checks((&req.host, req.port), (req.host.as_bytes(), "in the name asked", 0), rules) {
+            return step;
+        }
         let parent = rules.forward.and_then(|(_, f)| f.parent_for(&req.host)).cloned();
-        self.look_up(Target { host: req.host, port: req.port, tunnel: true, addrs: Vec::new(), exchange: None, parent }, rules, resolver, now)
+        self.look_up(Target { host: req.host, port: req.port, tunnel: true, addrs: Vec::new(), exchange: None, parent, opened: false }, rules, resolver, now)
     }
 
     /// Answer one SOCKS5 message (`used` bytes of what was read) with a few

@@ -20,4 +20,7 @@ pub struct Target {
     pub exchange: Option<Box<Exchange>>,
     /// The parent proxy it goes through (`addrs` are then the parent's).
     pub parent: Option<Parent>,
+    /// A request inside a tunnel the proxy opened (`open=`): it goes to the
+    /// destination over TLS of the proxy's own, for the name `host`.
+    pub opened: bool,
 }

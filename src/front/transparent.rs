@@ -70,9 +70,12 @@ impl Front {
         if let Err(step) = self.decide(&host, port, true, rules) {
             return First::Step(step);
         }
+        if let Some(step) = self.tunnel_checks((&host, port), (host.as_bytes(), "in the server name", 0), rules) {
+            return First::Step(step); // opened: the ClientHello in the buffer is read as ours
+        }
         // The ClientHello stays in the read buffer: the destination gets it
         // first, and the tunnel's binding sees that it names `host`.
         let parent = rules.forward.and_then(|(_, f)| f.parent_for(&host)).cloned();
-        First::Step(self.look_up(Target { host, port, tunnel: true, addrs: Vec::new(), exchange: None, parent }, rules, resolver, now))
+        First::Step(self.look_up(Target { host, port, tunnel: true, addrs: Vec::new(), exchange: None, parent, opened: false }, rules, resolver, now))
     }
 }

@@ -6,6 +6,7 @@
 
 use super::framing::{Body, BodyReader, ResponseReader};
 use crate::relay::Framing;
+use crate::secrets::Redactor;
 
 /// A request on its way and the answer to it (boxed in the connection).
 #[derive(Debug)]
@@ -19,6 +20,9 @@ pub struct Exchange {
     /// destination, which the client's next request must name too
     /// (`crate::front::Front::pinned`).
     pub pinned: Option<(String, u16)>,
+    /// The request's first bytes as the client sent them, where secrets
+    /// were swapped in: what the traffic dump shows instead.
+    pub shown: Option<Vec<u8>>,
 }
 
 /// The client->destination side: the request's body, and what follows it.
@@ -37,6 +41,9 @@ pub struct Response {
     pub reader: ResponseReader,
     /// Bytes came past the answer's end (its connection is not used again).
     pub excess: bool,
+    /// Where secrets were swapped into the request (`crate::secrets`): what
+    /// puts their placeholders back over any value the answer echoes.
+    pub redactor: Option<Redactor>,
 }
 
 impl Exchange {
@@ -45,7 +52,7 @@ impl Exchange {
     /// asked for an `upgrade` may be answered 101.
     pub fn new(body: Body, to_head: bool, client_close: bool, upgrade: bool) -> Exchange {
         let reader = ResponseReader::new(to_head).with_upgrade(upgrade);
-        Exchange { request: Request { body: BodyReader::new(body), leftover: Vec::new() }, response: Response { reader, excess: false }, client_close, pinned: None }
+        Exchange { request: Request { body: BodyReader::new(body), leftover: Vec::new() }, response: Response { reader, excess: false, redactor: None }, client_close, pinned: None, shown: None }
     }
 
     /// The answer is complete and the client's connection may carry
@@ -64,7 +71,7 @@ impl Exchange {
 }
 
 impl Framing for Request {
-    fn feed(&mut self, bytes: &[u8]) -> Result<usize, String> {
+    fn feed(&mut self, bytes: &mut [u8]) -> Result<usize, String> {
         let used = self.body.feed(bytes)?;
         self.leftover.extend_from_slice(bytes.get(used..).unwrap_or_default());
         Ok(used)
@@ -77,8 +84,12 @@ impl Framing for Request {
 
 impl Framing for Response {
     /// Bytes past the answer's end are dropped: nothing was asked for them,
-    /// and the destination's connection is not used again.
-    fn feed(&mut self, bytes: &[u8]) -> Result<usize, String> {
+    /// and the destination's connection is not used again. A secret's
+    /// value in them (head or body) is first replaced by its placeholder.
+    fn feed(&mut self, bytes: &mut [u8]) -> Result<usize, String> {
+        if let Some(r) = self.redactor.as_mut() {
+            r.redact(bytes);
+        }
         let used = self.reader.feed(bytes)?;
         self.excess |= used < bytes.len();
         Ok(used)
@@ -96,24 +107,24 @@ mod tests {
     #[test]
     fn the_next_request_is_kept_and_the_exchange_goes_on_only_when_both_may() {
         let mut x = Exchange::new(Body::Length(3), false, false, false);
-        assert_eq!(x.request.feed(b"abcGET http://b.test/ HTTP/1.1\r\n"), Ok(3));
+        assert_eq!(x.request.feed(&mut b"abcGET http://b.test/ HTTP/1.1\r\n".to_vec()), Ok(3));
         assert!(x.request.done());
         assert_eq!(x.request.leftover, b"GET http://b.test/ HTTP/1.1\r\n");
         assert!(!x.goes_on(), "no answer yet");
-        assert_eq!(x.response.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxJUNK"), Ok(39));
+        assert_eq!(x.response.feed(&mut b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxJUNK".to_vec()), Ok(39));
         assert!(x.goes_on());
         assert!(!x.upstream_reusable(), "bytes came after the answer");
         let mut clean = Exchange::new(Body::Empty, false, false, false);
-        clean.response.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx").unwrap();
+        clean.response.feed(&mut b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx".to_vec()).unwrap();
         assert!(clean.goes_on() && clean.upstream_reusable());
         let mut closing_origin = Exchange::new(Body::Empty, false, false, false);
-        closing_origin.response.feed(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx").unwrap();
+        closing_origin.response.feed(&mut b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx".to_vec()).unwrap();
         assert!(!closing_origin.upstream_reusable());
         let mut closing = Exchange::new(Body::Empty, false, true, false);
-        closing.response.feed(b"HTTP/1.1 204 No Content\r\n\r\n").unwrap();
+        closing.response.feed(&mut b"HTTP/1.1 204 No Content\r\n\r\n".to_vec()).unwrap();
         assert!(!closing.goes_on(), "the client asked to close");
         let mut early = Exchange::new(Body::Chunked, false, false, false);
-        early.response.feed(b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n").unwrap();
+        early.response.feed(&mut b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n".to_vec()).unwrap();
         assert!(early.response.done() && !early.goes_on(), "the request was not sent whole");
     }
 }

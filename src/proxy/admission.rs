@@ -100,7 +100,7 @@ impl Proxy {
 
     fn advance(&mut self, front: &mut Front, now: Instant) -> Step {
         match self.doors.get(front.door) {
-            Some(door) => front.advance(&door.rules(self.header_timeout, self.peek_timeout), &mut self.resolver, now),
+            Some(door) => front.advance(&door.rules(self.header_timeout, self.peek_timeout, &self.shared.keys), &mut self.resolver, now),
             None => Step::Close,
         }
     }
@@ -114,7 +114,7 @@ impl Proxy {
             for key in waiting {
                 let Some(mut front) = self.fronts.try_remove(key) else { continue };
                 let step = match self.doors.get(front.door) {
-                    Some(door) => front.resolved(result.clone(), &door.rules(self.header_timeout, self.peek_timeout), &mut self.resolver, now),
+                    Some(door) => front.resolved(result.clone(), &door.rules(self.header_timeout, self.peek_timeout, &self.shared.keys), &mut self.resolver, now),
                     None => Step::Close,
                 };
                 if step == Step::Wait && front.waits_for().is_some() {
@@ -165,12 +165,13 @@ impl Proxy {
             // earlier request to the same host, still open.
             // Through a parent, a tunnel is first a CONNECT to it.
             let chain = t.parent.as_ref().filter(|_| t.tunnel).map(|p| (p.name(), p.connect_request(&t.host, t.port)));
+            let open = t.opened.then(|| t.host.clone());
             let tunnel = t.tunnel.then(|| (t.host, t.port, opaque.contains(&t.port), std::mem::take(&mut read)));
             let parked = match &front.asked {
-                Some(Asked::Http { host: Some(h) }) if t.exchange.is_some() => self.parked.take(h, &t.addrs, now),
+                Some(Asked::Http { host: Some(h) }) if t.exchange.is_some() => self.parked.take(&parked_key(h, t.opened), &t.addrs, now),
                 _ => None,
             };
-            Destination { addrs: t.addrs, tunnel, http: t.exchange, speaks: front.speaks, chain, parked }
+            Destination { addrs: t.addrs, tunnel, http: t.exchange, speaks: front.speaks, chain, parked, client_tls: front.tls.take(), open }
         });
         let speaks = forward.as_ref().map(|d| d.speaks);
         let Some((mut cx, stats)) = self.shared.context(route, now) else { return };
@@ -181,9 +182,12 @@ impl Proxy {
                 let key = self.conns.insert(conn);
                 self.busy.add(key, id); // connecting: watched in every pass
             }
-            Err(NotStarted { asked, upstream, reason, client }) => {
+            Err(NotStarted { asked, upstream, reason, client, client_tls }) => {
                 if let Some(speaks) = speaks {
-                    speaks.refuse(&client, &reason);
+                    match client_tls {
+                        Some(mut tls) => crate::tls::tell(&client, &mut tls, &speaks.refusal(&reason)),
+                        None => speaks.refuse(&client, &reason),
+                    }
                 }
                 stats.closed(reason.kind());
                 let who = Who { id: front.id, route: cx.route, backend: cx.backend, client: front.from, asked: asked.as_deref() };
@@ -211,14 +215,14 @@ impl Proxy {
         }
         let asked = conn.asked_host().map(str::to_string);
         let next = conn.into_next();
-        if let (Some((addr, stream)), Some(host)) = (next.upstream, asked) {
+        if let (Some(kept), Some(host)) = (next.upstream, asked) {
             // Unwatched while parked: a poller that keeps what it was told
             // would still report it under its connection's token, which a
             // new connection may hold by now.
-            self.poller.add(stream.handle(), 0, false, false);
-            self.parked.park(&host, addr, stream, now);
+            self.poller.add(kept.1.handle(), 0, false, false);
+            self.parked.park(&parked_key(&host, kept.2.is_some()), kept, now);
         }
-        let mut front = Front::next_request(id, door, next.client, next.leftover, next.pinned, now);
+        let mut front = Front::next_request(id, door, next.client, next.leftover, (next.pinned, next.client_tls), now);
         match self.advance(&mut front, now) {
             Step::Wait => {
                 self.fronts.insert(front);
@@ -320,4 +324,10 @@ pub(super) fn transient_accept_error(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::NotConnected
     )
+}
+
+/// Where a destination's kept connection is filed: by `host:port`, and
+/// apart (`tls:`) when it speaks TLS for an opened tunnel's requests.
+fn parked_key(host: &str, tls: bool) -> String {
+    if tls { format!("tls:{host}") } else { host.to_string() }
 }

@@ -37,7 +37,7 @@ impl Proxy {
         let Some(d) = self.doors.get_mut(door) else { return };
         let (Some(server), Some((route, policy))) = (d.dns.as_mut(), d.forward.as_ref()) else { return };
         let route = *route;
-        let mut cx = Cx { route: &d.name, policy, acl: &d.acl, resolver: &mut self.resolver, now };
+        let mut cx = Cx { route: &d.name, policy, acl: &d.acl, resolver: &mut self.resolver, secrets: &self.shared.keys.secrets, now };
         f(server, &mut cx);
         let asked = server.take_asked();
         if asked.is_empty() {

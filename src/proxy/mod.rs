@@ -38,7 +38,7 @@ mod reload;
 mod state;
 mod token;
 
-pub use state::{Bound, Door, RouteState};
+pub use state::{Bound, Door, Keys, RouteState};
 use state::{watch, Summary, Watch};
 
 use busy::Busy;
@@ -100,6 +100,8 @@ pub struct Proxy {
     specs: Vec<(RouteSpec, usize)>,
     /// The routes file, read again on schedule (`reload`).
     watch: Option<Watch>,
+    /// How often the routes and secrets files are read again (`None`: never).
+    reload_every: Option<Duration>,
     reloads: Reloads,
     /// SIGHUPs already handled.
     hups_seen: u32,
@@ -151,8 +153,11 @@ pub struct Proxy {
 impl Proxy {
     /// `nodelay`: TCP_NODELAY really works on this runtime (`nagle::probe`);
     /// `budget`: the descriptors measured at start, `backlog` the listeners'.
-    pub fn new(cfg: &Config, (doors, routes): (Vec<Door>, Vec<RouteState>), resolver: Resolver, metrics: Option<Listener>, nodelay: bool, (budget, backlog): (Budget, u32)) -> io::Result<Proxy> {
+    /// `keys`: the CA and the secrets (`state::Keys`).
+    pub fn new(cfg: &Config, (doors, routes): (Vec<Door>, Vec<RouteState>), resolver: Resolver, metrics: Option<Listener>, nodelay: bool, (budget, backlog): (Budget, u32), mut keys: Keys) -> io::Result<Proxy> {
         let now = Instant::now();
+        keys.secrets_text = keys.secrets_file.as_ref().and_then(|f| std::fs::read_to_string(f).ok());
+        crate::log::redact(keys.redactions());
         Ok(Proxy {
             doors,
             resolver,
@@ -160,6 +165,7 @@ impl Proxy {
             // Routes are built in the order given: spec i is route i.
             specs: cfg.routes.iter().cloned().zip(0..).collect(),
             watch: watch(cfg.routes_file.as_deref(), cfg.reload_interval, &cfg.routes, now),
+            reload_every: cfg.reload_interval,
             reloads: Reloads::default(),
             hups_seen: 0,
             health: FailPolicy { threshold: cfg.fail_threshold, cooldown: cfg.cooldown },
@@ -170,6 +176,7 @@ impl Proxy {
                 dump: cfg.dump,
                 nodelay,
                 coalesce: cfg.coalesce.cap(nodelay),
+                keys,
             },
             conns: Slab::new(),
             fronts: Slab::new(),

@@ -13,8 +13,10 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::conn::Kept;
 use crate::relay::would_block;
 use crate::sys::Stream;
+use crate::tls;
 
 pub const MAX: usize = 64;
 pub const PER_HOST: usize = 8;
@@ -29,6 +31,9 @@ struct Entry {
     host: String,
     addr: SocketAddr,
     stream: Stream,
+    /// Its TLS, for an opened tunnel's requests (kept under `tls:HOST:PORT`,
+    /// so that no plain request is sent on it).
+    tls: Option<Box<tls::Session>>,
     since: Instant,
 }
 
@@ -39,7 +44,7 @@ pub struct Parked {
 
 impl Parked {
     /// Keep `stream` (to `addr`, opened for `host`) for the next request.
-    pub fn park(&mut self, host: &str, addr: SocketAddr, stream: Stream, now: Instant) {
+    pub fn park(&mut self, host: &str, (addr, stream, tls): Kept, now: Instant) {
         self.expire(now);
         if self.entries.iter().filter(|e| e.host == host).count() >= PER_HOST {
             if let Some(oldest) = self.entries.iter().position(|e| e.host == host) {
@@ -49,19 +54,24 @@ impl Parked {
         if self.entries.len() >= MAX {
             self.entries.remove(0);
         }
-        self.entries.push(Entry { host: host.to_string(), addr, stream, since: now });
+        self.entries.push(Entry { host: host.to_string(), addr, stream, tls, since: now });
     }
 
     /// A kept connection to `host`, at one of `addrs`, that is still open.
-    pub fn take(&mut self, host: &str, addrs: &[SocketAddr], now: Instant) -> Option<(SocketAddr, Stream)> {
+    pub fn take(&mut self, host: &str, addrs: &[SocketAddr], now: Instant) -> Option<Kept> {
         self.expire(now);
         while let Some(i) = self.entries.iter().rposition(|e| e.host == host && addrs.contains(&e.addr)) {
-            let e = self.entries.remove(i);
-            let mut probe = [0u8; 1];
-            match e.stream.read(&mut probe) {
-                Err(err) if would_block(&err) => return Some((e.addr, e.stream)),
-                _ => {} // closed, reset or talking out of turn: dropped
-            }
+            let mut e = self.entries.remove(i);
+            let open = match e.tls.as_deref_mut() {
+                Some(tls) => tls::quiet_and_open(&e.stream, tls),
+                None => {
+                    let mut probe = [0u8; 1];
+                    matches!(e.stream.read(&mut probe), Err(err) if would_block(&err))
+                }
+            };
+            if open {
+                return Some((e.addr, e.stream, e.tls));
+            } // else closed, reset or talking out of turn: dropped
         }
         None
     }

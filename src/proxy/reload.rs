@@ -31,6 +31,7 @@ impl Proxy {
     /// reload if its text changed.
     pub(super) fn check_reload(&mut self, now: Instant) {
         let hups = sys::reload_requests();
+        self.check_secrets(hups, now);
         let Some(watch) = &mut self.watch else { return };
         if now < watch.next && hups == self.hups_seen {
             return;
@@ -214,6 +215,33 @@ impl Proxy {
             .num("open_connections", self.conns.len() as u64);
         self.specs = new.into_iter().zip(index).filter_map(|(s, i)| Some((s, i?))).collect();
         Ok(Some(line))
+    }
+
+    /// The secrets file, read again when due (as often as the routes file,
+    /// or natively after SIGHUP): a changed one is swapped in whole, for the
+    /// requests that come next (open connections stay); one that no longer
+    /// loads leaves the secrets in force as they were, said once.
+    fn check_secrets(&mut self, hups: u32, now: Instant) {
+        let keys = &mut self.shared.keys;
+        let (Some(file), Some(every)) = (keys.secrets_file.clone(), self.reload_every) else { return };
+        if keys.secrets_next.is_some_and(|next| now < next) && hups == self.hups_seen {
+            return;
+        }
+        keys.secrets_next = Some(now + every);
+        let Ok(text) = std::fs::read_to_string(&file) else { return };
+        if keys.secrets_text.as_ref() == Some(&text) {
+            return;
+        }
+        keys.secrets_text = Some(text);
+        match crate::secrets::Secrets::load(&file, &|k| std::env::var(k).ok()) {
+            Ok(secrets) => {
+                let names: Vec<String> = secrets.placeholders().into_iter().map(|(n, _)| n).collect();
+                keys.secrets = secrets;
+                crate::log::redact(keys.redactions());
+                Record::always("reload").str("file", &file).str("secrets", names.join(",")).num("open_connections", self.conns.len() as u64).emit();
+            }
+            Err(why) => Record::new(Level::Warn, "reload-failed").str("file", &file).str("error", why).str("action", "keeping the secrets in force").emit(),
+        }
     }
 
     /// The door listening where `spec` says now, if any (port 0 never

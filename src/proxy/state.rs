@@ -21,6 +21,7 @@ use crate::settings::Dump;
 use crate::dns_server::DnsServer;
 use crate::udp_relay::UdpRelay;
 use crate::sys::{Datagram, Listener};
+use crate::secrets::Secrets;
 use crate::tls;
 
 /// One listen address at run time: its listener, and what its clients pass
@@ -135,9 +136,9 @@ impl Door {
         Some((rcv, snd, relay.kernel_dropped().is_some()))
     }
 
-    pub(super) fn rules(&self, header_timeout: Duration, peek_timeout: Duration) -> Rules<'_> {
+    pub(super) fn rules<'a>(&'a self, header_timeout: Duration, peek_timeout: Duration, keys: &'a Keys) -> Rules<'a> {
         let forward = self.forward.as_ref().map(|(i, f)| (*i, f));
-        Rules { acl: &self.acl, accept_proxy: self.accept_proxy, table: &self.table, forward, header_timeout, peek_timeout }
+        Rules { acl: &self.acl, accept_proxy: self.accept_proxy, table: &self.table, forward, header_timeout, peek_timeout, opener: keys.opener.as_ref(), secrets: &keys.secrets }
     }
 
     /// Where this door counts a client that has no route yet.
@@ -274,6 +275,30 @@ pub(super) struct Shared {
     pub(super) dump: Dump,
     pub(super) nodelay: bool,
     pub(super) coalesce: Option<Duration>,
+    pub(super) keys: Keys,
+}
+
+impl Keys {
+    /// What no log line may carry: each value, as text and as the hex dump
+    /// writes it, with its placeholder written instead (`log::redact`).
+    pub(super) fn redactions(&self) -> Vec<(String, String)> {
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" ");
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        self.secrets.entries().iter().flat_map(|e| [(text(&e.value), text(&e.placeholder)), (hex(&e.value), hex(&e.placeholder))]).collect()
+    }
+}
+
+/// What keeps credentials out of the sandbox: the CA that opens TLS for
+/// `open=` names, and the secrets swapped in (`crate::secrets`), read again
+/// from their file by a reload.
+#[derive(Default)]
+pub struct Keys {
+    pub opener: Option<tls::Opener>,
+    pub secrets: Secrets,
+    pub secrets_file: Option<String>,
+    /// The secrets file's text when last read, and when to look again.
+    pub(super) secrets_text: Option<String>,
+    pub(super) secrets_next: Option<Instant>,
 }
 
 impl Shared {
@@ -293,6 +318,7 @@ impl Shared {
             tls: r.tls.as_ref(),
             upstream_tls: r.upstream_tls.as_ref(),
             unix_upstream: r.unix_upstream.as_deref(),
+            opener: self.keys.opener.as_ref(),
             now,
         };
         Some((cx, &mut r.stats))

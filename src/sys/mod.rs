@@ -119,6 +119,8 @@ compile_error!("wasiter runs on Linux (native), wasm32-wasip1 (WasmEdge) and was
 
 mod handle;
 mod limits;
+mod private;
+pub use private::write_private;
 pub use handle::{open_sockets, Event, Handle};
 pub use limits::{descriptors, somaxconn, Descriptors};
 pub use stderr::{log_wait, log_write};

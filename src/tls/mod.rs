@@ -25,7 +25,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{ServerName, UnixTime};
-use rustls::{CipherSuite, ClientConfig, ClientConnection, Connection, DigitallySignedStruct, RootCertStore, ServerConnection, SignatureScheme};
+use rustls::{ClientConfig, ClientConnection, Connection, DigitallySignedStruct, SignatureScheme};
 
 /// A route's TLS server configuration, and one side's TLS session: the
 /// names the rest of the crate uses (`tls_off.rs` has the same ones).
@@ -41,20 +41,15 @@ pub struct Upstream<'a> {
 }
 
 use crate::relay::{would_block, Endpoint};
+
+pub mod ca;
+mod config;
+mod opener;
+pub use ca::Made;
+pub use config::{accept, sha256, TlsError, TLS_QUEUE};
+use config::{certificates, failed, pem_error, provider, roots, server_provider};
+pub use opener::{make_ca, opener, Opener};
 use crate::sys::Stream;
-
-/// Encrypted bytes that may wait for the client's socket, per connection.
-pub const TLS_QUEUE: usize = 64 * 1024;
-
-/// ring's suites; on the wasm builds, TLS 1.3's records are sealed by
-/// `tls_aead` instead (RustCrypto's AES-GCM, a four-way SIMD ChaCha20).
-fn provider() -> rustls::crypto::CryptoProvider {
-    let mut provider = rustls::crypto::ring::default_provider();
-    if cfg!(target_family = "wasm") {
-        crate::tls_aead::swap_in(&mut provider.cipher_suites);
-    }
-    provider
-}
 
 /// The server side of a route: its certificate, and the ALPN protocols it
 /// offers (those of its `alpn=` option; none, and clients speak HTTP/1.1).
@@ -64,15 +59,7 @@ pub fn server_config(cert: &str, key_file: &str, alpn: &[String]) -> Result<Arc<
         return Err(format!("cert={cert}: no CERTIFICATE block in it"));
     }
     let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| format!("key={key_file}: {}", pem_error(&e)))?;
-    let mut provider = provider();
-    if cfg!(target_family = "wasm") {
-        // wasm has no AES instructions: ring's portable AES-GCM moves ~75 MB/s
-        // there, its ChaCha20-Poly1305 ~600 (WasmEdge AOT, simd128). A client
-        // with AES-NI lists AES-GCM first, so as the server we choose, ChaCha
-        // first (AES-GCM stays offered for clients without ChaCha).
-        provider.cipher_suites.sort_by_key(|s| !matches!(s.suite(), CipherSuite::TLS13_CHACHA20_POLY1305_SHA256 | CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 | CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256));
-    }
-    let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
+    let mut config = ServerConfig::builder_with_provider(Arc::new(server_provider()))
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
@@ -90,10 +77,6 @@ pub struct Origin {
     pub name: ServerName<'static>,
 }
 
-/// Where a system's CA bundle usually is (Debian/Ubuntu/Alpine, Fedora/RHEL,
-/// macOS-style): read directly, as the wasm runtimes have no other way.
-const SYSTEM_ROOTS: [&str; 3] = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"];
-
 /// An originating route's client side (`up`: its options, `upstream-ca=`,
 /// `upstream-name=`, `upstream-insecure`; `route`: how errors name it;
 /// `first_upstream`: the name sent and verified when no `upstream-name=`
@@ -105,21 +88,7 @@ pub fn origin(route: &str, up: &Upstream<'_>, first_upstream: Option<&str>) -> R
     let config = if up.insecure {
         builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerification(provider))).with_no_client_auth()
     } else {
-        let (file, given) = match up.ca {
-            Some(ca) => (ca.to_string(), true),
-            None => match SYSTEM_ROOTS.iter().find(|f| std::path::Path::new(f).exists()) {
-                Some(f) => (f.to_string(), false),
-                None => return Err(err(format!("upstream-tls: no system CA bundle is readable ({}); give upstream-ca=PEM (under WasmEdge or wasmtime, --dir /etc)", SYSTEM_ROOTS.join(", ")))),
-            },
-        };
-        let what = if given { "upstream-ca" } else { "the system CA bundle" };
-        let mut roots = RootCertStore::empty();
-        let certs = certificates(&file).map_err(|e| err(format!("{what} {file}: {}", pem_error(&e))))?;
-        let (added, _) = roots.add_parsable_certificates(certs);
-        if added == 0 {
-            return Err(err(format!("{what} {file}: no usable CA certificate in it")));
-        }
-        builder.with_root_certificates(roots).with_no_client_auth()
+        builder.with_root_certificates(roots(up.ca, "upstream-ca=PEM").map_err(err)?).with_no_client_auth()
     };
     let host = up.name.or(first_upstream).unwrap_or_default().to_string();
     let name = ServerName::try_from(host.clone()).map_err(|_| err(format!("upstream-name: {host:?} is not a DNS name or an IP address")))?;
@@ -153,51 +122,6 @@ impl ServerCertVerifier for NoVerification {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
-
-/// Every CERTIFICATE block of a PEM file (a chain, or a CA bundle).
-fn certificates(file: &str) -> Result<Vec<CertificateDer<'static>>, rustls::pki_types::pem::Error> {
-    CertificateDer::pem_file_iter(file)?.collect()
-}
-
-fn pem_error(e: &rustls::pki_types::pem::Error) -> String {
-    match e {
-        rustls::pki_types::pem::Error::Io(e) => format!("cannot read it: {} (under WasmEdge or wasmtime, pass its folder with --dir)", crate::sys::describe(e)),
-        rustls::pki_types::pem::Error::NoItemsFound => "no PEM block of the kind expected in it".to_string(),
-        other => format!("not valid PEM: {other:?}"),
-    }
-}
-
-/// A new client's TLS state, fed what the front already read from it (a
-/// peeked ClientHello).
-pub fn accept(config: &Arc<ServerConfig>, already_read: &[u8]) -> io::Result<Connection> {
-    let mut tls = Connection::Server(ServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?);
-    tls.set_buffer_limit(Some(TLS_QUEUE));
-    let mut rest = already_read;
-    while !rest.is_empty() {
-        if tls.read_tls(&mut rest)? == 0 {
-            break;
-        }
-        tls.process_new_packets().map_err(|e| failed(&e))?;
-    }
-    Ok(tls)
-}
-
-/// A TLS error, as the close line shows it (`reason=tls`).
-fn failed(e: &rustls::Error) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, TlsError(e.to_string()))
-}
-
-/// Marks an `io::Error` as TLS's own (a bad record, a failed handshake).
-#[derive(Debug)]
-pub struct TlsError(pub String);
-
-impl std::fmt::Display for TlsError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for TlsError {}
 
 /// The TLS failure inside `e`, if it is one.
 pub fn tls_failure(e: &io::Error) -> Option<String> {
@@ -241,6 +165,63 @@ pub fn flush(stream: &Stream, tls: &mut Connection) -> io::Result<bool> {
         }
     }
     Ok(false)
+}
+
+/// Write `bytes` through `tls` to `stream`, then the closing alert and the
+/// FIN: an answer to a client of an opened connection, which is closed next
+/// (best effort, as `front::tell` is for plain clients).
+pub fn tell(stream: &Stream, tls: &mut Connection, bytes: &[u8]) {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        match tls.writer().write(rest) {
+            Ok(n) if n > 0 => rest = rest.get(n..).unwrap_or_default(),
+            _ => break,
+        }
+        if !matches!(flush(stream, tls), Ok(false)) {
+            break;
+        }
+    }
+    tls.send_close_notify();
+    if let Ok(false) = flush(stream, tls) {
+        let _ = stream.shutdown_write();
+    }
+}
+
+/// Read what a client of an opened connection sent, decrypted, into `read`
+/// up to `limit` bytes (one more, to see that it is over), answering what
+/// its handshake asks for on the way. `Ok(true)`: it has closed.
+pub fn read_up_to(stream: &Stream, tls: &mut Connection, read: &mut Vec<u8>, limit: usize) -> io::Result<bool> {
+    let mut chunk = [0u8; 4096];
+    let mut end = TlsEnd { stream, tls };
+    while read.len() <= limit {
+        let room = (limit + 1 - read.len()).min(chunk.len());
+        let Some(buf) = chunk.get_mut(..room) else { break };
+        match end.read(buf) {
+            Ok(0) => return Ok(true),
+            Ok(n) => read.extend_from_slice(buf.get(..n).unwrap_or_default()),
+            Err(e) if would_block(&e) => break,
+            Err(e) => return Err(e),
+        }
+    }
+    flush(stream, end.tls)?;
+    Ok(false)
+}
+
+/// A kept upstream's TLS, taken for a new request: still open and quiet?
+/// What its socket holds goes into the session (a late session ticket is
+/// fine); a close, an error or data out of turn says no.
+pub fn quiet_and_open(stream: &Stream, tls: &mut Connection) -> bool {
+    loop {
+        match tls.read_tls(&mut Io(stream)) {
+            Ok(0) => return false,
+            Ok(_) => match tls.process_new_packets() {
+                Ok(state) if state.plaintext_bytes_to_read() == 0 && !state.peer_has_closed() => {}
+                _ => return false,
+            },
+            Err(e) if would_block(&e) => return true,
+            Err(_) => return false,
+        }
+    }
 }
 
 /// Records queued for the socket (the relay watches it for writing then).
