@@ -14,14 +14,18 @@
 //! `metrics` counts. Only `sys` talks to the host (WasmEdge's socket calls,
 //! or std::net with epoll or poll()). Beside the relay: the UDP relay
 //! (`udp_relay`), the allowlist DNS server (`dns_server`), the in-loop
-//! resolver (`dns`), and a forward route's policy (`forward`, `ledger`).
+//! resolver (`dns`), a forward route's policy (`forward`, `ledger`), and
+//! what keeps credentials out of a sandbox: the CA that opens TLS for the
+//! names a route lists (`tls::Opener`, `front`'s opened tunnels) and the
+//! secrets swapped in at the proxy (`secrets`).
 //!
 //! The layering rule: a module uses only modules on lower floors, and so
 //! does a file within a module's folder (its leaf types below it, the
 //! files that add its methods above it). From the top: `main`; `proxy`
 //! (the loop); `conn` and `udp_relay` (what moves bytes); `front`, `cli`,
 //! `health`, `metrics`, `dns_server`, `dump` (what they call); `pool`,
-//! `settings`, `route`, `proxy_header`; `close`, `dns`, `http1`, `tls`, `limits`,
+//! `settings`, `route`, `proxy_header`; `secrets` (the keys the sandbox
+//! never holds, above `names` and `tls`); `close`, `dns`, `http1`, `tls`, `limits`,
 //! `nagle`, `ledger`; `forward`, `relay`, `sys`; and at the bottom
 //! `coalesce`, `names`, `log`. No module reaches up: nothing below `proxy`
 //! knows the loop, and only `sys` says `cfg` for a platform (and `tls`,
@@ -53,7 +57,6 @@ pub mod proxy;
 pub mod proxy_header;
 mod relay;
 pub mod route;
-#[path = "secrets_stub.rs"]
 pub mod secrets;
 pub mod settings;
 pub mod sys;

@@ -48,8 +48,7 @@ fn main() -> ExitCode {
                 Err(e) => fail(format_args!("{e}")),
             };
         }
-        Ok(Command::Placeholders(cfg)) => {
-            let file = cfg.secrets.unwrap_or_default();
+        Ok(Command::Placeholders(file)) => {
             return match Secrets::load(&file, &|k| std::env::var(k).ok()) {
                 Ok(secrets) => {
                     for (name, placeholder) in secrets.placeholders() {

@@ -55,9 +55,6 @@ pub fn make_ca(_dir: &str) -> Result<(Made, String), String> {
     Err(format!("--make-ca: {NO_TLS}"))
 }
 
-pub fn sha256(_bytes: &[u8]) -> Result<[u8; 32], String> {
-    Err(format!("--secrets: {NO_TLS}"))
-}
 
 /// An originating route's options, as in `tls.rs`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -127,4 +124,9 @@ impl Endpoint for TlsEnd<'_> {
     fn shutdown_write(&mut self) -> io::Result<()> {
         match *self.tls {}
     }
+}
+
+/// No SHA-256 without ring: derived placeholders (`secrets`) need the default build.
+pub fn sha256(_bytes: &[u8]) -> Result<[u8; 32], String> {
+    Err("this build has no TLS (it was built without the `tls` feature): --secrets needs the default build".to_string())
 }

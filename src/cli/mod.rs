@@ -34,8 +34,8 @@ pub enum Command {
     Version,
     /// `--make-ca DIR`: make the CA there (or keep it) and exit.
     MakeCa(String),
-    /// `--placeholders`: print each secret's placeholder and exit.
-    Placeholders(Box<Config>),
+    /// `--placeholders`: print the placeholders of this secrets file and exit.
+    Placeholders(String),
 }
 
 /// A one-line, user-facing reason the configuration was rejected.
@@ -137,6 +137,13 @@ pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Opt
     if let Some(dir) = MAKE_CA.pick(&src) {
         return Ok(Command::MakeCa(dir.value.trim().to_string()));
     }
+    if PLACEHOLDERS.parse(&src, false, parse_bool)? {
+        // What a launcher asks before any route exists: no route needed.
+        return match SECRETS.pick(&src).map(|g| g.value.trim().to_string()).filter(|s| !s.is_empty()) {
+            Some(file) => Ok(Command::Placeholders(file)),
+            None => Err(ConfigError("--placeholders prints the placeholders of a secrets file: give it with --secrets FILE".into())),
+        };
+    }
     let positive = |s: &str| parse_duration(s).filter(|d| !d.is_zero());
     let off_if_zero = |s: &str| parse_duration(s).map(|d| Some(d).filter(|d| !d.is_zero()));
     let quiet = QUIET.parse(&src, false, parse_bool)?;
@@ -199,12 +206,6 @@ pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Opt
         upstream_ca: UPSTREAM_CA.pick(&src).map(|g| g.value.trim().to_string()).filter(|s| !s.is_empty()),
         secrets: SECRETS.pick(&src).map(|g| g.value.trim().to_string()).filter(|s| !s.is_empty()),
     });
-    if PLACEHOLDERS.parse(&src, false, parse_bool)? {
-        if config.secrets.is_none() {
-            return Err(ConfigError("--placeholders prints the placeholders of a secrets file: give it with --secrets FILE".into()));
-        }
-        return Ok(Command::Placeholders(config));
-    }
     Ok(if check { Command::Check(config) } else { Command::Run(config) })
 }
 

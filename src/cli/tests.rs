@@ -82,6 +82,8 @@ fn the_keys_flags_ask_for_what_they_need() {
     assert!(matches!(make, Command::MakeCa(d) if d == "/ca"), "needs no route");
     let e = parse(["--placeholders"].iter().map(OsString::from), |k| BASE.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())).unwrap_err();
     assert!(e.0.contains("--secrets FILE"), "{}", e.0);
+    let p = parse(["--placeholders", "--secrets", "/s"].iter().map(OsString::from), |_| None).unwrap();
+    assert!(matches!(p, Command::Placeholders(f) if f == "/s"), "needs no route");
 }
 
 #[test]

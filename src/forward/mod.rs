@@ -27,6 +27,7 @@ mod parent;
 
 pub use login::Login;
 pub use parent::Parent;
+pub use http_rules::{HttpRule, HttpRules};
 
 /// Where a forward route's clients may go.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -164,7 +164,15 @@ impl Front {
                     Ok(Some(injected)) => {
                         exchange.response.redactor = Some(rules.secrets.redactor(injected.echoes));
                         shown = Some(head);
-                        injected.head
+                        if *upgrade {
+                            // A websocket's frames after its 101 are not
+                            // read: one opened with a value swapped in could
+                            // echo it unseen. Asked without the upgrade.
+                            exchange.response.reader = crate::http1::ResponseReader::new(*to_head);
+                            without_upgrade(injected.head)
+                        } else {
+                            injected.head
+                        }
                     }
                     Err(leak) => return self.refused(crate::forward::Forward::leak(&req.host, req.port, leak.why)),
                 };
@@ -261,5 +269,15 @@ impl Front {
     pub(super) fn answer(&mut self, reason: Reason) -> Step {
         self.tell(&self.speaks.refusal(&reason));
         self.close(reason)
+    }
+}
+
+/// A head as `proxy_request::parse` writes it for a websocket, without the
+/// upgrade it asks for (the two lines it ends with).
+fn without_upgrade(head: Vec<u8>) -> Vec<u8> {
+    const ASK: &[u8] = b"Upgrade: websocket\r\nConnection: upgrade\r\n\r\n";
+    match head.strip_suffix(ASK) {
+        Some(rest) => [rest, b"\r\n"].concat(),
+        None => head,
     }
 }

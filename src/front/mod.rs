@@ -375,7 +375,16 @@ pub fn no_line_end_since(read: &[u8], before: usize) -> bool {
 /// and one more (to see that it is over) or nothing more is waiting.
 /// `Ok(true)`: the peer has closed.
 pub fn read_up_to(stream: &Stream, read: &mut Vec<u8>, limit: usize) -> io::Result<bool> {
-    let mut chunk = [0u8; 4096];
+    SCRATCH.with_borrow_mut(|chunk| read_into(stream, read, limit, chunk))
+}
+
+std::thread_local! {
+    /// `read_up_to`'s landing space, kept: a fresh one would be zeroed on
+    /// every call (4 KiB per request read, more than parsing the request).
+    static SCRATCH: std::cell::RefCell<[u8; 4096]> = const { std::cell::RefCell::new([0; 4096]) };
+}
+
+fn read_into(stream: &Stream, read: &mut Vec<u8>, limit: usize, chunk: &mut [u8; 4096]) -> io::Result<bool> {
     while read.len() <= limit {
         let room = (limit + 1 - read.len()).min(chunk.len());
         let Some(buf) = chunk.get_mut(..room) else { break };

@@ -175,3 +175,11 @@ fn bad_requests_say_why() {
     big.extend(std::iter::repeat_n(b'a', 64 * 1024));
     assert!(matches!(parse(&big), Err(Failure::TooLarge(_))));
 }
+
+#[test]
+fn a_head_for_an_origin_over_tls_names_its_host_without_port_443() {
+    let Some(Request { method: Method::Http { head, .. }, .. }) = parse(b"GET http://api.test:443/x HTTP/1.1\r\nHost: api.test\r\n\r\n").unwrap() else { panic!() };
+    assert_eq!(https_host(head, "api.test", 443), b"GET /x HTTP/1.1\r\nHost: api.test\r\n\r\n");
+    let Some(Request { method: Method::Http { head, .. }, .. }) = parse(b"GET http://api.test:8443/x HTTP/1.1\r\n\r\n").unwrap() else { panic!() };
+    assert_eq!(https_host(head.clone(), "api.test", 8443), head, "another port stays");
+}

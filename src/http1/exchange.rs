@@ -87,10 +87,22 @@ impl Framing for Response {
     /// and the destination's connection is not used again. A secret's
     /// value in them (head or body) is first replaced by its placeholder.
     fn feed(&mut self, bytes: &mut [u8]) -> Result<usize, String> {
-        if let Some(r) = self.redactor.as_mut() {
-            r.redact(bytes);
-        }
-        let used = self.reader.feed(bytes)?;
+        let used = match self.redactor.as_mut() {
+            None => self.reader.feed(bytes)?,
+            Some(redactor) => {
+                // The answer's own bytes, read as one stream: a value split
+                // by a chunk size line is still found (replacing keeps each
+                // byte's place, so the framing just read stays true).
+                let mut content = Vec::new();
+                let used = self.reader.feed_marking(bytes, &mut |r| content.push(r))?;
+                for r in content {
+                    if let Some(piece) = bytes.get_mut(r) {
+                        redactor.redact(piece);
+                    }
+                }
+                used
+            }
+        };
         self.excess |= used < bytes.len();
         Ok(used)
     }

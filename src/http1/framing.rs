@@ -67,6 +67,12 @@ impl BodyReader {
     /// How many of `bytes` belong to the body: all of them until it ends.
     /// `Err`: a chunked body that is not well formed.
     pub fn feed(&mut self, bytes: &[u8]) -> Result<usize, String> {
+        self.feed_marking(bytes, &mut |_| {})
+    }
+
+    /// The same, telling `content` where the body's own bytes are (its
+    /// data, not the chunked framing around it), as ranges of `bytes`.
+    pub fn feed_marking(&mut self, bytes: &[u8], content: &mut dyn FnMut(std::ops::Range<usize>)) -> Result<usize, String> {
         let mut used = 0;
         while used < bytes.len() && self.state != State::Done {
             let rest = bytes.get(used..).unwrap_or_default();
@@ -74,6 +80,7 @@ impl BodyReader {
             match self.state {
                 State::Length(n) | State::Data(n) => {
                     let take = n.min(rest.len() as u64);
+                    content(used..used + take as usize);
                     used += take as usize;
                     let left = n - take;
                     self.state = match (self.state, left) {
@@ -84,7 +91,10 @@ impl BodyReader {
                     };
                     continue;
                 }
-                State::UntilClose => return Ok(bytes.len()),
+                State::UntilClose => {
+                    content(used..bytes.len());
+                    return Ok(bytes.len());
+                }
                 _ => {}
             }
             let Some(&b) = rest.first() else { break };
@@ -180,11 +190,20 @@ impl ResponseReader {
     /// How many of `bytes` belong to this response. `Err`: a head or
     /// framing that cannot be trusted (the connection must end).
     pub fn feed(&mut self, bytes: &[u8]) -> Result<usize, String> {
+        self.feed_marking(bytes, &mut |_| {})
+    }
+
+    /// The same, telling `content` where the response's own bytes are: its
+    /// heads, and its body's data without the chunked framing around it
+    /// (what a reader of the answer sees, whose pieces a chunk size line
+    /// may split: `secrets`' redactor reads them as one stream).
+    pub fn feed_marking(&mut self, bytes: &[u8], content: &mut dyn FnMut(std::ops::Range<usize>)) -> Result<usize, String> {
         let mut used = 0;
         while used < bytes.len() && !self.done() {
             let rest = bytes.get(used..).unwrap_or_default();
             if let Some(body) = &mut self.body {
-                used += body.feed(rest)?;
+                let at = used;
+                used += body.feed_marking(rest, &mut |r| content(at + r.start..at + r.end))?;
                 continue;
             }
             // Look for the blank line from just before the new bytes.
@@ -195,11 +214,14 @@ impl ResponseReader {
                 if self.head.len() > MAX_HEAD {
                     return Err(format!("a response head over {MAX_HEAD} bytes"));
                 }
+                content(used..used + take);
                 used += take;
                 continue;
             };
             // Only the bytes up to the blank line are the head's.
-            used += take - (self.head.len() - end);
+            let of_head = take - (self.head.len() - end);
+            content(used..used + of_head);
+            used += of_head;
             self.head.truncate(end);
             self.body = self.framing()?.map(BodyReader::new);
             self.head.clear();
@@ -255,6 +277,20 @@ impl ResponseReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_content_of_a_response_is_told_apart_from_its_chunked_framing() {
+        let answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n3;x=y\r\nfgh\r\n0\r\nT: v\r\n\r\n";
+        for step in 1..answer.len() {
+            let mut r = ResponseReader::new(false);
+            let mut seen = Vec::new();
+            for piece in answer.chunks(step) {
+                r.feed_marking(piece, &mut |range| seen.extend_from_slice(&piece[range])).unwrap();
+            }
+            assert!(r.done());
+            assert_eq!(seen, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nabcdefgh", "pieces of {step}");
+        }
+    }
 
     /// Feed `bytes` in pieces of `step`: the bytes used in all.
     fn feed_in(r: &mut BodyReader, bytes: &[u8], step: usize) -> Result<usize, String> {

@@ -63,6 +63,9 @@
 //! open_sockets()               how many sockets the layer holds open now
 //! somaxconn()                  the kernel's cap on a listen backlog, where readable
 //! RUNTIME                      a short name for the startup line
+//! check_private(path)          -> Result<(), String>   the file gives nothing to group
+//!                              or others and the proxy's user owns it (natively; the
+//!                              wasm builds see neither: Ok, the launchers check)
 //! log_write(buf)               -> io::Result<usize>   some of a log's bytes to stderr,
 //!                              never blocking: WouldBlock when it takes nothing now (a
 //!                              reader that stopped); at most as many bytes as given
@@ -116,6 +119,18 @@ pub use poll::Poller;
 
 #[cfg(not(any(unix, target_os = "wasi")))]
 compile_error!("wasiter runs on Linux (native), wasm32-wasip1 (WasmEdge) and wasm32-wasip2 (wasmtime)");
+
+// Is a file private to the proxy's user (`--secrets`)? WASI shows neither a
+// file's mode nor its owner: on the wasm builds the launchers (scripts/run,
+// the Feature's and the image's) check it before the module starts.
+#[cfg(unix)]
+mod owner;
+#[cfg(unix)]
+pub use owner::check_private;
+#[cfg(target_os = "wasi")]
+pub fn check_private(_path: &str) -> Result<(), String> {
+    Ok(())
+}
 
 mod handle;
 mod limits;
