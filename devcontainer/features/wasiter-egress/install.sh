@@ -17,12 +17,20 @@ launch=/usr/local/lib/wasiter/launch
 fail() { echo "wasiter-egress feature: $*" >&2; exit 1; }
 
 lockdown=${LOCKDOWN:-false}
+open=${OPEN:-}; allow_http=${ALLOWHTTP:-}; secrets=${SECRETS:-}; ca_dir=${CADIR:-}
+open=${open//[[:space:]]/}; allow_http=${allow_http//[[:space:]]/}
 allow=${ALLOW:-}; deny=${DENY:-}; ports=${PORTS:-}; opaque=${OPAQUE:-}; to_net=${TONET:-}; parent=${PARENT:-}; direct=${DIRECT:-}
 allow=${allow//[[:space:]]/}; deny=${deny//[[:space:]]/}; ports=${ports//[[:space:]]/}; opaque=${opaque//[[:space:]]/}; to_net=${to_net//[[:space:]]/}
 parent=${parent//[[:space:]]/}; direct=${direct//[[:space:]]/}
 [[ -n $allow ]] || fail "option allow is empty; expected the names the container may reach, comma-separated, e.g. pypi.org,*.github.com (or * for any)"
 [[ -z $direct || -n $parent ]] || fail "option direct names what skips the parent: it needs the option parent (http://HOST:PORT)"
-for pair in allow:allow deny:deny ports:ports opaque:opaque toNet:to_net parent:parent direct:direct; do
+[[ -z $secrets || -n $open ]] || fail "option secrets needs the option open: the names whose TLS wasiter opens, where it swaps placeholders for values"
+for pair in secrets:secrets caDir:ca_dir; do
+  var=${pair#*:}; value=${!var}
+  [[ -z $value || $value == /* ]] || fail "option ${pair%%:*}: \"$value\" is not an absolute path; expected a path in the container, e.g. /var/lib/wasiter/host/secrets"
+  [[ $value != *[[:space:]]* ]] || fail "option ${pair%%:*}: \"$value\" has a space; expected a path without one"
+done
+for pair in allow:allow deny:deny ports:ports opaque:opaque toNet:to_net parent:parent direct:direct open:open allowHttp:allow_http; do
   var=${pair#*:}; value=${!var}
   [[ $value != *";"* ]] || fail "option ${pair%%:*}: \"$value\" has a ';'; expected a comma-separated list"
 done
@@ -35,6 +43,8 @@ route="$at=forward;to=$allow"
 [[ -z $to_net ]] || route+=";to-net=$to_net"
 [[ -z $parent ]] || route+=";parent=$parent"
 [[ -z $direct ]] || route+=";direct=$direct"
+[[ -z $open ]] || route+=";open=$open"
+[[ -z $allow_http ]] || route+=";allow-http=$allow_http"
 
 if [[ -x $launch ]]; then
   check() { # OPTION ROUTE
@@ -49,6 +59,8 @@ if [[ -x $launch ]]; then
   [[ -z $to_net ]] || check toNet "$at=forward;to=*;to-net=$to_net"
   [[ -z $parent ]] || check parent "$at=forward;to=*;parent=$parent"
   [[ -z $direct ]] || check direct "$at=forward;to=*;parent=http://parent:3128;direct=$direct"
+  [[ -z $open ]] || check open "$at=forward;to=*;open=$open"
+  [[ -z $allow_http ]] || check allowHttp "$at=forward;to=*;allow-http=$allow_http"
 fi
 
 mkdir -p "$etc"
@@ -76,5 +88,41 @@ if [[ $lockdown == true ]]; then
   install -m 0755 "$(dirname "$0")/wasiter-lockdown" /usr/local/bin/wasiter-lockdown
   printf 'PROXY_USER=wasiter\nPOLICY=%q\nTHROUGH=%q\n' "$policy" "$through" >"$etc/lockdown.conf"
   echo "wasiter-egress feature: lockdown: at start, DNS, HTTP and HTTPS go through wasiter and every other packet is dropped (needs --cap-add=NET_ADMIN; review: wasiter-lockdown rules)" >&2
+fi
+rm -f "$etc/keys.conf" /etc/profile.d/wasiter-keys.sh
+if [[ -n $open ]]; then
+  # Keys the sandbox never holds (wasiter-keys does the rest at each start):
+  # wasiter runs as a user of its own, which alone may read the CA key and
+  # the secrets; the sandbox's shells read the roots and the placeholders.
+  id -u wasiter >/dev/null 2>&1 || useradd --system --home-dir /var/lib/wasiter --create-home --shell /usr/sbin/nologin wasiter \
+    || adduser -S -D -H -h /var/lib/wasiter -s /sbin/nologin wasiter \
+    || fail "option open: cannot create the user wasiter, which alone may read the CA key and the secrets"
+  install -d -m 0700 -o wasiter -g "$(id -gn wasiter)" /var/lib/wasiter
+  if [[ -n $secrets && -f $secrets ]]; then
+    # A file in the image: the proxy's user's alone from now on (one that
+    # cannot be changed, a mount, is copied for it at each start instead).
+    { chown wasiter:"$(id -gn wasiter)" "$secrets" && chmod 0600 "$secrets"; } 2>/dev/null \
+      || echo "wasiter-egress feature: option secrets: $secrets cannot be made wasiter's here: it is copied for wasiter at each start" >&2
+  fi
+  # The sandbox's user: the one the dev container tools run commands as
+  # (remoteUser, which defaults to the user the container starts as).
+  users=${_REMOTE_USER:-${_CONTAINER_USER:-root}}
+  {
+    echo "# Written by the wasiter-egress Feature's install.sh; read by wasiter-keys at each start."
+    printf 'SECRETS=%q\nCA_DIR=%q\nPROXY_USER=wasiter\nSANDBOX_USERS=%q\n' "$secrets" "${ca_dir:-/var/lib/wasiter/ca}" "$users"
+  } >"$etc/keys.conf"
+  install -d -m 0755 /usr/local/share/wasiter
+  touch /usr/local/share/wasiter/preparing   # until the first start has written sandbox.env
+  install -m 0644 "$(dirname "$0")/wasiter-keys.sh" /etc/profile.d/wasiter-keys.sh
+  # Shells that read no profile: bash's interactive ones, and zsh.
+  for rc in /etc/bash.bashrc /etc/bash/bashrc /etc/zsh/zshenv; do
+    if [[ -f $rc ]] && ! grep -q wasiter-keys "$rc"; then
+      # shellcheck disable=SC2016  # expanded by the shell that reads it
+      echo '[ -r /etc/profile.d/wasiter-keys.sh ] && [ -z "${SSL_CERT_FILE:-}" ] && . /etc/profile.d/wasiter-keys.sh' >>"$rc"
+    fi
+  done
+  # Installed second: warn now (else the wasiter Feature's install.sh does).
+  [[ ! -x /usr/local/bin/wasiter-keys ]] || /usr/local/bin/wasiter-keys sudo || true
+  echo "wasiter-egress feature: keys: TLS opened for: $open; CA in ${ca_dir:-/var/lib/wasiter/ca} (made at first start)${secrets:+, secrets from $secrets}; wasiter runs as the user wasiter" >&2
 fi
 echo "wasiter-egress feature: the container's way out is http://$at, to: $allow${deny:+, not to: $deny}${ports:+, ports: $ports}${opaque:+, opaque: $opaque}${to_net:+, addresses: $to_net}${parent:+, through the parent ${parent#*@}}${direct:+ (direct: $direct)}" >&2

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The wasiter Feature's install step: runs as root while the dev container's
 # image is built, with the options as variables (FORWARDS, ROUTESFILE,
-# RUNTIME, RUNTIMEVERSION, METRICS, LOGLEVEL).
+# RUNTIME, RUNTIMEVERSION, METRICS, LOGLEVEL). It also installs what the
+# egress Feature's open and secrets use at start: wasiter-keys, and the
+# launcher's keycheck.
 #
 # 1. Check the options that need no runtime (a bad one fails the build with
 #    one line naming it).
@@ -190,8 +192,11 @@ write_launcher() {
   [[ $runtime == wasmedge ]] && env="export LD_LIBRARY_PATH=$lib/runtime/lib"
   if [[ $runtime == native ]]; then
     cat >"$stage/launch" <<EOF
-#!/bin/sh
-# Written by the wasiter Feature's install.sh: wasiter, native.
+#!/usr/bin/env bash
+# Written by the wasiter Feature's install.sh: wasiter, native. keycheck
+# checks a secrets file's mode and owner and makes a CA folder private.
+# shellcheck source=/dev/null
+. $(printf %q "$lib/keycheck")
 exec $(printf %q "$lib/wasiter") "\$@"
 EOF
   else
@@ -199,16 +204,25 @@ EOF
 #!/usr/bin/env bash
 # Written by the wasiter Feature's install.sh: wasiter on $runtime. The
 # runtime lets it see only the folders named: /etc (resolv.conf and hosts,
-# for the names it looks up) and those in WASITER_DIRS (the routes file's).
+# for the names it looks up; the system's roots in /etc/ssl), those in
+# WASITER_DIRS (the routes file's) and those keycheck names (the CA's and
+# the secrets file's, after checking the file's mode and owner, which WASI
+# cannot show the module).
+# shellcheck source=/dev/null
+. $(printf %q "$lib/keycheck")
 dirs=()
-for d in /etc \${WASITER_DIRS:-}; do dirs+=(--dir "\$d$sep\$d"); done
+declare -A seen=()
+for d in /etc \${WASITER_DIRS:-} "\${key_dirs[@]}"; do
+  [[ -n \${seen[\$d]:-} ]] || dirs+=(--dir "\$d$sep\$d"); seen[\$d]=1
+done
 ulimit -n "\$(ulimit -Hn)" 2>/dev/null || true   # a client takes two descriptors
 $env
-exec$(printf ' %q' "${cmd[@]}") "\${dirs[@]}" --env "WASITER_NOFILE=\$(ulimit -n)" $(printf %q "$module") "\$@"
+exec$(printf ' %q' "${cmd[@]}") "\${dirs[@]}" "\${key_envs[@]}" --env "WASITER_NOFILE=\$(ulimit -n)" $(printf %q "$module") "\$@"
 EOF
   fi
   chmod 0755 "$stage/launch"
 }
+install -m 0644 "$here/keycheck" "$stage/keycheck"
 # The stage is checked from where it sits: point the launcher there for now.
 real_lib=$lib; lib=$stage; cmd=("${cmd[@]/#$real_lib/$stage}")
 write_launcher "$stage/wasiter.wasm"
@@ -248,6 +262,8 @@ mv "$stage" "$lib"
 trap - EXIT
 ln -sf "$lib/launch" /usr/local/bin/wasiter
 install -m 0755 "$here/wasiter-service" /usr/local/bin/wasiter-service
+install -m 0755 "$here/wasiter-keys" /usr/local/bin/wasiter-keys
+install -m 0755 "$here/wasiter-sidecar" /usr/local/bin/wasiter-sidecar
 install -d /usr/local/share/wasiter
 install -m 0755 "$here/entrypoint" /usr/local/share/wasiter/entrypoint
 
@@ -266,5 +282,9 @@ mkdir -p "$etc"
 touch "$log"
 user=${_CONTAINER_USER:-root}
 if [[ $user != root ]] && id "$user" >/dev/null 2>&1; then chown "$user" "$log"; fi
+
+# The egress Feature's open or secrets, installed first: warn now about a
+# sandbox user who could read the keys (wasiter-keys warns at each start too).
+[[ ! -f $etc/keys.conf ]] || wasiter-keys sudo || true
 
 say "installed: $("$lib/launch" --version 2>/dev/null) on $runtime; ${#routes[@]} forward(s)${routes_file:+, routes file $routes_file}; log $log"
