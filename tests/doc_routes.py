@@ -85,7 +85,10 @@ def accepts(kind, where, deadline):
 
 failed = 0
 for page, rule in rules:
-    proc = subprocess.Popen([BIN, "--route", rule], cwd=work, stderr=subprocess.PIPE, text=True)
+    # A route that opens TLS (open=) starts with the CA its page gives it
+    # (--ca DIR, made in the work folder at first start).
+    extra = ["--ca", os.path.join(work, "ca")] if ";open=" in rule else []
+    proc = subprocess.Popen([BIN, "--route", rule, *extra], cwd=work, stderr=subprocess.PIPE, text=True)
     log, problem = [], None
     deadline = time.monotonic() + 5
     for line in proc.stderr:  # until its start line, or its exit
