@@ -55,7 +55,6 @@ pub fn make_ca(_dir: &str) -> Result<(Made, String), String> {
     Err(format!("--make-ca: {NO_TLS}"))
 }
 
-
 /// An originating route's options, as in `tls.rs`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Upstream<'a> {
@@ -89,10 +88,6 @@ pub fn flush(_stream: &Stream, tls: &mut Session) -> io::Result<bool> {
 }
 
 pub fn tell(_stream: &Stream, tls: &mut Session, _bytes: &[u8]) {
-    match *tls {}
-}
-
-pub fn read_up_to(_stream: &Stream, tls: &mut Session, _read: &mut Vec<u8>, _limit: usize) -> io::Result<bool> {
     match *tls {}
 }
 

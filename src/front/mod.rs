@@ -53,7 +53,7 @@ use crate::dns::{LookupId, Resolver};
 use crate::forward::{Decision, Forward, Rule};
 use crate::names::{normalize, Asked, Table};
 use crate::proxy_header::{self, Received};
-use crate::relay::would_block;
+use crate::relay::{would_block, Endpoint};
 use crate::route::Acl;
 use crate::secrets::Secrets;
 use crate::sys::Stream;
@@ -300,7 +300,13 @@ impl Front {
     /// see that it is over). `Ok(true)`: the client has closed.
     pub(super) fn read_more(&mut self) -> io::Result<bool> {
         match self.tls.as_deref_mut() {
-            Some(tls) => tls::read_up_to(&self.client, tls, &mut self.read, PEEK_LIMIT),
+            Some(tls) => {
+                // Decrypted, answering what the handshake asks on the way.
+                let mut end = tls::TlsEnd { stream: &self.client, tls };
+                let ended = SCRATCH.with_borrow_mut(|chunk| read_into(|buf| end.read(buf), &mut self.read, PEEK_LIMIT, chunk))?;
+                tls::flush(&self.client, end.tls)?;
+                Ok(ended)
+            }
             None => read_up_to(&self.client, &mut self.read, PEEK_LIMIT),
         }
     }
@@ -375,7 +381,7 @@ pub fn no_line_end_since(read: &[u8], before: usize) -> bool {
 /// and one more (to see that it is over) or nothing more is waiting.
 /// `Ok(true)`: the peer has closed.
 pub fn read_up_to(stream: &Stream, read: &mut Vec<u8>, limit: usize) -> io::Result<bool> {
-    SCRATCH.with_borrow_mut(|chunk| read_into(stream, read, limit, chunk))
+    SCRATCH.with_borrow_mut(|chunk| read_into(|buf| stream.read(buf), read, limit, chunk))
 }
 
 std::thread_local! {
@@ -384,11 +390,12 @@ std::thread_local! {
     static SCRATCH: std::cell::RefCell<[u8; 4096]> = const { std::cell::RefCell::new([0; 4096]) };
 }
 
-fn read_into(stream: &Stream, read: &mut Vec<u8>, limit: usize, chunk: &mut [u8; 4096]) -> io::Result<bool> {
+/// `read_up_to`'s loop, over whatever reads (a socket, or one through TLS).
+fn read_into(mut from: impl FnMut(&mut [u8]) -> io::Result<usize>, read: &mut Vec<u8>, limit: usize, chunk: &mut [u8; 4096]) -> io::Result<bool> {
     while read.len() <= limit {
         let room = (limit + 1 - read.len()).min(chunk.len());
         let Some(buf) = chunk.get_mut(..room) else { break };
-        match stream.read(buf) {
+        match from(buf) {
             Ok(0) => return Ok(true),
             Ok(n) => read.extend_from_slice(buf.get(..n).unwrap_or_default()),
             Err(e) if would_block(&e) => break,

@@ -187,26 +187,6 @@ pub fn tell(stream: &Stream, tls: &mut Connection, bytes: &[u8]) {
     }
 }
 
-/// Read what a client of an opened connection sent, decrypted, into `read`
-/// up to `limit` bytes (one more, to see that it is over), answering what
-/// its handshake asks for on the way. `Ok(true)`: it has closed.
-pub fn read_up_to(stream: &Stream, tls: &mut Connection, read: &mut Vec<u8>, limit: usize) -> io::Result<bool> {
-    let mut chunk = [0u8; 4096];
-    let mut end = TlsEnd { stream, tls };
-    while read.len() <= limit {
-        let room = (limit + 1 - read.len()).min(chunk.len());
-        let Some(buf) = chunk.get_mut(..room) else { break };
-        match end.read(buf) {
-            Ok(0) => return Ok(true),
-            Ok(n) => read.extend_from_slice(buf.get(..n).unwrap_or_default()),
-            Err(e) if would_block(&e) => break,
-            Err(e) => return Err(e),
-        }
-    }
-    flush(stream, end.tls)?;
-    Ok(false)
-}
-
 /// A kept upstream's TLS, taken for a new request: still open and quiet?
 /// What its socket holds goes into the session (a late session ticket is
 /// fine); a close, an error or data out of turn says no.
