@@ -22,6 +22,17 @@ pub fn dump_peeked(dump: Dump, conn: u64, asked: Option<&Asked>, dumped: &mut us
     dump_bytes(dump, conn, Side::Upstream, dumped, bytes);
 }
 
+/// Bytes as the hex dump writes them: `67 68 70 5f`. Also the form the log
+/// redacts a secret's value in (`proxy::Keys::redactions`), so the two agree.
+pub fn hex(bytes: &[u8]) -> String {
+    let mut hex = String::with_capacity(bytes.len() * 3);
+    for (i, b) in bytes.iter().enumerate() {
+        let sep = if i == 0 { "" } else { " " };
+        let _ = write!(hex, "{sep}{b:02x}");
+    }
+    hex
+}
+
 /// The traffic dump (`--dump`): one line per chunk read, as text with C-style
 /// escapes or as hex, until the connection's limit; then one `truncated` line.
 pub fn dump_bytes(dump: Dump, conn: u64, to: Side, dumped: &mut usize, bytes: &[u8]) {
@@ -35,14 +46,7 @@ pub fn dump_bytes(dump: Dump, conn: u64, to: Side, dumped: &mut usize, bytes: &[
         let r = Record::new(Level::Info, "dump").num("conn", conn).str("dir", dir).num("len", take as u64);
         if r.is_on() {
             match dump.mode {
-                DumpMode::Hex => {
-                    let mut hex = String::with_capacity(take * 3);
-                    for (i, b) in shown.iter().enumerate() {
-                        let sep = if i == 0 { "" } else { " " };
-                        let _ = write!(hex, "{sep}{b:02x}");
-                    }
-                    r.str("hex", hex).emit();
-                }
+                DumpMode::Hex => r.str("hex", hex(shown)).emit(),
                 _ => r.escaped("data", shown.escape_ascii()).emit(),
             }
         }

@@ -282,7 +282,7 @@ impl Keys {
     /// What no log line may carry: each value, as text and as the hex dump
     /// writes it, with its placeholder written instead (`log::redact`).
     pub(super) fn redactions(&self) -> Vec<(String, String)> {
-        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" ");
+        use crate::dump::hex;
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         self.secrets.entries().iter().flat_map(|e| [(text(&e.value), text(&e.placeholder)), (hex(&e.value), hex(&e.placeholder))]).collect()
     }
