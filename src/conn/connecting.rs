@@ -86,10 +86,7 @@ impl Conn {
             Phase::Relaying { http: Some(_), .. } if self.to_client.bytes == 0 && self.to_client.is_empty() && matches!(reason, Reason::Tls(Side::Upstream, _) | Reason::Error(Side::Upstream, _)) => Speaks::Http.refusal(reason),
             _ => return,
         };
-        match self.tls.as_deref_mut().and_then(|t| t.client.as_mut()) {
-            Some(tls) => tls::tell(&self.client, tls, &answer),
-            None => front::tell(&self.client, &answer),
-        }
+        front::tell_through(&self.client, self.tls.as_deref_mut().and_then(|t| t.client.as_mut()), &answer);
     }
 
     /// Give up on the current upstream and try the next one the pool offers.

@@ -41,7 +41,7 @@ mod socks_client;
 mod transparent;
 
 pub use failure::Failure;
-pub use speaks::{http_answer, http_answer_with, tell, Speaks};
+pub use speaks::{http_answer, http_answer_with, tell, tell_through, Speaks};
 pub use target::Target;
 
 use std::io;
@@ -313,10 +313,7 @@ impl Front {
 
     /// Answer the client (then close it), through its TLS if it has one.
     pub(super) fn tell(&mut self, answer: &[u8]) {
-        match self.tls.as_deref_mut() {
-            Some(tls) => tls::tell(&self.client, tls, answer),
-            None => tell(&self.client, answer),
-        }
+        tell_through(&self.client, self.tls.as_deref_mut(), answer);
     }
 
     /// What the bytes so far ask for: TLS if they start a handshake record

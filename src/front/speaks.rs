@@ -116,6 +116,15 @@ pub fn tell(client: &Stream, answer: &[u8]) {
     let _ = client.shutdown_write();
 }
 
+/// The same, through the client's TLS when the proxy opened it (`open=`):
+/// the answer, the closing alert, then the FIN.
+pub fn tell_through(client: &Stream, tls: Option<&mut crate::tls::Session>, answer: &[u8]) {
+    match tls {
+        Some(tls) => crate::tls::tell(client, tls, answer),
+        None => tell(client, answer),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

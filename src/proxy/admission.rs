@@ -182,12 +182,9 @@ impl Proxy {
                 let key = self.conns.insert(conn);
                 self.busy.add(key, id); // connecting: watched in every pass
             }
-            Err(NotStarted { asked, upstream, reason, client, client_tls }) => {
+            Err(NotStarted { asked, upstream, reason, client, mut client_tls }) => {
                 if let Some(speaks) = speaks {
-                    match client_tls {
-                        Some(mut tls) => crate::tls::tell(&client, &mut tls, &speaks.refusal(&reason)),
-                        None => speaks.refuse(&client, &reason),
-                    }
+                    crate::front::tell_through(&client, client_tls.as_deref_mut(), &speaks.refusal(&reason));
                 }
                 stats.closed(reason.kind());
                 let who = Who { id: front.id, route: cx.route, backend: cx.backend, client: front.from, asked: asked.as_deref() };
