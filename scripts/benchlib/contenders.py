@@ -211,6 +211,22 @@ stream {{
     return ["nginx", "-c", conf, "-p", tmp, "-g", "daemon off;"]
 
 
+# What every squid here is told besides its ports: only loopback clients, no
+# cache and no logs, one worker, a quick stop.
+SQUID_COMMON = """http_access deny !allowed_ports
+http_access allow localhost
+http_access deny all
+cache deny all
+access_log none
+cache_log /dev/null
+cache_store_log none
+pid_filename none
+workers 1
+shutdown_lifetime 0 seconds
+max_filedescriptors 20000
+"""
+
+
 def squid(tmp, pairs):
     """squid as a forward proxy only (1 worker, no cache, no logs): the
     CONNECT figures' reference, as HAProxy is the TCP figures'."""
@@ -225,18 +241,7 @@ def squid(tmp, pairs):
     with open(conf, "w") as f:
         f.write(f"""http_port 127.0.0.1:{listen}
 {chain}acl allowed_ports port {ports.replace(",", " ")}
-http_access deny !allowed_ports
-http_access allow localhost
-http_access deny all
-cache deny all
-access_log none
-cache_log /dev/null
-cache_store_log none
-pid_filename none
-workers 1
-shutdown_lifetime 0 seconds
-max_filedescriptors 20000
-""")
+{SQUID_COMMON}""")
     return ["squid", "-N", "-f", conf]
 
 
@@ -269,18 +274,7 @@ tls_outgoing_options cafile={tmp}/origin-ca.pem
 request_header_add Authorization "Bearer {OPENED_SECRET}" all
 hosts_file {tmp}/bench.hosts
 acl allowed_ports port {origin}
-http_access deny !allowed_ports
-http_access allow localhost
-http_access deny all
-cache deny all
-access_log none
-cache_log /dev/null
-cache_store_log none
-pid_filename none
-workers 1
-shutdown_lifetime 0 seconds
-max_filedescriptors 20000
-""")
+{SQUID_COMMON}""")
     return ["squid", "-N", "-f", conf]
 
 
