@@ -30,13 +30,15 @@ impl Proxy {
     /// Step 1: read the routes file when due (or natively after SIGHUP), and
     /// reload if its text changed.
     pub(super) fn check_reload(&mut self, now: Instant) {
+        // A SIGHUP since the last pass: each watched file is read now, once.
         let hups = sys::reload_requests();
-        self.check_secrets(hups, now);
+        let hup = hups != self.hups_seen;
+        self.hups_seen = hups;
+        self.check_secrets(hup, now);
         let Some(watch) = &mut self.watch else { return };
-        if now < watch.next && hups == self.hups_seen {
+        if now < watch.next && !hup {
             return;
         }
-        self.hups_seen = hups;
         watch.next = now + watch.every;
         let text = match std::fs::read_to_string(&watch.path) {
             Ok(t) => t,
@@ -221,10 +223,10 @@ impl Proxy {
     /// or natively after SIGHUP): a changed one is swapped in whole, for the
     /// requests that come next (open connections stay); one that no longer
     /// loads leaves the secrets in force as they were, said once.
-    fn check_secrets(&mut self, hups: u32, now: Instant) {
+    fn check_secrets(&mut self, hup: bool, now: Instant) {
         let keys = &mut self.shared.keys;
         let (Some(file), Some(every)) = (keys.secrets_file.clone(), self.reload_every) else { return };
-        if keys.secrets_next.is_some_and(|next| now < next) && hups == self.hups_seen {
+        if keys.secrets_next.is_some_and(|next| now < next) && !hup {
             return;
         }
         keys.secrets_next = Some(now + every);
