@@ -23,7 +23,7 @@ pub struct Destinations {
     decisions: [[u64; Rule::ALL.len()]; Decision::ALL.len()],
     /// Names let through (allowed or would-deny), with counts, and whether
     /// the list named them: the draft's material.
-    passed: Vec<(String, u64, Decision)>,
+    passed: Vec<(String, u64, Decision, Option<&'static str>)>,
     passed_other: u64,
 }
 
@@ -43,6 +43,12 @@ impl Destinations {
     /// The policy decided for `asked` (`host:port`). `true`: a name the
     /// draft did not hold yet (the draft changed).
     pub fn decided(&mut self, asked: &str, decision: Decision, rule: Rule) -> bool {
+        self.decided_how(asked, decision, rule, None)
+    }
+
+    /// The same, for a name a person allowed, with the scope of the answer
+    /// (`how`: once, session, forever), which the draft shows.
+    pub fn decided_how(&mut self, asked: &str, decision: Decision, rule: Rule, how: Option<&'static str>) -> bool {
         let host = name_of(asked);
         if let Some(n) = self.decisions.get_mut(decision as usize).and_then(|row| row.get_mut(rule as usize)) {
             *n += 1;
@@ -50,10 +56,11 @@ impl Destinations {
         if decision == Decision::Deny {
             return false;
         }
-        if let Some((_, n, _)) = self.passed.iter_mut().find(|(h, _, _)| h == host) {
+        if let Some((_, n, _, was)) = self.passed.iter_mut().find(|(h, _, _, _)| h == host) {
             *n += 1;
+            *was = how.or(*was);
         } else if self.passed.len() < MAX_DRAFT {
-            self.passed.push((host.to_string(), 1, decision));
+            self.passed.push((host.to_string(), 1, decision, how));
             return true;
         } else {
             self.passed_other += 1;
@@ -62,8 +69,8 @@ impl Destinations {
     }
 
     /// The names let through, in order of name.
-    fn passed_by_name(&self) -> Vec<&(String, u64, Decision)> {
-        let mut names: Vec<&(String, u64, Decision)> = self.passed.iter().collect();
+    fn passed_by_name(&self) -> Vec<&(String, u64, Decision, Option<&'static str>)> {
+        let mut names: Vec<&(String, u64, Decision, Option<&'static str>)> = self.passed.iter().collect();
         names.sort_by(|a, b| a.0.cmp(&b.0));
         names
     }
@@ -77,9 +84,10 @@ impl Destinations {
     pub fn decisions(&self) -> impl Iterator<Item = (Decision, Rule, u64)> + '_ {
         Decision::ALL.into_iter().zip(self.decisions).flat_map(|(decision, row)| {
             Rule::ALL.into_iter().zip(row).filter(move |(rule, _)| match decision {
-                Decision::Allow => *rule == Rule::Listed,
+                Decision::Allow => matches!(rule, Rule::Listed | Rule::Asked),
                 Decision::WouldDeny => *rule == Rule::NotListed,
-                Decision::Deny => *rule != Rule::Listed,
+                Decision::Deny => !matches!(rule, Rule::Listed | Rule::Asked),
+                Decision::Ask => false, // never final: the answer replaces it
             }).map(move |(rule, n)| (decision, rule, n))
         })
     }
@@ -87,7 +95,11 @@ impl Destinations {
     /// The names let through so far with their counts, on one line
     /// (`pypi.org=2 files.pythonhosted.org=1(would-deny)`), for the log.
     pub fn counts(&self) -> String {
-        let each = self.passed_by_name().into_iter().map(|(h, n, d)| if *d == Decision::Allow { format!("{h}={n}") } else { format!("{h}={n}(would-deny)") });
+        let each = self.passed_by_name().into_iter().map(|(h, n, d, how)| match (d, how) {
+            (_, Some(how)) => format!("{h}={n}(asked: {how})"),
+            (Decision::Allow, None) => format!("{h}={n}"),
+            _ => format!("{h}={n}(would-deny)"),
+        });
         each.collect::<Vec<_>>().join(" ")
     }
 
@@ -95,7 +107,7 @@ impl Destinations {
     /// on `listen`: (the routes-file line, the whole text with counts).
     pub fn draft(&self, listen: &str, forward: &Forward) -> (String, String) {
         let names = self.passed_by_name();
-        let to = names.iter().map(|(h, _, _)| h.as_str()).collect::<Vec<_>>().join(",");
+        let to = names.iter().map(|(h, _, _, _)| h.as_str()).collect::<Vec<_>>().join(",");
         let mut line = format!("{listen}=forward;to={}", if to.is_empty() { "none.invalid" } else { &to });
         let join = |v: Vec<String>| v.join(",");
         if !forward.not_to.is_empty() {
@@ -110,9 +122,13 @@ impl Destinations {
         if !forward.opaque.is_empty() {
             let _ = write!(line, ";opaque={}", join(forward.opaque.iter().map(|p| p.to_string()).collect()));
         }
-        let mut text = format!("# wasiter: an allowlist drafted from what the clients of {listen} asked for (requests, and whether to= named it)\n");
-        for (host, n, decision) in names {
-            let how = if *decision == Decision::Allow { "listed" } else { "would-deny: not in to=" };
+        let mut text = format!("# wasiter: an allowlist drafted from what the clients of {listen} asked for (requests, and whether to= named it or a person allowed it)\n");
+        for (host, n, decision, asked) in names {
+            let how = match (decision, asked) {
+                (_, Some(scope)) => format!("asked: a person allowed it ({scope})"),
+                (Decision::Allow, None) => "listed".to_string(),
+                _ => "would-deny: not in to=".to_string(),
+            };
             let _ = writeln!(text, "#   {host}  {n}  {how}");
         }
         if self.passed_other > 0 {

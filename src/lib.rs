@@ -35,6 +35,7 @@
 // Nothing on the network may stop the proxy: no unwrap/expect/panic outside tests.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
+pub mod ask;
 pub mod coalesce;
 pub mod cli;
 pub mod close;

@@ -101,6 +101,8 @@ pub struct Cx<'a> {
     pub resolver: &'a mut Resolver,
     /// A secret's placeholder in a name asked is an attempted leak.
     pub secrets: &'a crate::secrets::Secrets,
+    /// Ask mode: the answers a person gave (`crate::ask`).
+    pub asks: &'a crate::ask::Board,
     pub now: Instant,
 }
 
@@ -114,13 +116,16 @@ pub struct DnsServer {
     pub dropped: u64,
     /// Names the policy judged since the last `take_asked`.
     asked: Vec<(String, Decision, Rule)>,
+    /// Ask mode: questions withheld for a person since the last
+    /// `take_asking` (the loop files them: `crate::ask`).
+    asking: Vec<crate::ask::Asking>,
     buf: Vec<u8>,
 }
 
 impl DnsServer {
     /// Serve UDP on `udp` (bound where the door's TCP listener is).
     pub fn new(udp: Datagram) -> DnsServer {
-        DnsServer { udp, tcp: Slab::new(), waiting: Slab::new(), serial: 0, answers: [0; 6], dropped: 0, asked: Vec::new(), buf: vec![0; 4096] }
+        DnsServer { udp, tcp: Slab::new(), waiting: Slab::new(), serial: 0, answers: [0; 6], dropped: 0, asked: Vec::new(), asking: Vec::new(), buf: vec![0; 4096] }
     }
 
     /// Every socket with its interest; and the nearest deadline.
@@ -235,6 +240,23 @@ impl DnsServer {
             }
             Ok(()) => answer::decide(&q, cx.policy, cx.resolver.hosts()),
         };
+        let (decision, plan) = match decision {
+            // Not listed, in ask mode: answered as a person said, or
+            // withheld (the client retries) while one is asked. Nothing
+            // goes to the resolver before an allow.
+            Some((Decision::Ask, _)) => match cx.asks.dns_granted(cx.route, &q.name, from.ip(), cx.now) {
+                Some(crate::ask::Granted::Allow(_)) => (Some((Decision::Allow, Rule::Asked)), plan),
+                Some(crate::ask::Granted::Deny(scope)) => {
+                    let why = format!("{:?} refused (rule {}): not in to=, and a person refused it ({})", q.name, Rule::AskDenied.id(), scope.name());
+                    (Some((Decision::Deny, Rule::AskDenied)), Plan::Reply(answer::Reply::refused(why)))
+                }
+                None => {
+                    self.asking.push(crate::ask::Asking { route: cx.route.to_string(), host: q.name.clone(), port: 0, client: from.ip(), way: crate::ask::Way::Dns, method: None, path: None });
+                    return self.unanswered(to);
+                }
+            },
+            other => (other, plan),
+        };
         if let Some((decision, rule)) = decision {
             self.asked.push((q.name.clone(), decision, rule));
         }
@@ -294,6 +316,11 @@ impl DnsServer {
         }
         self.tcp.retain(|_, (c, _)| c.deadline > now);
         self.pump_all(answered, cx);
+    }
+
+    /// Questions withheld for a person since the last call.
+    pub fn take_asking(&mut self) -> Vec<crate::ask::Asking> {
+        std::mem::take(&mut self.asking)
     }
 
     /// Names judged since the last call: (name, decision, rule).

@@ -54,6 +54,9 @@ pub struct Forward {
     pub auth: Option<Login>,
     /// `report`: names not in `to=` pass, as `would-deny` (drafting a list).
     pub report: bool,
+    /// `ask` (`ask-timeout=`): a name not in `to=` is held while a person
+    /// decides (`crate::ask`), for at most this long.
+    pub ask: Option<std::time::Duration>,
     /// `parent=`: the proxy every allowed request goes through...
     pub parent: Option<Parent>,
     /// ...except to the names of `direct=` (`parent.rs`).
@@ -85,6 +88,9 @@ pub enum Decision {
     Deny,
     /// Report mode: let through, but the list as written would refuse it.
     WouldDeny,
+    /// Ask mode: not listed; held until a person answers (`crate::ask`).
+    /// Never a final decision: the answer replaces it.
+    Ask,
 }
 
 impl Decision {
@@ -95,6 +101,7 @@ impl Decision {
             Decision::Allow => "allow",
             Decision::Deny => "deny",
             Decision::WouldDeny => "would-deny",
+            Decision::Ask => "ask",
         }
     }
 }
@@ -136,10 +143,18 @@ pub enum Rule {
     /// A secret's placeholder on its way where its value may not go
     /// (`crate::secrets`): an attempted leak.
     PlaceholderLeak,
+    /// Not listed, and a person answered: allowed (once, for the session,
+    /// forever), or refused (`crate::ask`).
+    Asked,
+    AskDenied,
+    /// Not listed, and nobody answered within `ask-timeout=`.
+    AskTimeout,
+    /// Not listed, and refused unasked to make room for newer questions.
+    AskFull,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 13] = [Rule::Listed, Rule::NotListed, Rule::NotTo, Rule::Port, Rule::Address, Rule::IpLiteral, Rule::SniMismatch, Rule::NotTls, Rule::NotHttp, Rule::Framing, Rule::BadName, Rule::HttpRule, Rule::PlaceholderLeak];
+    pub const ALL: [Rule; 17] = [Rule::Listed, Rule::NotListed, Rule::NotTo, Rule::Port, Rule::Address, Rule::IpLiteral, Rule::SniMismatch, Rule::NotTls, Rule::NotHttp, Rule::Framing, Rule::BadName, Rule::HttpRule, Rule::PlaceholderLeak, Rule::Asked, Rule::AskDenied, Rule::AskTimeout, Rule::AskFull];
 
     pub fn id(self) -> &'static str {
         match self {
@@ -156,6 +171,10 @@ impl Rule {
             Rule::BadName => "bad-name",
             Rule::HttpRule => "http-rule",
             Rule::PlaceholderLeak => "placeholder-leak",
+            Rule::Asked => "asked",
+            Rule::AskDenied => "ask-denied",
+            Rule::AskTimeout => "ask-timeout",
+            Rule::AskFull => "ask-full",
         }
     }
 }
@@ -240,6 +259,16 @@ impl Forward {
         self.http.check(host, method, target).map_err(|why| Refusal::new(Rule::HttpRule, host, port, why, "add a rule to allow-http= for it".into()))
     }
 
+    /// A held destination a person refused, or nobody answered for in time
+    /// (`rule`: `AskDenied`, `AskTimeout`, `AskFull`).
+    pub fn unanswered(rule: Rule, host: &str, port: u16, why: String) -> Refusal {
+        let fix = match rule {
+            Rule::AskDenied => "answer allow when it is asked again, or add it to to=".to_string(),
+            _ => format!("answer on the admin page sooner (ask-timeout=), or add it to to= (to=...,{host})"),
+        };
+        Refusal::new(rule, host, port, why, fix)
+    }
+
     /// A secret's placeholder seen where its value may not go.
     pub fn leak(host: &str, port: u16, why: String) -> Refusal {
         Refusal::new(Rule::PlaceholderLeak, host, port, why, "send the placeholder only to the names its secret lists, over TLS the proxy opens".into())
@@ -294,6 +323,8 @@ impl Forward {
             Ok((Decision::Allow, Rule::Listed))
         } else if self.report {
             Ok((Decision::WouldDeny, Rule::NotListed))
+        } else if self.ask.is_some() {
+            Ok((Decision::Ask, Rule::NotListed))
         } else {
             let why = format!("{host} is not in to= (allowed: {})", list(&self.to));
             Err(Refusal::new(Rule::NotListed, host, port, why, format!("add it to to= (to=...,{host}), or a pattern such as *.{}", parent(host))))

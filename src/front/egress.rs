@@ -99,7 +99,7 @@ impl Front {
                 Err(InTunnel::Unreadable(Failure::TooLarge(why))) => return self.answer(Reason::PeekTooLarge(why)),
                 Err(InTunnel::Unreadable(failure)) => return self.refuse_in_tunnel(Rule::NotHttp, Reason::NotHttp(failure.why())),
             }
-        } else if let Some(port) = rules.forward.and_then(|(_, f)| f.transparent) {
+        } else if let Some(port) = rules.forward.and_then(|(_, f)| f.transparent).filter(|_| !self.absolute) {
             // A transparent listener's client: TLS decided there; a plain
             // request goes on below, now in absolute form.
             if let super::transparent::First::Step(step) = self.transparent(port, ended, rules, resolver, now) {
@@ -131,8 +131,9 @@ impl Front {
             return self.close(Reason::ProxyAuth(why));
         }
         let tunnel = req.method == Method::Connect;
+        self.request_line = (!tunnel).then(|| (req.verb.clone(), req.target.clone()));
         // A request inside a tunnel meets the ports its CONNECT met.
-        if let Err(step) = self.decide(&req.host, req.port, tunnel || self.pinned.is_some(), rules) {
+        if let Err(step) = self.decide(&req.host, req.port, tunnel || self.pinned.is_some(), rules, now) {
             return step;
         }
         let opened = self.tls.is_some();
@@ -199,7 +200,7 @@ impl Front {
     /// What every front's client asks, checked by the route's policy:
     /// `Err` with the step that refuses it. The decision is kept for the
     /// decision line and the metrics.
-    pub(super) fn decide(&mut self, host: &str, port: u16, tunnel: bool, rules: &Rules<'_>) -> Result<(), Step> {
+    pub(super) fn decide(&mut self, host: &str, port: u16, tunnel: bool, rules: &Rules<'_>, now: Instant) -> Result<(), Step> {
         let Some((_, forward)) = rules.forward else { return Err(Step::Close) };
         self.asked = Some(Asked::Http { host: Some(format!("{host}:{port}")) });
         let checked = forward.check_name(host, port, tunnel);
@@ -214,6 +215,7 @@ impl Front {
             crate::log::trace_line(format_args!("request(conn={}, {verb} {host}:{port})", self.id), format_args!("{verdict}"));
         }
         match checked {
+            Ok((Decision::Ask, _)) => self.ask_person(host, port, tunnel, rules, now),
             Ok(decision) => {
                 self.decision = Some(decision);
                 Ok(())

@@ -36,6 +36,7 @@ mod speaks;
 mod target;
 
 mod egress;
+mod held;
 mod opened;
 mod socks_client;
 mod transparent;
@@ -77,6 +78,10 @@ pub struct Rules<'a> {
     pub opener: Option<&'a tls::Opener>,
     /// `--secrets`: the placeholders every request is checked for.
     pub secrets: &'a Secrets,
+    /// Ask mode: the answers already given (`crate::ask`), and this port's
+    /// name (its listen address) that they are filed under.
+    pub asks: &'a crate::ask::Board,
+    pub route: &'a str,
 }
 
 pub(super) enum Phase {
@@ -144,6 +149,21 @@ pub struct Front {
     /// Inside a tunnel the proxy opened (`open=`): the client's TLS, which
     /// every byte read from it and every answer to it goes through.
     pub tls: Option<Box<tls::Session>>,
+    /// Ask mode: what this client asks, for the loop to file as a question
+    /// (set when it is held, taken by the loop)...
+    pub asking: Option<crate::ask::Asking>,
+    /// ...the question it is held on, once filed: it is not read from
+    /// until answered...
+    pub held: Option<u64>,
+    /// ...and the answer, which the next `advance` acts on.
+    pub answer: Option<crate::ask::Scope>,
+    /// How a person allowed it (for report mode's draft).
+    pub asked_how: Option<crate::ask::Scope>,
+    /// A plain request's method and target, for the question.
+    request_line: Option<(String, String)>,
+    /// A transparent listener's plain request, already rewritten into
+    /// absolute form (read again after an answer: not rewritten twice).
+    absolute: bool,
     /// A forward route: the names still to ask for its destination (from
     /// the search list, each checked by the policy), the next one last.
     candidates: Vec<String>,
@@ -157,7 +177,7 @@ pub struct Front {
 
 impl Front {
     pub fn new(id: u64, door: usize, client: Stream, peer: SocketAddr, now: Instant) -> Front {
-        Front { id, door, client, peer, from: peer, to: None, asked: None, target: None, reason: None, decision: None, speaks: Speaks::Http, pinned: None, tls: None, candidates: Vec::new(), phase: Phase::Accepted, read: Vec::new(), deadline: now, opened: now }
+        Front { id, door, client, peer, from: peer, to: None, asked: None, target: None, reason: None, decision: None, speaks: Speaks::Http, pinned: None, tls: None, asking: None, held: None, answer: None, asked_how: None, request_line: None, absolute: false, candidates: Vec::new(), phase: Phase::Accepted, read: Vec::new(), deadline: now, opened: now }
     }
 
     /// A forward client back for its next request, with what it already
@@ -208,6 +228,9 @@ impl Front {
 
     /// The deadline passed: why it is closed.
     pub fn expired(&mut self) -> Reason {
+        if self.held.is_some() || self.asking.is_some() {
+            return self.unanswered(crate::forward::Rule::AskTimeout);
+        }
         match self.phase {
             Phase::Peek | Phase::Mixed | Phase::Request | Phase::Hello | Phase::Socks(_) => Reason::PeekTimeout(self.read.len()),
             Phase::Resolve(_) => {

@@ -109,7 +109,7 @@ impl Front {
                 return self.close(Reason::BadSocks(why));
             }
         };
-        if let Err(step) = self.decide(&req.host, req.port, true, rules) {
+        if let Err(step) = self.decide(&req.host, req.port, true, rules, now) {
             return step;
         }
         // What the client sent past its request is the tunnel's first bytes

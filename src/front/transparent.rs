@@ -44,6 +44,7 @@ impl Front {
             return match absolute_from_host(&self.read, port) {
                 Ok(Some(request)) => {
                     self.read = request;
+                    self.absolute = true;
                     First::Request
                 }
                 Ok(None) if ended || self.read.len() > PEEK_LIMIT => First::Step(self.answer(Reason::BadRequest(format!("no complete request head in {} bytes", self.read.len())))),
@@ -67,7 +68,7 @@ impl Front {
             let why = "a ClientHello with no server name: a transparent listener learns the destination from it".to_string();
             return First::Step(self.answer(Reason::NameMismatch(why)));
         };
-        if let Err(step) = self.decide(&host, port, true, rules) {
+        if let Err(step) = self.decide(&host, port, true, rules, now) {
             return First::Step(step);
         }
         if let Some(step) = self.tunnel_checks((&host, port), (host.as_bytes(), "in the server name", 0), rules) {

@@ -98,11 +98,17 @@ impl Proxy {
         }
     }
 
-    fn advance(&mut self, front: &mut Front, now: Instant) -> Step {
-        match self.doors.get(front.door) {
-            Some(door) => front.advance(&door.rules(self.header_timeout, self.peek_timeout, &self.shared.keys), &mut self.resolver, now),
+    /// Take a front as far as it goes; one the policy held for a person
+    /// has its question filed (`asking.rs`).
+    pub(super) fn advance(&mut self, front: &mut Front, now: Instant) -> Step {
+        let step = match self.doors.get(front.door) {
+            Some(door) => front.advance(&door.rules(self.header_timeout, self.peek_timeout, &self.shared.keys, &self.asks), &mut self.resolver, now),
             None => Step::Close,
+        };
+        if step == Step::Wait && front.asking.is_some() {
+            self.hold(front, now);
         }
+        step
     }
 
     /// Lookups the resolver finished: each front waiting for one goes on.
@@ -114,7 +120,7 @@ impl Proxy {
             for key in waiting {
                 let Some(mut front) = self.fronts.try_remove(key) else { continue };
                 let step = match self.doors.get(front.door) {
-                    Some(door) => front.resolved(result.clone(), &door.rules(self.header_timeout, self.peek_timeout, &self.shared.keys), &mut self.resolver, now),
+                    Some(door) => front.resolved(result.clone(), &door.rules(self.header_timeout, self.peek_timeout, &self.shared.keys, &self.asks), &mut self.resolver, now),
                     None => Step::Close,
                 };
                 if step == Step::Wait && front.waits_for().is_some() {
@@ -127,7 +133,10 @@ impl Proxy {
     }
 
     /// A front is done: relay it to its route, or close it.
-    fn finish(&mut self, front: Front, step: Step, now: Instant) {
+    pub(super) fn finish(&mut self, front: Front, step: Step, now: Instant) {
+        if let Some(id) = front.held {
+            self.asks.left(id);
+        }
         self.count_destination(&front);
         match step {
             Step::Relay(route) => self.admit(front, route, now),
@@ -247,9 +256,9 @@ impl Proxy {
         let Some(d) = self.shared.routes.get_mut(*route).and_then(|r| r.destinations.as_mut()) else { return };
         d.count(asked);
         if let Some((decision, rule)) = front.decision {
-            let grew = d.decided(asked, decision, rule);
+            let grew = d.decided_how(asked, decision, rule, front.asked_how.map(|s| s.name()));
             log_decision(front.id, &door.name, asked, decision, rule);
-            if let Some((_, forward)) = door.forward.as_ref().filter(|(_, f)| f.report && grew) {
+            if let Some((_, forward)) = door.forward.as_ref().filter(|(_, f)| (f.report || f.ask.is_some()) && grew) {
                 // A name new to report mode's draft: the draft as it is now
                 // (a wasm runtime ends the module on a signal, so the last
                 // of these lines is its draft; natively, stop logs one too).
@@ -294,11 +303,12 @@ impl Proxy {
     }
 }
 
-/// The forward routes in report mode: (listen address, ledger, policy), for
-/// their drafts (in the log on stop, at the metrics port's /allowlist).
+/// The forward routes in report or ask mode: (listen address, ledger,
+/// policy), for their drafts (in the log on stop, at the metrics port's
+/// /allowlist, on the admin page).
 pub(super) fn in_report_mode<'a>(doors: &'a [Door], routes: &'a [RouteState]) -> impl Iterator<Item = (&'a str, &'a Destinations, &'a Forward)> {
     doors.iter().filter_map(|door| {
-        let (route, forward) = door.forward.as_ref().filter(|(_, f)| f.report)?;
+        let (route, forward) = door.forward.as_ref().filter(|(_, f)| f.report || f.ask.is_some())?;
         Some((door.name.as_str(), routes.get(*route)?.destinations.as_ref()?, forward))
     })
 }

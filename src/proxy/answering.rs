@@ -37,8 +37,13 @@ impl Proxy {
         let Some(d) = self.doors.get_mut(door) else { return };
         let (Some(server), Some((route, policy))) = (d.dns.as_mut(), d.forward.as_ref()) else { return };
         let route = *route;
-        let mut cx = Cx { route: &d.name, policy, acl: &d.acl, resolver: &mut self.resolver, secrets: &self.shared.keys.secrets, now };
+        let mut cx = Cx { route: &d.name, policy, acl: &d.acl, resolver: &mut self.resolver, secrets: &self.shared.keys.secrets, asks: &self.asks, now };
         f(server, &mut cx);
+        let timeout = policy.ask.unwrap_or(crate::ask::DEFAULT_TIMEOUT);
+        for asking in server.take_asking() {
+            self.file_question(asking, None, now + timeout, now);
+        }
+        let Some(server) = self.doors.get_mut(door).and_then(|d| d.dns.as_mut()) else { return };
         let asked = server.take_asked();
         if asked.is_empty() {
             return;
@@ -51,7 +56,7 @@ impl Proxy {
         }
         // Report mode: the draft, grown by the names DNS clients asked for.
         let (Some(d), Some(ledger)) = (self.doors.get(door), self.shared.routes.get(route).and_then(|r| r.destinations.as_ref())) else { return };
-        if let Some((_, forward)) = d.forward.as_ref().filter(|(_, f)| f.report && grew) {
+        if let Some((_, forward)) = d.forward.as_ref().filter(|(_, f)| (f.report || f.ask.is_some()) && grew) {
             log_draft(&d.name, ledger, forward);
         }
     }

@@ -18,6 +18,7 @@ impl Proxy {
     /// checks that ran out of time.
     pub(super) fn scheduled(&mut self, now: Instant) {
         self.check_reload(now);
+        self.expire_questions(now);
         self.expire_dns_servers(now);
         self.expire_udp_flows(now);
         if let Some((every, next)) = &mut self.resolve {

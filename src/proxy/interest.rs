@@ -121,7 +121,9 @@ impl Proxy {
             wake_at = wake_at.min(due);
         }
         for (key, f) in &self.fronts {
-            self.poller.add(f.client.handle(), Token::new(Kind::Front(key)).raw(), true, false);
+            // A client held for a person is not read until the answer: what
+            // it sends meanwhile waits in its socket (its buffer is bounded).
+            self.poller.add(f.client.handle(), Token::new(Kind::Front(key)).raw(), !f.is_held(), false);
             wake_at = wake_at.min(f.deadline);
         }
         for due in [self.watch_dns_servers(), self.watch_udp_relays()].into_iter().flatten() {

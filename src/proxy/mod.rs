@@ -29,6 +29,7 @@ use slab::Slab;
 
 mod admission;
 mod answering;
+mod asking;
 mod datagrams;
 mod interest;
 mod parked;
@@ -134,6 +135,9 @@ pub struct Proxy {
     wakeups: u64,
     /// Connections watched in every pass.
     busy: Busy,
+    /// Ask mode: the questions waiting for a person, the answers given and
+    /// the grants they left (`crate::ask`; `asking.rs`).
+    asks: crate::ask::Board,
     /// Forward routes' idle connections to destinations, for the next
     /// plain request to the same host.
     parked: parked::Parked,
@@ -202,6 +206,7 @@ impl Proxy {
             wakeups: 0,
             busy: Busy::default(),
             parked: parked::Parked::default(),
+            asks: crate::ask::Board::default(),
             next_full: now,
             full_pass: true,
             untouched_due: None,

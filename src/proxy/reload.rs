@@ -70,6 +70,14 @@ impl Proxy {
         }
     }
 
+    /// Read the routes file now (a *forever* answer just wrote it).
+    pub(super) fn reload_now(&mut self, now: Instant) {
+        if let Some(watch) = &mut self.watch {
+            watch.next = now;
+        }
+        self.check_reload(now);
+    }
+
     /// Apply the routes of `text` (with the `fixed` ones), or change nothing
     /// and say why. `Ok(None)`: nothing to change.
     fn reload(&mut self, path: &str, text: &str, fixed: Vec<RouteSpec>) -> Result<Option<Record>, String> {

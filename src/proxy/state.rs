@@ -136,9 +136,9 @@ impl Door {
         Some((rcv, snd, relay.kernel_dropped().is_some()))
     }
 
-    pub(super) fn rules<'a>(&'a self, header_timeout: Duration, peek_timeout: Duration, keys: &'a Keys) -> Rules<'a> {
+    pub(super) fn rules<'a>(&'a self, header_timeout: Duration, peek_timeout: Duration, keys: &'a Keys, asks: &'a crate::ask::Board) -> Rules<'a> {
         let forward = self.forward.as_ref().map(|(i, f)| (*i, f));
-        Rules { acl: &self.acl, accept_proxy: self.accept_proxy, table: &self.table, forward, header_timeout, peek_timeout, opener: keys.opener.as_ref(), secrets: &keys.secrets }
+        Rules { acl: &self.acl, accept_proxy: self.accept_proxy, table: &self.table, forward, header_timeout, peek_timeout, opener: keys.opener.as_ref(), secrets: &keys.secrets, asks, route: &self.name }
     }
 
     /// Where this door counts a client that has no route yet.

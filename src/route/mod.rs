@@ -40,7 +40,7 @@ use crate::forward::Forward;
 use crate::names::{Match, Pattern};
 
 pub const ROUTE_FORM: &str =
-    "LISTEN=HOST:PORT[,HOST:PORT...][;policy=failover|round-robin|least-conn][;allow=CIDR,...][;deny=CIDR,...][;send-proxy=v1|v2][;accept-proxy][;sni=NAME,...][;alpn=PROTO,...][;host=NAME,...][;cert=PEM;key=PEM][;upstream-tls][;upstream-ca=PEM][;upstream-name=NAME][;upstream-insecure], or LISTEN=forward;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;ports=PORT,...][;auth=USER:PASS][;report][;underscore][;parent=http://HOST:PORT][;direct=NAME,...][;transparent=PORT][;open=NAME,...][;allow-http=HOST/PATH:METHODS,...], or LISTEN=dns;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;report][;underscore], or udp:LISTEN=HOST:PORT[,HOST:PORT...][;policy=...][;allow=CIDR,...][;deny=CIDR,...][;idle=30s][;flows=1024], or unix:/PATH=UPSTREAMS[;mode=0660][;owner=UID:GID] and LISTEN=unix:/PATH (natively); LISTEN may be HOST:FIRST-LAST (a range, an upstream HOST:FIRST-LAST of the same length or one port), e.g. 0.0.0.0:8080=web1:80,web2:80;policy=round-robin";
+    "LISTEN=HOST:PORT[,HOST:PORT...][;policy=failover|round-robin|least-conn][;allow=CIDR,...][;deny=CIDR,...][;send-proxy=v1|v2][;accept-proxy][;sni=NAME,...][;alpn=PROTO,...][;host=NAME,...][;cert=PEM;key=PEM][;upstream-tls][;upstream-ca=PEM][;upstream-name=NAME][;upstream-insecure], or LISTEN=forward;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;ports=PORT,...][;auth=USER:PASS][;report|ask[;ask-timeout=60s]][;underscore][;parent=http://HOST:PORT][;direct=NAME,...][;transparent=PORT][;open=NAME,...][;allow-http=HOST/PATH:METHODS,...], or LISTEN=dns;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;report|ask[;ask-timeout=60s]][;underscore], or udp:LISTEN=HOST:PORT[,HOST:PORT...][;policy=...][;allow=CIDR,...][;deny=CIDR,...][;idle=30s][;flows=1024], or unix:/PATH=UPSTREAMS[;mode=0660][;owner=UID:GID] and LISTEN=unix:/PATH (natively); LISTEN may be HOST:FIRST-LAST (a range, an upstream HOST:FIRST-LAST of the same length or one port), e.g. 0.0.0.0:8080=web1:80,web2:80;policy=round-robin";
 
 /// `LISTEN=UPSTREAMS;OPTIONS`: one route, or one per port of a range. The
 /// error says what part was wrong.
@@ -154,12 +154,12 @@ fn parse_target(listen: SocketAddr, udp: bool, unix: Option<&str>, s: &str) -> R
                     route.matches.alpn.push(p.to_string());
                 }
             }
-            "to" | "not-to" | "to-net" | "ports" | "opaque" | "auth" | "report" | "underscore" | "parent" | "direct" | "transparent" | "open" | "allow-http" => {
+            "to" | "not-to" | "to-net" | "ports" | "opaque" | "auth" | "report" | "ask" | "ask-timeout" | "underscore" | "parent" | "direct" | "transparent" | "open" | "allow-http" => {
                 let Some(f) = route.forward.as_mut() else {
                     return Err(format!("{} applies to a forward route (LISTEN=forward;...)", key.trim()));
                 };
-                if f.dns && !matches!(key.trim(), "to" | "not-to" | "to-net" | "report" | "underscore") {
-                    return Err(format!("{} does not apply to a DNS route (it takes to=, not-to=, to-net=, report, underscore, allow= and deny=)", key.trim()));
+                if f.dns && !matches!(key.trim(), "to" | "not-to" | "to-net" | "report" | "ask" | "ask-timeout" | "underscore") {
+                    return Err(format!("{} does not apply to a DNS route (it takes to=, not-to=, to-net=, report, ask, ask-timeout=, underscore, allow= and deny=)", key.trim()));
                 }
                 match key.trim() {
                     "to" => {
@@ -183,6 +183,11 @@ fn parse_target(listen: SocketAddr, udp: bool, unix: Option<&str>, s: &str) -> R
                     "to-net" => f.nets.extend(parse_cidrs(value)?),
                     "auth" => f.set_auth(value)?,
                     "report" => f.report = true,
+                    "ask" => f.ask = Some(f.ask.unwrap_or(crate::ask::DEFAULT_TIMEOUT)),
+                    "ask-timeout" => {
+                        let t = humantime::parse_duration(value).ok().or_else(|| value.parse().ok().map(Duration::from_secs)).filter(|d| !d.is_zero() && *d <= Duration::from_secs(3600));
+                        f.ask = Some(t.ok_or_else(|| format!("bad ask-timeout {value:?} (how long a client is held for an answer: 30s, 5m; at most 1h)"))?);
+                    }
                     "underscore" => f.underscore = true,
                     "parent" => f.parent = Some(crate::forward::Parent::parse(value)?),
                     "direct" => f.direct.extend(parse_names(value)?),
@@ -240,10 +245,13 @@ fn parse_target(listen: SocketAddr, udp: bool, unix: Option<&str>, s: &str) -> R
         return Err("a UDP route takes policy=, allow=, deny=, idle= and flows= only (datagrams carry no PROXY header, name or TLS here)".into());
     }
     if route.forward.as_ref().is_some_and(|f| f.dns) && (route.send_proxy.is_some() || route.accept_proxy || !route.matches.is_default() || cert.is_some() || key_file.is_some()) {
-        return Err("a DNS route takes to=, not-to=, to-net=, report, underscore, allow= and deny= only".into());
+        return Err("a DNS route takes to=, not-to=, to-net=, report, ask, ask-timeout=, underscore, allow= and deny= only".into());
     }
     if let Some(p) = route.forward.as_ref().filter(|f| !f.underscore).and_then(|f| f.to.iter().find(|p| p.to_string().contains('_'))) {
         return Err(format!("to={p} holds '_', which names are refused for unless the route says underscore (add ;underscore)"));
+    }
+    if route.forward.as_ref().is_some_and(|f| f.report && f.ask.is_some()) {
+        return Err("report and ask both decide what an unlisted name gets (let through, or held for a person): choose one".into());
     }
     if route.forward.as_ref().is_some_and(|f| f.transparent.is_some() && f.auth.is_some()) {
         return Err("auth= asks proxy clients to log in; a transparent listener's clients do not know it is there".into());
