@@ -17,7 +17,8 @@
 //! resolver (`dns`), a forward route's policy (`forward`, `ledger`), and
 //! what keeps credentials out of a sandbox: the CA that opens TLS for the
 //! names a route lists (`tls::Opener`, `front`'s opened tunnels) and the
-//! secrets swapped in at the proxy (`secrets`).
+//! secrets swapped in at the proxy (`secrets`); and ask mode (`ask`), which
+//! holds a client whose destination is not listed while a person decides.
 //!
 //! The layering rule: a module uses only modules on lower floors, and so
 //! does a file within a module's folder (its leaf types below it, the
@@ -27,7 +28,8 @@
 //! `settings`, `route`, `proxy_header`; `secrets` (the keys the sandbox
 //! never holds, above `names` and `tls`); `close`, `dns`, `http1`, `tls`, `limits`,
 //! `nagle`, `ledger`; `forward`, `relay`, `sys`; and at the bottom
-//! `coalesce`, `names`, `log`. No module reaches up: nothing below `proxy`
+//! `coalesce`, `names`, `log`, `ask` (ask mode's questions and answers,
+//! held for a person). No module reaches up: nothing below `proxy`
 //! knows the loop, and only `sys` says `cfg` for a platform (and `tls`,
 //! for the cipher suite order that suits wasm).
 //! `python3 ../shared/tools/house.py` prints the floors and any circle.

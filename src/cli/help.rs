@@ -62,6 +62,8 @@ const ROUTE_OPTIONS: &str = "  OPTIONs, after the upstreams, each after a ';':
         auth=USER:PASS                           ask for a login (407 without)
         report                                   let unlisted names through as
                                                  would-deny; draft the list on stop
+        ask[;ask-timeout=60s]                    hold unlisted names while a person
+                                                 answers (--admin page, wasiter ask)
         underscore                               names may hold '_' (else refused,
                                                  rule bad-name)
         parent=http://[USER:PASS@]HOST:PORT      go out through this proxy (after
@@ -73,7 +75,7 @@ const ROUTE_OPTIONS: &str = "  OPTIONs, after the upstreams, each after a ';':
     LISTEN=dns;to=NAME,...       an allowlist DNS server (UDP and TCP): A/AAAA for
                                  listed names, REFUSED for any other, never asked
                                  upstream; takes not-to=, to-net=, report,
-                                 underscore
+                                 ask, ask-timeout=, underscore
         --route '127.0.0.1:3053=dns;to=pypi.org,*.github.com'
 ";
 

@@ -27,6 +27,23 @@ mod checks {
     }
 
     #[test]
+    fn ask_mode_asks_only_what_no_rule_decides() {
+        let f = Forward { ask: Some(crate::ask::DEFAULT_TIMEOUT), ..fwd(&["pypi.org"], &["evil.test"], &[], &[]) };
+        assert_eq!(f.check_name("pypi.org", 443, true), Ok((Decision::Allow, Rule::Listed)));
+        assert_eq!(f.check_name("new.test", 443, true), Ok((Decision::Ask, Rule::NotListed)), "not listed: a person is asked");
+        assert_eq!(f.check_host("new.test", 0), Ok((Decision::Ask, Rule::NotListed)), "a DNS question too");
+        // Refused at once, never asked: what a rule other than to= decides.
+        assert_eq!(f.check_name("evil.test", 443, true).unwrap_err().rule, Rule::NotTo);
+        assert_eq!(f.check_name("new.test", 22, true).unwrap_err().rule, Rule::Port);
+        for literal in ["10.0.0.1", "169.254.169.254", "::ffff:127.0.0.1", "2130706433", "0x7f.1"] {
+            assert_eq!(f.check_name(literal, 443, true).unwrap_err().rule, Rule::IpLiteral, "{literal}");
+        }
+        for bad in ["a..b", "-a.test", "a b.test", "é.test"] {
+            assert_eq!(f.check_name(bad, 443, true).unwrap_err().rule, Rule::BadName, "{bad}");
+        }
+    }
+
+    #[test]
     fn resolved_addresses_are_checked_too() {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let f = fwd(&["*"], &[], &[], &[]);

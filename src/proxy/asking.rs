@@ -71,6 +71,28 @@ impl Proxy {
         Ok(())
     }
 
+    /// After a reload: questions the routes now settle (a person, or a
+    /// forever answer, added the name to `to=` or `not-to=` by hand) are
+    /// taken off the board, and their clients go on by the new policy.
+    pub(super) fn settle_after_reload(&mut self, now: Instant) {
+        let settled: Vec<u64> = self
+            .asks
+            .pending()
+            .iter()
+            .filter(|q| {
+                let policy = self.doors.iter().find(|d| d.name == q.asking.route && d.listener.is_some()).and_then(|d| d.forward.as_ref());
+                policy.is_some_and(|(_, f)| !matches!(f.check_host(&q.asking.host, q.asking.port), Ok((crate::forward::Decision::Ask, _))))
+            })
+            .map(|q| q.id)
+            .collect();
+        for id in settled {
+            if let Ok(q) = self.asks.answer(id, Scope::Once, "routes-file", now) {
+                log_answer(&q, Scope::Once, "routes-file");
+                self.release(id, Some(Scope::Once), now);
+            }
+        }
+    }
+
     /// Questions past their deadline (DNS questions: their held clients
     /// are refused at the same deadline by `expire_fronts`).
     pub(super) fn expire_questions(&mut self, now: Instant) {
@@ -106,25 +128,36 @@ impl Proxy {
     }
 
     /// Add the question's name to its route's line in the routes file
-    /// (`to=`, or `not-to=` for `deny-forever`), with a comment.
+    /// (`to=`, or `not-to=` for `deny-forever`), with a comment. A DNS
+    /// question's answer is for the name on every route (`ask::Board`): it
+    /// goes into the line of every route in ask mode that the file holds.
     fn write_forever(&mut self, q: &Question, scope: Scope) -> Result<(), String> {
         let a = &q.asking;
         let Some(watch) = &self.watch else {
             return Err("forever is written into the routes file, and this proxy reads none (start it with --routes-file, and reloads on): answer session instead".into());
         };
         let path = watch.path.clone();
-        let route = self.doors.iter().find(|d| d.name == a.route).and_then(|d| d.forward.as_ref()).map(|(r, _)| *r);
-        let origin = self.specs.iter().find(|(_, i)| Some(*i) == route).map(|(s, _)| s.origin.clone()).unwrap_or_default();
-        let Some(line) = forever::line_of(&origin, &path) else {
-            return Err(format!("the route {} comes from {origin}, not the routes file {path}: forever needs it there (answer session instead)", a.route));
-        };
+        let asked_on = |d: &&super::Door| if a.way == crate::ask::Way::Dns { d.forward.as_ref().is_some_and(|(_, f)| f.ask.is_some()) } else { d.name == a.route };
+        let routes: Vec<usize> = self.doors.iter().filter(|d| d.listener.is_some()).filter(asked_on).filter_map(|d| d.forward.as_ref().map(|(r, _)| *r)).collect();
+        let origins: Vec<String> = self.specs.iter().filter(|(_, i)| routes.contains(i)).map(|(s, _)| s.origin.clone()).collect();
+        let mut lines: Vec<usize> = origins.iter().filter_map(|o| forever::line_of(o, &path)).collect();
+        if lines.is_empty() {
+            let from = origins.first().map_or("the flags", String::as_str);
+            return Err(format!("the route {} comes from {from}, not the routes file {path}: forever needs it there (answer session instead)", a.route));
+        }
+        // From the last line up: a comment added above one line does not
+        // move the lines before it.
+        lines.sort_unstable();
+        lines.dedup();
         let (key, verb) = if scope == Scope::Forever { ("to", "allowed") } else { ("not-to", "refused") };
         let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
         let port = if a.port == 0 { String::new() } else { format!(":{}", a.port) };
         let note = format!("wasiter ask: {} {verb} forever at {stamp}, asked by {} ({} {}{port})", a.host, a.client, a.way.name(), a.host);
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {}", crate::sys::describe(&e)))?;
-        let edited = forever::edit(&text, line, key, &a.host, &note)?;
-        std::fs::write(&path, edited).map_err(|e| format!("{path}: cannot write it: {}", crate::sys::describe(&e)))?;
+        let mut text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {}", crate::sys::describe(&e)))?;
+        for line in lines.into_iter().rev() {
+            text = forever::edit(&text, line, key, &a.host, &note)?;
+        }
+        std::fs::write(&path, text).map_err(|e| format!("{path}: cannot write it: {}", crate::sys::describe(&e)))?;
         Ok(())
     }
 }

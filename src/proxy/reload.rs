@@ -61,6 +61,7 @@ impl Proxy {
                 self.reloads.ok += 1;
                 self.reloads.last_ok = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).ok().map(|d| d.as_secs());
                 line.emit();
+                self.settle_after_reload(now);
             }
             Ok(None) => {} // the same routes (a comment, a reordering)
             Err(why) => {

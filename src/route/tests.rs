@@ -53,6 +53,11 @@ fn forward_routes_parse_and_refuse_to_be_open_proxies() {
     let report = RouteSpec { origin: "--route".into(), ..parse_route("0.0.0.0:3128=forward;to=*;report").unwrap() };
     assert!(doors(&[report]).unwrap_err().contains("report lets every name through"));
     assert!(parse_route("127.0.0.1:3128=forward;to=pypi.org;report").unwrap().forward.unwrap().report);
+    let ask = parse_route("127.0.0.1:3128=forward;to=pypi.org;ask").unwrap().forward.unwrap();
+    assert_eq!(ask.ask, Some(crate::ask::DEFAULT_TIMEOUT));
+    assert_eq!(parse_route("127.0.0.1:53=dns;ask-timeout=5s").unwrap().forward.unwrap().ask, Some(std::time::Duration::from_secs(5)), "ask-timeout= alone asks");
+    assert!(parse_route("127.0.0.1:3128=forward;to=a.test;ask;report").unwrap_err().contains("choose one"));
+    assert!(parse_route("127.0.0.1:3128=forward;ask-timeout=2h").unwrap_err().contains("bad ask-timeout"));
     assert!(doors(&[open]).unwrap_err().starts_with("--route: a forward route on 0.0.0.0:3128 with no to= would be an open proxy"));
     assert!(doors(&[parse_route("127.0.0.1:3128=forward").unwrap()]).is_ok(), "loopback only: allowed (it refuses every name)");
     assert!(parse_route(":80=a:1;to=x.test").unwrap_err().contains("applies to a forward route"));
@@ -139,7 +144,7 @@ fn bad_routes_say_what_is_wrong() {
         ("127.0.0.1:53=dns;to=a.test;auth=u:p", "auth does not apply to a DNS route"),
         ("127.0.0.1:53=dns;to=a.test;transparent=443", "transparent does not apply to a DNS route"),
         ("127.0.0.1:53=dns;to=a.test;parent=http://p:3128", "parent does not apply to a DNS route"),
-        ("127.0.0.1:53=dns;to=a.test;send-proxy=v2", "a DNS route takes to=, not-to=, to-net=, report, underscore, allow= and deny= only"),
+        ("127.0.0.1:53=dns;to=a.test;send-proxy=v2", "a DNS route takes to=, not-to=, to-net=, report, ask, ask-timeout=, underscore, allow= and deny= only"),
         ("127.0.0.1:53=dns;to=a.test;sni=a.test", "a DNS route takes"),
     ] {
         let e = parse_route(spec).expect_err(spec);
