@@ -19,7 +19,8 @@ pub fn doors(routes: &[RouteSpec]) -> Result<Vec<Vec<usize>>, String> {
             if f.report && f.auth.is_none() && !r.listen.ip().is_loopback() {
                 return Err(format!("{}: report lets every name through: on {} it would be an open proxy; listen on loopback, or add auth=", r.origin, r.listen));
             }
-            if f.to.is_empty() && !r.listen.ip().is_loopback() {
+            // In ask mode an empty list lets nothing by without a person.
+            if f.to.is_empty() && f.ask.is_none() && !r.listen.ip().is_loopback() {
                 return Err(format!(
                     "{}: a forward route on {} with no to= would be an open proxy; list the names it may reach (to=pypi.org,*.github.com), or to=* on purpose",
                     r.origin, r.listen

@@ -52,6 +52,8 @@ fn forward_routes_parse_and_refuse_to_be_open_proxies() {
     let open = RouteSpec { origin: "--route".into(), ..parse_route("0.0.0.0:3128=forward").unwrap() };
     let report = RouteSpec { origin: "--route".into(), ..parse_route("0.0.0.0:3128=forward;to=*;report").unwrap() };
     assert!(doors(&[report]).unwrap_err().contains("report lets every name through"));
+    let asks = RouteSpec { origin: "--route".into(), ..parse_route("0.0.0.0:3128=forward;ask").unwrap() };
+    assert!(doors(&[asks]).is_ok(), "ask with an empty list: nothing goes by without a person");
     assert!(parse_route("127.0.0.1:3128=forward;to=pypi.org;report").unwrap().forward.unwrap().report);
     let ask = parse_route("127.0.0.1:3128=forward;to=pypi.org;ask").unwrap().forward.unwrap();
     assert_eq!(ask.ask, Some(crate::ask::DEFAULT_TIMEOUT));
