@@ -11,7 +11,7 @@ use crate::ask::client::{Ask, Call};
 use crate::ask::Scope;
 
 /// How it is used, for its errors.
-pub const USAGE: &str = "wasiter ask list | wasiter ask answer ID once|session|forever|deny|deny-forever [--admin ADDR] [--admin-token FILE]";
+pub const USAGE: &str = "wasiter ask list [--json] | wasiter ask answer ID once|session|forever|deny|deny-forever [--admin ADDR] [--admin-token FILE]";
 
 /// An HTTP listener's address (`--metrics`, `--admin`): `IP:PORT`, a bare
 /// `PORT` (127.0.0.1:PORT), or `off`; `http://ADDR/`, as the start line
@@ -34,6 +34,7 @@ pub(super) fn parse(args: &[OsString], env: impl Fn(&str) -> Option<String>) -> 
     let usage = |why: String| format!("ask: {why}; usage: {USAGE}");
     let mut parser = lexopt::Parser::from_args(args.iter().cloned());
     let (mut flags, mut words): (Vec<(&'static str, String)>, Vec<String>) = (Vec::new(), Vec::new());
+    let mut json = false;
     loop {
         let arg = match parser.next() {
             Ok(Some(arg)) => arg,
@@ -43,6 +44,10 @@ pub(super) fn parse(args: &[OsString], env: impl Fn(&str) -> Option<String>) -> 
         let setting = match arg {
             Long("admin") => &ADMIN,
             Long("admin-token") => &ADMIN_TOKEN,
+            Long("json") => {
+                json = true;
+                continue;
+            }
             Value(word) => {
                 words.push(word.to_string_lossy().into_owned());
                 continue;
@@ -54,6 +59,7 @@ pub(super) fn parse(args: &[OsString], env: impl Fn(&str) -> Option<String>) -> 
     }
     let call = match words.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["list"] => Call::List,
+        ["answer", ..] if json => return Err(usage("--json goes with list".into())),
         ["answer", id, answer] => Call::Answer {
             id: id.parse().map_err(|_| usage(format!("{id:?} is not a question's number")))?,
             scope: Scope::parse(answer).ok_or_else(|| usage(format!("{answer:?} is not an answer")))?,
@@ -69,7 +75,7 @@ pub(super) fn parse(args: &[OsString], env: impl Fn(&str) -> Option<String>) -> 
     let admin = admin.ok_or_else(|| usage(format!("the proxy's admin address is needed: give --admin ADDR or {}", ADMIN.env)))?;
     let token_file = pick(&ADMIN_TOKEN).map(|(file, _)| file).filter(|f| !f.is_empty());
     let token_file = token_file.ok_or_else(|| usage(format!("the token file is needed: give --admin-token FILE or {}", ADMIN_TOKEN.env)))?;
-    Ok(Ask { call, admin, token_file })
+    Ok(Ask { call, admin, token_file, json })
 }
 
 #[cfg(test)]
@@ -85,16 +91,19 @@ mod tests {
     #[test]
     fn ask_list_and_answer_read_their_words_flags_and_variables() {
         let Ok(Command::Ask(a)) = run(&["ask", "list", "--admin", "9091", "--admin-token", "/t"], &[]) else { panic!() };
-        assert_eq!(a, Ask { call: Call::List, admin: "127.0.0.1:9091".parse().unwrap(), token_file: "/t".into() });
+        assert_eq!(a, Ask { call: Call::List, admin: "127.0.0.1:9091".parse().unwrap(), token_file: "/t".into(), json: false });
+        let Ok(Command::Ask(a)) = run(&["ask", "list", "--json", "--admin", "9091", "--admin-token", "/t"], &[]) else { panic!() };
+        assert!(a.json);
         let env = [("WASITER_ADMIN", "http://127.0.0.1:9092/"), ("WASITER_ADMIN_TOKEN", "/tok")];
         let Ok(Command::Ask(a)) = run(&["ask", "answer", "7", "deny-forever"], &env) else { panic!() };
-        assert_eq!(a, Ask { call: Call::Answer { id: 7, scope: Scope::DenyForever }, admin: "127.0.0.1:9092".parse().unwrap(), token_file: "/tok".into() });
+        assert_eq!(a, Ask { call: Call::Answer { id: 7, scope: Scope::DenyForever }, admin: "127.0.0.1:9092".parse().unwrap(), token_file: "/tok".into(), json: false });
         for (args, says) in [
             (&["ask"][..], "is not a request"),
             (&["ask", "answer", "x", "once"], "\"x\" is not a question's number"),
             (&["ask", "answer", "1", "always"], "\"always\" is not an answer"),
             (&["ask", "answer", "1", "timeout"], "is not an answer"),
             (&["ask", "list", "--bogus"], "--bogus"),
+            (&["ask", "answer", "1", "once", "--json"], "--json goes with list"),
             (&["ask", "list", "--admin-token", "/t"], "admin address is needed"),
             (&["ask", "list", "--admin", "9091"], "token file is needed"),
             (&["ask", "list", "--admin", "nowhere", "--admin-token", "/t"], "--admin: \"nowhere\" is not valid"),

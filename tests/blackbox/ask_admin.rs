@@ -111,7 +111,11 @@ pub fn the_admin_api_and_the_cli_answer_a_held_request(rt: Runtime) {
     };
     let (code, listed, err) = cli(&["list"]);
     assert_eq!(code, Some(0), "wasiter ask list: {err}");
-    assert!(listed.contains(&format!("\"id\":{id},")) && listed.contains("\"way\":\"connect\""), "{listed}");
+    assert!(listed.lines().any(|l| l.starts_with(&format!("  #{id}  ")) && l.contains(&format!(" connect tunnel.test:{port}"))), "one line per question:\n{listed}");
+    let (code, listed, err) = cli(&["list", "--json"]);
+    assert_eq!(code, Some(0), "wasiter ask list --json: {err}");
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert!(listed["questions"].as_array().unwrap().iter().any(|q| q["id"] == id && q["way"] == "connect"), "{listed}");
     let (code, out, err) = cli(&["answer", &id.to_string(), "session"]);
     assert_eq!((code, out.trim()), (Some(0), format!("question {id} answered session").as_str()), "{err}");
     let mut reader = BufReader::new(tunnel);
