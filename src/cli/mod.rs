@@ -9,7 +9,7 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::coalesce::Coalesce;
@@ -17,11 +17,13 @@ use crate::log::{Format, Level};
 use crate::route::{self, parse_rule, routes_for, Listen, RouteSpec, ROUTE_FORM};
 use crate::settings::{Config, Dump, DumpMode};
 
+mod ask;
 mod help;
 mod table;
 
 pub use help::help;
 pub use table::{Setting, ROUTING, TUNING};
+use ask::parse_addr;
 use table::*;
 
 /// What the command line asked for.
@@ -36,6 +38,8 @@ pub enum Command {
     MakeCa(String),
     /// `--placeholders`: print the placeholders of this secrets file and exit.
     Placeholders(String),
+    /// `wasiter ask list|answer ID ANSWER`: talk to a running proxy's admin API.
+    Ask(crate::ask::client::Ask),
 }
 
 /// A one-line, user-facing reason the configuration was rejected.
@@ -96,6 +100,10 @@ impl Setting {
 pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Option<String>) -> Result<Command, ConfigError> {
     use lexopt::prelude::*;
 
+    let args: Vec<OsString> = args.into_iter().collect();
+    if let Some(("ask", rest)) = args.split_first().map(|(first, rest)| (first.to_str().unwrap_or_default(), rest)) {
+        return ask::parse(rest, env).map(Command::Ask).map_err(ConfigError);
+    }
     let mut parser = lexopt::Parser::from_args(args);
     let mut flags: Vec<(&'static str, String)> = Vec::new();
     let all = || ROUTING.iter().chain(TUNING.iter());
@@ -193,13 +201,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Opt
             })?,
             limit: DUMP_LIMIT.parse(&src, 64 * 1024, |s| parse_size(s).filter(|n| *n <= 16 << 20))?,
         },
-        metrics: METRICS.parse(&src, None, |s| match s {
-            "off" | "" => Some(None),
-            _ => match s.parse::<u16>() {
-                Ok(port) => Some(Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))),
-                Err(_) => s.parse().ok().map(Some),
-            },
-        })?,
+        metrics: METRICS.parse(&src, None, parse_addr)?,
+        admin: admin(&src)?,
         summary_interval: SUMMARY_INTERVAL.parse(&src, None, off_if_zero)?,
         trace: TRACE.parse(&src, false, parse_bool)?,
         ca: CA.pick(&src).map(|g| g.value.trim().to_string()).filter(|s| !s.is_empty()),
@@ -290,6 +293,15 @@ pub fn routes_in_file(path: &str, text: &str) -> Result<Vec<RouteSpec>, ConfigEr
     }
     unix_needs_native(&routes)?;
     Ok(routes)
+}
+
+/// `--admin` and its token file, required with it.
+fn admin<E: Fn(&str) -> Option<String>>(src: &Sources<E>) -> Result<Option<(SocketAddr, String)>, ConfigError> {
+    let Some(addr) = ADMIN.parse(src, None, parse_addr)? else { return Ok(None) };
+    match ADMIN_TOKEN.pick(src).map(|g| g.value.trim().to_string()).filter(|s| !s.is_empty()) {
+        Some(file) => Ok(Some((addr, file))),
+        None => Err(ConfigError(format!("--admin needs --admin-token FILE (or {}): the token the page and the API ask for; a new FILE is made with a random one", ADMIN_TOKEN.env))),
+    }
 }
 
 /// `500ms`, `10s`, `5m`, `1h`, `1m 30s`, or plain seconds.
