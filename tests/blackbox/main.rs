@@ -40,6 +40,10 @@ mod keys_git;
 mod keys_peers;
 mod keys_rules;
 mod escape_keys;
+mod ask;
+mod ask_admin;
+mod ask_limits;
+mod ask_scopes;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -80,6 +84,10 @@ use keys::*;
 use keys_ca::*;
 use keys_git::*;
 use keys_rules::*;
+use ask::*;
+use ask_admin::*;
+use ask_limits::*;
+use ask_scopes::*;
 
 macro_rules! every_runtime {
     ($($case:ident),* $(,)?) => {
@@ -247,4 +255,17 @@ every_runtime!(
     // Keys the sandbox never holds, attacked from inside (escape_keys.rs).
     an_echo_in_chunk_extensions_trailers_or_a_compressed_body_never_reaches_the_sandbox,
     a_method_override_header_meets_the_method_rules,
+    // Issue 46: ask a person (ask*.rs): every way out held, then answered
+    // through the admin API; each scope; the bounds; the API's checks; the
+    // page in a real browser.
+    every_way_out_is_held_until_a_person_answers,
+    a_dns_question_is_withheld_until_its_answer,
+    each_answer_reaches_as_far_as_its_scope,
+    an_unanswered_question_times_out_with_its_own_rule,
+    identical_questions_are_one_and_held_clients_are_bounded,
+    held_clients_count_toward_max_conns,
+    what_the_rules_refuse_is_never_asked,
+    an_unlisted_name_is_looked_up_only_after_an_allow,
+    the_admin_api_wants_its_token_and_a_page_of_its_own,
+    the_admin_page_shows_questions_and_its_buttons_answer_them,
 );
