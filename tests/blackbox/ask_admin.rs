@@ -107,12 +107,6 @@ pub fn the_admin_api_wants_its_token_and_a_page_of_its_own(rt: Runtime) {
 /// The page in a real browser: Debian's chromium driven by playwright-core
 /// (tests/browser/ask_page.mjs). Without them, one SKIPPED line.
 pub fn the_admin_page_shows_questions_and_its_buttons_answer_them(rt: Runtime) {
-    if matches!(rt, Runtime::Wasmtime | Runtime::WasmEdgeAot) {
-        // The page is the same bytes from the same module: WasmEdge (the
-        // interpreter) and native are enough to show the module serves it.
-        println!("SKIPPED: {rt:?}: the browser test runs on native and WasmEdge only (same page, same module)");
-        return;
-    }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/ask_page.mjs");
     let modules = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/node_modules/playwright-core");
     if !Path::new("/usr/bin/chromium").exists() || !modules.exists() || Command::new("node").arg("--version").output().is_err() {
