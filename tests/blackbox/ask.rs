@@ -5,7 +5,7 @@
 //! 127.0.0.1, names from the tests' DNS server (whose query log says what
 //! was looked up, and when). This file: the helpers, and every way out
 //! held and then answered. Scopes: ask_scopes.rs; bounds and refusals:
-//! ask_limits.rs; the API's own checks: ask_admin.rs.
+//! ask_limits.rs; the API's own checks: ask_api.rs.
 
 use super::*;
 use serde_json::Value;

@@ -1,139 +1,128 @@
-//! Ask a person: the admin listener's own checks, tried from the sandbox's
-//! side (no token, a wrong one), from a web page elsewhere (a foreign
-//! Origin, a DNS-rebinding Host, Sec-Fetch-Site) and with a hostile path
-//! in a question; the token in no log line. Then the page itself in a
-//! real headless browser (tests/browser/ask_page.mjs).
+//! Ask mode's admin side, driven as a person's tools drive it: the JSON API
+//! (a held request listed, answered, released; the token and the Origin
+//! checked) and the `wasiter ask` CLI, run under the same runtime as the proxy.
 
 use super::*;
-use serde_json::Value;
 
-pub fn the_admin_api_wants_its_token_and_a_page_of_its_own(rt: Runtime) {
-    let web = origin();
-    let port = web.addr.port();
-    let dns = DnsServer::start(&[("hostile.test", "127.0.0.1"), ("flag.test", "127.0.0.1")], &[], &[]);
-    let (fwd, flag) = (free_port(), free_port());
-    let lines = [format!("127.0.0.1:{fwd}=forward;to=listed.test;to-net=127.0.0.0/8;ports={port};ask")];
-    // A second route from a flag, not the file: forever cannot be written for it.
-    let route = format!("127.0.0.1:{flag}=forward;to=listed.test;to-net=127.0.0.0/8;ports={port};ask");
-    let mut a = Asked::start(rt, &lines, 2, &dns.addr(), &["--route", &route, "--trace"]);
-    // A request whose path would be markup, quotes and all.
-    let path = "/a\"b'<script>alert(1)</script>%22%3Cimg%20src=x%3E\\";
-    let mut c = connect(format!("127.0.0.1:{fwd}").parse().unwrap());
-    c.write_all(format!("GET http://hostile.test:{port}{path} HTTP/1.1\r\nHost: hostile.test:{port}\r\n\r\n").as_bytes()).unwrap();
-    let id = a.question("hostile.test", 1);
-
-    // No token, a wrong one, a token in another scheme: 401, JSON, logged
-    // as admin-refused; the question still waits.
-    for head in [&["no-token"][..], &["Authorization: Bearer wrong-token-0123456789"], &[&format!("Authorization: Basic {TOKEN}")]] {
-        for (method, api, body) in [("GET", "/api/questions", None), ("POST", "/api/answer", Some(format!(r#"{{"id":{id},"answer":"once"}}"#)))] {
-            let (code, got) = a.api(method, api, body.as_deref(), head);
-            assert_eq!(code, 401, "{method} {api} {head:?}: {got}");
-            let v: Value = serde_json::from_str(&got).unwrap_or_else(|e| panic!("a JSON error ({e}): {got}"));
-            assert!(v["error"].is_string(), "{got}");
-        }
+/// One request to the admin API: (status, body).
+fn api(addr: &str, method: &str, path: &str, headers: &[&str], body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n", body.len());
+    for h in headers {
+        request.push_str(&format!("{h}\r\n"));
     }
-    let refused = record(&a.p.wait_for_log("an admin-refused line", |l| l.contains("admin-refused")));
-    assert!(refused.values().any(|v| v.contains("127.0.0.1")), "it names the peer: {refused:?}");
-    // A page elsewhere: its Origin, a rebinding name for this address, a
-    // cross-site fetch. Each 403, even with the right token.
-    let here = a.admin.clone();
-    let admin_port = here.rsplit(':').next().unwrap().to_string();
-    let answer_once = format!(r#"{{"id":{id},"answer":"once"}}"#);
-    for head in [
-        vec!["Origin: http://evil.test".to_string()],
-        vec!["Origin: null".to_string()],
-        vec![format!("Origin: https://{here}")],
-        vec![format!("Host: evil.test:{admin_port}"), format!("Origin: http://evil.test:{admin_port}")],
-        vec![format!("Host: 127.0.0.1.evil.test:{admin_port}"), format!("Origin: http://127.0.0.1.evil.test:{admin_port}")],
-        vec!["Sec-Fetch-Site: cross-site".to_string()],
-    ] {
-        let head: Vec<&str> = head.iter().map(String::as_str).collect();
-        let (code, got) = a.api("POST", "/api/answer", Some(&answer_once), &head);
-        assert_eq!(code, 403, "{head:?}: {got}");
-    }
-    assert_eq!(a.shown(id)["clients"], 1, "no refused request answered it");
-    // Bad bodies and answers: 400; an unknown id: 404; forever for a route
-    // the file does not hold: 409. None answers it.
-    for body in ["{", "[]", r#"{"id":"x","answer":"once"}"#, &format!(r#"{{"id":{id},"answer":"always"}}"#), &format!(r#"{{"id":{id},"answer":"timeout"}}"#)] {
-        let (code, got) = a.api("POST", "/api/answer", Some(body), &[]);
-        assert_eq!(code, 400, "{body}: {got}");
-    }
-    let (code, got) = a.api("POST", "/api/answer", Some(&format!(r#"{{"id":{},"answer":"once"}}"#, id + 1000)), &[]);
-    assert_eq!(code, 404, "{got}");
-    let (code, got) = a.api("POST", "/api/answer", Some(&"x".repeat(9 * 1024)), &[]);
-    assert!(code == 413 || code == 400, "a body over 8 KiB: {code} {got}");
-    let (code, got) = a.api("DELETE", "/api/questions", None, &[]);
-    assert!(code == 404 || code == 405, "{code} {got}");
-    let mut flagged = curl_held(&["-x", &format!("http://127.0.0.1:{flag}"), &format!("http://flag.test:{port}/")]);
-    let flag_id = a.question("flag.test", 1);
-    let (code, got) = a.api("POST", "/api/answer", Some(&format!(r#"{{"id":{flag_id},"answer":"forever"}}"#)), &[]);
-    assert_eq!(code, 409, "forever for a route from a flag: {got}");
-    still_held(&mut flagged, "the client whose forever was refused");
-    a.answer(flag_id, "deny");
-    finished(flagged);
-
-    // The hostile path comes back as the same string, escaped as JSON.
-    let (code, raw) = a.api("GET", "/api/questions", None, &[]);
-    assert_eq!(code, 200, "{raw}");
-    let q = a.shown(id);
-    assert_eq!((q["path"].as_str(), q["host"].as_str()), (Some(path), Some("hostile.test")), "{q}");
-    assert!(raw.contains(r#"\"b'"#) && !raw.contains(r#"a"b"#), "the quote is escaped: {raw}");
-    // A browser's own POST (Origin = its Host, a loopback address) is let
-    // through, as the page's is.
-    let (code, got) = a.api("POST", "/api/answer", Some(&format!(r#"{{"id":{id},"answer":"once","by":"Page <b>!"}}"#)), &[&format!("Origin: http://{here}")]);
-    assert_eq!(code, 200, "{got}");
-    let mut reader = BufReader::new(c);
-    let mut status = String::new();
-    reader.read_line(&mut status).unwrap();
-    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
-    let line = record(&a.p.wait_for_log("the answer", |l| l.contains(" answered ") && l.contains(&format!("question={id} "))));
-    assert!(line["by"].chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-') && line["by"].len() <= 16, "by is sanitized: {line:?}");
-
-    // The page and its files need no token, and carry their headers.
-    for file in ["/", "/ask.js", "/ask.css"] {
-        let out = Command::new("curl").args(["-sS", "--max-time", "10", "-D", "-", "-o", "/dev/null", &format!("http://{here}{file}")]).output().unwrap();
-        let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
-        assert!(head.starts_with("http/1.1 200"), "{file}: {head}");
-        for want in ["content-security-policy: default-src 'none'; script-src 'self'", "frame-ancestors 'none'", "x-content-type-options: nosniff", "referrer-policy: no-referrer", "cache-control: no-store"] {
-            assert!(head.contains(want), "{file}: no {want:?} in {head}");
-        }
-    }
-    // The token is in no log line (with --trace on).
-    let log = a.p.log();
-    assert!(!log.iter().any(|l| l.contains(TOKEN)), "the token was logged:\n{}", log.join("\n"));
-    a.p.assert_alive();
+    request.push_str(&format!("\r\n{body}"));
+    s.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let status = answer.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
 }
 
-/// The page in a real browser: Debian's chromium driven by playwright-core
-/// (tests/browser/ask_page.mjs). Without them, one SKIPPED line.
-pub fn the_admin_page_shows_questions_and_its_buttons_answer_them(rt: Runtime) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/ask_page.mjs");
-    let modules = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/node_modules/playwright-core");
-    if !Path::new("/usr/bin/chromium").exists() || !modules.exists() || Command::new("node").arg("--version").output().is_err() {
-        // WASITER_REQUIRE_BROWSER=1 (set by .ci/run): CI installs them, so a skip there fails.
-        assert!(std::env::var_os("WASITER_REQUIRE_BROWSER").is_none(), "WASITER_REQUIRE_BROWSER=1, and chromium or playwright-core is missing (scripts/setup --browser)");
-        println!("SKIPPED: {rt:?}: no chromium or playwright-core (scripts/setup --browser installs them)");
-        return;
+/// The question waiting for `way` to `host`, once the API lists it.
+fn waiting(addr: &str, bearer: &str, way: &str, host: &str) -> serde_json::Value {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (status, body) = api(addr, "GET", "/api/questions", &[bearer], "");
+        assert_eq!(status, 200, "{body}");
+        let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let found = list["questions"].as_array().unwrap().iter().find(|q| q["way"] == way && q["host"] == host && q["clients"].as_u64() > Some(0)).cloned();
+        if let Some(q) = found {
+            return q;
+        }
+        assert!(Instant::now() < deadline, "no {way} question for {host} listed: {body}");
+        thread::sleep(Duration::from_millis(50));
     }
-    let web = origin();
-    let port = web.addr.port();
-    let names = ["hostile.test", "once.test", "session.test", "forever.test", "deny.test", "never.test"];
-    let dns = DnsServer::start(&names.map(|n| (n, "127.0.0.1")), &[], &[]);
-    let fwd = free_port();
-    let lines = [format!("127.0.0.1:{fwd}=forward;to=listed.test;to-net=127.0.0.0/8;ports={port};ask")];
-    let a = Asked::start(rt, &lines, 1, &dns.addr(), &[]);
-    let out = Command::new("node")
-        .arg(&script)
-        .env("ADMIN", &a.admin)
-        .env("TOKEN", TOKEN)
-        .env("PROXY", format!("127.0.0.1:{fwd}"))
-        .env("ORIGIN_PORT", port.to_string())
-        .env("ROUTES_FILE", a.dir.path().join("routes"))
-        .output()
-        .expect("node runs");
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "the browser test failed:\n{stdout}\n{stderr}\nproxy log:\n{}", a.p.log().join("\n"));
-    assert!(stdout.contains("ask page: all answers checked"), "{stdout}");
-    let log = a.p.log();
-    assert!(!log.iter().any(|l| l.contains(TOKEN)), "the token was logged:\n{}", log.join("\n"));
+}
+
+pub fn the_admin_api_and_the_cli_answer_a_held_request(rt: Runtime) {
+    let origin = Server::start(|mut s| {
+        let mut head = [0u8; 1024];
+        let _ = s.read(&mut head);
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhello\n");
+    });
+    let port = origin.addr.port();
+    let dns = DnsServer::start(&[("held.test", "127.0.0.1"), ("tunnel.test", "127.0.0.1")], &[], &[]);
+    let dir = TempDir::new("ask-admin");
+    let token_file = dir.path().join("admin-token");
+    let token_file = token_file.to_str().unwrap();
+    let route = format!("127.0.0.1:0=forward;to=allowed.test;to-net=127.0.0.0/8;ports={port};ask");
+    let dns_addr = dns.addr();
+    // The same address for both: one listener serves the metrics and the admin pages.
+    let args = ["--route", &route, "--resolver", &dns_addr, "--admin", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--admin-token", token_file];
+    let (mut p, _) = Proxy::start_routes_in(rt, Some(dir.path()), 1, &[], &args);
+    let start = record(&p.log().into_iter().find(|l| l.contains(" start listen=")).unwrap());
+    let admin = start["admin"].trim_start_matches("http://").trim_end_matches('/').to_string();
+    assert_eq!(start["metrics"], format!("http://{admin}/metrics"), "one listener for both");
+    let token = std::fs::read_to_string(token_file).expect("the token file is made at start");
+    let token = token.trim();
+    assert_eq!(token.len(), 64, "32 random bytes in hex");
+    let made = p.wait_for_log("the admin line", |l| l.contains(" admin page="));
+    assert!(made.contains("made=now") && !made.contains(token), "where the token is, never the token: {made}");
+    let bearer = format!("Authorization: Bearer {token}");
+
+    // A plain request to a name to= does not list is held...
+    let mut client = p.connect();
+    client.write_all(format!("GET http://held.test:{port}/ HTTP/1.1\r\nHost: held.test:{port}\r\n\r\n").as_bytes()).unwrap();
+    let q = waiting(&admin, &bearer, "http", "held.test");
+    assert_eq!((q["port"].as_u64(), q["method"].as_str(), q["path"].as_str()), (Some(u64::from(port)), Some("GET"), Some("/")), "{q}");
+    let id = q["id"].as_u64().unwrap();
+    // ...and the API answers only who shows the token, from no foreign page.
+    let body = format!("{{\"id\":{id},\"answer\":\"once\",\"by\":\"test\"}}");
+    let (status, text) = api(&admin, "GET", "/api/questions", &[], "");
+    assert_eq!(status, 401, "{text}");
+    let (status, _) = api(&admin, "POST", "/api/answer", &["Authorization: Bearer 0000000000000000000000000000000000000000000000000000000000000000"], &body);
+    assert_eq!(status, 401, "a wrong token");
+    let (status, _) = api(&admin, "POST", "/api/answer", &[&bearer, "Origin: http://evil.test"], &body);
+    assert_eq!(status, 403, "a foreign Origin");
+    let refused = p.wait_for_log("admin-refused lines", |l| l.contains("admin-refused") && l.contains("status=403"));
+    assert!(!refused.contains(token), "{refused}");
+    assert_eq!(p.log().iter().filter(|l| l.contains("admin-refused")).count(), 3, "each refusal logged");
+    assert!(!p.log().iter().any(|l| l.contains(token)), "the token is in no log line");
+    let mut nothing = [0u8; 1];
+    client.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    assert!(client.read(&mut nothing).is_err(), "still held after the refused answers");
+    // The page's own origin may answer.
+    let (status, text) = api(&admin, "POST", "/api/answer", &[&bearer, &format!("Origin: http://{admin}")], &body);
+    assert_eq!((status, text.as_str()), (200, format!("{{\"ok\":true,\"id\":{id},\"answer\":\"once\"}}").as_str()));
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut reader = BufReader::new(client);
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "released: {line}");
+    p.wait_for_log("the answer's line", |l| l.contains(" answered ") && l.contains(&format!("question={id}")) && l.contains("answer=once") && l.contains("by=test"));
+    let (status, again) = api(&admin, "POST", "/api/answer", &[&bearer], &body);
+    assert_eq!(status, 404, "answered already: {again}");
+    let (_, metrics) = api(&admin, "GET", "/metrics", &[], "");
+    assert!(metrics.contains(&format!("wasiter_ask_answers_total{{route=\"{}\",answer=\"once\"}} 1", p.addr)), "{metrics}");
+
+    // The CLI, under the proxy's own runtime: a CONNECT held, listed, answered.
+    let mut tunnel = p.connect();
+    tunnel.write_all(format!("CONNECT tunnel.test:{port} HTTP/1.1\r\nHost: tunnel.test:{port}\r\n\r\n").as_bytes()).unwrap();
+    let id = waiting(&admin, &bearer, "connect", "tunnel.test")["id"].as_u64().unwrap();
+    let cli = |words: &[&str]| {
+        let mut args = vec!["ask"];
+        args.extend_from_slice(words);
+        args.extend_from_slice(&["--admin", &admin, "--admin-token", token_file]);
+        let out = rt.command_in(Some(dir.path()), &[], &args).stdin(std::process::Stdio::null()).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, listed, err) = cli(&["list"]);
+    assert_eq!(code, Some(0), "wasiter ask list: {err}");
+    assert!(listed.contains(&format!("\"id\":{id},")) && listed.contains("\"way\":\"connect\""), "{listed}");
+    let (code, out, err) = cli(&["answer", &id.to_string(), "session"]);
+    assert_eq!((code, out.trim()), (Some(0), format!("question {id} answered session").as_str()), "{err}");
+    let mut reader = BufReader::new(tunnel);
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "the tunnel opens: {line}");
+    p.wait_for_log("the CLI's answer", |l| l.contains(" answered ") && l.contains(&format!("question={id}")) && l.contains("by=cli"));
+    let (code, _, err) = cli(&["answer", "999", "once"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("404") && err.contains("no question 999 is waiting"), "{err}");
+    let (code, _, err) = cli(&["answer", "1", "always"]);
+    assert_eq!(code, Some(2), "bad usage: {err}");
+    p.assert_alive();
 }

@@ -42,6 +42,7 @@ mod keys_rules;
 mod escape_keys;
 mod ask;
 mod ask_admin;
+mod ask_api;
 mod ask_limits;
 mod ask_scopes;
 
@@ -86,6 +87,7 @@ use keys_git::*;
 use keys_rules::*;
 use ask::*;
 use ask_admin::*;
+use ask_api::*;
 use ask_limits::*;
 use ask_scopes::*;
 
@@ -255,6 +257,8 @@ every_runtime!(
     // Keys the sandbox never holds, attacked from inside (escape_keys.rs).
     an_echo_in_chunk_extensions_trailers_or_a_compressed_body_never_reaches_the_sandbox,
     a_method_override_header_meets_the_method_rules,
+    // Issue 46, the admin side (ask_admin.rs): the JSON API and wasiter ask.
+    the_admin_api_and_the_cli_answer_a_held_request,
     // Issue 46: ask a person (ask*.rs): every way out held, then answered
     // through the admin API; each scope; the bounds; the API's checks; the
     // page in a real browser.
