@@ -207,14 +207,17 @@ pub fn never_looked_up(dns: &DnsServer, name: &str) {
 pub fn every_way_out_is_held_until_a_person_answers(rt: Runtime) {
     let web = origin();
     let port = web.addr.port();
-    let names = ["plain.test", "tunnel.test", "socks.test", "redirected.test"];
+    let certs = Certs::new(&["tls.test"]);
+    let tls = nginx_tls(&certs, "tls.test", false, "tls, asked");
+    let names = ["plain.test", "tunnel.test", "socks.test", "redirected.test", "tls.test"];
     let dns = DnsServer::start(&names.map(|n| (n, "127.0.0.1")), &[], &[]);
-    let (fwd, tp) = (free_port(), free_port());
+    let (fwd, tp, ttp) = (free_port(), free_port(), free_port());
     let lines = [
         format!("127.0.0.1:{fwd}=forward;to=listed.test;to-net=127.0.0.0/8;ports={port};ask"),
         format!("127.0.0.1:{tp}=forward;transparent={port};to=listed.test;to-net=127.0.0.0/8;ports={port};ask"),
+        format!("127.0.0.1:{ttp}=forward;transparent={};to=listed.test;to-net=127.0.0.0/8;ports={};ask", tls.port, tls.port),
     ];
-    let mut a = Asked::start(rt, &lines, 2, &dns.addr(), &["--metrics", "127.0.0.1:0"]);
+    let mut a = Asked::start(rt, &lines, 3, &dns.addr(), &["--metrics", "127.0.0.1:0"]);
     let proxy = format!("http://127.0.0.1:{fwd}");
     // A plain request: held, shown with its method and path, unresolved.
     let mut plain = curl_held(&["-x", &proxy, &format!("http://plain.test:{port}/p?q=1")]);
@@ -273,14 +276,28 @@ pub fn every_way_out_is_held_until_a_person_answers(rt: Runtime) {
     a.answer(id, "once");
     let (code, body, err) = finished(redirected);
     assert_eq!((code, body.as_str()), (0, "origin /r\n"), "{err}");
+    // Its TLS client: the ClientHello held (no server hears it), then
+    // relayed after the answer, the handshake end to end.
+    let ca = certs.ca();
+    let mut secure = curl_held(&["--connect-to", &format!("tls.test:{}:127.0.0.1:{ttp}", tls.port), "--cacert", ca.to_str().unwrap(), &format!("https://tls.test:{}/", tls.port)]);
+    let id = a.question("tls.test", 1);
+    assert_eq!((a.shown(id)["way"].as_str(), a.shown(id)["port"].as_u64()), (Some("transparent"), Some(tls.port.into())));
+    still_held(&mut secure, "the TLS client");
+    never_looked_up(&dns, "tls.test");
+    a.answer(id, "once");
+    let (code, body, err) = finished(secure);
+    assert_eq!((code, body.as_str()), (0, "tls, asked\n"), "{err}");
     // Each answer is in the recent list and the metrics; nothing waits.
     let all = a.questions();
     assert_eq!(all["questions"].as_array().map(Vec::len), Some(0), "{all}");
     let recent: Vec<&str> = all["recent"].as_array().unwrap().iter().filter_map(|r| r["host"].as_str()).collect();
-    assert_eq!(recent, ["redirected.test", "socks.test", "tunnel.test", "plain.test"], "newest first: {all}");
+    assert_eq!(recent, ["tls.test", "redirected.test", "socks.test", "tunnel.test", "plain.test"], "newest first: {all}");
+    // Report mode's draft says how each name came in.
+    let drafts = all["drafts"].as_str().unwrap_or_default();
+    assert!(drafts.contains("#   plain.test  1  asked: a person allowed it (once)"), "{drafts}");
     let m = scrape(a.p.metrics.as_ref().unwrap());
     let once: f64 = m.iter().filter(|(n, l, _)| n == "wasiter_ask_answers_total" && l.get("answer").map(String::as_str) == Some("once")).map(|s| s.2).sum();
-    assert_eq!(once, 4.0);
+    assert_eq!(once, 5.0);
     let pending: f64 = m.iter().filter(|(n, _, _)| n == "wasiter_ask_pending").map(|s| s.2).sum();
     assert_eq!(pending, 0.0);
 }
