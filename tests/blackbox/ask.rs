@@ -186,8 +186,14 @@ impl Asked {
 
 /// `dig` at the DNS route `at`, asking once and waiting 1 s: its output.
 pub fn dig_once(at: SocketAddr, name: &str) -> String {
+    dig_for(at, name, 1)
+}
+
+/// The same, waiting `secs` (for a reply that must come: a slow machine
+/// must not turn it into a withheld one).
+pub fn dig_for(at: SocketAddr, name: &str, secs: u32) -> String {
     let out = Command::new("dig")
-        .args([format!("@{}", at.ip()), "-p".into(), at.port().to_string(), "+time=1".into(), "+tries=1".into(), name.into(), "A".into()])
+        .args([format!("@{}", at.ip()), "-p".into(), at.port().to_string(), format!("+time={secs}"), "+tries=1".into(), name.into(), "A".into()])
         .output()
         .expect("dig (Debian's dnsutils; scripts/setup --peers installs it)");
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -325,7 +331,7 @@ pub fn a_dns_question_is_withheld_until_its_answer(rt: Runtime) {
     never_looked_up(&dns, "asked.test");
     a.answer(id, "once");
     // The retry gets the address, looked up now.
-    let out = dig_once(at, "asked.test");
+    let out = dig_for(at, "asked.test", 10);
     assert_eq!(dig_status(&out), "NOERROR", "{out}");
     assert!(out.contains("asked.test.\t") && out.contains("127.0.0.1"), "{out}");
     dns.queries_with(&["query asked.test A udp"]);
@@ -344,7 +350,7 @@ pub fn a_dns_question_is_withheld_until_its_answer(rt: Runtime) {
     assert_eq!(dig_status(&dig_once(at, "denied.test")), "no answer");
     let id = a.question("denied.test", 1);
     a.answer(id, "deny");
-    let out = dig_once(at, "denied.test");
+    let out = dig_for(at, "denied.test", 10);
     assert_eq!(dig_status(&out), "REFUSED", "{out}");
     assert!(out.contains("ask-denied"), "the refusal says why: {out}");
     never_looked_up(&dns, "denied.test");
