@@ -142,6 +142,8 @@ pub fn what_the_rules_refuse_is_never_asked(rt: Runtime) {
         ("[fd00::1]:80", "ip-literal"),
         ("a..b.test:80", "bad-name"),
         ("-x.test:80", "bad-name"),
+        ("x\"<script>.test:80", "bad-name"), // a hostile name is never a question, so never on the page
+        ("%3Cb%3E.test:80", "bad-name"),
         ("bad.test:80", "not-to"),
         ("new.test:8080", "port"),
     ] {
