@@ -215,7 +215,9 @@ pub fn origin_allowed(origin: &str, host: Option<&str>, listen: SocketAddr) -> R
         _ => host,
     };
     let ip = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')).unwrap_or(name).parse::<IpAddr>().ok();
-    let own = host.parse::<SocketAddr>().is_ok_and(|a| a == listen);
+    // Listening on every address, any of the machine's own (an address
+    // typed in, never a name that could be pointed here) with its port.
+    let own = host.parse::<SocketAddr>().is_ok_and(|a| a == listen || (listen.ip().is_unspecified() && a.port() == listen.port()));
     if name.eq_ignore_ascii_case("localhost") || ip.is_some_and(|ip| ip.is_loopback()) || own {
         Ok(())
     } else {
