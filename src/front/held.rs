@@ -89,6 +89,9 @@ impl Front {
     /// The answer to its question: the next `advance` goes on or refuses.
     pub fn answered(&mut self, scope: Scope) {
         self.held = None;
+        // Asked and answered: a wait after this (the name's lookup) is
+        // not a question again, nor its deadline an ask-timeout.
+        self.asking = None;
         self.answer = Some(scope);
     }
 }

@@ -34,13 +34,17 @@ mod transparent;
 mod udp;
 mod bursts;
 mod attack;
-mod ask_admin;
 mod keys;
 mod keys_ca;
 mod keys_git;
 mod keys_peers;
 mod keys_rules;
 mod escape_keys;
+mod ask;
+mod ask_admin;
+mod ask_api;
+mod ask_limits;
+mod ask_scopes;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -57,7 +61,6 @@ use egress::*;
 use escape::*;
 use escape_names::*;
 use attack::*;
-use ask_admin::*;
 use escape_keys::*;
 use faults::*;
 use forward::*;
@@ -82,6 +85,11 @@ use keys::*;
 use keys_ca::*;
 use keys_git::*;
 use keys_rules::*;
+use ask::*;
+use ask_admin::*;
+use ask_api::*;
+use ask_limits::*;
+use ask_scopes::*;
 
 macro_rules! every_runtime {
     ($($case:ident),* $(,)?) => {
@@ -251,4 +259,17 @@ every_runtime!(
     a_method_override_header_meets_the_method_rules,
     // Issue 46, the admin side (ask_admin.rs): the JSON API and wasiter ask.
     the_admin_api_and_the_cli_answer_a_held_request,
+    // Issue 46: ask a person (ask*.rs): every way out held, then answered
+    // through the admin API; each scope; the bounds; the API's checks; the
+    // page in a real browser.
+    every_way_out_is_held_until_a_person_answers,
+    a_dns_question_is_withheld_until_its_answer,
+    each_answer_reaches_as_far_as_its_scope,
+    an_unanswered_question_times_out_with_its_own_rule,
+    identical_questions_are_one_and_held_clients_are_bounded,
+    held_clients_count_toward_max_conns,
+    what_the_rules_refuse_is_never_asked,
+    an_unlisted_name_is_looked_up_only_after_an_allow,
+    the_admin_api_wants_its_token_and_a_page_of_its_own,
+    the_admin_page_shows_questions_and_its_buttons_answer_them,
 );
