@@ -36,6 +36,8 @@ pub enum Command {
     MakeCa(String),
     /// `--placeholders`: print the placeholders of this secrets file and exit.
     Placeholders(String),
+    /// `wasiter presets [@NAME]`: print the presets (`crate::presets`).
+    Presets(Option<String>),
 }
 
 /// A one-line, user-facing reason the configuration was rejected.
@@ -96,6 +98,14 @@ impl Setting {
 pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Option<String>) -> Result<Command, ConfigError> {
     use lexopt::prelude::*;
 
+    let args: Vec<OsString> = args.into_iter().collect();
+    if args.first().is_some_and(|a| a == "presets") {
+        return match args.get(1..).unwrap_or_default() {
+            [] => Ok(Command::Presets(None)),
+            [name] => Ok(Command::Presets(Some(name.to_string_lossy().into_owned()))),
+            _ => Err(ConfigError("wasiter presets takes at most one preset's name (wasiter presets @python)".into())),
+        };
+    }
     let mut parser = lexopt::Parser::from_args(args);
     let mut flags: Vec<(&'static str, String)> = Vec::new();
     let all = || ROUTING.iter().chain(TUNING.iter());
