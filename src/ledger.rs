@@ -107,7 +107,9 @@ impl Destinations {
     /// on `listen`: (the routes-file line, the whole text with counts).
     pub fn draft(&self, listen: &str, forward: &Forward) -> (String, String) {
         let names = self.passed_by_name();
-        let to = names.iter().map(|(h, _, _, _)| h.as_str()).collect::<Vec<_>>().join(",");
+        let hosts: Vec<&str> = names.iter().map(|(h, _, _, _)| h.as_str()).collect();
+        let (groups, rest) = by_preset(&hosts);
+        let to = groups.iter().map(|(p, _)| format!("@{}", p.name)).chain(rest.iter().map(|h| h.to_string())).collect::<Vec<_>>().join(",");
         let mut line = format!("{listen}=forward;to={}", if to.is_empty() { "none.invalid" } else { &to });
         let join = |v: Vec<String>| v.join(",");
         if !forward.not_to.is_empty() {
@@ -134,9 +136,29 @@ impl Destinations {
         if self.passed_other > 0 {
             let _ = writeln!(text, "#   ...and {} requests to names past the first {MAX_DRAFT}", self.passed_other);
         }
+        for (preset, seen) in &groups {
+            let _ = writeln!(text, "# these {} names are @{} ({}; `wasiter presets @{}` lists its {}): {}", seen.len(), preset.name, preset.about, preset.name, preset.entries.len(), seen.join(" "));
+        }
         let _ = writeln!(text, "{line}");
         (line, text)
     }
+}
+
+/// The names a draft holds, grouped under the presets that cover them (a
+/// preset that covers more of them first; each name in one group), and the
+/// names no preset covers.
+fn by_preset<'a>(hosts: &[&'a str]) -> (Vec<(&'static crate::presets::Preset, Vec<&'a str>)>, Vec<&'a str>) {
+    let mut left: Vec<&str> = hosts.to_vec();
+    let mut groups = Vec::new();
+    loop {
+        // The most names covered; of equals, the first in the file.
+        let best = crate::presets::all().iter().rev().map(|p| (p, left.iter().filter(|h| p.covers(h)).count())).filter(|(_, n)| *n > 0).max_by_key(|(_, n)| *n);
+        let Some((preset, _)) = best else { break };
+        let (seen, rest): (Vec<&str>, Vec<&str>) = left.into_iter().partition(|h| preset.covers(h));
+        groups.push((preset, seen));
+        left = rest;
+    }
+    (groups, left)
 }
 
 /// The name in a `host:port` the front recorded (the port last, after the
@@ -158,18 +180,20 @@ mod tests {
             ("files.pythonhosted.org", Decision::WouldDeny, Rule::NotListed),
             ("pypi.org", Decision::Allow, Rule::Listed),
             ("evil.test", Decision::Deny, Rule::Address),
+            ("own.test", Decision::WouldDeny, Rule::NotListed),
         ] {
             d.decided(host, decision, rule);
         }
         let f = Forward { to: vec![Pattern::parse("pypi.org").unwrap()], ports: vec![443, 80], report: true, ..Forward::default() };
         let (line, text) = d.draft("127.0.0.1:3128", &f);
-        assert_eq!(line, "127.0.0.1:3128=forward;to=files.pythonhosted.org,pypi.org;ports=443,80", "denied names stay out");
+        assert_eq!(line, "127.0.0.1:3128=forward;to=@python,own.test;ports=443,80", "denied names stay out; a preset's names under its name");
         assert!(text.contains("#   pypi.org  2  listed\n") && text.contains("#   files.pythonhosted.org  1  would-deny"), "{text}");
+        assert!(text.contains("# these 2 names are @python (pip, uv and poetry installing packages from PyPI; `wasiter presets @python` lists its 2): files.pythonhosted.org pypi.org\n"), "{text}");
         assert!(text.ends_with(&format!("{line}\n")));
-        assert_eq!(d.counts(), "files.pythonhosted.org=1(would-deny) pypi.org=2");
+        assert_eq!(d.counts(), "files.pythonhosted.org=1(would-deny) own.test=1(would-deny) pypi.org=2");
         let get = |d0: Decision, r0: Rule| d.decisions().find(|(d1, r1, _)| (*d1, *r1) == (d0, r0)).map(|(_, _, n)| n);
         assert_eq!(get(Decision::Allow, Rule::Listed), Some(2));
-        assert_eq!(get(Decision::WouldDeny, Rule::NotListed), Some(1));
+        assert_eq!(get(Decision::WouldDeny, Rule::NotListed), Some(2));
         assert_eq!(get(Decision::Deny, Rule::Address), Some(1));
         assert_eq!(get(Decision::Allow, Rule::Port), None, "only combinations that can happen");
         assert_eq!(d.decisions().count(), 1 + 1 + (Rule::ALL.len() - 1), "allow by listed, would-deny by not-listed, deny by any other");

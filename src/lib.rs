@@ -56,6 +56,7 @@ pub mod metrics;
 pub mod nagle;
 pub mod names;
 pub mod pool;
+pub mod presets;
 pub mod proxy;
 pub mod proxy_header;
 mod relay;

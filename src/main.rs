@@ -27,6 +27,11 @@ fn main() -> ExitCode {
             let http = usize::from(cfg.metrics.is_some()) + usize::from(cfg.admin.as_ref().is_some_and(|(a, _)| Some(*a) != cfg.metrics));
             let budget = Budget::measure(cfg.max_conns, doors + http);
             println!("wasiter: configuration ok: {} route(s) on {doors} listen address(es); {}", cfg.routes.len(), fits(&budget));
+            for r in &cfg.routes {
+                if let Some(f) = r.forward.as_ref().filter(|f| !f.presets.is_empty()) {
+                    println!("wasiter: {} ({}): presets {}", r.listen, r.origin, preset_expansion(f));
+                }
+            }
             return ExitCode::SUCCESS;
         }
         Ok(Command::Help) => {
@@ -54,6 +59,15 @@ fn main() -> ExitCode {
             return match wasiter::ask::client::run(&ask) {
                 Ok(out) => {
                     println!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(format_args!("{e}")),
+            };
+        }
+        Ok(Command::Presets(name)) => {
+            return match wasiter::presets::describe(name.as_deref()) {
+                Ok(text) => {
+                    print!("{text}");
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(format_args!("{e}")),
@@ -184,6 +198,9 @@ fn main() -> ExitCode {
                     line = line.str("search", conf.search.join(",")).num("ndots", conf.ndots as u64);
                 }
                 line = line.num("hosts", resolver.hosts().len() as u64);
+                if let Some(f) = only.forward.as_ref().filter(|f| !f.presets.is_empty()) {
+                    line = line.str("presets", preset_expansion(f));
+                }
             }
         } else {
             let each: Vec<String> = specs.iter().map(|s| format!("{}>{}", s.matches.label(), upstreams(s))).collect();
@@ -378,4 +395,18 @@ fn door_of(groups: &[Vec<usize>], routes: usize) -> Vec<usize> {
         }
     }
     of
+}
+
+/// A forward route's presets as the start line shows them:
+/// `@python(pypi.org,files.pythonhosted.org) ...`, and the names among them
+/// whose ports the route's `ports=` leaves out (`:22!`).
+fn preset_expansion(f: &wasiter::forward::Forward) -> String {
+    let each = f.presets.iter().filter_map(|name| wasiter::presets::get(name)).map(|p| {
+        let names = p.entries.iter().map(|e| {
+            let refused: Vec<String> = e.ports.iter().filter(|port| !f.ports.is_empty() && !f.ports.contains(port)).map(|port| format!(":{port}!")).collect();
+            format!("{}{}", e.pattern, refused.concat())
+        });
+        format!("@{}({})", p.name, names.collect::<Vec<_>>().join(","))
+    });
+    each.collect::<Vec<_>>().join(" ")
 }

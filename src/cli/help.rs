@@ -53,7 +53,8 @@ const ROUTE_OPTIONS: &str = "  OPTIONs, after the upstreams, each after a ';':
         --route ':8443=127.0.0.1:9000'
   A forward proxy (HTTP CONNECT and absolute URLs, and SOCKS5 on the same
   port), its clients naming where to go: LISTEN=forward;OPTION...
-        to=NAME,...  not-to=NAME,...             names allowed (* for any) and refused;
+        to=NAME,...  not-to=NAME,...             names allowed (* for any, @python for a
+                                                 preset: wasiter presets) and refused;
                                                  no to= only on a loopback address
         ports=PORT,...                           default 443 for CONNECT, 80 for HTTP
         to-net=CIDR,...                          addresses a name may resolve to
@@ -85,6 +86,8 @@ const OUTRO: &str = "\
                            or resolved (as nginx -t, haproxy -c)
     -h, --help             this text
     -V, --version          the version
+    presets [@NAME]        the presets to= takes (to=@python,@github): each one's
+                           names, ports and the documentation that names them
 
 DUR is 500ms, 10s, 5m, 1h, 300us or plain seconds. SIZE is bytes, or with KiB/MiB (k/m).
 Flags also take the form --name=value.";

@@ -40,6 +40,8 @@ pub enum Command {
     Placeholders(String),
     /// `wasiter ask list|answer ID ANSWER`: talk to a running proxy's admin API.
     Ask(crate::ask::client::Ask),
+    /// `wasiter presets [@NAME]`: print the presets (`crate::presets`).
+    Presets(Option<String>),
 }
 
 /// A one-line, user-facing reason the configuration was rejected.
@@ -103,6 +105,13 @@ pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Opt
     let args: Vec<OsString> = args.into_iter().collect();
     if let Some(("ask", rest)) = args.split_first().map(|(first, rest)| (first.to_str().unwrap_or_default(), rest)) {
         return ask::parse(rest, env).map(Command::Ask).map_err(ConfigError);
+    }
+    if args.first().is_some_and(|a| a == "presets") {
+        return match args.get(1..).unwrap_or_default() {
+            [] => Ok(Command::Presets(None)),
+            [name] => Ok(Command::Presets(Some(name.to_string_lossy().into_owned()))),
+            _ => Err(ConfigError("wasiter presets takes at most one preset's name (wasiter presets @python)".into())),
+        };
     }
     let mut parser = lexopt::Parser::from_args(args);
     let mut flags: Vec<(&'static str, String)> = Vec::new();

@@ -32,8 +32,11 @@ pub use http_rules::{HttpRule, HttpRules};
 /// Where a forward route's clients may go.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Forward {
-    /// Names allowed (`*` for any); empty: none.
+    /// Names allowed (`*` for any); empty: none. A preset (`to=@python`)
+    /// is its names here (`crate::presets`)...
     pub to: Vec<Pattern>,
+    /// ...and its name here, for the start line.
+    pub presets: Vec<String>,
     /// Names refused even when `to` allows them.
     pub not_to: Vec<Pattern>,
     /// Addresses a name may resolve to; empty: any but the guarded ranges.

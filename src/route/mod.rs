@@ -166,6 +166,12 @@ fn parse_target(listen: SocketAddr, udp: bool, unix: Option<&str>, s: &str) -> R
                         // A network in to= (10.1.2.0/24) names the IP-literal
                         // destinations in it; everything else is a name.
                         let (nets, names): (Vec<&str>, Vec<&str>) = value.split(',').map(str::trim).partition(|n| n.contains('/'));
+                        // Presets (`@python`): their names, and which were asked for.
+                        let (presets, names): (Vec<&str>, Vec<&str>) = names.into_iter().partition(|n| n.starts_with('@'));
+                        for preset in presets {
+                            f.to.extend(crate::presets::expand(preset)?);
+                            f.presets.push(preset.to_string());
+                        }
                         if !nets.is_empty() {
                             f.to_nets.extend(parse_cidrs(&nets.join(","))?);
                         }
@@ -173,7 +179,15 @@ fn parse_target(listen: SocketAddr, udp: bool, unix: Option<&str>, s: &str) -> R
                             f.to.extend(parse_names(&names.join(","))?);
                         }
                     }
-                    "not-to" => f.not_to.extend(parse_names(value)?),
+                    "not-to" => {
+                        for item in value.split(',').map(str::trim) {
+                            if item.starts_with('@') {
+                                f.not_to.extend(crate::presets::expand(item)?);
+                            } else {
+                                f.not_to.push(crate::names::Pattern::parse(item)?);
+                            }
+                        }
+                    }
                     "open" => f.open.extend(parse_names(value)?),
                     "allow-http" => {
                         for item in value.split(',').map(str::trim) {
