@@ -59,6 +59,7 @@ pub mod proxy_header;
 mod relay;
 pub mod route;
 pub mod secrets;
+pub mod served;
 pub mod settings;
 pub mod sys;
 // TLS is a Cargo feature (default on): without it, tls_off.rs stands in

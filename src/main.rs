@@ -10,7 +10,8 @@ use wasiter::log::{self, Level, Record};
 use wasiter::pool::FailPolicy;
 use wasiter::route::{self, RouteSpec};
 use wasiter::secrets::Secrets;
-use wasiter::{dns, nagle, proxy, sys, tls, udp_relay};
+use wasiter::served::Serves;
+use wasiter::{ask, dns, nagle, proxy, sys, tls, udp_relay};
 
 fn main() -> ExitCode {
     let cfg = match cli::parse(std::env::args_os().skip(1), |k| std::env::var(k).ok()) {
@@ -23,7 +24,8 @@ fn main() -> ExitCode {
             // And the descriptors this process would have: what they fit.
             let doors = route::doors(&cfg.routes).map(|d| d.len()).unwrap_or_default();
             sys::init();
-            let budget = Budget::measure(cfg.max_conns, doors + usize::from(cfg.metrics.is_some()));
+            let http = usize::from(cfg.metrics.is_some()) + usize::from(cfg.admin.as_ref().is_some_and(|(a, _)| Some(*a) != cfg.metrics));
+            let budget = Budget::measure(cfg.max_conns, doors + http);
             println!("wasiter: configuration ok: {} route(s) on {doors} listen address(es); {}", cfg.routes.len(), fits(&budget));
             return ExitCode::SUCCESS;
         }
@@ -43,6 +45,15 @@ fn main() -> ExitCode {
                 }
                 Ok((tls::Made::Kept, cert)) => {
                     println!("wasiter: {dir} already holds a CA, kept as it is ({cert})");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(format_args!("{e}")),
+            };
+        }
+        Ok(Command::Ask(ask)) => {
+            return match wasiter::ask::client::run(&ask) {
+                Ok(out) => {
+                    println!("{out}");
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(format_args!("{e}")),
@@ -131,14 +142,9 @@ fn main() -> ExitCode {
         let Some(door) = doors.get(door) else { continue };
         routes.push(proxy::RouteState::new(spec, door, resolved, health, tls));
     }
-    let metrics = match cfg.metrics.map(|addr| (addr, sys::Listener::bind(addr, 64))) {
-        None => None,
-        Some((_, Ok(l))) => Some(l),
-        Some((addr, Err(e))) => return fail(format_args!("WASITER_METRICS: cannot listen on {addr}: {}", sys::describe(&e))),
-    };
-    let metrics_addr = match &metrics {
-        Some(l) => l.local_addr().map(|a| format!("http://{a}/metrics")).unwrap_or_default(),
-        None => "off".to_string(),
+    let (served, metrics_addr, admin_addr) = match served(&cfg) {
+        Ok(s) => s,
+        Err(e) => return fail(format_args!("{e}")),
     };
     // Whether small writes can go out at once here decides whether the relay
     // must hold split answers together (`coalesce`).
@@ -197,6 +203,9 @@ fn main() -> ExitCode {
         if let Some((rcv, snd, counted)) = door.udp_buffers() {
             line = line.num("udp_rcvbuf", rcv as u64).num("udp_sndbuf", snd as u64).str("udp_kernel_drops", if counted { "counted" } else { "uncounted" });
         }
+        if let Some(admin) = &admin_addr {
+            line = line.str("admin", admin);
+        }
         line.str("names", &names)
             .str("metrics", &metrics_addr)
             .str("runtime", sys::RUNTIME)
@@ -247,7 +256,7 @@ fn main() -> ExitCode {
             .str("action", "forward routes reach only IP addresses and hosts-file names; give --resolver, or on WasmEdge and wasmtime --dir /etc")
             .emit();
     }
-    let mut proxy = match proxy::Proxy::new(&cfg, (doors, routes), resolver, metrics, nodelay.works(), (budget, backlog), keys) {
+    let mut proxy = match proxy::Proxy::new(&cfg, (doors, routes), resolver, served, nodelay.works(), (budget, backlog), keys) {
         Ok(p) => p,
         Err(e) => return fail(format_args!("cannot create the poller: {e}")),
     };
@@ -328,6 +337,34 @@ fn keys(cfg: &wasiter::settings::Config) -> Result<proxy::Keys, String> {
         Record::always("secrets").str("file", file).str("entries", names.join(",")).emit();
     }
     Ok(keys)
+}
+
+/// The metrics and admin listeners (one, when they share an address), the
+/// admin token (read, or made), and their URLs for the start line.
+fn served(cfg: &wasiter::settings::Config) -> Result<(proxy::Served, String, Option<String>), String> {
+    let mut served = proxy::Served::default();
+    let both = cfg.admin.as_ref().is_some_and(|(a, _)| Some(*a) == cfg.metrics);
+    let mut metrics_addr = "off".to_string();
+    if let Some(addr) = cfg.metrics {
+        let l = sys::Listener::bind(addr, 64).map_err(|e| format!("WASITER_METRICS: cannot listen on {addr}: {}", sys::describe(&e)))?;
+        metrics_addr = l.local_addr().map(|a| format!("http://{a}/metrics")).unwrap_or_default();
+        served.listeners.push((l, Serves { metrics: true, admin: both }));
+    }
+    let Some((addr, file)) = &cfg.admin else { return Ok((served, metrics_addr, None)) };
+    let (token, made) = ask::admin::token_file(file)?;
+    let own = if both {
+        served.listeners.first().and_then(|(l, _)| l.local_addr().ok())
+    } else {
+        let l = sys::Listener::bind(*addr, 64).map_err(|e| format!("WASITER_ADMIN: cannot listen on {addr}: {}", sys::describe(&e)))?;
+        let own = l.local_addr().ok();
+        served.listeners.push((l, Serves { metrics: false, admin: true }));
+        own
+    };
+    let own = own.unwrap_or(*addr);
+    served.admin = Some(ask::admin::Gate::new(token, own));
+    // Where the token is, never the token.
+    Record::always("admin").str("page", format_args!("http://{own}/")).str("token_file", file).str("made", if made == ask::admin::Made::Now { "now" } else { "before" }).emit();
+    Ok((served, metrics_addr, Some(format!("http://{own}/"))))
 }
 
 /// For each route (by index), the index of its door.

@@ -3,16 +3,16 @@
 //! A scrape is a tiny HTTP/1.x exchange: read the request head (at most
 //! `MAX_REQUEST` bytes), answer `GET /metrics` with the text exposition format
 //! (version 0.0.4), `GET /allowlist` with report mode's drafts (`ledger`),
-//! anything else with 404 or 405, then close.
+//! anything else with 404 or 405, then close (`served` carries the exchange).
 
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use crate::ask::Scope;
 use crate::close::Close;
 use crate::ledger::Destinations;
 use crate::pool::{Pool, Server};
-use crate::relay::would_block;
-use crate::sys::Stream;
+use crate::served::MAX_REQUEST;
 
 /// One route's counters. Per-upstream figures live in its `Pool`.
 #[derive(Default)]
@@ -73,6 +73,15 @@ pub struct UdpView {
     pub evicted: u64,
 }
 
+/// Ask mode's figures (`crate::ask::Board`): questions waiting by route
+/// (every route in ask mode, 0 when none waits), and answers by route and
+/// scope.
+#[derive(Default)]
+pub struct AskView<'a> {
+    pub pending: Vec<(&'a str, u64)>,
+    pub answers: &'a [(String, Scope, u64)],
+}
+
 impl RouteView<'_> {
     /// `route="..."` and, if it has one, `,backend="..."`.
     fn labels(&self) -> String {
@@ -84,7 +93,7 @@ impl RouteView<'_> {
 }
 
 /// The Prometheus text exposition format, every route in each family.
-pub fn render(routes: &[RouteView<'_>], reloads: &Reloads, iterations: u64, wakeups: u64, now: Instant) -> String {
+pub fn render(routes: &[RouteView<'_>], asks: &AskView<'_>, reloads: &Reloads, iterations: u64, wakeups: u64, now: Instant) -> String {
     let mut out = String::with_capacity(2048);
     // One family at a time: HELP and TYPE, then its samples.
     let mut w = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
@@ -168,6 +177,23 @@ pub fn render(routes: &[RouteView<'_>], reloads: &Reloads, iterations: u64, wake
         w("wasiter_udp_dropped_total", "counter", "A UDP route's datagrams not passed on, by reason (denied, no-upstream, full: no room in the socket's buffer, error; kernel: dropped by the kernel at the route's sockets, their buffer full, natively only).", &dropped);
         w("wasiter_udp_flows_evicted_total", "counter", "A UDP route's flows closed to make room for a new client (flows= reached).", &evicted);
     }
+    if !asks.pending.is_empty() || !asks.answers.is_empty() {
+        let pending: Vec<_> = asks.pending.iter().map(|(route, n)| (format!("{{route=\"{}\"}}", label(route)), *n)).collect();
+        w("wasiter_ask_pending", "gauge", "Questions waiting for a person's answer, by route (ask mode).", &pending);
+        // Every scope of every route in ask mode, 0 until it happens.
+        let mut answers: Vec<(String, u64)> = Vec::new();
+        let routes = asks.pending.iter().map(|(r, _)| *r).chain(asks.answers.iter().map(|(r, _, _)| r.as_str()));
+        for route in routes {
+            for scope in Scope::ALL {
+                let labels = format!("{{route=\"{}\",answer=\"{}\"}}", label(route), scope.name());
+                let n = asks.answers.iter().find(|(r, s, _)| r == route && *s == scope).map_or(0, |(_, _, n)| *n);
+                if !answers.iter().any(|(l, _)| *l == labels) {
+                    answers.push((labels, n));
+                }
+            }
+        }
+        w("wasiter_ask_answers_total", "counter", "Questions answered, by route and answer (timeout: nobody answered in time; full: refused to make room).", &answers);
+    }
     let by_result = [("{result=\"ok\"}".to_string(), reloads.ok), ("{result=\"failed\"}".to_string(), reloads.failed)];
     w("wasiter_reloads_total", "counter", "Reloads of the routes file, by result.", &by_result);
     if let Some(at) = reloads.last_ok {
@@ -183,67 +209,6 @@ pub fn render(routes: &[RouteView<'_>], reloads: &Reloads, iterations: u64, wake
 /// A label value: backslash, quote and newline escaped.
 fn label(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-}
-
-const MAX_REQUEST: usize = 8 * 1024;
-/// A scraper gets this long to send its request and read the answer.
-pub const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// One metrics request on its way through.
-pub struct Scrape {
-    stream: Stream,
-    request: Vec<u8>,
-    response: Vec<u8>,
-    sent: usize,
-    pub deadline: Instant,
-}
-
-impl Scrape {
-    pub fn new(stream: Stream, now: Instant) -> Scrape {
-        Scrape { stream, request: Vec::new(), response: Vec::new(), sent: 0, deadline: now + SCRAPE_TIMEOUT }
-    }
-
-    pub fn stream(&self) -> &Stream {
-        &self.stream
-    }
-
-    /// (read, write): read the request, then write the answer.
-    pub fn interest(&self) -> (bool, bool) {
-        (self.response.is_empty(), !self.response.is_empty())
-    }
-
-    /// Make progress; `false` when the exchange is over and it can be closed.
-    /// `body` renders the page, only when a well-formed GET asks for it.
-    pub fn on_ready(&mut self, body: impl FnOnce(Page) -> String) -> bool {
-        if self.response.is_empty() {
-            let mut buf = [0u8; 1024];
-            loop {
-                match self.stream.read(&mut buf) {
-                    Ok(0) => return false, // gave up before asking
-                    Ok(n) => self.request.extend_from_slice(buf.get(..n).unwrap_or_default()),
-                    Err(e) if would_block(&e) => break,
-                    Err(_) => return false,
-                }
-                if self.request.len() > MAX_REQUEST {
-                    break;
-                }
-            }
-            match respond(&self.request, body) {
-                Some(response) => self.response = response,
-                None => return true, // the head is not complete yet
-            }
-        }
-        while self.sent < self.response.len() {
-            match self.stream.write(self.response.get(self.sent..).unwrap_or_default()) {
-                Ok(0) => return false,
-                Ok(n) => self.sent += n,
-                Err(e) if would_block(&e) => return true,
-                Err(_) => return false,
-            }
-        }
-        let _ = self.stream.shutdown_write();
-        false
-    }
 }
 
 /// What the metrics port serves.
@@ -299,6 +264,7 @@ mod tests {
     use crate::ledger::MAX_DESTINATIONS;
     use crate::pool::FailPolicy;
     use crate::route::{Policy, Remote};
+    use std::time::Duration;
 
     fn pool() -> Pool {
         let remote = Remote { host: "127.0.0.1".into(), port: 80 };
@@ -330,7 +296,9 @@ mod tests {
             RouteView { name: "127.0.0.1:3128", backend: None, stats: &other, pool: Some(&p2), destinations: Some(&asked), dns: Some((&[5, 0, 2, 0, 0, 0], 1)), udp: None },
             RouteView { name: "udp:127.0.0.1:5353", backend: None, stats: &other, pool: Some(&p2), destinations: None, dns: None, udp: Some(UdpView { datagrams: (7, 6), dropped: vec![("denied", 2)], evicted: 1 }) },
         ];
-        render(&routes, &Reloads { ok: 2, failed: 1, last_ok: Some(1_800_000_000) }, 7, 5, now)
+        let answers = [("127.0.0.1:3128".to_string(), Scope::Once, 2), ("gone:1".to_string(), Scope::Timeout, 1)];
+        let asks = AskView { pending: vec![("127.0.0.1:3128", 1), ("\"odd\"", 0)], answers: &answers };
+        render(&routes, &asks, &Reloads { ok: 2, failed: 1, last_ok: Some(1_800_000_000) }, 7, 5, now)
     }
 
     #[test]
@@ -363,10 +331,17 @@ mod tests {
             "wasiter_dns_answers_total{route=\"127.0.0.1:3128\",answer=\"NOERROR\"} 5",
             "wasiter_dns_answers_total{route=\"127.0.0.1:3128\",answer=\"REFUSED\"} 2",
             "wasiter_dns_answers_total{route=\"127.0.0.1:3128\",answer=\"dropped\"} 1",
+            "wasiter_ask_pending{route=\"127.0.0.1:3128\"} 1",
+            "wasiter_ask_pending{route=\"\\\"odd\\\"\"} 0",
+            "wasiter_ask_answers_total{route=\"127.0.0.1:3128\",answer=\"once\"} 2",
+            "wasiter_ask_answers_total{route=\"127.0.0.1:3128\",answer=\"deny-forever\"} 0",
+            "wasiter_ask_answers_total{route=\"127.0.0.1:3128\",answer=\"full\"} 0",
+            "wasiter_ask_answers_total{route=\"gone:1\",answer=\"timeout\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
         }
         assert_eq!(text.matches("# TYPE wasiter_connections_total").count(), 1, "a family is written once");
+        assert_eq!(text.matches("wasiter_ask_answers_total{route=\"127.0.0.1:3128\",answer=\"once\"}").count(), 1, "a route's sample is written once");
         assert!(!text.contains("wasiter_bytes_total{route=\"0.0.0.0:443\",direction"), "a door relays nothing itself");
         assert!(!text.contains("h64.test"), "the 65th host is counted as other");
     }

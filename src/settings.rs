@@ -46,6 +46,8 @@ pub struct Config {
     pub log_format: Format,
     pub dump: Dump,
     pub metrics: Option<SocketAddr>,
+    /// `--admin`: ask mode's page and API, and `--admin-token`: its token file.
+    pub admin: Option<(SocketAddr, String)>,
     pub summary_interval: Option<Duration>,
     pub trace: bool,
     /// `--ca DIR`: the sandbox's CA, for routes that open TLS (`open=`).

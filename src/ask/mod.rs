@@ -23,7 +23,10 @@ use std::collections::{HashSet, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime};
 
+pub mod admin;
+pub mod client;
 pub mod forever;
+pub mod json;
 
 /// Questions held at once, for all routes: one more refuses the oldest
 /// (rule `ask-full`), so that a client cannot fill the page (or memory).

@@ -17,6 +17,7 @@ use crate::log::{Format, Level};
 use crate::route::{self, parse_rule, routes_for, Listen, RouteSpec, ROUTE_FORM};
 use crate::settings::{Config, Dump, DumpMode};
 
+mod ask;
 mod help;
 mod table;
 
@@ -36,6 +37,8 @@ pub enum Command {
     MakeCa(String),
     /// `--placeholders`: print the placeholders of this secrets file and exit.
     Placeholders(String),
+    /// `wasiter ask list|answer ID ANSWER`: talk to a running proxy's admin API.
+    Ask(crate::ask::client::Ask),
 }
 
 /// A one-line, user-facing reason the configuration was rejected.
@@ -96,6 +99,10 @@ impl Setting {
 pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Option<String>) -> Result<Command, ConfigError> {
     use lexopt::prelude::*;
 
+    let args: Vec<OsString> = args.into_iter().collect();
+    if let Some(("ask", rest)) = args.split_first().map(|(first, rest)| (first.to_str().unwrap_or_default(), rest)) {
+        return ask::parse(rest, env);
+    }
     let mut parser = lexopt::Parser::from_args(args);
     let mut flags: Vec<(&'static str, String)> = Vec::new();
     let all = || ROUTING.iter().chain(TUNING.iter());
@@ -193,13 +200,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Opt
             })?,
             limit: DUMP_LIMIT.parse(&src, 64 * 1024, |s| parse_size(s).filter(|n| *n <= 16 << 20))?,
         },
-        metrics: METRICS.parse(&src, None, |s| match s {
-            "off" | "" => Some(None),
-            _ => match s.parse::<u16>() {
-                Ok(port) => Some(Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))),
-                Err(_) => s.parse().ok().map(Some),
-            },
-        })?,
+        metrics: METRICS.parse(&src, None, parse_addr)?,
+        admin: admin(&src)?,
         summary_interval: SUMMARY_INTERVAL.parse(&src, None, off_if_zero)?,
         trace: TRACE.parse(&src, false, parse_bool)?,
         ca: CA.pick(&src).map(|g| g.value.trim().to_string()).filter(|s| !s.is_empty()),
@@ -290,6 +292,28 @@ pub fn routes_in_file(path: &str, text: &str) -> Result<Vec<RouteSpec>, ConfigEr
     }
     unix_needs_native(&routes)?;
     Ok(routes)
+}
+
+/// `--admin` and its token file, required with it.
+fn admin<E: Fn(&str) -> Option<String>>(src: &Sources<E>) -> Result<Option<(SocketAddr, String)>, ConfigError> {
+    let Some(addr) = ADMIN.parse(src, None, parse_addr)? else { return Ok(None) };
+    match ADMIN_TOKEN.pick(src).map(|g| g.value.trim().to_string()).filter(|s| !s.is_empty()) {
+        Some(file) => Ok(Some((addr, file))),
+        None => Err(ConfigError(format!("--admin needs --admin-token FILE (or {}): the token the page and the API ask for; a new FILE is made with a random one", ADMIN_TOKEN.env))),
+    }
+}
+
+/// An HTTP listener's address: `IP:PORT`, a bare `PORT` (127.0.0.1:PORT),
+/// or `off`; `http://ADDR/`, as the start line shows it, too.
+fn parse_addr(s: &str) -> Option<Option<SocketAddr>> {
+    let s = s.strip_prefix("http://").map_or(s, |a| a.strip_suffix('/').unwrap_or(a));
+    match s {
+        "off" | "" => Some(None),
+        _ => match s.parse::<u16>() {
+            Ok(port) => Some(Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))),
+            Err(_) => s.parse().ok().map(Some),
+        },
+    }
 }
 
 /// `500ms`, `10s`, `5m`, `1h`, `1m 30s`, or plain seconds.

@@ -289,6 +289,24 @@ pub(super) const METRICS: Setting = Setting {
     expected: "IP:PORT or PORT (for 127.0.0.1:PORT), e.g. 127.0.0.1:9090, or off",
     help: "Serve Prometheus metrics at http://ADDR/metrics. IP:PORT, or a bare\nPORT for 127.0.0.1:PORT.",
 };
+pub(super) const ADMIN: Setting = Setting {
+    flag: "--admin",
+    short: None,
+    env: "WASITER_ADMIN",
+    value: "ADDR",
+    default: "off",
+    expected: "IP:PORT or PORT (for 127.0.0.1:PORT), e.g. 127.0.0.1:9091, or off",
+    help: "Ask mode's page and JSON API at http://ADDR/ (may be the --metrics\naddress: one listener serves both). Needs --admin-token.",
+};
+pub(super) const ADMIN_TOKEN: Setting = Setting {
+    flag: "--admin-token",
+    short: None,
+    env: "WASITER_ADMIN_TOKEN",
+    value: "FILE",
+    default: "",
+    expected: "a file whose first line is the token (made at start, mode 0600, if absent)",
+    help: "The admin API's bearer token: FILE's first line (16 characters at\nleast); made with a random one at start when FILE does not exist.",
+};
 pub(super) const SUMMARY_INTERVAL: Setting = Setting {
     flag: "--summary-interval",
     short: None,
@@ -356,7 +374,7 @@ pub(super) const PLACEHOLDERS: Setting = Setting {
 /// Where clients come in and where they go.
 pub const ROUTING: [&Setting; 4] = [&LOCAL, &REMOTE, &ROUTE, &ROUTES_FILE];
 /// Everything else, in --help's order.
-pub const TUNING: [&Setting; 32] = [
+pub const TUNING: [&Setting; 34] = [
     &CONNECT_TIMEOUT,
     &FAIL_THRESHOLD,
     &COOLDOWN,
@@ -382,6 +400,8 @@ pub const TUNING: [&Setting; 32] = [
     &DUMP,
     &DUMP_LIMIT,
     &METRICS,
+    &ADMIN,
+    &ADMIN_TOKEN,
     &SUMMARY_INTERVAL,
     &TRACE,
     &CA,

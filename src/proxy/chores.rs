@@ -1,16 +1,14 @@
 //! The loop's chores beside relaying: scheduled re-resolution and health
-//! checks, metrics scrapes, and the periodic summary line.
+//! checks, the metrics pages, and the periodic summary line.
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::admission::{self, transient_accept_error};
-use super::{Proxy, MAX_SCRAPES};
+use super::{admin, Proxy};
 use crate::dns::{self, Lookup, LookupId};
 use crate::health;
 use crate::log::{Level, Record};
-use crate::metrics::{self, Page, RouteView, Scrape};
-use crate::relay::would_block;
+use crate::metrics::{self, AskView, Page, RouteView};
 use crate::route::Place;
 
 impl Proxy {
@@ -102,30 +100,12 @@ impl Proxy {
         }
     }
 
-    pub(super) fn accept_scrapes(&mut self, now: Instant) {
-        let Some(metrics) = &self.metrics else { return };
-        while self.scrapes.len() < MAX_SCRAPES {
-            match metrics.accept() {
-                Ok((stream, _)) => {
-                    self.scrapes.insert(Scrape::new(stream, now));
-                }
-                Err(e) if would_block(&e) || transient_accept_error(&e) => return,
-                Err(e) => {
-                    Record::new(Level::Warn, "accept-failed").str("listener", "metrics").str("error", e).emit();
-                    return;
-                }
-            }
-        }
-    }
-
-    pub(super) fn serve_scrape(&mut self, key: usize, now: Instant) {
+    /// The metrics side's answer to a whole request.
+    pub(super) fn metrics_reply(&self, request: &[u8], now: Instant) -> Vec<u8> {
         let (doors, routes, reloads, iterations, wakeups) = (&self.doors, &self.shared.routes, &self.reloads, self.iterations, self.wakeups);
         let body = |page| {
             if page == Page::Allowlist {
-                // Report mode's drafts, one block per forward route in it.
-                let drafts = admission::in_report_mode(doors, routes).map(|(listen, d, forward)| d.draft(listen, forward).1);
-                let text = drafts.collect::<Vec<_>>().join("\n");
-                return if text.is_empty() { "# no forward route is in report mode\n".to_string() } else { text };
+                return admin::drafts(doors, routes);
             }
             // Ports routed by name first (what happened before a route was
             // picked), then every route.
@@ -145,13 +125,18 @@ impl Proxy {
                     udp: doors.iter().filter(|d| d.table.default_route() == Some(i)).find_map(|d| d.udp.as_ref()).map(|u| u.view()),
                 }))
                 .collect();
-            metrics::render(&views, reloads, iterations, wakeups, now)
-        };
-        if let Some(scrape) = self.scrapes.get_mut(key) {
-            if !scrape.on_ready(body) || scrape.deadline <= now {
-                self.scrapes.try_remove(key);
+            // Ask mode: every route in it, and any a question still names.
+            let pending = self.asks.pending();
+            let mut asked: Vec<&str> = doors.iter().filter(|d| d.forward.as_ref().is_some_and(|(_, f)| f.ask.is_some())).map(|d| d.name.as_str()).collect();
+            for q in pending {
+                if !asked.contains(&q.asking.route.as_str()) {
+                    asked.push(&q.asking.route);
+                }
             }
-        }
+            let asks = AskView { pending: asked.into_iter().map(|r| (r, pending.iter().filter(|q| q.asking.route == r).count() as u64)).collect(), answers: self.asks.counts() };
+            metrics::render(&views, &asks, reloads, iterations, wakeups, now)
+        };
+        metrics::respond(request, body).unwrap_or_default()
     }
 
     /// The periodic one-line summary, when it is due.

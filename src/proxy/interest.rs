@@ -138,10 +138,11 @@ impl Proxy {
             wake_at = wake_at.min(c.deadline);
         }
 
-        if let Some(metrics) = &self.metrics {
-            self.poller.add(metrics.handle(), Token::new(Kind::Metrics).raw(), self.scrapes.len() < MAX_SCRAPES, false);
+        // The HTTP listeners share one token: a wake-up tries each (`accept_scrapes`).
+        for (listener, _) in &self.served.listeners {
+            self.poller.add(listener.handle(), Token::new(Kind::Metrics).raw(), self.scrapes.len() < MAX_SCRAPES, false);
         }
-        // A scraper that stalls is simply dropped at its deadline.
+        // A peer that stalls is simply dropped at its deadline.
         self.scrapes.retain(|_, s| s.deadline > now);
         for (key, s) in &self.scrapes {
             let (r, w) = s.interest();

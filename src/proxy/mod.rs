@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
+mod admin;
 mod admission;
 mod answering;
 mod asking;
@@ -39,6 +40,7 @@ mod reload;
 mod state;
 mod token;
 
+pub use admin::Served;
 pub use state::{Bound, Door, Keys, RouteState};
 use state::{watch, Summary, Watch};
 
@@ -55,10 +57,11 @@ use crate::conn::{Conn, Context};
 use crate::dns::{LookupId, Resolver};
 use crate::front::Front;
 use crate::health::Check;
-use crate::metrics::{Reloads, Scrape};
+use crate::metrics::Reloads;
+use crate::served::Scrape;
 use crate::relay::Buffers;
 use crate::log::Record;
-use crate::sys::{self, Event, Listener, Poller};
+use crate::sys::{self, Event, Poller};
 
 /// An upper bound on one wait, so the loop always wakes to check its timers.
 const MAX_WAIT: Duration = Duration::from_secs(1);
@@ -70,7 +73,7 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// Spare buffers kept for reuse (memory held by an idle proxy: this many
 /// times the buffer size).
 const SPARE_BUFFERS: usize = 64;
-/// Metrics requests served at once; more wait in the backlog.
+/// Metrics and admin requests served at once; more wait in the backlog.
 const MAX_SCRAPES: usize = 16;
 /// A connection with no byte either way for this long is "quiet": while
 /// others are busy, it is watched only in full passes.
@@ -125,7 +128,8 @@ pub struct Proxy {
     backlog: u32,
     next_id: u64,
     accept_paused_until: Option<Instant>,
-    metrics: Option<Listener>,
+    /// The metrics and admin listeners, and their requests in progress.
+    served: Served,
     scrapes: Slab<Scrape>,
     summary: Option<Summary>,
     /// Scheduled work: (interval, next time).
@@ -157,8 +161,9 @@ pub struct Proxy {
 impl Proxy {
     /// `nodelay`: TCP_NODELAY really works on this runtime (`nagle::probe`);
     /// `budget`: the descriptors measured at start, `backlog` the listeners'.
-    /// `keys`: the CA and the secrets (`state::Keys`).
-    pub fn new(cfg: &Config, (doors, routes): (Vec<Door>, Vec<RouteState>), resolver: Resolver, metrics: Option<Listener>, nodelay: bool, (budget, backlog): (Budget, u32), mut keys: Keys) -> io::Result<Proxy> {
+    /// `keys`: the CA and the secrets (`state::Keys`); `served`: the metrics
+    /// and admin listeners.
+    pub fn new(cfg: &Config, (doors, routes): (Vec<Door>, Vec<RouteState>), resolver: Resolver, served: Served, nodelay: bool, (budget, backlog): (Budget, u32), mut keys: Keys) -> io::Result<Proxy> {
         let now = Instant::now();
         keys.secrets_text = keys.secrets_file.as_ref().and_then(|f| std::fs::read_to_string(f).ok());
         crate::log::redact(keys.redactions());
@@ -196,7 +201,7 @@ impl Proxy {
             backlog,
             next_id: 1,
             accept_paused_until: None,
-            metrics,
+            served,
             scrapes: Slab::new(),
             summary: cfg.summary_interval.map(|every| Summary { every, next: now + every, last: (0, 0) }),
             // The first checks run at once: a dead upstream is known before the first client.

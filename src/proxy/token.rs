@@ -15,9 +15,9 @@ pub enum Kind {
     Conn(usize, Side),
     /// The listener of door `index`.
     Listener(usize),
-    /// The metrics listener.
+    /// The metrics and admin listeners (`--metrics`, `--admin`).
     Metrics,
-    /// A metrics request in progress (its slab key).
+    /// A metrics or admin request in progress (its slab key).
     Scrape(usize),
     /// A client still in its front: a PROXY header or the name it asks
     /// for still arriving (its slab key).
