@@ -62,13 +62,15 @@ pub struct Reply {
     body: String,
     /// HEAD: the head alone.
     head_only: bool,
+    /// A 405's `Allow`.
+    allow: &'static str,
     /// Refused for who sent it (token, origin): why, for the `admin-refused` line.
     pub refused: Option<&'static str>,
 }
 
 impl Reply {
     fn new(status: u16, content_type: &'static str, body: String) -> Reply {
-        Reply { status, content_type, body, head_only: false, refused: None }
+        Reply { status, content_type, body, head_only: false, allow: "", refused: None }
     }
 
     /// A JSON answer.
@@ -84,6 +86,10 @@ impl Reply {
     /// `{"ok":true,"id":N,"answer":"..."}`.
     pub fn answered(id: u64, scope: Scope) -> Reply {
         Reply::json(200, format!("{{\"ok\":true,\"id\":{id},\"answer\":\"{}\"}}", scope.name()))
+    }
+
+    fn not_allowed(allow: &'static str, message: &str) -> Reply {
+        Reply { allow, ..Reply::error(405, message) }
     }
 
     fn refused(status: u16, why: &'static str) -> Reply {
@@ -111,7 +117,7 @@ impl Reply {
         );
         match self.status {
             401 => head.push_str("WWW-Authenticate: Bearer\r\n"),
-            405 => head.push_str("Allow: GET, HEAD, POST\r\n"),
+            405 => head.push_str(&format!("Allow: {}\r\n", self.allow)),
             _ => {}
         }
         head.push_str("Connection: close\r\n\r\n");
@@ -153,7 +159,7 @@ fn route(request: &[u8], gate: &Gate) -> Result<Request, Reply> {
     };
     let page = |content_type, body: &str| {
         if method != "GET" && method != "HEAD" {
-            return Err(Reply::error(405, "the page is read with GET"));
+            return Err(Reply::not_allowed("GET, HEAD", "the page is read with GET"));
         }
         Ok(Request::Done(Reply { head_only: method == "HEAD", ..Reply::new(200, content_type, body.to_string()) }))
     };
@@ -161,8 +167,8 @@ fn route(request: &[u8], gate: &Gate) -> Result<Request, Reply> {
         "/" => return page("text/html", PAGE),
         "/ask.js" => return page("text/javascript", SCRIPT),
         "/ask.css" => return page("text/css", STYLE),
-        "/api/questions" if method != "GET" => return Err(Reply::error(405, "questions are listed with GET")),
-        "/api/answer" if method != "POST" => return Err(Reply::error(405, "an answer is given with POST")),
+        "/api/questions" if method != "GET" => return Err(Reply::not_allowed("GET", "questions are listed with GET")),
+        "/api/answer" if method != "POST" => return Err(Reply::not_allowed("POST", "an answer is given with POST")),
         "/api/questions" | "/api/answer" => {}
         _ => return Err(Reply::error(404, "the page is at /, the API at /api/questions and /api/answer (docs/ask.md)")),
     }
@@ -209,7 +215,9 @@ pub fn origin_allowed(origin: &str, host: Option<&str>, listen: SocketAddr) -> R
         _ => host,
     };
     let ip = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')).unwrap_or(name).parse::<IpAddr>().ok();
-    let own = host.parse::<SocketAddr>().is_ok_and(|a| a == listen);
+    // Listening on every address, any of the machine's own (an address
+    // typed in, never a name that could be pointed here) with its port.
+    let own = host.parse::<SocketAddr>().is_ok_and(|a| a == listen || (listen.ip().is_unspecified() && a.port() == listen.port()));
     if name.eq_ignore_ascii_case("localhost") || ip.is_some_and(|ip| ip.is_loopback()) || own {
         Ok(())
     } else {

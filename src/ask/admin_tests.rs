@@ -41,7 +41,8 @@ fn the_page_needs_no_token_and_every_answer_has_the_security_headers() {
     assert_eq!(status, 200);
     assert!(text.ends_with("\r\n\r\n"), "HEAD has no body");
     assert_eq!(done("DELETE / HTTP/1.1\r\n\r\n").0, 405);
-    assert_eq!(done("POST /api/questions HTTP/1.1\r\n\r\n").0, 405);
+    let (status, text) = done("POST /api/questions HTTP/1.1\r\n\r\n");
+    assert!(status == 405 && text.contains("\r\nAllow: GET\r\n"), "{text}");
     assert_eq!(done("GET /api/answer HTTP/1.1\r\n\r\n").0, 405);
     assert_eq!(done("garbage\r\n\r\n").0, 400);
 }
@@ -96,6 +97,10 @@ fn a_browser_may_answer_only_from_the_page_itself() {
     ] {
         assert!(origin_allowed(origin, host, listen).is_err(), "{origin} {host:?}");
     }
+    let everywhere: SocketAddr = "0.0.0.0:9091".parse().unwrap();
+    assert_eq!(origin_allowed("http://192.0.2.7:9091", Some("192.0.2.7:9091"), everywhere), Ok(()), "an address of its own, typed in");
+    assert!(origin_allowed("http://192.0.2.7:9092", Some("192.0.2.7:9092"), everywhere).is_err(), "another port");
+    assert!(origin_allowed("http://box.test:9091", Some("box.test:9091"), everywhere).is_err(), "a name could be pointed anywhere");
     // Through the request: refused before the token is looked at, and logged.
     let Request::Done(r) = parse(post(&format!("Origin: http://evil.test\r\n{BEARER}"), r#"{"id":1,"answer":"once"}"#).as_bytes(), &gate()) else { panic!() };
     assert_eq!((r.status, r.refused.is_some()), (403, true));

@@ -1,6 +1,7 @@
 //! `wasiter ask`: the CLI side of the admin API. `list` prints the
-//! questions waiting (the JSON of `GET /api/questions`, for a person or
-//! `jq`); `answer ID ANSWER` gives one. One request over TCP to the
+//! questions waiting and the recent answers, one line each (`listing.rs`;
+//! `--json`: the JSON of `GET /api/questions`, for `jq`); `answer ID
+//! ANSWER` gives one. One request over TCP to the
 //! running proxy's `--admin` address, with the token read from its file.
 //!
 //! It speaks through the same `sys` layer as the proxy (a non-blocking
@@ -35,6 +36,8 @@ pub struct Ask {
     pub admin: SocketAddr,
     /// Where the token is (`--admin-token`).
     pub token_file: String,
+    /// `list --json`: the API's JSON as it came, for `jq`.
+    pub json: bool,
 }
 
 /// Run it: what to print on stdout, or the error line for stderr (exit 1).
@@ -62,7 +65,8 @@ pub fn run(ask: &Ask) -> Result<String, String> {
         return Err(format!("{}: {status}: {why}", ask.admin));
     }
     Ok(match &ask.call {
-        Call::List => body.trim().to_string(),
+        Call::List if ask.json => body.trim().to_string(),
+        Call::List => super::listing::lines(body).unwrap_or_else(|| body.trim().to_string()),
         Call::Answer { id, scope } => format!("question {id} answered {}", scope.name()),
     })
 }

@@ -27,6 +27,7 @@ pub mod admin;
 pub mod client;
 pub mod forever;
 pub mod json;
+pub mod listing;
 
 /// Questions held at once, for all routes: one more refuses the oldest
 /// (rule `ask-full`), so that a client cannot fill the page (or memory).

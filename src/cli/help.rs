@@ -91,6 +91,8 @@ Flags also take the form --name=value.";
 pub fn help() -> String {
     let mut out = String::from(INTRO);
     out.push_str(usage());
+    // Talking to a running proxy in ask mode (docs/ask.md).
+    let _ = writeln!(out, "    {}", super::ask::USAGE);
     out.push_str(ROUTES_HEADER);
     let entry = |out: &mut String, s: &Setting| {
         let mut left = match s.short {

@@ -9,7 +9,7 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::coalesce::Coalesce;
@@ -23,6 +23,7 @@ mod table;
 
 pub use help::help;
 pub use table::{Setting, ROUTING, TUNING};
+use ask::parse_addr;
 use table::*;
 
 /// What the command line asked for.
@@ -101,7 +102,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>, env: impl Fn(&str) -> Opt
 
     let args: Vec<OsString> = args.into_iter().collect();
     if let Some(("ask", rest)) = args.split_first().map(|(first, rest)| (first.to_str().unwrap_or_default(), rest)) {
-        return ask::parse(rest, env);
+        return ask::parse(rest, env).map(Command::Ask).map_err(ConfigError);
     }
     let mut parser = lexopt::Parser::from_args(args);
     let mut flags: Vec<(&'static str, String)> = Vec::new();
@@ -300,19 +301,6 @@ fn admin<E: Fn(&str) -> Option<String>>(src: &Sources<E>) -> Result<Option<(Sock
     match ADMIN_TOKEN.pick(src).map(|g| g.value.trim().to_string()).filter(|s| !s.is_empty()) {
         Some(file) => Ok(Some((addr, file))),
         None => Err(ConfigError(format!("--admin needs --admin-token FILE (or {}): the token the page and the API ask for; a new FILE is made with a random one", ADMIN_TOKEN.env))),
-    }
-}
-
-/// An HTTP listener's address: `IP:PORT`, a bare `PORT` (127.0.0.1:PORT),
-/// or `off`; `http://ADDR/`, as the start line shows it, too.
-fn parse_addr(s: &str) -> Option<Option<SocketAddr>> {
-    let s = s.strip_prefix("http://").map_or(s, |a| a.strip_suffix('/').unwrap_or(a));
-    match s {
-        "off" | "" => Some(None),
-        _ => match s.parse::<u16>() {
-            Ok(port) => Some(Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))),
-            Err(_) => s.parse().ok().map(Some),
-        },
     }
 }
 

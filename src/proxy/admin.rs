@@ -11,19 +11,11 @@ use std::time::Instant;
 
 use super::admission::{self, transient_accept_error};
 use super::{Proxy, MAX_SCRAPES};
-use crate::ask::admin::{self, Gate, Reply, Request};
+use crate::ask::admin::{self, Reply, Request};
 use crate::ask::json;
 use crate::log::{Level, Record};
 use crate::relay::would_block;
-use crate::served::{self, Received, Scrape, Serves};
-use crate::sys::Listener;
-
-/// The HTTP listeners, what each serves, and the admin side's gate.
-#[derive(Default)]
-pub struct Served {
-    pub listeners: Vec<(Listener, Serves)>,
-    pub admin: Option<Gate>,
-}
+use crate::served::{self, Received, Scrape};
 
 impl Proxy {
     pub(super) fn accept_scrapes(&mut self, now: Instant) {

@@ -40,8 +40,7 @@ mod reload;
 mod state;
 mod token;
 
-pub use admin::Served;
-pub use state::{Bound, Door, Keys, RouteState};
+pub use state::{Bound, Door, Keys, RouteState, Served};
 use state::{watch, Summary, Watch};
 
 use busy::Busy;

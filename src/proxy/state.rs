@@ -326,6 +326,14 @@ impl Shared {
 }
 
 /// The periodic summary line (`--summary-interval`).
+/// The metrics and admin listeners (one, when they share an address), what
+/// each serves, and the admin side's gate (`admin.rs`).
+#[derive(Default)]
+pub struct Served {
+    pub listeners: Vec<(Listener, crate::served::Serves)>,
+    pub admin: Option<crate::ask::admin::Gate>,
+}
+
 pub(super) struct Summary {
     pub(super) every: Duration,
     pub(super) next: Instant,

@@ -34,6 +34,7 @@ mod transparent;
 mod udp;
 mod bursts;
 mod attack;
+mod ask_admin;
 mod keys;
 mod keys_ca;
 mod keys_git;
@@ -56,6 +57,7 @@ use egress::*;
 use escape::*;
 use escape_names::*;
 use attack::*;
+use ask_admin::*;
 use escape_keys::*;
 use faults::*;
 use forward::*;
@@ -247,4 +249,6 @@ every_runtime!(
     // Keys the sandbox never holds, attacked from inside (escape_keys.rs).
     an_echo_in_chunk_extensions_trailers_or_a_compressed_body_never_reaches_the_sandbox,
     a_method_override_header_meets_the_method_rules,
+    // Issue 46, the admin side (ask_admin.rs): the JSON API and wasiter ask.
+    the_admin_api_and_the_cli_answer_a_held_request,
 );

@@ -55,9 +55,9 @@ function showError(text) {
 }
 
 function showLogin(why) {
+  if (why || $("login").hidden) $("status").textContent = why || "Give the admin token.";
   $("board").hidden = true;
   $("login").hidden = false;
-  $("status").textContent = why || "Give the admin token.";
 }
 
 function cell(row, text, className) {
