@@ -8,7 +8,6 @@
 //!   #2  session by page  127.0.0.1 http pypi.org:80  at 2026-12-04T21:00:00Z
 //! ```
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// A JSON value, as far as the listing needs one.
@@ -16,16 +15,17 @@ use std::fmt::Write as _;
 pub enum Value {
     Null,
     Bool(bool),
-    Number(f64),
+    /// The API's numbers are whole.
+    Number(i64),
     Text(String),
     List(Vec<Value>),
-    Object(BTreeMap<String, Value>),
+    Object(Vec<(String, Value)>),
 }
 
 impl Value {
     fn get(&self, key: &str) -> &Value {
         match self {
-            Value::Object(map) => map.get(key).unwrap_or(&Value::Null),
+            Value::Object(fields) => fields.iter().find(|(k, _)| k == key).map_or(&Value::Null, |(_, v)| v),
             _ => &Value::Null,
         }
     }
@@ -112,7 +112,7 @@ pub fn lines(body: &str) -> Option<String> {
 /// `host:port`, or the host alone for a DNS question (port 0).
 fn destination(q: &Value) -> String {
     match q.get("port") {
-        Value::Number(p) if *p > 0.0 => format!("{}:{p}", q.get("host").show()),
+        Value::Number(p) if *p > 0 => format!("{}:{p}", q.get("host").show()),
         _ => q.get("host").show(),
     }
 }
@@ -151,7 +151,7 @@ impl Reader<'_> {
         match *self.s.get(self.at)? {
             b'{' => {
                 self.at += 1;
-                let mut map = BTreeMap::new();
+                let mut map = Vec::new();
                 if self.eat(b'}') {
                     return Some(Value::Object(map));
                 }
@@ -161,7 +161,7 @@ impl Reader<'_> {
                     if !self.eat(b':') {
                         return None;
                     }
-                    map.insert(key, self.value(depth + 1)?);
+                    map.push((key, self.value(depth + 1)?));
                     if self.eat(b'}') {
                         return Some(Value::Object(map));
                     }
@@ -192,7 +192,7 @@ impl Reader<'_> {
             b'f' => self.word("false", Value::Bool(false)),
             _ => {
                 let start = self.at;
-                while self.s.get(self.at).is_some_and(|b| b.is_ascii_digit() || b"-+.eE".contains(b)) {
+                while self.s.get(self.at).is_some_and(|b| b.is_ascii_digit() || *b == b'-') {
                     self.at += 1;
                 }
                 let n = std::str::from_utf8(self.s.get(start..self.at)?).ok()?.parse().ok()?;
