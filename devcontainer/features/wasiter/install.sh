@@ -264,6 +264,9 @@ ln -sf "$lib/launch" /usr/local/bin/wasiter
 install -m 0755 "$here/wasiter-service" /usr/local/bin/wasiter-service
 install -m 0755 "$here/wasiter-keys" /usr/local/bin/wasiter-keys
 install -m 0755 "$here/wasiter-sidecar" /usr/local/bin/wasiter-sidecar
+# Root's alone: the ask page's address with its token (docker exec -u root).
+install -d -m 0755 /usr/local/sbin
+install -m 0700 -o root -g root "$here/wasiter-admin-url" /usr/local/sbin/wasiter-admin-url
 install -d /usr/local/share/wasiter
 install -m 0755 "$here/entrypoint" /usr/local/share/wasiter/entrypoint
 
@@ -283,8 +286,9 @@ touch "$log"
 user=${_CONTAINER_USER:-root}
 if [[ $user != root ]] && id "$user" >/dev/null 2>&1; then chown "$user" "$log"; fi
 
-# The egress Feature's open or secrets, installed first: warn now about a
-# sandbox user who could read the keys (wasiter-keys warns at each start too).
-[[ ! -f $etc/keys.conf ]] || wasiter-keys sudo || true
+# The egress Feature's open, secrets or ask, installed first: warn now about
+# a sandbox user who could read the keys or the admin token (wasiter-keys
+# warns at each start too).
+[[ ! -f $etc/keys.conf && ! -f $etc/ask.conf ]] || wasiter-keys sudo || true
 
 say "installed: $("$lib/launch" --version 2>/dev/null) on $runtime; ${#routes[@]} forward(s)${routes_file:+, routes file $routes_file}; log $log"
