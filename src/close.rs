@@ -53,6 +53,9 @@ pub enum Reason {
     PeekTimeout(usize),
     /// A forward route: the destination is not allowed (the rule that says so).
     Forbidden(String),
+    /// A forward route: the client used its `budget=` for the name (before
+    /// the request, or while its connection ran).
+    OverBudget(String),
     /// A forward route with auth=: no login, or a wrong one.
     ProxyAuth(String),
     /// A forward route: a SOCKS greeting or request that is malformed, or
@@ -112,11 +115,12 @@ pub enum Close {
     TunnelNotTls,
     Answered,
     TunnelNotHttp,
+    OverBudget,
 }
 
 impl Close {
     /// Every kind, in counter order.
-    pub const ALL: [Close; 27] = [
+    pub const ALL: [Close; 28] = [
         Close::ClientClosed,
         Close::UpstreamClosed,
         Close::ClientError,
@@ -144,6 +148,7 @@ impl Close {
         Close::TunnelNotTls,
         Close::Answered,
         Close::TunnelNotHttp,
+        Close::OverBudget,
     ];
 
     /// The `reason=` value.
@@ -173,6 +178,7 @@ impl Close {
             Close::Tls => "tls",
             Close::UpstreamTls => "upstream-tls",
             Close::SniMismatch => "sni-mismatch",
+            Close::OverBudget => "over-budget",
             Close::TunnelNotTls => "tunnel-not-tls",
             Close::Answered => "answered",
             Close::TunnelNotHttp => "tunnel-not-http",
@@ -199,6 +205,7 @@ impl Reason {
             Reason::PeekTooLarge(_) => Close::PeekTooLarge,
             Reason::PeekTimeout(_) => Close::PeekTimeout,
             Reason::Forbidden(_) => Close::Forbidden,
+            Reason::OverBudget(_) => Close::OverBudget,
             Reason::ProxyAuth(_) => Close::ProxyAuth,
             Reason::BadSocks(_) => Close::BadSocks,
             Reason::DnsFailed(_) => Close::DnsFailed,
@@ -225,6 +232,7 @@ impl Reason {
             Reason::NameMismatch(_) => Some(crate::forward::Rule::SniMismatch),
             Reason::NotTls(_) => Some(crate::forward::Rule::NotTls),
             Reason::NotHttp(_) => Some(crate::forward::Rule::NotHttp),
+            Reason::OverBudget(_) => Some(crate::forward::Rule::Budget),
             _ => None,
         }
     }
@@ -246,6 +254,7 @@ impl Reason {
             | Reason::BadRequest(why)
             | Reason::PeekTooLarge(why)
             | Reason::Forbidden(why)
+            | Reason::OverBudget(why)
             | Reason::ProxyAuth(why)
             | Reason::BadSocks(why)
             | Reason::DnsFailed(why)

@@ -93,7 +93,17 @@ impl RouteView<'_> {
 }
 
 /// The Prometheus text exposition format, every route in each family.
-pub fn render(routes: &[RouteView<'_>], asks: &AskView<'_>, reloads: &Reloads, iterations: u64, wakeups: u64, now: Instant) -> String {
+/// One budget's use (`crate::forward::budget`): its route, its names as
+/// written, the fullest client's use in its window (requests, bytes up,
+/// bytes down) and the requests and connections refused for it.
+pub struct BudgetRow {
+    pub route: String,
+    pub budget: String,
+    pub fullest: [u64; 3],
+    pub refused: u64,
+}
+
+pub fn render(routes: &[RouteView<'_>], (asks, budgets): (&AskView<'_>, &[BudgetRow]), reloads: &Reloads, iterations: u64, wakeups: u64, now: Instant) -> String {
     let mut out = String::with_capacity(2048);
     // One family at a time: HELP and TYPE, then its samples.
     let mut w = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
@@ -193,6 +203,13 @@ pub fn render(routes: &[RouteView<'_>], asks: &AskView<'_>, reloads: &Reloads, i
             }
         }
         w("wasiter_ask_answers_total", "counter", "Questions answered, by route and answer (timeout: nobody answered in time; full: refused to make room).", &answers);
+    }
+    if !budgets.is_empty() {
+        let labels = |b: &BudgetRow| format!("route=\"{}\",budget=\"{}\"", label(&b.route), label(&b.budget));
+        let used: Vec<_> = budgets.iter().flat_map(|b| ["requests", "up", "down"].iter().zip(b.fullest).map(move |(what, n)| (format!("{{{},what=\"{what}\"}}", labels(b)), n))).collect();
+        w("wasiter_budget_fullest", "gauge", "A budget's use by its fullest client in that client's window: requests, bytes up, bytes down (budget=).", &used);
+        let refused: Vec<_> = budgets.iter().map(|b| (format!("{{{}}}", labels(b)), b.refused)).collect();
+        w("wasiter_budget_refused_total", "counter", "Requests refused (429) and connections closed for passing a budget.", &refused);
     }
     let by_result = [("{result=\"ok\"}".to_string(), reloads.ok), ("{result=\"failed\"}".to_string(), reloads.failed)];
     w("wasiter_reloads_total", "counter", "Reloads of the routes file, by result.", &by_result);
@@ -298,7 +315,7 @@ mod tests {
         ];
         let answers = [("127.0.0.1:3128".to_string(), Scope::Once, 2), ("gone:1".to_string(), Scope::Timeout, 1)];
         let asks = AskView { pending: vec![("127.0.0.1:3128", 1), ("\"odd\"", 0)], answers: &answers };
-        render(&routes, &asks, &Reloads { ok: 2, failed: 1, last_ok: Some(1_800_000_000) }, 7, 5, now)
+        render(&routes, (&asks, &[]), &Reloads { ok: 2, failed: 1, last_ok: Some(1_800_000_000) }, 7, 5, now)
     }
 
     #[test]

@@ -65,6 +65,8 @@ const ROUTE_OPTIONS: &str = "  OPTIONs, after the upstreams, each after a ';':
                                                  would-deny; draft the list on stop
         ask[;ask-timeout=60s]                    hold unlisted names while a person
                                                  answers (--admin page, wasiter ask)
+        budget=NAME[+NAME]:200req,5MiB-up/1h     what one client may ask of these
+                                                 names per window (429 past it)
         underscore                               names may hold '_' (else refused,
                                                  rule bad-name)
         parent=http://[USER:PASS@]HOST:PORT      go out through this proxy (after

@@ -76,6 +76,15 @@ impl Front {
         self.answer(Reason::Forbidden(refusal.text))
     }
 
+    /// Refused for its budget (`crate::forward::budget`): `429` (a SOCKS5
+    /// "not allowed", a TLS alert), the decision kept.
+    pub fn over_budget(&mut self, refusal: Refusal) {
+        self.decision = Some((Decision::Deny, refusal.rule));
+        let reason = Reason::OverBudget(refusal.text);
+        self.tell(&self.speaks.refusal(&reason));
+        self.reason = Some(reason);
+    }
+
     /// A forward route: read the proxy request; check what it names; look
     /// the name up (at once from the cache or /etc/hosts, else wait).
     pub(super) fn request(&mut self, rules: &Rules<'_>, resolver: &mut Resolver, now: Instant) -> Step {

@@ -61,6 +61,7 @@ impl Speaks {
 fn http_status(reason: &Reason) -> (u16, &'static str) {
     match reason {
         Reason::Forbidden(_) | Reason::NameMismatch(_) | Reason::NotTls(_) | Reason::NotHttp(_) => (403, "Forbidden"),
+        Reason::OverBudget(_) => (429, "Too Many Requests"),
         Reason::BadRequest(_) | Reason::BadSocks(_) => (400, "Bad Request"),
         Reason::PeekTooLarge(_) => (431, "Request Header Fields Too Large"),
         Reason::DnsTimeout(_) | Reason::ConnectTimeout | Reason::Parent(Some(504), _) => (504, "Gateway Timeout"),
@@ -72,7 +73,7 @@ fn http_status(reason: &Reason) -> (u16, &'static str) {
 /// failures (a timeout is "TTL expired", as HTTP's is 504).
 fn socks_rep(reason: &Reason) -> Rep {
     match reason {
-        Reason::Forbidden(_) | Reason::ProxyAuth(_) | Reason::NameMismatch(_) | Reason::NotTls(_) | Reason::NotHttp(_) => Rep::NotAllowed,
+        Reason::Forbidden(_) | Reason::OverBudget(_) | Reason::ProxyAuth(_) | Reason::NameMismatch(_) | Reason::NotTls(_) | Reason::NotHttp(_) => Rep::NotAllowed,
         Reason::DnsFailed(_) | Reason::NoUpstream(_) => Rep::HostUnreachable,
         Reason::DnsTimeout(_) | Reason::ConnectTimeout | Reason::Parent(Some(504), _) => Rep::TtlExpired,
         Reason::Parent(Some(403 | 407), _) => Rep::NotAllowed,
@@ -92,7 +93,7 @@ fn socks_rep(reason: &Reason) -> Rep {
 /// access_denied, a name that cannot be served unrecognized_name.
 fn tls_alert(reason: &Reason) -> u8 {
     match reason {
-        Reason::Forbidden(_) | Reason::ProxyAuth(_) | Reason::Parent(Some(403 | 407), _) => 49, // access_denied
+        Reason::Forbidden(_) | Reason::OverBudget(_) | Reason::ProxyAuth(_) | Reason::Parent(Some(403 | 407), _) => 49, // access_denied
         Reason::NameMismatch(_) | Reason::DnsFailed(_) => 112,                                  // unrecognized_name
         Reason::BadClientHello(_) => 50,                                                         // decode_error
         _ => 80,                                                                                 // internal_error

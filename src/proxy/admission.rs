@@ -133,22 +133,39 @@ impl Proxy {
     }
 
     /// A front is done: relay it to its route, or close it.
-    pub(super) fn finish(&mut self, front: Front, step: Step, now: Instant) {
+    pub(super) fn finish(&mut self, mut front: Front, mut step: Step, now: Instant) {
         if let Some(id) = front.held {
             self.asks.left(id);
         }
+        // A forward client on its way out: its request counts toward its
+        // budget for the name, if the route has one (`budgets.rs`).
+        let mut charge = None;
+        if let Step::Relay(_) = step {
+            match self.charge_request(&mut front, now) {
+                Ok(c) => charge = c,
+                Err(()) => step = Step::Close,
+            }
+        }
         self.count_destination(&front);
         match step {
-            Step::Relay(route) => self.admit(front, route, now),
+            Step::Relay(route) => {
+                let id = front.id;
+                if self.admit(front, route, now) {
+                    if let Some(charge) = charge {
+                        self.charging.insert(id, charge);
+                    }
+                }
+            }
             Step::Wait | Step::Close => self.close_front(front, now),
         }
     }
 
     /// A route is picked: start its upstream connect, with our PROXY header
     /// (if the route sends one) and what the front read going first.
-    fn admit(&mut self, mut front: Front, route: usize, now: Instant) {
-        let Some(door) = self.doors.get_mut(front.door) else { return };
-        let Some(r) = self.shared.routes.get_mut(route) else { return };
+    /// `true`: it started (a connection now).
+    fn admit(&mut self, mut front: Front, route: usize, now: Instant) -> bool {
+        let Some(door) = self.doors.get_mut(front.door) else { return false };
+        let Some(r) = self.shared.routes.get_mut(route) else { return false };
         if door.table.peeks() {
             // Counted at the door until now; from here on, on its route.
             door.stats.active = door.stats.active.saturating_sub(1);
@@ -183,13 +200,14 @@ impl Proxy {
             Destination { addrs: t.addrs, tunnel, http: t.exchange, speaks: front.speaks, chain, parked, client_tls: front.tls.take(), open }
         });
         let speaks = forward.as_ref().map(|d| d.speaks);
-        let Some((mut cx, stats)) = self.shared.context(route, now) else { return };
+        let Some((mut cx, stats)) = self.shared.context(route, now) else { return false };
         let client = (front.client, front.from, front.asked.map(Box::new));
         match Conn::start(front.id, route, client, (&early, &read), forward, &mut cx) {
             Ok(conn) => {
                 let id = conn.id();
                 let key = self.conns.insert(conn);
                 self.busy.add(key, id); // connecting: watched in every pass
+                true
             }
             Err(NotStarted { asked, upstream, reason, client, mut client_tls }) => {
                 if let Some(speaks) = speaks {
@@ -205,6 +223,7 @@ impl Proxy {
                         self.pause_accepting(e, now);
                     }
                 }
+                false
             }
         }
     }

@@ -134,7 +134,13 @@ impl Proxy {
                 }
             }
             let asks = AskView { pending: asked.into_iter().map(|r| (r, pending.iter().filter(|q| q.asking.route == r).count() as u64)).collect(), answers: self.asks.counts() };
-            metrics::render(&views, &asks, reloads, iterations, wakeups, now)
+            let budgets: Vec<metrics::BudgetRow> = doors
+                .iter()
+                .filter(|d| d.listener.is_some())
+                .filter_map(|d| d.forward.as_ref().map(|(_, f)| (d, f)))
+                .flat_map(|(d, f)| self.spending.view(&d.name, &f.budgets, now).into_iter().map(|(budget, fullest, refused)| metrics::BudgetRow { route: d.name.clone(), budget, fullest, refused }))
+                .collect();
+            metrics::render(&views, (&asks, &budgets), reloads, iterations, wakeups, now)
         };
         metrics::respond(request, body).unwrap_or_default()
     }

@@ -31,6 +31,7 @@ mod admin;
 mod admission;
 mod answering;
 mod asking;
+mod budgets;
 mod datagrams;
 mod interest;
 mod parked;
@@ -141,6 +142,10 @@ pub struct Proxy {
     /// Ask mode: the questions waiting for a person, the answers given and
     /// the grants they left (`crate::ask`; `asking.rs`).
     asks: crate::ask::Board,
+    /// Budgets: what each client used of each, and what each budgeted
+    /// connection counts toward, by connection id (`budgets.rs`).
+    spending: crate::forward::budget::Spending,
+    charging: budgets::Charging,
     /// Forward routes' idle connections to destinations, for the next
     /// plain request to the same host.
     parked: parked::Parked,
@@ -211,6 +216,8 @@ impl Proxy {
             busy: Busy::default(),
             parked: parked::Parked::default(),
             asks: crate::ask::Board::default(),
+            spending: Default::default(),
+            charging: Default::default(),
             next_full: now,
             full_pass: true,
             untouched_due: None,
@@ -344,6 +351,12 @@ impl Proxy {
         let after = conn.bytes();
         stats.to_upstream += after.0 - before.0;
         stats.to_client += after.1 - before.1;
+        let id = conn.id();
+        // A budgeted connection's bytes count toward its budget as they move.
+        let result = match (result, self.charging.is_empty()) {
+            (Ok(()), false) => budgets::charge_bytes(&self.charging, &mut self.spending, id, (after.0 - before.0, after.1 - before.1), now),
+            (result, _) => result,
+        };
         if result.is_ok() {
             self.busy.add(key, conn.id());
         }
@@ -358,6 +371,7 @@ impl Proxy {
             if reason.is_abort() {
                 conn.abort();
             }
+            self.charging.remove(&id);
             let conn = self.conns.try_remove(key); // dropping it closes both sockets
             self.busy.forget(key);
             if let (Some(conn), Reason::Answered) = (conn, reason) {

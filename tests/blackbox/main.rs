@@ -45,6 +45,7 @@ mod ask_admin;
 mod ask_api;
 mod ask_limits;
 mod ask_scopes;
+mod budgets;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -62,6 +63,7 @@ use escape::*;
 use escape_names::*;
 use attack::*;
 use escape_keys::*;
+use budgets::*;
 use faults::*;
 use forward::*;
 use limits::*;
@@ -272,4 +274,7 @@ every_runtime!(
     an_unlisted_name_is_looked_up_only_after_an_allow,
     the_admin_api_wants_its_token_and_a_page_of_its_own,
     the_admin_page_shows_questions_and_its_buttons_answer_them,
+    // Issue 47: budgets per destination (budgets.rs).
+    budgets_refuse_past_their_limits_and_a_new_window_starts_afresh,
+    a_bad_budget_says_what_is_wrong,
 );
