@@ -63,6 +63,11 @@ impl Busy {
         });
     }
 
+    /// Is connection `key` listed (watched in every pass)?
+    pub fn has(&self, key: usize) -> bool {
+        self.marked.get(key).copied().unwrap_or(false)
+    }
+
     pub fn len(&self) -> usize {
         self.list.len()
     }

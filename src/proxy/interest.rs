@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use super::token::{Kind, Token};
-use super::{Proxy, FULL_PASS_MIN, MAX_SCRAPES, MAX_WAIT, QUIET_AFTER};
+use super::{Proxy, FULL_PASS_MIN, MAX_SCRAPES, MAX_WAIT, QUIET_AFTER, ROTATION, SLICE_WAIT};
 use crate::close::Side;
 use crate::conn::Conn;
 use crate::sys::Poller;
@@ -21,8 +21,14 @@ impl Proxy {
     /// a *busy* pass watches only the connections in `busy` (new, or active
     /// within `QUIET_AFTER`) plus listeners and the rest. Full passes happen
     /// whenever no connection is busy (then the loop blocks on everything, as
-    /// a plain loop would) and, while some are, at an interval that keeps
-    /// their cost a small share of the time (`FULL_PASS_*`).
+    /// a plain loop would) and, while some are: where the poller keeps what
+    /// it was told, at an interval that keeps their cost a small share of
+    /// the time (`FULL_PASS_*`); where it lists afresh, never on a timer:
+    /// each busy pass takes a slice of the quiet ones instead (each watched
+    /// once per `ROTATION`), and a busy pass that heard nothing makes the
+    /// next one full. One full pass over thousands of idle connections
+    /// (several ms on stock WasmEdge) delayed every busy one behind it; a
+    /// slice costs each pass a little.
     ///
     /// Where the poller keeps what it was told (epoll), most busy passes list
     /// fewer still: only the connections touched since the last pass, since
@@ -44,7 +50,11 @@ impl Proxy {
         // leave out: no short timer for catching up); one that keeps what it
         // was told lists only the touched in most passes, so leaving out
         // pays there even when everybody is busy.
-        let full = self.busy.is_empty() || (!Poller::KEEPS && self.busy.len() >= self.conns.len()) || now >= self.next_full;
+        // A poller that lists afresh watches the quiet ones in slices
+        // instead of in periodic full passes (`ROTATION`), and makes a full
+        // pass when a busy one heard nothing (`lull`).
+        let due_full = if Poller::KEEPS { now >= self.next_full } else { self.lull };
+        let full = self.busy.is_empty() || (!Poller::KEEPS && self.busy.len() >= self.conns.len()) || due_full;
         self.full_pass = full;
         self.poller.begin(full);
         let mut wake_at = now + MAX_WAIT;
@@ -113,8 +123,33 @@ impl Proxy {
                     due = earliest(due, watch(key, conn, &mut self.poller, &mut self.expired));
                 }
             }
+            if Poller::KEEPS {
+                wake_at = wake_at.min(self.next_full);
+            } else {
+                // This pass's share of the quiet ones: as many as the time
+                // since the last slice is of `ROTATION`, from where the last
+                // slice ended, round the slab.
+                let quiet = conns.len().saturating_sub(self.busy.len());
+                let share = now.saturating_duration_since(self.sliced_at).as_secs_f64() / ROTATION.as_secs_f64();
+                let mut take = ((quiet as f64 * share).ceil() as usize).min(quiet);
+                self.sliced_at = now;
+                let slots = conns.capacity().max(1);
+                let mut key = self.slice_from % slots;
+                // At most one lap of the slab's slots per pass.
+                for _ in 0..slots {
+                    if take == 0 {
+                        break;
+                    }
+                    if let Some(conn) = conns.get(key).filter(|_| !self.busy.has(key)) {
+                        due = earliest(due, watch(key, conn, &mut self.poller, &mut self.expired));
+                        take -= 1;
+                    }
+                    key = (key + 1) % slots;
+                }
+                self.slice_from = key;
+                wake_at = wake_at.min(now + SLICE_WAIT);
+            }
             self.untouched_due = due;
-            wake_at = wake_at.min(self.next_full);
         }
         self.busy.give_back(touched);
         if let Some(due) = due {

@@ -87,6 +87,16 @@ const QUIET_AFTER: Duration = Duration::from_secs(1);
 const FULL_PASS_SHARE: u32 = 20;
 const FULL_PASS_MIN: Duration = Duration::from_millis(2);
 const FULL_PASS_MAX: Duration = Duration::from_millis(500);
+/// Where the poller lists afresh on every call (WasmEdge's poll_oneoff,
+/// poll()), a busy pass also watches a slice of the quiet connections, so
+/// that each is watched at least once per `ROTATION` while others are busy:
+/// their cost is spread over the passes instead of falling on one full pass
+/// (which, with thousands held open, was the p99 of the busy ones).
+const ROTATION: Duration = Duration::from_millis(200);
+/// A busy pass waits at most this long; one that waited and heard nothing
+/// makes the next pass full (the loop is idle: watching everything costs
+/// no one a delay then).
+const SLICE_WAIT: Duration = Duration::from_millis(10);
 
 pub struct Proxy {
     /// One per listen address: its listener and how its routes are picked.
@@ -156,6 +166,12 @@ pub struct Proxy {
     /// The earliest deadline of the connections a pass did not list, when
     /// the poller keeps what it was told (see `register`).
     untouched_due: Option<Instant>,
+    /// Where the next slice of quiet connections starts (a slab key), and
+    /// when the last one was taken (`ROTATION`).
+    slice_from: usize,
+    sliced_at: Instant,
+    /// The last busy pass's wait heard nothing: the next pass is full.
+    lull: bool,
     /// Reused between passes so the loop does not allocate.
     ready: Vec<Event>,
     expired: Vec<usize>,
@@ -221,6 +237,9 @@ impl Proxy {
             next_full: now,
             full_pass: true,
             untouched_due: None,
+            slice_from: 0,
+            sliced_at: now,
+            lull: false,
             ready: Vec::new(),
             expired: Vec::new(),
             listeners_ready: Vec::new(),
@@ -256,6 +275,7 @@ impl Proxy {
 
             self.ready.clear();
             self.ready.extend(self.poller.events());
+            self.lull = !self.full_pass && self.ready.is_empty();
             if !self.ready.is_empty() {
                 self.wakeups += 1;
             }
