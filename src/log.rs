@@ -235,6 +235,12 @@ impl Record {
 
 /// A JSON string literal (RFC 8259: quote, backslash and control characters escaped).
 fn json_string(out: &mut String, s: &str) {
+    json_escaped(out, s, |_| false);
+}
+
+/// A JSON string literal, with the characters `also` picks written as
+/// `\uXXXX` too (the admin API's: never markup wherever the text lands).
+pub fn json_escaped(out: &mut String, s: &str, also: impl Fn(char) -> bool) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -243,7 +249,7 @@ fn json_string(out: &mut String, s: &str) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
+            c if (c as u32) < 0x20 || also(c) => {
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
             c => out.push(c),

@@ -11,24 +11,10 @@ use super::{Answer, Question, Scope};
 
 /// `s` as a JSON string, quotes included.
 pub fn string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            // Control characters; `<`, `>` and `&` (never markup, wherever
-            // the text lands); the two separators JavaScript once took for
-            // line ends.
-            c if (c as u32) < 0x20 || matches!(c, '<' | '>' | '&' | '\u{7f}' | '\u{2028}' | '\u{2029}') => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    // Control characters (always); `<`, `>` and `&` (never markup, wherever
+    // the text lands); DEL; the two separators JavaScript once took for
+    // line ends.
+    crate::log::json_escaped(out, s, |c| matches!(c, '<' | '>' | '&' | '\u{7f}' | '\u{2028}' | '\u{2029}'));
 }
 
 /// A JSON string or `null`.
