@@ -112,6 +112,17 @@ impl Destinations {
         let to = groups.iter().map(|(p, _)| format!("@{}", p.name)).chain(rest.iter().map(|h| h.to_string())).collect::<Vec<_>>().join(",");
         let mut line = format!("{listen}=forward;to={}", if to.is_empty() { "none.invalid" } else { &to });
         let join = |v: Vec<String>| v.join(",");
+        // Whose policy it is: the same clients get the drafted one.
+        let id = &forward.identity;
+        if let Some(name) = &id.name {
+            let _ = write!(line, ";client={name}");
+        }
+        if !id.from.is_empty() {
+            let _ = write!(line, ";from={}", join(id.from.iter().map(|n| n.to_string()).collect()));
+        }
+        if !id.uids.is_empty() {
+            let _ = write!(line, ";uid={}", join(id.uids.iter().map(|u| u.to_string()).collect()));
+        }
         if !forward.not_to.is_empty() {
             let _ = write!(line, ";not-to={}", join(forward.not_to.iter().map(|p| p.to_string()).collect()));
         }

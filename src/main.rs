@@ -182,7 +182,9 @@ fn main() -> ExitCode {
         let specs: Vec<&RouteSpec> = group.iter().filter_map(|&i| cfg.routes.get(i)).collect();
         let upstreams = |spec: &RouteSpec| spec.upstreams.iter().map(|u| u.to_string()).collect::<Vec<_>>().join(",");
         let mut line = Record::always("start").str("listen", door.name());
-        if let [only] = specs.as_slice() {
+        // Forward routes sharing the address: one policy per client, said below.
+        let one = specs.len() == 1 || specs.iter().all(|s| s.forward.is_some());
+        if let (true, Some(only)) = (one, specs.first().copied()) {
             let resolved = group.first().and_then(|&i| routes.get(i)).map(|r| r.upstream_list()).unwrap_or_default();
             let remote = match &only.forward { Some(f) if f.dns => "dns".to_string(), Some(_) => "forward".to_string(), None => upstreams(only) };
             line = line.str("remote", remote).str("upstreams", resolved).str("policy", only.policy.name());
@@ -198,8 +200,13 @@ fn main() -> ExitCode {
                     line = line.str("search", conf.search.join(",")).num("ndots", conf.ndots as u64);
                 }
                 line = line.num("hosts", resolver.hosts().len() as u64);
-                if let Some(f) = only.forward.as_ref().filter(|f| !f.presets.is_empty()) {
-                    line = line.str("presets", preset_expansion(f));
+                let presets: Vec<String> = specs.iter().filter_map(|s| s.forward.as_ref()).filter(|f| !f.presets.is_empty()).map(preset_expansion).collect();
+                if !presets.is_empty() {
+                    line = line.str("presets", presets.join(" "));
+                }
+                if specs.len() > 1 || only.client().is_some() {
+                    let id = |s: &&RouteSpec| s.forward.as_ref().map(|f| format!("{}<{}>", s.client().unwrap_or("-"), f.identity.describe()));
+                    line = line.str("clients", specs.iter().filter_map(id).collect::<Vec<_>>().join(" "));
                 }
             }
         } else {

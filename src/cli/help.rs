@@ -67,6 +67,10 @@ const ROUTE_OPTIONS: &str = "  OPTIONs, after the upstreams, each after a ';':
                                                  answers (--admin page, wasiter ask)
         budget=NAME[+NAME]:200req,5MiB-up/1h     what one client may ask of these
                                                  names per window (429 past it)
+        client=NAME;from=CIDR,...|uid=N,...      this policy is for these clients:
+                                                 forward routes on one address, one
+                                                 per client (the one with neither is
+                                                 the default; unclaimed: refused)
         underscore                               names may hold '_' (else refused,
                                                  rule bad-name)
         parent=http://[USER:PASS@]HOST:PORT      go out through this proxy (after

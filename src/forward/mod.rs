@@ -27,6 +27,7 @@ use ranges::GUARDED;
 pub mod budget;
 mod ranges;
 pub mod http_rules;
+pub mod identity;
 mod login;
 mod parent;
 
@@ -90,6 +91,9 @@ pub struct Forward {
     /// `budget=NAMES:LIMITS/WINDOW` (repeated): what one client may ask of
     /// the names each covers, per window (`budget.rs`).
     pub budgets: Vec<budget::Budget>,
+    /// `client=`, `from=`, `uid=`: which clients of its listen address get
+    /// this policy, and its name (`identity.rs`).
+    pub identity: identity::Identity,
 }
 
 /// What the policy decided for one request or tunnel.

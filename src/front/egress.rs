@@ -73,14 +73,24 @@ impl Front {
     /// for the decision log line and the metrics.
     pub(super) fn refused(&mut self, refusal: Refusal) -> Step {
         self.decision = Some((Decision::Deny, refusal.rule));
-        self.answer(Reason::Forbidden(refusal.text))
+        let text = self.naming_client(refusal.text);
+        self.answer(Reason::Forbidden(text))
+    }
+
+    /// A refusal's line, saying whose policy refused when the client has
+    /// a name (`client=`): "pypi.org:443 refused for client app (rule ...".
+    pub(super) fn naming_client(&self, text: String) -> String {
+        match &self.client_name {
+            Some(name) => text.replacen(" refused (rule ", &format!(" refused for client {name} (rule "), 1),
+            None => text,
+        }
     }
 
     /// Refused for its budget (`crate::forward::budget`): `429` (a SOCKS5
     /// "not allowed", a TLS alert), the decision kept.
     pub fn over_budget(&mut self, refusal: Refusal) {
         self.decision = Some((Decision::Deny, refusal.rule));
-        let reason = Reason::OverBudget(refusal.text);
+        let reason = Reason::OverBudget(self.naming_client(refusal.text));
         self.tell(&self.speaks.refusal(&reason));
         self.reason = Some(reason);
     }

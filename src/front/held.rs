@@ -76,7 +76,7 @@ impl Front {
         let refusal = Forward::unanswered(rule, &host, port, why);
         self.decision = Some((Decision::Deny, rule));
         self.asked = Some(crate::names::Asked::Http { host: Some(format!("{host}:{port}")) });
-        let reason = Reason::Forbidden(refusal.text);
+        let reason = Reason::Forbidden(self.naming_client(refusal.text));
         self.tell(&self.speaks.refusal(&reason));
         reason
     }

@@ -73,16 +73,20 @@ pub struct Rules<'a> {
     pub acl: &'a Acl,
     pub accept_proxy: bool,
     pub table: &'a Table,
-    /// A forward route: its index, and where its clients may go.
+    /// A forward route: its index, and where its clients may go (the
+    /// policy this client was given, `crate::forward::identity`)...
     pub forward: Option<(usize, &'a Forward)>,
+    /// ...or a forward port with no policy for this client: refused.
+    pub unclaimed: bool,
     pub header_timeout: Duration,
     pub peek_timeout: Duration,
     /// `--ca`: what opens TLS for a forward route's `open=` names.
     pub opener: Option<&'a tls::Opener>,
     /// `--secrets`: the placeholders every request is checked for.
     pub secrets: &'a Secrets,
-    /// Ask mode: the answers already given (`crate::ask`), and this port's
-    /// name (its listen address) that they are filed under.
+    /// Ask mode: the answers already given (`crate::ask`), and the name
+    /// of the route (its policy's label, `NAME@LISTEN` with `client=`)
+    /// that they are filed under.
     pub asks: &'a crate::ask::Board,
     pub route: &'a str,
 }
@@ -125,8 +129,13 @@ pub enum Step {
 /// A client on its way to a route.
 pub struct Front {
     pub id: u64,
-    /// Its port (an index into the proxy's doors).
+    /// Its port (an index into the proxy's doors)...
     pub door: usize,
+    /// ...and there, on a forward route's port, the policy it was given by
+    /// who it is (`crate::forward::identity`): chosen once, at accept,
+    /// with its `client=` name, which every refusal it reads names.
+    pub policy: usize,
+    pub client_name: Option<String>,
     pub client: Stream,
     /// The TCP peer.
     pub peer: SocketAddr,
@@ -180,15 +189,15 @@ pub struct Front {
 
 impl Front {
     pub fn new(id: u64, door: usize, client: Stream, peer: SocketAddr, now: Instant) -> Front {
-        Front { id, door, client, peer, from: peer, to: None, asked: None, target: None, reason: None, decision: None, speaks: Speaks::Http, pinned: None, tls: None, asking: None, held: None, answer: None, asked_how: None, request_line: None, absolute: false, candidates: Vec::new(), phase: Phase::Accepted, read: Vec::new(), deadline: now, opened: now }
+        Front { id, door, policy: 0, client_name: None, client, peer, from: peer, to: None, asked: None, target: None, reason: None, decision: None, speaks: Speaks::Http, pinned: None, tls: None, asking: None, held: None, answer: None, asked_how: None, request_line: None, absolute: false, candidates: Vec::new(), phase: Phase::Accepted, read: Vec::new(), deadline: now, opened: now }
     }
 
     /// A forward client back for its next request, with what it already
     /// sent of it (`read`): checked like a new client, PROXY header aside;
     /// inside a tunnel (`pinned`), toward its destination alone, through
     /// the client's TLS if the tunnel was opened.
-    pub fn next_request(id: u64, door: usize, (client, from): (Stream, SocketAddr), read: Vec<u8>, (pinned, tls): (Option<(String, u16)>, Option<Box<tls::Session>>), now: Instant) -> Front {
-        Front { phase: Phase::Next, read, pinned, tls, ..Front::new(id, door, client, from, now) }
+    pub fn next_request(id: u64, (door, policy, client_name): (usize, usize, Option<String>), (client, from): (Stream, SocketAddr), read: Vec<u8>, (pinned, tls): (Option<(String, u16)>, Option<Box<tls::Session>>), now: Instant) -> Front {
+        Front { phase: Phase::Next, policy, client_name, read, pinned, tls, ..Front::new(id, door, client, from, now) }
     }
 
     /// Go as far as what the client has sent allows: called once at
@@ -254,7 +263,7 @@ impl Front {
     /// Past any PROXY header: the allow/deny lists, then the peek if the
     /// port routes by name.
     fn check(&mut self, rules: &Rules<'_>, resolver: &mut Resolver, now: Instant) -> Step {
-        if !rules.acl.permits(self.from.ip()) {
+        if !rules.acl.permits(self.from.ip()) || rules.unclaimed {
             return self.close(Reason::Denied);
         }
         if rules.forward.is_some() {

@@ -89,7 +89,7 @@ impl Proxy {
 /// Report mode's drafts (and ask mode's), one block per forward route in
 /// it: for /allowlist and the admin page.
 pub(super) fn drafts(doors: &[super::Door], routes: &[super::RouteState]) -> String {
-    let drafts = admission::in_report_mode(doors, routes).map(|(listen, d, forward)| d.draft(listen, forward).1);
+    let drafts = admission::in_report_mode(doors, routes).map(|(listen, _, d, forward)| d.draft(listen, forward).1);
     let text = drafts.collect::<Vec<_>>().join("\n");
     if text.is_empty() {
         "# no forward route is in report or ask mode\n".to_string()

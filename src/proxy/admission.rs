@@ -52,13 +52,20 @@ impl Proxy {
                 self.adopt_dns_client(door, client, peer, now);
                 continue;
             }
-            if let Some(stats) = d.stats(&mut self.shared.routes) {
+            // A forward port's policy, by who the client is: its address,
+            // or on a Unix listener the uid the kernel gives. None claims
+            // it: refused as allow= would (`Front::check`).
+            let uid = if d.forward.is_empty() || !matches!(d.place, crate::route::Place::Unix(_)) { None } else { client.peer_uid() };
+            let policy = d.policy_for(peer, uid).unwrap_or(usize::MAX);
+            if let Some(stats) = d.stats(policy, &mut self.shared.routes) {
                 stats.connections += 1;
                 stats.active += 1;
             }
             let id = self.next_id;
             self.next_id += 1;
             let mut front = Front::new(id, door, client, peer, now);
+            front.policy = policy;
+            front.client_name = d.forward.get(policy).and_then(|p| p.forward.identity.name.clone());
             match self.advance(&mut front, now) {
                 Step::Wait => {
                     self.fronts.insert(front);
@@ -71,8 +78,8 @@ impl Proxy {
     /// Report mode: each such forward route's draft allowlist, in the log
     /// (on stop; the metrics port serves it at /allowlist at any time).
     pub(super) fn log_drafts(&self) {
-        for (listen, d, forward) in in_report_mode(&self.doors, &self.shared.routes) {
-            log_draft(listen, d, forward);
+        for (listen, label, d, forward) in in_report_mode(&self.doors, &self.shared.routes) {
+            log_draft(listen, label, d, forward);
         }
     }
 
@@ -102,7 +109,7 @@ impl Proxy {
     /// has its question filed (`asking.rs`).
     pub(super) fn advance(&mut self, front: &mut Front, now: Instant) -> Step {
         let step = match self.doors.get(front.door) {
-            Some(door) => front.advance(&door.rules(self.header_timeout, self.peek_timeout, &self.shared.keys, &self.asks), &mut self.resolver, now),
+            Some(door) => front.advance(&door.rules(front.policy, self.header_timeout, self.peek_timeout, &self.shared.keys, &self.asks), &mut self.resolver, now),
             None => Step::Close,
         };
         if step == Step::Wait && front.asking.is_some() {
@@ -120,7 +127,7 @@ impl Proxy {
             for key in waiting {
                 let Some(mut front) = self.fronts.try_remove(key) else { continue };
                 let step = match self.doors.get(front.door) {
-                    Some(door) => front.resolved(result.clone(), &door.rules(self.header_timeout, self.peek_timeout, &self.shared.keys, &self.asks), &mut self.resolver, now),
+                    Some(door) => front.resolved(result.clone(), &door.rules(front.policy, self.header_timeout, self.peek_timeout, &self.shared.keys, &self.asks), &mut self.resolver, now),
                     None => Step::Close,
                 };
                 if step == Step::Wait && front.waits_for().is_some() {
@@ -183,7 +190,7 @@ impl Proxy {
             None => Vec::new(),
         };
         let mut read = front.take_read();
-        let opaque = door.forward.as_ref().map(|(_, f)| f.opaque.clone()).unwrap_or_default();
+        let opaque = door.forward.get(front.policy).map(|p| p.forward.opaque.clone()).unwrap_or_default();
         let forward = front.target.take().map(|t| {
             // A tunnel's bytes that came with its CONNECT are its first
             // bytes: they wait to be checked against its name with what
@@ -233,9 +240,12 @@ impl Proxy {
     /// and sent on like its first request, wherever it goes.
     pub(super) fn next_request(&mut self, conn: Conn, now: Instant) {
         let (id, route) = (conn.id(), conn.route);
-        let door = self.doors.iter().position(|d| d.forward.as_ref().is_some_and(|(r, _)| *r == route));
-        let Some(door) = door else { return }; // its route went away in a reload: closed
-        if let Some(stats) = self.doors.get_mut(door).and_then(|d| d.stats(&mut self.shared.routes)) {
+        // Its door and policy: where its route is now (a reload may have
+        // moved the policy within its door; a client keeps its route).
+        let place = self.doors.iter().enumerate().find_map(|(i, d)| Some((i, d.policy_of(route)?)));
+        let Some((door, policy)) = place else { return }; // its route went away in a reload: closed
+        let client_name = self.doors.get(door).and_then(|d| d.forward.get(policy)).and_then(|p| p.forward.identity.name.clone());
+        if let Some(stats) = self.doors.get_mut(door).and_then(|d| d.stats(policy, &mut self.shared.routes)) {
             stats.active += 1; // still open: its exchange's close counted it out
         }
         let asked = conn.asked_host().map(str::to_string);
@@ -247,7 +257,7 @@ impl Proxy {
             self.poller.add(kept.1.handle(), 0, false, false);
             self.parked.park(&parked_key(&host, kept.2.is_some()), kept, now);
         }
-        let mut front = Front::next_request(id, door, next.client, next.leftover, (next.pinned, next.client_tls), now);
+        let mut front = Front::next_request(id, (door, policy, client_name), next.client, next.leftover, (next.pinned, next.client_tls), now);
         match self.advance(&mut front, now) {
             Step::Wait => {
                 self.fronts.insert(front);
@@ -270,18 +280,19 @@ impl Proxy {
     /// and, if the policy decided, log and count the decision.
     fn count_destination(&mut self, front: &Front) {
         let Some(door) = self.doors.get(front.door) else { return };
-        let Some((route, _)) = &door.forward else { return };
+        let Some(policy) = door.forward.get(front.policy) else { return };
         let Some(Asked::Http { host: Some(asked) }) = &front.asked else { return };
-        let Some(d) = self.shared.routes.get_mut(*route).and_then(|r| r.destinations.as_mut()) else { return };
+        let Some(d) = self.shared.routes.get_mut(policy.route).and_then(|r| r.destinations.as_mut()) else { return };
         d.count(asked);
         if let Some((decision, rule)) = front.decision {
             let grew = d.decided_how(asked, decision, rule, front.asked_how.map(|s| s.name()));
-            log_decision(front.id, &door.name, asked, decision, rule);
-            if let Some((_, forward)) = door.forward.as_ref().filter(|(_, f)| (f.report || f.ask.is_some()) && grew) {
+            log_decision(front.id, &policy.label, asked, decision, rule);
+            let forward = &policy.forward;
+            if (forward.report || forward.ask.is_some()) && grew {
                 // A name new to report mode's draft: the draft as it is now
                 // (a wasm runtime ends the module on a signal, so the last
                 // of these lines is its draft; natively, stop logs one too).
-                log_draft(&door.name, d, forward);
+                log_draft(&door.name, &policy.label, d, forward);
             }
         }
     }
@@ -291,10 +302,11 @@ impl Proxy {
     fn close_front(&mut self, mut front: Front, now: Instant) {
         let reason = front.reason.take().unwrap_or(Reason::NoRoute);
         let Some(door) = self.doors.get_mut(front.door) else { return };
-        if let Some(stats) = door.stats(&mut self.shared.routes) {
+        if let Some(stats) = door.stats(front.policy, &mut self.shared.routes) {
             stats.closed(reason.kind());
         }
-        let who = Who { id: front.id, route: &door.name, backend: None, client: front.from, asked: front.asked.as_ref() };
+        let route = door.forward.get(front.policy).map_or(&door.name, |p| &p.label);
+        let who = Who { id: front.id, route, backend: None, client: front.from, asked: front.asked.as_ref() };
         log_close(&who, None, (0, 0), now.saturating_duration_since(front.opened), &reason);
         // dropping `front` closes the client: no upstream ever saw it
     }
@@ -322,20 +334,22 @@ impl Proxy {
     }
 }
 
-/// The forward routes in report or ask mode: (listen address, ledger,
-/// policy), for their drafts (in the log on stop, at the metrics port's
-/// /allowlist, on the admin page).
-pub(super) fn in_report_mode<'a>(doors: &'a [Door], routes: &'a [RouteState]) -> impl Iterator<Item = (&'a str, &'a Destinations, &'a Forward)> {
-    doors.iter().filter_map(|door| {
-        let (route, forward) = door.forward.as_ref().filter(|(_, f)| f.report || f.ask.is_some())?;
-        Some((door.name.as_str(), routes.get(*route)?.destinations.as_ref()?, forward))
+/// The forward routes in report or ask mode: (listen address, route
+/// label, ledger, policy), for their drafts (in the log on stop, at the
+/// metrics port's /allowlist, on the admin page).
+pub(super) fn in_report_mode<'a>(doors: &'a [Door], routes: &'a [RouteState]) -> impl Iterator<Item = (&'a str, &'a str, &'a Destinations, &'a Forward)> {
+    doors.iter().flat_map(|door| {
+        door.forward.iter().filter(|p| p.forward.report || p.forward.ask.is_some()).filter_map(|p| {
+            Some((door.name.as_str(), p.label.as_str(), routes.get(p.route)?.destinations.as_ref()?, &p.forward))
+        })
     })
 }
 
-/// Report mode's draft allowlist of the route on `listen`, as a log line.
-pub(super) fn log_draft(listen: &str, d: &Destinations, forward: &Forward) {
+/// Report mode's draft allowlist of the route on `listen` (`label` in
+/// logs), as a log line.
+pub(super) fn log_draft(listen: &str, label: &str, d: &Destinations, forward: &Forward) {
     let (line, _) = d.draft(listen, forward);
-    Record::always("allowlist-draft").str("route", listen).str("names", d.counts()).str("line", line).emit();
+    Record::always("allowlist-draft").str("route", label).str("names", d.counts()).str("line", line).emit();
 }
 
 /// One line per decision of a forward route's policy: what was asked, what

@@ -35,7 +35,8 @@ impl Proxy {
     /// the names it judged into the route's ledger.
     fn with_dns_server(&mut self, door: usize, now: Instant, f: impl FnOnce(&mut crate::dns_server::DnsServer, &mut Cx<'_>)) {
         let Some(d) = self.doors.get_mut(door) else { return };
-        let (Some(server), Some((route, policy))) = (d.dns.as_mut(), d.forward.as_ref()) else { return };
+        // A DNS route's door has its one policy (`route::doors`).
+        let (Some(server), Some(crate::proxy::state::Policy { route, forward: policy, .. })) = (d.dns.as_mut(), d.forward.first()) else { return };
         let route = *route;
         let mut cx = Cx { route: &d.name, policy, acl: &d.acl, resolver: &mut self.resolver, secrets: &self.shared.keys.secrets, asks: &self.asks, now };
         f(server, &mut cx);
@@ -56,8 +57,8 @@ impl Proxy {
         }
         // Report mode: the draft, grown by the names DNS clients asked for.
         let (Some(d), Some(ledger)) = (self.doors.get(door), self.shared.routes.get(route).and_then(|r| r.destinations.as_ref())) else { return };
-        if let Some((_, forward)) = d.forward.as_ref().filter(|(_, f)| (f.report || f.ask.is_some()) && grew) {
-            log_draft(&d.name, ledger, forward);
+        if let Some(p) = d.forward.first().filter(|p| (p.forward.report || p.forward.ask.is_some()) && grew) {
+            log_draft(&d.name, &p.label, ledger, &p.forward);
         }
     }
 

@@ -80,8 +80,8 @@ impl Proxy {
             .pending()
             .iter()
             .filter(|q| {
-                let policy = self.doors.iter().find(|d| d.name == q.asking.route && d.listener.is_some()).and_then(|d| d.forward.as_ref());
-                policy.is_some_and(|(_, f)| !matches!(f.check_host(&q.asking.host, q.asking.port), Ok((crate::forward::Decision::Ask, _))))
+                let mut policies = self.doors.iter().filter(|d| d.listener.is_some()).flat_map(|d| &d.forward);
+                policies.find(|p| p.label == q.asking.route).is_some_and(|p| !matches!(p.forward.check_host(&q.asking.host, q.asking.port), Ok((crate::forward::Decision::Ask, _))))
             })
             .map(|q| q.id)
             .collect();
@@ -137,8 +137,8 @@ impl Proxy {
             return Err("forever is written into the routes file, and this proxy reads none (start it with --routes-file, and reloads on): answer session instead".into());
         };
         let path = watch.path.clone();
-        let asked_on = |d: &&super::Door| if a.way == crate::ask::Way::Dns { d.forward.as_ref().is_some_and(|(_, f)| f.ask.is_some()) } else { d.name == a.route };
-        let routes: Vec<usize> = self.doors.iter().filter(|d| d.listener.is_some()).filter(asked_on).filter_map(|d| d.forward.as_ref().map(|(r, _)| *r)).collect();
+        let asked_on = |p: &&super::state::Policy| if a.way == crate::ask::Way::Dns { p.forward.ask.is_some() } else { p.label == a.route };
+        let routes: Vec<usize> = self.doors.iter().filter(|d| d.listener.is_some()).flat_map(|d| &d.forward).filter(asked_on).map(|p| p.route).collect();
         let origins: Vec<String> = self.specs.iter().filter(|(_, i)| routes.contains(i)).map(|(s, _)| s.origin.clone()).collect();
         let mut lines: Vec<usize> = origins.iter().filter_map(|o| forever::line_of(o, &path)).collect();
         if lines.is_empty() {

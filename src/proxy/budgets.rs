@@ -19,10 +19,11 @@ impl Proxy {
     /// front has answered and holds its reason).
     pub(super) fn charge_request(&mut self, front: &mut Front, now: Instant) -> Result<Option<(Charge, Budget)>, ()> {
         let Some(door) = self.doors.get(front.door) else { return Ok(None) };
-        let (Some((_, forward)), Some(target)) = (door.forward.as_ref(), front.target.as_ref()) else { return Ok(None) };
+        let (Some(policy), Some(target)) = (door.forward.get(front.policy), front.target.as_ref()) else { return Ok(None) };
+        let forward = &policy.forward;
         let Some(index) = forward.budget_for(&target.host) else { return Ok(None) };
         let Some(budget) = forward.budgets.get(index).cloned() else { return Ok(None) };
-        let charge = Charge { route: door.name.clone(), budget: index, client: front.from.ip() };
+        let charge = Charge { route: policy.label.clone(), budget: index, client: front.from.ip() };
         match self.spending.request(&charge, &budget, now) {
             Ok(()) => Ok(Some((charge, budget))),
             Err(why) => {

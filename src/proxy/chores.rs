@@ -121,13 +121,13 @@ impl Proxy {
                     pool: Some(&r.pool),
                     destinations: r.destinations.as_ref(),
                     // A DNS route's server lives on its door.
-                    dns: doors.iter().filter(|d| d.forward.as_ref().is_some_and(|(route, _)| *route == i)).find_map(|d| d.dns.as_ref()).map(|s| (&s.answers, s.dropped)),
+                    dns: doors.iter().filter(|d| d.policy_of(i).is_some()).find_map(|d| d.dns.as_ref()).map(|s| (&s.answers, s.dropped)),
                     udp: doors.iter().filter(|d| d.table.default_route() == Some(i)).find_map(|d| d.udp.as_ref()).map(|u| u.view()),
                 }))
                 .collect();
             // Ask mode: every route in it, and any a question still names.
             let pending = self.asks.pending();
-            let mut asked: Vec<&str> = doors.iter().filter(|d| d.forward.as_ref().is_some_and(|(_, f)| f.ask.is_some())).map(|d| d.name.as_str()).collect();
+            let mut asked: Vec<&str> = doors.iter().flat_map(|d| &d.forward).filter(|p| p.forward.ask.is_some()).map(|p| p.label.as_str()).collect();
             for q in pending {
                 if !asked.contains(&q.asking.route.as_str()) {
                     asked.push(&q.asking.route);
@@ -137,8 +137,8 @@ impl Proxy {
             let budgets: Vec<metrics::BudgetRow> = doors
                 .iter()
                 .filter(|d| d.listener.is_some())
-                .filter_map(|d| d.forward.as_ref().map(|(_, f)| (d, f)))
-                .flat_map(|(d, f)| self.spending.view(&d.name, &f.budgets, now).into_iter().map(|(budget, fullest, refused)| metrics::BudgetRow { route: d.name.clone(), budget, fullest, refused }))
+                .flat_map(|d| &d.forward)
+                .flat_map(|p| self.spending.view(&p.label, &p.forward.budgets, now).into_iter().map(|(budget, fullest, refused)| metrics::BudgetRow { route: p.label.clone(), budget, fullest, refused }))
                 .collect();
             metrics::render(&views, (&asks, &budgets), reloads, iterations, wakeups, now)
         };
@@ -155,7 +155,7 @@ impl Proxy {
         let secs = summary.every.as_secs_f64();
         let routes = &self.shared.routes;
         let (up, down) = (routes.iter().map(|r| r.stats.to_upstream).sum(), routes.iter().map(|r| r.stats.to_client).sum());
-        let accepted: u64 = self.doors.iter().filter_map(|d| d.counted(routes)).map(|s| s.connections).sum();
+        let accepted: u64 = self.doors.iter().map(|d| d.accepted(routes)).sum();
         Record::new(Level::Info, "summary")
             .num("active", active)
             .num("connections", accepted)

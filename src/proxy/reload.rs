@@ -179,11 +179,11 @@ impl Proxy {
                     let tls = certs.get_mut(j).and_then(Option::take).unwrap_or_default();
                     // A route removed earlier and now back: the same one
                     // again (its counters go on), else a new one.
-                    let back = self.shared.routes.iter().position(|r| r.retired && r.place.same(&spec.place()) && r.matches == spec.matches);
+                    let back = self.shared.routes.iter().position(|r| r.retired && r.place.same(&spec.place()) && r.matches == spec.matches && r.client.as_deref() == spec.client());
                     let r = match back {
                         Some(r) => {
                             if let Some(state) = self.shared.routes.get_mut(r) {
-                                state.name = d.name.clone();
+                                state.name = spec.forward.as_ref().map_or_else(|| d.name.clone(), |f| f.identity.label(&d.name));
                                 state.reconfigure(spec, addrs, tls);
                             }
                             r

@@ -39,8 +39,9 @@ pub struct Door {
     pub(super) accept_proxy: bool,
     /// Its routes, by what they serve.
     pub(super) table: Table,
-    /// A forward route: its index and policy (then the door's only route).
-    pub(super) forward: Option<(usize, Forward)>,
+    /// Forward routes: one policy each, for the clients each claims
+    /// (`crate::forward::identity`); the door's only routes then.
+    pub(super) forward: Vec<Policy>,
     /// `LISTEN=dns;...`: the allowlist DNS server, whose TCP clients the
     /// listener hands over and whose UDP socket is bound beside it.
     pub(super) dns: Option<DnsServer>,
@@ -73,7 +74,7 @@ impl Door {
             acl: Acl::default(),
             accept_proxy: false,
             table: Table::default(),
-            forward: None,
+            forward: Vec::new(),
             stats: Stats::default(),
         };
         door.set_routes(routes);
@@ -88,7 +89,14 @@ impl Door {
             self.accept_proxy = first.accept_proxy;
         }
         self.table = Table::new(routes.iter().map(|(i, r)| (r.matches.clone(), *i)));
-        self.forward = routes.iter().find_map(|(i, r)| Some((*i, r.forward.clone()?)));
+        let name = &self.name;
+        self.forward = routes
+            .iter()
+            .filter_map(|(i, r)| {
+                let forward = r.forward.clone()?;
+                Some(Policy { route: *i, label: forward.identity.label(name), forward })
+            })
+            .collect();
         if let (Some(relay), Some(settings)) = (self.udp.as_mut(), routes.first().and_then(|(_, r)| r.udp)) {
             relay.set(settings);
         }
@@ -136,36 +144,70 @@ impl Door {
         Some((rcv, snd, relay.kernel_dropped().is_some()))
     }
 
-    pub(super) fn rules<'a>(&'a self, header_timeout: Duration, peek_timeout: Duration, keys: &'a Keys, asks: &'a crate::ask::Board) -> Rules<'a> {
-        let forward = self.forward.as_ref().map(|(i, f)| (*i, f));
-        Rules { acl: &self.acl, accept_proxy: self.accept_proxy, table: &self.table, forward, header_timeout, peek_timeout, opener: keys.opener.as_ref(), secrets: &keys.secrets, asks, route: &self.name }
+    /// What a client of policy `policy` (`Front::policy`) passes through.
+    pub(super) fn rules<'a>(&'a self, policy: usize, header_timeout: Duration, peek_timeout: Duration, keys: &'a Keys, asks: &'a crate::ask::Board) -> Rules<'a> {
+        let chosen = self.forward.get(policy);
+        let forward = chosen.map(|p| (p.route, &p.forward));
+        let route = chosen.map_or(self.name.as_str(), |p| p.label.as_str());
+        let unclaimed = !self.forward.is_empty() && chosen.is_none();
+        Rules { acl: &self.acl, accept_proxy: self.accept_proxy, table: &self.table, forward, unclaimed, header_timeout, peek_timeout, opener: keys.opener.as_ref(), secrets: &keys.secrets, asks, route }
     }
 
-    /// Where this door counts a client that has no route yet.
-    pub(super) fn stats<'a>(&'a mut self, routes: &'a mut [RouteState]) -> Option<&'a mut Stats> {
-        match self.counted_on() {
+    /// Which of its forward policies a client gets, by what it cannot
+    /// change: its address (a TCP peer's) and its uid (a Unix peer's).
+    /// `None`: a forward door with no policy for it (refused at once).
+    pub(super) fn policy_for(&self, peer: SocketAddr, uid: Option<u32>) -> Option<usize> {
+        let ip = (!matches!(self.place, Place::Unix(_))).then(|| peer.ip());
+        crate::forward::identity::choose(self.forward.iter().map(|p| &p.forward.identity), ip, uid)
+    }
+
+    /// The policy of a forward route, by route index: where it is.
+    pub(super) fn policy_of(&self, route: usize) -> Option<usize> {
+        self.forward.iter().position(|p| p.route == route)
+    }
+
+    /// Where this door counts a client (of forward policy `policy`) that
+    /// has no route yet.
+    pub(super) fn stats<'a>(&'a mut self, policy: usize, routes: &'a mut [RouteState]) -> Option<&'a mut Stats> {
+        match self.counted_on(policy) {
             Counted::Door => Some(&mut self.stats),
             Counted::Route(r) => Some(&mut routes.get_mut(r?)?.stats),
         }
     }
 
-    /// The same counters, to read (the summary line).
-    pub(super) fn counted<'a>(&'a self, routes: &'a [RouteState]) -> Option<&'a Stats> {
-        match self.counted_on() {
-            Counted::Door => Some(&self.stats),
-            Counted::Route(r) => Some(&routes.get(r?)?.stats),
+    /// The clients it took (the summary line): a forward door's on each
+    /// of its policies' routes.
+    pub(super) fn accepted(&self, routes: &[RouteState]) -> u64 {
+        let on = |c: Counted| match c {
+            Counted::Door => self.stats.connections,
+            Counted::Route(r) => r.and_then(|r| routes.get(r)).map_or(0, |r| r.stats.connections),
+        };
+        match self.forward.len() {
+            0 => on(self.counted_on(0)),
+            n => (0..n).map(|p| on(self.counted_on(p))).sum::<u64>() + self.stats.connections,
         }
     }
 
     /// A port routed by name counts its own clients until a route is
     /// picked; a plain port counts them on its one route.
-    fn counted_on(&self) -> Counted {
-        if self.table.peeks() {
+    fn counted_on(&self, policy: usize) -> Counted {
+        if !self.forward.is_empty() {
+            // A client no policy claims is counted at the door.
+            self.forward.get(policy).map_or(Counted::Door, |p| Counted::Route(Some(p.route)))
+        } else if self.table.peeks() {
             Counted::Door
         } else {
             Counted::Route(self.table.default_route())
         }
     }
+}
+
+/// A forward route at its door: its route index, its policy, and what
+/// logs and metrics call it (`NAME@LISTEN` with `client=NAME`).
+pub struct Policy {
+    pub(super) route: usize,
+    pub(super) forward: Forward,
+    pub(super) label: String,
 }
 
 /// A door's sockets, bound before it is made (so a start or reload that
@@ -197,6 +239,8 @@ pub struct RouteState {
     /// route's pool gets no TCP health checks) and what it serves there.
     pub(super) place: Place,
     pub(super) matches: Match,
+    /// A forward route's `client=`, which tells it from others on its address.
+    pub(super) client: Option<String>,
     /// `...=unix:/path`: its one upstream is a Unix socket (no checks either).
     pub(super) unix_upstream: Option<std::path::PathBuf>,
     /// A reload removed it: it takes no new client (none can reach it) and
@@ -223,7 +267,8 @@ impl RouteState {
     /// A route of `door`; `resolved[i]` holds the addresses of `spec.upstreams[i]`.
     pub fn new(spec: &RouteSpec, door: &Door, resolved: Vec<Vec<SocketAddr>>, health: FailPolicy, (tls, upstream_tls): Certs) -> RouteState {
         RouteState {
-            name: door.name.clone(),
+            name: spec.forward.as_ref().map_or_else(|| door.name.clone(), |f| f.identity.label(&door.name)),
+            client: spec.client().map(str::to_string),
             backend: door.table.peeks().then(|| spec.matches.label()),
             pool: Pool::new(spec.upstreams.clone(), resolved, spec.policy, health),
             stats: Stats::default(),

@@ -3,6 +3,7 @@
 //! A file of its own: it reads whole route sets, where `mod.rs` reads one.
 
 use super::spec::RouteSpec;
+use crate::forward::Forward;
 
 /// The most listen addresses the proxy keeps at once (each a listener).
 pub const MAX_DOORS: usize = 4096;
@@ -29,6 +30,12 @@ pub fn doors(routes: &[RouteSpec]) -> Result<Vec<Vec<usize>>, String> {
             if !r.matches.is_default() {
                 return Err(format!("{}: a forward route takes no sni=, alpn= or host=", r.origin));
             }
+            if !f.identity.uids.is_empty() && r.unix.is_none() {
+                return Err(format!("{}: uid= picks clients of a Unix listener (unix:/PATH=forward;...), whose peer's uid the kernel tells; a TCP client has none: use from=", r.origin));
+            }
+            if !f.identity.from.is_empty() && r.accept_proxy {
+                return Err(format!("{}: from= picks a policy by the TCP peer's address, before any PROXY header is read; use it without accept-proxy", r.origin));
+            }
         }
         let door = doors.iter_mut().find(|d| d.first().and_then(|&f| routes.get(f)).is_some_and(|f| f.same_place(r)));
         let Some(door) = door else {
@@ -37,6 +44,10 @@ pub fn doors(routes: &[RouteSpec]) -> Result<Vec<Vec<usize>>, String> {
         };
         for other in door.iter().filter_map(|&o| routes.get(o)) {
             let addr = r.listen;
+            if let (Some(a), Some(b)) = (&other.forward, &r.forward) {
+                shared_forward((other, a), (r, b))?;
+                continue;
+            }
             if other.matches == r.matches {
                 let (a, b) = (&other.origin, &r.origin);
                 return Err(if r.matches.is_default() {
@@ -63,6 +74,28 @@ pub fn doors(routes: &[RouteSpec]) -> Result<Vec<Vec<usize>>, String> {
     Ok(doors)
 }
 
+/// Two forward routes on one listen address: one policy each, told apart
+/// by who the client is (`crate::forward::identity`), never by what it sends.
+fn shared_forward((a, fa): (&RouteSpec, &Forward), (b, fb): (&RouteSpec, &Forward)) -> Result<(), String> {
+    let (ia, ib, addr) = (&fa.identity, &fb.identity, b.place());
+    if fa.dns || fb.dns {
+        return Err(format!("{} and {}: a DNS route needs a listen address of its own ({addr}); give each client's DNS route its own, with allow=", a.origin, b.origin));
+    }
+    if ia.name.is_none() || ib.name.is_none() || ia.name == ib.name {
+        return Err(format!(
+            "{} and {}: forward routes that share {addr} are one policy per client: give each its own client=NAME (and from=CIDR or uid=N to say whose it is)",
+            a.origin, b.origin
+        ));
+    }
+    if ia.is_default() && ib.is_default() {
+        return Err(format!("{} and {}: two forward routes on {addr} with neither from= nor uid=: only one may be the default for every other client", a.origin, b.origin));
+    }
+    if a.acl != b.acl || a.accept_proxy != b.accept_proxy || fa.transparent.is_some() != fb.transparent.is_some() {
+        return Err(format!("the forward routes on {addr} ({} and {}) differ in allow=, deny=, accept-proxy or transparent=; they share one listener, so give each the same", a.origin, b.origin));
+    }
+    Ok(())
+}
+
 /// What changed between two route sets, by identity: a route is its listen
 /// address and what it serves there (`matches`); anything else about it
 /// (upstreams, policy, options) may change in place.
@@ -86,8 +119,9 @@ impl Diff {
 
 /// Routes on port 0 ask for a fresh port each time: never the same route.
 /// UDP and TCP on one port are two routes.
+/// Forward routes sharing an address are told apart by their `client=`.
 fn same_route(a: &RouteSpec, b: &RouteSpec) -> bool {
-    a.same_place(b) && a.matches == b.matches
+    a.same_place(b) && a.matches == b.matches && a.client() == b.client()
 }
 
 /// The difference from `old` to `new` (`origin` does not count: a route

@@ -40,7 +40,7 @@ use crate::forward::Forward;
 use crate::names::{Match, Pattern};
 
 pub const ROUTE_FORM: &str =
-    "LISTEN=HOST:PORT[,HOST:PORT...][;policy=failover|round-robin|least-conn][;allow=CIDR,...][;deny=CIDR,...][;send-proxy=v1|v2][;accept-proxy][;sni=NAME,...][;alpn=PROTO,...][;host=NAME,...][;cert=PEM;key=PEM][;upstream-tls][;upstream-ca=PEM][;upstream-name=NAME][;upstream-insecure], or LISTEN=forward;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;ports=PORT,...][;auth=USER:PASS][;report|ask[;ask-timeout=60s]][;underscore][;parent=http://HOST:PORT][;direct=NAME,...][;transparent=PORT][;open=NAME,...][;allow-http=HOST/PATH:METHODS,...][;budget=NAME[+NAME]:200req,5MiB-up,50MiB-down/1h], or LISTEN=dns;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;report|ask[;ask-timeout=60s]][;underscore], or udp:LISTEN=HOST:PORT[,HOST:PORT...][;policy=...][;allow=CIDR,...][;deny=CIDR,...][;idle=30s][;flows=1024], or unix:/PATH=UPSTREAMS[;mode=0660][;owner=UID:GID] and LISTEN=unix:/PATH (natively); LISTEN may be HOST:FIRST-LAST (a range, an upstream HOST:FIRST-LAST of the same length or one port), e.g. 0.0.0.0:8080=web1:80,web2:80;policy=round-robin";
+    "LISTEN=HOST:PORT[,HOST:PORT...][;policy=failover|round-robin|least-conn][;allow=CIDR,...][;deny=CIDR,...][;send-proxy=v1|v2][;accept-proxy][;sni=NAME,...][;alpn=PROTO,...][;host=NAME,...][;cert=PEM;key=PEM][;upstream-tls][;upstream-ca=PEM][;upstream-name=NAME][;upstream-insecure], or LISTEN=forward;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;ports=PORT,...][;auth=USER:PASS][;report|ask[;ask-timeout=60s]][;underscore][;parent=http://HOST:PORT][;direct=NAME,...][;transparent=PORT][;open=NAME,...][;allow-http=HOST/PATH:METHODS,...][;budget=NAME[+NAME]:200req,5MiB-up,50MiB-down/1h][;client=NAME[;from=CIDR,...|;uid=N,...]], or LISTEN=dns;to=NAME,...[;not-to=NAME,...][;to-net=CIDR,...][;report|ask[;ask-timeout=60s]][;underscore], or udp:LISTEN=HOST:PORT[,HOST:PORT...][;policy=...][;allow=CIDR,...][;deny=CIDR,...][;idle=30s][;flows=1024], or unix:/PATH=UPSTREAMS[;mode=0660][;owner=UID:GID] and LISTEN=unix:/PATH (natively); LISTEN may be HOST:FIRST-LAST (a range, an upstream HOST:FIRST-LAST of the same length or one port), e.g. 0.0.0.0:8080=web1:80,web2:80;policy=round-robin";
 
 /// `LISTEN=UPSTREAMS;OPTIONS`: one route, or one per port of a range. The
 /// error says what part was wrong.
@@ -154,7 +154,7 @@ fn parse_target(listen: SocketAddr, udp: bool, unix: Option<&str>, s: &str) -> R
                     route.matches.alpn.push(p.to_string());
                 }
             }
-            "to" | "not-to" | "to-net" | "ports" | "opaque" | "auth" | "report" | "ask" | "ask-timeout" | "underscore" | "parent" | "direct" | "transparent" | "open" | "allow-http" | "budget" => {
+            "to" | "not-to" | "to-net" | "ports" | "opaque" | "auth" | "report" | "ask" | "ask-timeout" | "underscore" | "parent" | "direct" | "transparent" | "open" | "allow-http" | "budget" | "client" | "from" | "uid" => {
                 let Some(f) = route.forward.as_mut() else {
                     return Err(format!("{} applies to a forward route (LISTEN=forward;...)", key.trim()));
                 };
@@ -196,6 +196,9 @@ fn parse_target(listen: SocketAddr, udp: bool, unix: Option<&str>, s: &str) -> R
                     }
                     "to-net" => f.nets.extend(parse_cidrs(value)?),
                     "budget" => f.budgets.push(crate::forward::budget::Budget::parse(value)?),
+                    "client" => f.identity.set_name(value)?,
+                    "from" => f.identity.from.extend(parse_cidrs(value)?),
+                    "uid" => f.identity.add_uids(value)?,
                     "auth" => f.set_auth(value)?,
                     "report" => f.report = true,
                     "ask" => f.ask = Some(f.ask.unwrap_or(crate::ask::DEFAULT_TIMEOUT)),

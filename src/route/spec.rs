@@ -167,6 +167,12 @@ impl RouteSpec {
     pub fn same_place(&self, other: &RouteSpec) -> bool {
         self.place().same(&other.place())
     }
+
+    /// A forward route's `client=` name: what tells it from the others on
+    /// its address (`crate::forward::identity`).
+    pub fn client(&self) -> Option<&str> {
+        self.forward.as_ref().and_then(|f| f.identity.name.as_deref())
+    }
 }
 
 /// Where a route listens: a TCP or UDP address, or a Unix socket's path.

@@ -259,3 +259,25 @@ fn underscore_lets_names_hold_it_and_a_to_that_needs_it_says_so() {
     assert!(parse_route("127.0.0.1:3128=forward;to=*;not-to=my_host.test").is_ok(), "a not-to= with '_' refuses nothing more");
     assert!(parse_route("127.0.0.1:8080=a:80;underscore").unwrap_err().contains("applies to a forward route"));
 }
+
+#[test]
+fn forward_routes_share_an_address_one_policy_per_client() {
+    let routes = |specs: &[&str]| specs.iter().map(|s| parse_route(s).unwrap()).collect::<Vec<_>>();
+    let two = routes(&["0.0.0.0:3128=forward;client=app;from=10.0.0.2;to=a.test", "0.0.0.0:3128=forward;client=others;to=b.test"]);
+    assert_eq!(doors(&two).unwrap(), vec![vec![0, 1]]);
+    let e = |specs: &[&str]| doors(&routes(specs)).unwrap_err();
+    assert!(e(&["0.0.0.0:3128=forward;from=10.0.0.2;to=a.test", "0.0.0.0:3128=forward;client=b;to=b.test"]).contains("give each its own client=NAME"));
+    assert!(e(&["0.0.0.0:3128=forward;client=a;from=10.0.0.2;to=a.test", "0.0.0.0:3128=forward;client=a;from=10.0.0.3;to=b.test"]).contains("give each its own client=NAME"));
+    assert!(e(&["0.0.0.0:3128=forward;client=a;to=a.test", "0.0.0.0:3128=forward;client=b;to=b.test"]).contains("only one may be the default"));
+    assert!(e(&["0.0.0.0:3128=forward;client=a;from=10.0.0.2;to=a.test;allow=10.0.0.0/8", "0.0.0.0:3128=forward;client=b;to=b.test"]).contains("differ in allow="));
+    assert!(e(&["127.0.0.1:53=dns;to=a.test", "127.0.0.1:53=dns;to=b.test"]).contains("a listen address of its own"));
+    assert!(e(&["0.0.0.0:3128=forward;client=a;uid=1000;to=a.test"]).contains("uid= picks clients of a Unix listener"));
+    assert!(e(&["0.0.0.0:3128=forward;client=a;from=10.0.0.2;accept-proxy;to=a.test"]).contains("without accept-proxy"));
+    assert!(parse_route("127.0.0.1:53=dns;from=10.0.0.2;to=a.test").unwrap_err().contains("does not apply to a DNS route"));
+    assert!(parse_route(":80=a:1;client=x").unwrap_err().contains("applies to a forward route"));
+    // Routes are told apart by client= in a reload: a changed list is a
+    // change of that client's route, not another route.
+    let changed = routes(&["0.0.0.0:3128=forward;client=app;from=10.0.0.2;to=c.test", "0.0.0.0:3128=forward;client=others;to=b.test"]);
+    let d = diff(&two, &changed);
+    assert_eq!((d.changed, d.kept, d.added, d.removed), (vec![(0, 0)], vec![(1, 1)], vec![], vec![]));
+}

@@ -32,6 +32,8 @@
 //! Listener::bind_unix(path, mode, owner, backlog), Stream::connect_unix(path)
 //!                                 natively (UNIX_SOCKETS); a Unix peer's address
 //!                                 is UNIX_PEER. The wasm builds: Unsupported
+//!       .peer_uid()            -> Option<u32>   a Unix peer's uid (SO_PEERCRED, Linux);
+//!                                 None for TCP peers and on the wasm builds
 //! Datagram::connect(addr)      -> io::Result<Datagram>   a non-blocking UDP socket
 //!                                 bound to any local port, connected to addr
 //!       .send(buf) / .recv(buf)   one datagram; WouldBlock when not ready

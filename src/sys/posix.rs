@@ -194,7 +194,7 @@ mod unix {
 
     use socket2::{Domain, SockAddr, Socket, Type};
 
-    use super::{is_in_progress, next_serial, Listener, Stream};
+    use super::{is_in_progress, next_serial, trace, Listener, Stream};
 
     impl Listener {
         /// Listen at `path`, with `mode` and `owner` (uid, gid) when given.
@@ -244,6 +244,28 @@ mod unix {
             }
             Ok(Stream(TcpStream::from(std::os::fd::OwnedFd::from(sock)), next_serial()))
         }
+
+        /// A Unix-socket client's uid, as the kernel recorded it when the
+        /// client connected (SO_PEERCRED): the client cannot choose it.
+        /// `None` on a TCP socket or when the call fails.
+        #[cfg(target_os = "linux")]
+        pub fn peer_uid(&self) -> Option<u32> {
+            use std::os::fd::AsRawFd;
+            let fd = self.0.as_raw_fd();
+            let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+            let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+            // SAFETY: `cred` and `len` are live locals of the sizes given;
+            // the kernel writes at most `len` bytes into `cred`.
+            let r = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_PEERCRED, (&raw mut cred).cast(), &mut len) };
+            let r = if r == 0 && len as usize == std::mem::size_of::<libc::ucred>() && cred.pid != 0 { Ok(cred.uid) } else { Err(io::Error::last_os_error()) };
+            trace!(r, "getsockopt(fd={fd}, SO_PEERCRED)").ok()
+        }
+
+        /// SO_PEERCRED is Linux's; elsewhere no uid is known.
+        #[cfg(not(target_os = "linux"))]
+        pub fn peer_uid(&self) -> Option<u32> {
+            None
+        }
     }
 }
 
@@ -258,6 +280,11 @@ impl Listener {
 impl Stream {
     pub fn connect_unix(_: &std::path::Path) -> io::Result<Stream> {
         Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+
+    /// No Unix sockets here: no peer uid.
+    pub fn peer_uid(&self) -> Option<u32> {
+        None
     }
 }
 

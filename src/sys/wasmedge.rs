@@ -227,6 +227,11 @@ impl Stream {
     pub fn connect_unix(_: &std::path::Path) -> io::Result<Stream> {
         Err(io::Error::from(io::ErrorKind::Unsupported))
     }
+
+    /// No Unix sockets in WASI: no peer uid.
+    pub fn peer_uid(&self) -> Option<u32> {
+        None
+    }
 }
 
 impl Listener {
