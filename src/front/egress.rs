@@ -179,7 +179,7 @@ impl Front {
                 // it may not; the answer gets the placeholders back.
                 let head = if opened { super::proxy_request::https_host(head.clone(), &req.host, req.port) } else { head.clone() };
                 let mut shown = None;
-                let head = match rules.secrets.inject(&head, &req.host, opened) {
+                let head = match rules.secrets.inject_for(&head, &req.host, opened, self.client_name.as_deref()) {
                     Ok(None) => head,
                     Ok(Some(injected)) => {
                         exchange.response.redactor = Some(rules.secrets.redactor(injected.echoes));

@@ -62,11 +62,11 @@ impl Secrets {
 fn entry(line: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Entry, String> {
     let mut words = line.split_whitespace();
     let name = words.next().unwrap_or_default();
-    let form = "expected NAME value=VALUE|env:VAR to=NAME,... as=bearer|basic|header:NAME [placeholder=P]";
+    let form = "expected NAME value=VALUE|env:VAR to=NAME,... as=bearer|basic|header:NAME [placeholder=P] [clients=NAME,...]";
     if !is_name(name) {
         return Err(format!("{name:?} is no NAME (letters, digits and _, not first a digit): {form}"));
     }
-    let (mut value, mut to, mut place, mut placeholder) = (None, None, None, None);
+    let (mut value, mut to, mut place, mut placeholder, mut clients) = (None, None, None, None, None);
     // A word starting with # starts a comment to the line's end.
     for word in words.take_while(|w| !w.starts_with('#')) {
         let Some((key, arg)) = word.split_once('=') else {
@@ -77,6 +77,7 @@ fn entry(line: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Entry, Stri
             "to" => &mut to,
             "as" => &mut place,
             "placeholder" => &mut placeholder,
+            "clients" => &mut clients,
             _ => return Err(format!("{name}: unknown option {key}=: {form}")),
         };
         if slot.replace(arg).is_some() {
@@ -112,7 +113,21 @@ fn entry(line: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Entry, Stri
         }
         None => derive(name, value.as_bytes()).map_err(|why| format!("{name}: {why}"))?,
     };
-    Ok(Entry { name: name.to_string(), value: value.into_bytes(), placeholder, to, place })
+    // clients=: the client= names of the routes whose clients it serves
+    // (crate::forward::identity); without it, every client's.
+    let clients = match clients {
+        Some(list) => {
+            let mut names = Vec::new();
+            for c in list.split(',') {
+                let mut id = crate::forward::identity::Identity::default();
+                id.set_name(c).map_err(|why| format!("{name}: clients={list}: {why}"))?;
+                names.push(c.to_string());
+            }
+            names
+        }
+        None => Vec::new(),
+    };
+    Ok(Entry { name: name.to_string(), value: value.into_bytes(), placeholder, to, place, clients })
 }
 
 fn is_name(name: &str) -> bool {

@@ -23,9 +23,18 @@ impl Secrets {
     /// only where it is worth nothing): send it as it is. `Ok(Some)`: the
     /// head with values swapped in, and the echoes a response may carry.
     pub fn inject(&self, head: &[u8], host: &str, opened: bool) -> Result<Option<Injected>, Leak> {
+        self.inject_for(head, host, opened, None)
+    }
+
+    /// `inject` for a client of route `client=` `client`: an entry with
+    /// `clients=` that does not name it is a leak, as another name would be.
+    pub fn inject_for(&self, head: &[u8], host: &str, opened: bool, client: Option<&str>) -> Result<Option<Injected>, Leak> {
         let found = self.found(head);
         if found.is_empty() {
             return Ok(None);
+        }
+        if let Some((e, place)) = found.iter().find(|(e, _)| !e.serves(client)) {
+            return Err(leak(e, &format!("{place} of a request from client {}, which its clients= does not name", client.unwrap_or("(none)"))));
         }
         let allowed = |e: &Entry| opened && e.goes_to(host);
         if let Some((e, place)) = found.iter().find(|(e, _)| !allowed(e)) {

@@ -66,6 +66,9 @@ pub struct Entry {
     /// The names the value may go to.
     pub to: Vec<Pattern>,
     pub place: Place,
+    /// `clients=NAME,...`: only these clients' requests get the value
+    /// (their routes' `client=`); empty: every client's.
+    pub clients: Vec<String>,
 }
 
 /// A placeholder on its way where it may not go. `why` is one line, and
@@ -149,6 +152,12 @@ impl Entry {
     /// May this entry's value go to `host`?
     pub fn goes_to(&self, host: &str) -> bool {
         self.to.iter().any(|p| p.matches(host))
+    }
+
+    /// Its value may go out for a client of this name (`client=`; `None`
+    /// for a route with none).
+    pub fn serves(&self, client: Option<&str>) -> bool {
+        self.clients.is_empty() || client.is_some_and(|c| self.clients.iter().any(|n| n == c))
     }
 
     /// Its names as written, for a message: `api.github.com, *.github.com`.

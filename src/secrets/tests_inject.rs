@@ -125,3 +125,18 @@ fn a_head_with_a_value_swapped_in_asks_for_its_answer_uncompressed() {
     assert_eq!(String::from_utf8(uncompressed(&h)).unwrap(), String::from_utf8(want.clone()).unwrap());
     assert_eq!(uncompressed(&head("GET /user HTTP/1.1", &["Accept: */*"])), want, "added where the client asked none");
 }
+
+#[test]
+fn an_entry_for_some_clients_is_a_leak_from_any_other() {
+    let s = parse("TOKEN value=ghp_REALrealREAL0123456789 to=api.github.com as=bearer placeholder=ghp_fakeFAKEfake9876543210 clients=app,ci\n").unwrap();
+    let h = head("GET /user HTTP/1.1", &["Authorization: Bearer ghp_fakeFAKEfake9876543210"]);
+    for client in ["app", "ci"] {
+        let out = s.inject_for(&h, "api.github.com", true, Some(client)).unwrap().unwrap();
+        assert!(String::from_utf8(out.head).unwrap().contains("ghp_REALrealREAL0123456789"), "{client}");
+    }
+    for client in [Some("agent"), None] {
+        let leak = s.inject_for(&h, "api.github.com", true, client).unwrap_err();
+        assert!(leak.why.contains("which its clients= does not name") && !leak.why.contains("REAL"), "{leak:?}");
+    }
+    assert!(parse("T value=ghp_REALrealREAL0123456789 to=a.test as=bearer clients=a@b\n").unwrap_err().contains("bad client name"));
+}
