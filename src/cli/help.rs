@@ -70,7 +70,8 @@ const ROUTE_OPTIONS: &str = "  OPTIONs, after the upstreams, each after a ';':
         client=NAME;from=CIDR,...|uid=N,...      this policy is for these clients:
                                                  forward routes on one address, one
                                                  per client (the one with neither is
-                                                 the default; unclaimed: refused)
+                                                 the default; unclaimed: refused);
+                                                 or client=NAME;auth=USER:PASS: by login
         underscore                               names may hold '_' (else refused,
                                                  rule bad-name)
         parent=http://[USER:PASS@]HOST:PORT      go out through this proxy (after

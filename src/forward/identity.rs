@@ -37,6 +37,19 @@ pub struct Identity {
     pub from: Vec<IpNet>,
     /// `uid=N,...`: a Unix listener's peers (natively) this policy is for.
     pub uids: Vec<u32>,
+    /// `client=` and `auth=` without `from=` or `uid=`: the clients that
+    /// log in with its `auth=` (a proxy login is a secret the sandbox
+    /// holds: the weakest of the three, for where the others do not fit).
+    pub login: bool,
+}
+
+/// A policy on a shared address chosen by its login: which one (its index
+/// at the door), the login, and its `client=` name.
+#[derive(Clone, Debug)]
+pub struct LoginPolicy {
+    pub policy: usize,
+    pub login: super::Login,
+    pub name: Option<String>,
 }
 
 impl Identity {
@@ -60,10 +73,17 @@ impl Identity {
         Ok(())
     }
 
-    /// No `from=` and no `uid=`: the policy of every client no other
-    /// policy on its address claims.
+    /// No `from=`, no `uid=` and no login of its own: the policy of every
+    /// client no other policy on its address claims.
     pub fn is_default(&self) -> bool {
-        self.from.is_empty() && self.uids.is_empty()
+        self.from.is_empty() && self.uids.is_empty() && !self.login
+    }
+
+    /// Claimed by what the client is (its address or uid), which a login
+    /// may not change; a default or login policy's client may log in to
+    /// another login policy.
+    pub fn by_socket(&self) -> bool {
+        !self.from.is_empty() || !self.uids.is_empty()
     }
 
     /// It claims a client at `ip` (the TCP peer; `None` for a Unix peer)
@@ -98,9 +118,19 @@ impl Identity {
 }
 
 /// Which of these policies (identities in order) a client gets: the first
-/// that claims it, else the default (no `from=`, no `uid=`), else none.
+/// that claims it, else the default (no `from=`, no `uid=`, no login),
+/// else the first chosen by login (its login then decides which), else none.
 pub fn choose<'a>(policies: impl Iterator<Item = &'a Identity> + Clone, ip: Option<IpAddr>, uid: Option<u32>) -> Option<usize> {
-    policies.clone().position(|id| id.claims(ip, uid)).or_else(|| policies.into_iter().position(Identity::is_default))
+    let mut all = policies.clone();
+    all.position(|id| id.claims(ip, uid))
+        .or_else(|| policies.clone().position(Identity::is_default))
+        .or_else(|| policies.into_iter().position(|id| id.login))
+}
+
+/// The login policy (of a shared address) a client's login opens, by
+/// `check` (HTTP's `Proxy-Authorization`, or SOCKS5's pair).
+pub fn by_login(logins: &[LoginPolicy], check: impl Fn(&super::Login) -> bool) -> Option<&LoginPolicy> {
+    logins.iter().find(|l| check(&l.login))
 }
 
 #[cfg(test)]
@@ -108,7 +138,7 @@ mod tests {
     use super::*;
 
     fn id(from: &[&str], uids: &[u32]) -> Identity {
-        Identity { name: None, from: from.iter().map(|n| n.parse().unwrap()).collect(), uids: uids.to_vec() }
+        Identity { name: None, from: from.iter().map(|n| n.parse().unwrap()).collect(), uids: uids.to_vec(), login: false }
     }
 
     #[test]

@@ -77,6 +77,25 @@ impl Front {
         self.answer(Reason::Forbidden(text))
     }
 
+    /// A client of a shared address that its address does not claim may
+    /// log in to one of its login policies (`crate::forward::identity`):
+    /// `true` when that moved it to another policy, whose rules the loop
+    /// reads its request again under (`Proxy::advance`).
+    pub(super) fn log_in_to(&mut self, rules: &Rules<'_>, opens: impl Fn(&crate::forward::Login) -> bool) -> bool {
+        let Some((_, forward)) = rules.forward else { return false };
+        if forward.identity.by_socket() {
+            return false;
+        }
+        match crate::forward::identity::by_login(rules.logins, opens) {
+            Some(l) if l.policy != self.policy => {
+                self.policy = l.policy;
+                self.client_name = l.name.clone();
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// A refusal's line, saying whose policy refused when the client has
     /// a name (`client=`): "pypi.org:443 refused for client app (rule ...".
     pub(super) fn naming_client(&self, text: String) -> String {
@@ -140,6 +159,10 @@ impl Front {
             Err(Failure::BadRequest(why) | Failure::BadClientHello(why)) => return self.answer(Reason::BadRequest(why)),
         };
         let Some((_, forward)) = rules.forward else { return Step::Close };
+        // A login that opens another policy of this address: read again under it.
+        if self.pinned.is_none() && self.log_in_to(rules, |l| l.check_basic(req.auth.as_deref()).is_ok()) {
+            return Step::Wait;
+        }
         // Inside a tunnel the client logged in with its CONNECT.
         let login = if self.pinned.is_some() { Ok(()) } else { forward.check_auth(req.auth.as_deref()) };
         if let Err(why) = login {

@@ -76,8 +76,10 @@ pub struct Rules<'a> {
     /// A forward route: its index, and where its clients may go (the
     /// policy this client was given, `crate::forward::identity`)...
     pub forward: Option<(usize, &'a Forward)>,
-    /// ...or a forward port with no policy for this client: refused.
+    /// ...or a forward port with no policy for this client: refused. A
+    /// client not claimed by its address may log in to one of `logins`.
     pub unclaimed: bool,
+    pub logins: &'a [crate::forward::identity::LoginPolicy],
     pub header_timeout: Duration,
     pub peek_timeout: Duration,
     /// `--ca`: what opens TLS for a forward route's `open=` names.

@@ -61,7 +61,9 @@ impl Front {
                     Ok(None) => return self.incomplete(ended, "greeting"),
                     Err(why) => return self.close(Reason::BadSocks(why)),
                     Ok(Some((offers, used))) => {
-                        let method = offers.choose(forward.asks_login());
+                        // A login may open another policy of this address.
+                        let by_login = offers.login && !forward.identity.by_socket() && !rules.logins.is_empty();
+                        let method = offers.choose(forward.asks_login() || by_login);
                         if let Err(e) = self.say(&[socks::VERSION, method], used) {
                             return self.close(Reason::Error(Side::Client, e));
                         }
@@ -79,6 +81,16 @@ impl Front {
                     Ok(None) => return self.incomplete(ended, "login"),
                     Err(why) => return self.close(Reason::BadSocks(why)),
                     Ok(Some(((user, pass), used))) => {
+                        let (user, pass) = (user.to_vec(), pass.to_vec());
+                        if self.log_in_to(rules, |l| l.check_pair(&user, &pass).is_ok()) {
+                            // Its policy's login: the loop reads on under it.
+                            if let Err(e) = self.say(&[1, 0], used) {
+                                return self.close(Reason::Error(Side::Client, e));
+                            }
+                            self.phase = Phase::Socks(Stage::Request);
+                            return Step::Wait;
+                        }
+                        let (user, pass) = (user.as_slice(), pass.as_slice());
                         // Without auth=, a client that offered only a login
                         // may give any: there is nothing to check.
                         let checked = if forward.asks_login() { forward.check_login(user, pass) } else { Ok(()) };

@@ -108,10 +108,30 @@ impl Proxy {
     /// Take a front as far as it goes; one the policy held for a person
     /// has its question filed (`asking.rs`).
     pub(super) fn advance(&mut self, front: &mut Front, now: Instant) -> Step {
-        let step = match self.doors.get(front.door) {
-            Some(door) => front.advance(&door.rules(front.policy, self.header_timeout, self.peek_timeout, &self.shared.keys, &self.asks), &mut self.resolver, now),
-            None => Step::Close,
-        };
+        let mut step = Step::Close;
+        // A login may move the client to another policy of its door
+        // (`Front::log_in_to`): then it goes on under that one's rules.
+        for _ in 0..2 {
+            let was = front.policy;
+            step = match self.doors.get(front.door) {
+                Some(door) => front.advance(&door.rules(front.policy, self.header_timeout, self.peek_timeout, &self.shared.keys, &self.asks), &mut self.resolver, now),
+                None => Step::Close,
+            };
+            if front.policy == was {
+                break;
+            }
+            // Counted on its new policy's route from now on.
+            if let Some(d) = self.doors.get_mut(front.door) {
+                if let Some(s) = d.stats(was, &mut self.shared.routes) {
+                    s.connections = s.connections.saturating_sub(1);
+                    s.active = s.active.saturating_sub(1);
+                }
+                if let Some(s) = d.stats(front.policy, &mut self.shared.routes) {
+                    s.connections += 1;
+                    s.active += 1;
+                }
+            }
+        }
         if step == Step::Wait && front.asking.is_some() {
             self.hold(front, now);
         }

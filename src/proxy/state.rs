@@ -42,6 +42,8 @@ pub struct Door {
     /// Forward routes: one policy each, for the clients each claims
     /// (`crate::forward::identity`); the door's only routes then.
     pub(super) forward: Vec<Policy>,
+    /// Those of them chosen by a login (`client=` and `auth=` alone).
+    pub(super) logins: Vec<crate::forward::identity::LoginPolicy>,
     /// `LISTEN=dns;...`: the allowlist DNS server, whose TCP clients the
     /// listener hands over and whose UDP socket is bound beside it.
     pub(super) dns: Option<DnsServer>,
@@ -75,6 +77,7 @@ impl Door {
             accept_proxy: false,
             table: Table::default(),
             forward: Vec::new(),
+            logins: Vec::new(),
             stats: Stats::default(),
         };
         door.set_routes(routes);
@@ -96,6 +99,13 @@ impl Door {
                 let forward = r.forward.clone()?;
                 Some(Policy { route: *i, label: forward.identity.label(name), forward })
             })
+            .collect();
+        self.logins = self
+            .forward
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.forward.identity.login)
+            .filter_map(|(i, p)| Some(crate::forward::identity::LoginPolicy { policy: i, login: p.forward.auth.clone()?, name: p.forward.identity.name.clone() }))
             .collect();
         if let (Some(relay), Some(settings)) = (self.udp.as_mut(), routes.first().and_then(|(_, r)| r.udp)) {
             relay.set(settings);
@@ -150,7 +160,7 @@ impl Door {
         let forward = chosen.map(|p| (p.route, &p.forward));
         let route = chosen.map_or(self.name.as_str(), |p| p.label.as_str());
         let unclaimed = !self.forward.is_empty() && chosen.is_none();
-        Rules { acl: &self.acl, accept_proxy: self.accept_proxy, table: &self.table, forward, unclaimed, header_timeout, peek_timeout, opener: keys.opener.as_ref(), secrets: &keys.secrets, asks, route }
+        Rules { acl: &self.acl, accept_proxy: self.accept_proxy, table: &self.table, forward, unclaimed, logins: &self.logins, header_timeout, peek_timeout, opener: keys.opener.as_ref(), secrets: &keys.secrets, asks, route }
     }
 
     /// Which of its forward policies a client gets, by what it cannot

@@ -17,11 +17,13 @@ pub fn doors(routes: &[RouteSpec]) -> Result<Vec<Vec<usize>>, String> {
     for (i, r) in routes.iter().enumerate() {
         if let Some(f) = &r.forward {
             // No accidental open proxy: an empty allowlist is fine on loopback only.
-            if f.report && f.auth.is_none() && !r.listen.ip().is_loopback() {
+            // A Unix socket is as local as loopback: its file's mode says who reaches it.
+            let local = r.listen.ip().is_loopback() || r.unix.is_some();
+            if f.report && f.auth.is_none() && !local {
                 return Err(format!("{}: report lets every name through: on {} it would be an open proxy; listen on loopback, or add auth=", r.origin, r.listen));
             }
             // In ask mode an empty list lets nothing by without a person.
-            if f.to.is_empty() && f.ask.is_none() && !r.listen.ip().is_loopback() {
+            if f.to.is_empty() && f.to_nets.is_empty() && f.ask.is_none() && !local {
                 return Err(format!(
                     "{}: a forward route on {} with no to= would be an open proxy; list the names it may reach (to=pypi.org,*.github.com), or to=* on purpose",
                     r.origin, r.listen
@@ -86,6 +88,9 @@ fn shared_forward((a, fa): (&RouteSpec, &Forward), (b, fb): (&RouteSpec, &Forwar
             "{} and {}: forward routes that share {addr} are one policy per client: give each its own client=NAME (and from=CIDR or uid=N to say whose it is)",
             a.origin, b.origin
         ));
+    }
+    if ia.login && ib.login && fa.auth == fb.auth {
+        return Err(format!("{} and {}: two forward routes on {addr} with the same auth=: a login must tell their clients apart", a.origin, b.origin));
     }
     if ia.is_default() && ib.is_default() {
         return Err(format!("{} and {}: two forward routes on {addr} with neither from= nor uid=: only one may be the default for every other client", a.origin, b.origin));

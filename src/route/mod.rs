@@ -253,8 +253,16 @@ fn parse_target(listen: SocketAddr, udp: bool, unix: Option<&str>, s: &str) -> R
             other => return Err(format!("unknown option {other:?}")),
         }
     }
-    if route.unix.is_some() && (!route.acl.is_open() || route.forward.is_some() || !route.matches.is_default()) {
-        return Err("a route on a Unix socket relays to upstreams; allow=, deny=, forward, dns, sni=, alpn= and host= need a TCP listener".into());
+    // A forward proxy may listen on a Unix socket (natively): a socket per
+    // sandbox, or one told apart by its peers' uid= (`forward::identity`).
+    let unix_forward = route.forward.as_ref().is_some_and(|f| !f.dns && f.transparent.is_none() && f.identity.from.is_empty());
+    if route.unix.is_some() && (!route.acl.is_open() || (route.forward.is_some() && !unix_forward) || !route.matches.is_default()) {
+        return Err("a route on a Unix socket relays to upstreams or is a forward proxy (which may take uid=); allow=, deny=, from=, dns, transparent=, sni=, alpn= and host= need a TCP listener".into());
+    }
+    if let Some(f) = route.forward.as_mut() {
+        // client= with auth= and no from= or uid=: its clients are told
+        // apart from others on the address by their login.
+        f.identity.login = f.auth.is_some() && f.identity.name.is_some() && f.identity.from.is_empty() && f.identity.uids.is_empty();
     }
     if route.udp.is_some() && route.upstreams.iter().any(|u| u.unix_path().is_some()) {
         return Err("a UDP route relays to UDP servers, not to a Unix socket".into());

@@ -281,3 +281,17 @@ fn forward_routes_share_an_address_one_policy_per_client() {
     let d = diff(&two, &changed);
     assert_eq!((d.changed, d.kept, d.added, d.removed), (vec![(0, 0)], vec![(1, 1)], vec![], vec![]));
 }
+
+#[test]
+fn a_login_tells_clients_apart_where_an_address_cannot() {
+    let routes = |specs: &[&str]| specs.iter().map(|s| parse_route(s).unwrap()).collect::<Vec<_>>();
+    let logins = routes(&["0.0.0.0:3128=forward;client=a;auth=a:pw1;to=a.test", "0.0.0.0:3128=forward;client=b;auth=b:pw2;to=b.test", "0.0.0.0:3128=forward;client=c;to=c.test"]);
+    assert!(logins.iter().take(2).all(|r| r.forward.as_ref().unwrap().identity.login));
+    assert_eq!(doors(&logins).unwrap(), vec![vec![0, 1, 2]], "two logins and a default");
+    let same = routes(&["0.0.0.0:3128=forward;client=a;auth=x:pw;to=a.test", "0.0.0.0:3128=forward;client=b;auth=x:pw;to=b.test"]);
+    assert!(doors(&same).unwrap_err().contains("the same auth="));
+    // A forward proxy on a Unix socket, told apart by uid=; not by from=.
+    assert!(doors(&routes(&["unix:/tmp/w.sock=forward;client=a;uid=1000;to=a.test", "unix:/tmp/w.sock=forward;client=b;uid=1001;to=b.test"])).is_ok());
+    assert!(parse_route("unix:/tmp/w.sock=forward;client=a;from=10.0.0.1;to=a.test").unwrap_err().contains("need a TCP listener"));
+    assert!(parse_route("unix:/tmp/w.sock=dns;to=a.test").is_err());
+}
