@@ -13,7 +13,11 @@
 //! a full buffer stops reading: that is the backpressure.
 //!
 //! A buffer is taken from a [`Buffers`] only while it holds bytes, so an
-//! idle connection costs no buffer memory at all.
+//! idle connection costs no buffer memory at all. And it follows the
+//! traffic: a direction reads into 16 KiB until it has carried `BIG_AFTER`
+//! bytes, and into the full buffer (`--buffer-size`) from then on, so a
+//! connection stalled behind a peer that stopped reading holds 16 KiB unless
+//! it has been a bulk transfer, which the full buffer keeps fast.
 //!
 //! Where the runtime leaves Nagle on, a direction may *hold* what it read for
 //! a moment instead of writing it (see `coalesce`): then it goes on reading
@@ -74,28 +78,46 @@ pub enum Failure {
     Write(io::Error),
 }
 
-/// Reusable buffers of one size, so that a read that finds nothing, or a
-/// connection that idles, does not cost an allocation. Keeps at most
-/// `max_idle` spare buffers.
+/// What a direction reads into before it has carried `BIG_AFTER` bytes
+/// (HAProxy's buffer size): what a stalled connection that was never a bulk
+/// transfer holds at most, per direction.
+pub const SMALL: usize = 16 * 1024;
+
+/// Bytes a direction carries in small reads before it reads into the full
+/// buffer: past what a peer that stopped reading takes into its socket
+/// buffers, so that a stall in the first megabytes holds 16 KiB; a bulk
+/// transfer passes it in milliseconds.
+pub const BIG_AFTER: u64 = 4 << 20;
+
+/// Reusable buffers of two sizes (`SMALL` and `--buffer-size`), so that a
+/// read that finds nothing, or a connection that idles, does not cost an
+/// allocation. Keeps at most `max_idle` spare buffers of each size.
 pub struct Buffers {
     size: usize,
     max_idle: usize,
     free: Vec<Box<[u8]>>,
+    small: Vec<Box<[u8]>>,
 }
 
 impl Buffers {
     pub fn new(size: usize, max_idle: usize) -> Buffers {
-        Buffers { size, max_idle, free: Vec::new() }
+        Buffers { size, max_idle, free: Vec::new(), small: Vec::new() }
     }
 
-    fn take(&mut self) -> Box<[u8]> {
-        self.free.pop().unwrap_or_else(|| vec![0; self.size].into_boxed_slice())
+    /// The full size, or `SMALL` (never more than the full size).
+    fn take(&mut self, full: bool) -> Box<[u8]> {
+        if full || self.size <= SMALL {
+            return self.free.pop().unwrap_or_else(|| vec![0; self.size].into_boxed_slice());
+        }
+        self.small.pop().unwrap_or_else(|| vec![0; SMALL].into_boxed_slice())
     }
 
     fn give(&mut self, buf: Box<[u8]>) {
         // A buffer grown for a large preload is not kept.
-        if self.free.len() < self.max_idle && buf.len() == self.size {
+        if buf.len() == self.size && self.free.len() < self.max_idle {
             self.free.push(buf);
+        } else if buf.len() == SMALL && self.small.len() < self.max_idle {
+            self.small.push(buf);
         }
     }
 }
@@ -163,7 +185,7 @@ impl Direction {
         if bytes.is_empty() {
             return;
         }
-        let buf = self.buf.get_or_insert_with(|| pool.take());
+        let buf = self.buf.get_or_insert_with(|| pool.take(false));
         if buf.len().saturating_sub(self.end) < bytes.len() {
             let mut bigger = vec![0; self.end + bytes.len()].into_boxed_slice();
             if let (Some(dst), Some(src)) = (bigger.get_mut(..self.end), buf.get(..self.end)) {
@@ -286,12 +308,19 @@ impl Direction {
             if (!holding && self.flush(dst)? > 0) || self.state != State::Open || ended {
                 break; // destination full, or nothing more to read
             }
+            let full = self.read >= BIG_AFTER;
             if self.pending() == 0 {
-                // Read a fresh load from the buffer's start.
+                // Read a fresh load from the buffer's start; into the full
+                // buffer once this direction has carried enough to be bulk.
                 self.start = 0;
                 self.end = 0;
+                if full && self.buf.as_ref().is_some_and(|b| b.len() < pool.size) {
+                    if let Some(small) = self.buf.take() {
+                        pool.give(small);
+                    }
+                }
             }
-            let buf = self.buf.get_or_insert_with(|| pool.take());
+            let buf = self.buf.get_or_insert_with(|| pool.take(full));
             // Held bytes stay; the next piece goes after them.
             let room = buf.get_mut(self.end..).unwrap_or_default();
             if room.is_empty() {

@@ -291,9 +291,32 @@ fn idle_direction_gives_its_buffer_back() {
 #[test]
 fn pool_keeps_at_most_max_idle_buffers() {
     let mut pool = Buffers::new(8, 2);
-    let bufs: Vec<_> = (0..5).map(|_| pool.take()).collect();
+    let bufs: Vec<_> = (0..5).map(|_| pool.take(true)).collect();
     bufs.into_iter().for_each(|b| pool.give(b));
     assert_eq!(pool.free.len(), 2);
+}
+
+#[test]
+fn reads_are_small_until_a_direction_has_carried_a_bulk_transfer() {
+    let size = 256 * 1024;
+    let big = vec![7u8; size];
+    // A peer that stopped reading after 100 KiB: what is held is at most
+    // one small buffer's worth, in a small buffer.
+    let (mut src, mut dst, mut pool) = (source(&[&big, &big], false), sink(100 * 1024), Buffers::new(size, 4));
+    let mut d = Direction::new();
+    while pump(&mut d, &mut src, &mut dst, &mut pool).unwrap() {}
+    assert!(d.pending() > 0 && d.pending() <= SMALL, "{} bytes held", d.pending());
+    assert_eq!(d.buf.as_ref().map(|b| b.len()), Some(SMALL));
+    // Past BIG_AFTER carried, a read fills the full buffer: one read per 256 KiB.
+    let chunks: Vec<Vec<u8>> = (0..(BIG_AFTER as usize / size + 4)).map(|_| big.clone()).collect();
+    let refs: Vec<&[u8]> = chunks.iter().map(|c| c.as_slice()).collect();
+    let (mut src, mut dst) = (source(&refs, false), sink(usize::MAX));
+    let mut d = Direction::new();
+    while pump(&mut d, &mut src, &mut dst, &mut pool).unwrap() {}
+    assert_eq!(dst.written.len(), refs.len() * size, "everything passed");
+    let small_writes = BIG_AFTER as usize / SMALL;
+    assert_eq!(dst.writes, small_writes + (refs.len() * size - BIG_AFTER as usize) / size, "16 KiB writes, then 256 KiB ones");
+    assert!(pool.free.len() == 1 && pool.small.len() == 1, "both sizes back in the pool");
 }
 
 #[test]
