@@ -253,8 +253,11 @@ fn parse_target(listen: SocketAddr, udp: bool, unix: Option<&str>, s: &str) -> R
             other => return Err(format!("unknown option {other:?}")),
         }
     }
-    if route.unix.is_some() && (!route.acl.is_open() || route.forward.is_some() || !route.matches.is_default()) {
-        return Err("a route on a Unix socket relays to upstreams; allow=, deny=, forward, dns, sni=, alpn= and host= need a TCP listener".into());
+    // A forward route may listen on a Unix socket: its clients are told
+    // apart by uid= (the kernel's SO_PEERCRED), not by address.
+    let unix_forward_ok = route.forward.as_ref().is_none_or(|f| !f.dns && f.transparent.is_none());
+    if route.unix.is_some() && (!route.acl.is_open() || !unix_forward_ok || !route.matches.is_default()) {
+        return Err("a route on a Unix socket relays to upstreams or is a forward proxy; allow=, deny=, dns, transparent=, sni=, alpn= and host= need a TCP listener".into());
     }
     if route.udp.is_some() && route.upstreams.iter().any(|u| u.unix_path().is_some()) {
         return Err("a UDP route relays to UDP servers, not to a Unix socket".into());
