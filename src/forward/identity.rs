@@ -12,11 +12,11 @@
 //! gets the first policy whose `from=` holds its address or whose `uid=`
 //! holds its Unix peer's uid (natively: `SO_PEERCRED`, which the kernel
 //! fills in, never the client); else the one with neither, the default;
-//! else it is refused at once (`rule=unknown-client`), before a byte is
-//! read. Nothing a client sends chooses: no header, no login name, no
-//! name in a request. The address is the TCP peer's: a sandbox cannot
-//! take another's address on a container network without NET_ADMIN
-//! (docs/egress.md says what to deny it).
+//! else it is refused at once (its close line says `reason=denied`),
+//! before a byte is read. Nothing a client sends chooses: no header, no
+//! login name, no name in a request. The address is the TCP peer's: a
+//! sandbox cannot take another's address on a container network without
+//! NET_ADMIN (docs/egress.md says what to deny it).
 //!
 //! `client=NAME` names the policy: logs and metrics call its route
 //! `NAME@LISTEN` (bounded: one per route), refusals say it, ask's

@@ -108,8 +108,10 @@ impl Proxy {
                 return admin::drafts(doors, routes);
             }
             // Ports routed by name first (what happened before a route was
-            // picked), then every route.
-            let named = doors.iter().filter(|d| d.table.peeks());
+            // picked), and forward ports whose policies claim their clients
+            // (one no policy claims is refused at the door); then every route.
+            let claims = |d: &&super::state::Door| d.forward.iter().any(|p| !p.forward.identity.is_default()) && d.forward.iter().all(|p| p.label != d.name);
+            let named = doors.iter().filter(|d| d.table.peeks() || claims(d));
             let views: Vec<RouteView<'_>> = named
                 .map(|d| RouteView { name: &d.name, backend: None, stats: &d.stats, pool: None, destinations: None, dns: None, udp: None })
                 // A retired route shows while it is the only one of its name

@@ -215,7 +215,11 @@ impl Proxy {
                 closed.push(d.name.clone());
             }
         }
-        let label = |s: &RouteSpec| if s.matches.is_default() { s.place().to_string() } else { format!("{} {}", s.place(), s.matches.label()) };
+        // As logs call a route: NAME@LISTEN where client= tells it apart.
+        let label = |s: &RouteSpec| {
+            let place = s.client().map_or_else(|| s.place().to_string(), |name| format!("{name}@{}", s.place()));
+            if s.matches.is_default() { place } else { format!("{place} {}", s.matches.label()) }
+        };
         let names = |list: Vec<String>| if list.is_empty() { "-".to_string() } else { list.join(",") };
         let line = Record::always("reload") // as the start line: whatever the log level
             .str("file", path)

@@ -275,6 +275,11 @@ fn forward_routes_share_an_address_one_policy_per_client() {
     assert!(e(&["0.0.0.0:3128=forward;client=a;from=10.0.0.2;accept-proxy;to=a.test"]).contains("without accept-proxy"));
     assert!(parse_route("127.0.0.1:53=dns;from=10.0.0.2;to=a.test").unwrap_err().contains("does not apply to a DNS route"));
     assert!(parse_route(":80=a:1;client=x").unwrap_err().contains("applies to a forward route"));
+    // uid= policies share a Unix socket; DNS and transparent= stay on TCP.
+    let unix = routes(&["unix:/run/w.sock=forward;client=a;uid=1000;to=a.test", "unix:/run/w.sock=forward;client=b;uid=1001;to=b.test"]);
+    assert_eq!(doors(&unix).unwrap(), vec![vec![0, 1]]);
+    assert!(parse_route("unix:/run/w.sock=dns;to=a.test").unwrap_err().contains("need a TCP listener"));
+    assert!(parse_route("unix:/run/w.sock=forward;to=a.test;transparent=443").unwrap_err().contains("need a TCP listener"));
     // Routes are told apart by client= in a reload: a changed list is a
     // change of that client's route, not another route.
     let changed = routes(&["0.0.0.0:3128=forward;client=app;from=10.0.0.2;to=c.test", "0.0.0.0:3128=forward;client=others;to=b.test"]);

@@ -46,6 +46,8 @@ mod ask_api;
 mod ask_limits;
 mod ask_scopes;
 mod budgets;
+mod identity;
+mod identity_more;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -92,6 +94,8 @@ use ask_admin::*;
 use ask_api::*;
 use ask_limits::*;
 use ask_scopes::*;
+use identity::*;
+use identity_more::*;
 
 macro_rules! every_runtime {
     ($($case:ident),* $(,)?) => {
@@ -277,4 +281,11 @@ every_runtime!(
     // Issue 47: budgets per destination (budgets.rs).
     budgets_refuse_past_their_limits_and_a_new_window_starts_afresh,
     a_bad_budget_says_what_is_wrong,
+    // Issue 47 item 2: a policy per client on one address (identity*.rs).
+    two_clients_on_one_address_each_reach_only_their_own_list,
+    nothing_a_client_sends_takes_another_clients_policy,
+    a_reload_changes_one_clients_policy_and_keeps_its_open_tunnel,
+    budgets_and_ask_grants_are_each_clients_own,
+    unix_peers_get_the_policy_of_their_uid,
+    sharing_an_address_wrongly_is_one_line_and_a_failed_start,
 );
