@@ -145,3 +145,55 @@ pub fn sharing_an_address_wrongly_is_one_line_and_a_failed_start(rt: Runtime) {
     let (status, out, err) = rt.run(&[], &["--check", "--route", &a, "--route", &b]);
     assert!(status.success() && out.contains("configuration ok: 2 route(s) on 1 listen address(es)"), "{out}{err}");
 }
+
+/// `client=NAME;auth=USER:PASS` without from= or uid=: a client is told
+/// apart by its login, over HTTP and SOCKS5; a wrong login gets 407, a
+/// client its address claims keeps that policy whatever login it sends,
+/// and the login never shows in a log line.
+pub fn a_login_chooses_the_policy_where_no_address_does(rt: Runtime) {
+    let (web, seen) = seeing_origin();
+    let port = web.addr.port();
+    let dns = three_names();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let common = format!("to-net=127.0.0.0/8;ports={port}");
+    let policies = ["client=alpha;auth=alpha:pw-alpha;to=a.test", "client=beta;auth=beta:pw-beta;to=b.test", "client=gamma;from=127.0.0.5;to=c.test"];
+    let mut p = sharing(rt, &listen, &policies, &common, &dns.addr(), &[]);
+    let http = |login: &str, host: &str, path: &str| curl(&["-x", &format!("http://{login}@{listen}"), &format!("http://{host}:{port}/{path}")]);
+    let socks = |login: &str, host: &str, path: &str| curl(&["--socks5-hostname", &format!("{login}@{listen}"), &format!("http://{host}:{port}/{path}")]);
+    for (login, mine, theirs) in [("alpha:pw-alpha", "a.test", "b.test"), ("beta:pw-beta", "b.test", "a.test")] {
+        let name = login.split(':').next().unwrap();
+        let (code, body, err) = http(login, mine, &format!("{name}-http"));
+        assert_eq!((code, body.as_str()), (0, format!("origin /{name}-http\n").as_str()), "{login}: {err}");
+        let (_, body, _) = http(login, theirs, "never-http");
+        assert!(body.contains(&format!("refused for client {name} (rule not-listed)")), "{login} to {theirs}: {body}");
+        let (code, body, err) = socks(login, mine, &format!("{name}-socks"));
+        assert_eq!((code, body.as_str()), (0, format!("origin /{name}-socks\n").as_str()), "{login} over SOCKS5: {err}");
+        let (code, _, _) = socks(login, theirs, "never-socks");
+        assert_ne!(code, 0, "{login} over SOCKS5 to {theirs}");
+    }
+    // A wrong password, or none: 407, nothing reaches the origin.
+    let out = |args: &[&str]| curl(&[&["-s", "-o", "/dev/null", "-w", "%{http_code}"], args].concat()).1;
+    assert_eq!(out(&["-x", &format!("http://alpha:pw-beta@{listen}"), &format!("http://a.test:{port}/never-wrong")]), "407");
+    assert_eq!(out(&["-x", &format!("http://{listen}"), &format!("http://a.test:{port}/never-none")]), "407");
+    let (code, _, _) = socks("alpha:wrong", "a.test", "never-socks-wrong");
+    assert_ne!(code, 0, "a wrong SOCKS5 login");
+    // gamma's address claims it: alpha's login changes nothing.
+    assert_eq!(out(&["--interface", "127.0.0.5", "-x", &format!("http://alpha:pw-alpha@{listen}"), &format!("http://a.test:{port}/never-gamma")]), "403");
+    let (code, body, err) = curl(&["--interface", "127.0.0.5", "-x", &format!("http://alpha:pw-alpha@{listen}"), &format!("http://c.test:{port}/gamma")]);
+    assert_eq!((code, body.as_str()), (0, "origin /gamma\n"), "{err}");
+    origin_saw_no_refused_request(&seen);
+    // Each decision on the route of the login that made it; no password in the log.
+    eventually("the decisions", || p.log().iter().filter(|l| l.contains(" decision ")).count() >= 9);
+    let log = p.log();
+    for l in log.iter().filter(|l| l.contains(" decision ")) {
+        let d = record(l);
+        let own = match d["route"].strip_suffix(&format!("@{listen}")) {
+            Some("alpha") => "a.test:",
+            Some("beta") => "b.test:",
+            Some("gamma") => "c.test:",
+            _ => panic!("a decision not labelled by its client: {d:?}"),
+        };
+        assert_eq!(d["decision"] == "allow", d["host"].starts_with(own), "{d:?}");
+    }
+    assert!(!log.iter().any(|l| l.contains("pw-alpha") || l.contains("pw-beta")), "a password in the log");
+}

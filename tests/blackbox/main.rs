@@ -288,4 +288,5 @@ every_runtime!(
     budgets_and_ask_grants_are_each_clients_own,
     unix_peers_get_the_policy_of_their_uid,
     sharing_an_address_wrongly_is_one_line_and_a_failed_start,
+    a_login_chooses_the_policy_where_no_address_does,
 );
