@@ -46,6 +46,7 @@ mod ask_api;
 mod ask_limits;
 mod ask_scopes;
 mod budgets;
+mod presets_clients;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -92,6 +93,7 @@ use ask_admin::*;
 use ask_api::*;
 use ask_limits::*;
 use ask_scopes::*;
+use presets_clients::*;
 
 macro_rules! every_runtime {
     ($($case:ident),* $(,)?) => {
@@ -277,4 +279,7 @@ every_runtime!(
     // Issue 47: budgets per destination (budgets.rs).
     budgets_refuse_past_their_limits_and_a_new_window_starts_afresh,
     a_bad_budget_says_what_is_wrong,
+    // Issue 47: presets against the real clients (presets_clients.rs): pip,
+    // cargo, git and npm with their preset alone, and refused without it.
+    pip_cargo_git_and_npm_install_with_their_preset_alone,
 );
