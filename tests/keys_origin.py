@@ -38,6 +38,41 @@ def say(line):
         sys.stdout.flush()
 
 
+def http_backend(handler, root, path_info, body, user):
+    """`git http-backend` (CGI) for the bare repositories under `root`,
+    answering `handler`'s request for `path_info` (/OWNER/REPO.git/...);
+    returns the status sent."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "GIT_PROJECT_ROOT": root,
+        "GIT_HTTP_EXPORT_ALL": "1",
+        "PATH_INFO": path_info,
+        "QUERY_STRING": handler.path.partition("?")[2],
+        "REQUEST_METHOD": handler.command,
+        "CONTENT_TYPE": handler.headers.get("Content-Type", ""),
+        "CONTENT_LENGTH": str(len(body)),
+        "REMOTE_USER": user,
+        "REMOTE_ADDR": handler.client_address[0],
+        "GIT_PROTOCOL": handler.headers.get("Git-Protocol", ""),
+        "HTTP_CONTENT_ENCODING": handler.headers.get("Content-Encoding", ""),
+    }
+    done = subprocess.run([BACKEND], input=body, env=env, capture_output=True, check=False)
+    head, _, out = done.stdout.partition(b"\r\n\r\n")
+    if not _:
+        head, _, out = done.stdout.partition(b"\n\n")
+    status, extra, kind = 200, [], "text/plain"
+    for line in head.decode("latin-1").splitlines():
+        name, _, value = line.partition(":")
+        if name.lower() == "status":
+            status = int(value.strip().split()[0])
+        elif name.lower() == "content-type":
+            kind = value.strip()
+        elif name:
+            extra.append((name, value.strip()))
+    handler.answer(status, out, extra, kind)
+    return status
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: every answer has a length
 
@@ -118,42 +153,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if user is None:
             self.answer(401, b'{"message":"Requires authentication"}', [("WWW-Authenticate", 'Basic realm="git"')])
             return
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "GIT_PROJECT_ROOT": self.server.git_root,
-            "GIT_HTTP_EXPORT_ALL": "1",
-            "PATH_INFO": "/" + match.group(1) + match.group(2),
-            "QUERY_STRING": self.path.partition("?")[2],
-            "REQUEST_METHOD": self.command,
-            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
-            "CONTENT_LENGTH": str(len(body)),
-            "REMOTE_USER": user,
-            "REMOTE_ADDR": self.client_address[0],
-            "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
-            "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
-        }
-        done = subprocess.run([BACKEND], input=body, env=env, capture_output=True, check=False)
-        head, _, out = done.stdout.partition(b"\r\n\r\n")
-        if not _:
-            head, _, out = done.stdout.partition(b"\n\n")
-        status, extra, kind = 200, [], "text/plain"
-        for line in head.decode("latin-1").splitlines():
-            name, _, value = line.partition(":")
-            if name.lower() == "status":
-                status = int(value.strip().split()[0])
-            elif name.lower() == "content-type":
-                kind = value.strip()
-            elif name:
-                extra.append((name, value.strip()))
-        self.answer(status, out, extra, kind)
+        http_backend(self, self.server.git_root, "/" + match.group(1) + match.group(2), body, user)
 
 
 class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, addr, tls, token, git_root):
+    def __init__(self, addr, tls, token, git_root, handler=Handler):
         self.context, self.tls, self.token, self.git_root = tls, tls is not None, token, git_root
-        super().__init__(addr, Handler)
+        super().__init__(addr, handler)
 
     def finish_request(self, request, client_address):
         # The handshake in the connection's own thread: a client that

@@ -45,7 +45,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 /// A CA `ca` and a leaf `leaf` it signed for `names` (EC P-256, 2 days).
-fn pki(dir: &Path, ca: &str, leaf: &str, names: &[&str]) {
+pub fn pki(dir: &Path, ca: &str, leaf: &str, names: &[&str]) {
     let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
     let subj = format!("/CN={ca}");
     let (ca_key, ca_pem) = (format!("{ca}.key"), format!("{ca}.pem"));
@@ -76,10 +76,15 @@ impl Origin {
         if let Some(root) = git_root {
             cmd.arg("--git-root").arg(root);
         }
+        Self::spawn(cmd, "tests/keys_origin.py")
+    }
+
+    /// `cmd` (a script that prints `ready`, then a JSON line per request).
+    pub fn spawn(mut cmd: Command, what: &str) -> Origin {
         let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("python3");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let ready = lines.next().and_then(Result::ok).unwrap_or_default();
-        assert_eq!(ready, "ready", "tests/keys_origin.py did not start");
+        assert_eq!(ready, "ready", "{what} did not start");
         let log = Arc::new(Mutex::new(Vec::new()));
         let sink = log.clone();
         thread::spawn(move || {

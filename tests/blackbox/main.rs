@@ -48,6 +48,7 @@ mod ask_scopes;
 mod budgets;
 mod identity;
 mod identity_more;
+mod presets_clients;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -96,6 +97,7 @@ use ask_limits::*;
 use ask_scopes::*;
 use identity::*;
 use identity_more::*;
+use presets_clients::*;
 
 macro_rules! every_runtime {
     ($($case:ident),* $(,)?) => {
@@ -289,4 +291,7 @@ every_runtime!(
     unix_peers_get_the_policy_of_their_uid,
     sharing_an_address_wrongly_is_one_line_and_a_failed_start,
     a_login_chooses_the_policy_where_no_address_does,
+    // Issue 47: presets against the real clients (presets_clients.rs): pip,
+    // cargo, git and npm with their preset alone, and refused without it.
+    pip_cargo_git_and_npm_install_with_their_preset_alone,
 );
