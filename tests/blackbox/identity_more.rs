@@ -157,7 +157,7 @@ pub fn a_login_chooses_the_policy_where_no_address_does(rt: Runtime) {
     let listen = format!("127.0.0.1:{}", free_port());
     let common = format!("to-net=127.0.0.0/8;ports={port}");
     let policies = ["client=alpha;auth=alpha:pw-alpha;to=a.test", "client=beta;auth=beta:pw-beta;to=b.test", "client=gamma;from=127.0.0.5;to=c.test"];
-    let mut p = sharing(rt, &listen, &policies, &common, &dns.addr(), &[]);
+    let p = sharing(rt, &listen, &policies, &common, &dns.addr(), &[]);
     let http = |login: &str, host: &str, path: &str| curl(&["-x", &format!("http://{login}@{listen}"), &format!("http://{host}:{port}/{path}")]);
     let socks = |login: &str, host: &str, path: &str| curl(&["--socks5-hostname", &format!("{login}@{listen}"), &format!("http://{host}:{port}/{path}")]);
     for (login, mine, theirs) in [("alpha:pw-alpha", "a.test", "b.test"), ("beta:pw-beta", "b.test", "a.test")] {
