@@ -138,5 +138,5 @@ fn an_entry_for_some_clients_is_a_leak_from_any_other() {
         let leak = s.inject_for(&h, "api.github.com", true, client).unwrap_err();
         assert!(leak.why.contains("which its clients= does not name") && !leak.why.contains("REAL"), "{leak:?}");
     }
-    assert!(parse("T value=ghp_REALrealREAL0123456789 to=a.test as=bearer clients=a@b\n").unwrap_err().contains("bad client name"));
+    assert!(parse("T value=ghp_REALrealREAL0123456789 to=a.test as=bearer placeholder=ghp_fakeFAKEfake9876543210 clients=a@b\n").unwrap_err().contains("bad client name"));
 }
