@@ -65,7 +65,13 @@ pub fn budgets_and_ask_grants_are_each_clients_own(rt: Runtime) {
 fn over_unix(path: &Path, request: &str, as_uid: Option<u32>) -> String {
     // A peer that closes at once ends it too (a broken pipe, a reset).
     let script = "import socket, sys\ns = socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\nout = b''\ntry:\n    s.sendall(sys.argv[2].encode())\n    while True:\n        b = s.recv(65536)\n        if not b: break\n        out += b\nexcept OSError:\n    pass\nsys.stdout.write(out.decode('latin-1'))";
-    let mut cmd = Command::new("python3");
+    // Another uid may not reach root's python3 (a pyenv shim under /root,
+    // first on PATH): the system's, which every user can run.
+    let python = match as_uid {
+        Some(_) if Path::new("/usr/bin/python3").exists() => "/usr/bin/python3",
+        _ => "python3",
+    };
+    let mut cmd = Command::new(python);
     cmd.args(["-c", script, path.to_str().unwrap(), request]);
     if let Some(uid) = as_uid {
         cmd.uid(uid).gid(uid); // std clears the supplementary groups when root drops them
