@@ -43,8 +43,8 @@ pub struct Identity {
     pub login: bool,
 }
 
-/// A policy on a shared address chosen by its login: which one (its index
-/// at the door), the login, and its `client=` name.
+/// A policy on a shared address chosen by its login: which one (its
+/// route's index), the login, and its `client=` name.
 #[derive(Clone, Debug)]
 pub struct LoginPolicy {
     pub policy: usize,

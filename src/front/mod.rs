@@ -134,8 +134,9 @@ pub struct Front {
     /// Its port (an index into the proxy's doors)...
     pub door: usize,
     /// ...and there, on a forward route's port, the policy it was given by
-    /// who it is (`crate::forward::identity`): chosen once, at accept,
-    /// with its `client=` name, which every refusal it reads names.
+    /// who it is (`crate::forward::identity`), as its route's index (which
+    /// a reload keeps): chosen at accept (or by a login), with its
+    /// `client=` name, which every refusal it reads names.
     pub policy: usize,
     pub client_name: Option<String>,
     pub client: Stream,

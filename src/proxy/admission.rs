@@ -65,7 +65,7 @@ impl Proxy {
             self.next_id += 1;
             let mut front = Front::new(id, door, client, peer, now);
             front.policy = policy;
-            front.client_name = d.forward.get(policy).and_then(|p| p.forward.identity.name.clone());
+            front.client_name = d.policy(policy).and_then(|p| p.forward.identity.name.clone());
             match self.advance(&mut front, now) {
                 Step::Wait => {
                     self.fronts.insert(front);
@@ -210,7 +210,7 @@ impl Proxy {
             None => Vec::new(),
         };
         let mut read = front.take_read();
-        let opaque = door.forward.get(front.policy).map(|p| p.forward.opaque.clone()).unwrap_or_default();
+        let opaque = door.policy(front.policy).map(|p| p.forward.opaque.clone()).unwrap_or_default();
         let forward = front.target.take().map(|t| {
             // A tunnel's bytes that came with its CONNECT are its first
             // bytes: they wait to be checked against its name with what
@@ -262,9 +262,9 @@ impl Proxy {
         let (id, route) = (conn.id(), conn.route);
         // Its door and policy: where its route is now (a reload may have
         // moved the policy within its door; a client keeps its route).
-        let place = self.doors.iter().enumerate().find_map(|(i, d)| Some((i, d.policy_of(route)?)));
+        let place = self.doors.iter().enumerate().find_map(|(i, d)| Some((i, d.policy(route)?)));
         let Some((door, policy)) = place else { return }; // its route went away in a reload: closed
-        let client_name = self.doors.get(door).and_then(|d| d.forward.get(policy)).and_then(|p| p.forward.identity.name.clone());
+        let (policy, client_name) = (policy.route, policy.forward.identity.name.clone());
         if let Some(stats) = self.doors.get_mut(door).and_then(|d| d.stats(policy, &mut self.shared.routes)) {
             stats.active += 1; // still open: its exchange's close counted it out
         }
@@ -300,7 +300,7 @@ impl Proxy {
     /// and, if the policy decided, log and count the decision.
     fn count_destination(&mut self, front: &Front) {
         let Some(door) = self.doors.get(front.door) else { return };
-        let Some(policy) = door.forward.get(front.policy) else { return };
+        let Some(policy) = door.policy(front.policy) else { return };
         let Some(Asked::Http { host: Some(asked) }) = &front.asked else { return };
         let Some(d) = self.shared.routes.get_mut(policy.route).and_then(|r| r.destinations.as_mut()) else { return };
         d.count(asked);
@@ -325,7 +325,7 @@ impl Proxy {
         if let Some(stats) = door.stats(front.policy, &mut self.shared.routes) {
             stats.closed(reason.kind());
         }
-        let route = door.forward.get(front.policy).map_or(&door.name, |p| &p.label);
+        let route = door.policy(front.policy).map_or(&door.name, |p| &p.label);
         let who = Who { id: front.id, route, backend: None, client: front.from, asked: front.asked.as_ref() };
         log_close(&who, None, (0, 0), now.saturating_duration_since(front.opened), &reason);
         // dropping `front` closes the client: no upstream ever saw it

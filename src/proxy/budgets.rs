@@ -19,7 +19,7 @@ impl Proxy {
     /// front has answered and holds its reason).
     pub(super) fn charge_request(&mut self, front: &mut Front, now: Instant) -> Result<Option<(Charge, Budget)>, ()> {
         let Some(door) = self.doors.get(front.door) else { return Ok(None) };
-        let (Some(policy), Some(target)) = (door.forward.get(front.policy), front.target.as_ref()) else { return Ok(None) };
+        let (Some(policy), Some(target)) = (door.policy(front.policy), front.target.as_ref()) else { return Ok(None) };
         let forward = &policy.forward;
         let Some(index) = forward.budget_for(&target.host) else { return Ok(None) };
         let Some(budget) = forward.budgets.get(index).cloned() else { return Ok(None) };

@@ -123,7 +123,7 @@ impl Proxy {
                     pool: Some(&r.pool),
                     destinations: r.destinations.as_ref(),
                     // A DNS route's server lives on its door.
-                    dns: doors.iter().filter(|d| d.policy_of(i).is_some()).find_map(|d| d.dns.as_ref()).map(|s| (&s.answers, s.dropped)),
+                    dns: doors.iter().filter(|d| d.policy(i).is_some()).find_map(|d| d.dns.as_ref()).map(|s| (&s.answers, s.dropped)),
                     udp: doors.iter().filter(|d| d.table.default_route() == Some(i)).find_map(|d| d.udp.as_ref()).map(|u| u.view()),
                 }))
                 .collect();

@@ -105,7 +105,7 @@ impl Door {
             .iter()
             .enumerate()
             .filter(|(_, p)| p.forward.identity.login)
-            .filter_map(|(i, p)| Some(crate::forward::identity::LoginPolicy { policy: i, login: p.forward.auth.clone()?, name: p.forward.identity.name.clone() }))
+            .filter_map(|(_, p)| Some(crate::forward::identity::LoginPolicy { policy: p.route, login: p.forward.auth.clone()?, name: p.forward.identity.name.clone() }))
             .collect();
         if let (Some(relay), Some(settings)) = (self.udp.as_mut(), routes.first().and_then(|(_, r)| r.udp)) {
             relay.set(settings);
@@ -154,9 +154,10 @@ impl Door {
         Some((rcv, snd, relay.kernel_dropped().is_some()))
     }
 
-    /// What a client of policy `policy` (`Front::policy`) passes through.
+    /// What a client of the policy of route `policy` (`Front::policy`)
+    /// passes through.
     pub(super) fn rules<'a>(&'a self, policy: usize, header_timeout: Duration, peek_timeout: Duration, keys: &'a Keys, asks: &'a crate::ask::Board) -> Rules<'a> {
-        let chosen = self.forward.get(policy);
+        let chosen = self.policy(policy);
         let forward = chosen.map(|p| (p.route, &p.forward));
         let route = chosen.map_or(self.name.as_str(), |p| p.label.as_str());
         let unclaimed = !self.forward.is_empty() && chosen.is_none();
@@ -165,15 +166,20 @@ impl Door {
 
     /// Which of its forward policies a client gets, by what it cannot
     /// change: its address (a TCP peer's) and its uid (a Unix peer's).
-    /// `None`: a forward door with no policy for it (refused at once).
+    /// Its route index; `None`: a forward door with no policy for it
+    /// (refused at once).
     pub(super) fn policy_for(&self, peer: SocketAddr, uid: Option<u32>) -> Option<usize> {
         let ip = (!matches!(self.place, Place::Unix(_))).then(|| peer.ip());
-        crate::forward::identity::choose(self.forward.iter().map(|p| &p.forward.identity), ip, uid)
+        let chosen = crate::forward::identity::choose(self.forward.iter().map(|p| &p.forward.identity), ip, uid)?;
+        self.forward.get(chosen).map(|p| p.route)
     }
 
-    /// The policy of a forward route, by route index: where it is.
-    pub(super) fn policy_of(&self, route: usize) -> Option<usize> {
-        self.forward.iter().position(|p| p.route == route)
+    /// The policy of forward route `route`, if this door has it. By route
+    /// index, which a reload keeps for a route it keeps or changes, so a
+    /// client waiting through a reload stays with its own policy (or, its
+    /// route gone, with none).
+    pub(super) fn policy(&self, route: usize) -> Option<&Policy> {
+        self.forward.iter().find(|p| p.route == route)
     }
 
     /// Where this door counts a client (of forward policy `policy`) that
@@ -194,7 +200,7 @@ impl Door {
         };
         match self.forward.len() {
             0 => on(self.counted_on(0)),
-            n => (0..n).map(|p| on(self.counted_on(p))).sum::<u64>() + self.stats.connections,
+            _ => self.forward.iter().map(|p| on(self.counted_on(p.route))).sum::<u64>() + self.stats.connections,
         }
     }
 
@@ -203,7 +209,7 @@ impl Door {
     fn counted_on(&self, policy: usize) -> Counted {
         if !self.forward.is_empty() {
             // A client no policy claims is counted at the door.
-            self.forward.get(policy).map_or(Counted::Door, |p| Counted::Route(Some(p.route)))
+            self.policy(policy).map_or(Counted::Door, |p| Counted::Route(Some(p.route)))
         } else if self.table.peeks() {
             Counted::Door
         } else {

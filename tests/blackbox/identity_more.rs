@@ -57,6 +57,18 @@ pub fn budgets_and_ask_grants_are_each_clients_own(rt: Runtime) {
     still_held(&mut beta, "beta's second request");
     a.answer(third, "deny");
     let _ = finished(beta);
+    // A reload that puts another client's route first while alpha waits
+    // for an answer: alpha's held request stays alpha's (a waiting client
+    // keeps its route, not its place among the address's routes).
+    let alpha = curl_held(&["--interface", "127.0.0.2", "-x", &proxy, &format!("http://b.test:{port}/alpha-3")]);
+    let fourth = a.question("b.test", 1);
+    let gamma = format!("{listen}=forward;client=gamma;from=127.0.0.4;to=c.test;to-net=127.0.0.0/8;ports={port}");
+    std::fs::write(a.dir.path().join("routes"), [gamma, lines[0].clone(), lines[1].clone()].join("\n") + "\n").unwrap();
+    let reload = record(&a.p.wait_for_log("the reload", |l| l.contains(" reload ") && l.contains("gamma@")));
+    assert!(reload["added"].contains(&format!("gamma@{listen}")), "{reload:?}");
+    a.answer(fourth, "once");
+    let (code, body, err) = finished(alpha);
+    assert_eq!((code, body.as_str()), (0, "origin /alpha-3\n"), "alpha's request, answered after the reload: {err}");
     origin_saw_no_refused_request(&seen);
 }
 
