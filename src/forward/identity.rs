@@ -53,12 +53,9 @@ pub struct LoginPolicy {
 }
 
 impl Identity {
-    /// `client=NAME`: letters, digits, `-`, `_` and `.`, at most 32.
+    /// `client=NAME` (`check_name`).
     pub fn set_name(&mut self, value: &str) -> Result<(), String> {
-        let ok = !value.is_empty() && value.len() <= NAME_MAX && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-        if !ok {
-            return Err(format!("bad client name {value:?} (1 to {NAME_MAX} letters, digits, '-', '_' or '.', e.g. client=agent-1)"));
-        }
+        check_name(value)?;
         self.name = Some(value.to_string());
         Ok(())
     }
@@ -114,6 +111,16 @@ impl Identity {
         } else {
             parts.join(" ")
         }
+    }
+}
+
+/// A client's name (`client=`, a secret's `clients=`): letters, digits,
+/// `-`, `_` and `.`, at most 32.
+pub fn check_name(value: &str) -> Result<(), String> {
+    let ok = !value.is_empty() && value.len() <= NAME_MAX && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    match ok {
+        true => Ok(()),
+        false => Err(format!("bad client name {value:?} (1 to {NAME_MAX} letters, digits, '-', '_' or '.', e.g. client=agent-1)")),
     }
 }
 

@@ -119,8 +119,7 @@ fn entry(line: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Entry, Stri
         Some(list) => {
             let mut names = Vec::new();
             for c in list.split(',') {
-                let mut id = crate::forward::identity::Identity::default();
-                id.set_name(c).map_err(|why| format!("{name}: clients={list}: {why}"))?;
+                crate::forward::identity::check_name(c).map_err(|why| format!("{name}: clients={list}: {why}"))?;
                 names.push(c.to_string());
             }
             names
