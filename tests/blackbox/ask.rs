@@ -17,29 +17,8 @@ pub const TOKEN: &str = "5f0c1d2e3a4b5c6d7e8f90a1b2c3d4e5-test";
 /// A plain HTTP origin on 127.0.0.1: answers each request with
 /// `origin PATH` and keeps the connection; `accepted()` counts who reached it.
 pub fn origin() -> Server {
-    Server::start(|s| {
-        let mut reader = BufReader::new(s.try_clone().unwrap());
-        let mut out = s;
-        loop {
-            let mut first = String::new();
-            if reader.read_line(&mut first).unwrap_or(0) == 0 {
-                return;
-            }
-            loop {
-                let mut l = String::new();
-                if reader.read_line(&mut l).unwrap_or(0) == 0 {
-                    return;
-                }
-                if l == "\r\n" {
-                    break;
-                }
-            }
-            let body = format!("origin {}\n", first.split(' ').nth(1).unwrap_or_default());
-            if out.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes()).is_err() {
-                return;
-            }
-        }
-    })
+    // The same origin that identity.rs reads what it saw from.
+    seeing_origin().0
 }
 
 /// curl started in the background (a client held by the proxy): `-sS`,
