@@ -53,6 +53,15 @@ impl Conn {
         }
     }
 
+    /// Started on a connection kept from an earlier request (`Failover`
+    /// took it): connected already, so relaying begins at once.
+    pub fn reused(&mut self, cx: &mut Context<'_>) -> Result<(), Reason> {
+        match self.phase {
+            Phase::Connecting(_) => self.connected(cx),
+            _ => Ok(()),
+        }
+    }
+
     /// Connected (to the destination, or through a parent to it): relay. A
     /// tunnel's client hears first that it is open (200, or SOCKS5's reply
     /// with the address we connected from), then `early`, what the

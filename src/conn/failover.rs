@@ -109,7 +109,7 @@ impl Failover {
     pub(super) fn next(&mut self, conn: u64, mut last: Option<io::Error>, cx: &mut Context<'_>) -> Result<Stream, GaveUp> {
         let mut last_addr = None;
         if let Some((addr, stream, tls)) = self.dest.as_mut().and_then(|d| d.parked.take()) {
-            // Already connected: the first writable wake-up finds it so.
+            // Already connected: the loop goes on at once (`Conn::reused`).
             if let Some(d) = self.dest.as_mut() {
                 d.kept_tls = tls;
             }

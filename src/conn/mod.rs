@@ -147,9 +147,6 @@ impl Conn {
         forward: Option<Destination>,
         cx: &mut Context<'_>,
     ) -> Result<Conn, NotStarted> {
-        if cx.nodelay {
-            let _ = client.set_nodelay(); // best effort, as the probe found it works
-        }
         // A terminating route: what the front read (a ClientHello) is the
         // start of the client's TLS, not bytes for the upstream. A client
         // that is not speaking TLS is turned away before any upstream sees it.

@@ -117,6 +117,9 @@ impl Front {
     /// A forward route: read the proxy request; check what it names; look
     /// the name up (at once from the cache or /etc/hosts, else wait).
     pub(super) fn request(&mut self, rules: &Rules<'_>, resolver: &mut Resolver, now: Instant) -> Step {
+        if std::mem::take(&mut self.wait_first) {
+            return Step::Wait; // read once the poller says there is something
+        }
         let before = self.read.len();
         let ended = match self.read_more() {
             Ok(ended) => ended,

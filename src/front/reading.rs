@@ -25,8 +25,15 @@ pub fn no_line_end_since(read: &[u8], before: usize) -> bool {
 /// Read what `stream` has sent onto `read`, until it holds `limit` bytes
 /// and one more (to see that it is over) or nothing more is waiting.
 /// `Ok(true)`: the peer has closed.
+///
+/// A short read emptied the socket's receive queue: it stops there, as the
+/// relay does, instead of reading again to hear "would block" (a call per
+/// request head). Every poller here reports a readable socket for as long
+/// as it is (level-triggered), so what comes next, a close included, wakes
+/// the loop. Not so through TLS (`Front::read_more`): a session may hold
+/// decrypted bytes that no poller can see, so it reads to the end.
 pub fn read_up_to(stream: &Stream, read: &mut Vec<u8>, limit: usize) -> io::Result<bool> {
-    SCRATCH.with_borrow_mut(|chunk| read_into(|buf| stream.read(buf), read, limit, chunk))
+    SCRATCH.with_borrow_mut(|chunk| read_into(|buf| stream.read(buf), read, limit, chunk, true))
 }
 
 std::thread_local! {
@@ -36,13 +43,18 @@ std::thread_local! {
 }
 
 /// `read_up_to`'s loop, over whatever reads (a socket, or one through TLS).
-pub(super) fn read_into(mut from: impl FnMut(&mut [u8]) -> io::Result<usize>, read: &mut Vec<u8>, limit: usize, chunk: &mut [u8; 4096]) -> io::Result<bool> {
+pub(super) fn read_into(mut from: impl FnMut(&mut [u8]) -> io::Result<usize>, read: &mut Vec<u8>, limit: usize, chunk: &mut [u8; 4096], short_drains: bool) -> io::Result<bool> {
     while read.len() <= limit {
         let room = (limit + 1 - read.len()).min(chunk.len());
         let Some(buf) = chunk.get_mut(..room) else { break };
         match from(buf) {
             Ok(0) => return Ok(true),
-            Ok(n) => read.extend_from_slice(buf.get(..n).unwrap_or_default()),
+            Ok(n) => {
+                read.extend_from_slice(buf.get(..n).unwrap_or_default());
+                if short_drains && n < room {
+                    break;
+                }
+            }
             Err(e) if would_block(&e) => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),

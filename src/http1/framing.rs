@@ -3,7 +3,7 @@
 //! What a message's headers declare is `headers.rs`'s. The room's tour is
 //! in `mod.rs`.
 
-use super::headers::{closes, connection_options, declared, names_framing, unsafe_head, Declared};
+use super::headers::{closes, connection_options, declared, head_end, names_framing, unsafe_head, Declared};
 
 /// The largest response head taken (status line and headers).
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -206,11 +206,22 @@ impl ResponseReader {
                 used += body.feed_marking(rest, &mut |r| content(at + r.start..at + r.end))?;
                 continue;
             }
+            if self.head.is_empty() {
+                // The usual case, a whole head in one read: read where it
+                // lies, not copied (with the body after it) to be read.
+                let window = rest.get(..MAX_HEAD.min(rest.len())).unwrap_or_default();
+                if let Some(end) = head_end(window) {
+                    content(used..used + end);
+                    used += end;
+                    self.body = self.framing(window.get(..end).unwrap_or_default())?.map(BodyReader::new);
+                    continue;
+                }
+            }
             // Look for the blank line from just before the new bytes.
             let from = self.head.len().saturating_sub(3);
             let take = rest.len().min(MAX_HEAD + 1 - self.head.len());
             self.head.extend_from_slice(rest.get(..take).unwrap_or_default());
-            let Some(end) = self.head.get(from..).and_then(|h| h.windows(4).position(|w| w == b"\r\n\r\n")).map(|p| from + p + 4) else {
+            let Some(end) = self.head.get(from..).and_then(head_end).map(|p| from + p) else {
                 if self.head.len() > MAX_HEAD {
                     return Err(format!("a response head over {MAX_HEAD} bytes"));
                 }
@@ -223,18 +234,18 @@ impl ResponseReader {
             content(used..used + of_head);
             used += of_head;
             self.head.truncate(end);
-            self.body = self.framing()?.map(BodyReader::new);
-            self.head.clear();
+            let head = std::mem::take(&mut self.head);
+            self.body = self.framing(&head)?.map(BodyReader::new);
         }
         Ok(used)
     }
 
-    /// What the complete head in `self.head` says of the body; `None` for
+    /// What a complete head (`head`) says of the body; `None` for
     /// an interim (1xx) response: another head follows.
-    fn framing(&mut self) -> Result<Option<Body>, String> {
+    fn framing(&mut self, head: &[u8]) -> Result<Option<Body>, String> {
         let mut headers = [httparse::EMPTY_HEADER; 100];
         let mut response = httparse::Response::new(&mut headers);
-        match response.parse(&self.head) {
+        match response.parse(head) {
             Ok(httparse::Status::Complete(_)) => {}
             Ok(httparse::Status::Partial) => return Err("a response head cut short".into()),
             Err(e) => return Err(format!("not an HTTP/1.x response ({e})")),
@@ -242,7 +253,7 @@ impl ResponseReader {
         // What would make the client and this proxy disagree on where the
         // answer ends is refused as in a request (`unsafe_head`), and so is
         // a switch of protocols nobody asked for: the connection ends.
-        if let Some(why) = unsafe_head(&self.head) {
+        if let Some(why) = unsafe_head(head) {
             return Err(format!("a response with {why}"));
         }
         let code = response.code.unwrap_or_default();

@@ -53,14 +53,24 @@ pub fn names_framing(options: &[String]) -> Option<&str> {
 /// What in a message head (up to its blank line) two readers could read
 /// two ways, beyond its headers: a bare LF ends a line for some and not
 /// for others, and an obs-fold line joins the one before it for some.
+///
+/// Every request and answer through a forward route passes here: the line
+/// ends are found a word at a time (`memchr`), not by a look at each byte
+/// (which was the largest share of the proxy's own time per request).
 pub fn unsafe_head(head: &[u8]) -> Option<&'static str> {
-    if head.windows(2).any(|w| matches!(w, [a, b'\n'] if *a != b'\r')) || head.first() == Some(&b'\n') {
+    let ends = || memchr::memchr_iter(b'\n', head);
+    if ends().any(|at| at == 0 || head.get(at - 1) != Some(&b'\r')) {
         return Some("a bare LF in its head (lines end in CRLF)");
     }
-    if head.windows(3).any(|w| matches!(w, [b'\n', b' ' | b'\t', c] if *c != b'\r')) {
+    if ends().any(|at| matches!((head.get(at + 1), head.get(at + 2)), (Some(b' ' | b'\t'), Some(c)) if *c != b'\r')) {
         return Some("a folded header line (obs-fold)");
     }
     None
+}
+
+/// Where a message head's blank line ends, if it has one.
+pub fn head_end(bytes: &[u8]) -> Option<usize> {
+    memchr::memmem::find(bytes, b"\r\n\r\n").map(|at| at + 4)
 }
 
 /// The options of a message's `Connection` headers, in lower case.

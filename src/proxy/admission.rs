@@ -227,13 +227,22 @@ impl Proxy {
             Destination { addrs: t.addrs, tunnel, http: t.exchange, speaks: front.speaks, chain, parked, client_tls: front.tls.take(), open }
         });
         let speaks = forward.as_ref().map(|d| d.speaks);
+        let kept = forward.as_ref().is_some_and(|d| d.parked.is_some());
         let Some((mut cx, stats)) = self.shared.context(route, now) else { return false };
+        if cx.nodelay && !front.returning {
+            let _ = front.client.set_nodelay(); // best effort, as the probe found it works; once per client
+        }
         let client = (front.client, front.from, front.asked.map(Box::new));
         match Conn::start(front.id, route, client, (&early, &read), forward, &mut cx) {
             Ok(conn) => {
                 let id = conn.id();
                 let key = self.conns.insert(conn);
                 self.busy.add(key, id); // connecting: watched in every pass
+                if kept {
+                    // A kept connection is connected already: the request
+                    // goes out now, not after a wake-up that says so.
+                    self.dispatch(key, now, |conn, cx| conn.reused(cx));
+                }
                 true
             }
             Err(NotStarted { asked, upstream, reason, client, mut client_tls }) => {

@@ -5,9 +5,9 @@
 //! A connection is kept only when its answer ended by its framing, neither
 //! side asked to close, and nothing came after it. Bounded: `MAX` in all,
 //! `PER_HOST` per destination, each for `IDLE` at most; the oldest goes
-//! first. One that the server closed while it waited is found out when it
-//! is taken (a read that does not say "would block") and dropped: the
-//! request dials anew. Each is used again only for the name it was opened
+//! first (`take` and `park` scan them: a few hundred at most). One that
+//! the server closed while it waited is found out when it is taken (a read
+//! that does not say "would block") and dropped: the request dials anew. Each is used again only for the name it was opened
 //! for, and only if its address is still among the name's checked ones.
 
 use std::net::SocketAddr;
@@ -18,8 +18,14 @@ use crate::relay::would_block;
 use crate::sys::Stream;
 use crate::tls;
 
-pub const MAX: usize = 64;
-pub const PER_HOST: usize = 8;
+/// Enough for a busy destination's clients each to find one: with 8 per
+/// destination, 50 kept-alive clients of one host dialled it anew for 42
+/// of every 50 requests (a connect, its handshake and a TIME_WAIT each:
+/// 31 µs of the native build's time per request, against 13 with these).
+/// Each costs a descriptor and about 100 bytes here, and the server's
+/// socket there; squid and HAProxy keep theirs without a count.
+pub const MAX: usize = 256;
+pub const PER_HOST: usize = 128;
 /// Under the 5 s that Node.js and Apache keep an idle connection by
 /// default: a server's close and our next request crossing on the wire
 /// (which the check at `take` cannot see) then needs a server that keeps
@@ -76,8 +82,12 @@ impl Parked {
         None
     }
 
-    /// Drop those kept longer than `IDLE`.
+    /// Drop those kept longer than `IDLE`: the oldest, first in the list
+    /// (each is added at the end, at its time), so a look at the first
+    /// says when nothing is due (called per request and per pass).
     pub fn expire(&mut self, now: Instant) {
-        self.entries.retain(|e| now.saturating_duration_since(e.since) < IDLE);
+        let Some(cutoff) = now.checked_sub(IDLE) else { return };
+        let stale = self.entries.iter().take_while(|e| e.since <= cutoff).count();
+        self.entries.drain(..stale);
     }
 }
