@@ -103,7 +103,17 @@ pub struct BudgetRow {
     pub refused: u64,
 }
 
-pub fn render(routes: &[RouteView<'_>], (asks, budgets): (&AskView<'_>, &[BudgetRow]), reloads: &Reloads, iterations: u64, wakeups: u64, now: Instant) -> String {
+/// The event loop's own counts (`proxy::Proxy::run`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoopCounts {
+    pub iterations: u64,
+    pub wakeups: u64,
+    /// Passes that watched every connection; the others watched the busy
+    /// ones (and, where the poller lists afresh, a slice of the quiet).
+    pub full_passes: u64,
+}
+
+pub fn render(routes: &[RouteView<'_>], (asks, budgets): (&AskView<'_>, &[BudgetRow]), reloads: &Reloads, counts: LoopCounts, now: Instant) -> String {
     let mut out = String::with_capacity(2048);
     // One family at a time: HELP and TYPE, then its samples.
     let mut w = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
@@ -216,8 +226,9 @@ pub fn render(routes: &[RouteView<'_>], (asks, budgets): (&AskView<'_>, &[Budget
     if let Some(at) = reloads.last_ok {
         w("wasiter_last_reload_success_timestamp_seconds", "gauge", "When the last good reload applied (Unix time).", &[(String::new(), at)]);
     }
-    w("wasiter_loop_iterations_total", "counter", "Passes of the event loop.", &[(String::new(), iterations)]);
-    w("wasiter_poll_wakeups_total", "counter", "Waits that returned at least one ready socket.", &[(String::new(), wakeups)]);
+    w("wasiter_loop_iterations_total", "counter", "Passes of the event loop.", &[(String::new(), counts.iterations)]);
+    w("wasiter_loop_full_passes_total", "counter", "Passes that watched every connection (the rest watch the busy ones, and a slice of the quiet ones where the poller lists afresh).", &[(String::new(), counts.full_passes)]);
+    w("wasiter_poll_wakeups_total", "counter", "Waits that returned at least one ready socket.", &[(String::new(), counts.wakeups)]);
     let dropped = crate::log::dropped_total();
     w("wasiter_log_lines_dropped_total", "counter", "Log lines dropped because stderr was not read and 1 MiB of lines already waited.", &[(String::new(), dropped)]);
     out
@@ -315,7 +326,7 @@ mod tests {
         ];
         let answers = [("127.0.0.1:3128".to_string(), Scope::Once, 2), ("gone:1".to_string(), Scope::Timeout, 1)];
         let asks = AskView { pending: vec![("127.0.0.1:3128", 1), ("\"odd\"", 0)], answers: &answers };
-        render(&routes, (&asks, &[]), &Reloads { ok: 2, failed: 1, last_ok: Some(1_800_000_000) }, 7, 5, now)
+        render(&routes, (&asks, &[]), &Reloads { ok: 2, failed: 1, last_ok: Some(1_800_000_000) }, LoopCounts { iterations: 7, wakeups: 5, full_passes: 3 }, now)
     }
 
     #[test]
@@ -341,6 +352,7 @@ mod tests {
             "wasiter_bytes_total{route=\"0.0.0.0:443\",backend=\"sni=app.test\",direction=\"to_client\"} 0",
             "wasiter_upstream_up{route=\"0.0.0.0:443\",backend=\"sni=app.test\",upstream=\"127.0.0.1:80\"} 1",
             "wasiter_loop_iterations_total 7",
+            "wasiter_loop_full_passes_total 3",
             "# TYPE wasiter_log_lines_dropped_total counter",
             "wasiter_reloads_total{result=\"failed\"} 1",
             "wasiter_last_reload_success_timestamp_seconds 1800000000",

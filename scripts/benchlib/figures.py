@@ -41,7 +41,7 @@ LATENCY = ["fwd_ka50", "socks_tunnels", "chained", "ka1", "ka50", "tiny1", "tiny
 
 
 # Proxy CPU time per request (microseconds): the fairer figure on 2 shared cores.
-CPU = ["ka1", "ka50", "whole50", "new", "tunnels", "chained", "socks_tunnels", "fwd_ka50", "tp_new", "fwd_new", "term_new"]
+CPU = ["ka1", "ka50", "ka50_idle", "whole50", "new", "tunnels", "chained", "socks_tunnels", "fwd_ka50", "tp_new", "fwd_new", "term_new"]
 
 
 # Figures measured against squid (forward proxies), not HAProxy; and the

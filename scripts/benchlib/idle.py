@@ -26,7 +26,7 @@ def idle_figures(c, seconds, idle, r):
     r["rss_base"] = c.rss_mib()
     held = hold_idle(c.http, idle)
     time.sleep(2)  # let every proxy finish its upstream connects
-    r["ka50_idle"], r["ka50_idle_lat"] = wrk(c.http, 50, seconds)
+    r["ka50_idle"], r["ka50_idle_lat"] = wrk(c.http, 50, seconds, cpu=c)
     r["rss_idle"] = c.rss_mib()
     for s in held:
         s.close()

@@ -123,6 +123,12 @@ def report(table, contenders, skipped, args):
         a, b = table[n].get("ka50_idle"), table[n].get("ka50")
         cells.append(f"{a / b:.2f}x" if a and b else "n/a")
     lines.append(f"| ka50 with {args.idle} idle / its own ka50 | " + " | ".join(cells) + " |")
+    # ...and what the idle ones cost each request (issue 49: at most 1.2x).
+    cells = []
+    for n in names:
+        a, b = table[n].get("ka50_idle_cpu"), table[n].get("ka50_cpu")
+        cells.append(f"{a / b:.2f}x" if a and b else "n/a")
+    lines.append(f"| ka50 CPU per request with {args.idle} idle / without | " + " | ".join(cells) + " |")
     how = "perf's syscall tracepoints, at the proxy's normal speed" if perf_counts_syscalls() else "strace -c -f (it slows the proxy)"
     for key, what in (("sys_new", "per new connection (the `new` load)"), ("sys_ka", "per request (the ka50 load)")):
         rows = [(n, table[n][f"{key}_by_call"]) for n in names if table[n].get(f"{key}_by_call")]

@@ -232,7 +232,10 @@ impl Front {
                     Err(why) => return self.answer(Reason::BadRequest(why)),
                 };
                 // Through a parent: the request line in absolute form, and its login.
-                let head = parent.as_ref().map_or_else(|| head.clone(), |p| p.absolute_head(&head, &req.host, req.port));
+                let head = match &parent {
+                    Some(p) => p.absolute_head(&head, &req.host, req.port),
+                    None => head,
+                };
                 exchange.shown = shown.map(|s| [&s, rest.get(..used).unwrap_or_default()].concat());
                 ([&head, rest.get(..used).unwrap_or_default()].concat(), Some(Box::new(exchange)))
             }

@@ -102,7 +102,7 @@ impl Proxy {
 
     /// The metrics side's answer to a whole request.
     pub(super) fn metrics_reply(&self, request: &[u8], now: Instant) -> Vec<u8> {
-        let (doors, routes, reloads, iterations, wakeups) = (&self.doors, &self.shared.routes, &self.reloads, self.iterations, self.wakeups);
+        let (doors, routes, reloads, counts) = (&self.doors, &self.shared.routes, &self.reloads, self.counts);
         let body = |page| {
             if page == Page::Allowlist {
                 return admin::drafts(doors, routes);
@@ -142,7 +142,7 @@ impl Proxy {
                 .flat_map(|d| &d.forward)
                 .flat_map(|p| self.spending.view(&p.label, &p.forward.budgets, now).into_iter().map(|(budget, fullest, refused)| metrics::BudgetRow { route: p.label.clone(), budget, fullest, refused }))
                 .collect();
-            metrics::render(&views, (&asks, &budgets), reloads, iterations, wakeups, now)
+            metrics::render(&views, (&asks, &budgets), reloads, counts, now)
         };
         metrics::respond(request, body).unwrap_or_default()
     }

@@ -56,6 +56,7 @@ impl Proxy {
         let due_full = if Poller::KEEPS { now >= self.next_full } else { self.lull };
         let full = self.busy.is_empty() || (!Poller::KEEPS && self.busy.len() >= self.conns.len()) || due_full;
         self.full_pass = full;
+        self.counts.full_passes += u64::from(full);
         self.poller.begin(full);
         let mut wake_at = now + MAX_WAIT;
         if let Some(until) = self.accept_paused_until {

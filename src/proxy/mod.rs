@@ -57,7 +57,7 @@ use crate::conn::{Conn, Context};
 use crate::dns::{LookupId, Resolver};
 use crate::front::Front;
 use crate::health::Check;
-use crate::metrics::Reloads;
+use crate::metrics::{LoopCounts, Reloads};
 use crate::served::Scrape;
 use crate::relay::Buffers;
 use crate::log::Record;
@@ -145,8 +145,8 @@ pub struct Proxy {
     /// Scheduled work: (interval, next time).
     health_check: Option<(Duration, Instant)>,
     resolve: Option<(Duration, Instant)>,
-    iterations: u64,
-    wakeups: u64,
+    /// Passes, wake-ups and full passes, for the metrics.
+    counts: LoopCounts,
     /// Connections watched in every pass.
     busy: Busy,
     /// Ask mode: the questions waiting for a person, the answers given and
@@ -227,8 +227,7 @@ impl Proxy {
             // The first checks run at once: a dead upstream is known before the first client.
             health_check: cfg.health_check.map(|every| (every, now)),
             resolve: cfg.resolve_interval.map(|every| (every, now + every)),
-            iterations: 0,
-            wakeups: 0,
+            counts: LoopCounts::default(),
             busy: Busy::default(),
             parked: parked::Parked::default(),
             asks: crate::ask::Board::default(),
@@ -252,7 +251,7 @@ impl Proxy {
     /// returns; a second request stops it at once.
     pub fn run(&mut self) -> io::Result<()> {
         loop {
-            self.iterations += 1;
+            self.counts.iterations += 1;
             let now = Instant::now();
             if self.stopping(now) {
                 return Ok(());
@@ -277,7 +276,7 @@ impl Proxy {
             self.ready.extend(self.poller.events());
             self.lull = !self.full_pass && self.ready.is_empty();
             if !self.ready.is_empty() {
-                self.wakeups += 1;
+                self.counts.wakeups += 1;
             }
             let now = Instant::now();
             let mut scrape = false;

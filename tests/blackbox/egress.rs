@@ -25,7 +25,7 @@ pub fn counting_server() -> (Server, Arc<AtomicUsize>) {
 /// An origin that keeps every connection alive whatever the request's
 /// `Connection` says (as most do) and answers each request with `tag` and
 /// the head (and body) it received; counts the requests it answered.
-fn head_echo_origin(tag: &'static str) -> (Server, Arc<AtomicUsize>) {
+pub fn head_echo_origin(tag: &'static str) -> (Server, Arc<AtomicUsize>) {
     let requests = Arc::new(AtomicUsize::new(0));
     let count = requests.clone();
     let server = Server::start(move |s| {
@@ -79,13 +79,13 @@ fn read_message(reader: &mut impl BufRead) -> Option<(String, Vec<u8>)> {
 }
 
 /// Read one answer from the proxy: (status line, body as text).
-fn answer(reader: &mut impl BufRead) -> (String, String) {
+pub fn answer(reader: &mut impl BufRead) -> (String, String) {
     let (head, body) = read_message(reader).expect("an answer before the proxy closed");
     (head.lines().next().unwrap_or_default().to_string(), String::from_utf8_lossy(&body).into_owned())
 }
 
 /// A forward route with these options (`forward::forward`), and metrics.
-fn forward_proxy(rt: Runtime, options: &str, dns: &str) -> Proxy {
+pub fn forward_proxy(rt: Runtime, options: &str, dns: &str) -> Proxy {
     forward(rt, options, dns, &["--metrics", "127.0.0.1:0"])
 }
 

@@ -38,6 +38,7 @@ mod keys;
 mod keys_ca;
 mod keys_git;
 mod keys_peers;
+mod kept;
 mod keys_rules;
 mod escape_keys;
 mod ask;
@@ -62,6 +63,7 @@ use harness::*;
 // Every case, by topic; the macro below runs each on every runtime.
 use dns_server::*;
 use egress::*;
+use kept::*;
 use escape::*;
 use escape_names::*;
 use attack::*;
@@ -132,6 +134,7 @@ every_runtime!(
     report_mode_lets_unlisted_names_through_and_drafts_the_list,
     a_websocket_upgrade_becomes_a_tunnel_to_its_destination,
     connections_to_a_destination_are_kept_for_the_next_request,
+    a_busy_destinations_clients_each_find_a_kept_connection,
     http_download_of_8_mib_arrives_intact,
     large_bodies_cross_both_ways_at_once,
     fifty_concurrent_clients_each_get_their_own_bytes,
