@@ -249,7 +249,7 @@ pub enum Page {
 
 /// The answer to a request head, or None while the head is incomplete.
 pub fn respond(request: &[u8], body: impl FnOnce(Page) -> String) -> Option<Vec<u8>> {
-    let complete = request.windows(4).any(|w| w == b"\r\n\r\n") || request.windows(2).any(|w| w == b"\n\n");
+    let complete = crate::served::head_end(request).is_some();
     if !complete && request.len() <= MAX_REQUEST {
         return None;
     }

@@ -188,19 +188,17 @@ pub struct Front {
     /// When the current phase gives up.
     pub deadline: Instant,
     pub opened: Instant,
-    /// Back for its next request (`next_request`): its socket is set up
-    /// already (Nagle off)...
-    pub returning: bool,
-    /// ...and, when its connection read nothing past the last request (and
-    /// no TLS session holds bytes unseen), nothing of the next can be
-    /// waiting that the poller would not report: its first read is left
-    /// to the poller's word, not tried at once to hear "would block".
+    /// Back for its next request (`next_request`) with nothing read past
+    /// the last (and no TLS session holding bytes unseen): nothing of the
+    /// next can be waiting that the poller would not report, so its first
+    /// read is left to the poller's word, not tried at once to hear "would
+    /// block".
     wait_first: bool,
 }
 
 impl Front {
     pub fn new(id: u64, door: usize, client: Stream, peer: SocketAddr, now: Instant) -> Front {
-        Front { id, door, policy: 0, client_name: None, client, peer, from: peer, to: None, asked: None, target: None, reason: None, decision: None, speaks: Speaks::Http, pinned: None, tls: None, asking: None, held: None, answer: None, asked_how: None, request_line: None, absolute: false, candidates: Vec::new(), phase: Phase::Accepted, read: Vec::new(), deadline: now, opened: now, returning: false, wait_first: false }
+        Front { id, door, policy: 0, client_name: None, client, peer, from: peer, to: None, asked: None, target: None, reason: None, decision: None, speaks: Speaks::Http, pinned: None, tls: None, asking: None, held: None, answer: None, asked_how: None, request_line: None, absolute: false, candidates: Vec::new(), phase: Phase::Accepted, read: Vec::new(), deadline: now, opened: now, wait_first: false }
     }
 
     /// A forward client back for its next request, with what it already
@@ -209,7 +207,7 @@ impl Front {
     /// the client's TLS if the tunnel was opened.
     pub fn next_request(id: u64, (door, policy, client_name): (usize, usize, Option<String>), (client, from): (Stream, SocketAddr), read: Vec<u8>, (pinned, tls): (Option<(String, u16)>, Option<Box<tls::Session>>), now: Instant) -> Front {
         let wait_first = read.is_empty() && tls.is_none();
-        Front { phase: Phase::Next, policy, client_name, read, pinned, tls, returning: true, wait_first, ..Front::new(id, door, client, from, now) }
+        Front { phase: Phase::Next, policy, client_name, read, pinned, tls, wait_first, ..Front::new(id, door, client, from, now) }
     }
 
     /// Go as far as what the client has sent allows: called once at

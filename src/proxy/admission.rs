@@ -61,6 +61,9 @@ impl Proxy {
                 stats.connections += 1;
                 stats.active += 1;
             }
+            if self.shared.nodelay {
+                let _ = client.set_nodelay(); // best effort, as the probe found it works; once per client
+            }
             let id = self.next_id;
             self.next_id += 1;
             let mut front = Front::new(id, door, client, peer, now);
@@ -229,9 +232,6 @@ impl Proxy {
         let speaks = forward.as_ref().map(|d| d.speaks);
         let kept = forward.as_ref().is_some_and(|d| d.parked.is_some());
         let Some((mut cx, stats)) = self.shared.context(route, now) else { return false };
-        if cx.nodelay && !front.returning {
-            let _ = front.client.set_nodelay(); // best effort, as the probe found it works; once per client
-        }
         let client = (front.client, front.from, front.asked.map(Box::new));
         match Conn::start(front.id, route, client, (&early, &read), forward, &mut cx) {
             Ok(conn) => {

@@ -7,8 +7,9 @@
 //! `PER_HOST` per destination, each for `IDLE` at most; the oldest goes
 //! first (`take` and `park` scan them: a few hundred at most). One that
 //! the server closed while it waited is found out when it is taken (a read
-//! that does not say "would block") and dropped: the request dials anew. Each is used again only for the name it was opened
-//! for, and only if its address is still among the name's checked ones.
+//! that does not say "would block") and dropped: the request dials anew.
+//! Each is used again only for the name it was opened for, and only if its
+//! address is still among the name's checked ones.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
