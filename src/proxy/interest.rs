@@ -23,11 +23,11 @@ impl Proxy {
     /// whenever no connection is busy (then the loop blocks on everything, as
     /// a plain loop would) and, while some are: where the poller keeps what
     /// it was told, at an interval that keeps their cost a small share of
-    /// the time (`FULL_PASS_*`); where it lists afresh, never on a timer:
-    /// each busy pass takes a slice of the quiet ones instead (each watched
-    /// once per `ROTATION`), and a busy pass that heard nothing makes the
-    /// next one full. One full pass over thousands of idle connections
-    /// (several ms on stock WasmEdge) delayed every busy one behind it; a
+    /// the time (`FULL_PASS_*`); where it lists afresh, never while any is
+    /// busy: each busy pass takes a slice of the quiet ones instead (each
+    /// watched once per `ROTATION`). One full pass over thousands of idle
+    /// connections (several ms on stock WasmEdge, and as much again in the
+    /// next call, which drops them) delayed every busy one behind it; a
     /// slice costs each pass a little.
     ///
     /// Where the poller keeps what it was told (epoll), most busy passes list
@@ -51,9 +51,9 @@ impl Proxy {
         // was told lists only the touched in most passes, so leaving out
         // pays there even when everybody is busy.
         // A poller that lists afresh watches the quiet ones in slices
-        // instead of in periodic full passes (`ROTATION`), and makes a full
-        // pass when a busy one heard nothing (`lull`).
-        let due_full = if Poller::KEEPS { now >= self.next_full } else { self.lull };
+        // instead (`ROTATION`), and only blocks on everything once nothing
+        // is busy.
+        let due_full = Poller::KEEPS && now >= self.next_full;
         let full = self.busy.is_empty() || (!Poller::KEEPS && self.busy.len() >= self.conns.len()) || due_full;
         self.full_pass = full;
         self.counts.full_passes += u64::from(full);
