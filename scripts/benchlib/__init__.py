@@ -2,7 +2,8 @@
 measured):
 
     common.py       ROOT, messages, ports, route kinds, CPU and memory from /proc
-    load.py         wrk and what its output says
+    load.py         wrk and what its output says; latency_client.c, a second client for
+                    the idle figure's latency (it says why)
     peers.py        nginx (HTTP, TLS, the opened figures' origin), redis, the parent squid
     contenders.py   every contender: wasiter per runtime (and --baseline builds), HAProxy,
                     socat, nginx stream, squid (and squid with ssl_bump), Dante, microsocks
@@ -14,7 +15,8 @@ measured):
     forward.py      CONNECT tunnels and plain HTTP through the forward proxy
     socks.py        SOCKS5 tunnels
     transparent.py  transparent listeners
-    idle.py         idle connections held open, and memory
+    idle.py         idle connections held open: ka50 (both clients), one paced client's
+                    CPU, and memory
     syscalls.py     system calls per connection and per request
     opened.py       --opened: TLS opened by the forward proxy (open=), beside squid's ssl_bump;
                     its load is opened_client.c (CONNECT, TLS through the tunnel, keep-alive)

@@ -31,13 +31,14 @@ FIGURES = [
     ("redis", "redis pipelined -P 16 -c 50", "ops/s", True),
     ("ka50_idle", "ka50 with idle connections held open", "req/s", True),
     ("rss_idle", "RSS with idle connections", "MiB", False),
+    ("idle_light", "CPU with idle connections held and 1 client pausing 10 ms between requests", "% of a core", False),
     ("rss_base", "RSS before them (after the other figures)", "MiB", False),
     ("sys_new", "system calls per new connection (new load)", "calls", False),
     ("sys_ka", "system calls per request (ka50 load)", "calls", False),
 ]
 
 
-LATENCY = ["fwd_ka50", "socks_tunnels", "chained", "ka1", "ka50", "tiny1", "tiny50", "whole1", "whole50", "req2", "ka50_idle", "tunnels"]
+LATENCY = ["fwd_ka50", "socks_tunnels", "chained", "ka1", "ka50", "tiny1", "tiny50", "whole1", "whole50", "req2", "ka50_idle", "ka50_idle_2nd_client", "tunnels"]
 
 
 # Proxy CPU time per request (microseconds): the fairer figure on 2 shared cores.

@@ -1,10 +1,13 @@
 """wrk, the load of most figures, and what its output says: requests/s,
 p50/p99, and the proxy's CPU per request over the run."""
 
+import os
 import re
+import shutil
 import subprocess
+import tempfile
 
-from .common import say
+from .common import ROOT, say
 
 
 def wrk(port, clients, seconds, close=False, path="small", cpu=None, scheme="http"):
@@ -53,3 +56,39 @@ def wrk_run(cmd, c, seconds):
     if done and int(done.group(1)) > 0 and before is not None and after is not None:
         lat["cpu"] = (after - before) * 1e6 / int(done.group(1))
     return (float(rps.group(1)) if rps else None), lat
+
+
+_client = []
+
+
+def latency_client():
+    """latency_client.c, built once per run (None without a C compiler)."""
+    if not _client:
+        path = None
+        if shutil.which("cc"):
+            path = os.path.join(tempfile.mkdtemp(prefix="wasiter-bench-"), "latency_client")
+            subprocess.run(["cc", "-O2", "-o", path, os.path.join(ROOT, "scripts/benchlib/latency_client.c")], check=True)
+        else:
+            say("no cc: the second latency client (latency_client.c) is not measured")
+        _client.append(path)
+    return _client[0]
+
+
+def second_client(port, clients, seconds, pause_us=0, cpu=None):
+    """latency_client.c's p50/p99 (ms) under `clients` kept-alive clients,
+    each pausing `pause_us` between an answer and its next request; with
+    `cpu`, also the proxy's CPU over the run as a share of one core (%)."""
+    client = latency_client()
+    if client is None:
+        return {}
+    before = cpu.cpu_split() if cpu else None
+    run = subprocess.run([client, str(port), str(clients), str(seconds), str(pause_us)], capture_output=True, text=True, timeout=seconds + 60)
+    after = cpu.cpu_split() if cpu else None
+    got = dict(re.findall(r"(\w+)=([\d.]+)", run.stdout))
+    if run.returncode != 0 or "p99" not in got:
+        say(f"  latency_client on {port}: {run.stderr.strip() or run.stdout.strip()}")
+        return {}
+    lat = {"50": float(got["p50"]), "99": float(got["p99"]), "n": int(got["n"])}
+    if before is not None and after is not None:
+        lat["core_share"] = (sum(after) - sum(before)) * 100 / seconds
+    return lat

@@ -61,7 +61,7 @@ def fmt(v, unit):
         return f"{v:.2f}"
     if unit == "MiB":
         return f"{v:.0f}"
-    if unit == "calls":
+    if unit in ("calls", "% of a core"):
         return f"{v:.1f}"
     return f"{v/1000:.1f}k"
 
@@ -129,6 +129,14 @@ def report(table, contenders, skipped, args):
         a, b = table[n].get("ka50_idle_cpu"), table[n].get("ka50_cpu")
         cells.append(f"{a / b:.2f}x" if a and b else "n/a")
     lines.append(f"| ka50 CPU per request with {args.idle} idle / without | " + " | ".join(cells) + " |")
+    # ...and their p99 against HAProxy's (issue 49: within 2x), by each client.
+    for key, by in (("ka50_idle", "wrk"), ("ka50_idle_2nd_client", "latency_client.c")):
+        base = hap.get(f"{key}_p99")
+        cells = []
+        for n in names:
+            v = table[n].get(f"{key}_p99")
+            cells.append(f"{v / base:.2f}x" if v is not None and base and n != "haproxy" else "n/a")
+        lines.append(f"| ka50 with {args.idle} idle: p99 / HAProxy's, by {by} | " + " | ".join(cells) + " |")
     how = "perf's syscall tracepoints, at the proxy's normal speed" if perf_counts_syscalls() else "strace -c -f (it slows the proxy)"
     for key, what in (("sys_new", "per new connection (the `new` load)"), ("sys_ka", "per request (the ka50 load)")):
         rows = [(n, table[n][f"{key}_by_call"]) for n in names if table[n].get(f"{key}_by_call")]

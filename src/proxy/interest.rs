@@ -2,10 +2,10 @@
 //! poller, and when the loop must wake at the latest (the nearest
 //! deadline). Connections past their deadline are left in `expired`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::token::{Kind, Token};
-use super::{Proxy, FULL_PASS_MIN, MAX_SCRAPES, MAX_WAIT, QUIET_AFTER, ROTATION, SLICE_WAIT};
+use super::{Proxy, FULL_PASS_MIN, MAX_SCRAPES, MAX_WAIT, QUIET_AFTER, ROTATION, ROTATION_MAX, SLICE_RATE, SLICE_WAIT};
 use crate::close::Side;
 use crate::conn::Conn;
 use crate::sys::Poller;
@@ -25,7 +25,7 @@ impl Proxy {
     /// it was told, at an interval that keeps their cost a small share of
     /// the time (`FULL_PASS_*`); where it lists afresh, never while any is
     /// busy: each busy pass takes a slice of the quiet ones instead (each
-    /// watched once per `ROTATION`). One full pass over thousands of idle
+    /// watched once per `rotation`). One full pass over thousands of idle
     /// connections (several ms on stock WasmEdge, and as much again in the
     /// next call, which drops them) delayed every busy one behind it; a
     /// slice costs each pass a little.
@@ -128,10 +128,10 @@ impl Proxy {
                 wake_at = wake_at.min(self.next_full);
             } else {
                 // This pass's share of the quiet ones: as many as the time
-                // since the last slice is of `ROTATION`, from where the last
+                // since the last slice is of a round, from where the last
                 // slice ended, round the slab.
                 let quiet = conns.len().saturating_sub(self.busy.len());
-                let share = now.saturating_duration_since(self.sliced_at).as_secs_f64() / ROTATION.as_secs_f64();
+                let share = now.saturating_duration_since(self.sliced_at).as_secs_f64() / rotation(quiet).as_secs_f64();
                 let mut take = ((quiet as f64 * share).ceil() as usize).min(quiet);
                 self.sliced_at = now;
                 let slots = conns.capacity().max(1);
@@ -189,10 +189,31 @@ impl Proxy {
     }
 }
 
+/// How long one round of `quiet` connections takes (two sockets each):
+/// `ROTATION`, or longer where that would watch more than `SLICE_RATE`
+/// sockets a second, up to `ROTATION_MAX`.
+fn rotation(quiet: usize) -> Duration {
+    Duration::from_secs_f64(2.0 * quiet as f64 / SLICE_RATE).clamp(ROTATION, ROTATION_MAX)
+}
+
 /// The earlier of two deadlines, either of which may be missing.
 fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_round_of_the_quiet_ones_slows_only_when_there_are_thousands() {
+        assert_eq!(rotation(0), ROTATION);
+        assert_eq!(rotation(1000), ROTATION, "2,000 sockets in 200 ms: within the rate");
+        let r = rotation(5000); // 10,000 sockets at 15,000 a second
+        assert!(r > Duration::from_millis(660) && r < Duration::from_millis(670), "{r:?}");
+        assert_eq!(rotation(1_000_000), ROTATION_MAX);
     }
 }

@@ -93,6 +93,14 @@ const FULL_PASS_MAX: Duration = Duration::from_millis(500);
 /// their cost is spread over the passes instead of falling on one full pass
 /// (which, with thousands held open, was the p99 of the busy ones).
 const ROTATION: Duration = Duration::from_millis(200);
+/// ...but never more than `SLICE_RATE` sockets a second: each costs stock
+/// WasmEdge an epoll_ctl to add it and one to drop it (about 3 us in all),
+/// so 5,000 idle clients (10,000 sockets) each watched every 200 ms took 15%
+/// of a core from a proxy that was otherwise nearly idle. At this rate they
+/// take about 5%, and a round of them lasts 0.67 s, at most `ROTATION_MAX`:
+/// how long a quiet connection that speaks may wait while others are busy.
+const SLICE_RATE: f64 = 15_000.0;
+const ROTATION_MAX: Duration = Duration::from_secs(1);
 /// A busy pass waits at most this long, so that the slices go round while
 /// the busy connections are silent. It never turns into a full pass while
 /// any connection is busy: a full pass over thousands of quiet ones costs

@@ -128,9 +128,10 @@ pub fn soak_of_short_connections_and_a_bulk_stream_returns_to_baseline(rt: Runti
 }
 
 pub fn quiet_connections_are_served_and_timed_out_while_others_are_busy(rt: Runtime) {
-    // The loop watches connections quiet for over a second only in its full
-    // passes while others keep it busy: they must still be heard, and still
-    // time out.
+    // While others keep the loop busy, connections quiet for over a second
+    // are watched in slices (a round of them at most 1 s) where the poller
+    // lists afresh, and left to epoll natively: they must still be heard,
+    // and still time out.
     let echo = Server::echo();
     let mut p = Proxy::start(rt, &echo.remote(), &[], &["--quiet", "--idle-timeout", "3s"]);
     let mut quiet: Vec<TcpStream> = (0..200)
@@ -165,8 +166,8 @@ pub fn quiet_connections_are_served_and_timed_out_while_others_are_busy(rt: Runt
         assert_eq!(read_exact_n(c, 4), b"wake", "quiet connection {i} was heard");
         slowest = slowest.max(t.elapsed());
     }
-    // The README's bound: a quiet connection waits at most for the next full
-    // pass (FULL_PASS_MAX, 500 ms), plus a busy 2-core machine's scheduling.
+    // A quiet connection waits at most for its slice (`ROTATION_MAX`, 1 s),
+    // plus a busy 2-core machine's scheduling.
     println!("slowest answer to a quiet connection while busy: {slowest:?}");
     assert!(slowest < Duration::from_secs(2), "a quiet connection waited {slowest:?} while others were busy");
     // The rest stay silent: the idle timeout closes them, busy loop or not.
