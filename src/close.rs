@@ -292,7 +292,11 @@ pub struct Who<'a> {
 impl Who<'_> {
     /// Start a record with these fields.
     pub fn record(&self, level: Level, event: &'static str) -> Record {
-        let mut r = Record::new(level, event).num("conn", self.id).str("route", self.route);
+        let mut r = Record::new(level, event);
+        if !r.is_on() {
+            return r; // its fields would be formatted for nothing, per request
+        }
+        r = r.num("conn", self.id).str("route", self.route);
         if let Some(b) = self.backend {
             r = r.str("backend", b);
         }

@@ -147,7 +147,7 @@ impl Front {
                 return step;
             }
         }
-        let req = match proxy_request::parse(&self.read) {
+        let mut req = match proxy_request::parse(&self.read) {
             Ok(Some(req)) => req,
             Ok(None) if ended && self.read.is_empty() => return self.close(Reason::Closed(Side::Client)),
             Ok(None) if ended => return self.answer(Reason::BadRequest("the client closed before its request ended".into())),
@@ -196,14 +196,15 @@ impl Front {
         // after is its next request: the exchange keeps it); for a tunnel
         // what the client sent after the CONNECT (checked by conn's bind).
         let rest = self.read.get(req.head_len..).unwrap_or_default();
-        let (early, exchange) = match &req.method {
+        let (early, exchange) = match &mut req.method {
             Method::Http { head, body, to_head, close, upgrade } => {
+                let head = std::mem::take(head); // req's copy is not read again
                 let mut exchange = Exchange::new(*body, *to_head, *close, *upgrade);
                 exchange.pinned = self.pinned.clone();
                 // Credentials: a placeholder swapped for its value where it
                 // may go (over TLS we opened, to its names), refused where
                 // it may not; the answer gets the placeholders back.
-                let head = if opened { super::proxy_request::https_host(head.clone(), &req.host, req.port) } else { head.clone() };
+                let head = if opened { super::proxy_request::https_host(head, &req.host, req.port) } else { head };
                 let mut shown = None;
                 let head = match rules.secrets.inject_for(&head, &req.host, opened, self.client_name.as_deref()) {
                     Ok(None) => head,
@@ -237,7 +238,8 @@ impl Front {
                     None => head,
                 };
                 exchange.shown = shown.map(|s| [&s, rest.get(..used).unwrap_or_default()].concat());
-                ([&head, rest.get(..used).unwrap_or_default()].concat(), Some(Box::new(exchange)))
+                let early = if used == 0 { head } else { [&head, rest.get(..used).unwrap_or_default()].concat() };
+                (early, Some(Box::new(exchange)))
             }
             Method::Connect => (rest.to_vec(), None),
         };

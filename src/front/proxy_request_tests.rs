@@ -94,6 +94,9 @@ fn framing_that_reads_two_ways_is_refused() {
         (&b"POST http://a.test/ HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"[..], "both Content-Length and Transfer-Encoding"),
         (b"POST http://a.test/ HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", "differ"),
         (b"POST http://a.test/ HTTP/1.1\r\nContent-Length: 3, 4\r\n\r\n", "differ"),
+        // Equal numbers, different strings: one reader may compare the text.
+        (b"POST http://a.test/ HTTP/1.1\r\nContent-Length: 044, 44\r\n\r\n", "differ"),
+        (b"POST http://a.test/ HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3x\r\n\r\n", "differ"),
         (b"POST http://a.test/ HTTP/1.1\r\nContent-Length: -1\r\n\r\n", "not a number"),
         (b"POST http://a.test/ HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", "does not end in chunked"),
         (b"GET http://a.test/ HTTP/1.1\nHost: a.test\r\n\r\n", "bare LF"),
@@ -123,6 +126,7 @@ fn framing_that_reads_two_ways_is_refused() {
     assert!(parse(b"GET http://a.test/ HTTP/1.1\r\nX: 1\r\n folded\r\n\r\n").is_err(), "obs-fold: httparse refuses it");
     // The same length twice is one length; chunked alone is fine.
     assert!(parse(b"POST http://a.test/ HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n").unwrap().is_some());
+    assert!(parse(b"POST http://a.test/ HTTP/1.1\r\nContent-Length: 3,\t3\r\n\r\n").unwrap().is_some());
     assert!(parse(b"POST http://a.test/ HTTP/1.1\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n").unwrap().is_some());
 }
 

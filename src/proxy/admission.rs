@@ -397,6 +397,6 @@ pub(super) fn transient_accept_error(e: &io::Error) -> bool {
 
 /// Where a destination's kept connection is filed: by `host:port`, and
 /// apart (`tls:`) when it speaks TLS for an opened tunnel's requests.
-fn parked_key(host: &str, tls: bool) -> String {
-    if tls { format!("tls:{host}") } else { host.to_string() }
+fn parked_key(host: &str, tls: bool) -> std::borrow::Cow<'_, str> {
+    if tls { format!("tls:{host}").into() } else { host.into() }
 }

@@ -90,6 +90,9 @@ impl Secrets {
     /// first found: "in the request line", "in header X-Api-Key". Line by
     /// line: a placeholder is visible ASCII, never across a line's end.
     fn found(&self, head: &[u8]) -> Vec<(&Entry, String)> {
+        if self.entries.is_empty() {
+            return Vec::new(); // no --secrets: nothing to look for (and no line lower-cased per request)
+        }
         // (a header's name, the line lower-cased, its Basic credential decoded and lower-cased)
         type Line<'a> = (Option<&'a [u8]>, Vec<u8>, Option<Vec<u8>>);
         let lines: Vec<Line<'_>> = head
