@@ -31,6 +31,7 @@ FIGURES = [
     ("redis", "redis pipelined -P 16 -c 50", "ops/s", True),
     ("ka50_idle", "ka50 with idle connections held open", "req/s", True),
     ("rss_idle", "RSS with idle connections", "MiB", False),
+    ("quiet_wake", "with them held, the longest of 8 of them waited to be heard while 50 clients kept the proxy busy", "ms", False),
     ("idle_light", "CPU with idle connections held and 1 client pausing 10 ms between requests", "% of a core", False),
     ("rss_base", "RSS before them (after the other figures)", "MiB", False),
     ("sys_new", "system calls per new connection (new load)", "calls", False),

@@ -17,6 +17,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +44,12 @@ static double now(void) {
 static int cmp(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
+}
+
+/* The nearest-rank percentile's index among n sorted values. */
+static size_t rank(size_t n, double q) {
+  size_t r = (size_t)ceil(q * (double)n);
+  return r == 0 ? 0 : r - 1;
 }
 
 static char req[128];
@@ -93,6 +100,10 @@ int main(int argc, char **argv) {
     int k = epoll_wait(ep, evs, 256, timeout);
     for (int i = 0; i < k; i++) {
       conn *c = evs[i].data.ptr;
+      if (c->got == sizeof c->buf) {
+        fprintf(stderr, "latency_client: an answer over %zu bytes (it reads /small)\n", sizeof c->buf);
+        return 1;
+      }
       ssize_t r = read(c->fd, c->buf + c->got, sizeof c->buf - c->got);
       if (r < 0 && errno == EAGAIN) continue;
       if (r <= 0) {
@@ -127,7 +138,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   qsort(lat, n, sizeof *lat, cmp);
-  printf("n=%zu p50=%.3f p99=%.3f p999=%.3f max=%.3f\n", n, lat[n / 2] * 1e3, lat[(size_t)(n * 0.99)] * 1e3,
-         lat[(size_t)(n * 0.999)] * 1e3, lat[n - 1] * 1e3);
+  printf("n=%zu p50=%.3f p99=%.3f p999=%.3f max=%.3f\n", n, lat[rank(n, 0.5)] * 1e3, lat[rank(n, 0.99)] * 1e3,
+         lat[rank(n, 0.999)] * 1e3, lat[n - 1] * 1e3);
   return 0;
 }

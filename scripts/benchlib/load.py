@@ -67,7 +67,10 @@ def latency_client():
         path = None
         if shutil.which("cc"):
             path = os.path.join(tempfile.mkdtemp(prefix="wasiter-bench-"), "latency_client")
-            subprocess.run(["cc", "-O2", "-o", path, os.path.join(ROOT, "scripts/benchlib/latency_client.c")], check=True)
+            built = subprocess.run(["cc", "-O2", "-o", path, os.path.join(ROOT, "scripts/benchlib/latency_client.c"), "-lm"], capture_output=True, text=True)
+            if built.returncode != 0:
+                say(f"latency_client.c did not build, so it is not measured: {built.stderr.strip()[:300]}")
+                path = None
         else:
             say("no cc: the second latency client (latency_client.c) is not measured")
         _client.append(path)
@@ -82,7 +85,11 @@ def second_client(port, clients, seconds, pause_us=0, cpu=None):
     if client is None:
         return {}
     before = cpu.cpu_split() if cpu else None
-    run = subprocess.run([client, str(port), str(clients), str(seconds), str(pause_us)], capture_output=True, text=True, timeout=seconds + 60)
+    try:
+        run = subprocess.run([client, str(port), str(clients), str(seconds), str(pause_us)], capture_output=True, text=True, timeout=seconds + 60)
+    except subprocess.TimeoutExpired:
+        say(f"  latency_client on {port}: no end after {seconds + 60} s")
+        return {}
     after = cpu.cpu_split() if cpu else None
     got = dict(re.findall(r"(\w+)=([\d.]+)", run.stdout))
     if run.returncode != 0 or "p99" not in got:

@@ -61,7 +61,7 @@ def fmt(v, unit):
         return f"{v:.2f}"
     if unit == "MiB":
         return f"{v:.0f}"
-    if unit in ("calls", "% of a core"):
+    if unit in ("calls", "% of a core", "ms"):
         return f"{v:.1f}"
     return f"{v/1000:.1f}k"
 

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::token::{Kind, Token};
-use super::{Proxy, FULL_PASS_MIN, MAX_SCRAPES, MAX_WAIT, QUIET_AFTER, ROTATION, ROTATION_MAX, SLICE_RATE, SLICE_WAIT};
+use super::{Proxy, FULL_PASS_MAX, FULL_PASS_MIN, FULL_PASS_PER_SOCKET, FULL_PASS_SHARE, MAX_SCRAPES, MAX_WAIT, QUIET_AFTER, ROTATION, ROTATION_MAX, SLICE_RATE, SLICE_WAIT};
 use crate::close::Side;
 use crate::conn::Conn;
 use crate::sys::Poller;
@@ -23,12 +23,13 @@ impl Proxy {
     /// whenever no connection is busy (then the loop blocks on everything, as
     /// a plain loop would) and, while some are: where the poller keeps what
     /// it was told, at an interval that keeps their cost a small share of
-    /// the time (`FULL_PASS_*`); where it lists afresh, never while any is
-    /// busy: each busy pass takes a slice of the quiet ones instead (each
-    /// watched once per `rotation`). One full pass over thousands of idle
-    /// connections (several ms on stock WasmEdge, and as much again in the
-    /// next call, which drops them) delayed every busy one behind it; a
-    /// slice costs each pass a little.
+    /// the time (`FULL_PASS_*`); where it lists afresh, not on a timer: each
+    /// busy pass takes a slice of the quiet ones instead (each watched once
+    /// per `rotation`), and a busy pass that heard nothing makes the next one
+    /// full, within the same spacing (`SLICE_WAIT`). One full pass over
+    /// thousands of idle connections (several ms on stock WasmEdge, and as
+    /// much again in the next call, which drops them) delayed every busy one
+    /// behind it; a slice costs each pass a little.
     ///
     /// Where the poller keeps what it was told (epoll), most busy passes list
     /// fewer still: only the connections touched since the last pass, since
@@ -51,9 +52,15 @@ impl Proxy {
         // was told lists only the touched in most passes, so leaving out
         // pays there even when everybody is busy.
         // A poller that lists afresh watches the quiet ones in slices
-        // instead (`ROTATION`), and only blocks on everything once nothing
-        // is busy.
-        let due_full = Poller::KEEPS && now >= self.next_full;
+        // instead (`ROTATION`), and makes a full pass after a busy one that
+        // heard nothing (`lull`), when one is due.
+        // Where the poller lists afresh, a full pass after a lull is spaced
+        // by its estimated cost (`lull_spacing`), and skipped where the
+        // slices would watch every quiet one sooner anyway.
+        let quiet = self.conns.len().saturating_sub(self.busy.len());
+        let lull_spacing = lull_spacing(self.conns.len());
+        let lull_full = self.lull && lull_spacing < rotation(quiet);
+        let due_full = (Poller::KEEPS || lull_full) && now >= self.next_full;
         let full = self.busy.is_empty() || (!Poller::KEEPS && self.busy.len() >= self.conns.len()) || due_full;
         self.full_pass = full;
         self.counts.full_passes += u64::from(full);
@@ -107,7 +114,9 @@ impl Proxy {
             for (key, conn) in conns {
                 due = earliest(due, watch(key, conn, &mut self.poller, &mut self.expired));
             }
-            self.next_full = now + FULL_PASS_MIN; // until the wait tells what a full pass costs
+            // Where the poller keeps what it was told, until the wait tells
+            // what a full pass costs (`run`).
+            self.next_full = now + if Poller::KEEPS { FULL_PASS_MIN } else { lull_spacing.clamp(FULL_PASS_MIN, FULL_PASS_MAX) };
             self.untouched_due = due;
         } else if only_touched {
             for &(key, id) in &touched {
@@ -130,9 +139,15 @@ impl Proxy {
                 // This pass's share of the quiet ones: as many as the time
                 // since the last slice is of a round, from where the last
                 // slice ended, round the slab.
-                let quiet = conns.len().saturating_sub(self.busy.len());
                 let share = now.saturating_duration_since(self.sliced_at).as_secs_f64() / rotation(quiet).as_secs_f64();
-                let mut take = ((quiet as f64 * share).ceil() as usize).min(quiet);
+                // No f64 floor() or min() here: WasmEdge 0.17's AOT compiler
+                // turns them into calls to libm's `floor`/`fmin`, whose names
+                // its loader reads as function "f0", and the AOT build then
+                // falls back to the interpreter (a casting `as` compiles inline).
+                let owed = self.slice_owed + quiet as f64 * share;
+                let owed = if owed > quiet as f64 { quiet as f64 } else { owed };
+                let mut take = owed as usize; // owed >= 0: rounds down
+                self.slice_owed = owed - take as f64;
                 self.sliced_at = now;
                 let slots = conns.capacity().max(1);
                 let mut key = self.slice_from % slots;
@@ -196,6 +211,15 @@ fn rotation(quiet: usize) -> Duration {
     Duration::from_secs_f64(2.0 * quiet as f64 / SLICE_RATE).clamp(ROTATION, ROTATION_MAX)
 }
 
+/// How far apart full passes after a lull must be, where the poller lists
+/// afresh: `FULL_PASS_SHARE` times what one is estimated to cost with
+/// `conns` connections (two sockets each), so that they take about a
+/// twentieth of the time.
+fn lull_spacing(conns: usize) -> Duration {
+    let sockets = u32::try_from(2 * conns).unwrap_or(u32::MAX);
+    FULL_PASS_PER_SOCKET.saturating_mul(sockets).saturating_mul(FULL_PASS_SHARE)
+}
+
 /// The earlier of two deadlines, either of which may be missing.
 fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
@@ -207,6 +231,14 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn full_passes_after_a_lull_only_where_they_cost_little() {
+        // 10 idle clients: a full pass is cheap, spaced by the minimum.
+        assert!(lull_spacing(11) < rotation(10));
+        // 5,000: one costs more than the slices' round is long; skipped.
+        assert!(lull_spacing(5001) > rotation(5000), "{:?} {:?}", lull_spacing(5001), rotation(5000));
+    }
 
     #[test]
     fn a_round_of_the_quiet_ones_slows_only_when_there_are_thousands() {

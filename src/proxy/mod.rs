@@ -76,7 +76,8 @@ const SPARE_BUFFERS: usize = 64;
 /// Metrics and admin requests served at once; more wait in the backlog.
 const MAX_SCRAPES: usize = 16;
 /// A connection with no byte either way for this long is "quiet": while
-/// others are busy, it is watched only in full passes.
+/// others are busy, it is watched only in full passes, or in slices where
+/// the poller lists afresh (`ROTATION`).
 const QUIET_AFTER: Duration = Duration::from_secs(1);
 /// How often a busy loop makes a full pass: `FULL_PASS_SHARE` times what the
 /// last full wait cost when it did not have to block (so that full passes,
@@ -87,6 +88,12 @@ const QUIET_AFTER: Duration = Duration::from_secs(1);
 const FULL_PASS_SHARE: u32 = 20;
 const FULL_PASS_MIN: Duration = Duration::from_millis(2);
 const FULL_PASS_MAX: Duration = Duration::from_millis(500);
+/// Where the poller lists afresh, a full pass's cost is estimated rather
+/// than timed (its wait, after a lull, may well block): what each socket
+/// costs stock WasmEdge, an epoll_ctl to list it and one in the next call
+/// to drop it, with the rest of the pass (measured with 10,000 held: two
+/// full passes a second took 11% of a core).
+const FULL_PASS_PER_SOCKET: Duration = Duration::from_micros(6);
 /// Where the poller lists afresh on every call (WasmEdge's poll_oneoff,
 /// poll()), a busy pass also watches a slice of the quiet connections, so
 /// that each is watched at least once per `ROTATION` while others are busy:
@@ -102,11 +109,14 @@ const ROTATION: Duration = Duration::from_millis(200);
 const SLICE_RATE: f64 = 15_000.0;
 const ROTATION_MAX: Duration = Duration::from_secs(1);
 /// A busy pass waits at most this long, so that the slices go round while
-/// the busy connections are silent. It never turns into a full pass while
-/// any connection is busy: a full pass over thousands of quiet ones costs
-/// an epoll_ctl each on stock WasmEdge, and the pass after it as many again
-/// to drop them; with one client that paused 10 ms between requests, that
-/// was 57% of a core for 46 requests/s, against 1% without the quiet ones.
+/// the busy connections are silent. One that heard nothing (a lull: the
+/// busy ones wait on something, a slow server, a client that stopped
+/// reading, a connect) makes the next pass full, so that every quiet
+/// connection is heard at once again, but no sooner than `FULL_PASS_*`
+/// allows: a full pass over thousands of quiet ones costs an epoll_ctl each
+/// on stock WasmEdge, and the pass after it as many again to drop them. With
+/// one client that paused 10 ms between requests, a full pass at every
+/// pause took 57% of a core for 46 requests/s.
 const SLICE_WAIT: Duration = Duration::from_millis(10);
 
 pub struct Proxy {
@@ -177,10 +187,15 @@ pub struct Proxy {
     /// The earliest deadline of the connections a pass did not list, when
     /// the poller keeps what it was told (see `register`).
     untouched_due: Option<Instant>,
-    /// Where the next slice of quiet connections starts (a slab key), and
-    /// when the last one was taken (`ROTATION`).
+    /// Where the next slice of quiet connections starts (a slab key), when
+    /// the last one was taken (`ROTATION`), and the fraction of a connection
+    /// it was owed and did not take (so that many short passes together
+    /// keep to `SLICE_RATE`).
     slice_from: usize,
     sliced_at: Instant,
+    slice_owed: f64,
+    /// The last busy pass's wait heard nothing: the next pass may be full.
+    lull: bool,
     /// Reused between passes so the loop does not allocate.
     ready: Vec<Event>,
     expired: Vec<usize>,
@@ -247,6 +262,8 @@ impl Proxy {
             untouched_due: None,
             slice_from: 0,
             sliced_at: now,
+            slice_owed: 0.0,
+            lull: false,
             ready: Vec::new(),
             expired: Vec::new(),
             listeners_ready: Vec::new(),
@@ -272,7 +289,7 @@ impl Proxy {
             }
             crate::log::flush(); // this pass's lines, in one write, before blocking
             self.poller.wait(wake_at.saturating_duration_since(now))?;
-            if self.full_pass && !self.busy.is_empty() {
+            if Poller::KEEPS && self.full_pass && !self.busy.is_empty() {
                 // Busy: this wait returned at once with work, so the pass's
                 // length (from `now`) is the cost of watching everything.
                 // Space full passes by it.
@@ -282,6 +299,7 @@ impl Proxy {
 
             self.ready.clear();
             self.ready.extend(self.poller.events());
+            self.lull = !self.full_pass && self.ready.is_empty();
             if !self.ready.is_empty() {
                 self.counts.wakeups += 1;
             }
