@@ -26,7 +26,7 @@ impl Proxy {
     /// the time (`FULL_PASS_*`); where it lists afresh, not on a timer: each
     /// busy pass takes a slice of the quiet ones instead (each watched once
     /// per `rotation`), and a busy pass that heard nothing makes the next one
-    /// full, within the same spacing (`SLICE_WAIT`). One full pass over
+    /// full, where that costs little (`lull_spacing`). One full pass over
     /// thousands of idle connections (several ms on stock WasmEdge, and as
     /// much again in the next call, which drops them) delayed every busy one
     /// behind it; a slice costs each pass a little.
@@ -52,11 +52,10 @@ impl Proxy {
         // was told lists only the touched in most passes, so leaving out
         // pays there even when everybody is busy.
         // A poller that lists afresh watches the quiet ones in slices
-        // instead (`ROTATION`), and makes a full pass after a busy one that
-        // heard nothing (`lull`), when one is due.
-        // Where the poller lists afresh, a full pass after a lull is spaced
-        // by its estimated cost (`lull_spacing`), and skipped where the
-        // slices would watch every quiet one sooner anyway.
+        // instead (`rotation`), and makes a full pass after a busy one that
+        // heard nothing (`lull`), spaced by its estimated cost
+        // (`lull_spacing`) and skipped where the slices would watch every
+        // quiet one sooner anyway.
         let quiet = self.conns.len().saturating_sub(self.busy.len());
         let lull_spacing = lull_spacing(self.conns.len());
         let lull_full = self.lull && lull_spacing < rotation(quiet);
